@@ -1,0 +1,60 @@
+// "Call details": the SIP flow of the current or last call (seeds/002).
+import { h, mount, formatDuration } from '../dom';
+import { t, type Key } from '../i18n';
+import type { View } from '../router';
+import { phone } from '../phone/softphone';
+import { flowFor, onTrace, type TraceEntry } from '../phone/sipTrace';
+import { reasonText } from '../phone/panel';
+import { pageHeader } from './common';
+
+function flowRow(e: TraceEntry, t0: number): HTMLElement {
+  const cls = e.isRequest ? 'req' : e.status !== null && e.status >= 300 ? 'resp-bad' : 'resp';
+  return h('li', { class: `flow-item flow-${e.dir} ${cls}`, testid: 'sip-flow-item', 'data-label': e.label, 'data-dir': e.dir },
+    h('span', { class: 'flow-time mono' }, `+${((e.at - t0) / 1000).toFixed(3)} s`),
+    h('span', { class: 'flow-arrow', 'aria-label': e.dir === 'out' ? t('details.sent') : t('details.received') }, e.dir === 'out' ? '→' : '←'),
+    h('span', { class: 'flow-label' }, e.label),
+    h('span', { class: 'flow-cseq muted mono' }, e.cseq),
+    h('details', { class: 'flow-raw' }, h('summary', null, t('details.showRaw')), h('pre', null, e.raw)));
+}
+
+export function callDetailsView(): View {
+  return {
+    render(root) {
+      const summary = h('dl', { class: 'kv', testid: 'call-summary' });
+      const flow = h('ol', { class: 'flow', testid: 'sip-flow', 'aria-label': t('details.subtitle') });
+      const empty = h('p', { class: 'empty', testid: 'sip-flow-empty' }, t('details.empty'));
+
+      const update = () => {
+        const c = phone.state.call;
+        if (!c) {
+          empty.hidden = false;
+          summary.hidden = true;
+          flow.replaceChildren();
+          return;
+        }
+        empty.hidden = true;
+        summary.hidden = false;
+        const dur = c.answeredAt ? ((c.endedAt ?? Date.now()) - c.answeredAt) / 1000 : null;
+        mount(summary,
+          h('dt', null, t('details.peer')), h('dd', null, c.peerName ? `${c.peerName} (${c.peer})` : c.peer),
+          h('dt', null, t('details.state')), h('dd', { testid: 'details-state' }, t(`state.${c.phase}` as Key), c.reason ? ` — ${reasonText(c.reason)}` : ''),
+          h('dt', null, t('details.duration')), h('dd', null, formatDuration(dur)),
+          h('dt', null, t('details.callId')), h('dd', { class: 'mono' }, c.callId ?? '—'));
+        const entries = flowFor(c.callId);
+        const t0 = entries[0]?.at ?? c.startedAt;
+        mount(flow, entries.map((e) => flowRow(e, t0)));
+      };
+
+      root.append(pageHeader('details.title', 'details.subtitle'), h('section', { class: 'card' }, empty, summary, flow));
+      update();
+      const unsubPhone = phone.subscribe(() => update());
+      const unsubTrace = onTrace((callId) => {
+        if (callId === phone.state.call?.callId) update();
+      });
+      return () => {
+        unsubPhone();
+        unsubTrace();
+      };
+    },
+  };
+}
