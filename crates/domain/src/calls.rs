@@ -1,0 +1,363 @@
+//! Calls and CDRs: one `calls` row per call attempt, written when the call
+//! starts and completed when it ends; rows left open by a crash are closed
+//! as FAILED at the next start.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use store::calls::{CallFilter, CallRow, NewCallRow};
+
+use crate::events::Event;
+use crate::time::{from_ms, now_ms, opt_from_ms, to_ms};
+use crate::{Ctx, DomainError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+    Internal,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Disposition {
+    #[serde(rename = "ANSWERED")]
+    Answered,
+    #[serde(rename = "NO ANSWER")]
+    NoAnswer,
+    #[serde(rename = "BUSY")]
+    Busy,
+    #[serde(rename = "FAILED")]
+    Failed,
+    #[serde(rename = "CANCELLED")]
+    Cancelled,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered => "ANSWERED",
+            Self::NoAnswer => "NO ANSWER",
+            Self::Busy => "BUSY",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Accepts the CDR spelling and common variants (`no_answer`, `noAnswer`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let norm: String = s
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        Some(match norm.as_str() {
+            "ANSWERED" => Self::Answered,
+            "NOANSWER" => Self::NoAnswer,
+            "BUSY" => Self::Busy,
+            "FAILED" => Self::Failed,
+            "CANCELLED" | "CANCELED" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub call_id: String,
+    pub direction: Direction,
+    pub caller_number: String,
+    pub callee_number: String,
+    /// The calling agent.
+    pub agent_id: Option<i64>,
+    pub callee_agent_id: Option<i64>,
+    pub start_time: DateTime<Utc>,
+}
+
+/// An agent reference in a call.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CallAgent {
+    pub id: i64,
+    pub name: String,
+}
+
+/// A CDR as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub id: i64,
+    pub call_id: String,
+    pub direction: String,
+    pub caller_number: String,
+    pub callee_number: String,
+    pub agent_id: Option<i64>,
+    pub agent: Option<CallAgent>,
+    pub callee_agent_id: Option<i64>,
+    pub callee_agent: Option<CallAgent>,
+    /// ringing | answered | ended
+    pub state: String,
+    pub start_time: DateTime<Utc>,
+    pub answer_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub duration: i64,
+    pub billsec: i64,
+    pub disposition: Option<String>,
+    pub hangup_cause: Option<String>,
+}
+
+fn call_from_row(r: CallRow) -> Call {
+    let state = if r.end_time.is_some() {
+        "ended"
+    } else if r.answer_time.is_some() {
+        "answered"
+    } else {
+        "ringing"
+    };
+    Call {
+        id: r.id,
+        call_id: r.call_id,
+        direction: r.direction,
+        caller_number: r.caller_number,
+        callee_number: r.callee_number,
+        agent_id: r.agent_id,
+        agent: r
+            .agent_id
+            .zip(r.agent_name)
+            .map(|(id, name)| CallAgent { id, name }),
+        callee_agent_id: r.callee_agent_id,
+        callee_agent: r
+            .callee_agent_id
+            .zip(r.callee_agent_name)
+            .map(|(id, name)| CallAgent { id, name }),
+        state: state.into(),
+        start_time: from_ms(r.start_time),
+        answer_time: opt_from_ms(r.answer_time),
+        end_time: opt_from_ms(r.end_time),
+        duration: r.duration,
+        billsec: r.billsec,
+        disposition: r.disposition,
+        hangup_cause: r.hangup_cause,
+    }
+}
+
+/// History query; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct CallQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Calls where this user is caller or callee agent.
+    pub agent_id: Option<i64>,
+    pub disposition: Option<Disposition>,
+    pub search: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl CallQuery {
+    fn filter(&self) -> CallFilter {
+        CallFilter {
+            from: self.from.map(to_ms),
+            to: self.to.map(to_ms),
+            agent: self.agent_id,
+            disposition: self.disposition.map(|d| d.as_str().to_string()),
+            search: self
+                .search
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.chars().take(100).collect()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallStats {
+    pub total_calls: i64,
+    pub answered: i64,
+    pub no_answer: i64,
+    pub busy: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub total_duration: i64,
+    pub total_billsec: i64,
+    pub avg_duration: i64,
+    /// Average over answered calls.
+    pub avg_billsec: i64,
+    /// Percentage of answered calls, two decimals ("80.00").
+    pub answer_rate: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct CallService {
+    ctx: Arc<Ctx>,
+}
+
+impl CallService {
+    pub(crate) fn new(ctx: Arc<Ctx>) -> Self {
+        Self { ctx }
+    }
+
+    /// Writes the row of a starting call (a repeated call_id is ignored).
+    pub async fn start(&self, c: &NewCall) -> Result<(), DomainError> {
+        let mut tx = self.ctx.db.write().await?;
+        let inserted = store::calls::insert(
+            &mut tx,
+            &NewCallRow {
+                call_id: &c.call_id,
+                direction: c.direction.as_str(),
+                caller_number: &c.caller_number,
+                callee_number: &c.callee_number,
+                agent_id: c.agent_id,
+                callee_agent_id: c.callee_agent_id,
+                start_time: to_ms(c.start_time),
+            },
+            now_ms(),
+        )
+        .await?;
+        tx.commit().await?;
+        if inserted {
+            self.ctx.events.publish(Event::Call {
+                at: c.start_time,
+                call_id: c.call_id.clone(),
+                state: "ringing".into(),
+                caller_number: c.caller_number.clone(),
+                callee_number: c.callee_number.clone(),
+                disposition: None,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn answer(&self, call_id: &str, at: DateTime<Utc>) -> Result<(), DomainError> {
+        let mut tx = self.ctx.db.write().await?;
+        let changed = store::calls::answer(&mut tx, call_id, to_ms(at), now_ms()).await?;
+        let row = if changed {
+            store::calls::get(&mut tx, call_id).await?
+        } else {
+            None
+        };
+        tx.commit().await?;
+        if let Some(r) = row {
+            self.ctx.events.publish(Event::Call {
+                at,
+                call_id: r.call_id,
+                state: "answered".into(),
+                caller_number: r.caller_number,
+                callee_number: r.callee_number,
+                disposition: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Completes the row: end time, disposition, cause, duration and
+    /// billsec. A call already finished is left as it is.
+    pub async fn finish(
+        &self,
+        call_id: &str,
+        end: DateTime<Utc>,
+        d: Disposition,
+        hangup_cause: &str,
+    ) -> Result<(), DomainError> {
+        let mut tx = self.ctx.db.write().await?;
+        let cause: String = hangup_cause.chars().take(200).collect();
+        let changed =
+            store::calls::finish(&mut tx, call_id, to_ms(end), d.as_str(), &cause, now_ms())
+                .await?;
+        let row = if changed {
+            store::calls::get(&mut tx, call_id).await?
+        } else {
+            None
+        };
+        tx.commit().await?;
+        if let Some(r) = row {
+            self.ctx.events.publish(Event::Call {
+                at: end,
+                call_id: r.call_id,
+                state: "ended".into(),
+                caller_number: r.caller_number,
+                callee_number: r.callee_number,
+                disposition: Some(d.as_str().into()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Closes every row with no end time as FAILED with `cause`.
+    pub async fn close_orphans(&self, cause: &str) -> Result<u64, DomainError> {
+        let mut tx = self.ctx.db.write().await?;
+        let n = store::calls::close_open(&mut tx, cause, now_ms()).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub async fn get(&self, call_id: &str) -> Result<Option<Call>, DomainError> {
+        let mut c = self.ctx.db.pool().acquire().await?;
+        Ok(store::calls::get(&mut c, call_id).await?.map(call_from_row))
+    }
+
+    /// Open calls, optionally only those of one agent.
+    pub async fn active(&self, agent_id: Option<i64>) -> Result<Vec<Call>, DomainError> {
+        let mut c = self.ctx.db.pool().acquire().await?;
+        Ok(store::calls::active(&mut c, agent_id)
+            .await?
+            .into_iter()
+            .map(call_from_row)
+            .collect())
+    }
+
+    /// (open calls, open calls that were answered)
+    pub async fn open_counts(&self) -> Result<(i64, i64), DomainError> {
+        let mut c = self.ctx.db.pool().acquire().await?;
+        Ok(store::calls::count_open(&mut c).await?)
+    }
+
+    pub async fn history(&self, q: &CallQuery) -> Result<(Vec<Call>, i64), DomainError> {
+        let mut c = self.ctx.db.pool().acquire().await?;
+        let (rows, total) = store::calls::history(
+            &mut c,
+            &q.filter(),
+            q.limit.clamp(1, 10_000),
+            q.offset.max(0),
+        )
+        .await?;
+        Ok((rows.into_iter().map(call_from_row).collect(), total))
+    }
+
+    pub async fn stats(&self, q: &CallQuery) -> Result<CallStats, DomainError> {
+        let mut c = self.ctx.db.pool().acquire().await?;
+        let s = store::calls::stats(&mut c, &q.filter()).await?;
+        let avg = |sum: i64, n: i64| if n > 0 { sum / n } else { 0 };
+        let rate = if s.total_calls > 0 {
+            s.answered as f64 * 100.0 / s.total_calls as f64
+        } else {
+            0.0
+        };
+        Ok(CallStats {
+            total_calls: s.total_calls,
+            answered: s.answered,
+            no_answer: s.no_answer,
+            busy: s.busy,
+            failed: s.failed,
+            cancelled: s.cancelled,
+            total_duration: s.total_duration,
+            total_billsec: s.total_billsec,
+            avg_duration: avg(s.total_duration, s.total_calls),
+            avg_billsec: avg(s.total_billsec, s.answered),
+            answer_rate: format!("{rate:.2}"),
+        })
+    }
+}

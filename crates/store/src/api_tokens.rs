@@ -1,0 +1,95 @@
+//! `api_tokens`: bearer tokens for scripts and CRMs; only their SHA-256 is
+//! stored.
+
+use crate::Conn;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub user_id: i64,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+pub async fn insert(
+    c: &mut Conn,
+    name: &str,
+    user_id: i64,
+    token_hash: &str,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO api_tokens (name, user_id, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(name)
+    .bind(user_id)
+    .bind(token_hash)
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await
+}
+
+pub async fn get(c: &mut Conn, id: i64) -> Result<Option<TokenRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name, user_id, created_at, last_used_at, revoked_at FROM api_tokens WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await
+}
+
+pub async fn list(
+    c: &mut Conn,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<TokenRow>, i64), sqlx::Error> {
+    let rows = sqlx::query_as(
+        "SELECT id, name, user_id, created_at, last_used_at, revoked_at FROM api_tokens \
+         ORDER BY id DESC LIMIT $1 OFFSET $2",
+    )
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *c)
+    .await?;
+    let total = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
+        .fetch_one(&mut *c)
+        .await?;
+    Ok((rows, total))
+}
+
+/// The owner of an unrevoked token; records its use.
+pub async fn use_token(
+    c: &mut Conn,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE api_tokens SET last_used_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL RETURNING user_id",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(&mut *c)
+    .await
+}
+
+/// Revokes a token; false if it does not exist or was already revoked.
+pub async fn revoke(c: &mut Conn, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let r =
+        sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn revoke_for_user(c: &mut Conn, user_id: i64, now: i64) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(r.rows_affected())
+}

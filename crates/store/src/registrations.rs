@@ -1,0 +1,105 @@
+//! `registrations`: the SIP location service (one row per username and
+//! contact).
+
+use crate::Conn;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RegistrationRow {
+    pub username: String,
+    pub contact: String,
+    pub transport: String,
+    pub source: String,
+    pub user_agent: Option<String>,
+    pub instance_id: Option<String>,
+    pub reg_id: Option<i64>,
+    pub call_id: String,
+    pub cseq: i64,
+    pub expires_at: i64,
+    pub registered_at: i64,
+}
+
+/// Inserts or replaces the binding of (username, contact).
+pub async fn upsert(c: &mut Conn, r: &RegistrationRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO registrations (username, contact, transport, source, user_agent, instance_id, reg_id, \
+           call_id, cseq, expires_at, registered_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (username, contact) DO UPDATE SET transport = excluded.transport, \
+           source = excluded.source, user_agent = excluded.user_agent, instance_id = excluded.instance_id, \
+           reg_id = excluded.reg_id, call_id = excluded.call_id, cseq = excluded.cseq, \
+           expires_at = excluded.expires_at, registered_at = excluded.registered_at",
+    )
+    .bind(&r.username)
+    .bind(&r.contact)
+    .bind(&r.transport)
+    .bind(&r.source)
+    .bind(&r.user_agent)
+    .bind(&r.instance_id)
+    .bind(r.reg_id)
+    .bind(&r.call_id)
+    .bind(r.cseq)
+    .bind(r.expires_at)
+    .bind(r.registered_at)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub async fn remove(c: &mut Conn, username: &str, contact: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM registrations WHERE username = $1 AND contact = $2")
+        .bind(username)
+        .bind(contact)
+        .execute(&mut *c)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn remove_all(c: &mut Conn, username: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM registrations WHERE username = $1")
+        .bind(username)
+        .execute(&mut *c)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+const SELECT: &str =
+    "SELECT username, contact, transport, source, user_agent, instance_id, reg_id, call_id, \
+    cseq, expires_at, registered_at FROM registrations";
+
+pub async fn unexpired(c: &mut Conn, now: i64) -> Result<Vec<RegistrationRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE expires_at > $1 ORDER BY username, registered_at"
+    )))
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await
+}
+
+pub async fn unexpired_for(
+    c: &mut Conn,
+    username: &str,
+    now: i64,
+) -> Result<Vec<RegistrationRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE username = $1 AND expires_at > $2 ORDER BY registered_at"
+    )))
+    .bind(username)
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await
+}
+
+pub async fn count_unexpired(c: &mut Conn, now: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM registrations WHERE expires_at > $1")
+        .bind(now)
+        .fetch_one(&mut *c)
+        .await
+}
+
+pub async fn purge_expired(c: &mut Conn, now: i64) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM registrations WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    Ok(r.rows_affected())
+}

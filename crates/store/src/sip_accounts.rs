@@ -1,0 +1,187 @@
+//! `sip_accounts`: one SIP account per user. The password itself is never
+//! stored, only its HA1 digests for the configured realm.
+
+use crate::Conn;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SipAccountRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub username: String,
+    pub extension: String,
+    pub ha1_md5: String,
+    pub ha1_sha256: String,
+    pub status: String,
+    pub registered: bool,
+    pub last_registered_at: Option<i64>,
+    pub user_agent: Option<String>,
+    pub ip_address: Option<String>,
+    pub credential_version: i64,
+    /// From the joined user: display name and whether the user is active.
+    pub display_name: String,
+    pub user_active: bool,
+}
+
+const SELECT: &str =
+    "SELECT s.id, s.user_id, s.username, s.extension, s.ha1_md5, s.ha1_sha256, s.status, \
+    s.registered, s.last_registered_at, s.user_agent, s.ip_address, s.credential_version, \
+    u.name AS display_name, u.active AS user_active \
+    FROM sip_accounts s JOIN users u ON u.id = s.user_id";
+
+pub struct NewSipAccount<'a> {
+    pub user_id: i64,
+    pub username: &'a str,
+    pub extension: &'a str,
+    pub ha1_md5: &'a str,
+    pub ha1_sha256: &'a str,
+}
+
+pub async fn insert(c: &mut Conn, a: &NewSipAccount<'_>, now: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO sip_accounts (user_id, username, extension, ha1_md5, ha1_sha256, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+    )
+    .bind(a.user_id)
+    .bind(a.username)
+    .bind(a.extension)
+    .bind(a.ha1_md5)
+    .bind(a.ha1_sha256)
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await
+}
+
+/// The next extension: one above the highest all-digit extension, and at
+/// least `start`. Run inside the write transaction that inserts it.
+pub async fn next_extension(c: &mut Conn, start: i64) -> Result<i64, sqlx::Error> {
+    let max: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(CAST(extension AS INTEGER)) FROM sip_accounts \
+         WHERE extension <> '' AND extension NOT GLOB '*[^0-9]*' AND length(extension) <= 18",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(max.map_or(start, |m| (m + 1).max(start)))
+}
+
+pub async fn username_taken(c: &mut Conn, username: &str) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sip_accounts WHERE username = $1")
+        .bind(username)
+        .fetch_one(&mut *c)
+        .await?;
+    Ok(n > 0)
+}
+
+/// All usernames starting with `prefix` (for choosing a free suffix).
+pub async fn usernames_with_prefix(c: &mut Conn, prefix: &str) -> Result<Vec<String>, sqlx::Error> {
+    let pattern = format!("{}%", crate::like_escape(prefix));
+    sqlx::query_scalar("SELECT username FROM sip_accounts WHERE username LIKE $1 ESCAPE '\\'")
+        .bind(pattern)
+        .fetch_all(&mut *c)
+        .await
+}
+
+pub async fn by_user(c: &mut Conn, user_id: i64) -> Result<Option<SipAccountRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE s.user_id = $1"
+    )))
+    .bind(user_id)
+    .fetch_optional(&mut *c)
+    .await
+}
+
+pub async fn by_username(
+    c: &mut Conn,
+    username: &str,
+) -> Result<Option<SipAccountRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE s.username = $1"
+    )))
+    .bind(username)
+    .fetch_optional(&mut *c)
+    .await
+}
+
+pub async fn by_extension(
+    c: &mut Conn,
+    extension: &str,
+) -> Result<Option<SipAccountRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE s.extension = $1"
+    )))
+    .bind(extension)
+    .fetch_optional(&mut *c)
+    .await
+}
+
+/// Every account whose user is active and whose status is `active`.
+pub async fn all_enabled(c: &mut Conn) -> Result<Vec<SipAccountRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE u.active = 1 AND s.status = 'active' ORDER BY s.id"
+    )))
+    .fetch_all(&mut *c)
+    .await
+}
+
+/// Replaces the HA1s and bumps the credential version.
+pub async fn set_ha1(
+    c: &mut Conn,
+    id: i64,
+    md5: &str,
+    sha256: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sip_accounts SET ha1_md5 = $2, ha1_sha256 = $3, credential_version = credential_version + 1, \
+         updated_at = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(md5)
+    .bind(sha256)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_status(c: &mut Conn, id: i64, status: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sip_accounts SET status = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// Records what the registrar saw; returns false for an unknown username.
+pub async fn set_registration_state(
+    c: &mut Conn,
+    username: &str,
+    registered: bool,
+    user_agent: Option<&str>,
+    ip: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE sip_accounts SET registered = $2, \
+           last_registered_at = CASE WHEN $2 THEN $5 ELSE last_registered_at END, \
+           user_agent = COALESCE($3, user_agent), ip_address = COALESCE($4, ip_address), updated_at = $5 \
+         WHERE username = $1",
+    )
+    .bind(username)
+    .bind(registered)
+    .bind(user_agent)
+    .bind(ip)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn delete_for_user(c: &mut Conn, user_id: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sip_accounts WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *c)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}

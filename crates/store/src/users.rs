@@ -1,0 +1,274 @@
+//! `users`: console accounts (admin / supervisor / agent) with the joined
+//! view of their SIP account used by every listing.
+
+use sqlx::AssertSqlSafe;
+
+use crate::Conn;
+
+/// A user joined with its SIP account (if any). Never carries secrets.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub login: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub role: String,
+    pub active: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_login_at: Option<i64>,
+    pub sip_id: Option<i64>,
+    pub sip_username: Option<String>,
+    pub sip_extension: Option<String>,
+    pub sip_status: Option<String>,
+    pub sip_registered: Option<bool>,
+    pub sip_last_registered_at: Option<i64>,
+    pub sip_user_agent: Option<String>,
+    pub sip_ip_address: Option<String>,
+    pub sip_contacts: i64,
+}
+
+const SELECT: &str = "SELECT u.id, u.name, u.login, u.email, u.phone, u.role, u.active, \
+    u.created_at, u.updated_at, u.last_login_at, \
+    s.id AS sip_id, s.username AS sip_username, s.extension AS sip_extension, \
+    s.status AS sip_status, s.registered AS sip_registered, \
+    s.last_registered_at AS sip_last_registered_at, s.user_agent AS sip_user_agent, \
+    s.ip_address AS sip_ip_address, \
+    (SELECT COUNT(*) FROM registrations r WHERE r.username = s.username AND r.expires_at > $1) AS sip_contacts \
+    FROM users u LEFT JOIN sip_accounts s ON s.user_id = u.id";
+
+/// Fields of a new user.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub name: &'a str,
+    pub login: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub phone: Option<&'a str>,
+    pub role: &'a str,
+    pub password_hash: &'a str,
+    pub active: bool,
+}
+
+pub async fn insert(c: &mut Conn, u: &NewUser<'_>, now: i64) -> Result<i64, sqlx::Error> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO users (name, login, email, phone, role, password_hash, active, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+    )
+    .bind(u.name)
+    .bind(u.login)
+    .bind(u.email)
+    .bind(u.phone)
+    .bind(u.role)
+    .bind(u.password_hash)
+    .bind(u.active)
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(id)
+}
+
+pub async fn get(c: &mut Conn, id: i64, now: i64) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE u.id = $2")))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await
+}
+
+/// Id, password hash and active flag of the user whose login or email is
+/// `login_or_email` (case-insensitive).
+pub async fn credentials(
+    c: &mut Conn,
+    login_or_email: &str,
+) -> Result<Option<(i64, String, bool)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, password_hash, active FROM users WHERE login = $1 OR email = $1 \
+         ORDER BY (login = $1) DESC LIMIT 1",
+    )
+    .bind(login_or_email)
+    .fetch_optional(&mut *c)
+    .await
+}
+
+pub async fn password_hash(c: &mut Conn, id: i64) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await
+}
+
+/// Filters of a user listing. `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub search: Option<String>,
+    pub role: Option<String>,
+    pub has_sip: Option<bool>,
+    pub active: Option<bool>,
+}
+
+/// Sortable columns: the API's field names mapped to SQL.
+pub fn order_column(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "id" => "u.id",
+        "name" => "u.name COLLATE NOCASE",
+        "login" => "u.login",
+        "email" => "u.email",
+        "role" => "u.role",
+        "active" => "u.active",
+        "createdAt" => "u.created_at",
+        "updatedAt" => "u.updated_at",
+        "lastLoginAt" => "u.last_login_at",
+        "extension" => "CAST(s.extension AS INTEGER)",
+        "sipUsername" => "s.username",
+        _ => return None,
+    })
+}
+
+const FILTER: &str = " WHERE ($2 IS NULL OR u.name LIKE $2 ESCAPE '\\' OR u.login LIKE $2 ESCAPE '\\' \
+      OR u.email LIKE $2 ESCAPE '\\' OR u.phone LIKE $2 ESCAPE '\\' OR s.username LIKE $2 ESCAPE '\\' \
+      OR s.extension LIKE $2 ESCAPE '\\') \
+    AND ($3 IS NULL OR u.role = $3) \
+    AND ($4 IS NULL OR (s.id IS NOT NULL) = $4) \
+    AND ($5 IS NULL OR u.active = $5)";
+
+/// One page of users plus the total matching the filter. `order` must come
+/// from [`order_column`].
+pub async fn list(
+    c: &mut Conn,
+    f: &ListFilter,
+    order: &'static str,
+    descending: bool,
+    limit: i64,
+    offset: i64,
+    now: i64,
+) -> Result<(Vec<UserRow>, i64), sqlx::Error> {
+    let pattern = f.search.as_deref().map(crate::like_pattern);
+    let dir = if descending { "DESC" } else { "ASC" };
+    let rows: Vec<UserRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "{SELECT}{FILTER} ORDER BY {order} {dir}, u.id {dir} LIMIT $6 OFFSET $7"
+    )))
+    .bind(now)
+    .bind(&pattern)
+    .bind(&f.role)
+    .bind(f.has_sip)
+    .bind(f.active)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *c)
+    .await?;
+    let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM users u LEFT JOIN sip_accounts s ON s.user_id = u.id{FILTER} AND $1 = $1"
+    )))
+    .bind(now)
+    .bind(&pattern)
+    .bind(&f.role)
+    .bind(f.has_sip)
+    .bind(f.active)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok((rows, total))
+}
+
+/// The figures of the seeds' HR page.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct Stats {
+    pub total_users: i64,
+    pub agents: i64,
+    pub active: i64,
+    pub agents_with_sip: i64,
+    pub registered: i64,
+}
+
+pub async fn stats(c: &mut Conn) -> Result<Stats, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT COUNT(*) AS total_users, \
+           COALESCE(SUM(u.role = 'agent'), 0) AS agents, \
+           COALESCE(SUM(u.active = 1), 0) AS active, \
+           COALESCE(SUM(u.role = 'agent' AND s.id IS NOT NULL), 0) AS agents_with_sip, \
+           COALESCE(SUM(s.registered = 1), 0) AS registered \
+         FROM users u LEFT JOIN sip_accounts s ON s.user_id = u.id",
+    )
+    .fetch_one(&mut *c)
+    .await
+}
+
+/// Changes to a user; `None` leaves a field as it is. For the nullable
+/// columns, `Some(None)` clears them.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub name: Option<String>,
+    pub login: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+    pub phone: Option<Option<String>>,
+    pub role: Option<String>,
+    pub active: Option<bool>,
+    pub password_hash: Option<String>,
+}
+
+/// Applies `ch`; returns false if the user does not exist.
+pub async fn update(
+    c: &mut Conn,
+    id: i64,
+    ch: &UserChanges,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE users SET \
+           name = COALESCE($2, name), \
+           login = CASE WHEN $3 THEN $4 ELSE login END, \
+           email = CASE WHEN $5 THEN $6 ELSE email END, \
+           phone = CASE WHEN $7 THEN $8 ELSE phone END, \
+           role = COALESCE($9, role), \
+           active = COALESCE($10, active), \
+           password_hash = COALESCE($11, password_hash), \
+           updated_at = $12 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&ch.name)
+    .bind(ch.login.is_some())
+    .bind(ch.login.clone().flatten())
+    .bind(ch.email.is_some())
+    .bind(ch.email.clone().flatten())
+    .bind(ch.phone.is_some())
+    .bind(ch.phone.clone().flatten())
+    .bind(&ch.role)
+    .bind(ch.active)
+    .bind(&ch.password_hash)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn touch_login(c: &mut Conn, id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(c: &mut Conn, id: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn count(c: &mut Conn) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&mut *c)
+        .await
+}
+
+pub async fn exists_login(c: &mut Conn, login: &str) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE login = $1")
+        .bind(login)
+        .fetch_one(&mut *c)
+        .await?;
+    Ok(n > 0)
+}
