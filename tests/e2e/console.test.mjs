@@ -1,0 +1,347 @@
+// Browser tests of the console and the JsSIP softphone against the real
+// centralita binary: Debian's chromium, fake audio devices, 127.0.0.1 only.
+//
+// The steps share one server and three people (admin, agent A, agent B) and
+// run in order; a step that depends on an earlier one fails with it.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CentralitaServer, e2eDir, waitFor } from './lib/server.mjs';
+import { launchPerson } from './lib/browser.mjs';
+
+const ARTIFACTS = path.join(e2eDir, 'artifacts');
+const SIP_TIMEOUT = 20000;
+
+const server = new CentralitaServer();
+const people = {};
+const agents = {
+  a: { name: 'Ana Agente', login: 'ana', password: 'ana-Passw0rd-1', ext: null, sipUser: null },
+  b: { name: 'Bruno Agente', login: 'bruno', password: 'bruno-Passw0rd-2', ext: null, sipUser: null },
+};
+const shownPasswords = [];
+
+async function shot(person, name) {
+  await person.page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+async function login(page, loginName, password) {
+  await page.goto(`${server.baseUrl}/`);
+  await page.getByTestId('login-form').waitFor();
+  await page.getByTestId('login-user').fill(loginName);
+  await page.getByTestId('login-password').fill(password);
+  await page.getByTestId('login-submit').click();
+}
+
+function connState(page) {
+  return page.getByTestId('conn-indicator').getAttribute('data-state');
+}
+
+async function waitConn(page, state, timeoutMs = SIP_TIMEOUT) {
+  await waitFor(async () => (await connState(page)) === state, { timeoutMs, what: `connection state ${state}` });
+}
+
+async function waitPhone(page, state, timeoutMs = SIP_TIMEOUT) {
+  await waitFor(async () => (await page.getByTestId('phone-state').getAttribute('data-state')) === state, {
+    timeoutMs,
+    what: `phone state ${state} (is ${await page.getByTestId('phone-state').getAttribute('data-state').catch(() => '?')})`,
+  });
+}
+
+async function waitOutcome(page, reason, timeoutMs = SIP_TIMEOUT) {
+  await waitFor(async () => (await page.getByTestId('call-outcome').getAttribute('data-reason')) === reason, {
+    timeoutMs,
+    what: `call outcome ${reason} (is ${await page.getByTestId('call-outcome').getAttribute('data-reason').catch(() => '?')})`,
+  });
+}
+
+async function audioStats(page) {
+  return page.evaluate(() => window.__centralitaPhone.audioStats());
+}
+
+/** Inbound audio bytes must grow at every 1 s sample for `seconds`. */
+async function assertAudioFlows(page, seconds, who) {
+  let prev = await audioStats(page);
+  assert.ok(prev, `${who}: no peer connection`);
+  for (let i = 0; i < seconds; i++) {
+    await page.waitForTimeout(1000);
+    const cur = await audioStats(page);
+    assert.ok(cur.bytesReceived > prev.bytesReceived, `${who}: inbound audio bytes did not grow (${prev.bytesReceived} -> ${cur.bytesReceived}) at second ${i + 1}`);
+    prev = cur;
+  }
+  return prev.bytesReceived;
+}
+
+async function assertAudioStopped(page, seconds, who) {
+  const start = await audioStats(page);
+  await page.waitForTimeout(seconds * 1000);
+  const end = await audioStats(page);
+  assert.ok(end.bytesReceived - start.bytesReceived < 500, `${who}: inbound audio still flowing while on hold (${start.bytesReceived} -> ${end.bytesReceived})`);
+}
+
+async function dial(page, number) {
+  await page.getByTestId('phone-number').fill(number);
+  await page.getByTestId('btn-call').click();
+}
+
+async function adminApi(pathAndQuery) {
+  return people.admin.page.evaluate(async (p) => {
+    const res = await fetch(p, { credentials: 'same-origin' });
+    return { status: res.status, text: await res.text() };
+  }, pathAndQuery);
+}
+
+describe('centralita console (real browser, real backend)', () => {
+  before(async () => {
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await server.start();
+    people.admin = await launchPerson('admin');
+    people.a = await launchPerson('agent-a');
+    people.b = await launchPerson('agent-b');
+  });
+
+  after(async () => {
+    for (const p of Object.values(people)) {
+      if (p.logs.length) fs.writeFileSync(path.join(ARTIFACTS, `${p.name}-console.log`), p.logs.join('\n'));
+      await p.close();
+    }
+    await server.stop();
+    server.cleanup();
+  });
+
+  test('admin logs in, creates two agents through the UI and sees each SIP password once', async () => {
+    const { page } = people.admin;
+    await page.goto(`${server.baseUrl}/`);
+    await page.getByTestId('login-form').waitFor();
+    // Spanish by default for a browser that prefers Spanish.
+    assert.equal(await page.evaluate(() => document.documentElement.lang), 'es');
+    assert.equal((await page.getByTestId('login-submit').textContent()).trim(), 'Entrar');
+    await shot(people.admin, 'login');
+    await login(page, 'admin', server.adminPassword);
+    await page.getByTestId('agents-table').waitFor();
+    assert.equal(new URL(page.url()).pathname, '/admin/agents');
+
+    for (const key of ['a', 'b']) {
+      const ag = agents[key];
+      await page.getByTestId('add-agent').click();
+      await page.getByTestId('agent-form').waitFor();
+      await page.getByTestId('agent-form-name').fill(ag.name);
+      await page.getByTestId('agent-form-login').fill(ag.login);
+      await page.getByTestId('agent-form-password').fill(ag.password);
+      assert.equal(await page.getByTestId('agent-form-role').inputValue(), 'agent');
+      if (key === 'a') await shot(people.admin, 'admin-add-agent');
+      await page.getByTestId('agent-form-submit').click();
+      const dialog = page.getByTestId('credentials-dialog');
+      await dialog.waitFor();
+      const password = (await dialog.getByTestId('creds-password').textContent()).trim();
+      ag.ext = (await dialog.getByTestId('creds-extension').textContent()).trim();
+      ag.sipUser = (await dialog.getByTestId('creds-username').textContent()).trim();
+      assert.match(password, /^[0-9a-f]{32}$/, 'SIP password is 32 hex characters');
+      assert.match(ag.ext, /^\d+$/);
+      assert.ok((await dialog.getByTestId('creds-warning').textContent()).length > 10, 'warning shown');
+      assert.ok(await dialog.getByTestId('creds-password-copy').isVisible(), 'copy button shown');
+      shownPasswords.push(password);
+      if (key === 'a') await shot(people.admin, 'admin-credentials-dialog');
+      await dialog.getByTestId('creds-done').click();
+      await dialog.waitFor({ state: 'detached' });
+      await page.locator(`[data-testid=agent-row][data-login=${ag.login}]`).waitFor();
+    }
+    assert.notEqual(agents.a.ext, agents.b.ext);
+    assert.notEqual(shownPasswords[0], shownPasswords[1]);
+
+    // Shown once: after a reload neither the page nor the API carries them.
+    await page.reload();
+    await page.getByTestId('agents-table').waitFor();
+    const html = await page.content();
+    const list = await adminApi('/api/agents?limit=500');
+    assert.equal(list.status, 200);
+    for (const pw of shownPasswords) {
+      assert.ok(!html.includes(pw), 'SIP password visible again on the page');
+      assert.ok(!list.text.includes(pw), 'SIP password returned again by the API');
+    }
+    await shot(people.admin, 'admin-agents');
+  });
+
+  test('both agents log in in their own browsers and reach "registered"', async () => {
+    await Promise.all(['a', 'b'].map(async (key) => {
+      const { page } = people[key];
+      await login(page, agents[key].login, agents[key].password);
+      await page.getByTestId('softphone').waitFor();
+      await waitConn(page, 'registered');
+      await waitPhone(page, 'registered');
+      const identity = await page.getByTestId('phone-identity').textContent();
+      assert.ok(identity.includes(agents[key].ext), `identity shows own extension: ${identity}`);
+    }));
+    // The admin sees both registered, live.
+    const { page } = people.admin;
+    await waitFor(async () => (await page.locator('[data-testid=agent-row] [data-registered=true]').count()) >= 2, { timeoutMs: 15000, what: 'admin sees both agents registered' });
+    await shot(people.a, 'agent-registered');
+    await shot(people.admin, 'admin-agents-registered');
+  });
+
+  test('A calls B, B answers, audio both ways, hold stops it, resume restores it, B hangs up', async () => {
+    const A = people.a.page;
+    const B = people.b.page;
+    await dial(A, agents.b.ext);
+    await waitFor(async () => (await B.getByTestId('call-card').getAttribute('data-phase')) === 'incoming', { timeoutMs: SIP_TIMEOUT, what: 'B sees the incoming call' });
+    const peer = await B.getByTestId('call-peer').textContent();
+    assert.ok(peer.includes(agents.a.ext) || peer.includes(agents.a.name) || peer.includes(agents.a.sipUser), `caller ID shows A: ${peer}`);
+    await waitPhone(A, 'ringing');
+    await shot(people.b, 'agent-incoming-call');
+    await B.getByTestId('btn-answer').click();
+    await waitPhone(A, 'in-call');
+    await waitPhone(B, 'in-call');
+
+    // The call survives moving between console pages (History API routing).
+    await A.getByTestId('nav-call-details').click();
+    await A.getByTestId('sip-flow').waitFor();
+    assert.equal(new URL(A.url()).pathname, '/call-details');
+    const labels = await A.locator('[data-testid=sip-flow-item]').evaluateAll((els) => els.map((e) => e.getAttribute('data-label')));
+    for (const expected of ['INVITE', '100 Trying', '180 Ringing', '200 OK', 'ACK']) {
+      assert.ok(labels.some((l) => l === expected || l.startsWith(expected)), `SIP flow has ${expected}: ${labels.join(', ')}`);
+    }
+    assert.ok(labels.indexOf('INVITE') < labels.findIndex((l) => l.startsWith('200')), 'INVITE before 200 OK');
+
+    await Promise.all([assertAudioFlows(A, 3, 'A'), assertAudioFlows(B, 3, 'B')]);
+    await shot(people.a, 'agent-in-call-details');
+
+    // Hold: B stops receiving audio.
+    await A.getByTestId('btn-hold').click();
+    await waitPhone(A, 'on-hold');
+    await waitPhone(B, 'on-hold');
+    await A.waitForTimeout(1000);
+    await assertAudioStopped(B, 2, 'B');
+    await shot(people.a, 'agent-on-hold');
+
+    // Resume: audio flows again on both sides.
+    await A.getByTestId('btn-hold').click();
+    await waitPhone(A, 'in-call');
+    await waitPhone(B, 'in-call');
+    await A.waitForTimeout(500);
+    await Promise.all([assertAudioFlows(A, 3, 'A'), assertAudioFlows(B, 3, 'B')]);
+    assert.ok(await A.getByTestId('call-timer').isVisible());
+
+    // B hangs up; A sees the end.
+    await B.getByTestId('btn-hangup').click();
+    await waitOutcome(A, 'hangupRemote');
+    await waitPhone(A, 'ended', 5000);
+    await waitOutcome(B, 'hangupLocal');
+    const flowAfter = await A.locator('[data-testid=sip-flow-item]').evaluateAll((els) => els.map((e) => e.getAttribute('data-label')));
+    assert.ok(flowAfter.includes('BYE'), `SIP flow shows BYE: ${flowAfter.join(', ')}`);
+    await shot(people.a, 'agent-call-ended');
+    await waitPhone(A, 'registered', 15000);
+  });
+
+  test('B rejects the call and A is told the line is busy', async () => {
+    const A = people.a.page;
+    const B = people.b.page;
+    await dial(A, agents.b.ext);
+    await waitFor(async () => (await B.getByTestId('call-card').getAttribute('data-phase')) === 'incoming', { timeoutMs: SIP_TIMEOUT, what: 'B sees the incoming call' });
+    await B.getByTestId('btn-reject').click();
+    await waitOutcome(A, 'busy');
+    assert.equal(await A.getByTestId('call-outcome').getAttribute('data-phase'), 'failed');
+    await shot(people.a, 'agent-call-busy');
+    await waitPhone(A, 'registered', 15000);
+    await waitPhone(B, 'registered', 15000);
+  });
+
+  test('A hangs up before B answers: both see the call cancelled', async () => {
+    const A = people.a.page;
+    const B = people.b.page;
+    await dial(A, agents.b.ext);
+    await waitFor(async () => (await B.getByTestId('call-card').getAttribute('data-phase')) === 'incoming', { timeoutMs: SIP_TIMEOUT, what: 'B sees the incoming call' });
+    await waitPhone(A, 'ringing');
+    await A.getByTestId('btn-hangup').click();
+    await waitOutcome(A, 'cancelled');
+    await waitOutcome(B, 'remoteCancelled');
+    await waitPhone(A, 'registered', 15000);
+    await waitPhone(B, 'registered', 15000);
+  });
+
+  test('history shows ANSWERED, BUSY and CANCELLED with the billsec of the answered call', async () => {
+    const A = people.a.page;
+    await A.getByTestId('nav-phone').click();
+    assert.equal(new URL(A.url()).pathname, '/phone');
+    let rows = [];
+    await waitFor(async () => {
+      await A.getByTestId('refresh-history').click();
+      await A.waitForTimeout(300);
+      rows = await A.locator('[data-testid=call-row]').evaluateAll((els) => els.map((e) => ({ disposition: e.getAttribute('data-disposition'), billsec: Number(e.getAttribute('data-billsec')) })));
+      return ['ANSWERED', 'BUSY', 'CANCELLED'].every((d) => rows.some((r) => r.disposition === d));
+    }, { timeoutMs: 15000, intervalMs: 700, what: 'ANSWERED, BUSY and CANCELLED rows in the agent history' });
+    const answered = rows.find((r) => r.disposition === 'ANSWERED');
+    // We talked for more than 3 s of audio, a hold and 3 s more.
+    assert.ok(answered.billsec >= 6, `billsec of the answered call: ${answered.billsec}`);
+    for (const r of rows.filter((x) => x.disposition !== 'ANSWERED')) assert.equal(r.billsec, 0, `billsec of a ${r.disposition} call`);
+    assert.equal(await A.getByTestId('stat-answered-value').textContent(), '1');
+    await shot(people.a, 'agent-history');
+
+    // The admin sees everybody's calls, filters them, and can export CSV.
+    const { page } = people.admin;
+    await page.getByTestId('nav-calls').click();
+    await page.getByTestId('calls-table').waitFor();
+    const adminRows = await page.locator('[data-testid=call-row]').count();
+    assert.ok(adminRows >= 3, `admin history rows: ${adminRows}`);
+    await page.getByTestId('calls-disposition').selectOption('BUSY');
+    await page.getByTestId('calls-apply').click();
+    await waitFor(async () => {
+      const ds = await page.locator('[data-testid=call-row]').evaluateAll((els) => els.map((e) => e.getAttribute('data-disposition')));
+      return ds.length >= 1 && ds.every((d) => d === 'BUSY');
+    }, { timeoutMs: 10000, what: 'only BUSY rows after filtering' });
+    const csvHref = await page.getByTestId('calls-csv').getAttribute('href');
+    assert.ok(csvHref.includes('format=csv'));
+    const csv = await adminApi(csvHref);
+    assert.equal(csv.status, 200);
+    assert.ok(csv.text.includes('BUSY'), 'CSV export contains the BUSY call');
+    await page.getByTestId('calls-disposition').selectOption('');
+    await page.getByTestId('calls-apply').click();
+    await page.waitForTimeout(500);
+    await shot(people.admin, 'admin-calls');
+  });
+
+  test('admin pages: live registrations, WebRTC settings, English', async () => {
+    const { page } = people.admin;
+    await page.getByTestId('nav-live').click();
+    await page.getByTestId('registrations-table').waitFor({ timeout: 15000 });
+    const users = await page.locator('[data-testid=registration-row]').evaluateAll((els) => els.map((e) => e.getAttribute('data-username')));
+    assert.ok(users.includes(agents.a.sipUser) && users.includes(agents.b.sipUser), `registrations: ${users.join(', ')}`);
+    await shot(people.admin, 'admin-live');
+
+    await page.getByTestId('nav-webrtc').click();
+    await page.getByTestId('webrtc-form').waitFor();
+    const wsUrl = await page.getByTestId('webrtc-ws-url').inputValue();
+    assert.match(wsUrl, /^wss?:\/\/127\.0\.0\.1:\d+\/ws$/);
+    assert.equal(await page.getByTestId('webrtc-stun').inputValue(), '', 'no STUN server by default');
+    await shot(people.admin, 'admin-webrtc');
+
+    await page.getByTestId('lang-switch').click();
+    assert.equal(await page.evaluate(() => document.documentElement.lang), 'en');
+    assert.equal((await page.getByTestId('nav-agents').textContent()).trim(), 'Agents');
+    await page.getByTestId('nav-agents').click();
+    await page.getByTestId('agents-table').waitFor();
+    await shot(people.admin, 'admin-agents-en');
+  });
+
+  test('after a server restart both softphones register again by themselves', async () => {
+    const A = people.a.page;
+    const B = people.b.page;
+    await server.stop();
+    await Promise.all([waitFor(async () => (await connState(A)) !== 'registered', { timeoutMs: 10000, what: 'A notices the drop' }),
+      waitFor(async () => (await connState(B)) !== 'registered', { timeoutMs: 10000, what: 'B notices the drop' })]);
+    await shot(people.a, 'agent-server-down');
+    await server.start();
+    await Promise.all([waitConn(A, 'registered', 40000), waitConn(B, 'registered', 40000)]);
+    // The server really has them registered again (not just the indicator).
+    await waitFor(async () => {
+      const res = await adminApi('/api/telephony/registrations');
+      if (res.status !== 200) return false;
+      const regs = JSON.parse(res.text).registrations.map((r) => r.username);
+      return regs.includes(agents.a.sipUser) && regs.includes(agents.b.sipUser);
+    }, { timeoutMs: 20000, what: 'server lists both registrations after restart' });
+    // And they can still call each other.
+    await dial(A, agents.b.ext);
+    await waitFor(async () => (await B.getByTestId('call-card').getAttribute('data-phase')) === 'incoming', { timeoutMs: SIP_TIMEOUT, what: 'B rings after restart' });
+    await B.getByTestId('btn-reject').click();
+    await waitOutcome(A, 'busy');
+  });
+});
