@@ -2,16 +2,89 @@
 //!
 //! `core` is sans-IO (no sockets, no clock); `shell` runs it on tokio.
 //! The HTTP layer reaches SIP only through [`SipServer::attach_websocket`]
-//! (RFC 7118 SIP over WebSocket on the HTTP port) and the read-only views
-//! below.
+//! (RFC 7118 SIP over WebSocket on the HTTP port) and the read-only views.
+//! rsipstack is used inside `core::msg` only; none of its types are public.
 
-use std::net::SocketAddr;
+pub mod backend;
+pub mod core;
+#[cfg(feature = "domain-backend")]
+pub mod domain_backend;
+mod shell;
+
+pub use backend::{AccountChange, Backend, BackendError, MemoryBackend, RegistrationState};
+pub use core::{Account, BindingRecord, CdrOp, Disposition, Lookup, Transport};
+#[cfg(feature = "domain-backend")]
+pub use domain_backend::DomainBackend;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
+
+/// Settings of the SIP server.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// UDP and TCP listen address (port 0 picks a free port for both).
+    pub listen: SocketAddr,
+    /// Host we advertise in Via/Contact when `listen` is 0.0.0.0 / [::].
+    pub advertised_host: Option<String>,
+    /// Digest realm; must be the realm the HA1s were computed with.
+    pub realm: String,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    /// Bindings per account; a new one beyond this replaces the one expiring first.
+    pub max_contacts: usize,
+    pub ring_timeout: Duration,
+    /// Failed authentications from one IP within `auth_fail_window` before a ban.
+    pub auth_fail_limit: u32,
+    pub auth_fail_window: Duration,
+    pub ban: Duration,
+    pub nonce_lifetime: Duration,
+    pub max_message_bytes: usize,
+    pub max_headers: usize,
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            advertised_host: None,
+            realm: "centralita".into(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 600,
+            max_contacts: 5,
+            ring_timeout: Duration::from_secs(30),
+            auth_fail_limit: 10,
+            auth_fail_window: Duration::from_secs(60),
+            ban: Duration::from_secs(300),
+            nonce_lifetime: Duration::from_secs(300),
+            max_message_bytes: 65_535,
+            max_headers: 100,
+            max_connections_per_ip: 64,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SipError {
+    #[error("cannot bind SIP listener on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
 
 /// A source address refused after repeated failed authentications.
 #[derive(Debug, Clone)]
 pub struct BlockedSource {
-    pub ip: std::net::IpAddr,
+    pub ip: IpAddr,
     pub failures: u32,
     pub blocked_until_unix: i64,
 }
@@ -19,7 +92,91 @@ pub struct BlockedSource {
 /// Cheap-to-clone handle on the running SIP server.
 #[derive(Clone)]
 pub struct SipServer {
-    _private: (),
+    shared: Arc<shell::Shared>,
+    local: SocketAddr,
+}
+
+/// Starts the SIP server: binds UDP and TCP, warms the account cache,
+/// restores UDP/TCP bindings, closes CDRs left open by a crash.
+pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipServer, SipError> {
+    let udp = UdpSocket::bind(config.listen)
+        .await
+        .map_err(|source| SipError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local = udp.local_addr().map_err(|source| SipError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let tcp = TcpListener::bind(local)
+        .await
+        .map_err(|source| SipError::Bind { addr: local, source })?;
+    let host = match (&config.advertised_host, local.ip().is_unspecified()) {
+        (Some(h), _) => h.clone(),
+        (None, true) => "127.0.0.1".to_string(),
+        (None, false) => local.ip().to_string(),
+    };
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let mut secret = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
+    let core_cfg = core::CoreConfig {
+        realm: config.realm.clone(),
+        local_host: format!("{host}:{}", local.port()),
+        min_expires: config.min_expires,
+        max_expires: config.max_expires,
+        default_expires: config.default_expires,
+        max_contacts: config.max_contacts,
+        ring_timeout_ms: config.ring_timeout.as_millis() as u64,
+        nonce_lifetime_ms: config.nonce_lifetime.as_millis() as u64,
+        ban: core::security::BanPolicy {
+            limit: config.auth_fail_limit.max(1),
+            window_ms: config.auth_fail_window.as_millis() as u64,
+            ban_ms: config.ban.as_millis() as u64,
+        },
+        limits: core::msg::Limits {
+            max_bytes: config.max_message_bytes,
+            max_headers: config.max_headers,
+        },
+        secret,
+        seed: rand::random(),
+    };
+    let mut core = core::Core::new(core_cfg);
+    let accounts = backend.all_accounts().await?;
+    let warmed = accounts.len();
+    for a in accounts {
+        core.cache_account(a);
+    }
+    let mut restored = 0;
+    for b in backend.load_bindings(shell::now_ms()).await? {
+        if matches!(b.transport, Transport::Ws | Transport::Wss) {
+            // A WebSocket flow does not survive a restart.
+            let _ = backend.remove_binding(b.username.clone(), b.contact.clone()).await;
+            continue;
+        }
+        core.restore_binding(b);
+        restored += 1;
+    }
+    backend.close_orphan_calls().await?;
+    let shared = shell::Shared::new(
+        core,
+        Arc::new(udp),
+        backend.clone(),
+        config.max_connections_per_ip,
+        config.max_message_bytes,
+    );
+    tokio::spawn(shell::run_udp(shared.clone()));
+    tokio::spawn(shell::run_tcp(shared.clone(), tcp));
+    tokio::spawn(shell::run_timer(shared.clone()));
+    if let Some(rx) = backend.account_changes() {
+        tokio::spawn(shell::run_account_changes(shared.clone(), rx));
+    }
+    tracing::info!(%local, warmed, restored, "SIP server listening (UDP and TCP)");
+    Ok(SipServer { shared, local })
 }
 
 impl SipServer {
@@ -33,14 +190,42 @@ impl SipServer {
         peer: SocketAddr,
         secure: bool,
     ) -> (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
-        let _ = (peer, secure);
-        let (tx, _rx) = mpsc::channel(1);
-        let (_tx2, rx2) = mpsc::channel(1);
-        (tx, rx2)
+        self.shared.attach_websocket(peer, secure)
     }
 
     /// Sources currently refused by the SIP edge (for admins).
     pub fn blocked_sources(&self) -> Vec<BlockedSource> {
-        Vec::new()
+        let now = shell::now_ms();
+        self.shared
+            .core
+            .lock()
+            .banned(now)
+            .into_iter()
+            .map(|b| BlockedSource {
+                ip: b.ip,
+                failures: b.failures,
+                blocked_until_unix: (b.until_ms / 1000) as i64,
+            })
+            .collect()
+    }
+
+    /// The UDP/TCP address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Contacts currently registered (all transports).
+    pub fn registered_contacts(&self) -> usize {
+        self.shared.core.lock().registered_contacts()
+    }
+
+    /// Calls ringing or answered right now.
+    pub fn active_calls(&self) -> usize {
+        self.shared.core.lock().active_calls()
+    }
+
+    /// Stops listening and closes every connection.
+    pub fn shutdown(&self) {
+        let _ = self.shared.shutdown.send(true);
     }
 }

@@ -1,0 +1,139 @@
+//! How the SIP server talks to the rest of centralita: accounts, location
+//! storage, CDRs and events. [`MemoryBackend`] is for tests; the binary uses
+//! `DomainBackend` (feature `domain-backend`).
+
+use crate::core::{Account, BindingRecord, CdrOp, Lookup};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use tokio::sync::mpsc;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("backend: {0}")]
+pub struct BackendError(pub String);
+
+/// A registration state change for the agent views and the events socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationState {
+    pub username: String,
+    pub extension: String,
+    pub registered: bool,
+    pub contacts: usize,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// Something happened to an account outside SIP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountChange {
+    /// Deactivated, deleted or password rotated: forget it, drop its bindings.
+    Revoked { username: String },
+    /// Other changes (e.g. new short-lived credentials): reload on next use.
+    Updated { username: String },
+}
+
+pub trait Backend: Send + Sync + 'static {
+    /// One account by username or extension; `None` if unknown or inactive.
+    fn account(&self, key: &Lookup) -> BoxFuture<'_, Result<Option<Account>, BackendError>>;
+    /// All active accounts (to warm the cache at start).
+    fn all_accounts(&self) -> BoxFuture<'_, Result<Vec<Account>, BackendError>>;
+    /// Bindings that have not expired (restored at start).
+    fn load_bindings(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<BindingRecord>, BackendError>>;
+    fn save_bindings(&self, batch: Vec<BindingRecord>) -> BoxFuture<'_, Result<(), BackendError>>;
+    fn remove_binding(&self, username: String, contact: String) -> BoxFuture<'_, Result<(), BackendError>>;
+    fn remove_all_bindings(&self, username: String) -> BoxFuture<'_, Result<(), BackendError>>;
+    fn registration_state(&self, s: RegistrationState) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// CDR write and call event, in order per call.
+    fn call_event(&self, op: CdrOp) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Close calls left open by a crash.
+    fn close_orphan_calls(&self) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// A stream of account changes, if the backend has one.
+    fn account_changes(&self) -> Option<mpsc::UnboundedReceiver<AccountChange>>;
+}
+
+/// In-memory backend: accounts added by tests, everything else recorded.
+#[derive(Default)]
+pub struct MemoryBackend {
+    pub accounts: Mutex<Vec<Account>>,
+    pub bindings: Mutex<HashMap<(String, String), BindingRecord>>,
+    pub states: Mutex<Vec<RegistrationState>>,
+    pub cdrs: Mutex<Vec<CdrOp>>,
+    pub lookups: Mutex<usize>,
+    changes: Mutex<Option<mpsc::UnboundedSender<AccountChange>>>,
+}
+
+impl MemoryBackend {
+    pub fn add(&self, a: Account) {
+        self.accounts.lock().push(a);
+    }
+    /// Sends an account change to the running server.
+    pub fn notify(&self, c: AccountChange) {
+        if let Some(tx) = self.changes.lock().as_ref() {
+            let _ = tx.send(c);
+        }
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn account(&self, key: &Lookup) -> BoxFuture<'_, Result<Option<Account>, BackendError>> {
+        *self.lookups.lock() += 1;
+        let found = self
+            .accounts
+            .lock()
+            .iter()
+            .find(|a| match key {
+                Lookup::Username(u) => &a.username == u,
+                Lookup::Extension(e) => &a.extension == e,
+            })
+            .cloned();
+        Box::pin(async move { Ok(found) })
+    }
+    fn all_accounts(&self) -> BoxFuture<'_, Result<Vec<Account>, BackendError>> {
+        let all = self.accounts.lock().clone();
+        Box::pin(async move { Ok(all) })
+    }
+    fn load_bindings(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<BindingRecord>, BackendError>> {
+        let v = self
+            .bindings
+            .lock()
+            .values()
+            .filter(|b| b.expires_at_ms > now_ms)
+            .cloned()
+            .collect();
+        Box::pin(async move { Ok(v) })
+    }
+    fn save_bindings(&self, batch: Vec<BindingRecord>) -> BoxFuture<'_, Result<(), BackendError>> {
+        let mut m = self.bindings.lock();
+        for b in batch {
+            m.insert((b.username.clone(), b.contact.clone()), b);
+        }
+        Box::pin(async { Ok(()) })
+    }
+    fn remove_binding(&self, username: String, contact: String) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.bindings.lock().remove(&(username, contact));
+        Box::pin(async { Ok(()) })
+    }
+    fn remove_all_bindings(&self, username: String) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.bindings.lock().retain(|(u, _), _| *u != username);
+        Box::pin(async { Ok(()) })
+    }
+    fn registration_state(&self, s: RegistrationState) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.states.lock().push(s);
+        Box::pin(async { Ok(()) })
+    }
+    fn call_event(&self, op: CdrOp) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.cdrs.lock().push(op);
+        Box::pin(async { Ok(()) })
+    }
+    fn close_orphan_calls(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn account_changes(&self) -> Option<mpsc::UnboundedReceiver<AccountChange>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.changes.lock() = Some(tx);
+        Some(rx)
+    }
+}

@@ -1,0 +1,344 @@
+//! tokio shell around [`crate::core::Core`]: sockets, WebSocket flows, the
+//! timer, account lookups and the write-behind of registrations and CDRs.
+//!
+//! One mutex guards the core; every input locks it, feeds one message and
+//! drains the outputs, which are carried out after the lock is released.
+
+mod writer;
+
+use crate::backend::{AccountChange, Backend};
+use crate::core::{msg, Core, Output, Source, Transport, UDP_FLOW};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+pub(crate) use writer::Writers;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Per-connection outbound queue depth; a client that does not read is cut off.
+const FLOW_QUEUE: usize = 256;
+
+pub(crate) struct Shared {
+    pub core: Mutex<Core>,
+    flows: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    next_flow: AtomicU64,
+    pub udp: Arc<UdpSocket>,
+    pub backend: Arc<dyn Backend>,
+    pub writers: Writers,
+    pub shutdown: watch::Sender<bool>,
+    pub max_conn_per_ip: usize,
+    pub max_bytes: usize,
+}
+
+impl Shared {
+    pub fn new(
+        core: Core,
+        udp: Arc<UdpSocket>,
+        backend: Arc<dyn Backend>,
+        max_conn_per_ip: usize,
+        max_bytes: usize,
+    ) -> Arc<Self> {
+        let (shutdown, _) = watch::channel(false);
+        let writers = Writers::spawn(backend.clone());
+        Arc::new(Shared {
+            core: Mutex::new(core),
+            flows: Mutex::new(HashMap::new()),
+            per_ip: Mutex::new(HashMap::new()),
+            next_flow: AtomicU64::new(1),
+            udp,
+            backend,
+            writers,
+            shutdown,
+            max_conn_per_ip,
+            max_bytes,
+        })
+    }
+
+    /// Runs `f` on the core and carries out everything it asked for.
+    pub fn feed(self: &Arc<Self>, f: impl FnOnce(&mut Core)) {
+        let mut outs = Vec::new();
+        {
+            let mut core = self.core.lock();
+            f(&mut core);
+            while let Some(o) = core.poll_output() {
+                outs.push(o);
+            }
+        }
+        for o in outs {
+            self.carry_out(o);
+        }
+    }
+
+    fn carry_out(self: &Arc<Self>, o: Output) {
+        match o {
+            Output::Transmit { to, data } => self.transmit(to, data),
+            Output::Lookup(key) => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let found = match me.backend.account(&key).await {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "account lookup failed");
+                            None
+                        }
+                    };
+                    me.feed(|c| c.handle_lookup(now_ms(), key, found));
+                });
+            }
+            Output::Store(op) => self.writers.store(op),
+            Output::Cdr(op) => self.writers.cdr(op),
+        }
+    }
+
+    fn transmit(self: &Arc<Self>, to: Source, data: Vec<u8>) {
+        if to.flow == UDP_FLOW {
+            match self.udp.try_send_to(&data, to.peer) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let udp = self.udp.clone();
+                    tokio::spawn(async move {
+                        let _ = udp.send_to(&data, to.peer).await;
+                    });
+                }
+                Err(e) => tracing::debug!(peer = %to.peer, error = %e, "UDP send failed"),
+            }
+            return;
+        }
+        let tx = self.flows.lock().get(&to.flow).cloned();
+        match tx {
+            Some(tx) => {
+                if tx.try_send(data).is_err() {
+                    tracing::debug!(flow = to.flow, "flow queue full or closed; dropping message");
+                }
+            }
+            None => tracing::debug!(flow = to.flow, "flow gone; dropping message"),
+        }
+    }
+
+    /// Reserves a connection slot for `ip`; false when over the limit.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let mut m = self.per_ip.lock();
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.max_conn_per_ip {
+            tracing::warn!(%ip, "SIP connection refused: too many connections from this address");
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut m = self.per_ip.lock();
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+
+    fn open_flow(&self) -> (u64, mpsc::Receiver<Vec<u8>>) {
+        let id = self.next_flow.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(FLOW_QUEUE);
+        self.flows.lock().insert(id, tx);
+        (id, rx)
+    }
+
+    fn close_flow(self: &Arc<Self>, id: u64, ip: IpAddr) {
+        self.flows.lock().remove(&id);
+        self.release(ip);
+        self.feed(|c| c.handle_flow_closed(now_ms(), id));
+    }
+
+    /// A WebSocket connection handed over by the HTTP layer.
+    pub fn attach_websocket(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        secure: bool,
+    ) -> (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
+        let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(FLOW_QUEUE);
+        if !self.admit(peer.ip()) {
+            let (_tx, rx) = mpsc::channel(1);
+            return (in_tx, rx);
+        }
+        let (id, out_rx) = self.open_flow();
+        let transport = if secure { Transport::Wss } else { Transport::Ws };
+        let src = Source {
+            flow: id,
+            transport,
+            peer,
+        };
+        let me = self.clone();
+        let mut stop = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    m = in_rx.recv() => match m {
+                        Some(data) => {
+                            if data.len() > me.max_bytes {
+                                break;
+                            }
+                            me.feed(|c| c.handle_datagram(now_ms(), src, &data));
+                        }
+                        None => break,
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+            me.close_flow(id, peer.ip());
+        });
+        (in_tx, out_rx)
+    }
+}
+
+pub(crate) async fn run_udp(shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 65_535];
+    let mut stop = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            r = shared.udp.recv_from(&mut buf) => match r {
+                Ok((n, peer)) => {
+                    let src = Source { flow: UDP_FLOW, transport: Transport::Udp, peer };
+                    let data = &buf[..n];
+                    shared.feed(|c| c.handle_datagram(now_ms(), src, data));
+                }
+                Err(e) => {
+                    // ICMP port unreachable shows up here on some systems; keep going.
+                    tracing::debug!(error = %e, "UDP receive error");
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+pub(crate) async fn run_tcp(shared: Arc<Shared>, listener: TcpListener) {
+    let mut stop = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    if !shared.admit(peer.ip()) {
+                        drop(stream);
+                        continue;
+                    }
+                    tokio::spawn(tcp_conn(shared.clone(), stream, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn tcp_conn(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (id, mut out_rx) = shared.open_flow();
+    let src = Source {
+        flow: id,
+        transport: Transport::Tcp,
+        peer,
+    };
+    let writer = tokio::spawn(async move {
+        while let Some(data) = out_rx.recv().await {
+            if wr.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut stop = shared.shutdown.subscribe();
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16_384];
+    'conn: loop {
+        let n = tokio::select! {
+            r = rd.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = stop.changed() => break,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            // RFC 5626 keep-alive: answer a double CRLF ping with a single CRLF pong.
+            if buf.starts_with(b"\r\n\r\n") {
+                buf.drain(..4);
+                shared.transmit(src, b"\r\n".to_vec());
+                continue;
+            }
+            while buf.starts_with(b"\r\n") && buf.len() > 2 && !buf.starts_with(b"\r\n\r\n") {
+                buf.drain(..2);
+            }
+            match msg::stream_frame_len(&buf, shared.max_bytes) {
+                Ok(Some(len)) => {
+                    let frame: Vec<u8> = buf.drain(..len).collect();
+                    shared.feed(|c| c.handle_datagram(now_ms(), src, &frame));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(%peer, reason = e.reason, "closing TCP connection: bad framing");
+                    break 'conn;
+                }
+            }
+        }
+    }
+    shared.close_flow(id, peer.ip());
+    writer.abort();
+}
+
+pub(crate) async fn run_timer(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut stop = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = now_ms();
+                // Compare with the clock instead of trusting the sleep alone.
+                let due = shared.core.lock().poll_timeout() <= now;
+                if due {
+                    shared.feed(|c| c.handle_timeout(now));
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+pub(crate) async fn run_account_changes(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<AccountChange>,
+) {
+    let mut stop = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            c = rx.recv() => match c {
+                Some(AccountChange::Revoked { username }) => {
+                    tracing::info!(%username, "SIP account revoked: dropping bindings");
+                    shared.feed(|core| core.invalidate_account(&username, true));
+                }
+                Some(AccountChange::Updated { username }) => {
+                    shared.feed(|core| core.invalidate_account(&username, false));
+                }
+                None => return,
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}

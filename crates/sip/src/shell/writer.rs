@@ -1,0 +1,125 @@
+//! Write-behind of registrations and CDRs so that no SIP message waits for
+//! the database. Registrations are saved in batches; state updates are
+//! coalesced per account; CDR operations keep their order per call (a call
+//! always goes to the same of a few writer tasks).
+
+use crate::backend::{Backend, RegistrationState};
+use crate::core::{BindingRecord, CdrOp, StoreOp};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+const BATCH: usize = 2_000;
+const CDR_WRITERS: usize = 4;
+
+pub(crate) struct Writers {
+    store: mpsc::UnboundedSender<StoreOp>,
+    cdr: Vec<mpsc::UnboundedSender<CdrOp>>,
+}
+
+impl Writers {
+    pub fn spawn(backend: Arc<dyn Backend>) -> Writers {
+        let (store, rx) = mpsc::unbounded_channel();
+        tokio::spawn(store_loop(backend.clone(), rx));
+        let mut cdr = Vec::new();
+        for _ in 0..CDR_WRITERS {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(cdr_loop(backend.clone(), rx));
+            cdr.push(tx);
+        }
+        Writers { store, cdr }
+    }
+
+    pub fn store(&self, op: StoreOp) {
+        let _ = self.store.send(op);
+    }
+
+    pub fn cdr(&self, op: CdrOp) {
+        let id = match &op {
+            CdrOp::Start { call_id, .. }
+            | CdrOp::Ringing { call_id, .. }
+            | CdrOp::Answer { call_id, .. }
+            | CdrOp::Finish { call_id, .. } => call_id,
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        let i = (h.finish() as usize) % self.cdr.len();
+        let _ = self.cdr[i].send(op);
+    }
+}
+
+async fn cdr_loop(backend: Arc<dyn Backend>, mut rx: mpsc::UnboundedReceiver<CdrOp>) {
+    while let Some(op) = rx.recv().await {
+        if let Err(e) = backend.call_event(op).await {
+            tracing::warn!(error = %e, "CDR write failed");
+        }
+    }
+}
+
+async fn flush(backend: &Arc<dyn Backend>, saves: &mut Vec<BindingRecord>) {
+    if saves.is_empty() {
+        return;
+    }
+    let batch = std::mem::take(saves);
+    if let Err(e) = backend.save_bindings(batch).await {
+        tracing::warn!(error = %e, "saving registrations failed");
+    }
+}
+
+async fn store_loop(backend: Arc<dyn Backend>, mut rx: mpsc::UnboundedReceiver<StoreOp>) {
+    let mut saves: Vec<BindingRecord> = Vec::new();
+    let mut states: HashMap<String, RegistrationState> = HashMap::new();
+    while let Some(first) = rx.recv().await {
+        let mut ops = vec![first];
+        while ops.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        for op in ops {
+            match op {
+                StoreOp::Save(r) => saves.push(r),
+                StoreOp::Remove { username, contact } => {
+                    flush(&backend, &mut saves).await;
+                    if let Err(e) = backend.remove_binding(username, contact).await {
+                        tracing::warn!(error = %e, "removing a registration failed");
+                    }
+                }
+                StoreOp::RemoveAll { username } => {
+                    flush(&backend, &mut saves).await;
+                    if let Err(e) = backend.remove_all_bindings(username).await {
+                        tracing::warn!(error = %e, "removing registrations failed");
+                    }
+                }
+                StoreOp::State {
+                    username,
+                    extension,
+                    registered,
+                    contacts,
+                    user_agent,
+                    ip,
+                } => {
+                    states.insert(
+                        username.clone(),
+                        RegistrationState {
+                            username,
+                            extension,
+                            registered,
+                            contacts,
+                            user_agent,
+                            ip,
+                        },
+                    );
+                }
+            }
+        }
+        flush(&backend, &mut saves).await;
+        for (_, s) in states.drain() {
+            if let Err(e) = backend.registration_state(s).await {
+                tracing::warn!(error = %e, "registration state update failed");
+            }
+        }
+    }
+}
