@@ -19,10 +19,11 @@ import { liveView } from './views/admin/live';
 
 const app = document.getElementById('app') as HTMLElement;
 const topbar = h('header', { class: 'topbar', testid: 'topbar' });
+const navbar = h('div', { class: 'navbar' });
 const main = h('main', { id: 'main', class: 'content', testid: 'main', tabindex: '-1' });
 const phoneSlot = h('div', { class: 'phone-slot' });
 const skip = h('a', { href: '#main', class: 'skip-link' });
-app.append(skip, topbar, h('div', { class: 'layout' }, main, phoneSlot));
+app.append(skip, topbar, navbar, h('div', { class: 'layout' }, main, phoneSlot));
 
 let phonePanel: HTMLElement | null = null;
 
@@ -68,6 +69,8 @@ function renderTopbar(): void {
     h('span', { class: 'logo', 'aria-hidden': 'true' }, 'C'), t('app.name'));
   if (!user) {
     mount(topbar, brand, h('div', { class: 'spacer' }), langBtn);
+    navbar.replaceChildren();
+    navbar.hidden = true;
     return;
   }
   const path = currentPath();
@@ -78,7 +81,9 @@ function renderTopbar(): void {
       'aria-current': path === n.path ? 'page' : undefined,
     }, t(n.key))));
   const logout = h('button', { type: 'button', class: 'btn btn-ghost btn-small', testid: 'logout', onclick: () => void doLogout() }, t('nav.logout'));
-  mount(topbar, brand, nav, h('div', { class: 'spacer' }), connIndicator(),
+  navbar.hidden = false;
+  mount(navbar, nav);
+  mount(topbar, brand, h('div', { class: 'spacer' }), connIndicator(),
     h('div', { class: 'user-chip', testid: 'user-chip' },
       h('span', { class: 'user-name' }, user.name),
       h('span', { class: 'user-role muted' }, t(`role.${user.role}` as Key))),

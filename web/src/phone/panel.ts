@@ -73,6 +73,7 @@ export function createPhonePanel(): HTMLElement {
     // Call card.
     const peerLabel = h('p', { class: 'call-peer-label' });
     const peerName = h('p', { class: 'call-peer', testid: 'call-peer' });
+    const peerNumber = h('p', { class: 'call-peer-number', testid: 'call-peer-number' });
     const timer = h('p', { class: 'call-timer', testid: 'call-timer', 'aria-label': t('details.duration') }, '0:00');
     const outcome = h('p', { class: 'call-outcome', testid: 'call-outcome' });
     const answerBtn = h('button', { type: 'button', class: 'btn btn-answer', testid: 'btn-answer', onclick: () => phone.answer() }, t('phone.answer'));
@@ -83,7 +84,7 @@ export function createPhonePanel(): HTMLElement {
     const dismissBtn = h('button', { type: 'button', class: 'btn btn-ghost btn-small', testid: 'btn-dismiss', onclick: () => phone.dismissCall() }, t('common.close'));
     const detailsLink = h('a', { href: '/call-details', 'data-link': true, class: 'phone-details-link', testid: 'link-call-details' }, t('phone.details'));
     const callCard = h('section', { class: 'call-card', testid: 'call-card', 'aria-label': t('details.title') },
-      peerLabel, peerName, timer,
+      peerLabel, peerName, peerNumber, timer,
       h('div', { class: 'call-actions' }, answerBtn, rejectBtn, holdBtn, muteBtn, hangupBtn),
       outcome,
       h('div', { class: 'call-card-foot' }, detailsLink, dismissBtn));
@@ -146,6 +147,7 @@ export function createPhonePanel(): HTMLElement {
       stateLine.className = `phone-state state-${overall}`;
       let stateKey: Key = `state.${overall}` as Key;
       if (overall === 'failed' && !s.call) stateKey = 'state.regFailed';
+      if (overall === 'idle' && s.conn === 'unconfigured') stateKey = 'conn.noSip';
       if (overall === 'on-hold' && s.call?.remoteHold && !s.call.localHold) stateKey = 'state.remote-hold';
       stateText.textContent = t(stateKey);
 
@@ -160,8 +162,12 @@ export function createPhonePanel(): HTMLElement {
       if (c) {
         callCard.dataset.phase = c.phase;
         callCard.dataset.direction = c.direction;
-        peerLabel.textContent = c.direction === 'incoming' ? t('phone.incomingFrom') : callActive && c.answeredAt ? t('phone.talkingWith') : t('phone.calling');
-        peerName.textContent = c.peerName ? `${c.peerName} (${c.peer})` : c.peer;
+        peerLabel.textContent = !callActive ? t('phone.lastCall')
+          : c.answeredAt ? t('phone.talkingWith')
+          : c.direction === 'incoming' ? t('phone.incomingFrom') : t('phone.calling');
+        peerName.textContent = c.peerName ?? c.peer;
+        peerNumber.textContent = c.peerName ? c.peer : '';
+        peerNumber.hidden = !c.peerName;
         const end = c.endedAt ?? now;
         timer.textContent = formatDuration(c.answeredAt ? (end - c.answeredAt) / 1000 : 0);
         timer.hidden = !c.answeredAt;
@@ -182,6 +188,8 @@ export function createPhonePanel(): HTMLElement {
         outcome.textContent = callActive ? '' : `${t(`state.${c.phase}` as Key)} — ${reasonText(c.reason)}`;
       }
       callBtn.disabled = callActive || s.conn !== 'registered';
+      // Nothing to dial with until a SIP account is connected.
+      form.hidden = s.conn === 'unconfigured' && !c;
       notice.textContent = reasonText(s.notice);
     };
 

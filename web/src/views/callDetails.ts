@@ -9,12 +9,15 @@ import { pageHeader } from './common';
 
 function flowRow(e: TraceEntry, t0: number): HTMLElement {
   const cls = e.isRequest ? 'req' : e.status !== null && e.status >= 300 ? 'resp-bad' : 'resp';
+  // Each row expands to the full message; collapsed it reads like a ladder diagram.
   return h('li', { class: `flow-item flow-${e.dir} ${cls}`, testid: 'sip-flow-item', 'data-label': e.label, 'data-dir': e.dir },
-    h('span', { class: 'flow-time mono' }, `+${((e.at - t0) / 1000).toFixed(3)} s`),
-    h('span', { class: 'flow-arrow', 'aria-label': e.dir === 'out' ? t('details.sent') : t('details.received') }, e.dir === 'out' ? '→' : '←'),
-    h('span', { class: 'flow-label' }, e.label),
-    h('span', { class: 'flow-cseq muted mono' }, e.cseq),
-    h('details', { class: 'flow-raw' }, h('summary', null, t('details.showRaw')), h('pre', null, e.raw)));
+    h('details', null,
+      h('summary', { title: t('details.showRaw') },
+        h('span', { class: 'flow-time mono' }, `+${((e.at - t0) / 1000).toFixed(3)} s`),
+        h('span', { class: 'flow-arrow', 'aria-label': e.dir === 'out' ? t('details.sent') : t('details.received') }, e.dir === 'out' ? '→' : '←'),
+        h('span', { class: 'flow-label' }, e.label),
+        h('span', { class: 'flow-cseq muted mono' }, e.cseq)),
+      h('pre', { class: 'flow-raw' }, e.raw)));
 }
 
 export function callDetailsView(): View {
@@ -24,9 +27,12 @@ export function callDetailsView(): View {
       const flow = h('ol', { class: 'flow', testid: 'sip-flow', 'aria-label': t('details.subtitle') });
       const empty = h('p', { class: 'empty', testid: 'sip-flow-empty' }, t('details.empty'));
 
+      // The flow is rebuilt only when it changes, so an expanded message stays open.
+      let shownKey = '';
       const update = () => {
         const c = phone.state.call;
         if (!c) {
+          shownKey = '';
           empty.hidden = false;
           summary.hidden = true;
           flow.replaceChildren();
@@ -41,6 +47,9 @@ export function callDetailsView(): View {
           h('dt', null, t('details.duration')), h('dd', null, formatDuration(dur)),
           h('dt', null, t('details.callId')), h('dd', { class: 'mono' }, c.callId ?? '—'));
         const entries = flowFor(c.callId);
+        const key = `${c.id}:${c.callId}:${entries.length}`;
+        if (key === shownKey) return;
+        shownKey = key;
         const t0 = entries[0]?.at ?? c.startedAt;
         mount(flow, entries.map((e) => flowRow(e, t0)));
       };
@@ -51,7 +60,12 @@ export function callDetailsView(): View {
       const unsubTrace = onTrace((callId) => {
         if (callId === phone.state.call?.callId) update();
       });
+      const ticker = window.setInterval(() => {
+        const c = phone.state.call;
+        if (c && c.answeredAt && !c.endedAt) update();
+      }, 1000);
       return () => {
+        window.clearInterval(ticker);
         unsubPhone();
         unsubTrace();
       };

@@ -88,7 +88,6 @@ export function agentsView(): View {
             h('th', { scope: 'col' }, t('agents.login')),
             h('th', { scope: 'col' }, t('agents.role')),
             h('th', { scope: 'col' }, t('agents.extension')),
-            h('th', { scope: 'col' }, t('agents.sipUser')),
             h('th', { scope: 'col' }, t('agents.sipStatus')),
             h('th', { scope: 'col' }, t('agents.status')),
             isAdmin ? h('th', { scope: 'col', class: 'actions-col' }, t('common.actions')) : null)),
@@ -96,8 +95,8 @@ export function agentsView(): View {
             h('td', null, h('strong', null, u.name), u.email ? h('div', { class: 'muted small' }, u.email) : null),
             h('td', { class: 'mono' }, u.login ?? '—'),
             h('td', null, tDynamic('role', u.role)),
-            h('td', { class: 'mono', testid: 'agent-extension' }, u.sip?.extension ?? '—'),
-            h('td', { class: 'mono small' }, u.sip?.username ?? '—'),
+            h('td', null, h('span', { class: 'mono', testid: 'agent-extension' }, u.sip?.extension ?? '—'),
+              u.sip ? h('div', { class: 'muted small mono', title: t('agents.sipUser') }, u.sip.username) : null),
             h('td', null, sipCell(u)),
             h('td', null, u.active
               ? h('span', { class: 'badge badge-ok' }, t('agents.active'))
