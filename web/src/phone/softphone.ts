@@ -6,6 +6,7 @@ import type { RTCSession } from 'jssip/lib/RTCSession';
 import { api, ApiError, type ProvisionedCredentials } from '../api';
 import { reasonFor, type Reason } from './causes';
 import { record } from './sipTrace';
+import { preferMd5Challenges } from './digestOrder';
 import { keyBeep, startRingback, startRingtone, stopTone } from './ringtone';
 
 /** Connection indicator states. */
@@ -77,7 +78,7 @@ class TracingSocket extends JsSIP.WebSocketInterface {
         handler = fn
           ? (data: unknown) => {
               record('in', data);
-              fn(data);
+              fn(typeof data === 'string' ? preferMd5Challenges(data) : data);
             }
           : null;
       },
