@@ -205,6 +205,15 @@ describe('centralita console (real browser, real backend)', () => {
     await Promise.all([assertAudioFlows(A, 3, 'A'), assertAudioFlows(B, 3, 'B')]);
     await shot(people.a, 'agent-in-call-details');
 
+    // DTMF from the dial pad during the call (RFC 2833 via RTCDTMFSender).
+    await A.getByTestId('key-5').click();
+    await waitFor(async () => (await A.getByTestId('phone-notice').textContent()).includes('5'), { what: 'DTMF notice' });
+    // Mute toggles and comes back.
+    await A.getByTestId('btn-mute').click();
+    await waitFor(async () => (await A.getByTestId('btn-mute').getAttribute('aria-pressed')) === 'true', { what: 'muted' });
+    await A.getByTestId('btn-mute').click();
+    await waitFor(async () => (await A.getByTestId('btn-mute').getAttribute('aria-pressed')) === 'false', { what: 'unmuted' });
+
     // Hold: B stops receiving audio.
     await A.getByTestId('btn-hold').click();
     await waitPhone(A, 'on-hold');

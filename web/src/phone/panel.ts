@@ -97,6 +97,7 @@ export function createPhonePanel(): HTMLElement {
     input.addEventListener('input', () => {
       number = input.value;
     });
+    const numberLabel = h('label', { for: 'phone-number', class: 'label' }, t('phone.number'));
     const callBtn = h('button', { type: 'submit', class: 'btn btn-call', testid: 'btn-call' }, t('phone.call'));
     const backBtn = h('button', {
       type: 'button', class: 'btn btn-ghost key-back', testid: 'btn-backspace', 'aria-label': t('phone.backspace'),
@@ -126,7 +127,7 @@ export function createPhonePanel(): HTMLElement {
         phone.call(input.value);
       },
     },
-    h('label', { for: 'phone-number', class: 'label' }, t('phone.number')),
+    numberLabel,
     h('div', { class: 'number-row' }, input, backBtn),
     pad,
     callBtn);
@@ -188,6 +189,10 @@ export function createPhonePanel(): HTMLElement {
         outcome.textContent = callActive ? '' : `${t(`state.${c.phase}` as Key)} — ${reasonText(c.reason)}`;
       }
       callBtn.disabled = callActive || s.conn !== 'registered';
+      numberLabel.textContent = c?.phase === 'in-call' ? t('phone.keypadDtmf') : t('phone.number');
+      // The tab title tells an agent working in another tab that a call is coming in.
+      document.title = overall === 'incoming' ? `☎ ${t('state.incoming')} — ${t('app.name')}`
+        : callActive ? `${t(stateKey)} — ${t('app.name')}` : t('app.name');
       // Nothing to dial with until a SIP account is connected.
       form.hidden = s.conn === 'unconfigured' && !c;
       notice.textContent = reasonText(s.notice);

@@ -107,6 +107,7 @@ export class Softphone {
   private lastProvisionAt = 0;
   private remoteAudio: HTMLAudioElement;
   private endedTimer: number | null = null;
+  private refreshTimer: number | null = null;
 
   constructor() {
     this.remoteAudio = document.createElement('audio');
@@ -186,6 +187,8 @@ export class Softphone {
   stop(): void {
     this.mode = 'off';
     this.clearRetry();
+    if (this.refreshTimer !== null) window.clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
     this.teardownUa();
     this.set({ conn: 'disconnected', connReason: null, identity: null, notice: null });
   }
@@ -199,6 +202,29 @@ export class Softphone {
     }
     this.mode = 'auto';
     await this.provisionAndStart();
+  }
+
+  /** Fetches fresh short-lived credentials a while before these expire. */
+  private scheduleRefresh(expiresAt: string): void {
+    if (this.refreshTimer !== null) window.clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    const expires = Date.parse(expiresAt);
+    if (!Number.isFinite(expires)) return;
+    const lead = Math.min(10 * 60_000, (expires - Date.now()) / 5);
+    // setTimeout cannot wait longer than ~24.8 days.
+    const delay = Math.min(Math.max(expires - Date.now() - lead, 30_000), 2_000_000_000);
+    this.refreshTimer = window.setTimeout(() => this.refreshWhenIdle(), delay);
+  }
+
+  private refreshWhenIdle(): void {
+    this.refreshTimer = null;
+    if (this.mode !== 'auto') return;
+    // Restarting the user agent would drop a call: wait for it to end.
+    if (this.session) {
+      this.refreshTimer = window.setTimeout(() => this.refreshWhenIdle(), 30_000);
+      return;
+    }
+    void this.provisionAndStart();
   }
 
   private clearRetry(): void {
@@ -244,6 +270,7 @@ export class Softphone {
       return;
     }
     if (this.mode !== 'auto') return;
+    this.scheduleRefresh(creds.expiresAt);
     this.launch(
       {
         username: creds.username,
