@@ -1,1 +1,98 @@
-//! placeholder
+//! centralita HTTP API (docs/API.md): axum routes, console auth, the
+//! events WebSocket, SIP over WebSocket at `/ws`, and the console's static
+//! files. Handlers parse and check input, call `domain` services and shape
+//! the answer; the logic lives in `domain`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod routes;
+mod static_files;
+
+use std::path::PathBuf;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+
+pub use error::AppError;
+
+/// HTTP-side configuration.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Directory of the built console (index.html and assets).
+    pub console_dir: PathBuf,
+    /// Trust `X-Forwarded-For` for the client address.
+    pub trust_proxy: bool,
+    /// Add `Secure` to the session cookie (behind HTTPS).
+    pub cookie_secure: bool,
+    /// Session cookie lifetime (matches the domain's session TTL).
+    pub session_ttl_secs: i64,
+    /// SIP domain handed to softphones.
+    pub sip_domain: String,
+    /// Host and port of the SIP UDP/TCP listener, for `/sip/credentials`.
+    pub sip_host: String,
+    pub sip_port: u16,
+    /// Path of the SIP WebSocket on this server (`/ws`).
+    pub ws_path: String,
+    /// Largest request body accepted.
+    pub body_limit: usize,
+    /// "builtin" | "asterisk" | "relay"
+    pub mode: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            console_dir: PathBuf::from("web/dist"),
+            trust_proxy: false,
+            cookie_secure: false,
+            session_ttl_secs: 43_200,
+            sip_domain: "centralita.local".into(),
+            sip_host: "127.0.0.1".into(),
+            sip_port: 5060,
+            ws_path: "/ws".into(),
+            body_limit: 64 * 1024,
+            mode: "builtin".into(),
+        }
+    }
+}
+
+/// Everything handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: domain::Services,
+    pub sip: Option<sip::SipServer>,
+    pub config: std::sync::Arc<ApiConfig>,
+}
+
+impl AppState {
+    pub fn new(services: domain::Services, sip: Option<sip::SipServer>, config: ApiConfig) -> Self {
+        Self {
+            services,
+            sip,
+            config: std::sync::Arc::new(config),
+        }
+    }
+}
+
+/// The whole HTTP application. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so client
+/// addresses are known (rate limiting, audit, SIP over WebSocket).
+pub fn router(state: AppState) -> Router {
+    let ws_path = state.config.ws_path.clone();
+    let limit = state.config.body_limit;
+    Router::new()
+        .merge(routes::auth::routes())
+        .merge(routes::agents::routes())
+        .merge(routes::audit::routes())
+        .merge(routes::hr::routes())
+        .merge(routes::telephony::routes())
+        .merge(routes::provision::routes())
+        .merge(routes::events::routes())
+        .merge(routes::health::routes())
+        .route(&ws_path, axum::routing::get(routes::sip_ws::upgrade))
+        .fallback(static_files::fallback)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(error::log_errors))
+        .with_state(state)
+}

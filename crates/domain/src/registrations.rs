@@ -129,6 +129,20 @@ impl RegistrationService {
         )
     }
 
+    /// Unexpired bindings with their account's extension (for admins).
+    pub async fn list_with_extension(
+        &self,
+    ) -> Result<Vec<(RegistrationRecord, String)>, DomainError> {
+        let mut c = self.ctx.db.pool().acquire().await?;
+        Ok(
+            store::registrations::unexpired_with_extension(&mut c, now_ms())
+                .await?
+                .into_iter()
+                .map(|(r, ext)| (from_row(r), ext))
+                .collect(),
+        )
+    }
+
     pub async fn count_unexpired(&self) -> Result<i64, DomainError> {
         let mut c = self.ctx.db.pool().acquire().await?;
         Ok(store::registrations::count_unexpired(&mut c, now_ms()).await?)

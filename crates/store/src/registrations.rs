@@ -103,3 +103,26 @@ pub async fn purge_expired(c: &mut Conn, now: i64) -> Result<u64, sqlx::Error> {
         .await?;
     Ok(r.rows_affected())
 }
+
+/// Unexpired bindings with the extension of their account.
+pub async fn unexpired_with_extension(
+    c: &mut Conn,
+    now: i64,
+) -> Result<Vec<(RegistrationRow, String)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Joined {
+        #[sqlx(flatten)]
+        reg: RegistrationRow,
+        extension: String,
+    }
+    let rows: Vec<Joined> = sqlx::query_as(
+        "SELECT r.username, r.contact, r.transport, r.source, r.user_agent, r.instance_id, r.reg_id, r.call_id, \
+           r.cseq, r.expires_at, r.registered_at, s.extension \
+         FROM registrations r JOIN sip_accounts s ON s.username = r.username \
+         WHERE r.expires_at > $1 ORDER BY r.username, r.registered_at LIMIT 50000",
+    )
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(rows.into_iter().map(|j| (j.reg, j.extension)).collect())
+}

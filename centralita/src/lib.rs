@@ -1,0 +1,145 @@
+//! centralita wiring: configuration, database, services, HTTP server and
+//! graceful shutdown. No business logic lives here. `main.rs` is the CLI;
+//! tests start [`Server`] in-process.
+
+pub mod config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+pub use config::Config;
+use domain::{DomainConfig, LoginLimits, PasswordCost, Services};
+
+/// The domain's view of the configuration.
+pub fn domain_config(cfg: &Config, http_addr: SocketAddr) -> DomainConfig {
+    DomainConfig {
+        sip_domain: cfg.sip.domain.clone(),
+        extension_start: i64::from(cfg.sip.extension_start),
+        ephemeral_ttl_secs: i64::from(cfg.sip.ephemeral_ttl_secs),
+        ephemeral_keep: 5,
+        session_ttl_secs: i64::from(cfg.auth.session_ttl_secs),
+        password_cost: if cfg.auth.insecure_fast_password_hashing {
+            PasswordCost::TestOnlyCheap
+        } else {
+            PasswordCost::Argon2Default
+        },
+        login_limits: LoginLimits {
+            max_failures: cfg.auth.login_max_failures,
+            window_secs: u64::from(cfg.auth.login_window_secs),
+            block_secs: u64::from(cfg.auth.login_block_secs),
+            max_block_secs: u64::from(cfg.auth.login_max_block_secs),
+        },
+        default_ws_url: format!("ws://{http_addr}{}", cfg.sip.ws_path),
+    }
+}
+
+/// The HTTP side's view of the configuration.
+pub fn api_config(cfg: &Config) -> api::ApiConfig {
+    let sip_addr: Option<SocketAddr> = cfg.sip.listen.parse().ok();
+    api::ApiConfig {
+        console_dir: cfg.console.dir.clone(),
+        trust_proxy: cfg.http.trust_proxy,
+        cookie_secure: cfg.http.cookie_secure,
+        session_ttl_secs: i64::from(cfg.auth.session_ttl_secs),
+        sip_domain: cfg.sip.domain.clone(),
+        sip_host: sip_addr.map_or_else(|| "127.0.0.1".into(), |a| a.ip().to_string()),
+        sip_port: sip_addr.map_or(5060, |a| a.port()),
+        ws_path: cfg.sip.ws_path.clone(),
+        body_limit: usize::try_from(cfg.http.body_limit_bytes).unwrap_or(65_536),
+        mode: cfg.mode.clone(),
+    }
+}
+
+/// A started server: database open, migrations applied, admin ensured,
+/// HTTP listener bound (not yet serving).
+pub struct Server {
+    pub config: Config,
+    pub services: Services,
+    pub listener: tokio::net::TcpListener,
+    pub local_addr: SocketAddr,
+    /// The generated one-time admin password, if one was created.
+    pub generated_admin_password: Option<String>,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let addr = config.http_listen()?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let local_addr = listener.local_addr()?;
+        let url = config.database_url();
+        if url.starts_with("sqlite:") && config.database_url.is_none() {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        }
+        let db = domain::Db::open(&url)
+            .await
+            .with_context(|| format!("opening database {url}"))?;
+        let services = Services::new(db, domain_config(&config, local_addr));
+        let closed = services.calls.close_orphans("server restart").await?;
+        if closed > 0 {
+            tracing::warn!(
+                calls = closed,
+                "closed calls left open by the previous run as FAILED"
+            );
+        }
+        let generated_admin_password = services
+            .users
+            .bootstrap_admin(config.admin_password.as_deref())
+            .await?;
+        Ok(Self {
+            config,
+            services,
+            listener,
+            local_addr,
+            generated_admin_password,
+        })
+    }
+
+    /// Serves HTTP until `shutdown` resolves, then drains connections and
+    /// closes the database.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        // The SIP server is wired here by the lead (sip: Some(..)).
+        let state = api::AppState::new(self.services.clone(), None, api_config(&self.config));
+        let app = api::router(state);
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server")?;
+        self.services.db.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,178 @@
+//! The API's error type and its JSON envelope
+//! `{"success": false, "error": {"code", "message"}}`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use domain::DomainError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("your role may not do this")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error("too many attempts, retry in {0} s")]
+    RateLimited(u64),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The message of a 5xx, stored in the response extensions so the logging
+/// middleware can log it once (responses only say "internal error").
+#[derive(Clone, Debug)]
+pub struct LoggedError(pub String);
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> String {
+        match self {
+            Self::BadRequest(_) => "bad_request".into(),
+            Self::Unauthorized => "unauthorized".into(),
+            Self::InvalidCredentials => "invalid_credentials".into(),
+            Self::Forbidden => "forbidden".into(),
+            Self::NotFound(what) => format!("{}_not_found", what.replace(' ', "_")),
+            Self::Conflict { code, .. } => (*code).into(),
+            Self::Invalid { .. } => "invalid_field".into(),
+            Self::RateLimited(_) => "rate_limited".into(),
+            Self::PayloadTooLarge => "payload_too_large".into(),
+            Self::Unavailable(_) => "unavailable".into(),
+            Self::Internal(_) => "internal".into(),
+        }
+    }
+
+    /// What the client may see.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DomainError> for AppError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::NotFound { what } => Self::NotFound(what),
+            DomainError::Conflict { field, message } => Self::Conflict {
+                code: match field {
+                    "login" => "duplicate_login",
+                    "email" => "duplicate_email",
+                    "extension" => "duplicate_extension",
+                    "sipAccount" => "sip_account_exists",
+                    _ => "conflict",
+                },
+                message,
+            },
+            DomainError::Invalid { field, message } => Self::Invalid {
+                field: field.into(),
+                message: format!("{field}: {message}"),
+            },
+            DomainError::InvalidCredentials => Self::InvalidCredentials,
+            DomainError::RateLimited { retry_after_secs } => Self::RateLimited(retry_after_secs),
+            DomainError::NotAllowed { code, message } => Self::Conflict { code, message },
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            // Wrong type, unknown field, missing field: the JSON is fine,
+            // the content is not.
+            JsonRejection::JsonDataError(e) => Self::Invalid {
+                field: String::new(),
+                message: e.body_text(),
+            },
+            JsonRejection::JsonSyntaxError(e) => {
+                Self::BadRequest(format!("malformed JSON: {}", e.body_text()))
+            }
+            JsonRejection::MissingJsonContentType(_) => {
+                Self::BadRequest("expected a JSON body with Content-Type: application/json".into())
+            }
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::PayloadTooLarge
+            }
+            other => Self::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        Self::BadRequest(format!("bad query: {}", r.body_text()))
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(r: PathRejection) -> Self {
+        Self::BadRequest(format!("bad path: {}", r.body_text()))
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::json!({
+            "success": false,
+            "error": {"code": self.code(), "message": self.public_message()},
+        });
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let Self::RateLimited(secs) = &self {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if status.is_server_error() {
+            resp.extensions_mut().insert(LoggedError(self.to_string()));
+        }
+        resp
+    }
+}
+
+/// Logs 5xx errors once, inside the request's context.
+pub async fn log_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    if let Some(LoggedError(msg)) = resp.extensions().get::<LoggedError>() {
+        tracing::error!(%method, %path, status = resp.status().as_u16(), error = %msg, "request failed");
+    }
+    resp
+}

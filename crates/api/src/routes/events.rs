@@ -1,0 +1,72 @@
+//! /api/events: a WebSocket of domain events as JSON, for the console.
+//! Authenticated by the session cookie, a bearer token or `?token=`
+//! (session or API token; browsers cannot set headers on WebSockets).
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::{bearer, cookie, resolve, SESSION_COOKIE};
+use crate::error::AppError;
+use crate::extract::AppQuery;
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/events", get(upgrade))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn upgrade(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    AppQuery(q): AppQuery<TokenQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    let token = q.token.or_else(|| bearer(&headers));
+    let session = cookie(&headers, SESSION_COOKIE);
+    let user = match (&token, &session) {
+        (Some(t), _) if t.starts_with(domain::auth::TOKEN_PREFIX) => {
+            resolve(&st, None, Some(t)).await?
+        }
+        (Some(t), _) => resolve(&st, Some(t), None).await?,
+        (None, s) => resolve(&st, s.as_deref(), None).await?,
+    };
+    let Some((user, _)) = user else {
+        return Err(AppError::Unauthorized);
+    };
+    let ws = ws.map_err(|e| AppError::BadRequest(format!("WebSocket upgrade required: {e}")))?;
+    let rx = st.services.events.subscribe();
+    tracing::debug!(user = user.id, "events subscriber connected");
+    Ok(ws.on_upgrade(move |socket| pump(socket, rx)))
+}
+
+async fn pump(mut socket: WebSocket, mut rx: tokio::sync::broadcast::Receiver<domain::Event>) {
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => {
+                    let Ok(text) = serde_json::to_string(&ev) else { continue };
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                // A slow client missed some events; keep going.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `/ws`: SIP over WebSocket (RFC 7118). Upgrades only when the client
+//! offers the `sip` subprotocol, then glues the socket to the SIP server's
+//! flow: client frames go in as bytes, server messages go out as text
+//! frames (binary if not UTF-8).
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+use crate::extract::PeerAddr;
+use crate::AppState;
+
+pub async fn upgrade(
+    State(st): State<AppState>,
+    peer: PeerAddr,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(sip) = st.sip.clone() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "SIP server not running").into_response();
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return (
+                StatusCode::UPGRADE_REQUIRED,
+                format!("WebSocket upgrade with subprotocol sip required: {e}"),
+            )
+                .into_response()
+        }
+    };
+    let offers_sip = ws.requested_protocols().any(|p| {
+        p.to_str()
+            .is_ok_and(|s| s.split(',').any(|x| x.trim().eq_ignore_ascii_case("sip")))
+    });
+    if !offers_sip {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the WebSocket subprotocol sip is required",
+        )
+            .into_response();
+    }
+    let PeerAddr(Some(peer)) = peer else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "peer address unknown").into_response();
+    };
+    ws.protocols(["sip"])
+        .max_message_size(1 << 16)
+        .on_upgrade(move |socket| async move {
+            let (tx, rx) = sip.attach_websocket(peer, false);
+            glue(socket, tx, rx).await;
+        })
+}
+
+async fn glue(mut socket: WebSocket, tx: mpsc::Sender<Vec<u8>>, mut rx: mpsc::Receiver<Vec<u8>>) {
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(bytes) => {
+                    let msg = match String::from_utf8(bytes) {
+                        Ok(text) => Message::Text(text.into()),
+                        Err(e) => Message::Binary(e.into_bytes().into()),
+                    };
+                    if socket.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            inc = socket.recv() => match inc {
+                Some(Ok(Message::Text(t))) => {
+                    if tx.send(t.as_str().as_bytes().to_vec()).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    if tx.send(b.to_vec()).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+            },
+        }
+    }
+}
