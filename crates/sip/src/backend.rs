@@ -41,9 +41,14 @@ pub trait Backend: Send + Sync + 'static {
     /// All active accounts (to warm the cache at start).
     fn all_accounts(&self) -> BoxFuture<'_, Result<Vec<Account>, BackendError>>;
     /// Bindings that have not expired (restored at start).
-    fn load_bindings(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<BindingRecord>, BackendError>>;
+    fn load_bindings(&self, now_ms: u64)
+        -> BoxFuture<'_, Result<Vec<BindingRecord>, BackendError>>;
     fn save_bindings(&self, batch: Vec<BindingRecord>) -> BoxFuture<'_, Result<(), BackendError>>;
-    fn remove_binding(&self, username: String, contact: String) -> BoxFuture<'_, Result<(), BackendError>>;
+    fn remove_binding(
+        &self,
+        username: String,
+        contact: String,
+    ) -> BoxFuture<'_, Result<(), BackendError>>;
     fn remove_all_bindings(&self, username: String) -> BoxFuture<'_, Result<(), BackendError>>;
     fn registration_state(&self, s: RegistrationState) -> BoxFuture<'_, Result<(), BackendError>>;
     /// CDR write and call event, in order per call.
@@ -95,7 +100,10 @@ impl Backend for MemoryBackend {
         let all = self.accounts.lock().clone();
         Box::pin(async move { Ok(all) })
     }
-    fn load_bindings(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<BindingRecord>, BackendError>> {
+    fn load_bindings(
+        &self,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<Vec<BindingRecord>, BackendError>> {
         let v = self
             .bindings
             .lock()
@@ -112,7 +120,11 @@ impl Backend for MemoryBackend {
         }
         Box::pin(async { Ok(()) })
     }
-    fn remove_binding(&self, username: String, contact: String) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn remove_binding(
+        &self,
+        username: String,
+        contact: String,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
         self.bindings.lock().remove(&(username, contact));
         Box::pin(async { Ok(()) })
     }

@@ -7,13 +7,11 @@
 
 pub mod backend;
 pub mod core;
-#[cfg(feature = "domain-backend")]
 pub mod domain_backend;
 mod shell;
 
 pub use backend::{AccountChange, Backend, BackendError, MemoryBackend, RegistrationState};
 pub use core::{Account, BindingRecord, CdrOp, Disposition, Lookup, Transport};
-#[cfg(feature = "domain-backend")]
 pub use domain_backend::DomainBackend;
 
 use std::net::{IpAddr, SocketAddr};
@@ -45,6 +43,10 @@ pub struct SipConfig {
     pub max_message_bytes: usize,
     pub max_headers: usize,
     pub max_connections_per_ip: usize,
+    /// Offer the MD5 challenge first. RFC 8760 wants SHA-256 first (the
+    /// default), but sipp 3.6 and JsSIP read only the first challenge and
+    /// only do MD5.
+    pub md5_challenge_first: bool,
 }
 
 impl Default for SipConfig {
@@ -65,6 +67,7 @@ impl Default for SipConfig {
             max_message_bytes: 65_535,
             max_headers: 100,
             max_connections_per_ip: 64,
+            md5_challenge_first: false,
         }
     }
 }
@@ -111,7 +114,10 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
     })?;
     let tcp = TcpListener::bind(local)
         .await
-        .map_err(|source| SipError::Bind { addr: local, source })?;
+        .map_err(|source| SipError::Bind {
+            addr: local,
+            source,
+        })?;
     let host = match (&config.advertised_host, local.ip().is_unspecified()) {
         (Some(h), _) => h.clone(),
         (None, true) => "127.0.0.1".to_string(),
@@ -144,6 +150,7 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         },
         secret,
         seed: rand::random(),
+        md5_first: config.md5_challenge_first,
     };
     let mut core = core::Core::new(core_cfg);
     let accounts = backend.all_accounts().await?;
@@ -155,7 +162,9 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
     for b in backend.load_bindings(shell::now_ms()).await? {
         if matches!(b.transport, Transport::Ws | Transport::Wss) {
             // A WebSocket flow does not survive a restart.
-            let _ = backend.remove_binding(b.username.clone(), b.contact.clone()).await;
+            let _ = backend
+                .remove_binding(b.username.clone(), b.contact.clone())
+                .await;
             continue;
         }
         core.restore_binding(b);

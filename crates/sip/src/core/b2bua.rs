@@ -11,7 +11,9 @@
 
 use super::msg::{self, Msg, Start};
 use super::txn::{Owner, TIMEOUT};
-use super::{response, Account, CdrOp, Core, Disposition, Lookup, Output, Source, Transport, ALLOW};
+use super::{
+    response, Account, CdrOp, Core, Disposition, Lookup, Output, Source, Transport, ALLOW,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -173,7 +175,13 @@ impl Core {
 
     /// Builds a request on `leg` (in-dialog, or the initial INVITE when
     /// `remote_tag` is empty).
-    fn leg_request(&mut self, leg: &Leg, method: &str, cseq: u32, branch_via: (String, String)) -> Msg {
+    fn leg_request(
+        &mut self,
+        leg: &Leg,
+        method: &str,
+        cseq: u32,
+        branch_via: (String, String),
+    ) -> Msg {
         let to = if leg.remote_tag.is_empty() {
             leg.remote_uri.clone()
         } else {
@@ -182,7 +190,10 @@ impl Core {
         let mut headers = vec![
             ("Via".to_string(), branch_via.0),
             ("Max-Forwards".to_string(), "70".to_string()),
-            ("From".to_string(), format!("{};tag={}", leg.local_uri, leg.local_tag)),
+            (
+                "From".to_string(),
+                format!("{};tag={}", leg.local_uri, leg.local_tag),
+            ),
             ("To".to_string(), to),
             ("Call-ID".to_string(), leg.call_id.clone()),
             ("CSeq".to_string(), format!("{cseq} {method}")),
@@ -236,7 +247,11 @@ impl Core {
                 let r = response(&m, 481, "Call/Transaction Does Not Exist", None);
                 self.reply(now_ms, src, &m, r);
             }
-            ("MESSAGE" | "SUBSCRIBE" | "NOTIFY" | "PUBLISH" | "REFER" | "INFO" | "UPDATE" | "PRACK", _) => {
+            (
+                "MESSAGE" | "SUBSCRIBE" | "NOTIFY" | "PUBLISH" | "REFER" | "INFO" | "UPDATE"
+                | "PRACK",
+                _,
+            ) => {
                 let mut r = response(&m, 405, "Method Not Allowed", None);
                 r.headers.push(("Allow".into(), ALLOW.into()));
                 self.reply(now_ms, src, &m, r);
@@ -262,7 +277,10 @@ impl Core {
                 .filter_map(|(_, v)| super::digest::parse_authorization(v))
                 .next()
             {
-                if self.find_account(Lookup::Username(c.username), now_ms, src, &m).is_none() {
+                if self
+                    .find_account(Lookup::Username(c.username), now_ms, src, &m)
+                    .is_none()
+                {
                     return;
                 }
             }
@@ -270,10 +288,12 @@ impl Core {
                 match self.find_account(Lookup::Extension(target.clone()), now_ms, src, &m) {
                     None => return,
                     Some(Some(a)) => callee = Some(a),
-                    Some(None) => match self.find_account(Lookup::Username(target.clone()), now_ms, src, &m) {
-                        None => return,
-                        Some(a) => callee = a,
-                    },
+                    Some(None) => {
+                        match self.find_account(Lookup::Username(target.clone()), now_ms, src, &m) {
+                            None => return,
+                            Some(a) => callee = a,
+                        }
+                    }
                 }
             }
         }
@@ -282,7 +302,10 @@ impl Core {
             super::Auth::Done => return,
         };
         let a_tag = self.new_token();
-        let callee_number = callee.as_ref().map(|c| c.extension.clone()).unwrap_or(target);
+        let callee_number = callee
+            .as_ref()
+            .map(|c| c.extension.clone())
+            .unwrap_or(target);
         self.emit(Output::Cdr(CdrOp::Start {
             call_id: m.call_id().to_string(),
             caller_number: caller.extension.clone(),
@@ -294,7 +317,8 @@ impl Core {
         let fail = |core: &mut Core, code: u16, reason: &str, cause: &str| {
             let r = response(&m, code, reason, Some(&a_tag));
             let bytes = r.to_bytes();
-            core.txn.remember_invite_final(now_ms, &m, src, bytes.clone());
+            core.txn
+                .remember_invite_final(now_ms, &m, src, bytes.clone());
             core.send_bytes(src, bytes);
             core.emit(Output::Cdr(CdrOp::Finish {
                 call_id: m.call_id().to_string(),
@@ -363,13 +387,22 @@ impl Core {
             inv.headers.push(("Allow".into(), ALLOW.into()));
             Self::copy_body(&m, &mut inv);
             let bytes = inv.to_bytes();
-            self.txn.start(now_ms, branch.clone(), b.src, bytes.clone(), true, Owner::ForkInvite {
-                call: id,
-                fork: forks.len(),
-            });
+            self.txn.start(
+                now_ms,
+                branch.clone(),
+                b.src,
+                bytes.clone(),
+                true,
+                Owner::ForkInvite {
+                    call: id,
+                    fork: forks.len(),
+                },
+            );
             self.send_bytes(b.src, bytes);
             self.calls.by_branch.insert(branch.clone(), id);
-            self.calls.by_callid.insert(leg.call_id.clone(), (id, Side::B(forks.len())));
+            self.calls
+                .by_callid
+                .insert(leg.call_id.clone(), (id, Side::B(forks.len())));
             branches.push(branch.clone());
             forks.push(Fork {
                 leg,
@@ -380,7 +413,9 @@ impl Core {
                 ack: None,
             });
         }
-        self.calls.by_callid.insert(a.call_id.clone(), (id, Side::A));
+        self.calls
+            .by_callid
+            .insert(a.call_id.clone(), (id, Side::A));
         let ring_at = now_ms + self.config().ring_timeout_ms;
         self.calls.timers.insert((ring_at, id, TimerKind::Ring), ());
         let mut media: [MediaLeg; 2] = Default::default();
@@ -438,13 +473,25 @@ impl Core {
                 method: "CANCEL".into(),
                 uri: f.invite.ruri().to_string(),
             };
-            c.headers.retain(|(n, _)| matches!(n.as_str(), "Via" | "From" | "To" | "Call-ID" | "Max-Forwards"));
+            c.headers.retain(|(n, _)| {
+                matches!(
+                    n.as_str(),
+                    "Via" | "From" | "To" | "Call-ID" | "Max-Forwards"
+                )
+            });
             c.headers.push(("CSeq".into(), "1 CANCEL".into()));
             c.body.clear();
             sends.push((f.branch.clone(), f.leg.src, c.to_bytes()));
         }
         for (branch, to, bytes) in sends {
-            self.txn.start(now_ms, format!("cancel\u{0}{branch}"), to, bytes.clone(), false, Owner::None);
+            self.txn.start(
+                now_ms,
+                format!("cancel\u{0}{branch}"),
+                to,
+                bytes.clone(),
+                false,
+                Owner::None,
+            );
             self.send_bytes(to, bytes);
         }
     }
@@ -452,7 +499,9 @@ impl Core {
     fn end_call(&mut self, now_ms: u64, id: u64) {
         if let Some(call) = self.calls.calls.get_mut(&id) {
             call.phase = Phase::Ending;
-            self.calls.timers.insert((now_ms + TIMEOUT, id, TimerKind::Cleanup), ());
+            self.calls
+                .timers
+                .insert((now_ms + TIMEOUT, id, TimerKind::Cleanup), ());
         }
     }
 
@@ -480,7 +529,12 @@ impl Core {
         if call.phase != Phase::Ringing || call.a_invite.top_branch() != m.top_branch() {
             return;
         }
-        let r = response(&call.a_invite, 487, "Request Terminated", Some(&call.a.local_tag));
+        let r = response(
+            &call.a_invite,
+            487,
+            "Request Terminated",
+            Some(&call.a.local_tag),
+        );
         self.cancel_forks(now_ms, id, None);
         self.final_to_a(now_ms, id, r);
         if let Some(call) = self.calls.calls.get(&id) {
@@ -560,7 +614,16 @@ impl Core {
         };
         if call.phase == Phase::Ending {
             let code = if method == "BYE" { 200 } else { 481 };
-            let r = response(&m, code, if code == 200 { "OK" } else { "Call/Transaction Does Not Exist" }, None);
+            let r = response(
+                &m,
+                code,
+                if code == 200 {
+                    "OK"
+                } else {
+                    "Call/Transaction Does Not Exist"
+                },
+                None,
+            );
             self.reply(now_ms, src, &m, r);
             return;
         }
@@ -568,7 +631,11 @@ impl Core {
             let r = response(&m, 200, "OK", None);
             self.reply(now_ms, src, &m, r);
             self.send_bye(now_ms, id, other);
-            let cause = if side == Side::A { "caller_bye" } else { "callee_bye" };
+            let cause = if side == Side::A {
+                "caller_bye"
+            } else {
+                "callee_bye"
+            };
             if let Some(call) = self.calls.calls.get(&id) {
                 let v = CallView::of(call);
                 self.cdr_finish_view(&v, now_ms, Disposition::Answered, cause);
@@ -585,14 +652,28 @@ impl Core {
         let via = self.via(leg.src.transport);
         let branch = via.1.clone();
         let mut req = self.leg_request(&leg, &method, fwd_cseq, via);
-        for h in ["Content-Disposition", "Supported", "Require", "Allow", "Event", "Session-Expires"] {
+        for h in [
+            "Content-Disposition",
+            "Supported",
+            "Require",
+            "Allow",
+            "Event",
+            "Session-Expires",
+        ] {
             if let Some(v) = m.header(h) {
                 req.headers.push((h.to_string(), v.to_string()));
             }
         }
         Self::copy_body(&m, &mut req);
         let bytes = req.to_bytes();
-        self.txn.start(now_ms, branch.clone(), leg.src, bytes.clone(), method == "INVITE", Owner::Relay { call: id });
+        self.txn.start(
+            now_ms,
+            branch.clone(),
+            leg.src,
+            bytes.clone(),
+            method == "INVITE",
+            Owner::Relay { call: id },
+        );
         self.send_bytes(leg.src, bytes);
         self.calls.by_branch.insert(branch.clone(), id);
         if let Some(call) = self.calls.calls.get_mut(&id) {
@@ -625,7 +706,8 @@ impl Core {
         let branch = via.1.clone();
         let bye = self.leg_request(&leg, "BYE", leg.local_cseq, via);
         let bytes = bye.to_bytes();
-        self.txn.start(now_ms, branch, leg.src, bytes.clone(), false, Owner::None);
+        self.txn
+            .start(now_ms, branch, leg.src, bytes.clone(), false, Owner::None);
         self.send_bytes(leg.src, bytes);
         if let Some(call) = self.calls.calls.get_mut(&id) {
             match side {
@@ -673,7 +755,9 @@ impl Core {
 
     fn fork_response(&mut self, now_ms: u64, id: u64, fi: usize, m: Msg) {
         let code = m.code().unwrap_or(0);
-        let to_tag = msg::tag(m.header("To").unwrap_or("")).unwrap_or("").to_string();
+        let to_tag = msg::tag(m.header("To").unwrap_or(""))
+            .unwrap_or("")
+            .to_string();
         let contact = m
             .header_list("Contact")
             .first()
@@ -690,7 +774,16 @@ impl Core {
                 fork.state = ForkState::Proceeding;
             }
             if call.phase == Phase::Ringing && (code == 180 || code == 183) {
-                let mut r = response(&call.a_invite, code, if code == 180 { "Ringing" } else { "Session Progress" }, Some(&call.a.local_tag));
+                let mut r = response(
+                    &call.a_invite,
+                    code,
+                    if code == 180 {
+                        "Ringing"
+                    } else {
+                        "Session Progress"
+                    },
+                    Some(&call.a.local_tag),
+                );
                 r.headers.push(("Contact".into(), String::new()));
                 Self::copy_body(&m, &mut r);
                 let first = !call.ringing_sent;
@@ -703,7 +796,11 @@ impl Core {
                     at_ms: now_ms,
                 };
                 let contact = self.our_contact(src.transport);
-                if let Some(h) = r.headers.iter_mut().find(|(n, v)| n == "Contact" && v.is_empty()) {
+                if let Some(h) = r
+                    .headers
+                    .iter_mut()
+                    .find(|(n, v)| n == "Contact" && v.is_empty())
+                {
                     h.1 = contact;
                 }
                 let bytes = r.to_bytes();
@@ -766,8 +863,10 @@ impl Core {
             method: "ACK".into(),
             uri: fork.invite.ruri().to_string(),
         };
-        ack.headers.retain(|(n, _)| matches!(n.as_str(), "Via" | "From" | "Call-ID" | "Max-Forwards"));
-        ack.headers.push(("To".into(), m.header("To").unwrap_or("").to_string()));
+        ack.headers
+            .retain(|(n, _)| matches!(n.as_str(), "Via" | "From" | "Call-ID" | "Max-Forwards"));
+        ack.headers
+            .push(("To".into(), m.header("To").unwrap_or("").to_string()));
         ack.headers.push(("CSeq".into(), "1 ACK".into()));
         ack.body.clear();
         let to = fork.leg.src;
@@ -853,7 +952,8 @@ impl Core {
         if is_invite && code >= 300 {
             // Hop-by-hop ACK toward the side that refused the re-INVITE.
             if let Some(leg) = self.leg_of(id, other_side) {
-                let mut ack = self.leg_request(&leg, "ACK", fwd_cseq, (String::new(), String::new()));
+                let mut ack =
+                    self.leg_request(&leg, "ACK", fwd_cseq, (String::new(), String::new()));
                 ack.headers[0].1 = m.header("Via").unwrap_or("").to_string();
                 self.send(leg.src, &ack);
             }
@@ -867,7 +967,14 @@ impl Core {
             if let Some(call) = self.calls.calls.get_mut(&id) {
                 call.reinvite_acks.push((from, cseq, other_side, fwd_cseq));
             }
-            self.txn.start(now_ms, format!("re2xx\u{0}{id}\u{0}{cseq}"), src, bytes.clone(), false, Owner::None);
+            self.txn.start(
+                now_ms,
+                format!("re2xx\u{0}{id}\u{0}{cseq}"),
+                src,
+                bytes.clone(),
+                false,
+                Owner::None,
+            );
         }
         self.send_bytes(src, bytes);
     }
@@ -889,7 +996,10 @@ impl Core {
                     }
                     self.fork_failed(now_ms, call);
                 }
-                Owner::InviteFinal { call, success: true } => {
+                Owner::InviteFinal {
+                    call,
+                    success: true,
+                } => {
                     // The caller never ACKed our 200: hang both legs up.
                     if let Some(c) = self.calls.calls.get(&call) {
                         if c.phase == Phase::Answered {
@@ -941,7 +1051,12 @@ impl Core {
                     if call.phase != Phase::Ringing {
                         continue;
                     }
-                    let r = response(&call.a_invite, 480, "Temporarily Unavailable", Some(&call.a.local_tag));
+                    let r = response(
+                        &call.a_invite,
+                        480,
+                        "Temporarily Unavailable",
+                        Some(&call.a.local_tag),
+                    );
                     let v = CallView::of(call);
                     self.cancel_forks(now_ms, id, None);
                     self.final_to_a(now_ms, id, r);
@@ -981,4 +1096,3 @@ impl CallView {
         }
     }
 }
-

@@ -102,14 +102,15 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The expected `response` for qop=auth.
-pub fn expected_response(
-    alg: Algorithm,
-    ha1_hex: &str,
-    method: &str,
-    c: &Credentials,
-) -> String {
+pub fn expected_response(alg: Algorithm, ha1_hex: &str, method: &str, c: &Credentials) -> String {
     let ha2 = alg.hash_hex(format!("{method}:{}", c.uri).as_bytes());
-    alg.hash_hex(format!("{ha1_hex}:{}:{}:{}:{}:{ha2}", c.nonce, c.nc, c.cnonce, c.qop).as_bytes())
+    alg.hash_hex(
+        format!(
+            "{ha1_hex}:{}:{}:{}:{}:{ha2}",
+            c.nonce, c.nc, c.cnonce, c.qop
+        )
+        .as_bytes(),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,7 +242,8 @@ impl NonceKeeper {
     /// Forgets nonce counts of expired nonces.
     pub fn purge(&mut self, now_ms: u64) {
         let life = self.lifetime_ms;
-        self.seen.retain(|_, (issued, _)| now_ms.saturating_sub(*issued) <= life);
+        self.seen
+            .retain(|_, (issued, _)| now_ms.saturating_sub(*issued) <= life);
     }
 
     pub fn tracked(&self) -> usize {
@@ -249,13 +251,21 @@ impl NonceKeeper {
     }
 }
 
-/// The two challenge header values (SHA-256 first, as RFC 8760 asks).
-pub fn challenges(realm: &str, nonce: &str, stale: bool) -> [String; 2] {
+/// The two challenge header values, SHA-256 first as RFC 8760 asks unless
+/// `md5_first` (for clients that only read the first challenge and only do
+/// MD5, such as sipp 3.6).
+pub fn challenges(realm: &str, nonce: &str, stale: bool, md5_first: bool) -> [String; 2] {
     let stale = if stale { ", stale=true" } else { "" };
-    [
-        format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm=SHA-256, qop=\"auth\"{stale}"),
+    let mut c = [
+        format!(
+            "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm=SHA-256, qop=\"auth\"{stale}"
+        ),
         format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"{stale}"),
-    ]
+    ];
+    if md5_first {
+        c.swap(0, 1);
+    }
+    c
 }
 
 #[cfg(test)]
@@ -265,7 +275,12 @@ mod tests {
     #[test]
     fn rfc2617_vector() {
         // RFC 2617 section 3.5 (MD5, qop=auth).
-        let ha1 = ha1(Algorithm::Md5, "Mufasa", "testrealm@host.com", "Circle Of Life");
+        let ha1 = ha1(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            "Circle Of Life",
+        );
         let c = Credentials {
             username: "Mufasa".into(),
             realm: "testrealm@host.com".into(),
@@ -285,7 +300,12 @@ mod tests {
     #[test]
     fn rfc7616_sha256_vector() {
         // RFC 7616 section 3.9.1.
-        let ha1 = ha1(Algorithm::Sha256, "Mufasa", "http-auth@example.org", "Circle of Life");
+        let ha1 = ha1(
+            Algorithm::Sha256,
+            "Mufasa",
+            "http-auth@example.org",
+            "Circle of Life",
+        );
         let c = Credentials {
             nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v".into(),
             uri: "/dir/index.html".into(),
@@ -338,7 +358,17 @@ mod tests {
         let n = nk.issue(1_000, 42);
         let s = [secret("pw")];
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
-            let c = client(&mut nk, alg, "pw", &n, if alg == Algorithm::Md5 { "00000001" } else { "00000002" });
+            let c = client(
+                &mut nk,
+                alg,
+                "pw",
+                &n,
+                if alg == Algorithm::Md5 {
+                    "00000001"
+                } else {
+                    "00000002"
+                },
+            );
             assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 2_000), Verdict::Ok);
             // Same nc again: replay.
             assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 2_000), Verdict::Fail);

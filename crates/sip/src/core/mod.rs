@@ -116,8 +116,13 @@ pub struct BindingRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOp {
     Save(BindingRecord),
-    Remove { username: String, contact: String },
-    RemoveAll { username: String },
+    Remove {
+        username: String,
+        contact: String,
+    },
+    RemoveAll {
+        username: String,
+    },
     /// Registration state of an account changed (contact count moved).
     State {
         username: String,
@@ -193,11 +198,13 @@ pub struct CoreConfig {
     pub limits: Limits,
     pub secret: [u8; 32],
     pub seed: u64,
+    /// Offer the MD5 challenge before the SHA-256 one.
+    pub md5_first: bool,
 }
 
 const NEGATIVE_TTL_MS: u64 = 10_000;
 /// A failed check against cached secrets older than this reloads the account.
-const REFRESH_AFTER_MS: u64 = 5_000;
+const REFRESH_AFTER_MS: u64 = 2_000;
 const MAX_PARKED: usize = 20_000;
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";
 
@@ -264,11 +271,15 @@ impl Core {
     /// The next instant `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> u64 {
         let sweep = self.last_sweep_ms + 1_000;
-        [Some(sweep), self.txn.next_deadline(), self.calls.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(sweep)
+        [
+            Some(sweep),
+            self.txn.next_deadline(),
+            self.calls.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(sweep)
     }
 
     pub fn banned(&self, now_ms: u64) -> Vec<security::Banned> {
@@ -296,14 +307,16 @@ impl Core {
 
     fn cache_account_at(&mut self, a: Account, now_ms: u64) {
         self.negative.remove(&Lookup::Username(a.username.clone()));
-        self.negative.remove(&Lookup::Extension(a.extension.clone()));
+        self.negative
+            .remove(&Lookup::Extension(a.extension.clone()));
         if let Some((old, _)) = self.accounts.get(&a.username) {
             if old.extension != a.extension {
                 self.by_ext.remove(&old.extension);
             }
         }
         self.by_ext.insert(a.extension.clone(), a.username.clone());
-        self.accounts.insert(a.username.clone(), (Arc::new(a), now_ms));
+        self.accounts
+            .insert(a.username.clone(), (Arc::new(a), now_ms));
     }
 
     /// The account changed (deactivated, deleted, password rotated): forget
@@ -462,7 +475,9 @@ impl Core {
                         "Call-ID" => "i",
                         _ => "",
                     };
-                    if n.eq_ignore_ascii_case(want) || (!compact.is_empty() && n.eq_ignore_ascii_case(compact)) {
+                    if n.eq_ignore_ascii_case(want)
+                        || (!compact.is_empty() && n.eq_ignore_ascii_case(compact))
+                    {
                         h.push((want.to_string(), v.trim().to_string()));
                     }
                 }
@@ -497,7 +512,10 @@ impl Core {
             Start::Response { .. } => self.handle_response(now_ms, src, m),
             Start::Request { method, uri } => {
                 let scheme = uri.split(':').next().unwrap_or("");
-                if !["sip", "sips", "tel"].iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+                if !["sip", "sips", "tel"]
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(scheme))
+                {
                     if method != "ACK" {
                         let mut r = response(&m, 416, "Unsupported URI Scheme", None);
                         r.headers.retain(|(n, _)| n != "Contact");
@@ -583,7 +601,7 @@ impl Core {
         };
         let to_tag = self.new_token();
         let mut r = response(m, code, reason, Some(&to_tag));
-        for c in digest::challenges(&self.cfg.realm, &nonce, stale) {
+        for c in digest::challenges(&self.cfg.realm, &nonce, stale, self.cfg.md5_first) {
             r.headers.push((hname.to_string(), c));
         }
         if m.method() == Some("INVITE") {
@@ -612,13 +630,16 @@ impl Core {
             self.challenge(now_ms, src, m, code, false);
             return Auth::Done;
         };
-        let account = match self.find_account(Lookup::Username(c.username.clone()), now_ms, src, m) {
+        let account = match self.find_account(Lookup::Username(c.username.clone()), now_ms, src, m)
+        {
             None => return Auth::Done,
             Some(a) => a,
         };
         let method = m.method().unwrap_or("");
         let verdict = match &account {
-            Some(a) => self.nonces.verify(&c, method, &self.cfg.realm, &a.secrets, now_ms),
+            Some(a) => self
+                .nonces
+                .verify(&c, method, &self.cfg.realm, &a.secrets, now_ms),
             None => {
                 // Unknown user: same path and same answer as a wrong password.
                 let fake = [Ha1 {
@@ -626,7 +647,10 @@ impl Core {
                     sha256: String::new(),
                     expires_at_ms: None,
                 }];
-                match self.nonces.verify(&c, method, &self.cfg.realm, &fake, now_ms) {
+                match self
+                    .nonces
+                    .verify(&c, method, &self.cfg.realm, &fake, now_ms)
+                {
                     Verdict::Stale => Verdict::Stale,
                     _ => Verdict::Fail,
                 }
@@ -673,7 +697,9 @@ impl Core {
             return;
         }
         let contacts = m.header_list("Contact");
-        let header_exp = m.header("Expires").and_then(|e| e.trim().parse::<u32>().ok());
+        let header_exp = m
+            .header("Expires")
+            .and_then(|e| e.trim().parse::<u32>().ok());
         let user = account.username.clone();
         let mut ch = Change::default();
         if contacts.contains(&"*") {
@@ -698,14 +724,17 @@ impl Core {
                     .unwrap_or(self.cfg.default_expires);
                 if exp != 0 && exp < self.cfg.min_expires {
                     let mut r = response(&m, 423, "Interval Too Brief", None);
-                    r.headers.push(("Min-Expires".into(), self.cfg.min_expires.to_string()));
+                    r.headers
+                        .push(("Min-Expires".into(), self.cfg.min_expires.to_string()));
                     self.reply(now_ms, src, &m, r);
                     return;
                 }
                 plan.push((*c, exp.min(self.cfg.max_expires)));
             }
             let (cseq, _) = m.cseq();
-            let ua = m.header("User-Agent").map(|s| s.chars().take(200).collect::<String>());
+            let ua = m
+                .header("User-Agent")
+                .map(|s| s.chars().take(200).collect::<String>());
             for (c, exp) in plan {
                 let uri = msg::addr_uri(c).to_string();
                 let contact: String = strip_param(c, "expires");
@@ -721,7 +750,8 @@ impl Core {
                     cseq,
                     user_agent: ua.clone(),
                 };
-                self.registrar.update(&user, b, exp, self.cfg.max_contacts, &mut ch);
+                self.registrar
+                    .update(&user, b, exp, self.cfg.max_contacts, &mut ch);
             }
         }
         for b in &ch.removed {
@@ -736,10 +766,12 @@ impl Core {
         let mut r = response(&m, 200, "OK", None);
         for b in self.registrar.bindings(&user) {
             let left = b.expires_at_ms.saturating_sub(now_ms).div_ceil(1000);
-            r.headers.push(("Contact".into(), format!("{};expires={left}", b.contact)));
+            r.headers
+                .push(("Contact".into(), format!("{};expires={left}", b.contact)));
         }
         self.reply(now_ms, src, &m, r);
-        let count_changed = ch.saved.iter().any(|b| b.registered_at_ms == now_ms) || !ch.removed.is_empty();
+        let count_changed =
+            ch.saved.iter().any(|b| b.registered_at_ms == now_ms) || !ch.removed.is_empty();
         if count_changed {
             let ua = m.header("User-Agent").map(str::to_string);
             self.push_state(&user, &account.extension, ua);
@@ -749,7 +781,10 @@ impl Core {
     fn push_state(&mut self, user: &str, ext: &str, ua: Option<String>) {
         let list = self.registrar.bindings(user);
         let ext = if ext.is_empty() {
-            self.accounts.get(user).map(|(a, _)| a.extension.clone()).unwrap_or_default()
+            self.accounts
+                .get(user)
+                .map(|(a, _)| a.extension.clone())
+                .unwrap_or_default()
         } else {
             ext.to_string()
         };

@@ -163,10 +163,7 @@ pub fn stream_frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, ParseEr
             let name = std::str::from_utf8(&line[..colon]).unwrap_or("").trim();
             if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
                 let v = std::str::from_utf8(&line[colon + 1..]).unwrap_or("").trim();
-                cl = Some(
-                    v.parse::<usize>()
-                        .map_err(|_| bad("bad Content-Length"))?,
-                );
+                cl = Some(v.parse::<usize>().map_err(|_| bad("bad Content-Length"))?);
             }
         }
     }
@@ -221,7 +218,9 @@ impl Msg {
             if line.contains('\n') || line.contains('\r') {
                 return Err(bad("bare CR or LF in headers"));
             }
-            let colon = line.find(':').ok_or_else(|| bad("header line without colon"))?;
+            let colon = line
+                .find(':')
+                .ok_or_else(|| bad("header line without colon"))?;
             let name = line[..colon].trim_end_matches([' ', '\t']);
             if !is_token(name) {
                 return Err(bad("bad header name"));
@@ -486,9 +485,7 @@ fn parse_start(line: &str) -> Result<Start, ParseError> {
 }
 
 fn validate_via(v: &str) -> Result<(), ParseError> {
-    let (proto, rest) = v
-        .split_once([' ', '\t'])
-        .ok_or_else(|| bad("bad Via"))?;
+    let (proto, rest) = v.split_once([' ', '\t']).ok_or_else(|| bad("bad Via"))?;
     let mut p = proto.split('/');
     let (Some(n), Some(ver), Some(t), None) = (p.next(), p.next(), p.next(), p.next()) else {
         return Err(bad("bad Via"));
@@ -554,7 +551,9 @@ fn validate_name_addr(v: &str) -> Result<(), ParseError> {
     }
     let params = params.trim();
     if !params.is_empty() {
-        let p = params.strip_prefix(';').ok_or_else(|| bad("junk after address"))?;
+        let p = params
+            .strip_prefix(';')
+            .ok_or_else(|| bad("junk after address"))?;
         for param in p.split(';') {
             let name = param.split('=').next().unwrap_or("").trim();
             if !is_token(name) {
@@ -632,7 +631,14 @@ pub fn uri_user(uri: &str) -> Option<&str> {
     let rest = uri.split_once(':')?.1;
     let at = rest.find('@')?;
     let user = &rest[..at];
-    Some(user.split(';').next().unwrap_or(user).split(':').next().unwrap_or(user))
+    Some(
+        user.split(';')
+            .next()
+            .unwrap_or(user)
+            .split(':')
+            .next()
+            .unwrap_or(user),
+    )
 }
 
 /// The `tag` parameter of a From/To value.
@@ -659,23 +665,37 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(addr_uri("\"A\" <sip:a@b;transport=ws>;tag=1"), "sip:a@b;transport=ws");
+        assert_eq!(
+            addr_uri("\"A\" <sip:a@b;transport=ws>;tag=1"),
+            "sip:a@b;transport=ws"
+        );
         assert_eq!(tag("<sip:a@b>;tag=xy"), Some("xy"));
         assert_eq!(uri_user("sip:1000@h:5060"), Some("1000"));
-        assert_eq!(param("<sip:a@b>;expires=30;+sip.instance=\"<urn:x>\"", "expires"), Some("30"));
+        assert_eq!(
+            param("<sip:a@b>;expires=30;+sip.instance=\"<urn:x>\"", "expires"),
+            Some("30")
+        );
     }
 
     #[test]
     fn stream_framing() {
         let two = format!("{REG}{REG}");
-        let n = stream_frame_len(two.as_bytes(), 65535).expect("ok").expect("complete");
+        let n = stream_frame_len(two.as_bytes(), 65535)
+            .expect("ok")
+            .expect("complete");
         assert_eq!(n, REG.len());
         assert_eq!(stream_frame_len(&two.as_bytes()[..20], 65535), Ok(None));
     }
 
     #[test]
     fn rejects_garbage_without_panicking() {
-        for s in ["", "\r\n\r\n", "INVITE\r\n\r\n", "SIP/2.0 99 x\r\n\r\n", "\u{0}\u{1}"] {
+        for s in [
+            "",
+            "\r\n\r\n",
+            "INVITE\r\n\r\n",
+            "SIP/2.0 99 x\r\n\r\n",
+            "\u{0}\u{1}",
+        ] {
             assert!(Msg::parse(s.as_bytes(), &Limits::default()).is_err());
         }
         let bytes = REG.as_bytes();

@@ -57,7 +57,14 @@ impl Registrar {
     }
 
     /// Adds or refreshes a binding (expires > 0) or removes it (expires == 0).
-    pub fn update(&mut self, username: &str, b: Binding, expires_s: u32, max: usize, ch: &mut Change) {
+    pub fn update(
+        &mut self,
+        username: &str,
+        b: Binding,
+        expires_s: u32,
+        max: usize,
+        ch: &mut Change,
+    ) {
         let list = self.aors.entry(username.to_string()).or_default();
         let pos = list.iter().position(|x| x.same(&b));
         if expires_s == 0 {

@@ -40,7 +40,9 @@ impl Guard {
     }
 
     pub fn is_banned(&self, ip: IpAddr, now_ms: u64) -> bool {
-        self.entries.get(&ip).is_some_and(|e| e.banned_until > now_ms)
+        self.entries
+            .get(&ip)
+            .is_some_and(|e| e.banned_until > now_ms)
     }
 
     /// Records one failure; true when this failure starts a ban.

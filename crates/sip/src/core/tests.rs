@@ -24,6 +24,7 @@ fn cfg() -> CoreConfig {
         limits: Limits::default(),
         secret: [9; 32],
         seed: 1,
+        md5_first: false,
     }
 }
 
@@ -68,7 +69,12 @@ impl Ua {
         }
     }
 
-    fn register(&mut self, contact: &str, expires: Option<u32>, auth: Option<(&Msg, Algorithm)>) -> String {
+    fn register(
+        &mut self,
+        contact: &str,
+        expires: Option<u32>,
+        auth: Option<(&Msg, Algorithm)>,
+    ) -> String {
         self.cseq += 1;
         let mut s = format!(
             "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK{u}{p}x{c};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{u}@127.0.0.1>;tag=f{u}\r\nTo: <sip:{u}@127.0.0.1>\r\nCall-ID: reg-{u}-{p}\r\nCSeq: {c} REGISTER\r\n",
@@ -83,7 +89,10 @@ impl Ua {
             s.push_str(&format!("Expires: {e}\r\n"));
         }
         if let Some((ch, alg)) = auth {
-            s.push_str(&format!("Authorization: {}\r\n", self.answer(ch, alg, "REGISTER", "sip:127.0.0.1", "WWW-Authenticate")));
+            s.push_str(&format!(
+                "Authorization: {}\r\n",
+                self.answer(ch, alg, "REGISTER", "sip:127.0.0.1", "WWW-Authenticate")
+            ));
         }
         s.push_str("Content-Length: 0\r\n\r\n");
         s
@@ -98,7 +107,12 @@ impl Ua {
             .map(|(_, v)| v.clone())
             .find(|v| v.contains(&format!("algorithm={want},")))
             .expect("challenge for algorithm");
-        let nonce = c.split("nonce=\"").nth(1).and_then(|r| r.split('"').next()).expect("nonce").to_string();
+        let nonce = c
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("nonce")
+            .to_string();
         self.nc += 1;
         let mut cr = digest::Credentials {
             username: self.user.clone(),
@@ -122,13 +136,22 @@ impl Ua {
 
 /// Feeds one message and returns the transmitted messages (parsed) with
 /// their destination, plus the other outputs.
-fn feed_raw(core: &mut Core, now: u64, src: Source, data: &str) -> (Vec<(Source, Msg)>, Vec<Output>) {
+fn feed_raw(
+    core: &mut Core,
+    now: u64,
+    src: Source,
+    data: &str,
+) -> (Vec<(Source, Msg)>, Vec<Output>) {
     core.handle_datagram(now, src, data.as_bytes());
     drain(core)
 }
 
 fn directory(key: &Lookup) -> Option<Account> {
-    let all = [account("alice", "1000", "pa"), account("bob", "1001", "pb"), account("carol", "1002", "pc")];
+    let all = [
+        account("alice", "1000", "pa"),
+        account("bob", "1001", "pb"),
+        account("carol", "1002", "pc"),
+    ];
     all.into_iter().find(|a| match key {
         Lookup::Username(u) => &a.username == u,
         Lookup::Extension(e) => &a.extension == e,
@@ -139,7 +162,9 @@ fn directory(key: &Lookup) -> Option<Account> {
 fn feed(core: &mut Core, now: u64, src: Source, data: &str) -> (Vec<(Source, Msg)>, Vec<Output>) {
     let (mut sent, mut outs) = feed_raw(core, now, src, data);
     while let Some(i) = outs.iter().position(|o| matches!(o, Output::Lookup(_))) {
-        let Output::Lookup(key) = outs.remove(i) else { unreachable!() };
+        let Output::Lookup(key) = outs.remove(i) else {
+            unreachable!()
+        };
         core.handle_lookup(now, key.clone(), directory(&key));
         let (s, o) = drain(core);
         sent.extend(s);
@@ -153,9 +178,10 @@ fn drain(core: &mut Core) -> (Vec<(Source, Msg)>, Vec<Output>) {
     let mut other = Vec::new();
     while let Some(o) = core.poll_output() {
         match o {
-            Output::Transmit { to, data } => {
-                sent.push((to, Msg::parse(&data, &Limits::default()).expect("we send valid SIP")))
-            }
+            Output::Transmit { to, data } => sent.push((
+                to,
+                Msg::parse(&data, &Limits::default()).expect("we send valid SIP"),
+            )),
             o => other.push(o),
         }
     }
@@ -193,20 +219,63 @@ fn register_challenge_then_ok_with_both_algorithms() {
     let mut core = Core::new(cfg());
     core.cache_account(account("alice", "1000", "pa"));
     let mut ua = Ua::new("alice", "pa", udp(5071));
-    let (sent, _) = feed(&mut core, 0, ua.src, &ua.register("<sip:alice@127.0.0.1:5071>", None, None));
+    let (sent, _) = feed(
+        &mut core,
+        0,
+        ua.src,
+        &ua.register("<sip:alice@127.0.0.1:5071>", None, None),
+    );
     let ch = &sent[0].1;
     assert_eq!(ch.code(), Some(401));
-    let www: Vec<_> = ch.headers.iter().filter(|(n, _)| n == "WWW-Authenticate").map(|(_, v)| v.clone()).collect();
-    assert!(www[0].contains("SHA-256") && www[1].contains("MD5"), "{www:?}");
+    let www: Vec<_> = ch
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "WWW-Authenticate")
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert!(
+        www[0].contains("SHA-256") && www[1].contains("MD5"),
+        "{www:?}"
+    );
     let ch = ch.clone();
-    let (sent, other) = feed(&mut core, 10, ua.src, &ua.register("<sip:alice@127.0.0.1:5071>", None, Some((&ch, Algorithm::Md5))));
+    let (sent, other) = feed(
+        &mut core,
+        10,
+        ua.src,
+        &ua.register(
+            "<sip:alice@127.0.0.1:5071>",
+            None,
+            Some((&ch, Algorithm::Md5)),
+        ),
+    );
     let ok = &sent[0].1;
     assert_eq!(ok.code(), Some(200));
-    assert_eq!(ok.header_list("Contact"), ["<sip:alice@127.0.0.1:5071>;expires=600"]);
-    assert!(other.iter().any(|o| matches!(o, Output::Store(StoreOp::Save(r)) if r.username == "alice")));
-    assert!(other.iter().any(|o| matches!(o, Output::Store(StoreOp::State { registered: true, contacts: 1, .. }))));
+    assert_eq!(
+        ok.header_list("Contact"),
+        ["<sip:alice@127.0.0.1:5071>;expires=600"]
+    );
+    assert!(other
+        .iter()
+        .any(|o| matches!(o, Output::Store(StoreOp::Save(r)) if r.username == "alice")));
+    assert!(other.iter().any(|o| matches!(
+        o,
+        Output::Store(StoreOp::State {
+            registered: true,
+            contacts: 1,
+            ..
+        })
+    )));
     // Same nonce, next nc, SHA-256: accepted (nonce reuse is fine, replay is not).
-    let (sent, _) = feed(&mut core, 20, ua.src, &ua.register("<sip:alice@127.0.0.1:5071>", Some(120), Some((&ch, Algorithm::Sha256))));
+    let (sent, _) = feed(
+        &mut core,
+        20,
+        ua.src,
+        &ua.register(
+            "<sip:alice@127.0.0.1:5071>",
+            Some(120),
+            Some((&ch, Algorithm::Sha256)),
+        ),
+    );
     assert_eq!(sent[0].1.code(), Some(200));
     assert_eq!(core.registered_contacts(), 1);
 }
@@ -216,20 +285,37 @@ fn replayed_nc_wrong_password_unknown_user_and_ban() {
     let mut core = Core::new(cfg());
     core.cache_account(account("alice", "1000", "pa"));
     let mut ua = Ua::new("alice", "pa", udp(5071));
-    let (sent, _) = feed(&mut core, 0, ua.src, &ua.register("<sip:a@127.0.0.1>", None, None));
+    let (sent, _) = feed(
+        &mut core,
+        0,
+        ua.src,
+        &ua.register("<sip:a@127.0.0.1>", None, None),
+    );
     let ch = sent[0].1.clone();
     let good = ua.register("<sip:a@127.0.0.1>", None, Some((&ch, Algorithm::Md5)));
     assert_eq!(feed(&mut core, 10, ua.src, &good).0[0].1.code(), Some(200));
     // Replay with a new branch but the same nc: refused.
-    let replay = good.replace(";rport", ";x=1;rport").replace("z9hG4bKalice5071x2", "z9hG4bKreplay");
+    let replay = good
+        .replace(";rport", ";x=1;rport")
+        .replace("z9hG4bKalice5071x2", "z9hG4bKreplay");
     let (sent, _) = feed(&mut core, 10_000, ua.src, &replay);
     assert_eq!(sent[0].1.code(), Some(401));
 
     // Unknown user and wrong password get the same answer shape.
     let mut ghost = Ua::new("ghost", "x", udp(5090));
-    let (sent, _) = feed(&mut core, 20, ghost.src, &ghost.register("<sip:g@127.0.0.1>", None, None));
+    let (sent, _) = feed(
+        &mut core,
+        20,
+        ghost.src,
+        &ghost.register("<sip:g@127.0.0.1>", None, None),
+    );
     let gch = sent[0].1.clone();
-    let (sent, outs) = feed_raw(&mut core, 21, ghost.src, &ghost.register("<sip:g@127.0.0.1>", None, Some((&gch, Algorithm::Md5))));
+    let (sent, outs) = feed_raw(
+        &mut core,
+        21,
+        ghost.src,
+        &ghost.register("<sip:g@127.0.0.1>", None, Some((&gch, Algorithm::Md5))),
+    );
     // Not cached: the core asks the shell and parks the request.
     assert!(sent.is_empty());
     assert_eq!(outs, [Output::Lookup(Lookup::Username("ghost".into()))]);
@@ -237,9 +323,19 @@ fn replayed_nc_wrong_password_unknown_user_and_ban() {
     let (sent, _) = drain(&mut core);
     let unknown = sent[0].1.clone();
     let mut bad = Ua::new("alice", "wrong", udp(5091));
-    let (sent, _) = feed(&mut core, 30, bad.src, &bad.register("<sip:a@127.0.0.1>", None, None));
+    let (sent, _) = feed(
+        &mut core,
+        30,
+        bad.src,
+        &bad.register("<sip:a@127.0.0.1>", None, None),
+    );
     let bch = sent[0].1.clone();
-    let (sent, _) = feed(&mut core, 31, bad.src, &bad.register("<sip:a@127.0.0.1>", None, Some((&bch, Algorithm::Md5))));
+    let (sent, _) = feed(
+        &mut core,
+        31,
+        bad.src,
+        &bad.register("<sip:a@127.0.0.1>", None, Some((&bch, Algorithm::Md5))),
+    );
     let wrong = sent[0].1.clone();
     assert_eq!(unknown.code(), Some(401));
     assert_eq!(wrong.code(), Some(401));
@@ -249,7 +345,12 @@ fn replayed_nc_wrong_password_unknown_user_and_ban() {
     // Replay, unknown user, wrong password: the third failure from
     // 127.0.0.1 starts the ban and further requests are dropped.
     assert_eq!(core.banned(41).len(), 1);
-    let (sent, _) = feed(&mut core, 50, ua.src, &ua.register("<sip:a@127.0.0.1>", None, None));
+    let (sent, _) = feed(
+        &mut core,
+        50,
+        ua.src,
+        &ua.register("<sip:a@127.0.0.1>", None, None),
+    );
     assert!(sent.is_empty());
     assert!(core.banned(400_000).is_empty());
 }
@@ -260,12 +361,26 @@ fn stale_cached_secret_is_reloaded_once() {
     // Cached with an old password; the directory has the new one.
     core.cache_account(account("alice", "1000", "old"));
     let mut ua = Ua::new("alice", "pa", udp(5071));
-    let (sent, _) = feed(&mut core, 10_000, ua.src, &ua.register("<sip:a@127.0.0.1>", None, None));
+    let (sent, _) = feed(
+        &mut core,
+        10_000,
+        ua.src,
+        &ua.register("<sip:a@127.0.0.1>", None, None),
+    );
     let ch = sent[0].1.clone();
-    let (sent, outs) = feed_raw(&mut core, 10_001, ua.src, &ua.register("<sip:a@127.0.0.1>", None, Some((&ch, Algorithm::Md5))));
+    let (sent, outs) = feed_raw(
+        &mut core,
+        10_001,
+        ua.src,
+        &ua.register("<sip:a@127.0.0.1>", None, Some((&ch, Algorithm::Md5))),
+    );
     assert!(sent.is_empty());
     assert_eq!(outs, [Output::Lookup(Lookup::Username("alice".into()))]);
-    core.handle_lookup(10_002, Lookup::Username("alice".into()), directory(&Lookup::Username("alice".into())));
+    core.handle_lookup(
+        10_002,
+        Lookup::Username("alice".into()),
+        directory(&Lookup::Username("alice".into())),
+    );
     let (sent, _) = drain(&mut core);
     assert_eq!(sent[0].1.code(), Some(200));
     assert!(core.banned(10_003).is_empty());
@@ -276,13 +391,21 @@ fn stale_nonce_is_rechallenged_with_stale_true() {
     let mut core = Core::new(cfg());
     core.cache_account(account("alice", "1000", "pa"));
     let mut ua = Ua::new("alice", "pa", udp(5071));
-    let (sent, _) = feed(&mut core, 0, ua.src, &ua.register("<sip:a@127.0.0.1>", None, None));
+    let (sent, _) = feed(
+        &mut core,
+        0,
+        ua.src,
+        &ua.register("<sip:a@127.0.0.1>", None, None),
+    );
     let ch = sent[0].1.clone();
     let late = ua.register("<sip:a@127.0.0.1>", None, Some((&ch, Algorithm::Sha256)));
     let (sent, _) = feed(&mut core, 61_000, ua.src, &late);
     let r = &sent[0].1;
     assert_eq!(r.code(), Some(401));
-    assert!(r.header("WWW-Authenticate").unwrap_or("").contains("stale=true"));
+    assert!(r
+        .header("WWW-Authenticate")
+        .unwrap_or("")
+        .contains("stale=true"));
     assert!(core.banned(61_000).is_empty());
 }
 
@@ -290,27 +413,71 @@ fn stale_nonce_is_rechallenged_with_stale_true() {
 fn expires_bounds_unregister_fetch_and_max_contacts() {
     let (mut core, _a, mut b, _) = registered_core();
     assert_eq!(core.bindings("bob").len(), 2);
-    let (sent, _) = feed(&mut core, 2_000, b.src, &b.register("<sip:bob@127.0.0.1:5072>", Some(10), None));
+    let (sent, _) = feed(
+        &mut core,
+        2_000,
+        b.src,
+        &b.register("<sip:bob@127.0.0.1:5072>", Some(10), None),
+    );
     let ch = sent[0].1.clone();
-    let (sent, _) = feed(&mut core, 2_000, b.src, &b.register("<sip:bob@127.0.0.1:5072>", Some(10), Some((&ch, Algorithm::Md5))));
+    let (sent, _) = feed(
+        &mut core,
+        2_000,
+        b.src,
+        &b.register(
+            "<sip:bob@127.0.0.1:5072>",
+            Some(10),
+            Some((&ch, Algorithm::Md5)),
+        ),
+    );
     assert_eq!(sent[0].1.code(), Some(423));
     assert_eq!(sent[0].1.header("Min-Expires"), Some("60"));
     // Fetch: no Contact lists the current bindings.
-    let (sent, _) = feed(&mut core, 2_000, b.src, &b.register("", None, Some((&ch, Algorithm::Md5))));
+    let (sent, _) = feed(
+        &mut core,
+        2_000,
+        b.src,
+        &b.register("", None, Some((&ch, Algorithm::Md5))),
+    );
     assert_eq!(sent[0].1.header_list("Contact").len(), 2);
     // Max 3 contacts: the 4th replaces the one expiring first.
     for port in [6001, 6002] {
-        let (sent, _) = feed(&mut core, 3_000, b.src, &b.register(&format!("<sip:bob@127.0.0.1:{port}>;expires=100"), None, Some((&ch, Algorithm::Md5))));
+        let (sent, _) = feed(
+            &mut core,
+            3_000,
+            b.src,
+            &b.register(
+                &format!("<sip:bob@127.0.0.1:{port}>;expires=100"),
+                None,
+                Some((&ch, Algorithm::Md5)),
+            ),
+        );
         assert_eq!(sent[0].1.code(), Some(200));
     }
     assert_eq!(core.bindings("bob").len(), 3);
     // Expires: 0 removes one; * removes all.
-    let (sent, _) = feed(&mut core, 4_000, b.src, &b.register("<sip:bob@127.0.0.1:6002>", Some(0), Some((&ch, Algorithm::Md5))));
+    let (sent, _) = feed(
+        &mut core,
+        4_000,
+        b.src,
+        &b.register(
+            "<sip:bob@127.0.0.1:6002>",
+            Some(0),
+            Some((&ch, Algorithm::Md5)),
+        ),
+    );
     assert_eq!(sent[0].1.header_list("Contact").len(), 2);
-    let (sent, other) = feed(&mut core, 4_000, b.src, &b.register("*", Some(0), Some((&ch, Algorithm::Md5))));
+    let (sent, other) = feed(
+        &mut core,
+        4_000,
+        b.src,
+        &b.register("*", Some(0), Some((&ch, Algorithm::Md5))),
+    );
     assert_eq!(sent[0].1.code(), Some(200));
     assert!(core.bindings("bob").is_empty());
-    assert!(other.contains(&Output::Store(StoreOp::RemoveAll { username: "bob".into() })));
+    assert!(other.contains(&Output::Store(StoreOp::RemoveAll {
+        username: "bob".into()
+    })));
     // Contacts expire on their own.
     assert_eq!(core.bindings("alice").len(), 1);
     core.handle_timeout(302_000);
@@ -326,7 +493,13 @@ fn invite(ua: &mut Ua, to_ext: &str, call_id: &str, auth: Option<&Msg>) -> Strin
         c = ua.cseq
     );
     if let Some(ch) = auth {
-        let a = ua.answer(ch, Algorithm::Md5, "INVITE", &format!("sip:{to_ext}@127.0.0.1"), "Proxy-Authenticate");
+        let a = ua.answer(
+            ch,
+            Algorithm::Md5,
+            "INVITE",
+            &format!("sip:{to_ext}@127.0.0.1"),
+            "Proxy-Authenticate",
+        );
         s.push_str(&format!("Proxy-Authorization: {a}\r\n"));
     }
     s.push_str("Content-Length: 8\r\n\r\nv=0\r\nx=1");
@@ -334,7 +507,12 @@ fn invite(ua: &mut Ua, to_ext: &str, call_id: &str, auth: Option<&Msg>) -> Strin
 }
 
 /// Caller alice invites `ext`; returns the forks' INVITEs.
-fn start_call(core: &mut Core, a: &mut Ua, ext: &str, now: u64) -> (Vec<(Source, Msg)>, Vec<Output>) {
+fn start_call(
+    core: &mut Core,
+    a: &mut Ua,
+    ext: &str,
+    now: u64,
+) -> (Vec<(Source, Msg)>, Vec<Output>) {
     let (sent, _) = feed(core, now, a.src, &invite(a, ext, "call-1", None));
     assert_eq!(sent[0].1.code(), Some(407));
     let ch = sent[0].1.clone();
@@ -350,9 +528,11 @@ fn start_call(core: &mut Core, a: &mut Ua, ext: &str, now: u64) -> (Vec<(Source,
 
 fn reply_to(req: &Msg, code: u16, tag: &str, body: &str) -> String {
     let mut r = response(req, code, "X", Some(tag));
-    r.headers.push(("Contact".into(), "<sip:bob@127.0.0.1:5072>".into()));
+    r.headers
+        .push(("Contact".into(), "<sip:bob@127.0.0.1:5072>".into()));
     if !body.is_empty() {
-        r.headers.push(("Content-Type".into(), "application/sdp".into()));
+        r.headers
+            .push(("Content-Type".into(), "application/sdp".into()));
         r.body = body.as_bytes().to_vec();
     }
     String::from_utf8(r.to_bytes()).unwrap_or_default()
@@ -360,7 +540,9 @@ fn reply_to(req: &Msg, code: u16, tag: &str, body: &str) -> String {
 
 fn cdr_finish(outs: &[Output]) -> Option<(Disposition, String)> {
     outs.iter().find_map(|o| match o {
-        Output::Cdr(CdrOp::Finish { disposition, cause, .. }) => Some((*disposition, cause.clone())),
+        Output::Cdr(CdrOp::Finish {
+            disposition, cause, ..
+        }) => Some((*disposition, cause.clone())),
         _ => None,
     })
 }
@@ -374,24 +556,47 @@ fn answered_call_forks_cancels_loser_and_bye_from_callee() {
     assert_eq!(forks.len(), 2);
     assert!(outs.iter().any(|o| matches!(o, Output::Cdr(CdrOp::Start { caller_number, callee_number, .. }) if caller_number == "1000" && callee_number == "1001")));
     assert_eq!(forks[0].1.body, b"v=0\r\nx=1");
-    assert!(forks.iter().all(|(_, m)| m.header("Contact").unwrap_or("").contains("127.0.0.1:5060")));
+    assert!(forks
+        .iter()
+        .all(|(_, m)| m.header("Contact").unwrap_or("").contains("127.0.0.1:5060")));
     // Fork 2 rings; the caller hears it.
-    let (sent, _) = feed(&mut core, 5_100, b2.src, &reply_to(&forks[1].1, 180, "t2", ""));
+    let (sent, _) = feed(
+        &mut core,
+        5_100,
+        b2.src,
+        &reply_to(&forks[1].1, 180, "t2", ""),
+    );
     assert_eq!(sent[0].1.code(), Some(180));
     assert_eq!(sent[0].0, a.src);
     // Fork 1 answers: 200 to the caller with the callee's SDP, CANCEL to fork 2.
-    let (sent, outs) = feed(&mut core, 6_000, b1.src, &reply_to(&forks[0].1, 200, "t1", "v=0 b"));
-    let ok = sent.iter().find(|(to, _)| *to == a.src).expect("200 to caller");
+    let (sent, outs) = feed(
+        &mut core,
+        6_000,
+        b1.src,
+        &reply_to(&forks[0].1, 200, "t1", "v=0 b"),
+    );
+    let ok = sent
+        .iter()
+        .find(|(to, _)| *to == a.src)
+        .expect("200 to caller");
     assert_eq!(ok.1.code(), Some(200));
     assert_eq!(ok.1.body, b"v=0 b");
-    assert!(sent.iter().any(|(to, m)| *to == b2.src && m.method() == Some("CANCEL")));
-    assert!(outs.iter().any(|o| matches!(o, Output::Cdr(CdrOp::Answer { .. }))));
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == b2.src && m.method() == Some("CANCEL")));
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::Cdr(CdrOp::Answer { .. }))));
     // No ACK yet: the 200 is retransmitted on UDP.
     core.handle_timeout(6_600);
     let (sent, _) = drain(&mut core);
-    assert!(sent.iter().any(|(to, m)| *to == a.src && m.code() == Some(200)));
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == a.src && m.code() == Some(200)));
     // Caller ACKs: the winner gets an ACK end to end.
-    let a_tag = msg::tag(ok.1.header("To").unwrap_or("")).unwrap_or("").to_string();
+    let a_tag = msg::tag(ok.1.header("To").unwrap_or(""))
+        .unwrap_or("")
+        .to_string();
     let ack = format!(
         "ACK sip:centralita@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKack1\r\nFrom: <sip:alice@127.0.0.1>;tag=ftag\r\nTo: <sip:1001@127.0.0.1>;tag={a_tag}\r\nCall-ID: call-1\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
         a.cseq
@@ -402,7 +607,12 @@ fn answered_call_forks_cancels_loser_and_bye_from_callee() {
     assert_eq!(sent[0].1.method(), Some("ACK"));
     let b_ack = sent[0].1.clone();
     // Fork 2 answers 487 to the CANCEL and gets a hop-by-hop ACK.
-    let (sent, _) = feed(&mut core, 6_800, b2.src, &reply_to(&forks[1].1, 487, "t2", ""));
+    let (sent, _) = feed(
+        &mut core,
+        6_800,
+        b2.src,
+        &reply_to(&forks[1].1, 487, "t2", ""),
+    );
     assert_eq!(sent[0].1.method(), Some("ACK"));
     // Well past 32 s nothing is retransmitted and the call is still up.
     core.handle_timeout(40_000);
@@ -420,16 +630,32 @@ fn answered_call_forks_cancels_loser_and_bye_from_callee() {
     assert_eq!(sent[0].1.method(), Some("INVITE"));
     assert_eq!(sent[0].1.body, b"a=sendonly");
     let fwd = sent[0].1.clone();
-    let (sent, _) = feed(&mut core, 41_100, a.src, &reply_to(&fwd, 200, "ftag", "a=recvonly"));
+    let (sent, _) = feed(
+        &mut core,
+        41_100,
+        a.src,
+        &reply_to(&fwd, 200, "ftag", "a=recvonly"),
+    );
     assert_eq!(sent[0].0, b1.src);
     assert_eq!(sent[0].1.code(), Some(200));
     // Callee hangs up.
-    let bye = reinv.replace("INVITE sip", "BYE sip").replace("2 INVITE", "3 BYE").replace("z9hG4bKre1", "z9hG4bKbye1");
-    let bye = bye.split("Content-Type").next().unwrap_or("").to_string() + "Content-Length: 0\r\n\r\n";
+    let bye = reinv
+        .replace("INVITE sip", "BYE sip")
+        .replace("2 INVITE", "3 BYE")
+        .replace("z9hG4bKre1", "z9hG4bKbye1");
+    let bye =
+        bye.split("Content-Type").next().unwrap_or("").to_string() + "Content-Length: 0\r\n\r\n";
     let (sent, outs) = feed(&mut core, 50_000, b1.src, &bye);
-    assert!(sent.iter().any(|(to, m)| *to == b1.src && m.code() == Some(200)));
-    assert!(sent.iter().any(|(to, m)| *to == a.src && m.method() == Some("BYE")));
-    assert_eq!(cdr_finish(&outs), Some((Disposition::Answered, "callee_bye".into())));
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == b1.src && m.code() == Some(200)));
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == a.src && m.method() == Some("BYE")));
+    assert_eq!(
+        cdr_finish(&outs),
+        Some((Disposition::Answered, "callee_bye".into()))
+    );
     assert_eq!(core.active_calls(), 0);
 }
 
@@ -438,10 +664,22 @@ fn busy_everywhere_is_busy() {
     let (mut core, mut a, b1, b2) = registered_core();
     let (sent, _) = start_call(&mut core, &mut a, "bob", 5_000);
     let forks: Vec<_> = sent[1..].to_vec();
-    let (sent, _) = feed(&mut core, 5_100, b1.src, &reply_to(&forks[0].1, 486, "t1", ""));
+    let (sent, _) = feed(
+        &mut core,
+        5_100,
+        b1.src,
+        &reply_to(&forks[0].1, 486, "t1", ""),
+    );
     assert_eq!(sent.len(), 1); // only the ACK
-    let (sent, outs) = feed(&mut core, 5_200, b2.src, &reply_to(&forks[1].1, 603, "t2", ""));
-    assert!(sent.iter().any(|(to, m)| *to == a.src && m.code() == Some(486)));
+    let (sent, outs) = feed(
+        &mut core,
+        5_200,
+        b2.src,
+        &reply_to(&forks[1].1, 603, "t2", ""),
+    );
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == a.src && m.code() == Some(486)));
     assert_eq!(cdr_finish(&outs), Some((Disposition::Busy, "busy".into())));
 }
 
@@ -453,9 +691,19 @@ fn ring_timeout_is_no_answer_and_cancel_is_cancelled() {
     assert!(cdr_finish(&drain(&mut core).1).is_none());
     core.handle_timeout(35_001);
     let (sent, outs) = drain(&mut core);
-    assert!(sent.iter().any(|(to, m)| *to == a.src && m.code() == Some(480)));
-    assert_eq!(sent.iter().filter(|(_, m)| m.method() == Some("CANCEL")).count(), 2);
-    assert_eq!(cdr_finish(&outs), Some((Disposition::NoAnswer, "no_answer".into())));
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == a.src && m.code() == Some(480)));
+    assert_eq!(
+        sent.iter()
+            .filter(|(_, m)| m.method() == Some("CANCEL"))
+            .count(),
+        2
+    );
+    assert_eq!(
+        cdr_finish(&outs),
+        Some((Disposition::NoAnswer, "no_answer".into()))
+    );
 
     let (mut core, mut a, _b1, _b2) = registered_core();
     let (_sent, _) = start_call(&mut core, &mut a, "1001", 5_000);
@@ -464,17 +712,34 @@ fn ring_timeout_is_no_answer_and_cancel_is_cancelled() {
         c = a.cseq
     );
     let (sent, outs) = feed(&mut core, 6_000, a.src, &cancel);
-    let codes: Vec<_> = sent.iter().filter(|(to, _)| *to == a.src).filter_map(|(_, m)| m.code()).collect();
+    let codes: Vec<_> = sent
+        .iter()
+        .filter(|(to, _)| *to == a.src)
+        .filter_map(|(_, m)| m.code())
+        .collect();
     assert_eq!(codes, [200, 487]);
-    assert_eq!(cdr_finish(&outs), Some((Disposition::Cancelled, "cancelled".into())));
+    assert_eq!(
+        cdr_finish(&outs),
+        Some((Disposition::Cancelled, "cancelled".into()))
+    );
 }
 
 #[test]
 fn unknown_and_unregistered_callees_fail() {
     let (mut core, mut a, _, _) = registered_core();
-    let (sent, _) = feed(&mut core, 5_000, a.src, &invite(&mut a, "4242", "call-9", None));
+    let (sent, _) = feed(
+        &mut core,
+        5_000,
+        a.src,
+        &invite(&mut a, "4242", "call-9", None),
+    );
     let ch = sent[0].1.clone();
-    let (sent, outs) = feed_raw(&mut core, 5_000, a.src, &invite(&mut a, "4242", "call-9", Some(&ch)));
+    let (sent, outs) = feed_raw(
+        &mut core,
+        5_000,
+        a.src,
+        &invite(&mut a, "4242", "call-9", Some(&ch)),
+    );
     assert!(sent.is_empty());
     assert_eq!(outs, [Output::Lookup(Lookup::Extension("4242".into()))]);
     core.handle_lookup(5_001, Lookup::Extension("4242".into()), None);
@@ -484,15 +749,31 @@ fn unknown_and_unregistered_callees_fail() {
     core.handle_lookup(5_002, Lookup::Username("4242".into()), None);
     let (sent, outs) = drain(&mut core);
     assert_eq!(sent[0].1.code(), Some(404));
-    assert_eq!(cdr_finish(&outs), Some((Disposition::Failed, "not_found".into())));
+    assert_eq!(
+        cdr_finish(&outs),
+        Some((Disposition::Failed, "not_found".into()))
+    );
 
     core.cache_account(account("carol", "1002", "pc"));
     a.cseq += 1;
-    let (sent, _) = feed(&mut core, 6_000, a.src, &invite(&mut a, "1002", "call-2", None));
+    let (sent, _) = feed(
+        &mut core,
+        6_000,
+        a.src,
+        &invite(&mut a, "1002", "call-2", None),
+    );
     let ch = sent[0].1.clone();
-    let (sent, outs) = feed(&mut core, 6_000, a.src, &invite(&mut a, "1002", "call-2", Some(&ch)));
+    let (sent, outs) = feed(
+        &mut core,
+        6_000,
+        a.src,
+        &invite(&mut a, "1002", "call-2", Some(&ch)),
+    );
     assert_eq!(sent[0].1.code(), Some(480));
-    assert_eq!(cdr_finish(&outs), Some((Disposition::Failed, "not_registered".into())));
+    assert_eq!(
+        cdr_finish(&outs),
+        Some((Disposition::Failed, "not_registered".into()))
+    );
 }
 
 #[test]
@@ -504,13 +785,18 @@ fn options_and_malformed() {
     // Retransmission absorbed: same answer, nothing reprocessed.
     let (sent, _) = feed(&mut core, 500, udp(9), opt);
     assert_eq!(sent[0].1.code(), Some(200));
-    let bad = opt.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE").replace("z9hG4bKo", "z9hG4bKp");
+    let bad = opt
+        .replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE")
+        .replace("z9hG4bKo", "z9hG4bKp");
     let (sent, _) = feed(&mut core, 0, udp(9), &bad);
     assert_eq!(sent[0].1.code(), Some(400));
     let hopeless = "INVITE sip:x@y SIP/2.0\r\nFoo: bar\r\n\r\n";
     let (sent, _) = feed(&mut core, 0, udp(9), hopeless);
     assert!(sent.is_empty());
-    let v = opt.replace("OPTIONS sip:127.0.0.1 SIP/2.0", "OPTIONS sip:127.0.0.1 SIP/7.0");
+    let v = opt.replace(
+        "OPTIONS sip:127.0.0.1 SIP/2.0",
+        "OPTIONS sip:127.0.0.1 SIP/7.0",
+    );
     let (sent, _) = feed(&mut core, 0, udp(9), &v);
     assert_eq!(sent[0].1.code(), Some(505));
 }

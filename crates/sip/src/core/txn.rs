@@ -91,16 +91,33 @@ impl Txns {
     /// INVITE retransmits and retransmit on UDP until the ACK arrives.
     pub fn remember_invite_final(&mut self, now_ms: u64, req: &Msg, src: Source, data: Vec<u8>) {
         self.remember(now_ms, req, src, data.clone());
-        self.start(now_ms, format!("srv\u{0}{}", key(req)), src, data, true, Owner::Stray);
+        self.start(
+            now_ms,
+            format!("srv\u{0}{}", key(req)),
+            src,
+            data,
+            true,
+            Owner::Stray,
+        );
     }
 
     /// An ACK for a non-2xx final we sent outside a call.
     pub fn ack(&mut self, m: &Msg) -> bool {
-        self.retrans.remove(&format!("srv\u{0}{}", key(m))).is_some()
+        self.retrans
+            .remove(&format!("srv\u{0}{}", key(m)))
+            .is_some()
     }
 
     /// Starts retransmitting `data` (UDP) with a 64*T1 deadline.
-    pub fn start(&mut self, now_ms: u64, k: String, to: Source, data: Vec<u8>, invite: bool, owner: Owner) {
+    pub fn start(
+        &mut self,
+        now_ms: u64,
+        k: String,
+        to: Source,
+        data: Vec<u8>,
+        invite: bool,
+        owner: Owner,
+    ) {
         let reliable = to.transport.reliable();
         self.retrans.insert(
             k,

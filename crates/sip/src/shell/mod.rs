@@ -121,7 +121,10 @@ impl Shared {
         match tx {
             Some(tx) => {
                 if tx.try_send(data).is_err() {
-                    tracing::debug!(flow = to.flow, "flow queue full or closed; dropping message");
+                    tracing::debug!(
+                        flow = to.flow,
+                        "flow queue full or closed; dropping message"
+                    );
                 }
             }
             None => tracing::debug!(flow = to.flow, "flow gone; dropping message"),
@@ -175,7 +178,11 @@ impl Shared {
             return (in_tx, rx);
         }
         let (id, out_rx) = self.open_flow();
-        let transport = if secure { Transport::Wss } else { Transport::Ws };
+        let transport = if secure {
+            Transport::Wss
+        } else {
+            Transport::Ws
+        };
         let src = Source {
             flow: id,
             transport,

@@ -1,0 +1,271 @@
+//! A small SIP user agent over UDP or WebSocket (the way JsSIP talks:
+//! `.invalid` Via host, Contact with `transport=ws`, `reg-id` and
+//! `+sip.instance`).
+
+use futures_util::{SinkExt, StreamExt};
+use sip::core::digest::{self, Algorithm};
+use sip::core::msg::{Limits, Msg};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub enum Link {
+    Udp(UdpSocket, SocketAddr),
+    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+}
+
+pub struct Ua {
+    pub link: Link,
+    pub user: String,
+    pub pass: String,
+    pub realm: String,
+    pub server: SocketAddr,
+    pub nc: u32,
+    pub cseq: u32,
+    counter: u32,
+}
+
+impl Ua {
+    pub async fn udp(server: SocketAddr, user: &str, pass: &str, realm: &str) -> Ua {
+        let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind UDP");
+        Ua::new(Link::Udp(s, server), server, user, pass, realm)
+    }
+
+    pub async fn ws(ws: SocketAddr, server: SocketAddr, user: &str, pass: &str, realm: &str) -> Ua {
+        let mut req = format!("ws://{ws}/ws")
+            .into_client_request()
+            .expect("ws request");
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("sip"));
+        let (s, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("WS connect");
+        assert_eq!(
+            resp.headers()
+                .get("Sec-WebSocket-Protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some("sip")
+        );
+        Ua::new(Link::Ws(Box::new(s)), server, user, pass, realm)
+    }
+
+    fn new(link: Link, server: SocketAddr, user: &str, pass: &str, realm: &str) -> Ua {
+        Ua {
+            link,
+            user: user.into(),
+            pass: pass.into(),
+            realm: realm.into(),
+            server,
+            nc: 0,
+            cseq: 0,
+            counter: 0,
+        }
+    }
+
+    pub fn is_ws(&self) -> bool {
+        matches!(self.link, Link::Ws(_))
+    }
+
+    pub fn via(&mut self) -> String {
+        self.counter += 1;
+        match &self.link {
+            Link::Udp(s, _) => format!(
+                "SIP/2.0/UDP {};branch=z9hG4bK{}x{};rport",
+                s.local_addr().expect("local address"),
+                self.user,
+                self.counter
+            ),
+            Link::Ws(_) => format!(
+                "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK{}x{}",
+                self.user, self.counter
+            ),
+        }
+    }
+
+    pub fn contact(&self) -> String {
+        match &self.link {
+            Link::Udp(s, _) => format!("<sip:{}@{}>", self.user, s.local_addr().expect("local address")),
+            Link::Ws(_) => format!(
+                "<sip:{}@df7jal23ls0d.invalid;transport=ws>;reg-id=1;+sip.instance=\"<urn:uuid:0b6d3f8a-{}>\"",
+                self.user, self.user
+            ),
+        }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        match &mut self.link {
+            Link::Udp(s, to) => {
+                s.send_to(text.as_bytes(), *to).await.expect("UDP send");
+            }
+            Link::Ws(ws) => ws
+                .send(Message::text(text.to_string()))
+                .await
+                .expect("WS send"),
+        }
+    }
+
+    /// Next message, or None after `ms` milliseconds.
+    pub async fn recv(&mut self, ms: u64) -> Option<Msg> {
+        let fut = async {
+            match &mut self.link {
+                Link::Udp(s, _) => {
+                    let mut buf = vec![0u8; 65_535];
+                    let (n, _) = s.recv_from(&mut buf).await.ok()?;
+                    buf.truncate(n);
+                    Some(buf)
+                }
+                Link::Ws(ws) => loop {
+                    match ws.next().await? {
+                        Ok(Message::Text(t)) => break Some(t.as_bytes().to_vec()),
+                        Ok(Message::Binary(b)) => break Some(b.to_vec()),
+                        Ok(_) => continue,
+                        Err(_) => break None,
+                    }
+                },
+            }
+        };
+        let data = tokio::time::timeout(Duration::from_millis(ms), fut)
+            .await
+            .ok()??;
+        Some(Msg::parse(&data, &Limits::default()).expect("server sends valid SIP"))
+    }
+
+    /// Waits for a response with `code` (skipping provisional ones).
+    pub async fn expect_code(&mut self, code: u16) -> Msg {
+        for _ in 0..20 {
+            let m = self.recv(10_000).await.expect("a response");
+            if m.code() == Some(code) {
+                return m;
+            }
+            assert!(
+                m.code().is_some_and(|c| c < 200),
+                "expected {code}, got {:?}",
+                m.start
+            );
+        }
+        panic!("no {code}");
+    }
+
+    pub async fn expect_request(&mut self, method: &str) -> Msg {
+        for _ in 0..20 {
+            let m = self.recv(10_000).await.expect("a request");
+            if m.method() == Some(method) {
+                return m;
+            }
+        }
+        panic!("no {method}");
+    }
+
+    /// The Authorization value answering `challenge` with the given algorithm.
+    pub fn answer(&mut self, challenge: &Msg, alg: Algorithm, method: &str, uri: &str) -> String {
+        let hname = if challenge.code() == Some(401) {
+            "WWW-Authenticate"
+        } else {
+            "Proxy-Authenticate"
+        };
+        let c = challenge
+            .headers
+            .iter()
+            .filter(|(n, _)| n == hname)
+            .map(|(_, v)| v.clone())
+            .find(|v| v.contains(&format!("algorithm={},", alg.name())))
+            .expect("challenge for the algorithm");
+        let nonce = c
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("nonce")
+            .to_string();
+        self.nc += 1;
+        let mut cr = digest::Credentials {
+            username: self.user.clone(),
+            realm: self.realm.clone(),
+            nonce: nonce.clone(),
+            uri: uri.into(),
+            response: String::new(),
+            algorithm: alg.name().into(),
+            cnonce: "0a4f113b".into(),
+            qop: "auth".into(),
+            nc: format!("{:08x}", self.nc),
+        };
+        let ha1 = digest::ha1(alg, &self.user, &self.realm, &self.pass);
+        cr.response = digest::expected_response(alg, &ha1, method, &cr);
+        format!(
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{}\", algorithm={}, qop=auth, nc={}, cnonce=\"0a4f113b\"",
+            self.user,
+            self.realm,
+            cr.response,
+            alg.name(),
+            cr.nc
+        )
+    }
+
+    pub fn register_text(&mut self, expires: u32, auth: Option<&str>) -> String {
+        self.cseq += 1;
+        let via = self.via();
+        let mut s = format!(
+            "REGISTER sip:{realm} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <sip:{u}@{realm}>;tag=rt{u}\r\nTo: <sip:{u}@{realm}>\r\nCall-ID: reg-{u}-call\r\nCSeq: {c} REGISTER\r\nContact: {contact};expires={expires}\r\nUser-Agent: rust-ua\r\n",
+            realm = self.realm,
+            u = self.user,
+            c = self.cseq,
+            contact = self.contact()
+        );
+        if let Some(a) = auth {
+            s.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        s.push_str("Content-Length: 0\r\n\r\n");
+        s
+    }
+
+    /// REGISTER, answer the 401 with `alg`; returns the final response.
+    pub async fn register(&mut self, alg: Algorithm) -> Msg {
+        let r = self.register_text(300, None);
+        self.send(&r).await;
+        let ch = self.expect_code(401).await;
+        let uri = format!("sip:{}", self.realm);
+        let a = self.answer(&ch, alg, "REGISTER", &uri);
+        let r = self.register_text(300, Some(&a));
+        self.send(&r).await;
+        self.recv(5_000).await.expect("REGISTER answer")
+    }
+
+    /// Sends a response to `req` (copying Via/From/To/Call-ID/CSeq).
+    pub async fn respond(
+        &mut self,
+        req: &Msg,
+        code: u16,
+        reason: &str,
+        tag: &str,
+        sdp: Option<&str>,
+    ) {
+        let mut s = format!("SIP/2.0 {code} {reason}\r\n");
+        for (n, v) in &req.headers {
+            match n.as_str() {
+                "Via" | "From" | "Call-ID" | "CSeq" => s.push_str(&format!("{n}: {v}\r\n")),
+                "To" => {
+                    if v.contains("tag=") {
+                        s.push_str(&format!("To: {v}\r\n"));
+                    } else {
+                        s.push_str(&format!("To: {v};tag={tag}\r\n"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        s.push_str(&format!("Contact: {}\r\n", self.contact()));
+        match sdp {
+            Some(b) => s.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )),
+            None => s.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        self.send(&s).await;
+    }
+}
+
+pub const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
