@@ -57,12 +57,11 @@ where
                 return Ok(Self(forwarded));
             }
         }
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+        let peer = match PeerAddr::from_request_parts(parts, &state).await {
+            Ok(p) => p.0,
+            Err(never) => match never {},
+        };
+        Ok(Self(peer.map(|a| a.ip())))
     }
 }
 
@@ -95,12 +94,11 @@ pub struct PeerAddr(pub Option<SocketAddr>);
 impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0),
-        ))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // ConnectInfo also honours MockConnectInfo (tests).
+        let peer = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .ok();
+        Ok(Self(peer.map(|c| c.0)))
     }
 }

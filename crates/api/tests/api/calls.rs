@@ -1,0 +1,159 @@
+//! CDR endpoints over rows written through the domain's CallService.
+
+use axum::http::{header, StatusCode};
+use chrono::{Duration, Utc};
+use domain::{Direction, Disposition, NewCall};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn calls_active_history_stats_and_csv() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let (a, _) = app.create_user(&admin, "Agent One", "one", "agent").await;
+    let (b, _) = app.create_user(&admin, "Agent Two", "two", "agent").await;
+    let t0 = Utc::now() - Duration::hours(1);
+    let calls = &app.services.calls;
+    let new = |id: &str, agent: i64, callee: Option<i64>| NewCall {
+        call_id: id.into(),
+        direction: Direction::Internal,
+        caller_number: "1000".into(),
+        callee_number: "=1001".into(),
+        agent_id: Some(agent),
+        callee_agent_id: callee,
+        start_time: t0,
+    };
+    calls.start(&new("c1", a, Some(b))).await.expect("start");
+    calls
+        .answer("c1", t0 + Duration::seconds(5))
+        .await
+        .expect("answer");
+    calls
+        .finish(
+            "c1",
+            t0 + Duration::seconds(65),
+            Disposition::Answered,
+            "normal",
+        )
+        .await
+        .expect("finish");
+    calls.start(&new("c2", b, None)).await.expect("start");
+    calls
+        .finish("c2", t0 + Duration::seconds(20), Disposition::Busy, "busy")
+        .await
+        .expect("finish");
+    calls.start(&new("c3", b, None)).await.expect("start");
+
+    let r = app.get("/api/telephony/calls/active", &admin).await;
+    assert_eq!(r.json()["count"], 1);
+    assert_eq!(r.json()["calls"][0]["callId"], "c3");
+    assert_eq!(r.json()["calls"][0]["state"], "ringing");
+    assert_eq!(r.json()["calls"][0]["agent"]["name"], "Agent Two");
+
+    let r = app.get("/api/telephony/calls/history", &admin).await;
+    assert_eq!(r.json()["total"], 3);
+    assert_eq!(r.json()["count"], 3);
+    let r = app
+        .get("/api/telephony/calls/history?disposition=BUSY", &admin)
+        .await;
+    assert_eq!(r.json()["total"], 1);
+    assert_eq!(r.json()["calls"][0]["callId"], "c2");
+    let r = app
+        .get(&format!("/api/telephony/calls/history?agentId={a}"), &admin)
+        .await;
+    assert_eq!(r.json()["total"], 1);
+    let c1 = &r.json()["calls"][0];
+    assert_eq!(
+        (c1["duration"].as_i64(), c1["billsec"].as_i64()),
+        (Some(65), Some(60))
+    );
+    assert_eq!(c1["disposition"], "ANSWERED");
+    assert_eq!(c1["hangupCause"], "normal");
+    let future = (Utc::now() + Duration::days(2)).format("%Y-%m-%d");
+    let r = app
+        .get(
+            &format!("/api/telephony/calls/history?from={future}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.json()["total"], 0);
+    assert_eq!(
+        app.get("/api/telephony/calls/history?from=yesterday", &admin)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/telephony/calls/history?disposition=MAYBE", &admin)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/telephony/calls/history?format=xml", &admin)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+
+    // an agent sees only calls they took part in
+    let one = app.login("one", "password-123").await;
+    let r = app.get("/api/telephony/calls/history", &one).await;
+    assert_eq!(r.json()["total"], 1);
+    let r = app
+        .get(&format!("/api/telephony/calls/history?agentId={b}"), &one)
+        .await;
+    assert_eq!(r.json()["total"], 1, "agentId is ignored for agents");
+    assert_eq!(
+        app.get("/api/telephony/calls/active", &one).await.json()["count"],
+        0
+    );
+
+    let r = app.get("/api/telephony/calls/stats", &admin).await;
+    let s = &r.json()["stats"];
+    assert_eq!(
+        (
+            s["totalCalls"].as_i64(),
+            s["answered"].as_i64(),
+            s["busy"].as_i64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(s["answerRate"], "50.00");
+    assert_eq!(s["totalBillsec"], 60);
+    let today = Utc::now().format("%Y-%m-%d");
+    let r = app
+        .get(
+            &format!("/api/telephony/calls/stats?startDate={today}&endDate={today}"),
+            &admin,
+        )
+        .await;
+    assert!(r.json()["stats"]["totalCalls"].as_i64().is_some());
+
+    let r = app
+        .get("/api/telephony/calls/history?format=csv", &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/csv")));
+    let lines: Vec<&str> = r.text.lines().collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines[0].starts_with("id,callId,direction"));
+    assert!(
+        r.text.contains("\"'=1001\""),
+        "formula injection neutralised: {}",
+        r.text
+    );
+
+    let r = app.get("/api/telephony/status", &admin).await;
+    let st = &r.json()["status"];
+    assert_eq!(
+        (st["activeCalls"].as_i64(), st["callsInProgress"].as_i64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(st["connected"], false);
+    assert_eq!(st["mode"], "builtin");
+}

@@ -1,0 +1,178 @@
+//! Test harness: the real router over a real SQLite file in a temp dir.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use domain::{Db, DomainConfig, PasswordCost, Services};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const ADMIN_PW: &str = "admin-password-1";
+
+pub struct TestApp {
+    pub services: Services,
+    pub dir: tempfile::TempDir,
+    pub console_dir: std::path::PathBuf,
+    ip: SocketAddr,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Auth {
+    None,
+    Cookie(String),
+    Bearer(String),
+}
+
+pub async fn open_services(path: &std::path::Path) -> Services {
+    let db = Db::open(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open db");
+    Services::new(
+        db,
+        DomainConfig {
+            password_cost: PasswordCost::TestOnlyCheap,
+            ..Default::default()
+        },
+    )
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let services = open_services(&dir.path().join("c.db")).await;
+        services
+            .users
+            .bootstrap_admin(Some(ADMIN_PW))
+            .await
+            .expect("admin");
+        let console_dir = dir.path().join("console");
+        Self {
+            services,
+            console_dir,
+            dir,
+            ip: "127.0.0.1:40000".parse().expect("addr"),
+        }
+    }
+
+    /// Requests from now on come from this client address.
+    pub fn set_client_ip(&mut self, ip: &str) {
+        self.ip = format!("{ip}:40000").parse().expect("addr");
+    }
+
+    pub fn router(&self) -> Router {
+        let cfg = api::ApiConfig {
+            console_dir: self.console_dir.clone(),
+            ..Default::default()
+        };
+        api::router(api::AppState::new(self.services.clone(), None, cfg))
+            .layer(MockConnectInfo(self.ip))
+    }
+
+    pub async fn raw(&self, req: Request<Body>) -> Resp {
+        let resp = self.router().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        Resp {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>, auth: &Auth) -> Resp {
+        let mut b = Request::builder().method(method).uri(path);
+        b = match auth {
+            Auth::None => b,
+            Auth::Cookie(c) => b.header(header::COOKIE, format!("centralita_session={c}")),
+            Auth::Bearer(t) => b.header(header::AUTHORIZATION, format!("Bearer {t}")),
+        };
+        let req = match body {
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(v.to_string())),
+            None => b.body(Body::empty()),
+        }
+        .expect("request");
+        self.raw(req).await
+    }
+
+    pub async fn get(&self, path: &str, auth: &Auth) -> Resp {
+        self.call(Method::GET, path, None, auth).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value, auth: &Auth) -> Resp {
+        self.call(Method::POST, path, Some(body), auth).await
+    }
+
+    /// Logs in and returns the session cookie value.
+    pub async fn login(&self, login: &str, password: &str) -> Auth {
+        let r = self
+            .post(
+                "/api/auth/login",
+                serde_json::json!({"login": login, "password": password}),
+                &Auth::None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "login {login}: {}", r.text);
+        let set = r
+            .headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .expect("set-cookie")
+            .to_string();
+        let value = set
+            .split(';')
+            .next()
+            .and_then(|kv| kv.split_once('='))
+            .map(|(_, v)| v.to_string())
+            .expect("cookie");
+        Auth::Cookie(value)
+    }
+
+    pub async fn admin(&self) -> Auth {
+        self.login("admin", ADMIN_PW).await
+    }
+
+    /// Creates a user through the API; returns (id, sip password if any).
+    pub async fn create_user(
+        &self,
+        admin: &Auth,
+        name: &str,
+        login: &str,
+        role: &str,
+    ) -> (i64, Option<String>) {
+        let r = self
+            .post(
+                "/api/agents",
+                serde_json::json!({"name": name, "login": login, "password": "password-123", "role": role}),
+                admin,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let v = r.json();
+        let id = v["agent"]["id"].as_i64().expect("id");
+        (
+            id,
+            v["sipCredentials"]["password"].as_str().map(str::to_string),
+        )
+    }
+}

@@ -1,0 +1,175 @@
+//! Health, console files, unknown routes, WebSockets, restarts.
+
+use std::net::SocketAddr;
+
+use axum::http::{header, StatusCode};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn health_and_unknown_routes() {
+    let app = TestApp::new().await;
+    let r = app.get("/api/health", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "ok");
+    let r = app.get("/api/nope", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["success"], false);
+    let r = app.get("/hr/nope", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // SIP over WebSocket needs the SIP server
+    assert_eq!(
+        app.get("/ws", &Auth::None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let r = app
+        .get("/api/telephony/security/blocked", &app.admin().await)
+        .await;
+    assert_eq!(r.json()["blocked"], json!([]));
+}
+
+#[tokio::test]
+async fn console_files_and_spa_fallback() {
+    let app = TestApp::new().await;
+    let r = app.get("/", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text.contains("npm run build"), "{}", r.text);
+
+    std::fs::create_dir_all(app.console_dir.join("assets")).expect("mkdir");
+    std::fs::write(app.console_dir.join("index.html"), "<html>console</html>").expect("write");
+    std::fs::write(app.console_dir.join("assets/app.js"), "console.log(1)").expect("write");
+    std::fs::write(app.dir.path().join("secret.txt"), "top secret").expect("write");
+    let r = app.get("/", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text, "<html>console</html>");
+    let r = app.get("/assets/app.js", &Auth::None).await;
+    assert_eq!(r.text, "console.log(1)");
+    assert!(r
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/javascript")));
+    let r = app.get("/agents/42", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text, "<html>console</html>");
+    assert_eq!(
+        app.get("/assets/missing.js", &Auth::None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = app.get("/../secret.txt", &Auth::None).await;
+    assert!(!r.text.contains("top secret"));
+    let r = app.get("/assets/..%2F..%2Fsecret.txt", &Auth::None).await;
+    assert!(!r.text.contains("top secret"));
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("restart.db");
+    {
+        let s = open_services(&path).await;
+        s.users
+            .bootstrap_admin(Some(ADMIN_PW))
+            .await
+            .expect("admin");
+        let (_, creds) = s
+            .users
+            .create(
+                &domain::Actor::system(),
+                domain::NewUser {
+                    name: "Persist Ent".into(),
+                    login: Some("persist".into()),
+                    password: "password-123".into(),
+                    role: "agent".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("create");
+        assert_eq!(creds.expect("sip").extension, "1000");
+        s.db.close().await;
+    }
+    let s = open_services(&path).await;
+    assert_eq!(
+        s.users
+            .bootstrap_admin(Some("another-password"))
+            .await
+            .expect("admin"),
+        None
+    );
+    let out = s
+        .auth
+        .login("persist", "password-123", None)
+        .await
+        .expect("login after restart");
+    assert_eq!(out.user.sip.map(|x| x.username), Some("persist_ent".into()));
+    s.auth
+        .login("admin", ADMIN_PW, None)
+        .await
+        .expect("admin password unchanged");
+}
+
+async fn serve(app: &TestApp) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cfg = api::ApiConfig {
+        console_dir: app.console_dir.clone(),
+        ..Default::default()
+    };
+    let router = api::router(api::AppState::new(app.services.clone(), None, cfg));
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn events_websocket_delivers_agent_events() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let addr = serve(&app).await;
+    // no credentials: refused before the upgrade
+    let err = tokio_tungstenite::connect_async(format!("ws://{addr}/api/events")).await;
+    assert!(err.is_err());
+    let Auth::Cookie(token) = &admin else {
+        panic!("cookie")
+    };
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/api/events?token={token}"))
+            .await
+            .expect("connect");
+    let (id, _) = app.create_user(&admin, "Evented", "evented", "agent").await;
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("in time")
+        .expect("msg")
+        .expect("ok");
+    let v: serde_json::Value = serde_json::from_str(msg.to_text().expect("text")).expect("json");
+    assert_eq!(v["type"], "agent");
+    assert_eq!(v["id"], id);
+    assert_eq!(v["action"], "created");
+    assert_eq!(v["sipUsername"], "evented");
+    assert!(v["at"].is_string());
+
+    // with the cookie header instead of ?token=
+    let mut req = format!("ws://{addr}/api/events")
+        .into_client_request()
+        .expect("req");
+    req.headers_mut().insert(
+        header::COOKIE,
+        format!("centralita_session={token}").parse().expect("hv"),
+    );
+    let (_ws2, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect with cookie");
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+}
