@@ -136,6 +136,8 @@ describe('centralita console (real browser, real backend)', () => {
       const password = (await dialog.getByTestId('creds-password').textContent()).trim();
       ag.ext = (await dialog.getByTestId('creds-extension').textContent()).trim();
       ag.sipUser = (await dialog.getByTestId('creds-username').textContent()).trim();
+      ag.sipPassword = password;
+      if (await dialog.getByTestId('creds-domain').count()) ag.domain = (await dialog.getByTestId('creds-domain').textContent()).trim();
       assert.match(password, /^[0-9a-f]{32}$/, 'SIP password is 32 hex characters');
       assert.match(ag.ext, /^\d+$/);
       assert.ok((await dialog.getByTestId('creds-warning').textContent()).length > 10, 'warning shown');
@@ -352,5 +354,27 @@ describe('centralita console (real browser, real backend)', () => {
     await waitFor(async () => (await B.getByTestId('call-card').getAttribute('data-phase')) === 'incoming', { timeoutMs: SIP_TIMEOUT, what: 'B rings after restart' });
     await B.getByTestId('btn-reject').click();
     await waitOutcome(A, 'busy');
+  });
+
+  test('manual connection form registers with the long-lived SIP credentials', async () => {
+    // The admin has no SIP account of their own: the panel says so, and the
+    // manual form (seeds/000, seeds/002) connects with B's SIP password.
+    const { page } = people.admin;
+    assert.equal(await connState(page), 'unconfigured');
+    await page.getByTestId('nav-connection').click();
+    await page.getByTestId('connection-form').waitFor();
+    await page.getByTestId('conn-display-name').fill('Supervisor');
+    const b = agents.b;
+    await page.getByTestId('conn-extension').fill(b.domain ? `${b.sipUser}@${b.domain}` : b.sipUser);
+    await page.getByTestId('conn-password').fill(b.sipPassword);
+    assert.match(await page.getByTestId('conn-ws-url').inputValue(), /^ws:\/\/127\.0\.0\.1:\d+\/ws$/);
+    await page.getByTestId('conn-submit').click();
+    await waitConn(page, 'registered');
+    await shot(people.admin, 'admin-manual-connection');
+    // A wrong password is refused and the indicator says why.
+    await page.getByTestId('conn-password').fill('0'.repeat(32));
+    await page.getByTestId('conn-submit').click();
+    await waitConn(page, 'failed');
+    assert.ok((await page.getByTestId('phone-reason').textContent()).length > 0, 'failure reason shown');
   });
 });

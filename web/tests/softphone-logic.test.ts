@@ -17,12 +17,14 @@ const CHALLENGE_SHA_FIRST = [
   '',
 ].join('\r\n');
 
-test('MD5 challenge is moved in front of SHA-256 for JsSIP', () => {
+test('only the MD5 challenge is left for JsSIP, whatever the order', () => {
   const out = preferMd5Challenges(CHALLENGE_SHA_FIRST);
   const auth = out.split('\r\n').filter((l) => l.startsWith('WWW-Authenticate'));
-  assert.equal(auth.length, 2);
-  assert.match(auth[0], /algorithm=MD5/);
-  assert.match(auth[1], /algorithm=SHA-256/);
+  assert.deepEqual(auth, ['WWW-Authenticate: Digest realm="c", nonce="n1", algorithm=MD5, qop="auth"']);
+  const md5First = CHALLENGE_SHA_FIRST.replace('algorithm=SHA-256', 'algorithm=TMP').replace('algorithm=MD5', 'algorithm=SHA-256').replace('algorithm=TMP', 'algorithm=MD5');
+  const out2 = preferMd5Challenges(md5First).split('\r\n').filter((l) => l.startsWith('WWW-Authenticate'));
+  assert.equal(out2.length, 1);
+  assert.match(out2[0], /algorithm=MD5/);
   assert.ok(out.endsWith('\r\n\r\n'), 'message end kept');
   assert.ok(out.includes('Call-ID: x1'));
 });
@@ -30,17 +32,17 @@ test('MD5 challenge is moved in front of SHA-256 for JsSIP', () => {
 test('challenges folded into one header are split and reordered', () => {
   const msg = 'SIP/2.0 407 Proxy Authentication Required\r\nProxy-Authenticate: Digest realm="c", nonce="a", algorithm=SHA-256, Digest realm="c", nonce="a", algorithm=MD5\r\n\r\n';
   const lines = preferMd5Challenges(msg).split('\r\n').filter((l) => l.startsWith('Proxy-Authenticate'));
-  assert.equal(lines.length, 2);
+  assert.equal(lines.length, 1);
   assert.match(lines[0], /MD5/);
 });
 
 test('messages that need no change are returned untouched', () => {
-  const md5First = CHALLENGE_SHA_FIRST.replace('algorithm=SHA-256', 'algorithm=TMP').replace('algorithm=MD5', 'algorithm=SHA-256').replace('algorithm=TMP', 'algorithm=MD5');
-  assert.equal(preferMd5Challenges(md5First), md5First);
+  const shaOnly = CHALLENGE_SHA_FIRST.replace('algorithm=MD5', 'algorithm=SHA-512-256');
+  assert.equal(preferMd5Challenges(shaOnly), shaOnly, 'no MD5 challenge: unchanged');
   const ok = 'SIP/2.0 200 OK\r\nCall-ID: y\r\n\r\n';
   assert.equal(preferMd5Challenges(ok), ok);
   const noAlg = CHALLENGE_SHA_FIRST.replace(', algorithm=SHA-256', '');
-  assert.equal(preferMd5Challenges(noAlg), noAlg, 'no algorithm means MD5 already first');
+  assert.equal(preferMd5Challenges(noAlg), noAlg, 'no algorithm means MD5: all challenges usable');
 });
 
 test('SIP requests and responses are labelled for the flow view', () => {

@@ -1,8 +1,9 @@
-// JsSIP only answers MD5 digest challenges and only looks at the FIRST
-// WWW-Authenticate / Proxy-Authenticate header: a server that offers
-// SHA-256 first (as RFC 8760 recommends) makes it give up. RFC 8760 says a
-// client uses the first challenge whose algorithm it supports, so before
-// JsSIP parses a 401/407 we move the MD5 challenges to the front.
+// JsSIP only answers MD5 digest challenges, and of several
+// WWW-Authenticate / Proxy-Authenticate headers it keeps just one (its parser
+// overwrites earlier ones with later ones): a server that offers SHA-256 and
+// MD5 (RFC 8760) can make it give up, depending on the order. RFC 8760 says a
+// client uses a challenge whose algorithm it supports, so before JsSIP parses
+// a 401/407 we leave only the MD5 challenges in it.
 
 const AUTH_HEADER = /^(www-authenticate|proxy-authenticate)\s*:/i;
 
@@ -31,9 +32,10 @@ export function preferMd5Challenges(raw: string): string {
     const value = line.slice(line.indexOf(':') + 1).trim();
     for (const part of value.split(/,\s*(?=Digest\s)/i)) challenges.push({ name: m[1], value: part.trim() });
   }
-  if (challenges.length < 2 || isMd5(challenges[0].value)) return raw;
-  const ordered = [...challenges.filter((c) => isMd5(c.value)), ...challenges.filter((c) => !isMd5(c.value))];
-  const lines = ordered.map((c) => `${c.name}: ${c.value}`);
+  const md5 = challenges.filter((c) => isMd5(c.value));
+  // Nothing to choose, or nothing JsSIP could answer anyway: leave it alone.
+  if (md5.length === 0 || md5.length === challenges.length) return raw;
+  const lines = md5.map((c) => `${c.name}: ${c.value}`);
   rest.splice(Math.min(first, rest.length), 0, ...lines);
   return rest.join('\r\n') + body;
 }

@@ -54,7 +54,7 @@ export function webrtcView(): View {
           field(t('webrtc.turnPassword'), turnPass, cfg.hasTurnPassword ? t('webrtc.turnPasswordSet') : undefined)),
         msg,
         readOnly ? null : h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'btn btn-primary', testid: 'webrtc-save' }, t('common.save'))));
-        mount(box, form, h('section', { class: 'card' }, h('h2', null, t('webrtc.effective')), ice));
+        mount(box, form, h('section', { class: 'card form-grid' }, h('h2', null, t('webrtc.effective')), ice));
       };
 
       api.webrtcConfig().then((r) => show(r.config)).catch((err) => mount(box, errorBox(err)));
