@@ -360,6 +360,14 @@ mod tests {
     }
 
     #[test]
+    fn sample_config_parses_to_the_defaults() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/centralita.sample.toml");
+        let c = Config::load(Some(&sample), env(&[])).expect("sample parses");
+        let d = Config::default();
+        assert_eq!(toml::Table::try_from(c).ok(), toml::Table::try_from(d).ok());
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         assert!(Config::load(None, env(&[("CENTRALITA_SIP_MAX_CONTACTS", "many")])).is_err());
         assert!(Config::load(None, env(&[("CENTRALITA_HTTP_LISTEN", "nowhere")])).is_err());

@@ -1,0 +1,191 @@
+//! The real `centralita` binary: first start prints or takes the admin
+//! password, data survives a restart, SIGTERM shuts it down cleanly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Running {
+    child: Child,
+    addr: String,
+    stdout_lines: Vec<String>,
+}
+
+fn start(data: &Path, admin_password: Option<&str>) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_centralita"));
+    cmd.arg("serve")
+        .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
+        .env("CENTRALITA_SIP_LISTEN", "127.0.0.1:0")
+        .env("CENTRALITA_DATA_DIR", data)
+        .env("CENTRALITA_CONSOLE_DIR", data.join("no-console"))
+        .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
+        .env_remove("CENTRALITA_DATABASE_URL")
+        .env_remove("CENTRALITA_ADMIN_PASSWORD")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(pw) = admin_password {
+        cmd.env("CENTRALITA_ADMIN_PASSWORD", pw);
+    }
+    let mut child = cmd.spawn().expect("spawn centralita");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("server printed its address in time");
+        if let Some(addr) = line.strip_prefix("centralita listening on http://") {
+            let addr = addr.trim().to_string();
+            lines.push(line);
+            return Running { child, addr, stdout_lines: lines };
+        }
+        lines.push(line);
+    }
+}
+
+impl Running {
+    /// A minimal HTTP/1.1 client (one request per connection).
+    fn request(&self, method: &str, path: &str, body: Option<&str>, cookie: Option<&str>) -> (u16, String, String) {
+        let mut s = TcpStream::connect(&self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let body = body.unwrap_or("");
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        if let Some(c) = cookie {
+            req.push_str(&format!("Cookie: centralita_session={c}\r\n"));
+        }
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
+        let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status");
+        (status, head.to_string(), body.to_string())
+    }
+
+    fn login(&self, login: &str, password: &str) -> String {
+        let body = serde_json::json!({"login": login, "password": password}).to_string();
+        let (status, head, text) = self.request("POST", "/api/auth/login", Some(&body), None);
+        assert_eq!(status, 200, "{text}");
+        let line = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+            .expect("set-cookie");
+        let v = line.split_once("centralita_session=").expect("cookie").1;
+        v.split(';').next().expect("value").to_string()
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(ok.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "clean exit after SIGTERM: {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("centralita did not stop within 10 s of SIGTERM");
+    }
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn admin_password_from_env_agents_survive_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = start(&data, Some("env-admin-pass"));
+    assert!(
+        !server.stdout_lines.iter().any(|l| l.contains("one-time password")),
+        "no generated password when CENTRALITA_ADMIN_PASSWORD is set"
+    );
+    assert!(data.join("centralita.db").exists(), "database created under the data dir");
+    let cookie = server.login("admin", "env-admin-pass");
+    let mut sip_passwords = Vec::new();
+    for (name, login) in [("Ana Agent", "ana"), ("Bob Agent", "bob")] {
+        let body = serde_json::json!({"name": name, "login": login, "password": "agent-pass-1", "role": "agent"}).to_string();
+        let (status, _, text) = server.request("POST", "/api/agents", Some(&body), Some(&cookie));
+        assert_eq!(status, 201, "{text}");
+        let pw = json(&text)["sipCredentials"]["password"].as_str().expect("sip password").to_string();
+        sip_passwords.push(pw);
+    }
+    let (status, _, text) = server.request("GET", "/", None, None);
+    assert_eq!(status, 503, "console not built page");
+    assert!(text.contains("Console not built"));
+    server.stop();
+
+    let server = start(&data, Some("env-admin-pass"));
+    let cookie = server.login("admin", "env-admin-pass");
+    let (status, _, text) = server.request("GET", "/api/agents?role=agent", None, Some(&cookie));
+    assert_eq!(status, 200);
+    let v = json(&text);
+    assert_eq!(v["total"], 2, "{text}");
+    let exts: Vec<&str> = v["agents"].as_array().expect("agents").iter().filter_map(|a| a["sip"]["extension"].as_str()).collect();
+    assert_eq!(exts, ["1000", "1001"]);
+    for pw in &sip_passwords {
+        assert!(!text.contains(pw.as_str()), "SIP password visible after creation");
+    }
+    server.login("ana", "agent-pass-1");
+    server.stop();
+}
+
+#[test]
+fn first_start_prints_a_one_time_admin_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = start(&data, None);
+    let line = server
+        .stdout_lines
+        .iter()
+        .find(|l| l.contains("one-time password"))
+        .expect("password printed")
+        .clone();
+    let pw = line.rsplit(' ').next().expect("password").trim().to_string();
+    assert!(pw.len() >= 16, "{line}");
+    server.login("admin", &pw);
+    let (status, _, _) = server.request(
+        "POST",
+        "/api/auth/login",
+        Some(r#"{"login":"admin","password":"not-the-password"}"#),
+        None,
+    );
+    assert_eq!(status, 401);
+    server.stop();
+    // A second start creates nothing and prints no password.
+    let server = start(&data, None);
+    assert!(!server.stdout_lines.iter().any(|l| l.contains("one-time password")));
+    server.login("admin", &pw);
+    server.stop();
+}
+
+#[test]
+fn help_documents_the_configuration() {
+    let out = Command::new(env!("CARGO_BIN_EXE_centralita")).arg("--help").output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["serve", "CENTRALITA_HTTP_LISTEN", "CENTRALITA_ADMIN_PASSWORD", "CENTRALITA_SIP_DOMAIN", "CENTRALITA_DATABASE_URL"] {
+        assert!(text.contains(needle), "--help lacks {needle}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_centralita"))
+        .arg("serve")
+        .env("CENTRALITA_HTTP_LISTEN", "not-an-address")
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "bad configuration is refused");
+}
