@@ -30,14 +30,20 @@ async fn pair() -> Pair {
 async fn call(p: &Pair, uas: &str, uac: &str) {
     let uas_child = p.srv.spawn_sipp(uas, None, p.callee_port, &[]);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let csv = p.srv.csv("caller.csv", &[(&p.caller.username, &p.caller.password)]);
+    let csv = p
+        .srv
+        .csv("caller.csv", &[(&p.caller.username, &p.caller.password)]);
     let (ok, out) = p
         .srv
         .sipp(uac, &csv, free_port(), &["-s", &p.callee.extension])
         .await;
     assert!(ok, "caller scenario {uac} failed: {out}");
     let (ok, out) = finish(uas_child).await;
-    assert!(ok, "callee scenario {uas} failed: {out}{}", p.srv.sipp_errors());
+    assert!(
+        ok,
+        "callee scenario {uas} failed: {out}{}",
+        p.srv.sipp_errors()
+    );
 }
 
 async fn only_cdr(p: &Pair) -> domain::Call {
@@ -115,16 +121,28 @@ async fn unknown_and_unregistered_extensions_fail() {
     let caller = srv.agent("Alice Caller").await;
     let offline = srv.agent("Olga Offline").await;
     let csv = srv.csv("caller.csv", &[(&caller.username, &caller.password)]);
-    let (ok, out) = srv.sipp("uac_failed.xml", &csv, free_port(), &["-s", "9999"]).await;
+    let (ok, out) = srv
+        .sipp("uac_failed.xml", &csv, free_port(), &["-s", "9999"])
+        .await;
     assert!(ok, "404 expected: {out}");
     let (ok, out) = srv
-        .sipp("uac_failed.xml", &csv, free_port(), &["-s", &offline.extension])
+        .sipp(
+            "uac_failed.xml",
+            &csv,
+            free_port(),
+            &["-s", &offline.extension],
+        )
         .await;
     assert!(ok, "480 expected: {out}");
     let rows = srv.finished_calls(2).await;
     let mut causes: Vec<_> = rows
         .iter()
-        .map(|c| (c.disposition.clone().unwrap_or_default(), c.hangup_cause.clone().unwrap_or_default()))
+        .map(|c| {
+            (
+                c.disposition.clone().unwrap_or_default(),
+                c.hangup_cause.clone().unwrap_or_default(),
+            )
+        })
         .collect();
     causes.sort();
     assert_eq!(

@@ -6,9 +6,9 @@ mod support;
 
 use sip::core::digest::Algorithm;
 use sip::core::msg;
+use std::time::Duration;
 use support::ua::{Ua, SDP};
 use support::{finish, free_port, TestServer, REALM};
-use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_agent_registers_and_calls_a_sipp_agent() {
@@ -19,10 +19,20 @@ async fn websocket_agent_registers_and_calls_a_sipp_agent() {
     srv.register_with_sipp(&bob, bob_port).await;
     let uas = srv.spawn_sipp("uas_answer.xml", None, bob_port, &[]);
 
-    let mut ua = Ua::ws(srv.ws_addr, srv.addr, &alice.username, &alice.password, REALM).await;
+    let mut ua = Ua::ws(
+        srv.ws_addr,
+        srv.addr,
+        &alice.username,
+        &alice.password,
+        REALM,
+    )
+    .await;
     let ok = ua.register(Algorithm::Sha256).await;
     assert_eq!(ok.code(), Some(200));
-    assert!(ok.header("Contact").unwrap_or("").contains(".invalid;transport=ws"));
+    assert!(ok
+        .header("Contact")
+        .unwrap_or("")
+        .contains(".invalid;transport=ws"));
     assert_eq!(srv.sip.registered_contacts(), 2);
 
     // INVITE, challenged with 407, ACK it, then INVITE with credentials.
@@ -54,9 +64,13 @@ async fn websocket_agent_registers_and_calls_a_sipp_agent() {
     let text = invite(&mut ua, 2, &via2, Some(&auth));
     ua.send(&text).await;
     let ok = ua.expect_code(200).await;
-    assert!(String::from_utf8_lossy(&ok.body).contains("m=audio"), "callee SDP relayed");
+    assert!(
+        String::from_utf8_lossy(&ok.body).contains("m=audio"),
+        "callee SDP relayed"
+    );
     let to = ok.header("To").unwrap_or("").to_string();
-    let contact = msg::addr_uri(ok.header_list("Contact").first().copied().unwrap_or("")).to_string();
+    let contact =
+        msg::addr_uri(ok.header_list("Contact").first().copied().unwrap_or("")).to_string();
     assert!(!contact.contains("0.0.0.0"));
     let in_dialog = |method: &str, cseq: u32, via: &str| {
         format!(
@@ -96,7 +110,12 @@ async fn sipp_agent_calls_a_websocket_agent_over_its_flow() {
     assert_eq!(ua.register(Algorithm::Md5).await.code(), Some(200));
 
     let csv = srv.csv("caller.csv", &[(&alice.username, &alice.password)]);
-    let caller = srv.spawn_sipp("uac_call.xml", Some(&csv), free_port(), &["-s", &bob.extension]);
+    let caller = srv.spawn_sipp(
+        "uac_call.xml",
+        Some(&csv),
+        free_port(),
+        &["-s", &bob.extension],
+    );
     // The INVITE reaches the browser over its WebSocket although its
     // Contact host is `.invalid`.
     let inv = ua.expect_request("INVITE").await;

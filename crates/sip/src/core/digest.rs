@@ -171,7 +171,7 @@ impl NonceKeeper {
         let issued = u64::from_str_radix(&nonce[..16], 16).map_err(|_| Verdict::Fail)?;
         let salt = u64::from_str_radix(&nonce[16..32], 16).map_err(|_| Verdict::Fail)?;
         let mac = hex::encode(self.mac(issued, salt));
-        if !ct_eq(mac.as_bytes(), nonce[32..].as_bytes()) {
+        if !ct_eq(mac.as_bytes(), &nonce.as_bytes()[32..]) {
             return Err(Verdict::Fail);
         }
         if issued > now_ms + 5_000 {

@@ -472,7 +472,8 @@ fn parse_start(line: &str) -> Result<Start, ParseError> {
         return Err(bad("bad Request-URI"));
     }
     if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
-        if uri.contains('?') {
+        let host_part = uri.rsplit('@').next().unwrap_or(uri);
+        if host_part.contains('?') {
             // Headers are not allowed in a Request-URI (RFC 4475 escruri).
             return Err(bad("headers in Request-URI"));
         }
@@ -485,26 +486,30 @@ fn parse_start(line: &str) -> Result<Start, ParseError> {
 }
 
 fn validate_via(v: &str) -> Result<(), ParseError> {
-    let (proto, rest) = v.split_once([' ', '\t']).ok_or_else(|| bad("bad Via"))?;
-    let mut p = proto.split('/');
-    let (Some(n), Some(ver), Some(t), None) = (p.next(), p.next(), p.next(), p.next()) else {
+    // sent-protocol allows LWS around each "/" (RFC 4475 wsinv).
+    let (head, params) = v.split_once(';').unwrap_or((v, ""));
+    let mut p = head.split('/');
+    let (Some(n), Some(ver), Some(rest), None) = (p.next(), p.next(), p.next(), p.next()) else {
         return Err(bad("bad Via"));
     };
+    let rest = rest.trim_start();
+    let (t, sent_by) = rest.split_once([' ', '\t']).ok_or_else(|| bad("bad Via"))?;
     if !n.trim().eq_ignore_ascii_case("SIP") || ver.trim() != "2.0" || !is_token(t.trim()) {
         return Err(bad("bad Via"));
     }
-    let mut parts = rest.trim().split(';');
-    let sent_by = parts.next().unwrap_or("").trim();
+    let sent_by = sent_by.trim();
     if sent_by.is_empty() || sent_by.contains(char::is_whitespace) {
         return Err(bad("bad Via sent-by"));
     }
     if sent_by.starts_with("255.255.255.255") {
         return Err(bad("broadcast Via sent-by"));
     }
-    for param in parts {
-        let name = param.split('=').next().unwrap_or("").trim();
-        if !is_token(name) {
-            return Err(bad("bad Via parameter"));
+    if !params.is_empty() {
+        for param in params.split(';') {
+            let name = param.split('=').next().unwrap_or("").trim();
+            if !is_token(name) {
+                return Err(bad("bad Via parameter"));
+            }
         }
     }
     Ok(())
@@ -544,10 +549,15 @@ fn validate_name_addr(v: &str) -> Result<(), ParseError> {
             return Err(bad("unbalanced quotes or brackets"));
         }
         let (uri, p) = v.split_once(';').unwrap_or((v, ""));
-        if uri.contains(['?', ',', ' ']) {
+        let uri = uri.trim_end();
+        if uri.contains(['?', ',', ' ', '\t']) {
             return Err(bad("addr-spec must be in <> here"));
         }
-        params = if p.is_empty() { "" } else { &v[uri.len()..] };
+        params = if p.is_empty() {
+            ""
+        } else {
+            v[uri.len()..].trim_start()
+        };
     }
     let params = params.trim();
     if !params.is_empty() {

@@ -8,6 +8,8 @@
 //! and create agents through `POST /api/agents`; the tests use only the
 //! methods below.
 #![allow(dead_code)]
+// The tungstenite handshake callback type fixes its large error type.
+#![allow(clippy::result_large_err)]
 
 pub mod ua;
 
