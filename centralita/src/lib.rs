@@ -51,6 +51,32 @@ pub fn api_config(cfg: &Config) -> api::ApiConfig {
     }
 }
 
+/// The SIP server's settings from the `[sip]` section (for the lead's
+/// wiring: `sip::start(sip_config(&cfg)?, Arc::new(sip::DomainBackend::new(services)))`).
+pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
+    use std::time::Duration;
+    let listen: SocketAddr = cfg
+        .sip
+        .listen
+        .parse()
+        .with_context(|| format!("sip.listen {:?}", cfg.sip.listen))?;
+    Ok(sip::SipConfig {
+        listen,
+        realm: cfg.sip.domain.clone(),
+        min_expires: cfg.sip.min_expires,
+        max_expires: cfg.sip.max_expires,
+        default_expires: cfg.sip.default_expires,
+        max_contacts: cfg.sip.max_contacts as usize,
+        ring_timeout: Duration::from_secs(u64::from(cfg.sip.ring_timeout_secs)),
+        auth_fail_limit: cfg.sip.auth_fail_limit,
+        auth_fail_window: Duration::from_secs(u64::from(cfg.sip.auth_fail_window_secs)),
+        ban: Duration::from_secs(u64::from(cfg.sip.ban_secs)),
+        max_message_bytes: cfg.sip.max_message_bytes as usize,
+        max_connections_per_ip: cfg.sip.max_connections_per_ip as usize,
+        ..Default::default()
+    })
+}
+
 /// A started server: database open, migrations applied, admin ensured,
 /// HTTP listener bound (not yet serving).
 pub struct Server {
@@ -142,4 +168,34 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_section_maps_to_the_sip_server_config() {
+        let vars = [
+            ("CENTRALITA_SIP_LISTEN", "127.0.0.1:5070"),
+            ("CENTRALITA_SIP_DOMAIN", "pbx.test"),
+            ("CENTRALITA_SIP_RING_TIMEOUT_SECS", "12"),
+            ("CENTRALITA_SIP_MAX_CONTACTS", "2"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let cfg = Config::load(None, vars).expect("config");
+        let s = sip_config(&cfg).expect("sip config");
+        assert_eq!(
+            s.listen,
+            "127.0.0.1:5070".parse::<SocketAddr>().expect("addr")
+        );
+        assert_eq!(s.realm, "pbx.test");
+        assert_eq!(s.ring_timeout, std::time::Duration::from_secs(12));
+        assert_eq!(s.max_contacts, 2);
+        let d = domain_config(&cfg, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(d.sip_domain, "pbx.test");
+        assert_eq!(d.default_ws_url, "ws://127.0.0.1:8080/ws");
+        let a = api_config(&cfg);
+        assert_eq!((a.sip_host.as_str(), a.sip_port), ("127.0.0.1", 5070));
+    }
 }

@@ -199,15 +199,25 @@ impl AuthService {
             return Ok(None);
         }
         let now = now_ms();
-        let mut tx = self.ctx.db.write().await?;
-        let uid = store::api_tokens::use_token(&mut tx, &sha256_hex(secret), now).await?;
-        tx.commit().await?;
-        let Some(uid) = uid else { return Ok(None) };
         let mut c = self.ctx.db.pool().acquire().await?;
-        Ok(store::users::get(&mut c, uid, now)
+        let Some((id, uid, last_used)) =
+            store::api_tokens::owner(&mut c, &sha256_hex(secret)).await?
+        else {
+            return Ok(None);
+        };
+        let user = store::users::get(&mut c, uid, now)
             .await?
             .map(user_from_row)
-            .filter(|u| u.active))
+            .filter(|u| u.active);
+        drop(c);
+        // Record use at most once a minute: a busy CRM should not turn every
+        // read into a write.
+        if user.is_some() && last_used.is_none_or(|t| now - t > 60_000) {
+            let mut tx = self.ctx.db.write().await?;
+            store::api_tokens::touch(&mut tx, id, now).await?;
+            tx.commit().await?;
+        }
+        Ok(user)
     }
 
     /// Creates an API token for `user_id`; the secret is returned only here.

@@ -57,19 +57,24 @@ pub async fn list(
     Ok((rows, total))
 }
 
-/// The owner of an unrevoked token; records its use.
-pub async fn use_token(
+/// The owner of an unrevoked token.
+pub async fn owner(
     c: &mut Conn,
     token_hash: &str,
-    now: i64,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE api_tokens SET last_used_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL RETURNING user_id",
-    )
-    .bind(token_hash)
-    .bind(now)
-    .fetch_optional(&mut *c)
-    .await
+) -> Result<Option<(i64, i64, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, user_id, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+        .bind(token_hash)
+        .fetch_optional(&mut *c)
+        .await
+}
+
+pub async fn touch(c: &mut Conn, id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
 }
 
 /// Revokes a token; false if it does not exist or was already revoked.

@@ -46,14 +46,28 @@ async fn upgrade(
     let ws = ws.map_err(|e| AppError::BadRequest(format!("WebSocket upgrade required: {e}")))?;
     let rx = st.services.events.subscribe();
     tracing::debug!(user = user.id, "events subscriber connected");
-    Ok(ws.on_upgrade(move |socket| pump(socket, rx)))
+    let uid = user.id;
+    Ok(ws.on_upgrade(move |socket| pump(socket, rx, uid)))
 }
 
-async fn pump(mut socket: WebSocket, mut rx: tokio::sync::broadcast::Receiver<domain::Event>) {
+/// Whether `ev` ends the subscriber's access (deactivated or deleted).
+fn ends_access(ev: &domain::Event, uid: i64) -> bool {
+    matches!(ev, domain::Event::Agent { id, action, .. } if *id == uid && (action == "deactivated" || action == "deleted"))
+}
+
+async fn pump(
+    mut socket: WebSocket,
+    mut rx: tokio::sync::broadcast::Receiver<domain::Event>,
+    uid: i64,
+) {
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Ok(ev) => {
+                    if ends_access(&ev, uid) {
+                        let _ = socket.send(Message::Close(None)).await;
+                        return;
+                    }
                     let Ok(text) = serde_json::to_string(&ev) else { continue };
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         return;

@@ -34,7 +34,12 @@ type JsonResult = Result<AppJson<serde_json::Value>, AppError>;
 
 async fn status(State(st): State<AppState>, _u: CurrentUser) -> JsonResult {
     let (open, answered) = st.services.calls.open_counts().await?;
-    let contacts = st.services.registrations.count_unexpired().await?;
+    // The SIP server knows every live binding (WebSocket ones included);
+    // without it, the stored location service is the best we have.
+    let contacts = match &st.sip {
+        Some(sip) => i64::try_from(sip.registered_contacts()).unwrap_or(i64::MAX),
+        None => st.services.registrations.count_unexpired().await?,
+    };
     Ok(AppJson(json!({
         "success": true,
         "status": {

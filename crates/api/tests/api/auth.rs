@@ -208,6 +208,12 @@ async fn api_tokens_create_use_revoke() {
     assert_eq!(list.json()["total"], 1);
     assert!(!list.text.contains(&secret), "token list leaks the secret");
     assert_eq!(list.json()["tokens"][0]["name"], "crm");
+    assert!(
+        list.json()["tokens"][0]["lastUsedAt"].is_string(),
+        "use is recorded: {}",
+        list.text
+    );
+    assert!(list.json()["tokens"][0]["revokedAt"].is_null());
 
     let r = app
         .call(

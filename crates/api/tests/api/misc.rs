@@ -173,3 +173,131 @@ async fn events_websocket_delivers_agent_events() {
         .expect("connect with cookie");
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
 }
+
+#[tokio::test]
+async fn expired_session_is_refused() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    assert_eq!(app.get("/api/auth/me", &admin).await.status, StatusCode::OK);
+    sqlx_expire_sessions(&app).await;
+    let r = app.get("/api/auth/me", &admin).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"]["code"], "unauthorized");
+}
+
+async fn sqlx_expire_sessions(app: &TestApp) {
+    // Move every session's expiry into the past, as if 12 h had gone by.
+    let r = sqlx::query("UPDATE sessions SET expires_at = 1")
+        .execute(app.services.db.pool())
+        .await
+        .expect("update");
+    assert!(r.rows_affected() > 0);
+}
+
+#[tokio::test]
+async fn registrations_listing_and_status_counts() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    app.create_user(&admin, "Reg Istered", "reg", "agent").await;
+    let now = chrono::Utc::now();
+    app.services
+        .registrations
+        .save(&domain::RegistrationRecord {
+            username: "reg_istered".into(),
+            contact: "sip:reg_istered@127.0.0.1:5099;transport=udp".into(),
+            transport: "udp".into(),
+            source: "127.0.0.1:5099".into(),
+            user_agent: Some("sipp".into()),
+            instance_id: None,
+            reg_id: None,
+            call_id: "abc".into(),
+            cseq: 2,
+            expires_at: now + chrono::Duration::seconds(300),
+            registered_at: now,
+        })
+        .await
+        .expect("save");
+    let r = app.get("/api/telephony/registrations", &admin).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["total"], 1);
+    let reg = &r.json()["registrations"][0];
+    assert_eq!(reg["extension"], "1000");
+    assert_eq!(reg["transport"], "udp");
+    assert_eq!(reg["userAgent"], "sipp");
+    let r = app.get("/api/telephony/status", &admin).await;
+    assert_eq!(r.json()["status"]["registeredContacts"], 1);
+    let r = app.get("/api/agents?search=reg", &admin).await;
+    assert_eq!(r.json()["agents"][0]["sip"]["contacts"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_over_websocket_reaches_the_sip_server() {
+    let app = TestApp::new().await;
+    let sip_cfg = sip::SipConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        realm: app.services.config.sip_domain.clone(),
+        ..Default::default()
+    };
+    let backend = std::sync::Arc::new(sip::DomainBackend::new(app.services.clone()));
+    let sip_server = sip::start(sip_cfg, backend).await.expect("sip server");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = api::router(api::AppState::new(
+        app.services.clone(),
+        Some(sip_server.clone()),
+        Default::default(),
+    ));
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+
+    // without the subprotocol: refused
+    assert!(tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .is_err());
+
+    let mut req = format!("ws://{addr}/ws")
+        .into_client_request()
+        .expect("req");
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "sip".parse().expect("hv"));
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("sip")
+    );
+    let register = "REGISTER sip:centralita.local SIP/2.0\r\n\
+        Via: SIP/2.0/WS abc.invalid;branch=z9hG4bK-ws-test-1\r\n\
+        Max-Forwards: 70\r\n\
+        From: <sip:nobody@centralita.local>;tag=t1\r\n\
+        To: <sip:nobody@centralita.local>\r\n\
+        Call-ID: ws-test-call-1\r\n\
+        CSeq: 1 REGISTER\r\n\
+        Contact: <sip:nobody@abc.invalid;transport=ws>\r\n\
+        Expires: 600\r\n\
+        Content-Length: 0\r\n\r\n";
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(register))
+        .await
+        .expect("send");
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("in time")
+        .expect("msg")
+        .expect("ok");
+    let text = msg.to_text().expect("text frame").to_string();
+    assert!(text.starts_with("SIP/2.0 "), "{text}");
+    assert!(text.contains("ws-test-call-1"), "{text}");
+    sip_server.shutdown();
+}
