@@ -31,6 +31,8 @@ fn start(data: &Path, admin_password: Option<&str>) -> Running {
     }
     let mut child = cmd.spawn().expect("spawn centralita");
     let stdout = child.stdout.take().expect("stdout");
+    // From here on, a panic drops `running`, which kills the process.
+    let mut running = Running { child, addr: String::new(), stdout_lines: Vec::new() };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -39,30 +41,51 @@ fn start(data: &Path, admin_password: Option<&str>) -> Running {
             }
         }
     });
-    let mut lines = Vec::new();
     loop {
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("server printed its address in time");
         if let Some(addr) = line.strip_prefix("centralita listening on http://") {
-            let addr = addr.trim().to_string();
-            lines.push(line);
-            return Running { child, addr, stdout_lines: lines };
+            running.addr = addr.trim().to_string();
+            running.stdout_lines.push(line);
+            return running;
         }
-        lines.push(line);
+        running.stdout_lines.push(line);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
     }
 }
 
 impl Running {
     /// A minimal HTTP/1.1 client (one request per connection).
-    fn request(&self, method: &str, path: &str, body: Option<&str>, cookie: Option<&str>) -> (u16, String, String) {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        cookie: Option<&str>,
+    ) -> (u16, String, String) {
         let mut s = TcpStream::connect(&self.addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
         let body = body.unwrap_or("");
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
         if let Some(c) = cookie {
             req.push_str(&format!("Cookie: centralita_session={c}\r\n"));
         }
         if !body.is_empty() {
-            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
         }
         req.push_str("\r\n");
         req.push_str(body);
@@ -70,7 +93,11 @@ impl Running {
         let mut resp = String::new();
         s.read_to_string(&mut resp).expect("read");
         let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
-        let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("status");
         (status, head.to_string(), body.to_string())
     }
 
@@ -87,8 +114,15 @@ impl Running {
     }
 
     fn stop(mut self) {
+        self.stop_in_place();
+    }
+
+    fn stop_in_place(&mut self) {
         let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
         assert!(ok.success());
         for _ in 0..200 {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -97,7 +131,6 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
         panic!("centralita did not stop within 10 s of SIGTERM");
     }
 }
@@ -112,17 +145,26 @@ fn admin_password_from_env_agents_survive_restart() {
     let data = dir.path().join("data");
     let server = start(&data, Some("env-admin-pass"));
     assert!(
-        !server.stdout_lines.iter().any(|l| l.contains("one-time password")),
+        !server
+            .stdout_lines
+            .iter()
+            .any(|l| l.contains("one-time password")),
         "no generated password when CENTRALITA_ADMIN_PASSWORD is set"
     );
-    assert!(data.join("centralita.db").exists(), "database created under the data dir");
+    assert!(
+        data.join("centralita.db").exists(),
+        "database created under the data dir"
+    );
     let cookie = server.login("admin", "env-admin-pass");
     let mut sip_passwords = Vec::new();
     for (name, login) in [("Ana Agent", "ana"), ("Bob Agent", "bob")] {
         let body = serde_json::json!({"name": name, "login": login, "password": "agent-pass-1", "role": "agent"}).to_string();
         let (status, _, text) = server.request("POST", "/api/agents", Some(&body), Some(&cookie));
         assert_eq!(status, 201, "{text}");
-        let pw = json(&text)["sipCredentials"]["password"].as_str().expect("sip password").to_string();
+        let pw = json(&text)["sipCredentials"]["password"]
+            .as_str()
+            .expect("sip password")
+            .to_string();
         sip_passwords.push(pw);
     }
     let (status, _, text) = server.request("GET", "/", None, None);
@@ -136,10 +178,18 @@ fn admin_password_from_env_agents_survive_restart() {
     assert_eq!(status, 200);
     let v = json(&text);
     assert_eq!(v["total"], 2, "{text}");
-    let exts: Vec<&str> = v["agents"].as_array().expect("agents").iter().filter_map(|a| a["sip"]["extension"].as_str()).collect();
+    let exts: Vec<&str> = v["agents"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .filter_map(|a| a["sip"]["extension"].as_str())
+        .collect();
     assert_eq!(exts, ["1000", "1001"]);
     for pw in &sip_passwords {
-        assert!(!text.contains(pw.as_str()), "SIP password visible after creation");
+        assert!(
+            !text.contains(pw.as_str()),
+            "SIP password visible after creation"
+        );
     }
     server.login("ana", "agent-pass-1");
     server.stop();
@@ -156,7 +206,12 @@ fn first_start_prints_a_one_time_admin_password() {
         .find(|l| l.contains("one-time password"))
         .expect("password printed")
         .clone();
-    let pw = line.rsplit(' ').next().expect("password").trim().to_string();
+    let pw = line
+        .rsplit(' ')
+        .next()
+        .expect("password")
+        .trim()
+        .to_string();
     assert!(pw.len() >= 16, "{line}");
     server.login("admin", &pw);
     let (status, _, _) = server.request(
@@ -169,17 +224,29 @@ fn first_start_prints_a_one_time_admin_password() {
     server.stop();
     // A second start creates nothing and prints no password.
     let server = start(&data, None);
-    assert!(!server.stdout_lines.iter().any(|l| l.contains("one-time password")));
+    assert!(!server
+        .stdout_lines
+        .iter()
+        .any(|l| l.contains("one-time password")));
     server.login("admin", &pw);
     server.stop();
 }
 
 #[test]
 fn help_documents_the_configuration() {
-    let out = Command::new(env!("CARGO_BIN_EXE_centralita")).arg("--help").output().expect("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_centralita"))
+        .arg("--help")
+        .output()
+        .expect("run");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["serve", "CENTRALITA_HTTP_LISTEN", "CENTRALITA_ADMIN_PASSWORD", "CENTRALITA_SIP_DOMAIN", "CENTRALITA_DATABASE_URL"] {
+    for needle in [
+        "serve",
+        "CENTRALITA_HTTP_LISTEN",
+        "CENTRALITA_ADMIN_PASSWORD",
+        "CENTRALITA_SIP_DOMAIN",
+        "CENTRALITA_DATABASE_URL",
+    ] {
         assert!(text.contains(needle), "--help lacks {needle}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_centralita"))

@@ -53,6 +53,10 @@ impl DomainError {
     /// Maps a UNIQUE violation of a users or sip_accounts column to a
     /// conflict on that field; anything else stays a database error.
     pub(crate) fn from_write(err: sqlx::Error) -> Self {
+        if store::check_violation(&err) {
+            // The only CHECK a request can trip: users need a login or an email.
+            return Self::invalid("login", "login or email is required");
+        }
         match store::unique_violation(&err).as_deref() {
             Some("users.login") => Self::conflict("login"),
             Some("users.email") => Self::conflict("email"),

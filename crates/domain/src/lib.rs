@@ -165,4 +165,18 @@ impl Services {
             db,
         }
     }
+
+    /// A random secret generated on first use and kept in `settings`
+    /// (e.g. for HMAC-signed SIP nonces that stay valid across restarts).
+    pub async fn server_secret(&self) -> Result<String, DomainError> {
+        let mut tx = self.db.write().await?;
+        let v = store::settings::get_or_insert(
+            &mut tx,
+            "server_secret",
+            &sip_credentials::random_hex(32),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(v)
+    }
 }

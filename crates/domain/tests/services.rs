@@ -479,3 +479,12 @@ async fn login_rate_limit_and_sessions() {
         .expect("q")
         .is_none());
 }
+
+#[tokio::test]
+async fn server_secret_is_stable_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = services(&dir).await.server_secret().await.expect("secret");
+    assert_eq!(a.len(), 64);
+    let s = services(&dir).await;
+    assert_eq!(s.server_secret().await.expect("secret"), a);
+}

@@ -91,6 +91,12 @@ impl Db {
     }
 }
 
+/// Whether `err` is a CHECK constraint violation.
+pub fn check_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| matches!(db.kind(), sqlx::error::ErrorKind::CheckViolation))
+}
+
 /// If `err` is a UNIQUE constraint violation, the `table.column` it names.
 pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     let db = err.as_database_error()?;

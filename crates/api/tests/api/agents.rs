@@ -409,6 +409,35 @@ async fn bad_input_leaves_the_database_unchanged() {
     let r = app
         .call(
             Method::PATCH,
+            &format!("/api/agents/{other}"),
+            Some(json!({"login": "", "name": "Gone"})),
+            &admin,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a user keeps a login or an email: {}",
+        r.text
+    );
+    assert_eq!(
+        app.get(&format!("/api/agents/{other}"), &admin)
+            .await
+            .json()["agent"]["login"],
+        "other"
+    );
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/agents/{other}"),
+            Some(json!({"password": "short"})),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .call(
+            Method::PATCH,
             "/api/agents/424242",
             Some(json!({"name": "Nobody"})),
             &admin,
