@@ -101,7 +101,7 @@ export function agentsView(): View {
             h('td', null, u.active
               ? h('span', { class: 'badge badge-ok' }, t('agents.active'))
               : h('span', { class: 'badge badge-bad' }, t('agents.inactive'))),
-            isAdmin ? h('td', { class: 'row-actions' },
+            isAdmin ? h('td', null, h('div', { class: 'row-actions' },
               h('button', {
                 type: 'button', class: 'btn btn-small', testid: 'agent-regenerate',
                 onclick: () => void act(async () => {
@@ -110,7 +110,7 @@ export function agentsView(): View {
                   await showCredentials(res.sipCredentials, u.name);
                 }),
               }, t('agents.regenerate')),
-              u.active ? h('button', {
+              u.active && u.id !== currentUser()?.id ? h('button', {
                 type: 'button', class: 'btn btn-small', testid: 'agent-deactivate',
                 onclick: () => void act(async () => {
                   if (!(await confirmDialog(t('agents.confirmDeactivate', { name: u.name }), t('agents.deactivate'), true))) return;
@@ -123,7 +123,7 @@ export function agentsView(): View {
                   if (!(await confirmDialog(t('agents.confirmDelete', { name: u.name }), t('agents.delete'), true))) return;
                   await api.deleteAgent(u.id);
                 }),
-              }, t('agents.delete')) : null) : null)))));
+              }, t('agents.delete')) : null)) : null)))));
       };
 
       const addBtn = isAdmin ? h('button', { type: 'button', class: 'btn btn-primary', testid: 'add-agent', onclick: () => openAddAgent(() => void load()) }, '+ ', t('agents.add')) : null;
