@@ -163,6 +163,9 @@ pub struct CallQuery {
     pub search: Option<String>,
     pub limit: i64,
     pub offset: i64,
+    /// `field` or `-field` (see [`store::calls::order_column`]); default
+    /// `-startTime` (newest first).
+    pub order: Option<String>,
 }
 
 impl CallQuery {
@@ -327,13 +330,20 @@ impl CallService {
 
     pub async fn history(&self, q: &CallQuery) -> Result<(Vec<Call>, i64), DomainError> {
         let mut c = self.ctx.db.pool().acquire().await?;
-        let (rows, total) = store::calls::history(
-            &mut c,
-            &q.filter(),
-            q.limit.clamp(1, 10_000),
-            q.offset.max(0),
-        )
-        .await?;
+        let (order, desc) = match q.order.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+            None => ("c.start_time", true),
+            Some(o) => {
+                let (field, desc) = match o.strip_prefix('-') {
+                    Some(f) => (f, true),
+                    None => (o.strip_prefix('+').unwrap_or(o), false),
+                };
+                let col = store::calls::order_column(field)
+                    .ok_or_else(|| DomainError::invalid("order", format!("cannot order by {field:?}")))?;
+                (col, desc)
+            }
+        };
+        let (rows, total) =
+            store::calls::history(&mut c, &q.filter(), order, desc, q.limit.clamp(1, 10_000), q.offset.max(0)).await?;
         Ok((rows.into_iter().map(call_from_row).collect(), total))
     }
 

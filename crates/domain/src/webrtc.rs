@@ -17,8 +17,11 @@ pub struct WebrtcSettings {
     pub turn_server: Option<String>,
     pub turn_username: Option<String>,
     pub turn_password: Option<String>,
-    /// The configured WebSocket URL, or the server's default.
-    pub ws_url: String,
+    /// The WebSocket URL configured in the console, if any.
+    pub ws_url: Option<String>,
+    /// The URL derived from the HTTP listen address, for callers that
+    /// cannot derive a better one from the request's Host.
+    pub default_ws_url: String,
 }
 
 /// One entry of RTCPeerConnection's `iceServers`.
@@ -102,9 +105,8 @@ impl WebrtcService {
             turn_server: r.turn_server,
             turn_username: r.turn_username,
             turn_password: r.turn_password,
-            ws_url: r
-                .ws_url
-                .unwrap_or_else(|| self.ctx.cfg.default_ws_url.clone()),
+            ws_url: r.ws_url,
+            default_ws_url: self.ctx.cfg.default_ws_url.clone(),
         }
     }
 

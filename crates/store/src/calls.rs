@@ -152,16 +152,36 @@ const FILTER: &str =
     AND ($5 IS NULL OR c.caller_number LIKE $5 ESCAPE '\\' OR c.callee_number LIKE $5 ESCAPE '\\' \
          OR c.call_id LIKE $5 ESCAPE '\\')";
 
-/// A page of history (newest first) and the total matching.
+/// Sortable history columns: the API's field names mapped to SQL.
+pub fn order_column(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "id" => "c.id",
+        "startTime" => "c.start_time",
+        "answerTime" => "c.answer_time",
+        "endTime" => "c.end_time",
+        "duration" => "c.duration",
+        "billsec" => "c.billsec",
+        "disposition" => "c.disposition",
+        "callerNumber" => "c.caller_number",
+        "calleeNumber" => "c.callee_number",
+        _ => return None,
+    })
+}
+
+/// A page of history and the total matching. `order` must come from
+/// [`order_column`].
 pub async fn history(
     c: &mut Conn,
     f: &CallFilter,
+    order: &'static str,
+    descending: bool,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<CallRow>, i64), sqlx::Error> {
     let pattern = f.search.as_deref().map(crate::like_pattern);
+    let dir = if descending { "DESC" } else { "ASC" };
     let rows = sqlx::query_as(AssertSqlSafe(format!(
-        "{SELECT}{FILTER} ORDER BY c.start_time DESC, c.id DESC LIMIT $6 OFFSET $7"
+        "{SELECT}{FILTER} ORDER BY {order} {dir}, c.id {dir} LIMIT $6 OFFSET $7"
     )))
     .bind(f.from)
     .bind(f.to)

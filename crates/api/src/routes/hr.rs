@@ -230,7 +230,7 @@ async fn regenerate(
 }
 
 /// WebrtcConfig of docs/API.md; the TURN password is never returned.
-pub fn webrtc_json(w: &WebrtcSettings) -> serde_json::Value {
+pub fn webrtc_json(w: &WebrtcSettings, ws_url: &str) -> serde_json::Value {
     let ice: Vec<serde_json::Value> = w
         .ice_servers()
         .into_iter()
@@ -250,15 +250,23 @@ pub fn webrtc_json(w: &WebrtcSettings) -> serde_json::Value {
         "turnServer": w.turn_server,
         "turnUsername": w.turn_username,
         "hasTurnPassword": w.turn_password.is_some(),
-        "wsUrl": w.ws_url,
-        "asteriskWsUrl": w.ws_url,
+        "wsUrl": ws_url,
+        "asteriskWsUrl": ws_url,
+        "wsUrlConfigured": w.ws_url.is_some(),
         "iceServers": ice,
     })
 }
 
-async fn get_webrtc(State(st): State<AppState>, _u: CurrentUser) -> JsonResult {
+async fn get_webrtc(
+    State(st): State<AppState>,
+    _u: CurrentUser,
+    headers: axum::http::HeaderMap,
+) -> JsonResult {
     let w = st.services.webrtc.get().await?;
-    Ok(AppJson(json!({"status": "ok", "config": webrtc_json(&w)})))
+    let url = super::telephony::ws_uri(&st, &w, &headers);
+    Ok(AppJson(
+        json!({"status": "ok", "config": webrtc_json(&w, &url)}),
+    ))
 }
 
 /// `null` or `""` clears a field; a missing field stays as it is.
@@ -286,6 +294,7 @@ fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Stri
 async fn put_webrtc(
     State(st): State<AppState>,
     Admin(u): Admin,
+    headers: axum::http::HeaderMap,
     AppJson(b): AppJson<WebrtcBody>,
 ) -> JsonResult {
     let w = st
@@ -302,5 +311,8 @@ async fn put_webrtc(
             },
         )
         .await?;
-    Ok(AppJson(json!({"status": "ok", "config": webrtc_json(&w)})))
+    let url = super::telephony::ws_uri(&st, &w, &headers);
+    Ok(AppJson(
+        json!({"status": "ok", "config": webrtc_json(&w, &url)}),
+    ))
 }

@@ -123,7 +123,7 @@ async fn provision(
         "sip_user": eph.account.username,
         "sip_pass": eph.password,
         "sip_domain": st.config.sip_domain,
-        "ws_uri": super::telephony::ws_uri(&st, &w.ws_url, &headers),
+        "ws_uri": super::telephony::ws_uri(&st, &w, &headers),
         "extension": eph.account.extension,
         "display_name": eph.account.display_name,
         "expires_at": eph.expires_at,

@@ -119,17 +119,34 @@ async fn sip_status(u: CurrentUser) -> JsonResult {
     })))
 }
 
-/// The WebSocket URL softphones use: the configured one, else derived
-/// from the request's Host header and the `/ws` path.
-pub fn ws_uri(st: &AppState, configured: &str, headers: &axum::http::HeaderMap) -> String {
-    if !configured.is_empty() {
-        return configured.to_string();
+/// The WebSocket URL softphones use: the one configured in the console,
+/// else this server's `/ws` at the host the client reached us by (so it
+/// works through whatever name or address the browser used), else the
+/// listen address.
+pub fn ws_uri(
+    st: &AppState,
+    w: &domain::WebrtcSettings,
+    headers: &axum::http::HeaderMap,
+) -> String {
+    if let Some(url) = &w.ws_url {
+        return url.clone();
     }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1:8080");
-    format!("ws://{host}{}", st.config.ws_path)
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'@'))
+        });
+    match host {
+        Some(host) => {
+            let scheme = if st.config.cookie_secure { "wss" } else { "ws" };
+            format!("{scheme}://{host}{}", st.config.ws_path)
+        }
+        None => w.default_ws_url.clone(),
+    }
 }
 
 async fn sip_credentials(
@@ -157,7 +174,7 @@ async fn sip_credentials(
             "extension": eph.account.extension,
             "displayName": eph.account.display_name,
             "domain": st.config.sip_domain,
-            "wsUri": ws_uri(&st, &w.ws_url, &headers),
+            "wsUri": ws_uri(&st, &w, &headers),
             "expiresAt": eph.expires_at,
             "iceServers": w.ice_servers(),
         }
@@ -205,6 +222,7 @@ struct HistoryQuery {
     disposition: Option<String>,
     search: Option<String>,
     format: Option<String>,
+    order: Option<String>,
 }
 
 impl HistoryQuery {
@@ -242,6 +260,7 @@ impl HistoryQuery {
             search: self.search.clone(),
             limit: self.limit.unwrap_or(50).clamp(1, max_limit),
             offset: self.offset.unwrap_or(0).max(0),
+            order: self.order.clone(),
         })
     }
 }
@@ -301,7 +320,10 @@ async fn calls_history(
     if csv && q.limit.is_none() {
         cq.limit = 10_000;
     }
-    let (calls, total) = st.services.calls.history(&cq).await?;
+    let (calls, total) = st.services.calls.history(&cq).await.map_err(|e| match e {
+        domain::DomainError::Invalid { message, .. } => AppError::BadRequest(message),
+        other => other.into(),
+    })?;
     if csv {
         return Ok((
             [

@@ -54,6 +54,29 @@ async fn calls_active_history_stats_and_csv() {
     assert_eq!(r.json()["total"], 3);
     assert_eq!(r.json()["count"], 3);
     let r = app
+        .get("/api/telephony/calls/history?order=duration", &admin)
+        .await;
+    let durations: Vec<i64> = r.json()["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter_map(|c| c["duration"].as_i64())
+        .collect();
+    assert_eq!(durations, [0, 20, 65]);
+    let r = app
+        .get(
+            "/api/telephony/calls/history?order=-duration&limit=1",
+            &admin,
+        )
+        .await;
+    assert_eq!(r.json()["calls"][0]["callId"], "c1");
+    assert_eq!(
+        app.get("/api/telephony/calls/history?order=secret", &admin)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let r = app
         .get("/api/telephony/calls/history?disposition=BUSY", &admin)
         .await;
     assert_eq!(r.json()["total"], 1);

@@ -137,6 +137,23 @@ async fn webrtc_config() {
     assert!(c["wsUrl"]
         .as_str()
         .is_some_and(|u| u.starts_with("ws://127.0.0.1")));
+    // derived from the Host the client used when none is configured
+    let r = app
+        .raw(
+            axum::http::Request::get("/hr/webrtc-config")
+                .header(header::HOST, "pbx.example:8080")
+                .header(
+                    header::COOKIE,
+                    match &admin {
+                        Auth::Cookie(c) => format!("centralita_session={c}"),
+                        _ => String::new(),
+                    },
+                )
+                .body(axum::body::Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(r.json()["config"]["wsUrl"], "ws://pbx.example:8080/ws");
 
     let r = app
         .call(
