@@ -77,6 +77,21 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
     })
 }
 
+/// Opens the configured database (creating the data dir for the default
+/// SQLite file) and builds the services, without binding anything.
+pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") && config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    }
+    let db = domain::Db::open(&url)
+        .await
+        .with_context(|| format!("opening database {url}"))?;
+    let http = config.http_listen()?;
+    Ok(Services::new(db, domain_config(config, http)))
+}
+
 /// A started server: database open, migrations applied, admin ensured,
 /// HTTP listener bound (not yet serving).
 pub struct Server {
@@ -95,14 +110,7 @@ impl Server {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let local_addr = listener.local_addr()?;
-        let url = config.database_url();
-        if url.starts_with("sqlite:") && config.database_url.is_none() {
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        }
-        let db = domain::Db::open(&url)
-            .await
-            .with_context(|| format!("opening database {url}"))?;
+        let db = open_services(&config).await?.db;
         let services = Services::new(db, domain_config(&config, local_addr));
         let closed = services.calls.close_orphans("server restart").await?;
         if closed > 0 {
@@ -145,29 +153,31 @@ impl Server {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// A future that resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are
+/// installed when this is called, not when the future is first polled, so
+/// call it before announcing readiness: a signal that arrives right after
+/// start-up then shuts down cleanly instead of killing the process.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+            tracing::info!("shutting down");
+        })
     }
-    tracing::info!("shutting down");
+    #[cfg(not(unix))]
+    {
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+    }
 }
 
 #[cfg(test)]

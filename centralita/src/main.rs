@@ -28,6 +28,18 @@ enum Command {
         #[arg(long, short, env = "CENTRALITA_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Set a new password for a console account (default `admin`), end its
+    /// sessions and reactivate it. Uses CENTRALITA_ADMIN_PASSWORD if set,
+    /// otherwise generates and prints a random one. Run it while the server
+    /// is stopped or running; it talks only to the database.
+    ResetPassword {
+        /// TOML configuration file.
+        #[arg(long, short, env = "CENTRALITA_CONFIG")]
+        config: Option<PathBuf>,
+        /// Login (or email) of the account.
+        #[arg(long, default_value = "admin")]
+        login: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,10 +60,42 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(serve(cfg))
         }
+        Command::ResetPassword { config, login } => {
+            let cfg = centralita::Config::load(config.as_deref(), std::env::vars())?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(reset_password(cfg, login))
+        }
     }
 }
 
+async fn reset_password(cfg: centralita::Config, login: String) -> anyhow::Result<()> {
+    let services = centralita::open_services(&cfg).await?;
+    let (password, generated) = match &cfg.admin_password {
+        Some(p) => (p.clone(), false),
+        None => (domain::sip_credentials::random_hex(12), true),
+    };
+    let actor = domain::Actor {
+        user_id: None,
+        login: Some("cli".into()),
+        ip: None,
+    };
+    services
+        .users
+        .reset_password(&actor, &login, &password)
+        .await?;
+    if generated {
+        println!("New password for {login:?}: {password}");
+    } else {
+        println!("Password for {login:?} set from CENTRALITA_ADMIN_PASSWORD.");
+    }
+    services.db.close().await;
+    Ok(())
+}
+
 async fn serve(cfg: centralita::Config) -> anyhow::Result<()> {
+    let shutdown = centralita::shutdown_signal()?;
     let server = centralita::Server::start(cfg).await?;
     if let Some(pw) = &server.generated_admin_password {
         println!("Created the admin account. Log in with login \"admin\" and this one-time password: {pw}");
@@ -59,5 +103,5 @@ async fn serve(cfg: centralita::Config) -> anyhow::Result<()> {
     }
     println!("centralita listening on http://{}", server.local_addr);
     tracing::info!(addr = %server.local_addr, sip_domain = %server.config.sip.domain, "HTTP listening");
-    server.serve(centralita::shutdown_signal()).await
+    server.serve(shutdown).await
 }

@@ -32,7 +32,11 @@ fn start(data: &Path, admin_password: Option<&str>) -> Running {
     let mut child = cmd.spawn().expect("spawn centralita");
     let stdout = child.stdout.take().expect("stdout");
     // From here on, a panic drops `running`, which kills the process.
-    let mut running = Running { child, addr: String::new(), stdout_lines: Vec::new() };
+    let mut running = Running {
+        child,
+        addr: String::new(),
+        stdout_lines: Vec::new(),
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -42,7 +46,9 @@ fn start(data: &Path, admin_password: Option<&str>) -> Running {
         }
     });
     loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("server printed its address in time");
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its address in time");
         if let Some(addr) = line.strip_prefix("centralita listening on http://") {
             running.addr = addr.trim().to_string();
             running.stdout_lines.push(line);
@@ -255,4 +261,48 @@ fn help_documents_the_configuration() {
         .output()
         .expect("run");
     assert!(!out.status.success(), "bad configuration is refused");
+}
+
+#[test]
+fn reset_password_recovers_the_admin_account() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    start(&data, Some("first-admin-pass")).stop();
+    let out = Command::new(env!("CARGO_BIN_EXE_centralita"))
+        .args(["reset-password", "--login", "admin"])
+        .env("CENTRALITA_DATA_DIR", &data)
+        .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
+        .env_remove("CENTRALITA_ADMIN_PASSWORD")
+        .env_remove("CENTRALITA_DATABASE_URL")
+        .output()
+        .expect("run reset-password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pw = text
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("password")
+        .to_string();
+    assert!(pw.len() >= 16, "{text}");
+    let server = start(&data, None);
+    server.login("admin", &pw);
+    let (status, _, _) = server.request(
+        "POST",
+        "/api/auth/login",
+        Some(r#"{"login":"admin","password":"first-admin-pass"}"#),
+        None,
+    );
+    assert_eq!(status, 401, "the old password no longer works");
+    server.stop();
+    let out = Command::new(env!("CARGO_BIN_EXE_centralita"))
+        .args(["reset-password", "--login", "nobody"])
+        .env("CENTRALITA_DATA_DIR", &data)
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "unknown login is an error");
 }

@@ -337,13 +337,21 @@ impl CallService {
                     Some(f) => (f, true),
                     None => (o.strip_prefix('+').unwrap_or(o), false),
                 };
-                let col = store::calls::order_column(field)
-                    .ok_or_else(|| DomainError::invalid("order", format!("cannot order by {field:?}")))?;
+                let col = store::calls::order_column(field).ok_or_else(|| {
+                    DomainError::invalid("order", format!("cannot order by {field:?}"))
+                })?;
                 (col, desc)
             }
         };
-        let (rows, total) =
-            store::calls::history(&mut c, &q.filter(), order, desc, q.limit.clamp(1, 10_000), q.offset.max(0)).await?;
+        let (rows, total) = store::calls::history(
+            &mut c,
+            &q.filter(),
+            order,
+            desc,
+            q.limit.clamp(1, 10_000),
+            q.offset.max(0),
+        )
+        .await?;
         Ok((rows.into_iter().map(call_from_row).collect(), total))
     }
 

@@ -511,6 +511,31 @@ impl UserService {
         Ok(generated.then_some(pw))
     }
 
+    /// Sets a new console password for the user with this login (or
+    /// email), ends their sessions and reactivates them; for recovering the
+    /// admin account from the command line. Returns the user's id.
+    pub async fn reset_password(
+        &self,
+        actor: &Actor,
+        login: &str,
+        password: &str,
+    ) -> Result<i64, DomainError> {
+        let id = {
+            let mut c = self.ctx.db.pool().acquire().await?;
+            store::users::credentials(&mut c, login.trim())
+                .await?
+                .ok_or(DomainError::NotFound { what: "user" })?
+                .0
+        };
+        let update = UserUpdate {
+            password: Some(password.to_string()),
+            active: Some(true),
+            ..Default::default()
+        };
+        self.update(actor, id, update).await?;
+        Ok(id)
+    }
+
     fn publish(&self, id: i64, action: &str, sip_username: Option<String>) {
         self.ctx.events.publish(Event::Agent {
             at: Utc::now(),
