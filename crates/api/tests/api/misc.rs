@@ -301,3 +301,72 @@ async fn sip_over_websocket_reaches_the_sip_server() {
     assert!(text.contains("ws-test-call-1"), "{text}");
     sip_server.shutdown();
 }
+
+#[tokio::test]
+async fn agents_see_only_their_own_events_and_are_cut_off_when_deactivated() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let (id, _) = app
+        .create_user(&admin, "Ev Agent", "evagent", "agent")
+        .await;
+    app.create_user(&admin, "Other Agent", "otheragent", "agent")
+        .await;
+    let Auth::Cookie(token) = app.login("evagent", "password-123").await else {
+        panic!("cookie")
+    };
+    let addr = serve(&app).await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/api/events?token={token}"))
+            .await
+            .expect("connect");
+    let call = |id: &str, from: &str, to: &str| domain::NewCall {
+        call_id: id.into(),
+        direction: domain::Direction::Internal,
+        caller_number: from.into(),
+        callee_number: to.into(),
+        agent_id: None,
+        callee_agent_id: None,
+        start_time: chrono::Utc::now(),
+    };
+    // someone else's call, then one to this agent (extension 1000)
+    app.services
+        .calls
+        .start(&call("other", "1001", "5555"))
+        .await
+        .expect("start");
+    app.create_user(&admin, "Third Agent", "third", "agent")
+        .await;
+    app.services
+        .calls
+        .start(&call("mine", "1001", "1000"))
+        .await
+        .expect("start");
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("in time")
+        .expect("msg")
+        .expect("ok");
+    let v: serde_json::Value = serde_json::from_str(msg.to_text().expect("text")).expect("json");
+    assert_eq!(
+        (v["type"].as_str(), v["callId"].as_str()),
+        (Some("call"), Some("mine")),
+        "{v}"
+    );
+
+    let r = app
+        .call(
+            axum::http::Method::POST,
+            &format!("/api/agents/{id}/deactivate"),
+            None,
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("in time")
+    {
+        None | Some(Err(_)) => {}
+        Some(Ok(m)) => assert!(m.is_close(), "expected the socket to close, got {m:?}"),
+    }
+}
