@@ -6,7 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
-mod routes;
+pub mod routes;
 mod static_files;
 
 use std::path::PathBuf;
@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::provision::routes())
         .merge(routes::events::routes())
         .merge(routes::health::routes())
+        .merge(routes::openapi::routes())
         .route(&ws_path, axum::routing::get(routes::sip_ws::upgrade))
         .fallback(static_files::fallback)
         .layer(DefaultBodyLimit::max(limit))

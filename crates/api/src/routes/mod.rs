@@ -6,6 +6,7 @@ pub mod auth;
 pub mod events;
 pub mod health;
 pub mod hr;
+pub mod openapi;
 pub mod provision;
 pub mod sip_ws;
 pub mod telephony;
