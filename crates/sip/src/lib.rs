@@ -63,7 +63,7 @@ impl Default for SipConfig {
             auth_fail_limit: 10,
             auth_fail_window: Duration::from_secs(60),
             ban: Duration::from_secs(300),
-            nonce_lifetime: Duration::from_secs(300),
+            nonce_lifetime: Duration::from_secs(60),
             max_message_bytes: 65_535,
             max_headers: 100,
             max_connections_per_ip: 64,
