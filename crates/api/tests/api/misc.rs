@@ -414,3 +414,55 @@ async fn openapi_lists_every_route_and_every_listed_route_exists() {
         }
     }
 }
+
+#[tokio::test]
+async fn hostile_bodies_never_cause_a_server_error() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let (id, _) = app.create_user(&admin, "Tar Get", "target", "agent").await;
+    let Auth::Cookie(cookie) = admin.clone() else {
+        panic!("cookie")
+    };
+    let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    let bodies: Vec<Vec<u8>> = vec![
+        vec![0xff, 0xfe, 0x00, 0x7b],
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"\"string\"".to_vec(),
+        b"{\"name\": null, \"login\": null, \"password\": null, \"role\": null}".to_vec(),
+        b"{\"userId\": 1e400}".to_vec(),
+        b"{\"userId\": -9223372036854775809}".to_vec(),
+        b"{\"name\": \"\\u0000\\u0007\", \"login\": \"x\\u0000\", \"password\": \"password-123\", \"role\": \"agent\"}".to_vec(),
+        "{\"name\": \"\u{202e}\u{fffd}名前\", \"login\": \"\u{1F600}\", \"password\": \"password-123\", \"role\": \"agent\"}".as_bytes().to_vec(),
+        deep.into_bytes(),
+        b"{\"login\": \"admin\", \"password\": {\"$ne\": 1}}".to_vec(),
+        b"{\"stunServer\": 5, \"wsUrl\": [\"ws://x\"]}".to_vec(),
+        b"{\"username\": \"admin\", \"password\": \"\", \"extra\": true}".to_vec(),
+    ];
+    for (method, path, _, _, _) in api::routes::openapi::ROUTES {
+        if *method == "get" || path.ends_with("/logout") {
+            continue;
+        }
+        let m: axum::http::Method = method.to_uppercase().parse().expect("method");
+        let concrete = path.replace("{id}", &id.to_string());
+        for body in &bodies {
+            let req = axum::http::Request::builder()
+                .method(m.clone())
+                .uri(&concrete)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::COOKIE, format!("centralita_session={cookie}"))
+                .body(axum::body::Body::from(body.clone()))
+                .expect("req");
+            let r = app.raw(req).await;
+            assert!(
+                r.status.as_u16() < 500,
+                "{method} {path} with {:?}: {} {}",
+                String::from_utf8_lossy(body),
+                r.status,
+                r.text
+            );
+        }
+    }
+    // the target survived everything except possibly being changed by a valid body
+    assert_eq!(app.get("/api/auth/me", &admin).await.status, StatusCode::OK);
+}
