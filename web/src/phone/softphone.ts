@@ -115,6 +115,17 @@ export class Softphone {
     this.remoteAudio.setAttribute('data-testid', 'remote-audio');
     this.remoteAudio.hidden = true;
     document.body.append(this.remoteAudio);
+    // Leaving the page: hang up and unregister, so the server does not keep
+    // ringing a contact that is gone.
+    window.addEventListener('pagehide', () => {
+      if (this.ua) {
+        try {
+          this.ua.stop();
+        } catch {
+          // The page is going away anyway.
+        }
+      }
+    });
   }
 
   get state(): PhoneSnapshot {
@@ -335,7 +346,6 @@ export class Softphone {
     });
     ua.on('connected', () => {
       if (!live()) return;
-      this.retryDelayMs = 2000;
       this.set({ conn: 'registering', connReason: null });
     });
     ua.on('disconnected', () => {
