@@ -77,6 +77,13 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
     })
 }
 
+/// Starts the SIP server over the domain services (for the lead's wiring:
+/// pass the result as `AppState.sip` and call `shutdown()` on exit).
+pub async fn start_sip(config: &Config, services: &Services) -> anyhow::Result<sip::SipServer> {
+    let backend = std::sync::Arc::new(sip::DomainBackend::new(services.clone()));
+    sip::start(sip_config(config)?, backend).await.context("starting the SIP server")
+}
+
 /// Opens the configured database (creating the data dir for the default
 /// SQLite file) and builds the services, without binding anything.
 pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
@@ -183,6 +190,22 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn start_sip_binds_the_configured_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vars = [
+            ("CENTRALITA_SIP_LISTEN", "127.0.0.1:0".to_string()),
+            ("CENTRALITA_DATA_DIR", dir.path().display().to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v));
+        let cfg = Config::load(None, vars).expect("config");
+        let services = open_services(&cfg).await.expect("services");
+        let sip = start_sip(&cfg, &services).await.expect("sip");
+        assert_eq!(sip.local_addr().ip().to_string(), "127.0.0.1");
+        assert_ne!(sip.local_addr().port(), 0);
+        sip.shutdown();
+    }
 
     #[test]
     fn sip_section_maps_to_the_sip_server_config() {
