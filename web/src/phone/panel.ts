@@ -152,7 +152,9 @@ export function createPhonePanel(): HTMLElement {
       if (overall === 'on-hold' && s.call?.remoteHold && !s.call.localHold) stateKey = 'state.remote-hold';
       stateText.textContent = t(stateKey);
 
-      identity.textContent = s.identity ? t('phone.you', { name: s.identity.displayName, ext: s.identity.extension }) : '';
+      identity.textContent = !s.identity ? ''
+        : s.identity.manual ? t('phone.youManual', { name: s.identity.displayName, uri: `${s.identity.username}@${s.identity.domain}` })
+        : t('phone.you', { name: s.identity.displayName, ext: s.identity.extension });
       const c = s.call;
       const callActive = !!c && c.phase !== 'ended' && c.phase !== 'failed';
       reasonLine.textContent = callActive ? '' : reasonText(s.connReason);
