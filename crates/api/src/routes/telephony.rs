@@ -142,7 +142,12 @@ pub fn ws_uri(
         });
     match host {
         Some(host) => {
-            let scheme = if st.config.cookie_secure { "wss" } else { "ws" };
+            let forwarded_https = st.config.trust_proxy
+                && headers
+                    .get("x-forwarded-proto")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+            let scheme = if st.config.cookie_secure || forwarded_https { "wss" } else { "ws" };
             format!("{scheme}://{host}{}", st.config.ws_path)
         }
         None => w.default_ws_url.clone(),
