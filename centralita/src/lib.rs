@@ -81,7 +81,9 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
 /// pass the result as `AppState.sip` and call `shutdown()` on exit).
 pub async fn start_sip(config: &Config, services: &Services) -> anyhow::Result<sip::SipServer> {
     let backend = std::sync::Arc::new(sip::DomainBackend::new(services.clone()));
-    sip::start(sip_config(config)?, backend).await.context("starting the SIP server")
+    sip::start(sip_config(config)?, backend)
+        .await
+        .context("starting the SIP server")
 }
 
 /// Opens the configured database (creating the data dir for the default
@@ -140,23 +142,36 @@ impl Server {
     }
 
     /// Serves HTTP until `shutdown` resolves, then drains connections and
-    /// closes the database.
+    /// closes the database. The SIP server is not started (`sip: None`).
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        // The SIP server is wired here by the lead (sip: Some(..)).
-        let state = api::AppState::new(self.services.clone(), None, api_config(&self.config));
+        self.serve_with_sip(None, shutdown).await
+    }
+
+    /// Like [`serve`](Self::serve), with a running SIP server behind `/ws`
+    /// and the telephony endpoints; it is shut down after HTTP.
+    pub async fn serve_with_sip(
+        self,
+        sip: Option<sip::SipServer>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state =
+            api::AppState::new(self.services.clone(), sip.clone(), api_config(&self.config));
         let app = api::router(state);
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await
-        .context("HTTP server")?;
+        .context("HTTP server");
+        if let Some(sip) = sip {
+            sip.shutdown();
+        }
         self.services.db.close().await;
-        Ok(())
+        served
     }
 }
 
@@ -205,6 +220,41 @@ mod tests {
         assert_eq!(sip.local_addr().ip().to_string(), "127.0.0.1");
         assert_ne!(sip.local_addr().port(), 0);
         sip.shutdown();
+    }
+
+    #[tokio::test]
+    async fn serves_http_with_the_sip_server_and_shuts_both_down() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vars = [
+            ("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0".to_string()),
+            ("CENTRALITA_SIP_LISTEN", "127.0.0.1:0".to_string()),
+            ("CENTRALITA_DATA_DIR", dir.path().display().to_string()),
+            ("CENTRALITA_ADMIN_PASSWORD", "admin-pass-123".to_string()),
+            (
+                "CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING",
+                "true".to_string(),
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v));
+        let cfg = Config::load(None, vars).expect("config");
+        let server = Server::start(cfg.clone()).await.expect("start");
+        let addr = server.local_addr;
+        let sip = start_sip(&cfg, &server.services).await.expect("sip");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve_with_sip(Some(sip), async move {
+            let _ = stop_rx.await;
+        }));
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.expect("read");
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(resp.contains("\"sip\":true"), "{resp}");
+        let _ = stop_tx.send(());
+        task.await.expect("join").expect("clean shutdown");
     }
 
     #[test]
