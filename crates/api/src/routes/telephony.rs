@@ -147,7 +147,11 @@ pub fn ws_uri(
                     .get("x-forwarded-proto")
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
-            let scheme = if st.config.cookie_secure || forwarded_https { "wss" } else { "ws" };
+            let scheme = if st.config.cookie_secure || forwarded_https {
+                "wss"
+            } else {
+                "ws"
+            };
             format!("{scheme}://{host}{}", st.config.ws_path)
         }
         None => w.default_ws_url.clone(),

@@ -261,3 +261,63 @@ async fn api_tokens_create_use_revoke() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn password_change_ends_sessions_and_role_change_applies_at_once() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let (id, _) = app.create_user(&admin, "Pat Agent", "pat", "agent").await;
+    let pat = app.login("pat", "password-123").await;
+    assert_eq!(
+        app.get("/api/agents", &pat).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/agents/{id}"),
+            Some(json!({"role": "supervisor"})),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/agents", &pat).await.status,
+        StatusCode::OK,
+        "new role applies to the live session"
+    );
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/agents/{id}"),
+            Some(json!({"password": "new-password-1"})),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/auth/me", &pat).await.status,
+        StatusCode::UNAUTHORIZED,
+        "sessions end on a password change"
+    );
+    let r = app
+        .post(
+            "/api/auth/login",
+            json!({"login": "pat", "password": "password-123"}),
+            &Auth::None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    app.login("pat", "new-password-1").await;
+    // a supervisor cannot promote themselves
+    let sup = app.login("pat", "new-password-1").await;
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/api/agents/{id}"),
+            Some(json!({"role": "admin"})),
+            &sup,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
