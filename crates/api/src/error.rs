@@ -166,13 +166,18 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Logs 5xx errors once, inside the request's context.
+/// Logs every request at debug level and 5xx errors once at error level,
+/// inside the request's context.
 pub async fn log_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
     let resp = next.run(req).await;
+    let status = resp.status().as_u16();
     if let Some(LoggedError(msg)) = resp.extensions().get::<LoggedError>() {
-        tracing::error!(%method, %path, status = resp.status().as_u16(), error = %msg, "request failed");
+        tracing::error!(%method, %path, status, error = %msg, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status, ms = started.elapsed().as_millis() as u64, "request");
     }
     resp
 }
