@@ -10,6 +10,17 @@ use argon2::{
 
 use crate::{DomainError, PasswordCost};
 
+/// Argon2 with the default parameters needs 19 MiB per hash. Running at
+/// most one per CPU (queueing the rest) keeps a login flood from spawning
+/// hundreds of blocking threads and exhausting memory.
+fn permits() -> &'static tokio::sync::Semaphore {
+    static SEM: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SEM.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(n.clamp(1, 16))
+    })
+}
+
 fn hasher(cost: PasswordCost) -> Argon2<'static> {
     match cost {
         PasswordCost::Argon2Default => Argon2::default(),
@@ -23,6 +34,10 @@ fn hasher(cost: PasswordCost) -> Argon2<'static> {
 /// Hashes `password` into a PHC string.
 pub async fn hash(cost: PasswordCost, password: &str) -> Result<String, DomainError> {
     let pw = password.to_owned();
+    let _permit = permits()
+        .acquire()
+        .await
+        .map_err(|e| DomainError::Internal(format!("hash permits: {e}")))?;
     tokio::task::spawn_blocking(move || {
         hasher(cost)
             .hash_password(pw.as_bytes())
@@ -37,6 +52,9 @@ pub async fn hash(cost: PasswordCost, password: &str) -> Result<String, DomainEr
 pub async fn verify(password: &str, phc: &str) -> bool {
     let pw = password.to_owned();
     let phc = phc.to_owned();
+    let Ok(_permit) = permits().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .verify_password(pw.as_bytes(), phc.as_str())
