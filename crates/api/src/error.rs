@@ -181,3 +181,20 @@ pub async fn log_errors(req: axum::extract::Request, next: axum::middleware::Nex
     }
     resp
 }
+
+/// Headers every answer carries: no MIME sniffing, no framing (clickjacking
+/// of the console), no referrer leaking console URLs.
+pub async fn security_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    resp
+}

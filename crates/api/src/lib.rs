@@ -95,5 +95,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(static_files::fallback)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(error::log_errors))
+        .layer(axum::middleware::from_fn(error::security_headers))
         .with_state(state)
 }

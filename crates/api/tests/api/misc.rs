@@ -14,6 +14,18 @@ async fn health_and_unknown_routes() {
     let app = TestApp::new().await;
     let r = app.get("/api/health", &Auth::None).await;
     assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers
+            .get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff")
+    );
+    assert_eq!(
+        r.headers
+            .get("x-frame-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("DENY")
+    );
     assert_eq!(r.json()["status"], "ok");
     let r = app.get("/api/nope", &Auth::None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
