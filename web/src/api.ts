@@ -55,6 +55,8 @@ export interface Call {
   calleeNumber: string;
   agentId: number | null;
   agent: { id: number; name: string } | null;
+  calleeAgentId?: number | null;
+  calleeAgent?: { id: number; name: string } | null;
   startTime: string;
   answerTime: string | null;
   endTime: string | null;

@@ -32,7 +32,24 @@ export function dispositionBadge(d: string | null): HTMLElement {
   return h('span', { class: `badge badge-${tone}`, 'data-disposition': d ?? '' }, tDynamic('disp', d));
 }
 
-export function callsTable(calls: Call[], showAgent: boolean): HTMLElement {
+/** Who took part: "Ana → Bruno" for a call between two agents. */
+function agentsOf(c: Call): string {
+  const from = c.agent?.name;
+  const to = c.calleeAgent?.name;
+  if (from && to) return `${from} → ${to}`;
+  return from ?? to ?? '—';
+}
+
+/** Direction as the viewing agent lived it: their own outgoing or incoming call. */
+function directionFor(c: Call, meId: number | undefined): string {
+  if (meId !== undefined && c.calleeAgentId !== undefined && c.calleeAgentId !== null) {
+    if (c.agentId === meId) return tDynamic('dir', 'outbound');
+    if (c.calleeAgentId === meId) return tDynamic('dir', 'inbound');
+  }
+  return tDynamic('dir', c.direction);
+}
+
+export function callsTable(calls: Call[], showAgent: boolean, meId?: number): HTMLElement {
   if (!calls.length) return h('p', { class: 'empty', testid: 'calls-empty' }, t('common.none'));
   return h('div', { class: 'table-wrap' },
     h('table', { class: 'table', testid: 'calls-table' },
@@ -48,10 +65,10 @@ export function callsTable(calls: Call[], showAgent: boolean): HTMLElement {
         h('th', { scope: 'col' }, t('calls.cause')))),
       h('tbody', null, calls.map((c) => h('tr', { testid: 'call-row', 'data-disposition': c.disposition ?? '', 'data-billsec': c.billsec ?? '' },
         h('td', null, formatDateTime(c.startTime, locale())),
-        h('td', null, tDynamic('dir', c.direction)),
+        h('td', null, directionFor(c, meId)),
         h('td', { class: 'mono' }, c.callerNumber),
         h('td', { class: 'mono' }, c.calleeNumber),
-        showAgent ? h('td', null, c.agent?.name ?? '—') : null,
+        showAgent ? h('td', null, agentsOf(c)) : null,
         h('td', { class: 'num' }, formatDuration(c.duration)),
         h('td', { class: 'num', testid: 'call-billsec' }, formatDuration(c.billsec)),
         h('td', null, dispositionBadge(c.disposition)),

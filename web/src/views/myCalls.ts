@@ -4,6 +4,7 @@ import { t } from '../i18n';
 import { api } from '../api';
 import type { View } from '../router';
 import { phone } from '../phone/softphone';
+import { currentUser } from '../session';
 import { callStatsCards, callsTable, errorBox, pageHeader, pager } from './common';
 
 const LIMIT = 20;
@@ -20,7 +21,7 @@ export function myCallsView(): View {
         try {
           const [stats, history] = await Promise.all([api.callStats({}), api.callHistory({ limit: LIMIT, offset, order: '-startTime' })]);
           mount(statsBox, callStatsCards(stats.stats));
-          mount(listBox, callsTable(history.calls, false), pager(history.total, offset, LIMIT, (o) => {
+          mount(listBox, callsTable(history.calls, false, currentUser()?.id), pager(history.total, offset, LIMIT, (o) => {
             offset = o;
             void load();
           }));
