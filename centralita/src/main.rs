@@ -101,7 +101,12 @@ async fn serve(cfg: centralita::Config) -> anyhow::Result<()> {
         println!("Created the admin account. Log in with login \"admin\" and this one-time password: {pw}");
         println!("(It is not stored anywhere in clear text; change it after logging in.)");
     }
+    let sip = centralita::start_sip(&server.config, &server.services).await?;
     println!("centralita listening on http://{}", server.local_addr);
+    println!(
+        "SIP on udp/tcp {} and ws://{}{}",
+        server.config.sip.listen, server.local_addr, server.config.sip.ws_path
+    );
     tracing::info!(addr = %server.local_addr, sip_domain = %server.config.sip.domain, "HTTP listening");
-    server.serve(shutdown).await
+    server.serve_with_sip(Some(sip), shutdown).await
 }
