@@ -71,6 +71,8 @@ pub struct SipConfig {
     pub extension_start: u32,
     pub max_message_bytes: u32,
     pub max_connections_per_ip: u32,
+    /// Offer the MD5 digest challenge before the SHA-256 one (see the sample config).
+    pub md5_challenge_first: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +142,7 @@ impl Default for SipConfig {
             extension_start: 1000,
             max_message_bytes: 65_535,
             max_connections_per_ip: 64,
+            md5_challenge_first: true,
         }
     }
 }
