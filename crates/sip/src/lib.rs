@@ -102,12 +102,22 @@ pub struct SipServer {
 /// Starts the SIP server: binds UDP and TCP, warms the account cache,
 /// restores UDP/TCP bindings, closes CDRs left open by a crash.
 pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipServer, SipError> {
-    let udp = UdpSocket::bind(config.listen)
-        .await
-        .map_err(|source| SipError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let bind_err = |source| SipError::Bind {
+        addr: config.listen,
+        source,
+    };
+    // The UDP socket belongs to a single-threaded runtime on its own thread
+    // (see shell::spawn_udp_thread), so it is registered with that reactor.
+    let udp_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(bind_err)?;
+    let std_udp = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
+    std_udp.set_nonblocking(true).map_err(bind_err)?;
+    let udp = {
+        let _guard = udp_rt.enter();
+        UdpSocket::from_std(std_udp).map_err(bind_err)?
+    };
     let local = udp.local_addr().map_err(|source| SipError::Bind {
         addr: config.listen,
         source,
@@ -178,9 +188,11 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         config.max_connections_per_ip,
         config.max_message_bytes,
     );
-    tokio::spawn(shell::run_udp(shared.clone()));
+    shell::spawn_udp_thread(udp_rt, shared.clone()).map_err(|source| SipError::Bind {
+        addr: local,
+        source,
+    })?;
     tokio::spawn(shell::run_tcp(shared.clone(), tcp));
-    tokio::spawn(shell::run_timer(shared.clone()));
     if let Some(rx) = backend.account_changes() {
         tokio::spawn(shell::run_account_changes(shared.clone(), rx));
     }

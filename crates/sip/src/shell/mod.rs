@@ -39,6 +39,9 @@ pub(crate) struct Shared {
     pub backend: Arc<dyn Backend>,
     pub writers: Writers,
     pub shutdown: watch::Sender<bool>,
+    /// The runtime `start` was called on: lookups and writers run there, the
+    /// UDP loop and the timer run on their own thread.
+    pub main: tokio::runtime::Handle,
     pub max_conn_per_ip: usize,
     pub max_bytes: usize,
 }
@@ -62,6 +65,7 @@ impl Shared {
             backend,
             writers,
             shutdown,
+            main: tokio::runtime::Handle::current(),
             max_conn_per_ip,
             max_bytes,
         })
@@ -87,7 +91,7 @@ impl Shared {
             Output::Transmit { to, data } => self.transmit(to, data),
             Output::Lookup(key) => {
                 let me = self.clone();
-                tokio::spawn(async move {
+                self.main.spawn(async move {
                     let found = match me.backend.account(&key).await {
                         Ok(a) => a,
                         Err(e) => {
@@ -109,7 +113,7 @@ impl Shared {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     let udp = self.udp.clone();
-                    tokio::spawn(async move {
+                    self.main.spawn(async move {
                         let _ = udp.send_to(&data, to.peer).await;
                     });
                 }
@@ -209,6 +213,25 @@ impl Shared {
         });
         (in_tx, out_rx)
     }
+}
+
+/// Runs the UDP receive loop and the timer on a dedicated thread with a
+/// single-threaded runtime: receive, process and send happen on one thread,
+/// without handing each datagram between worker threads.
+pub(crate) fn spawn_udp_thread(
+    rt: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("sip-udp".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let timer = tokio::spawn(run_timer(shared.clone()));
+                run_udp(shared).await;
+                timer.abort();
+            })
+        })?;
+    Ok(())
 }
 
 pub(crate) async fn run_udp(shared: Arc<Shared>) {

@@ -10,8 +10,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-const BATCH: usize = 2_000;
+const BATCH: usize = 5_000;
 const CDR_WRITERS: usize = 4;
+/// The writers wake on a tick instead of on every message: a wake-up per
+/// REGISTER (a futex call across threads) costs more than the write itself.
+const TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub(crate) struct Writers {
     store: mpsc::UnboundedSender<StoreOp>,
@@ -49,10 +52,37 @@ impl Writers {
     }
 }
 
+/// Everything queued now, waiting at least one tick; None when closed and empty.
+async fn next_batch<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
+    let mut ops = Vec::new();
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(op) => {
+                    ops.push(op);
+                    if ops.len() >= BATCH {
+                        return Some(ops);
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return (!ops.is_empty()).then_some(ops);
+                }
+            }
+        }
+        if !ops.is_empty() {
+            return Some(ops);
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
 async fn cdr_loop(backend: Arc<dyn Backend>, mut rx: mpsc::UnboundedReceiver<CdrOp>) {
-    while let Some(op) = rx.recv().await {
-        if let Err(e) = backend.call_event(op).await {
-            tracing::warn!(error = %e, "CDR write failed");
+    while let Some(ops) = next_batch(&mut rx).await {
+        for op in ops {
+            if let Err(e) = backend.call_event(op).await {
+                tracing::warn!(error = %e, "CDR write failed");
+            }
         }
     }
 }
@@ -70,14 +100,7 @@ async fn flush(backend: &Arc<dyn Backend>, saves: &mut Vec<BindingRecord>) {
 async fn store_loop(backend: Arc<dyn Backend>, mut rx: mpsc::UnboundedReceiver<StoreOp>) {
     let mut saves: Vec<BindingRecord> = Vec::new();
     let mut states: HashMap<String, RegistrationState> = HashMap::new();
-    while let Some(first) = rx.recv().await {
-        let mut ops = vec![first];
-        while ops.len() < BATCH {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
-            }
-        }
+    while let Some(ops) = next_batch(&mut rx).await {
         for op in ops {
             match op {
                 StoreOp::Save(r) => saves.push(r),

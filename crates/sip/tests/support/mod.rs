@@ -136,13 +136,8 @@ impl TestServer {
                 .services
                 .calls
                 .history(&domain::calls::CallQuery {
-                    from: None,
-                    to: None,
-                    agent_id: None,
-                    disposition: None,
-                    search: None,
                     limit: 100,
-                    offset: 0,
+                    ..Default::default()
                 })
                 .await
                 .expect("call history");
