@@ -8,7 +8,8 @@ import { reasonText } from '../phone/panel';
 import { pageHeader } from './common';
 
 function flowRow(e: TraceEntry, t0: number): HTMLElement {
-  const cls = e.isRequest ? 'req' : e.status !== null && e.status >= 300 ? 'resp-bad' : 'resp';
+  // 401/407 are the normal digest challenge, not a failure.
+  const cls = e.isRequest ? 'req' : e.status === 401 || e.status === 407 ? 'resp-auth' : e.status !== null && e.status >= 300 ? 'resp-bad' : 'resp';
   // Each row expands to the full message; collapsed it reads like a ladder diagram.
   return h('li', { class: `flow-item flow-${e.dir} ${cls}`, testid: 'sip-flow-item', 'data-label': e.label, 'data-dir': e.dir },
     h('details', null,

@@ -72,7 +72,7 @@ export function callsTable(calls: Call[], showAgent: boolean, meId?: number): HT
         h('td', { class: 'num' }, formatDuration(c.duration)),
         h('td', { class: 'num', testid: 'call-billsec' }, formatDuration(c.billsec)),
         h('td', null, dispositionBadge(c.disposition)),
-        h('td', { class: 'muted' }, c.hangupCause ?? ''))))));
+        h('td', { class: 'muted', title: c.hangupCause ?? '' }, c.hangupCause ? tDynamic('cause', c.hangupCause) : ''))))));
 }
 
 export function pager(total: number, offset: number, limit: number, go: (offset: number) => void): HTMLElement {
