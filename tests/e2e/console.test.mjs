@@ -222,6 +222,12 @@ describe('centralita console (real browser, real backend)', () => {
     await Promise.all([assertAudioFlows(A, 3, 'A'), assertAudioFlows(B, 3, 'B')]);
     await shot(people.a, 'agent-in-call-details');
 
+    // The admin's live view shows the call in progress.
+    const admin = people.admin.page;
+    await admin.getByTestId('nav-live').click();
+    await waitFor(async () => (await admin.locator('[data-testid=active-call-row][data-state=answered]').count()) === 1, { timeoutMs: 10000, what: 'admin sees the active call' });
+    await shot(people.admin, 'admin-live-call');
+
     // DTMF from the dial pad during the call (RFC 2833 via RTCDTMFSender).
     await A.getByTestId('key-5').click();
     await waitFor(async () => (await A.getByTestId('phone-notice').textContent()).includes('5'), { what: 'DTMF notice' });
