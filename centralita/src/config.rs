@@ -36,6 +36,20 @@ pub struct HttpConfig {
     /// Mark the session cookie Secure (when served over HTTPS).
     pub cookie_secure: bool,
     pub body_limit_bytes: u64,
+    /// HTTPS listen address (same console, API and `/ws` as WSS), e.g.
+    /// "127.0.0.1:8443"; needs `tls_cert` and `tls_key`.
+    pub tls_listen: Option<String>,
+    /// PEM certificate chain (leaf first) and private key for `tls_listen`.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+}
+
+/// The HTTPS listener's settings (see [`Config::https`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsSettings {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +123,9 @@ impl Default for HttpConfig {
             trust_proxy: false,
             cookie_secure: false,
             body_limit_bytes: 65_536,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -164,6 +181,9 @@ impl Default for AuthConfig {
 const OPTIONAL_KEYS: &[(&str, &str)] = &[
     ("", "database_url"),
     ("", "admin_password"),
+    ("http", "tls_listen"),
+    ("http", "tls_cert"),
+    ("http", "tls_key"),
     ("sip", "tls_listen"),
     ("sip", "tls_cert"),
     ("sip", "tls_key"),
@@ -238,6 +258,9 @@ impl Config {
         for v in [
             &mut self.database_url,
             &mut self.admin_password,
+            &mut self.http.tls_listen,
+            &mut self.http.tls_cert,
+            &mut self.http.tls_key,
             &mut self.sip.tls_listen,
             &mut self.sip.tls_cert,
             &mut self.sip.tls_key,
@@ -250,6 +273,7 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.http_listen()?;
+        self.https()?;
         self.sip
             .listen
             .parse::<SocketAddr>()
@@ -280,6 +304,27 @@ impl Config {
             .listen
             .parse()
             .with_context(|| format!("http.listen {:?} is not ip:port", self.http.listen))
+    }
+
+    /// The HTTPS listener, when `http.tls_listen` is set: its address and
+    /// the certificate and key files. Either all three keys or none.
+    pub fn https(&self) -> anyhow::Result<Option<HttpsSettings>> {
+        let h = &self.http;
+        match (&h.tls_listen, &h.tls_cert, &h.tls_key) {
+            (None, None, None) => Ok(None),
+            (Some(listen), Some(cert), Some(key)) => Ok(Some(HttpsSettings {
+                listen: listen
+                    .parse()
+                    .with_context(|| format!("http.tls_listen {listen:?} is not ip:port"))?,
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            })),
+            _ => bail!(
+                "HTTPS needs all of http.tls_listen, http.tls_cert and http.tls_key \
+                 (CENTRALITA_HTTP_TLS_LISTEN, _TLS_CERT, _TLS_KEY); `centralita gen-cert` \
+                 makes a development certificate"
+            ),
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -360,6 +405,44 @@ mod tests {
         assert_eq!(c.sip.tls_cert.as_deref(), Some("/c.pem"));
         assert!(c.auth.insecure_fast_password_hashing);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn https_needs_all_three_keys() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!(c.https().expect("ok"), None);
+        let c = Config::load(
+            None,
+            env(&[
+                ("CENTRALITA_HTTP_TLS_LISTEN", "127.0.0.1:8443"),
+                ("CENTRALITA_HTTP_TLS_CERT", "/t/cert.pem"),
+                ("CENTRALITA_HTTP_TLS_KEY", "/t/key.pem"),
+            ]),
+        )
+        .expect("load");
+        let h = c.https().expect("ok").expect("configured");
+        assert_eq!(h.listen.port(), 8443);
+        assert_eq!(h.cert, PathBuf::from("/t/cert.pem"));
+        assert_eq!(h.key, PathBuf::from("/t/key.pem"));
+        // Empty values mean unset.
+        let c = Config::load(None, env(&[("CENTRALITA_HTTP_TLS_LISTEN", " ")])).expect("load");
+        assert_eq!(c.https().expect("ok"), None);
+        let err = Config::load(
+            None,
+            env(&[("CENTRALITA_HTTP_TLS_LISTEN", "127.0.0.1:8443")]),
+        )
+        .expect_err("cert and key missing");
+        assert!(format!("{err:#}").contains("http.tls_cert"), "{err:#}");
+        let err = Config::load(
+            None,
+            env(&[
+                ("CENTRALITA_HTTP_TLS_LISTEN", "port 8443"),
+                ("CENTRALITA_HTTP_TLS_CERT", "/c"),
+                ("CENTRALITA_HTTP_TLS_KEY", "/k"),
+            ]),
+        )
+        .expect_err("bad address");
+        assert!(format!("{err:#}").contains("http.tls_listen"), "{err:#}");
     }
 
     #[test]

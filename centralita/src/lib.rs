@@ -3,11 +3,14 @@
 //! tests start [`Server`] in-process.
 
 pub mod config;
+pub mod devcert;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 pub use config::Config;
 use domain::{DomainConfig, LoginLimits, PasswordCost, Services};
 
@@ -48,6 +51,7 @@ pub fn api_config(cfg: &Config) -> api::ApiConfig {
         ws_path: cfg.sip.ws_path.clone(),
         body_limit: usize::try_from(cfg.http.body_limit_bytes).unwrap_or(65_536),
         mode: cfg.mode.clone(),
+        served_over_tls: false,
     }
 }
 
@@ -111,10 +115,43 @@ pub struct Server {
     pub local_addr: SocketAddr,
     /// The generated one-time admin password, if one was created.
     pub generated_admin_password: Option<String>,
+    /// The HTTPS listener (same console, API and `/ws` as WSS), when
+    /// `http.tls_listen` is configured.
+    pub https: Option<HttpsListener>,
+}
+
+/// A bound HTTPS listener with its certificate loaded.
+pub struct HttpsListener {
+    pub listener: tls::TlsListener,
+    pub local_addr: SocketAddr,
+}
+
+impl HttpsListener {
+    /// Loads the certificate and key, then binds `settings.listen`; a bad
+    /// certificate is reported before anything is bound.
+    pub async fn bind(settings: &config::HttpsSettings) -> anyhow::Result<Self> {
+        let tls_config = tls::https_config(&settings.cert, &settings.key)
+            .context("loading the HTTPS certificate (http.tls_cert, http.tls_key)")?;
+        let tcp = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {} (http.tls_listen)", settings.listen))?;
+        let local_addr = tcp.local_addr()?;
+        Ok(Self {
+            listener: tls::TlsListener::new(tcp, tls_config, tls::TlsListenerLimits::default()),
+            local_addr,
+        })
+    }
 }
 
 impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        tls::install_crypto_provider();
+        // TLS first: a wrong certificate path is the likeliest mistake and
+        // should stop the start before the database is touched.
+        let https = match config.https()? {
+            Some(settings) => Some(HttpsListener::bind(&settings).await?),
+            None => None,
+        };
         let addr = config.http_listen()?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -139,6 +176,7 @@ impl Server {
             listener,
             local_addr,
             generated_admin_password,
+            https,
         })
     }
 
@@ -158,16 +196,55 @@ impl Server {
         sip: Option<sip::SipServer>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let state =
-            api::AppState::new(self.services.clone(), sip.clone(), api_config(&self.config));
+        use std::future::IntoFuture;
+        let api_cfg = api_config(&self.config);
+        let state = api::AppState::new(self.services.clone(), sip.clone(), api_cfg.clone());
         let app = api::router(state);
-        let served = axum::serve(
+        // One shutdown signal, two listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            // An error means the sender is gone: stop as well.
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let plain = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server");
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future();
+        let served = match self.https {
+            None => plain.await.context("HTTP server"),
+            Some(https) => {
+                // The same routes with a configuration that knows the
+                // transport is TLS (Secure cookie, WSS, wss:// URLs).
+                let tls_cfg = api::ApiConfig {
+                    served_over_tls: true,
+                    ..api_cfg
+                };
+                let tls_app = api::router(api::AppState::new(
+                    self.services.clone(),
+                    sip.clone(),
+                    tls_cfg,
+                ));
+                // tap_io also makes axum's ConnectInfo<SocketAddr> available
+                // for a custom listener (the peer address for rate limits).
+                let listener = https.listener.tap_io(|tls| {
+                    let _ = tls.get_ref().0.set_nodelay(true);
+                });
+                let secure = axum::serve(
+                    listener,
+                    tls_app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stopped(stop_rx))
+                .into_future();
+                let (a, b) = tokio::join!(plain, secure);
+                a.context("HTTP server").and(b.context("HTTPS server"))
+            }
+        };
         if let Some(sip) = sip {
             sip.shutdown();
         }

@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
 environment variables CENTRALITA_<SECTION>_<KEY> (top-level keys: CENTRALITA_<KEY>), e.g. \
 CENTRALITA_HTTP_LISTEN=127.0.0.1:8080, CENTRALITA_DATA_DIR=./data, CENTRALITA_DATABASE_URL=sqlite://./data/centralita.db, \
 CENTRALITA_ADMIN_PASSWORD=..., CENTRALITA_SIP_DOMAIN=centralita.local, CENTRALITA_SIP_LISTEN=127.0.0.1:5060, \
-CENTRALITA_CONSOLE_DIR=web/dist. Logs: RUST_LOG (default info)."
+CENTRALITA_CONSOLE_DIR=web/dist. HTTPS/WSS: CENTRALITA_HTTP_TLS_LISTEN, CENTRALITA_HTTP_TLS_CERT, \
+CENTRALITA_HTTP_TLS_KEY (see `centralita gen-cert` and docs/TLS.md). Logs: RUST_LOG (default info)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +41,24 @@ enum Command {
         #[arg(long, default_value = "admin")]
         login: String,
     },
+    /// Generate a self-signed certificate and key (PEM) for development
+    /// HTTPS/WSS (and SIP over TLS). Covers localhost, 127.0.0.1, ::1, the
+    /// SIP domain and the configured listen addresses, plus every --host.
+    /// Browsers must be told to trust it (docs/TLS.md).
+    GenCert {
+        /// TOML configuration file (for data_dir, the SIP domain and listen addresses).
+        #[arg(long, short, env = "CENTRALITA_CONFIG")]
+        config: Option<PathBuf>,
+        /// Output directory [default: <data_dir>/tls].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Another DNS name or IP address the certificate must cover (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// Replace cert.pem and key.pem if they exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +71,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Before anything can build a TLS configuration (see tls.rs).
+    centralita::tls::install_crypto_provider();
     match cli.command {
         Command::Serve { config } => {
             let cfg = centralita::Config::load(config.as_deref(), std::env::vars())?;
@@ -67,7 +88,61 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(reset_password(cfg, login))
         }
+        Command::GenCert {
+            config,
+            out,
+            hosts,
+            force,
+        } => {
+            let cfg = centralita::Config::load(config.as_deref(), std::env::vars())?;
+            gen_cert(&cfg, out, &hosts, force)
+        }
     }
+}
+
+fn gen_cert(
+    cfg: &centralita::Config,
+    out: Option<PathBuf>,
+    hosts: &[String],
+    force: bool,
+) -> anyhow::Result<()> {
+    use centralita::devcert;
+    let out = out.unwrap_or_else(|| cfg.data_dir.join("tls"));
+    let names = devcert::default_names(cfg, hosts);
+    let c = devcert::generate(&out, &names, force)?;
+    // Absolute paths, so the printed lines work from any directory.
+    let cert = std::path::absolute(&c.cert_path).unwrap_or(c.cert_path);
+    let key = std::path::absolute(&c.key_path).unwrap_or(c.key_path);
+    let listen = cfg
+        .http
+        .tls_listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:8443".into());
+    println!(
+        "Wrote a self-signed development certificate for {} (valid until {}):",
+        c.names.join(", "),
+        c.not_after
+    );
+    println!("  certificate: {}", cert.display());
+    println!("  private key: {}", key.display());
+    println!();
+    println!("Enable HTTPS and WSS with these lines in the config file:");
+    println!("  [http]");
+    println!("  tls_listen = \"{listen}\"");
+    println!("  tls_cert = \"{}\"", cert.display());
+    println!("  tls_key = \"{}\"", key.display());
+    println!("or in the environment:");
+    println!("  CENTRALITA_HTTP_TLS_LISTEN={listen}");
+    println!("  CENTRALITA_HTTP_TLS_CERT={}", cert.display());
+    println!("  CENTRALITA_HTTP_TLS_KEY={}", key.display());
+    println!();
+    println!(
+        "Browsers do not trust this certificate: open https://{listen}/ once and accept it \
+         (or import cert.pem as trusted) before a softphone can use wss://{listen}{}.",
+        cfg.sip.ws_path
+    );
+    println!("For production use a certificate from a real authority (docs/TLS.md).");
+    Ok(())
 }
 
 async fn reset_password(cfg: centralita::Config, login: String) -> anyhow::Result<()> {
@@ -103,8 +178,14 @@ async fn serve(cfg: centralita::Config) -> anyhow::Result<()> {
     }
     let sip = centralita::start_sip(&server.config, &server.services).await?;
     println!("centralita listening on http://{}", server.local_addr);
+    if let Some(https) = &server.https {
+        println!("centralita listening on https://{}", https.local_addr);
+    }
+    let wss = server.https.as_ref().map_or_else(String::new, |h| {
+        format!(" and wss://{}{}", h.local_addr, server.config.sip.ws_path)
+    });
     println!(
-        "SIP on udp/tcp {} and ws://{}{}",
+        "SIP on udp/tcp {} and ws://{}{}{wss}",
         server.config.sip.listen, server.local_addr, server.config.sip.ws_path
     );
     tracing::info!(addr = %server.local_addr, sip_domain = %server.config.sip.domain, "HTTP listening");

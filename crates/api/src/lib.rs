@@ -38,6 +38,10 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// "builtin" | "asterisk" | "relay"
     pub mode: String,
+    /// This router is served over TLS (the HTTPS listener): the session
+    /// cookie gets `Secure`, `/ws` is WSS for the SIP server and softphones
+    /// are handed a `wss://` URL.
+    pub served_over_tls: bool,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +57,7 @@ impl Default for ApiConfig {
             ws_path: "/ws".into(),
             body_limit: 64 * 1024,
             mode: "builtin".into(),
+            served_over_tls: false,
         }
     }
 }

@@ -44,7 +44,8 @@ async fn login(
         .login(&b.login, &b.password, ip.as_deref())
         .await?;
     let ttl = (out.expires_at - chrono::Utc::now()).num_seconds().max(0);
-    let cookie = a::session_cookie(&out.session_token, ttl, st.config.cookie_secure);
+    let secure = st.config.cookie_secure || st.config.served_over_tls;
+    let cookie = a::session_cookie(&out.session_token, ttl, secure);
     Ok((
         [(header::SET_COOKIE, cookie)],
         AppJson(json!({"success": true, "user": out.user})),

@@ -44,10 +44,13 @@ pub async fn upgrade(
     let PeerAddr(Some(peer)) = peer else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "peer address unknown").into_response();
     };
+    // Over the HTTPS listener this is WSS: the SIP server records the flow
+    // as secure (Via transport, sips: policies).
+    let secure = st.config.served_over_tls;
     ws.protocols(["sip"])
         .max_message_size(1 << 16)
         .on_upgrade(move |socket| async move {
-            let (tx, rx) = sip.attach_websocket(peer, false);
+            let (tx, rx) = sip.attach_websocket(peer, secure);
             glue(socket, tx, rx).await;
         })
 }

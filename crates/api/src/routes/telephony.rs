@@ -147,7 +147,8 @@ pub fn ws_uri(
                     .get("x-forwarded-proto")
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
-            let scheme = if st.config.cookie_secure || forwarded_https {
+            let scheme = if st.config.cookie_secure || st.config.served_over_tls || forwarded_https
+            {
                 "wss"
             } else {
                 "ws"
