@@ -105,11 +105,12 @@ export function agentsView(): View {
               h('button', {
                 type: 'button', class: 'btn btn-small', testid: 'agent-regenerate',
                 onclick: () => void act(async () => {
-                  if (!(await confirmDialog(t('agents.confirmRegenerate', { name: u.name }), t('agents.regenerate')))) return;
+                  const ask = u.sip ? t('agents.confirmRegenerate', { name: u.name }) : t('agents.confirmCreateSip', { name: u.name });
+                  if (!(await confirmDialog(ask, u.sip ? t('agents.regenerate') : t('agents.createSip')))) return;
                   const res = await api.regenerateSip(u.id);
                   await showCredentials(res.sipCredentials, u.name);
                 }),
-              }, t('agents.regenerate')),
+              }, u.sip ? t('agents.regenerate') : t('agents.createSip')),
               u.active && u.id !== currentUser()?.id ? h('button', {
                 type: 'button', class: 'btn btn-small', testid: 'agent-deactivate',
                 onclick: () => void act(async () => {
