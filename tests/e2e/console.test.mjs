@@ -209,7 +209,9 @@ describe('centralita console (real browser, real backend)', () => {
     await waitPhone(A, 'in-call');
     await waitPhone(B, 'in-call');
 
-    // The call survives moving between console pages (History API routing).
+    // The call survives moving between console pages (History API routing,
+    // no page load: a marker set on this document is still there after).
+    await A.evaluate(() => { window.__samePage = true; });
     await A.getByTestId('nav-call-details').click();
     await A.getByTestId('sip-flow').waitFor();
     assert.equal(new URL(A.url()).pathname, '/call-details');
@@ -220,6 +222,7 @@ describe('centralita console (real browser, real backend)', () => {
     assert.ok(labels.indexOf('INVITE') < labels.findIndex((l) => l.startsWith('200')), 'INVITE before 200 OK');
 
     await Promise.all([assertAudioFlows(A, 3, 'A'), assertAudioFlows(B, 3, 'B')]);
+    assert.equal(await A.evaluate(() => window.__samePage), true, 'navigation reloaded the page');
     await shot(people.a, 'agent-in-call-details');
 
     // The admin's live view shows the call in progress.
@@ -271,6 +274,7 @@ describe('centralita console (real browser, real backend)', () => {
     await waitFor(async () => (await B.getByTestId('call-card').getAttribute('data-phase')) === 'incoming', { timeoutMs: SIP_TIMEOUT, what: 'B sees the incoming call' });
     await B.getByTestId('btn-reject').click();
     await waitOutcome(A, 'busy');
+    await waitOutcome(B, 'rejectedLocal');
     assert.equal(await A.getByTestId('call-outcome').getAttribute('data-phase'), 'failed');
     await shot(people.a, 'agent-call-busy');
     await waitPhone(A, 'registered', 15000);

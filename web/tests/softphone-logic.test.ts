@@ -68,4 +68,6 @@ test('failure reasons are mapped from SIP status and JsSIP cause', () => {
   assert.equal(reasonFor({ ...base, statusCode: null, cause: 'BYE', answered: true }).key, 'reason.hangupRemote');
   assert.equal(reasonFor({ ...base, statusCode: null, cause: 'User Denied Media Access' }).key, 'reason.micDenied');
   assert.equal(reasonFor({ ...base, statusCode: null, cause: 'Something New' }).key, 'reason.other');
+  assert.equal(reasonFor({ ...base, statusCode: null, cause: 'Rejected', originator: 'local', incoming: true }).key, 'reason.rejectedLocal');
+  assert.equal(reasonFor({ ...base, statusCode: 603, cause: 'Rejected' }).key, 'reason.rejected');
 });

@@ -40,7 +40,8 @@ export function reasonFor(info: EndInfo): Reason {
     case 'Busy':
       return { key: 'reason.busy' };
     case 'Rejected':
-      return { key: originator === 'local' ? 'reason.hangupLocal' : 'reason.rejected' };
+      if (originator === 'local') return { key: incoming ? 'reason.rejectedLocal' : 'reason.hangupLocal' };
+      return { key: 'reason.rejected' };
     case 'Unavailable':
       return { key: 'reason.unavailable' };
     case 'Not Found':
