@@ -518,3 +518,46 @@ fn a_bad_certificate_path_is_a_clear_startup_error() {
         "stopped before touching the database"
     );
 }
+
+#[test]
+fn half_configured_https_is_refused_but_gen_cert_still_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // Only the address: serve refuses and says which keys are missing.
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("CENTRALITA_DATA_DIR", &data)
+        .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
+        .env("CENTRALITA_SIP_LISTEN", "127.0.0.1:0")
+        .env("CENTRALITA_HTTP_TLS_LISTEN", "127.0.0.1:0")
+        .env_remove("CENTRALITA_HTTP_TLS_CERT")
+        .env_remove("CENTRALITA_HTTP_TLS_KEY")
+        .env_remove("CENTRALITA_CONFIG")
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("http.tls_cert") && stderr.contains("gen-cert"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // gen-cert runs with that same configuration and uses its address.
+    let out = Command::new(BIN)
+        .arg("gen-cert")
+        .env("CENTRALITA_DATA_DIR", &data)
+        .env("CENTRALITA_HTTP_TLS_LISTEN", "127.0.0.1:9443")
+        .env_remove("CENTRALITA_CONFIG")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("CENTRALITA_HTTP_TLS_LISTEN=127.0.0.1:9443"),
+        "{stdout}"
+    );
+}
