@@ -335,6 +335,74 @@ mod tests {
         task.await.expect("join").expect("clean shutdown");
     }
 
+    /// Both listeners serve until the one shutdown signal, then `serve`
+    /// returns cleanly; the HTTPS one answers with the generated certificate.
+    #[tokio::test]
+    async fn serves_https_beside_http_and_shuts_both_down() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let cert = devcert::generate(&dir.path().join("tls"), &names, false).expect("cert");
+        let vars = [
+            ("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0".to_string()),
+            ("CENTRALITA_HTTP_TLS_LISTEN", "127.0.0.1:0".to_string()),
+            (
+                "CENTRALITA_HTTP_TLS_CERT",
+                cert.cert_path.display().to_string(),
+            ),
+            (
+                "CENTRALITA_HTTP_TLS_KEY",
+                cert.key_path.display().to_string(),
+            ),
+            ("CENTRALITA_DATA_DIR", dir.path().display().to_string()),
+            ("CENTRALITA_ADMIN_PASSWORD", "admin-pass-123".to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v));
+        let cfg = Config::load(None, vars).expect("config");
+        let server = Server::start(cfg).await.expect("start");
+        let https = server.https.as_ref().expect("https listener").local_addr;
+        assert_ne!(https.port(), 0);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async move {
+            let _ = stop_rx.await;
+        }));
+
+        let mut roots = rustls::RootCertStore::empty();
+        for c in
+            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_file_iter(
+                &cert.cert_path,
+            )
+            .expect("read")
+        {
+            roots.add(c.expect("pem")).expect("root");
+        }
+        let client = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(https)
+            .await
+            .expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut resp = Vec::new();
+        // Connection: close; a missing close_notify still leaves the whole answer.
+        let _ = s.read_to_end(&mut resp).await;
+        let resp = String::from_utf8_lossy(&resp);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        let _ = stop_tx.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .expect("stops in time")
+            .expect("join")
+            .expect("clean shutdown");
+    }
+
     #[test]
     fn sip_section_maps_to_the_sip_server_config() {
         let vars = [
