@@ -13,7 +13,9 @@ import { launchPerson } from './lib/browser.mjs';
 const ARTIFACTS = path.join(e2eDir, 'artifacts');
 const SIP_TIMEOUT = 20000;
 
-const server = new CentralitaServer();
+// A short ring timeout so the "no answer" case does not take the default 30 s.
+const RING_TIMEOUT_SECS = 8;
+const server = new CentralitaServer({ env: { CENTRALITA_SIP_RING_TIMEOUT_SECS: String(RING_TIMEOUT_SECS) } });
 const people = {};
 const agents = {
   a: { name: 'Ana Agente', login: 'ana', password: 'ana-Passw0rd-1', ext: null, sipUser: null },
@@ -289,6 +291,20 @@ describe('centralita console (real browser, real backend)', () => {
     await waitPhone(A, 'ringing');
     await A.getByTestId('btn-hangup').click();
     await waitOutcome(A, 'cancelled');
+    await waitOutcome(B, 'remoteCancelled');
+    await waitPhone(A, 'registered', 15000);
+    await waitPhone(B, 'registered', 15000);
+  });
+
+  step('unanswered', 'unknown number and unanswered call: A is told "not found" and "no answer"', ['registered'], async () => {
+    const A = people.a.page;
+    const B = people.b.page;
+    await dial(A, '9999');
+    await waitOutcome(A, 'notFound');
+    await waitPhone(A, 'registered', 15000);
+    await dial(A, agents.b.ext);
+    await waitFor(async () => (await B.getByTestId('call-card').getAttribute('data-phase')) === 'incoming', { timeoutMs: SIP_TIMEOUT, what: 'B sees the incoming call' });
+    await waitOutcome(A, 'noAnswer', (RING_TIMEOUT_SECS + 10) * 1000);
     await waitOutcome(B, 'remoteCancelled');
     await waitPhone(A, 'registered', 15000);
     await waitPhone(B, 'registered', 15000);

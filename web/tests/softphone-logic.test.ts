@@ -60,6 +60,7 @@ test('failure reasons are mapped from SIP status and JsSIP cause', () => {
   const base = { originator: 'remote' as const, cause: 'SIP Failure Code', answered: false, incoming: false };
   assert.equal(reasonFor({ ...base, statusCode: 486 }).key, 'reason.busy');
   assert.equal(reasonFor({ ...base, statusCode: 480 }).key, 'reason.unavailable');
+  assert.equal(reasonFor({ ...base, statusCode: 480, rang: true }).key, 'reason.noAnswer', 'ring timeout');
   assert.equal(reasonFor({ ...base, statusCode: 404 }).key, 'reason.notFound');
   assert.equal(reasonFor({ ...base, statusCode: 408 }).key, 'reason.noAnswer');
   assert.equal(reasonFor({ ...base, statusCode: 503 }).key, 'reason.serverError');

@@ -39,7 +39,8 @@ export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 
 }
 
 export class CentralitaServer {
-  constructor({ adminPassword = 'e2e-Admin-Passw0rd' } = {}) {
+  constructor({ adminPassword = 'e2e-Admin-Passw0rd', env = {} } = {}) {
+    this.extraEnv = env;
     this.bin = process.env.CENTRALITA_BIN
       ? path.resolve(e2eDir, process.env.CENTRALITA_BIN)
       : path.resolve(e2eDir, '../../target/debug/centralita');
@@ -70,6 +71,7 @@ export class CentralitaServer {
         CENTRALITA_ADMIN_PASSWORD: this.adminPassword,
         CENTRALITA_CONSOLE_DIR: this.consoleDir,
         RUST_LOG: process.env.RUST_LOG ?? 'info',
+        ...this.extraEnv,
       },
       stdio: ['ignore', log, log],
     });

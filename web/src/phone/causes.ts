@@ -15,10 +15,12 @@ export interface EndInfo {
   answered: boolean;
   /** The call was incoming. */
   incoming: boolean;
+  /** The callee's phone had rung (180/183 seen) before the call failed. */
+  rang?: boolean;
 }
 
 export function reasonFor(info: EndInfo): Reason {
-  const { originator, cause, statusCode, answered, incoming } = info;
+  const { originator, cause, statusCode, answered, incoming, rang = false } = info;
   if (answered) {
     if (cause === 'RTP Timeout') return { key: 'reason.rtpTimeout' };
     if (cause === 'Connection Error' || cause === 'Request Timeout') return { key: 'reason.connection' };
@@ -27,7 +29,9 @@ export function reasonFor(info: EndInfo): Reason {
   if (statusCode !== null) {
     if (statusCode === 486 || statusCode === 600) return { key: 'reason.busy' };
     if (statusCode === 603) return { key: 'reason.rejected' };
-    if (statusCode === 480) return { key: 'reason.unavailable' };
+    // The PBX answers 480 both for "not registered" and for a ring timeout;
+    // if the phone had already rung, nobody picked it up.
+    if (statusCode === 480) return { key: rang ? 'reason.noAnswer' : 'reason.unavailable' };
     if (statusCode === 404 || statusCode === 604) return { key: 'reason.notFound' };
     if (statusCode === 408) return { key: 'reason.noAnswer' };
     if (statusCode === 487) return { key: incoming ? 'reason.remoteCancelled' : 'reason.cancelled' };

@@ -614,6 +614,7 @@ export class Softphone {
         statusCode,
         answered,
         incoming,
+        rang: c?.phase === 'ringing',
       });
       // A cancelled or rejected call is an outcome, not a technical failure.
       const benign = answered || e.cause === 'Canceled' || (e.originator === 'local' && e.cause === 'Rejected');
