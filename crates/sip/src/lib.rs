@@ -43,6 +43,13 @@ pub struct SipConfig {
     pub max_message_bytes: usize,
     pub max_headers: usize,
     pub max_connections_per_ip: usize,
+    /// SIP over TLS listener; needs `tls_cert` and `tls_key` (PEM files).
+    /// Development certificate: `openssl req -x509 -newkey rsa:2048 -nodes
+    /// -keyout key.pem -out cert.pem -days 365 -subj /CN=localhost
+    /// -addext subjectAltName=IP:127.0.0.1,DNS:localhost -addext basicConstraints=critical,CA:FALSE`
+    pub tls_listen: Option<SocketAddr>,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
     /// Offer the MD5 challenge first. RFC 8760 wants SHA-256 first (the
     /// default), but sipp 3.6 and JsSIP read only the first challenge and
     /// only do MD5.
@@ -68,6 +75,9 @@ impl Default for SipConfig {
             max_headers: 100,
             max_connections_per_ip: 64,
             md5_challenge_first: false,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -82,6 +92,8 @@ pub enum SipError {
     },
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error("TLS configuration: {0}")]
+    Tls(String),
 }
 
 /// A source address refused after repeated failed authentications.
@@ -97,6 +109,7 @@ pub struct BlockedSource {
 pub struct SipServer {
     shared: Arc<shell::Shared>,
     local: SocketAddr,
+    tls_local: Option<SocketAddr>,
 }
 
 /// Starts the SIP server: binds UDP and TCP, warms the account cache,
@@ -193,11 +206,39 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         source,
     })?;
     tokio::spawn(shell::run_tcp(shared.clone(), tcp));
+    let tls_local = match (&config.tls_listen, &config.tls_cert, &config.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let acceptor = shell::tls::acceptor(cert, key).map_err(SipError::Tls)?;
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| SipError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            let a = l.local_addr().map_err(|source| SipError::Bind {
+                addr: *addr,
+                source,
+            })?;
+            tokio::spawn(shell::tls::run_tls(shared.clone(), l, acceptor));
+            tracing::info!(%a, "SIP over TLS listening");
+            Some(a)
+        }
+        (None, _, _) => None,
+        _ => {
+            return Err(SipError::Tls(
+                "tls_listen needs tls_cert and tls_key".into(),
+            ))
+        }
+    };
     if let Some(rx) = backend.account_changes() {
         tokio::spawn(shell::run_account_changes(shared.clone(), rx));
     }
     tracing::info!(%local, warmed, restored, "SIP server listening (UDP and TCP)");
-    Ok(SipServer { shared, local })
+    Ok(SipServer {
+        shared,
+        local,
+        tls_local,
+    })
 }
 
 impl SipServer {
@@ -233,6 +274,11 @@ impl SipServer {
     /// The UDP/TCP address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The TLS listen address, when TLS is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_local
     }
 
     /// Contacts currently registered (all transports).

@@ -110,3 +110,55 @@ async fn repeated_failures_block_the_source() {
     good.send(&r).await;
     assert!(good.recv(1_500).await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_over_tls_with_a_self_signed_certificate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let srv = TestServer::start(|c| {
+        c.tls_listen = Some("127.0.0.1:0".parse().expect("literal"));
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+    })
+    .await;
+    let a = srv.agent("Tina Tls").await;
+    let tls = srv.sip.tls_addr().expect("TLS listening");
+    let mut ua = Ua::tls(tls, srv.addr, &cert, &a.username, &a.password, REALM).await;
+    let ok = ua.register(Algorithm::Sha256).await;
+    assert_eq!(ok.code(), Some(200));
+    for _ in 0..50 {
+        let r = srv
+            .services
+            .registrations
+            .for_username(&a.username)
+            .await
+            .expect("rows");
+        if let Some(r) = r.first() {
+            assert_eq!(r.transport, "tls");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("TLS registration not stored");
+}

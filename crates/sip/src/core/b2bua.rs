@@ -10,12 +10,16 @@
 //! will hang once media is anchored.
 
 use super::msg::{self, Msg, Start};
-use super::txn::{Owner, TIMEOUT};
+use super::txn::Owner;
 use super::{
     response, Account, CdrOp, Core, Disposition, Lookup, Output, Source, Transport, ALLOW,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// How long an ended call keeps its dialogs to answer late retransmissions
+/// (UDP retransmits come at 0.5, 1.5, 3.5 and 7.5 s).
+const LINGER_MS: u64 = 8_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -501,7 +505,7 @@ impl Core {
             call.phase = Phase::Ending;
             self.calls
                 .timers
-                .insert((now_ms + TIMEOUT, id, TimerKind::Cleanup), ());
+                .insert((now_ms + LINGER_MS, id, TimerKind::Cleanup), ());
         }
     }
 

@@ -4,6 +4,7 @@
 //! One mutex guards the core; every input locks it, feeds one message and
 //! drains the outputs, which are carried out after the lock is released.
 
+pub(crate) mod tls;
 mod writer;
 
 use crate::backend::{AccountChange, Backend};
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 pub(crate) use writer::Writers;
@@ -136,7 +137,7 @@ impl Shared {
     }
 
     /// Reserves a connection slot for `ip`; false when over the limit.
-    fn admit(&self, ip: IpAddr) -> bool {
+    pub(crate) fn admit(&self, ip: IpAddr) -> bool {
         let mut m = self.per_ip.lock();
         let n = m.entry(ip).or_insert(0);
         if *n >= self.max_conn_per_ip {
@@ -147,7 +148,7 @@ impl Shared {
         true
     }
 
-    fn release(&self, ip: IpAddr) {
+    pub(crate) fn release(&self, ip: IpAddr) {
         let mut m = self.per_ip.lock();
         if let Some(n) = m.get_mut(&ip) {
             *n -= 1;
@@ -265,7 +266,8 @@ pub(crate) async fn run_tcp(shared: Arc<Shared>, listener: TcpListener) {
                         drop(stream);
                         continue;
                     }
-                    tokio::spawn(tcp_conn(shared.clone(), stream, peer));
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(stream_conn(shared.clone(), stream, peer, Transport::Tcp));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "TCP accept failed");
@@ -277,13 +279,20 @@ pub(crate) async fn run_tcp(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-async fn tcp_conn(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+/// One stream connection (TCP or TLS): frames messages by Content-Length.
+pub(crate) async fn stream_conn<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (id, mut out_rx) = shared.open_flow();
     let src = Source {
         flow: id,
-        transport: Transport::Tcp,
+        transport,
         peer,
     };
     let writer = tokio::spawn(async move {

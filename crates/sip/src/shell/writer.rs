@@ -11,7 +11,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 const BATCH: usize = 5_000;
-const CDR_WRITERS: usize = 4;
+/// One CDR writer: SQLite takes one writer at a time, and concurrent
+/// `BEGIN IMMEDIATE` transactions would wait in its sleeping busy handler.
+const CDR_WRITERS: usize = 1;
 /// The writers wake on a tick instead of on every message: a wake-up per
 /// REGISTER (a futex call across threads) costs more than the write itself.
 const TICK: std::time::Duration = std::time::Duration::from_millis(50);

@@ -16,6 +16,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub enum Link {
     Udp(UdpSocket, SocketAddr),
     Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>, Vec<u8>),
 }
 
 pub struct Ua {
@@ -53,6 +54,41 @@ impl Ua {
         Ua::new(Link::Ws(Box::new(s)), server, user, pass, realm)
     }
 
+    /// SIP over TLS, trusting only `ca_pem` (the server's self-signed certificate).
+    pub async fn tls(
+        tls: SocketAddr,
+        server: SocketAddr,
+        ca_pem: &std::path::Path,
+        user: &str,
+        pass: &str,
+        realm: &str,
+    ) -> Ua {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki_types::CertificateDer::pem_file_iter(ca_pem).expect("read cert") {
+            roots
+                .add(c.expect("PEM certificate"))
+                .expect("trust certificate");
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+        let tcp = TcpStream::connect(tls).await.expect("TCP connect");
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("server name");
+        let s = conn.connect(name, tcp).await.expect("TLS handshake");
+        Ua::new(
+            Link::Tls(Box::new(s), Vec::new()),
+            server,
+            user,
+            pass,
+            realm,
+        )
+    }
+
     fn new(link: Link, server: SocketAddr, user: &str, pass: &str, realm: &str) -> Ua {
         Ua {
             link,
@@ -83,6 +119,10 @@ impl Ua {
                 "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK{}x{}",
                 self.user, self.counter
             ),
+            Link::Tls(..) => format!(
+                "SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK{}x{}",
+                self.user, self.counter
+            ),
         }
     }
 
@@ -93,6 +133,7 @@ impl Ua {
                 "<sip:{}@df7jal23ls0d.invalid;transport=ws>;reg-id=1;+sip.instance=\"<urn:uuid:0b6d3f8a-{}>\"",
                 self.user, self.user
             ),
+            Link::Tls(..) => format!("<sip:{}@127.0.0.1:5999;transport=tls>", self.user),
         }
     }
 
@@ -105,6 +146,10 @@ impl Ua {
                 .send(Message::text(text.to_string()))
                 .await
                 .expect("WS send"),
+            Link::Tls(s, _) => {
+                use tokio::io::AsyncWriteExt;
+                s.write_all(text.as_bytes()).await.expect("TLS send");
+            }
         }
     }
 
@@ -118,6 +163,18 @@ impl Ua {
                     buf.truncate(n);
                     Some(buf)
                 }
+                Link::Tls(s, buf) => loop {
+                    use tokio::io::AsyncReadExt;
+                    if let Ok(Some(n)) = sip::core::msg::stream_frame_len(buf, 65_535) {
+                        break Some(buf.drain(..n).collect());
+                    }
+                    let mut chunk = [0u8; 4096];
+                    let n = s.read(&mut chunk).await.ok()?;
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                },
                 Link::Ws(ws) => loop {
                     match ws.next().await? {
                         Ok(Message::Text(t)) => break Some(t.as_bytes().to_vec()),
