@@ -64,10 +64,10 @@ impl Txns {
             return false;
         }
         match self.absorb.get(&key(m)) {
-            Some((to, data)) => {
-                let _ = src;
+            Some((_, data)) => {
+                // Answer where this copy came from (a NAT may have moved it).
                 out.push_back(Output::Transmit {
-                    to: *to,
+                    to: src,
                     data: data.clone(),
                 });
                 true
