@@ -127,8 +127,8 @@ pub struct NonceKeeper {
     secret: [u8; 32],
     lifetime_ms: u64,
     counter: u64,
-    /// nonce key -> (issued_ms, highest nc accepted)
-    seen: HashMap<u128, (u64, u32)>,
+    /// nonce key -> (issued_ms, highest nc accepted, transaction that used it)
+    seen: HashMap<u128, (u64, u32, u64)>,
 }
 
 impl NonceKeeper {
@@ -184,7 +184,9 @@ impl NonceKeeper {
     }
 
     /// Verifies a response against any of the secrets. On success the nc is
-    /// recorded so the same or a lower nc is refused afterwards.
+    /// recorded so the same or a lower nc is refused afterwards, except for a
+    /// retransmission of the very request that used it (same `txn`, a hash of
+    /// its branch and Call-ID; 0 means unknown): that one is answered again.
     pub fn verify(
         &mut self,
         c: &Credentials,
@@ -192,6 +194,7 @@ impl NonceKeeper {
         realm: &str,
         secrets: &[Ha1],
         now_ms: u64,
+        txn: u64,
     ) -> Verdict {
         let alg = if c.algorithm.is_empty() || c.algorithm.eq_ignore_ascii_case("MD5") {
             Algorithm::Md5
@@ -214,8 +217,9 @@ impl NonceKeeper {
             Err(v) => return v,
         };
         let key = ((issued as u128) << 64) | salt as u128;
-        if let Some((_, last)) = self.seen.get(&key) {
-            if nc <= *last {
+        if let Some((_, last, used_by)) = self.seen.get(&key) {
+            let retransmission = nc == *last && txn != 0 && txn == *used_by;
+            if nc <= *last && !retransmission {
                 return Verdict::Fail;
             }
         }
@@ -235,7 +239,7 @@ impl NonceKeeper {
         if !ok {
             return Verdict::Fail;
         }
-        self.seen.insert(key, (issued, nc));
+        self.seen.insert(key, (issued, nc, txn));
         Verdict::Ok
     }
 
@@ -243,7 +247,7 @@ impl NonceKeeper {
     pub fn purge(&mut self, now_ms: u64) {
         let life = self.lifetime_ms;
         self.seen
-            .retain(|_, (issued, _)| now_ms.saturating_sub(*issued) <= life);
+            .retain(|_, (issued, _, _)| now_ms.saturating_sub(*issued) <= life);
     }
 
     pub fn tracked(&self) -> usize {
@@ -369,25 +373,48 @@ mod tests {
                     "00000002"
                 },
             );
-            assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 2_000), Verdict::Ok);
+            assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 2_000, 0), Verdict::Ok);
             // Same nc again: replay.
-            assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 2_000), Verdict::Fail);
+            assert_eq!(
+                nk.verify(&c, "REGISTER", "pbx", &s, 2_000, 0),
+                Verdict::Fail
+            );
         }
         let c = client(&mut nk, Algorithm::Md5, "pw", &n, "00000003");
-        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 2_000), Verdict::Ok);
+        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 2_000, 0), Verdict::Ok);
         // Wrong password.
         let c = client(&mut nk, Algorithm::Md5, "bad", &n, "00000004");
-        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 2_000), Verdict::Fail);
+        assert_eq!(
+            nk.verify(&c, "REGISTER", "pbx", &s, 2_000, 0),
+            Verdict::Fail
+        );
         // Expired nonce is stale, not a failure.
         let c = client(&mut nk, Algorithm::Md5, "pw", &n, "00000005");
-        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 40_000), Verdict::Stale);
+        assert_eq!(
+            nk.verify(&c, "REGISTER", "pbx", &s, 40_000, 0),
+            Verdict::Stale
+        );
         // A nonce we never issued (tampered MAC).
         let mut forged = n.clone();
         forged.replace_range(63.., if n.ends_with('0') { "1" } else { "0" });
         let c = client(&mut nk, Algorithm::Md5, "pw", &forged, "00000001");
-        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 2_000), Verdict::Fail);
+        assert_eq!(
+            nk.verify(&c, "REGISTER", "pbx", &s, 2_000, 0),
+            Verdict::Fail
+        );
         nk.purge(100_000);
         assert_eq!(nk.tracked(), 0);
+    }
+
+    #[test]
+    fn a_retransmission_of_the_same_transaction_is_not_a_replay() {
+        let mut nk = NonceKeeper::new([3; 32], 30_000);
+        let n = nk.issue(0, 9);
+        let s = [secret("pw")];
+        let c = client(&mut nk, Algorithm::Md5, "pw", &n, "00000001");
+        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 1, 77), Verdict::Ok);
+        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 2, 77), Verdict::Ok);
+        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 3, 78), Verdict::Fail);
     }
 
     #[test]
@@ -398,9 +425,12 @@ mod tests {
         short.expires_at_ms = Some(10_000);
         let s = [secret("long"), short];
         let c = client(&mut nk, Algorithm::Sha256, "eph", &n, "00000001");
-        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 5_000), Verdict::Ok);
+        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 5_000, 0), Verdict::Ok);
         let c = client(&mut nk, Algorithm::Sha256, "eph", &n, "00000002");
-        assert_eq!(nk.verify(&c, "REGISTER", "pbx", &s, 11_000), Verdict::Fail);
+        assert_eq!(
+            nk.verify(&c, "REGISTER", "pbx", &s, 11_000, 0),
+            Verdict::Fail
+        );
     }
 
     #[test]

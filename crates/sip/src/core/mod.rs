@@ -544,7 +544,13 @@ impl Core {
     /// retransmitted request is answered without being processed again.
     pub(crate) fn reply(&mut self, now_ms: u64, src: Source, req: &Msg, r: Msg) {
         let bytes = r.to_bytes();
-        if !src.transport.reliable() && r.code().unwrap_or(0) >= 200 {
+        // REGISTER is idempotent and its digest check recognises its own
+        // retransmissions, so its answers are not cached: at thousands of
+        // REGISTER/s that cache would cost more memory than the bindings.
+        if !src.transport.reliable()
+            && r.code().unwrap_or(0) >= 200
+            && req.method() != Some("REGISTER")
+        {
             self.txn.remember(now_ms, req, src, bytes.clone());
         }
         self.send_bytes(src, bytes);
@@ -637,9 +643,10 @@ impl Core {
         };
         let method = m.method().unwrap_or("");
         let verdict = match &account {
-            Some(a) => self
-                .nonces
-                .verify(&c, method, &self.cfg.realm, &a.secrets, now_ms),
+            Some(a) => {
+                self.nonces
+                    .verify(&c, method, &self.cfg.realm, &a.secrets, now_ms, txn_id(m))
+            }
             None => {
                 // Unknown user: same path and same answer as a wrong password.
                 let fake = [Ha1 {
@@ -649,7 +656,7 @@ impl Core {
                 }];
                 match self
                     .nonces
-                    .verify(&c, method, &self.cfg.realm, &fake, now_ms)
+                    .verify(&c, method, &self.cfg.realm, &fake, now_ms, 0)
                 {
                     Verdict::Stale => Verdict::Stale,
                     _ => Verdict::Fail,
@@ -799,6 +806,15 @@ impl Core {
             ip,
         }));
     }
+}
+
+/// Identifies a request's transaction (top branch and Call-ID) for the nc table.
+fn txn_id(m: &Msg) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    m.top_branch().hash(&mut h);
+    m.call_id().hash(&mut h);
+    h.finish() | 1
 }
 
 fn record(user: &str, b: &Binding) -> BindingRecord {
