@@ -364,7 +364,18 @@ describe('centralita console (real browser, real backend)', () => {
     const wsUrl = await page.getByTestId('webrtc-ws-url').inputValue();
     assert.match(wsUrl, /^wss?:\/\/127\.0\.0\.1:\d+\/ws$/);
     assert.equal(await page.getByTestId('webrtc-stun').inputValue(), '', 'no STUN server by default');
+    // Save a (local) STUN server, see it back after a reload, then clear it again.
+    await page.getByTestId('webrtc-stun').fill('stun:127.0.0.1:3478');
+    await page.getByTestId('webrtc-save').click();
+    await waitFor(async () => (await page.getByTestId('webrtc-message').getAttribute('class'))?.includes('alert-ok'), { what: 'WebRTC settings saved' });
+    await page.reload();
+    await page.getByTestId('webrtc-form').waitFor();
+    assert.equal(await page.getByTestId('webrtc-stun').inputValue(), 'stun:127.0.0.1:3478');
+    assert.ok((await page.getByTestId('webrtc-ice').textContent()).includes('stun:127.0.0.1:3478'), 'effective ICE servers list the STUN server');
     await shot(people.admin, 'admin-webrtc');
+    await page.getByTestId('webrtc-stun').fill('');
+    await page.getByTestId('webrtc-save').click();
+    await waitFor(async () => (await page.getByTestId('webrtc-ice').textContent()).includes('stun:') === false, { what: 'STUN server cleared' });
 
     await page.getByTestId('lang-switch').click();
     assert.equal(await page.evaluate(() => document.documentElement.lang), 'en');

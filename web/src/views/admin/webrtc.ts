@@ -13,13 +13,13 @@ export function webrtcView(): View {
       root.append(pageHeader('webrtc.title', 'webrtc.subtitle'), box);
       const readOnly = currentUser()?.role !== 'admin';
 
-      const show = (cfg: WebrtcConfig) => {
+      const show = (cfg: WebrtcConfig, flash?: string) => {
         const stun = h('input', { testid: 'webrtc-stun', value: cfg.stunServer ?? '', placeholder: 'stun:127.0.0.1:3478', disabled: readOnly });
         const turn = h('input', { testid: 'webrtc-turn', value: cfg.turnServer ?? '', placeholder: 'turn:127.0.0.1:3478', disabled: readOnly });
         const turnUser = h('input', { testid: 'webrtc-turn-user', value: cfg.turnUsername ?? '', autocomplete: 'off', disabled: readOnly });
         const turnPass = h('input', { type: 'password', testid: 'webrtc-turn-password', autocomplete: 'new-password', disabled: readOnly });
         const ws = h('input', { testid: 'webrtc-ws-url', value: cfg.wsUrl ?? '', required: true, disabled: readOnly });
-        const msg = h('p', { role: 'status', testid: 'webrtc-message', hidden: true });
+        const msg = h('p', { role: 'status', testid: 'webrtc-message', class: flash ? 'alert alert-ok' : undefined, hidden: !flash }, flash ?? '');
         const ice = h('pre', { class: 'code-block', testid: 'webrtc-ice' },
           cfg.iceServers?.length ? JSON.stringify(cfg.iceServers, null, 2) : t('webrtc.noIce'));
         const form = h('form', {
@@ -37,9 +37,7 @@ export function webrtcView(): View {
             msg.hidden = false;
             try {
               const res = await api.saveWebrtcConfig(body);
-              msg.className = 'alert alert-ok';
-              msg.textContent = t('common.saved');
-              show(res.config ?? (await api.webrtcConfig()).config);
+              show(res.config ?? (await api.webrtcConfig()).config, t('common.saved'));
             } catch (err) {
               msg.className = 'alert alert-error';
               msg.textContent = t('common.error', { msg: err instanceof Error ? err.message : String(err) });
