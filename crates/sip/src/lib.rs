@@ -295,4 +295,14 @@ impl SipServer {
     pub fn shutdown(&self) {
         let _ = self.shared.shutdown.send(true);
     }
+
+    /// Waits (at most `limit`) until every queued registration and CDR write
+    /// has reached the backend. Call after [`SipServer::shutdown`] and before
+    /// closing the database.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.shared.writers.pending() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -82,6 +82,7 @@ async fn udp_bindings_survive_a_restart() {
     srv.register_with_sipp(&a, free_port()).await;
     assert_eq!(srv.sip.registered_contacts(), 1);
     srv.sip.shutdown();
+    srv.sip.drain(std::time::Duration::from_secs(5)).await;
     let url = format!(
         "sqlite://{}",
         srv.dir.path().join("centralita.db").display()

@@ -7,6 +7,7 @@ use crate::backend::{Backend, RegistrationState};
 use crate::core::{BindingRecord, CdrOp, StoreOp};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -21,23 +22,37 @@ const TICK: std::time::Duration = std::time::Duration::from_millis(50);
 pub(crate) struct Writers {
     store: mpsc::UnboundedSender<StoreOp>,
     cdr: Vec<mpsc::UnboundedSender<CdrOp>>,
+    /// Operations queued and not yet written (for a clean shutdown).
+    pending: Arc<AtomicUsize>,
 }
 
 impl Writers {
     pub fn spawn(backend: Arc<dyn Backend>) -> Writers {
+        let pending = Arc::new(AtomicUsize::new(0));
         let (store, rx) = mpsc::unbounded_channel();
-        tokio::spawn(store_loop(backend.clone(), rx));
+        tokio::spawn(store_loop(backend.clone(), rx, pending.clone()));
         let mut cdr = Vec::new();
         for _ in 0..CDR_WRITERS {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(cdr_loop(backend.clone(), rx));
+            tokio::spawn(cdr_loop(backend.clone(), rx, pending.clone()));
             cdr.push(tx);
         }
-        Writers { store, cdr }
+        Writers {
+            store,
+            cdr,
+            pending,
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
     }
 
     pub fn store(&self, op: StoreOp) {
-        let _ = self.store.send(op);
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.store.send(op).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     pub fn cdr(&self, op: CdrOp) {
@@ -50,7 +65,10 @@ impl Writers {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut h);
         let i = (h.finish() as usize) % self.cdr.len();
-        let _ = self.cdr[i].send(op);
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.cdr[i].send(op).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -79,13 +97,19 @@ async fn next_batch<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
     }
 }
 
-async fn cdr_loop(backend: Arc<dyn Backend>, mut rx: mpsc::UnboundedReceiver<CdrOp>) {
+async fn cdr_loop(
+    backend: Arc<dyn Backend>,
+    mut rx: mpsc::UnboundedReceiver<CdrOp>,
+    pending: Arc<AtomicUsize>,
+) {
     while let Some(ops) = next_batch(&mut rx).await {
+        let n = ops.len();
         for op in ops {
             if let Err(e) = backend.call_event(op).await {
                 tracing::warn!(error = %e, "CDR write failed");
             }
         }
+        pending.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
@@ -99,10 +123,15 @@ async fn flush(backend: &Arc<dyn Backend>, saves: &mut Vec<BindingRecord>) {
     }
 }
 
-async fn store_loop(backend: Arc<dyn Backend>, mut rx: mpsc::UnboundedReceiver<StoreOp>) {
+async fn store_loop(
+    backend: Arc<dyn Backend>,
+    mut rx: mpsc::UnboundedReceiver<StoreOp>,
+    pending: Arc<AtomicUsize>,
+) {
     let mut saves: Vec<BindingRecord> = Vec::new();
     let mut states: HashMap<String, RegistrationState> = HashMap::new();
     while let Some(ops) = next_batch(&mut rx).await {
+        let n = ops.len();
         for op in ops {
             match op {
                 StoreOp::Save(r) => saves.push(r),
@@ -146,5 +175,6 @@ async fn store_loop(backend: Arc<dyn Backend>, mut rx: mpsc::UnboundedReceiver<S
                 tracing::warn!(error = %e, "registration state update failed");
             }
         }
+        pending.fetch_sub(n, Ordering::AcqRel);
     }
 }
