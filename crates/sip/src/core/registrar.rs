@@ -65,7 +65,11 @@ impl Registrar {
         max: usize,
         ch: &mut Change,
     ) {
-        let list = self.aors.entry(username.to_string()).or_default();
+        // Most accounts have one contact: a default Vec would reserve four.
+        let list = self
+            .aors
+            .entry(username.to_string())
+            .or_insert_with(|| Vec::with_capacity(1));
         let pos = list.iter().position(|x| x.same(&b));
         if expires_s == 0 {
             if let Some(i) = pos {
@@ -131,7 +135,10 @@ impl Registrar {
 
     /// Restores a binding loaded from storage (no change records).
     pub fn restore(&mut self, username: &str, b: Binding) {
-        self.aors.entry(username.to_string()).or_default().push(b);
+        self.aors
+            .entry(username.to_string())
+            .or_insert_with(|| Vec::with_capacity(1))
+            .push(b);
         self.count += 1;
     }
 
