@@ -430,6 +430,31 @@ describe('centralita console (real browser, real backend)', () => {
     assert.ok((await page.getByTestId('phone-reason').textContent()).length > 0, 'failure reason shown');
   });
 
+  step('rotate', 'rotating a logged-in agent\'s SIP password: the softphone gets fresh credentials by itself', ['registered'], async () => {
+    const { page } = people.admin;
+    const B = people.b.page;
+    await page.getByTestId('nav-agents').click();
+    const row = page.locator(`[data-testid=agent-row][data-login=${agents.b.login}]`);
+    await row.waitFor();
+    await row.getByTestId('agent-regenerate').click();
+    // Whole seconds: the server may store registration times without fractions.
+    const rotatedAt = Math.floor(Date.now() / 1000) * 1000;
+    await page.getByTestId('confirm-ok').click();
+    const dialog = page.getByTestId('credentials-dialog');
+    await dialog.waitFor();
+    const pw = (await dialog.getByTestId('creds-password').textContent()).trim();
+    assert.notEqual(pw, agents.b.sipPassword, 'a new password');
+    await dialog.getByTestId('creds-done').click();
+    // The server dropped B's binding with the old credentials; B registers
+    // again with fresh short-lived ones, without anybody touching B's browser.
+    await waitFor(async () => {
+      const res = await adminApi('/api/telephony/registrations');
+      return res.status === 200 && JSON.parse(res.text).registrations.some((r) => r.username === agents.b.sipUser && Date.parse(r.registeredAt) >= rotatedAt);
+    }, { timeoutMs: 20000, what: 'B registered again after the rotation' });
+    await waitConn(B, 'registered');
+    await waitFor(async () => (await row.getByTestId('sip-status').getAttribute('data-registered')) === 'true', { timeoutMs: 15000, what: 'agents page shows B registered' });
+  });
+
   step('adminManage', 'admin searches, filters, regenerates, deactivates and deletes an agent', ['admin'], async () => {
     const { page } = people.admin;
     await page.getByTestId('nav-agents').click();

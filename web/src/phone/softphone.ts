@@ -8,6 +8,7 @@ import { reasonFor, type Reason } from './causes';
 import { record } from './sipTrace';
 import { preferMd5Challenges } from './digestOrder';
 import { keyBeep, startRingback, startRingtone, stopTone } from './ringtone';
+import { subscribeEvents, type LiveEvent } from '../events';
 
 /** Connection indicator states. */
 export type ConnState = 'unconfigured' | 'disconnected' | 'connecting' | 'registering' | 'registered' | 'failed';
@@ -108,6 +109,9 @@ export class Softphone {
   private remoteAudio: HTMLAudioElement;
   private endedTimer: number | null = null;
   private refreshTimer: number | null = null;
+  private unsubEvents: (() => void) | null = null;
+  private lastProbeAt = 0;
+  private rotatedDuringCall = false;
 
   constructor() {
     this.remoteAudio = document.createElement('audio');
@@ -162,7 +166,32 @@ export class Softphone {
   /** Logged-in agent: fetch short-lived credentials and register. */
   async startAuto(): Promise<void> {
     this.mode = 'auto';
+    this.unsubEvents ??= subscribeEvents((ev) => this.onServerEvent(ev));
     await this.provisionAndStart();
+  }
+
+  /**
+   * The server tells us when our SIP password was rotated or our binding went
+   * away while the WebSocket stayed up; without this the phone would look
+   * registered but be unreachable until its next REGISTER refresh.
+   */
+  private onServerEvent(ev: LiveEvent): void {
+    const me = this.snap.identity;
+    if (this.mode !== 'auto' || !me || me.manual) return;
+    if (ev.type === 'agent' && ev.action === 'sip_rotated' && ev.sipUsername === me.username) {
+      if (this.session) this.rotatedDuringCall = true;
+      else void this.provisionAndStart();
+      return;
+    }
+    if (ev.type === 'registration' && ev.username === me.username && ev.registered === false && ev.contacts === 0
+      && this.snap.conn === 'registered' && this.ua) {
+      // Probe with a REGISTER refresh: harmless if we are still bound, and a
+      // 401 from rotated credentials leads to fresh ones (registrationFailed).
+      const now = Date.now();
+      if (now - this.lastProbeAt < 3000) return;
+      this.lastProbeAt = now;
+      this.ua.register();
+    }
   }
 
   /** Manual connection (seeds/000 and seeds/002): the user gives the SIP account. */
@@ -197,6 +226,8 @@ export class Softphone {
   /** Stops the user agent (logout). */
   stop(): void {
     this.mode = 'off';
+    this.unsubEvents?.();
+    this.unsubEvents = null;
     this.clearRetry();
     if (this.refreshTimer !== null) window.clearTimeout(this.refreshTimer);
     this.refreshTimer = null;
@@ -619,6 +650,10 @@ export class Softphone {
       // A cancelled or rejected call is an outcome, not a technical failure.
       const benign = answered || e.cause === 'Canceled' || (e.originator === 'local' && e.cause === 'Rejected');
       this.setCall({ phase: benign ? 'ended' : phase, endedAt: Date.now(), reason, sipStatus: statusCode, localHold: false, remoteHold: false });
+      if (this.rotatedDuringCall && this.mode === 'auto') {
+        this.rotatedDuringCall = false;
+        void this.provisionAndStart();
+      }
     };
     session.on('ended', (e) => finish('ended', e as unknown as Parameters<typeof finish>[1]));
     session.on('failed', (e) => finish('failed', e as unknown as Parameters<typeof finish>[1]));
