@@ -1,0 +1,300 @@
+//! SIP through the real `centralita` binary: agents created over the HTTP
+//! API (their `sipCredentials`), sipp registers (right password, wrong
+//! password, unknown user) and calls (answered, busy, no answer), and every
+//! call's CDR is read back from `/api/telephony/calls/history`.
+//! The scenarios live in tests/sipp/; crates/sip/tests has the same flows
+//! against an in-process server plus the WebSocket and TLS user agents.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const ADMIN_PASSWORD: &str = "admin-password-for-sip-tests";
+
+struct Running {
+    child: Child,
+    http: String,
+    sip: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 a moment ago.
+fn free_sip_port() -> u16 {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+        let port = udp.local_addr().expect("address").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+fn sipp_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sipp")
+}
+
+fn start() -> Running {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sip = format!("127.0.0.1:{}", free_sip_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_centralita"))
+        .arg("serve")
+        .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
+        .env("CENTRALITA_SIP_LISTEN", &sip)
+        .env("CENTRALITA_SIP_DOMAIN", "pbx.test")
+        .env("CENTRALITA_SIP_RING_TIMEOUT_SECS", "3")
+        .env("CENTRALITA_SIP_AUTH_FAIL_LIMIT", "1000")
+        .env("CENTRALITA_SIP_MD5_CHALLENGE_FIRST", "true")
+        .env("CENTRALITA_DATA_DIR", dir.path())
+        .env("CENTRALITA_CONSOLE_DIR", dir.path().join("no-console"))
+        .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
+        .env("CENTRALITA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("CENTRALITA_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn centralita");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut running = Running {
+        child,
+        http: String::new(),
+        sip,
+        dir,
+    };
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its address in time");
+        if let Some(addr) = line.strip_prefix("centralita listening on http://") {
+            running.http = addr.trim().to_string();
+            return running;
+        }
+    }
+}
+
+impl Running {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        cookie: Option<&str>,
+    ) -> (u16, String, String) {
+        let mut s = TcpStream::connect(&self.http).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let body = body.unwrap_or("");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.http
+        );
+        if let Some(c) = cookie {
+            req.push_str(&format!("Cookie: centralita_session={c}\r\n"));
+        }
+        if !body.is_empty() {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("status");
+        (status, head.to_string(), body.to_string())
+    }
+
+    fn login(&self) -> String {
+        let body = serde_json::json!({"login": "admin", "password": ADMIN_PASSWORD}).to_string();
+        let (status, head, text) = self.request("POST", "/api/auth/login", Some(&body), None);
+        assert_eq!(status, 200, "{text}");
+        let line = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+            .expect("set-cookie");
+        let v = line.split_once("centralita_session=").expect("cookie").1;
+        v.split(';').next().expect("value").to_string()
+    }
+
+    /// Creates an agent; returns (username, password, extension).
+    fn agent(&self, cookie: &str, login: &str) -> (String, String, String) {
+        let body = serde_json::json!({"name": login, "login": login, "password": "console-pass-123", "role": "agent"});
+        let (status, _, text) =
+            self.request("POST", "/api/agents", Some(&body.to_string()), Some(cookie));
+        assert_eq!(status, 201, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let c = &v["sipCredentials"];
+        let s = |k: &str| c[k].as_str().expect("credential field").to_string();
+        (s("username"), s("password"), s("extension"))
+    }
+
+    fn csv(&self, name: &str, user: &str, password: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!("SEQUENTIAL\n{user};[authentication username={user} password={password}];\n"),
+        )
+        .expect("csv");
+        p
+    }
+
+    fn sipp(&self, scenario: &str, csv: Option<&Path>, port: u16, extra: &[&str]) -> Child {
+        let mut cmd = Command::new("sipp");
+        cmd.arg(&self.sip)
+            .arg("-sf")
+            .arg(sipp_dir().join(scenario))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
+            .args([
+                "-timeout",
+                "40s",
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+            ])
+            .args(extra)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(c) = csv {
+            cmd.arg("-inf").arg(c);
+        }
+        cmd.spawn().expect("start sipp (Debian package sip-tester)")
+    }
+
+    fn errors(&self) -> String {
+        let mut s = String::new();
+        for e in std::fs::read_dir(self.dir.path()).expect("dir").flatten() {
+            if e.file_name().to_string_lossy().ends_with("errors.log") {
+                s.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        s
+    }
+
+    fn run(&self, scenario: &str, csv: Option<&Path>, port: u16, extra: &[&str]) -> bool {
+        let mut c = self.sipp(scenario, csv, port, extra);
+        wait(&mut c)
+    }
+
+    /// CDR rows once `n` of them are finished.
+    fn finished_calls(&self, cookie: &str, n: usize) -> Vec<serde_json::Value> {
+        for _ in 0..100 {
+            let (status, _, text) = self.request(
+                "GET",
+                "/api/telephony/calls/history?limit=50",
+                None,
+                Some(cookie),
+            );
+            assert_eq!(status, 200, "{text}");
+            let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+            let calls = v["calls"].as_array().cloned().unwrap_or_default();
+            if calls.iter().filter(|c| !c["endTime"].is_null()).count() >= n {
+                return calls;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("fewer than {n} finished calls");
+    }
+}
+
+fn wait(c: &mut Child) -> bool {
+    for _ in 0..600 {
+        if let Ok(Some(s)) = c.try_wait() {
+            return s.success();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = c.kill();
+    false
+}
+
+#[test]
+fn sipp_agents_register_and_call_through_the_binary() {
+    let srv = start();
+    let cookie = srv.login();
+    let (alice, alice_pw, _alice_ext) = srv.agent(&cookie, "alice.sip");
+    let (bob, bob_pw, bob_ext) = srv.agent(&cookie, "bob.sip");
+
+    // REGISTER: right password (bob, from the port his UAS will use), wrong password, unknown user.
+    let bob_port = free_sip_port();
+    let bob_csv = srv.csv("bob.csv", &bob, &bob_pw);
+    assert!(
+        srv.run("reg_ok.xml", Some(&bob_csv), bob_port, &[]),
+        "{}",
+        srv.errors()
+    );
+    let wrong = srv.csv("wrong.csv", &alice, "not-her-password");
+    assert!(
+        srv.run("reg_fail.xml", Some(&wrong), free_sip_port(), &[]),
+        "{}",
+        srv.errors()
+    );
+    let ghost = srv.csv("ghost.csv", "ghost_user", "whatever");
+    assert!(
+        srv.run("reg_fail.xml", Some(&ghost), free_sip_port(), &[]),
+        "{}",
+        srv.errors()
+    );
+    let (status, _, text) = srv.request("GET", "/api/telephony/registrations", None, Some(&cookie));
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(&bob), "{text}");
+    assert!(!text.contains(&alice), "{text}");
+
+    // Calls from alice to bob's extension, each with its CDR.
+    let alice_csv = srv.csv("alice.csv", &alice, &alice_pw);
+    let mut expected = Vec::new();
+    for (uas, uac, disposition, cause) in [
+        ("uas_answer.xml", "uac_call.xml", "ANSWERED", "caller_bye"),
+        (
+            "uas_bye.xml",
+            "uac_call_remote_bye.xml",
+            "ANSWERED",
+            "callee_bye",
+        ),
+        ("uas_busy.xml", "uac_busy.xml", "BUSY", "busy"),
+        ("uas_ring.xml", "uac_noanswer.xml", "NO ANSWER", "no_answer"),
+    ] {
+        let mut callee = srv.sipp(uas, None, bob_port, &[]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            srv.run(uac, Some(&alice_csv), free_sip_port(), &["-s", &bob_ext]),
+            "{uac}: {}",
+            srv.errors()
+        );
+        assert!(wait(&mut callee), "{uas}: {}", srv.errors());
+        expected.push((disposition, cause));
+        let calls = srv.finished_calls(&cookie, expected.len());
+        let last = &calls[0];
+        assert_eq!(last["disposition"], disposition, "{last}");
+        assert_eq!(last["hangupCause"], cause, "{last}");
+        assert_eq!(last["calleeNumber"], bob_ext.as_str(), "{last}");
+    }
+    let calls = srv.finished_calls(&cookie, expected.len());
+    assert_eq!(calls.len(), expected.len(), "one row per call attempt");
+}
