@@ -78,8 +78,12 @@ export class CentralitaServer {
     fs.closeSync(log);
     const proc = this.proc;
     let exited = null;
+    // If the test process dies without reaching stop(), do not leave the server behind.
+    const killOnExit = () => proc.kill('SIGKILL');
+    process.once('exit', killOnExit);
     proc.on('exit', (code, signal) => {
       exited = { code, signal };
+      process.removeListener('exit', killOnExit);
     });
     await waitFor(async () => {
       if (exited) throw new Error(`centralita exited early (${JSON.stringify(exited)}); see ${this.logFile}`);
