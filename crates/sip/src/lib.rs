@@ -151,11 +151,35 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
     } else {
         host
     };
+    let tls = match (&config.tls_listen, &config.tls_cert, &config.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let acceptor = shell::tls::acceptor(cert, key).map_err(SipError::Tls)?;
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| SipError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            let a = l.local_addr().map_err(|source| SipError::Bind {
+                addr: *addr,
+                source,
+            })?;
+            Some((l, acceptor, a))
+        }
+        (None, _, _) => None,
+        _ => {
+            return Err(SipError::Tls(
+                "tls_listen needs tls_cert and tls_key".into(),
+            ))
+        }
+    };
+    let tls_local = tls.as_ref().map(|(_, _, a)| *a);
     let mut secret = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
     let core_cfg = core::CoreConfig {
         realm: config.realm.clone(),
         local_host: format!("{host}:{}", local.port()),
+        tls_host: tls_local.map(|a| format!("{host}:{}", a.port())),
         min_expires: config.min_expires,
         max_expires: config.max_expires,
         default_expires: config.default_expires,
@@ -206,30 +230,10 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         source,
     })?;
     tokio::spawn(shell::run_tcp(shared.clone(), tcp));
-    let tls_local = match (&config.tls_listen, &config.tls_cert, &config.tls_key) {
-        (Some(addr), Some(cert), Some(key)) => {
-            let acceptor = shell::tls::acceptor(cert, key).map_err(SipError::Tls)?;
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| SipError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            let a = l.local_addr().map_err(|source| SipError::Bind {
-                addr: *addr,
-                source,
-            })?;
-            tokio::spawn(shell::tls::run_tls(shared.clone(), l, acceptor));
-            tracing::info!(%a, "SIP over TLS listening");
-            Some(a)
-        }
-        (None, _, _) => None,
-        _ => {
-            return Err(SipError::Tls(
-                "tls_listen needs tls_cert and tls_key".into(),
-            ))
-        }
-    };
+    if let Some((l, acceptor, a)) = tls {
+        tokio::spawn(shell::tls::run_tls(shared.clone(), l, acceptor));
+        tracing::info!(%a, "SIP over TLS listening");
+    }
     if let Some(rx) = backend.account_changes() {
         tokio::spawn(shell::run_account_changes(shared.clone(), rx));
     }

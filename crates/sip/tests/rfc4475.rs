@@ -29,6 +29,7 @@ fn core() -> Core {
     Core::new(CoreConfig {
         realm: "example.com".into(),
         local_host: "127.0.0.1:5060".into(),
+        tls_host: None,
         min_expires: 60,
         max_expires: 3600,
         default_expires: 600,

@@ -154,12 +154,20 @@ fn disposition_for(code: u16) -> (Disposition, &'static str) {
 }
 
 impl Core {
+    /// host:port we are reachable at over `t`.
+    fn host_for(&self, t: Transport) -> &str {
+        match (t, &self.config().tls_host) {
+            (Transport::Tls, Some(h)) => h,
+            _ => &self.config().local_host,
+        }
+    }
+
     fn our_contact(&self, t: Transport) -> String {
         match t {
-            Transport::Udp => format!("<sip:centralita@{}>", self.config().local_host),
+            Transport::Udp => format!("<sip:centralita@{}>", self.host_for(t)),
             _ => format!(
                 "<sip:centralita@{};transport={}>",
-                self.config().local_host,
+                self.host_for(t),
                 t.as_str()
             ),
         }
@@ -171,7 +179,7 @@ impl Core {
             format!(
                 "SIP/2.0/{} {};branch={branch};rport",
                 t.via(),
-                self.config().local_host
+                self.host_for(t)
             ),
             branch,
         )

@@ -188,6 +188,8 @@ pub struct CoreConfig {
     pub realm: String,
     /// host:port we put in Via and Contact (never 0.0.0.0).
     pub local_host: String,
+    /// host:port of the TLS listener, for Via/Contact on TLS legs.
+    pub tls_host: Option<String>,
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,

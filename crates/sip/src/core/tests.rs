@@ -10,6 +10,7 @@ fn cfg() -> CoreConfig {
     CoreConfig {
         realm: REALM.into(),
         local_host: "127.0.0.1:5060".into(),
+        tls_host: None,
         min_expires: 60,
         max_expires: 3600,
         default_expires: 600,
