@@ -7,6 +7,7 @@
 #
 #   bench/run.sh                      # default rates
 #   REG_RATES="2000 6000" CALL_RATES="200 500" DURATION=20 bench/run.sh
+#   SERVER_FLAGS=--no-cdr ...   # same, CDR writes dropped (to see what the database costs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,7 +26,7 @@ cargo build --release -p sip --example bench_server 2>&1 | tail -1
 BIN=$ROOT/target/release/examples/bench_server
 
 "$BIN" --db "$WORK/bench.db" --agents "$AGENTS" --csv "$WORK/users.csv" \
-    --listen "$SERVER" --ring-timeout 30 --nonce-lifetime 60 >"$WORK/server.out" 2>"$WORK/server.err" &
+    --listen "$SERVER" --ring-timeout 30 --nonce-lifetime 60 ${SERVER_FLAGS:-} >"$WORK/server.out" 2>"$WORK/server.err" &
 SRV=$!
 cleanup() { kill "$SRV" 2>/dev/null || true; [ -n "${UAS:-}" ] && kill "$UAS" 2>/dev/null || true; }
 trap cleanup EXIT

@@ -5,8 +5,57 @@
 //! cargo run --release -p sip --example bench_server -- \
 //!     --db /tmp/b/bench.db --agents 10000 --csv /tmp/b/users.csv --listen 127.0.0.1:5560
 
+use sip::backend::BoxFuture;
+use sip::{
+    Account, AccountChange, Backend, BackendError, BindingRecord, CdrOp, Lookup, RegistrationState,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// `--no-cdr`: the domain backend with CDR writes dropped, to measure how
+/// much of the call path is the database (for the report, not a mode to run).
+struct NoCdr(sip::DomainBackend);
+
+impl Backend for NoCdr {
+    fn account(&self, key: &Lookup) -> BoxFuture<'_, Result<Option<Account>, BackendError>> {
+        self.0.account(key)
+    }
+    fn all_accounts(&self) -> BoxFuture<'_, Result<Vec<Account>, BackendError>> {
+        self.0.all_accounts()
+    }
+    fn load_bindings(
+        &self,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<Vec<BindingRecord>, BackendError>> {
+        self.0.load_bindings(now_ms)
+    }
+    fn save_bindings(&self, batch: Vec<BindingRecord>) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.0.save_bindings(batch)
+    }
+    fn remove_binding(
+        &self,
+        username: String,
+        contact: String,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.0.remove_binding(username, contact)
+    }
+    fn remove_all_bindings(&self, username: String) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.0.remove_all_bindings(username)
+    }
+    fn registration_state(&self, s: RegistrationState) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.0.registration_state(s)
+    }
+    fn call_event(&self, _op: CdrOp) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn close_orphan_calls(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.0.close_orphan_calls()
+    }
+    fn account_changes(&self) -> Option<mpsc::UnboundedReceiver<AccountChange>> {
+        self.0.account_changes()
+    }
+}
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -100,7 +149,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_contacts: 5,
         ..Default::default()
     };
-    let sip = sip::start(cfg, Arc::new(sip::DomainBackend::new(services.clone()))).await?;
+    let domain_backend = sip::DomainBackend::new(services.clone());
+    let backend: Arc<dyn Backend> = if std::env::args().any(|a| a == "--no-cdr") {
+        Arc::new(NoCdr(domain_backend))
+    } else {
+        Arc::new(domain_backend)
+    };
+    let sip = sip::start(cfg, backend).await?;
     println!("READY {} pid {}", sip.local_addr(), std::process::id());
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
