@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== building the console =="
-(cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
+(cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build && npm test)
 
 echo "== building the server =="
 cargo build --workspace --all-targets

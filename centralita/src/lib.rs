@@ -247,6 +247,9 @@ impl Server {
         };
         if let Some(sip) = sip {
             sip.shutdown();
+            // Registration removals and CDR updates queued by the connections
+            // that just closed must reach the database before it closes.
+            sip.drain(std::time::Duration::from_secs(5)).await;
         }
         self.services.db.close().await;
         served
