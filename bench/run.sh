@@ -52,7 +52,7 @@ run_sipp() {
       -inf "$csv" -r "$rate" -rp 1000 -m "$count" -l $((rate * 4 + 100)) \
       -i 127.0.0.1 -p 0 -timeout $((DURATION * 3 + 30))s -nostdin \
       -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 \
-      -max_recv_loops 5000 -max_sched_loops 5000 "$@" >sipp.out 2>&1) || true
+      -max_recv_loops 5000 -max_sched_loops 5000 -buff_size 4194304 "$@" >sipp.out 2>&1) || true
   end=$(date +%s.%N)
   local stat
   stat=$(ls "$dir"/*_rtt.csv 2>/dev/null | head -1 || true)
@@ -86,7 +86,7 @@ UAS_PORT=5590
 for r in $CALL_RATES; do
   (cd "$WORK" && timeout $((DURATION * 3 + 90)) sipp "$SERVER" -sf "$ROOT/bench/sipp/uas_answer.xml" \
       -i 127.0.0.1 -p $UAS_PORT -m $((r * DURATION)) -l $((r * 10 + 100)) -timeout $((DURATION * 3 + 60))s -nostdin \
-      -max_recv_loops 5000 -max_sched_loops 5000 >"$WORK/uas_$r.out" 2>&1) &
+      -max_recv_loops 5000 -max_sched_loops 5000 -buff_size 4194304 >"$WORK/uas_$r.out" 2>&1) &
   UAS=$!
   sleep 1
   before=$(python3 -c "import sqlite3;print(sqlite3.connect('$WORK/bench.db').execute('select count(*) from calls').fetchone()[0])")

@@ -96,6 +96,9 @@ pub enum SipError {
     Tls(String),
 }
 
+/// Requested UDP socket buffer sizes.
+const UDP_BUFFER_BYTES: usize = 8 << 20;
+
 /// A source address refused after repeated failed authentications.
 #[derive(Debug, Clone)]
 pub struct BlockedSource {
@@ -127,6 +130,12 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         .map_err(bind_err)?;
     let std_udp = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
     std_udp.set_nonblocking(true).map_err(bind_err)?;
+    // Bursts of thousands of datagrams overflow the default ~200 KiB receive
+    // buffer and every drop costs a retransmission 500 ms later. The kernel
+    // caps the value at net.core.rmem_max / wmem_max.
+    let sock = socket2::SockRef::from(&std_udp);
+    let _ = sock.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = sock.set_send_buffer_size(UDP_BUFFER_BYTES);
     let udp = {
         let _guard = udp_rt.enter();
         UdpSocket::from_std(std_udp).map_err(bind_err)?
