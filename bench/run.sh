@@ -94,11 +94,23 @@ for r in $CALL_RATES; do
   wait "$UAS" || true
   UAS=
   sleep 3
-  python3 - "$WORK/bench.db" "$before" >>"$OUT/call_$r.txt" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-rows = db.execute("select disposition, count(*) from calls where id > ? group by disposition", (int(sys.argv[2]),)).fetchall()
-print("cdr_rows " + " ".join(f"{d}={n}" for d, n in rows))
+  # CDRs are written behind the calls: wait (bounded) until every row is closed.
+  python3 - "$WORK/bench.db" "$before" "$((r * DURATION))" "$DURATION" >>"$OUT/call_$r.txt" <<'PY'
+import sqlite3, sys, time
+db, before, want, duration = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+t0 = time.time()
+while True:
+    c = sqlite3.connect(db)
+    total, done = c.execute("select count(*), count(end_time) from calls where id > ?", (before,)).fetchone()
+    rows = c.execute("select coalesce(disposition, 'open'), count(*) from calls where id > ? group by 1", (before,)).fetchall()
+    c.close()
+    if (total >= want and done >= total) or time.time() - t0 > 180:
+        break
+    time.sleep(1)
+lag = time.time() - t0
+tail = "CDR writes kept up (all closed within 3 s of the last call)" if lag < 1 else \
+    f"CDR writes lagged: all closed {lag + 3:.0f} s after the last call, ~{done / (duration + 3 + lag):.0f} calls/s written"
+print(f"cdr_rows {total} closed {done} " + " ".join(f"{d}={n}" for d, n in rows) + "; " + tail)
 PY
   cat "$OUT/call_$r.txt"
   sleep 2
