@@ -801,3 +801,68 @@ fn options_and_malformed() {
     let (sent, _) = feed(&mut core, 0, udp(9), &v);
     assert_eq!(sent[0].1.code(), Some(505));
 }
+
+#[test]
+fn update_from_the_caller_is_relayed_and_answered_back() {
+    let (mut core, mut a, b1, _b2) = registered_core();
+    let (sent, _) = start_call(&mut core, &mut a, "1001", 5_000);
+    let forks: Vec<_> = sent[1..].to_vec();
+    let (sent, _) = feed(
+        &mut core,
+        6_000,
+        b1.src,
+        &reply_to(&forks[0].1, 200, "t1", "v=0 b"),
+    );
+    let ok = sent
+        .iter()
+        .find(|(to, _)| *to == a.src)
+        .expect("200 to caller")
+        .1
+        .clone();
+    let a_tag = msg::tag(ok.header("To").unwrap_or(""))
+        .unwrap_or("")
+        .to_string();
+    let in_dialog = |method: &str, cseq: u32, branch: &str, body: &str| {
+        format!(
+            "{method} sip:centralita@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch={branch}\r\nFrom: <sip:alice@127.0.0.1>;tag=ftag\r\nTo: <sip:1001@127.0.0.1>;tag={a_tag}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let ack = in_dialog("ACK", a.cseq, "z9hG4bKa1", "");
+    assert_eq!(feed(&mut core, 6_100, a.src, &ack).0.len(), 1);
+    let (sent, _) = feed(
+        &mut core,
+        7_000,
+        a.src,
+        &in_dialog("UPDATE", 10, "z9hG4bKu1", "v=0 upd"),
+    );
+    assert_eq!(sent.len(), 1);
+    let (to, fwd) = &sent[0];
+    assert_eq!(*to, b1.src);
+    assert_eq!(fwd.method(), Some("UPDATE"));
+    assert_eq!(fwd.body, b"v=0 upd");
+    // The callee's dialog: its own Call-ID and tags, our next CSeq.
+    assert_eq!(fwd.call_id(), forks[0].1.call_id());
+    assert_eq!(fwd.cseq(), (2, "UPDATE"));
+    let (sent, _) = feed(
+        &mut core,
+        7_100,
+        b1.src,
+        &reply_to(fwd, 200, "t1", "v=0 upd-ok"),
+    );
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, a.src);
+    assert_eq!(sent[0].1.code(), Some(200));
+    assert_eq!(sent[0].1.cseq(), (10, "UPDATE"));
+    assert_eq!(sent[0].1.body, b"v=0 upd-ok");
+    // A retransmitted UPDATE is answered from the cache, not relayed again.
+    let (sent, _) = feed(
+        &mut core,
+        7_500,
+        a.src,
+        &in_dialog("UPDATE", 10, "z9hG4bKu1", "v=0 upd"),
+    );
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, a.src);
+    assert_eq!(sent[0].1.code(), Some(200));
+}
