@@ -84,6 +84,8 @@ pub struct Call {
     phase: Phase,
     a: Leg,
     a_invite: Msg,
+    /// Never shrinks once the call exists, so the indices kept in `winner`
+    /// and in `Side::B(i)` always index into it.
     forks: Vec<Fork>,
     winner: Option<usize>,
     caller_number: String,
