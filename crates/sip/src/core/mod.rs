@@ -327,6 +327,8 @@ impl Core {
         if let Some((a, _)) = self.accounts.remove(username) {
             self.by_ext.remove(&a.extension);
         }
+        // A new agent may answer to a name or extension remembered as unknown.
+        self.negative.clear();
         if drop_bindings {
             let mut ch = Change::default();
             self.registrar.remove_all(username, &mut ch);
