@@ -42,28 +42,40 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$SRV/status"; }
   echo "sipp: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*')"
 } >"$OUT/machine.txt"
 
+server_ticks() { awk '{print $14 + $15}' "/proc/$SRV/stat"; }
+
 # sipp run: name scenario rate count csv [extra...]
 run_sipp() {
   local name=$1 sf=$2 rate=$3 count=$4 csv=$5; shift 5
   local dir=$WORK/$name; mkdir -p "$dir"
-  local start end
+  local start end t0 t1
   start=$(date +%s.%N)
-  (cd "$dir" && timeout $((DURATION * 3 + 60)) sipp "$SERVER" -sf "$ROOT/bench/sipp/$sf" \
+  t0=$(server_ticks)
+  (cd "$dir" && TIMEFORMAT='%R %U %S' && time timeout $((DURATION * 3 + 60)) sipp "$SERVER" -sf "$ROOT/bench/sipp/$sf" \
       -inf "$csv" -r "$rate" -rp 1000 -m "$count" -l $((rate * 4 + 100)) \
       -i 127.0.0.1 -p 0 -timeout $((DURATION * 3 + 30))s -nostdin \
       -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 \
-      -max_recv_loops 5000 -max_sched_loops 5000 -buff_size 4194304 "$@" >sipp.out 2>&1) || true
+      -max_recv_loops 5000 -max_sched_loops 5000 -buff_size 4194304 "$@" >sipp.out 2>&1) 2>"$dir/time.txt" || true
   end=$(date +%s.%N)
+  t1=$(server_ticks)
   local stat
   stat=$(ls "$dir"/*_rtt.csv 2>/dev/null | head -1 || true)
   python3 "$ROOT/bench/sipp_summary.py" "$name" "$rate" "$count" "$start" "$end" "$dir/stat.csv" "$stat" \
       >>"$OUT/$name.txt"
+  # CPU over the run, in % of one core (100 ticks per second).
+  python3 -c "
+import sys
+s, e, t0, t1 = float('$start'), float('$end'), int('$t0'), int('$t1')
+r, u, k = (open('$dir/time.txt').read().split() + ['0', '0', '0'])[:3]
+w = max(e - s, 0.001)
+print(f'cpu: server {(t1 - t0) / w:.0f} % of a core, this sipp {(float(u) + float(k)) * 100 / w:.0f} %')
+" >>"$OUT/$name.txt" || true
 }
 
 # 1. RSS with 10,000 registered contacts (register every agent once, gently).
 RSS0=$(rss_kib)
 run_sipp reg_all reg.xml 2000 "$AGENTS" "$WORK/users.csv"
-sleep 3
+sleep 6
 RSS1=$(rss_kib)
 echo "rss_before_kib=$RSS0 rss_after_kib=$RSS1 contacts=$AGENTS per_contact_bytes=$(( (RSS1 - RSS0) * 1024 / AGENTS ))" \
     | tee "$OUT/rss.txt"
