@@ -513,6 +513,13 @@ impl Core {
     fn end_call(&mut self, now_ms: u64, id: u64) {
         if let Some(call) = self.calls.calls.get_mut(&id) {
             call.phase = Phase::Ending;
+            // While it lingers only headers are needed (to answer or ACK late
+            // messages): free the SDP copies.
+            call.a_invite.body = Vec::new();
+            for f in &mut call.forks {
+                f.invite.body = Vec::new();
+            }
+            call.media = Default::default();
             self.calls
                 .timers
                 .insert((now_ms + LINGER_MS, id, TimerKind::Cleanup), ());
