@@ -164,3 +164,29 @@ async fn register_over_tls_with_a_self_signed_certificate() {
     }
     panic!("TLS registration not stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_registers_over_tcp_and_the_binding_ends_with_the_connection() {
+    let srv = TestServer::start(|_| {}).await;
+    let a = srv.agent("Tere Tcp").await;
+    let csv = srv.csv("tcp.csv", &[(&a.username, &a.password)]);
+    let (ok, out) = srv
+        .sipp("reg_ok.xml", &csv, free_port(), &["-t", "t1"])
+        .await;
+    assert!(ok, "REGISTER over TCP failed: {out}");
+    // sipp closed its connection on exit: the flow and its binding are gone,
+    // and the stored row goes with them.
+    for _ in 0..60 {
+        let rows = srv
+            .services
+            .registrations
+            .for_username(&a.username)
+            .await
+            .expect("rows");
+        if srv.sip.registered_contacts() == 0 && rows.is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("TCP binding outlived its connection");
+}
