@@ -541,6 +541,86 @@ impl Core {
         }
     }
 
+    /// A TCP/TLS/WebSocket connection closed (a browser tab reloaded, a
+    /// phone lost its network): calls with a leg on it end now instead of
+    /// hanging until someone else hangs up.
+    pub(crate) fn flow_lost(&mut self, now_ms: u64, flow: u64) {
+        let affected: Vec<(u64, Phase, Option<Side>)> = self
+            .calls
+            .calls
+            .iter()
+            .filter(|(_, c)| c.phase != Phase::Ending)
+            .filter_map(|(id, c)| {
+                let a_lost = c.a.src.flow == flow && c.a.src.transport.reliable();
+                let lost_fork = c
+                    .forks
+                    .iter()
+                    .position(|f| f.leg.src.flow == flow && f.leg.src.transport.reliable());
+                match (a_lost, lost_fork) {
+                    (true, _) => Some((*id, c.phase, Some(Side::A))),
+                    (false, Some(i)) => Some((*id, c.phase, Some(Side::B(i)))),
+                    _ => None,
+                }
+            })
+            .collect();
+        for (id, phase, lost) in affected {
+            let Some(call) = self.calls.calls.get(&id) else {
+                continue;
+            };
+            let v = CallView::of(call);
+            let winner = call.winner;
+            match (phase, lost) {
+                (Phase::Answered, Some(Side::A)) => {
+                    if let Some(w) = winner {
+                        self.send_bye(now_ms, id, Side::B(w));
+                    }
+                    self.cdr_finish_view(
+                        &v,
+                        now_ms,
+                        Disposition::Answered,
+                        "caller_connection_lost",
+                    );
+                    self.end_call(now_ms, id);
+                }
+                (Phase::Answered, Some(Side::B(i))) if winner == Some(i) => {
+                    self.send_bye(now_ms, id, Side::A);
+                    self.cdr_finish_view(
+                        &v,
+                        now_ms,
+                        Disposition::Answered,
+                        "callee_connection_lost",
+                    );
+                    self.end_call(now_ms, id);
+                }
+                (Phase::Ringing, Some(Side::A)) => {
+                    self.cancel_forks(now_ms, id, None);
+                    self.cdr_finish_view(
+                        &v,
+                        now_ms,
+                        Disposition::Cancelled,
+                        "caller_connection_lost",
+                    );
+                    self.end_call(now_ms, id);
+                }
+                (Phase::Ringing, Some(Side::B(i))) => {
+                    if let Some(f) = self
+                        .calls
+                        .calls
+                        .get_mut(&id)
+                        .and_then(|c| c.forks.get_mut(i))
+                    {
+                        if f.state != ForkState::Done {
+                            f.state = ForkState::Done;
+                            f.code = 480;
+                        }
+                    }
+                    self.fork_failed(now_ms, id);
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn on_cancel(&mut self, now_ms: u64, id: u64, src: Source, m: &Msg) {
         let r = response(m, 200, "OK", None);
         self.reply(now_ms, src, m, r);

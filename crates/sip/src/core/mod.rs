@@ -379,7 +379,8 @@ impl Core {
     }
 
     /// A TCP/TLS/WS connection closed: its bindings go with it.
-    pub fn handle_flow_closed(&mut self, _now_ms: u64, flow: u64) {
+    pub fn handle_flow_closed(&mut self, now_ms: u64, flow: u64) {
+        self.flow_lost(now_ms, flow);
         for (user, gone) in self.registrar.flow_closed(flow) {
             for b in gone {
                 self.out.push_back(Output::Store(StoreOp::Remove {

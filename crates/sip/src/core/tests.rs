@@ -866,3 +866,57 @@ fn update_from_the_caller_is_relayed_and_answered_back() {
     assert_eq!(sent[0].0, a.src);
     assert_eq!(sent[0].1.code(), Some(200));
 }
+
+#[test]
+fn a_lost_connection_ends_its_calls() {
+    let (mut core, _a, b1, b2) = registered_core();
+    // The caller is a browser on WebSocket flow 7.
+    let ws = Source {
+        flow: 7,
+        transport: Transport::Ws,
+        peer: SocketAddr::from(([127, 0, 0, 1], 40_000)),
+    };
+    let mut a = Ua::new("alice", "pa", ws);
+    let (sent, _) = start_call(&mut core, &mut a, "1001", 5_000);
+    let forks: Vec<_> = sent[1..].to_vec();
+    let (sent, _) = feed(
+        &mut core,
+        6_000,
+        b1.src,
+        &reply_to(&forks[0].1, 200, "t1", "v=0 b"),
+    );
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == ws && m.code() == Some(200)));
+    // The tab reloads: the callee gets a BYE, the CDR closes.
+    core.handle_flow_closed(7_000, 7);
+    let (sent, outs) = drain(&mut core);
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == b1.src && m.method() == Some("BYE")));
+    assert_eq!(
+        cdr_finish(&outs),
+        Some((Disposition::Answered, "caller_connection_lost".into()))
+    );
+    assert_eq!(core.active_calls(), 0);
+
+    // Same while ringing (once the first call has been forgotten): the forks
+    // are cancelled.
+    core.handle_timeout(16_000);
+    let _ = drain(&mut core);
+    let (sent, _) = start_call(&mut core, &mut a, "1001", 16_500);
+    assert_eq!(sent.len(), 3);
+    core.handle_flow_closed(17_000, 7);
+    let (sent, outs) = drain(&mut core);
+    assert_eq!(
+        sent.iter()
+            .filter(|(_, m)| m.method() == Some("CANCEL"))
+            .count(),
+        2
+    );
+    assert!(sent.iter().all(|(to, _)| *to == b1.src || *to == b2.src));
+    assert_eq!(
+        cdr_finish(&outs),
+        Some((Disposition::Cancelled, "caller_connection_lost".into()))
+    );
+}
