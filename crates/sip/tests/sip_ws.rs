@@ -133,3 +133,77 @@ async fn sipp_agent_calls_a_websocket_agent_over_its_flow() {
     assert_eq!(rows[0].disposition.as_deref(), Some("ANSWERED"));
     assert_eq!(rows[0].hangup_cause.as_deref(), Some("caller_bye"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_websocket_agents_call_each_other_and_the_callee_hangs_up() {
+    let srv = TestServer::start(|_| {}).await;
+    let alice = srv.agent("Web Ana").await;
+    let bob = srv.agent("Web Beto").await;
+    let mut a = Ua::ws(
+        srv.ws_addr,
+        srv.addr,
+        &alice.username,
+        &alice.password,
+        REALM,
+    )
+    .await;
+    let mut b = Ua::ws(srv.ws_addr, srv.addr, &bob.username, &bob.password, REALM).await;
+    assert_eq!(a.register(Algorithm::Md5).await.code(), Some(200));
+    assert_eq!(b.register(Algorithm::Sha256).await.code(), Some(200));
+
+    let target = format!("sip:{}@{REALM}", bob.extension);
+    let invite = |ua: &Ua, cseq: u32, via: &str, auth: Option<&str>| {
+        let mut s = format!(
+            "INVITE {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <sip:{u}@{REALM}>;tag=wwA\r\nTo: <{target}>\r\nCall-ID: ws-ws-1\r\nCSeq: {cseq} INVITE\r\nContact: {c}\r\nContent-Type: application/sdp\r\n",
+            u = ua.user,
+            c = ua.contact()
+        );
+        if let Some(x) = auth {
+            s.push_str(&format!("Proxy-Authorization: {x}\r\n"));
+        }
+        s.push_str(&format!("Content-Length: {}\r\n\r\n{SDP}", SDP.len()));
+        s
+    };
+    let via = a.via();
+    let text = invite(&a, 1, &via, None);
+    a.send(&text).await;
+    let ch = a.expect_code(407).await;
+    let auth = a.answer(&ch, Algorithm::Md5, "INVITE", &target);
+    let via = a.via();
+    let text = invite(&a, 2, &via, Some(&auth));
+    a.send(&text).await;
+
+    let inv = b.expect_request("INVITE").await;
+    b.respond(&inv, 180, "Ringing", "wwB", None).await;
+    assert_eq!(a.expect_code(180).await.code(), Some(180));
+    b.respond(&inv, 200, "OK", "wwB", Some(SDP)).await;
+    let ok = a.expect_code(200).await;
+    let to = ok.header("To").unwrap_or("").to_string();
+    let contact =
+        msg::addr_uri(ok.header_list("Contact").first().copied().unwrap_or("")).to_string();
+    let via = a.via();
+    a.send(&format!(
+        "ACK {contact} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <sip:{}@{REALM}>;tag=wwA\r\nTo: {to}\r\nCall-ID: ws-ws-1\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n",
+        alice.username
+    ))
+    .await;
+    let ack = b.expect_request("ACK").await;
+
+    // The callee hangs up inside its own dialog (its Call-ID, our tags).
+    let via = b.via();
+    b.send(&format!(
+        "BYE {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        msg::addr_uri(inv.header("Contact").unwrap_or("")),
+        ack.header("To").unwrap_or(""),
+        ack.header("From").unwrap_or(""),
+        ack.call_id()
+    ))
+    .await;
+    assert_eq!(b.expect_code(200).await.code(), Some(200));
+    let bye = a.expect_request("BYE").await;
+    a.respond(&bye, 200, "OK", "wwA", None).await;
+    let rows = srv.finished_calls(1).await;
+    assert_eq!(rows[0].disposition.as_deref(), Some("ANSWERED"));
+    assert_eq!(rows[0].hangup_cause.as_deref(), Some("callee_bye"));
+    assert_eq!(rows[0].callee_number, bob.extension);
+}
