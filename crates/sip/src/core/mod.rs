@@ -378,6 +378,15 @@ impl Core {
         }
     }
 
+    /// The lookup behind an [`Output::Lookup`] failed (database down): the
+    /// parked requests are dropped unanswered, nothing is cached, and the
+    /// clients' retransmissions will try again.
+    pub fn handle_lookup_failed(&mut self, key: Lookup) {
+        if let Some(list) = self.parked.remove(&key) {
+            self.parked_count -= list.len();
+        }
+    }
+
     /// A TCP/TLS/WS connection closed: its bindings go with it.
     pub fn handle_flow_closed(&mut self, now_ms: u64, flow: u64) {
         self.flow_lost(now_ms, flow);

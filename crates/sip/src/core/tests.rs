@@ -920,3 +920,31 @@ fn a_lost_connection_ends_its_calls() {
         Some((Disposition::Cancelled, "caller_connection_lost".into()))
     );
 }
+
+#[test]
+fn a_failed_lookup_drops_the_request_and_caches_nothing() {
+    let mut core = Core::new(cfg());
+    let mut ua = Ua::new("alice", "pa", udp(5071));
+    let (sent, _) = feed_raw(
+        &mut core,
+        0,
+        ua.src,
+        &ua.register("<sip:a@127.0.0.1>", None, None),
+    );
+    let ch = sent[0].1.clone();
+    let r = ua.register("<sip:a@127.0.0.1>", None, Some((&ch, Algorithm::Md5)));
+    let (sent, outs) = feed_raw(&mut core, 1, ua.src, &r);
+    assert!(sent.is_empty());
+    assert_eq!(outs, [Output::Lookup(Lookup::Username("alice".into()))]);
+    core.handle_lookup_failed(Lookup::Username("alice".into()));
+    assert!(drain(&mut core).0.is_empty());
+    // The retransmission asks again (nothing negative was cached) and succeeds.
+    let (_, outs) = feed_raw(&mut core, 500, ua.src, &r);
+    assert_eq!(outs, [Output::Lookup(Lookup::Username("alice".into()))]);
+    core.handle_lookup(
+        501,
+        Lookup::Username("alice".into()),
+        directory(&Lookup::Username("alice".into())),
+    );
+    assert_eq!(drain(&mut core).0[0].1.code(), Some(200));
+}

@@ -93,14 +93,13 @@ impl Shared {
             Output::Lookup(key) => {
                 let me = self.clone();
                 self.main.spawn(async move {
-                    let found = match me.backend.account(&key).await {
-                        Ok(a) => a,
+                    match me.backend.account(&key).await {
+                        Ok(found) => me.feed(|c| c.handle_lookup(now_ms(), key, found)),
                         Err(e) => {
                             tracing::warn!(error = %e, "account lookup failed");
-                            None
+                            me.feed(|c| c.handle_lookup_failed(key));
                         }
-                    };
-                    me.feed(|c| c.handle_lookup(now_ms(), key, found));
+                    }
                 });
             }
             Output::Store(op) => self.writers.store(op),
