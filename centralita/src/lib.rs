@@ -64,8 +64,23 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         .listen
         .parse()
         .with_context(|| format!("sip.listen {:?}", cfg.sip.listen))?;
+    let tls_listen = match &cfg.sip.tls_listen {
+        Some(a) => Some(
+            a.parse::<SocketAddr>()
+                .with_context(|| format!("sip.tls_listen {a:?}"))?,
+        ),
+        None => None,
+    };
+    if tls_listen.is_some() && (cfg.sip.tls_cert.is_none() || cfg.sip.tls_key.is_none()) {
+        anyhow::bail!(
+            "sip.tls_listen needs sip.tls_cert and sip.tls_key (see `centralita gen-cert`)"
+        );
+    }
     Ok(sip::SipConfig {
         listen,
+        tls_listen,
+        tls_cert: cfg.sip.tls_cert.as_ref().map(std::path::PathBuf::from),
+        tls_key: cfg.sip.tls_key.as_ref().map(std::path::PathBuf::from),
         realm: cfg.sip.domain.clone(),
         min_expires: cfg.sip.min_expires,
         max_expires: cfg.sip.max_expires,
@@ -78,6 +93,7 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         max_message_bytes: cfg.sip.max_message_bytes as usize,
         max_connections_per_ip: cfg.sip.max_connections_per_ip as usize,
         md5_challenge_first: cfg.sip.md5_challenge_first,
+        md5_only_user_agents: cfg.sip.md5_only_user_agents.clone(),
         ..Default::default()
     })
 }

@@ -31,6 +31,7 @@ fn main() {
         secret: [5; 32],
         seed: 11,
         md5_first: true,
+        md5_only_user_agents: Vec::new(),
     });
     for i in 0..n {
         let u = format!("agent{i}");

@@ -54,6 +54,10 @@ pub struct SipConfig {
     /// default), but sipp 3.6 and JsSIP read only the first challenge and
     /// only do MD5.
     pub md5_challenge_first: bool,
+    /// User-Agent prefixes (case-insensitive) that are offered only the MD5
+    /// challenge, for clients that reject a whole challenge set containing an
+    /// algorithm they lack (baresip 1.x on libre 1.x fails with ENOSYS).
+    pub md5_only_user_agents: Vec<String>,
 }
 
 impl Default for SipConfig {
@@ -75,6 +79,7 @@ impl Default for SipConfig {
             max_headers: 100,
             max_connections_per_ip: 64,
             md5_challenge_first: false,
+            md5_only_user_agents: vec!["baresip v0.".into(), "baresip v1.".into()],
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
@@ -207,6 +212,7 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         secret,
         seed: rand::random(),
         md5_first: config.md5_challenge_first,
+        md5_only_user_agents: config.md5_only_user_agents.clone(),
     };
     let mut core = core::Core::new(core_cfg);
     let accounts = backend.all_accounts().await?;

@@ -45,6 +45,7 @@ fn core() -> Core {
         secret: [1; 32],
         seed: 7,
         md5_first: false,
+        md5_only_user_agents: Vec::new(),
     })
 }
 

@@ -202,6 +202,10 @@ pub struct CoreConfig {
     pub seed: u64,
     /// Offer the MD5 challenge before the SHA-256 one.
     pub md5_first: bool,
+    /// User-Agent prefixes (case-insensitive) that get only the MD5
+    /// challenge: some clients reject a whole 401 that offers any algorithm
+    /// they lack (baresip 1.x with libre 1.x answers ENOSYS).
+    pub md5_only_user_agents: Vec<String>,
 }
 
 const NEGATIVE_TTL_MS: u64 = 10_000;
@@ -521,7 +525,10 @@ impl Core {
         self.send(src, &m);
     }
 
-    fn dispatch(&mut self, now_ms: u64, src: Source, m: Msg) {
+    fn dispatch(&mut self, now_ms: u64, src: Source, mut m: Msg) {
+        if m.method().is_some() {
+            msg::stamp_top_via(&mut m, src.peer);
+        }
         match &m.start {
             Start::Response { .. } => self.handle_response(now_ms, src, m),
             Start::Request { method, uri } => {
@@ -621,7 +628,18 @@ impl Core {
         };
         let to_tag = self.new_token();
         let mut r = response(m, code, reason, Some(&to_tag));
-        for c in digest::challenges(&self.cfg.realm, &nonce, stale, self.cfg.md5_first) {
+        let md5_only = m.header("User-Agent").is_some_and(|ua| {
+            self.cfg
+                .md5_only_user_agents
+                .iter()
+                .any(|p| ua.len() >= p.len() && ua[..p.len()].eq_ignore_ascii_case(p))
+        });
+        let [first, second] =
+            digest::challenges(&self.cfg.realm, &nonce, stale, self.cfg.md5_first);
+        for c in [first, second] {
+            if md5_only && c.contains("algorithm=SHA-256") {
+                continue;
+            }
             r.headers.push((hname.to_string(), c));
         }
         if m.method() == Some("INVITE") {

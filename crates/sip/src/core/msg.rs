@@ -146,6 +146,60 @@ pub fn split_list(value: &str) -> Vec<&str> {
     out
 }
 
+/// Notes in the top Via where a request really came from (RFC 3261
+/// §18.2.1, RFC 3581): `received` when the sent-by host is not the source
+/// address or `rport` was asked for, and the source port in `rport`.
+/// Responses copy the Via, so a client behind NAT learns its public address,
+/// and the parameters a client wrote there itself are never trusted.
+pub fn stamp_top_via(m: &mut Msg, peer: std::net::SocketAddr) {
+    let Some(h) = m
+        .headers
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case("Via"))
+    else {
+        return;
+    };
+    let elements = split_list(&h.1);
+    let Some((top, rest)) = elements.split_first() else {
+        return;
+    };
+    let mut segments = top.split(';');
+    let sent = segments.next().unwrap_or("").trim();
+    let sent_by = sent.split_ascii_whitespace().nth(1).unwrap_or("");
+    let host = match sent_by.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => sent_by.split(':').next().unwrap_or(""),
+    };
+    let ip = peer.ip().to_string();
+    let mut stamped = String::with_capacity(top.len() + 40);
+    stamped.push_str(sent);
+    let mut rport = false;
+    for p in segments {
+        let p = p.trim();
+        let name = p.split('=').next().unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("rport") {
+            rport = true;
+        } else if !name.eq_ignore_ascii_case("received") && !p.is_empty() {
+            stamped.push(';');
+            stamped.push_str(p);
+        }
+    }
+    if rport || host != ip {
+        stamped.push_str(";received=");
+        stamped.push_str(&ip);
+    }
+    if rport {
+        stamped.push_str(";rport=");
+        stamped.push_str(&peer.port().to_string());
+    }
+    let mut value = stamped;
+    for r in rest {
+        value.push_str(", ");
+        value.push_str(r);
+    }
+    h.1 = value;
+}
+
 /// Length of the first message in a stream buffer (headers + body), if
 /// complete. Errors when the header section exceeds `max` bytes.
 pub fn stream_frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, ParseError> {
@@ -661,6 +715,37 @@ mod tests {
     use super::*;
 
     const REG: &str = "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@127.0.0.1:5070>;expires=60, \"A, b\" <sip:x@y>\r\nl: 0\r\n\r\n";
+
+    #[test]
+    fn top_via_gets_received_and_rport_from_the_source() {
+        let peer: std::net::SocketAddr = "203.0.113.7:40000".parse().expect("literal");
+        let mut m = Msg::parse(REG.as_bytes(), &Limits::default()).expect("valid");
+        stamp_top_via(&mut m, peer);
+        assert_eq!(
+            m.header("Via"),
+            Some("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1;received=203.0.113.7;rport=40000")
+        );
+        // A client cannot plant its own received/rport values, and the
+        // other Via elements stay as they were.
+        let forged = REG.replace(
+            ";rport\r\n",
+            ";received=10.9.9.9;rport=1, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0\r\n",
+        );
+        let mut m = Msg::parse(forged.as_bytes(), &Limits::default()).expect("valid");
+        stamp_top_via(&mut m, peer);
+        assert_eq!(
+            m.header("Via"),
+            Some("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1;received=203.0.113.7;rport=40000, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0")
+        );
+        // Same host and no rport asked for: nothing to add.
+        let plain = REG.replace(";rport", "");
+        let mut m = Msg::parse(plain.as_bytes(), &Limits::default()).expect("valid");
+        stamp_top_via(&mut m, "127.0.0.1:5070".parse().expect("literal"));
+        assert_eq!(
+            m.header("Via"),
+            Some("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1")
+        );
+    }
 
     #[test]
     fn parses_and_round_trips() {

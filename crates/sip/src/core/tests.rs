@@ -26,6 +26,7 @@ fn cfg() -> CoreConfig {
         secret: [9; 32],
         seed: 1,
         md5_first: false,
+        md5_only_user_agents: Vec::new(),
     }
 }
 
@@ -279,6 +280,33 @@ fn register_challenge_then_ok_with_both_algorithms() {
     );
     assert_eq!(sent[0].1.code(), Some(200));
     assert_eq!(core.registered_contacts(), 1);
+}
+
+#[test]
+fn listed_user_agents_get_only_the_md5_challenge() {
+    let mut c = cfg();
+    c.md5_only_user_agents = vec!["baresip v1.".into()];
+    let mut core = Core::new(c);
+    let mut ua = Ua::new("alice", "pa", udp(5071));
+    let challenges = |core: &mut Core, req: String| -> Vec<String> {
+        let (sent, _) = feed(core, 0, udp(5071), &req);
+        sent[0]
+            .1
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "WWW-Authenticate")
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let plain = ua.register("<sip:alice@127.0.0.1:5071>", None, None);
+    let baresip = plain.replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nUser-Agent: Baresip v1.0.0 (x86_64/linux)\r\n",
+    );
+    assert_eq!(challenges(&mut core, plain).len(), 2);
+    let only = challenges(&mut core, baresip);
+    assert_eq!(only.len(), 1, "{only:?}");
+    assert!(only[0].contains("algorithm=MD5"), "{only:?}");
 }
 
 #[test]
