@@ -1,8 +1,8 @@
 //! The real `centralita` binary: first start prints or takes the admin
 //! password, data survives a restart, SIGTERM shuts it down cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod support;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -30,32 +30,17 @@ fn start(data: &Path, admin_password: Option<&str>) -> Running {
         cmd.env("CENTRALITA_ADMIN_PASSWORD", pw);
     }
     let mut child = cmd.spawn().expect("spawn centralita");
-    let stdout = child.stdout.take().expect("stdout");
+    let lines = support::stdout_lines(&mut child);
     // From here on, a panic drops `running`, which kills the process.
     let mut running = Running {
         child,
         addr: String::new(),
         stdout_lines: Vec::new(),
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server printed its address in time");
-        if let Some(addr) = line.strip_prefix("centralita listening on http://") {
-            running.addr = addr.trim().to_string();
-            running.stdout_lines.push(line);
-            return running;
-        }
-        running.stdout_lines.push(line);
-    }
+    let (addr, seen) = support::wait_for_http(&lines);
+    running.addr = addr;
+    running.stdout_lines = seen;
+    running
 }
 
 impl Drop for Running {
@@ -68,7 +53,6 @@ impl Drop for Running {
 }
 
 impl Running {
-    /// A minimal HTTP/1.1 client (one request per connection).
     fn request(
         &self,
         method: &str,
@@ -76,47 +60,14 @@ impl Running {
         body: Option<&str>,
         cookie: Option<&str>,
     ) -> (u16, String, String) {
-        let mut s = TcpStream::connect(&self.addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let body = body.unwrap_or("");
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        if let Some(c) = cookie {
-            req.push_str(&format!("Cookie: centralita_session={c}\r\n"));
-        }
-        if !body.is_empty() {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        s.write_all(req.as_bytes()).expect("write");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read");
-        let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .expect("status");
-        (status, head.to_string(), body.to_string())
+        support::http_request(&self.addr, method, path, body, cookie)
     }
 
     fn login(&self, login: &str, password: &str) -> String {
         let body = serde_json::json!({"login": login, "password": password}).to_string();
         let (status, head, text) = self.request("POST", "/api/auth/login", Some(&body), None);
         assert_eq!(status, 200, "{text}");
-        let line = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
-            .expect("set-cookie");
-        let v = line.split_once("centralita_session=").expect("cookie").1;
-        v.split(';').next().expect("value").to_string()
+        support::session_cookie(&head)
     }
 
     fn stop(mut self) {

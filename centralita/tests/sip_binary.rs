@@ -5,8 +5,9 @@
 //! The scenarios live in tests/sipp/; crates/sip/tests has the same flows
 //! against an in-process server plus the WebSocket and TLS user agents.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+mod support;
+
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -64,30 +65,15 @@ fn start() -> Running {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn centralita");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = support::stdout_lines(&mut child);
     let mut running = Running {
         child,
         http: String::new(),
         sip,
         dir,
     };
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server printed its address in time");
-        if let Some(addr) = line.strip_prefix("centralita listening on http://") {
-            running.http = addr.trim().to_string();
-            return running;
-        }
-    }
+    running.http = support::wait_for_http(&lines).0;
+    running
 }
 
 impl Running {
@@ -98,47 +84,14 @@ impl Running {
         body: Option<&str>,
         cookie: Option<&str>,
     ) -> (u16, String, String) {
-        let mut s = TcpStream::connect(&self.http).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let body = body.unwrap_or("");
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.http
-        );
-        if let Some(c) = cookie {
-            req.push_str(&format!("Cookie: centralita_session={c}\r\n"));
-        }
-        if !body.is_empty() {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        s.write_all(req.as_bytes()).expect("write");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read");
-        let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .expect("status");
-        (status, head.to_string(), body.to_string())
+        support::http_request(&self.http, method, path, body, cookie)
     }
 
     fn login(&self) -> String {
         let body = serde_json::json!({"login": "admin", "password": ADMIN_PASSWORD}).to_string();
         let (status, head, text) = self.request("POST", "/api/auth/login", Some(&body), None);
         assert_eq!(status, 200, "{text}");
-        let line = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
-            .expect("set-cookie");
-        let v = line.split_once("centralita_session=").expect("cookie").1;
-        v.split(';').next().expect("value").to_string()
+        support::session_cookie(&head)
     }
 
     /// Creates an agent; returns (username, password, extension).
