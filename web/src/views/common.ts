@@ -42,7 +42,9 @@ function agentsOf(c: Call): string {
 
 /** Direction as the viewing agent lived it: their own outgoing or incoming call. */
 function directionFor(c: Call, meId: number | undefined): string {
-  if (meId !== undefined && c.calleeAgentId !== undefined && c.calleeAgentId !== null) {
+  // An agent's own call, even one that reached nobody (unknown number), is
+  // outgoing for the agent who placed it.
+  if (meId !== undefined) {
     if (c.agentId === meId) return tDynamic('dir', 'outbound');
     if (c.calleeAgentId === meId) return tDynamic('dir', 'inbound');
   }
