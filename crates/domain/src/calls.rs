@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use store::calls::{CallFilter, CallRow, NewCallRow};
+use store::Conn;
 
 use crate::events::Event;
 use crate::time::{from_ms, now_ms, opt_from_ms, to_ms};
@@ -203,6 +204,89 @@ pub struct CallStats {
     pub answer_rate: String,
 }
 
+/// One CDR change for [`CallService::apply_batch`].
+#[derive(Debug, Clone)]
+pub enum CallOp {
+    /// As [`CallService::start`].
+    Start(NewCall),
+    /// As [`CallService::answer`].
+    Answer { call_id: String, at: DateTime<Utc> },
+    /// As [`CallService::finish`].
+    Finish {
+        call_id: String,
+        end: DateTime<Utc>,
+        disposition: Disposition,
+        hangup_cause: String,
+    },
+}
+
+// The bodies of start/answer/finish inside a caller's transaction; each
+// returns the event to publish once that transaction has committed.
+
+async fn start_in(c: &mut Conn, n: &NewCall) -> Result<Option<Event>, DomainError> {
+    let inserted = store::calls::insert(
+        c,
+        &NewCallRow {
+            call_id: &n.call_id,
+            direction: n.direction.as_str(),
+            caller_number: &n.caller_number,
+            callee_number: &n.callee_number,
+            agent_id: n.agent_id,
+            callee_agent_id: n.callee_agent_id,
+            start_time: to_ms(n.start_time),
+        },
+        now_ms(),
+    )
+    .await?;
+    Ok(inserted.then(|| Event::Call {
+        at: n.start_time,
+        call_id: n.call_id.clone(),
+        state: "ringing".into(),
+        caller_number: n.caller_number.clone(),
+        callee_number: n.callee_number.clone(),
+        disposition: None,
+    }))
+}
+
+async fn answer_in(
+    c: &mut Conn,
+    call_id: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<Event>, DomainError> {
+    if !store::calls::answer(c, call_id, to_ms(at), now_ms()).await? {
+        return Ok(None);
+    }
+    Ok(store::calls::get(c, call_id).await?.map(|r| Event::Call {
+        at,
+        call_id: r.call_id,
+        state: "answered".into(),
+        caller_number: r.caller_number,
+        callee_number: r.callee_number,
+        disposition: None,
+    }))
+}
+
+async fn finish_in(
+    c: &mut Conn,
+    call_id: &str,
+    end: DateTime<Utc>,
+    d: Disposition,
+    hangup_cause: &str,
+) -> Result<Option<Event>, DomainError> {
+    let cause: String = hangup_cause.chars().take(200).collect();
+    if !store::calls::finish(c, call_id, to_ms(end), d.as_str(), &cause, now_ms()).await? {
+        return Ok(None);
+    }
+    Ok(store::calls::get(c, call_id).await?.map(|r| Event::Call {
+        at: end,
+        call_id: r.call_id,
+        state: "ended".into(),
+        caller_number: r.caller_number,
+        callee_number: r.callee_number,
+        disposition: Some(d.as_str().into()),
+    }))
+}
+
 #[derive(Clone, Debug)]
 pub struct CallService {
     ctx: Arc<Ctx>,
@@ -216,53 +300,18 @@ impl CallService {
     /// Writes the row of a starting call (a repeated call_id is ignored).
     pub async fn start(&self, c: &NewCall) -> Result<(), DomainError> {
         let mut tx = self.ctx.db.write().await?;
-        let inserted = store::calls::insert(
-            &mut tx,
-            &NewCallRow {
-                call_id: &c.call_id,
-                direction: c.direction.as_str(),
-                caller_number: &c.caller_number,
-                callee_number: &c.callee_number,
-                agent_id: c.agent_id,
-                callee_agent_id: c.callee_agent_id,
-                start_time: to_ms(c.start_time),
-            },
-            now_ms(),
-        )
-        .await?;
+        let ev = start_in(&mut tx, c).await?;
         tx.commit().await?;
-        if inserted {
-            self.ctx.events.publish(Event::Call {
-                at: c.start_time,
-                call_id: c.call_id.clone(),
-                state: "ringing".into(),
-                caller_number: c.caller_number.clone(),
-                callee_number: c.callee_number.clone(),
-                disposition: None,
-            });
-        }
+        self.publish(ev);
         Ok(())
     }
 
+    /// Sets the answer time of an open, unanswered call (otherwise nothing).
     pub async fn answer(&self, call_id: &str, at: DateTime<Utc>) -> Result<(), DomainError> {
         let mut tx = self.ctx.db.write().await?;
-        let changed = store::calls::answer(&mut tx, call_id, to_ms(at), now_ms()).await?;
-        let row = if changed {
-            store::calls::get(&mut tx, call_id).await?
-        } else {
-            None
-        };
+        let ev = answer_in(&mut tx, call_id, at).await?;
         tx.commit().await?;
-        if let Some(r) = row {
-            self.ctx.events.publish(Event::Call {
-                at,
-                call_id: r.call_id,
-                state: "answered".into(),
-                caller_number: r.caller_number,
-                callee_number: r.callee_number,
-                disposition: None,
-            });
-        }
+        self.publish(ev);
         Ok(())
     }
 
@@ -276,27 +325,47 @@ impl CallService {
         hangup_cause: &str,
     ) -> Result<(), DomainError> {
         let mut tx = self.ctx.db.write().await?;
-        let cause: String = hangup_cause.chars().take(200).collect();
-        let changed =
-            store::calls::finish(&mut tx, call_id, to_ms(end), d.as_str(), &cause, now_ms())
-                .await?;
-        let row = if changed {
-            store::calls::get(&mut tx, call_id).await?
-        } else {
-            None
-        };
+        let ev = finish_in(&mut tx, call_id, end, d, hangup_cause).await?;
         tx.commit().await?;
-        if let Some(r) = row {
-            self.ctx.events.publish(Event::Call {
-                at: end,
-                call_id: r.call_id,
-                state: "ended".into(),
-                caller_number: r.caller_number,
-                callee_number: r.callee_number,
-                disposition: Some(d.as_str().into()),
-            });
+        self.publish(ev);
+        Ok(())
+    }
+
+    /// Applies many start/answer/finish operations in order in one write
+    /// transaction, each with exactly the effect of its single-operation
+    /// function; the events follow the commit, in the same order. A
+    /// transaction per operation is what limited CDR writes under call load.
+    /// If any operation fails, none is applied and no event is published.
+    pub async fn apply_batch(&self, ops: &[CallOp]) -> Result<(), DomainError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.ctx.db.write().await?;
+        let mut events = Vec::with_capacity(ops.len());
+        for op in ops {
+            let ev = match op {
+                CallOp::Start(c) => start_in(&mut tx, c).await?,
+                CallOp::Answer { call_id, at } => answer_in(&mut tx, call_id, *at).await?,
+                CallOp::Finish {
+                    call_id,
+                    end,
+                    disposition,
+                    hangup_cause,
+                } => finish_in(&mut tx, call_id, *end, *disposition, hangup_cause).await?,
+            };
+            events.push(ev);
+        }
+        tx.commit().await?;
+        for ev in events {
+            self.publish(ev);
         }
         Ok(())
+    }
+
+    fn publish(&self, ev: Option<Event>) {
+        if let Some(ev) = ev {
+            self.ctx.events.publish(ev);
+        }
     }
 
     /// Closes every row with no end time as FAILED with `cause`.

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 pub use audit::{AuditEntry, AuditService};
 pub use auth::{ApiToken, AuthService, LoginOutcome};
-pub use calls::{Call, CallService, CallStats, Direction, Disposition, NewCall};
+pub use calls::{Call, CallOp, CallService, CallStats, Direction, Disposition, NewCall};
 pub use error::DomainError;
 pub use events::{Event, EventBus};
 pub use registrations::{RegistrationRecord, RegistrationService};

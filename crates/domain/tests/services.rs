@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use chrono::{Duration, SubsecRound, Utc};
 use domain::sip_credentials::{self as sc, DigestAlgorithm};
 use domain::{
-    Actor, Db, Direction, Disposition, DomainConfig, DomainError, Event, NewCall, NewUser,
+    Actor, CallOp, Db, Direction, Disposition, DomainConfig, DomainError, Event, NewCall, NewUser,
     PasswordCost, RegistrationRecord, Services, UserUpdate,
 };
 
@@ -423,6 +423,201 @@ async fn cdr_lifecycle_and_orphans() {
         .await
         .expect("history");
     assert_eq!((total, page.len(), page[0].call_id.as_str()), (1, 1, "b"));
+}
+
+/// The CDR operations of a few calls, interleaved as the SIP server issues
+/// them, with every call id prefixed by `p`: repeated starts, answers and
+/// finishes, an answer after the end, operations on an unknown call and a
+/// cause longer than the 200 characters kept.
+fn cdr_script(p: &str, agent: i64, t0: chrono::DateTime<Utc>) -> Vec<CallOp> {
+    let s = Duration::seconds;
+    let start = |id: &str, caller: &str, at| {
+        CallOp::Start(NewCall {
+            call_id: format!("{p}{id}"),
+            direction: Direction::Internal,
+            caller_number: caller.into(),
+            callee_number: "1001".into(),
+            agent_id: Some(agent),
+            callee_agent_id: None,
+            start_time: at,
+        })
+    };
+    let answer = |id: &str, at| CallOp::Answer {
+        call_id: format!("{p}{id}"),
+        at,
+    };
+    let finish = |id: &str, at, d, cause: &str| CallOp::Finish {
+        call_id: format!("{p}{id}"),
+        end: at,
+        disposition: d,
+        hangup_cause: cause.into(),
+    };
+    vec![
+        start("answered", "1000", t0),
+        start("noanswer", "1000", t0 + s(1)),
+        start("twice", "1000", t0 + s(2)),
+        start("twice", "9999", t0 + s(3)),
+        answer("answered", t0 + s(10)),
+        start("busy", "1000", t0 + s(4)),
+        start("open", "1000", t0 + s(5)),
+        answer("twice", t0 + s(12)),
+        answer("twice", t0 + s(20)),
+        finish("busy", t0 + s(6), Disposition::Busy, &"x".repeat(300)),
+        answer("busy", t0 + s(7)),
+        answer("open", t0 + s(8)),
+        finish("noanswer", t0 + s(31), Disposition::NoAnswer, "timeout"),
+        answer("ghost", t0 + s(9)),
+        finish("ghost", t0 + s(9), Disposition::Failed, "unknown"),
+        finish("answered", t0 + s(70), Disposition::Answered, "caller_bye"),
+        finish("twice", t0 + s(42), Disposition::Answered, "callee_bye"),
+        finish("twice", t0 + s(90), Disposition::Failed, "late"),
+    ]
+}
+
+type CdrView = (
+    String,
+    String,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+async fn cdr_view(s: &Services, id: &str) -> Option<CdrView> {
+    s.calls.get(id).await.expect("get").map(|c| {
+        (
+            c.caller_number,
+            c.state,
+            c.answer_time.map(|t| t.timestamp_millis()),
+            c.start_time.timestamp_millis(),
+            c.end_time.map(|t| t.timestamp_millis()),
+            c.agent_id,
+            c.duration,
+            c.billsec,
+            c.disposition,
+            c.hangup_cause,
+        )
+    })
+}
+
+/// (call id without prefix, state, disposition) of the call events queued.
+fn call_events(rx: &mut tokio::sync::broadcast::Receiver<Event>, p: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        if let Event::Call {
+            call_id,
+            state,
+            disposition,
+            caller_number,
+            ..
+        } = e
+        {
+            let id = call_id.strip_prefix(p).unwrap_or(&call_id).to_string();
+            out.push(format!("{id} {state} {caller_number} {disposition:?}"));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn cdr_batch_matches_single_operations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let (u, _) = s
+        .users
+        .create(&admin(), agent("Caller", "caller"))
+        .await
+        .expect("create");
+    let t0 = (Utc::now() - Duration::seconds(100)).trunc_subsecs(3);
+    let mut rx = s.events.subscribe();
+
+    for op in cdr_script("single-", u.id, t0) {
+        match op {
+            CallOp::Start(c) => s.calls.start(&c).await.expect("start"),
+            CallOp::Answer { call_id, at } => s.calls.answer(&call_id, at).await.expect("answer"),
+            CallOp::Finish {
+                call_id,
+                end,
+                disposition,
+                hangup_cause,
+            } => s
+                .calls
+                .finish(&call_id, end, disposition, &hangup_cause)
+                .await
+                .expect("finish"),
+        }
+    }
+    let single_events = call_events(&mut rx, "single-");
+
+    s.calls
+        .apply_batch(&cdr_script("batch-", u.id, t0))
+        .await
+        .expect("batch");
+    let batch_events = call_events(&mut rx, "batch-");
+
+    for id in ["answered", "noanswer", "twice", "busy", "open", "ghost"] {
+        let single = cdr_view(&s, &format!("single-{id}")).await;
+        let batch = cdr_view(&s, &format!("batch-{id}")).await;
+        assert_eq!(single, batch, "call {id}");
+    }
+    assert_eq!(single_events, batch_events);
+    // 5 starts, 3 answers, 4 finishes took effect; the rest were no-ops.
+    assert_eq!(batch_events.len(), 12, "{batch_events:?}");
+    assert_eq!(batch_events[0], "answered ringing 1000 None");
+
+    // What the single operations are known to do, checked on the batch rows.
+    let a = cdr_view(&s, "batch-answered").await.expect("row");
+    assert_eq!((a.6, a.7, a.8.as_deref()), (70, 60, Some("ANSWERED")));
+    let t = cdr_view(&s, "batch-twice").await.expect("row");
+    assert_eq!(
+        (t.0.as_str(), t.6, t.7, t.9.as_deref()),
+        ("1000", 40, 30, Some("callee_bye"))
+    );
+    let b = cdr_view(&s, "batch-busy").await.expect("row");
+    assert_eq!((b.2, b.7, b.9.map(|c| c.len())), (None, 0, Some(200)));
+    let o = cdr_view(&s, "batch-open").await.expect("row");
+    assert_eq!((o.1.as_str(), o.4), ("answered", None));
+    assert!(cdr_view(&s, "batch-ghost").await.is_none());
+    assert_eq!(s.calls.active(None).await.expect("active").len(), 2);
+}
+
+#[tokio::test]
+async fn cdr_batch_failure_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let mut rx = s.events.subscribe();
+    let t0 = Utc::now();
+    let call = |id: &str, agent| {
+        CallOp::Start(NewCall {
+            call_id: id.into(),
+            direction: Direction::Internal,
+            caller_number: "1000".into(),
+            callee_number: "1001".into(),
+            agent_id: agent,
+            callee_agent_id: None,
+            start_time: t0,
+        })
+    };
+    // The second start names an agent that does not exist (foreign key).
+    let err = s
+        .calls
+        .apply_batch(&[call("ok", None), call("bad", Some(424_242))])
+        .await
+        .expect_err("foreign key");
+    assert!(matches!(err, DomainError::Db(_)), "{err:?}");
+    assert!(s.calls.get("ok").await.expect("get").is_none());
+    assert!(call_events(&mut rx, "").is_empty());
+    // The database is usable and an empty batch is a no-op.
+    s.calls.apply_batch(&[]).await.expect("empty");
+    s.calls
+        .apply_batch(&[call("ok", None)])
+        .await
+        .expect("retry");
+    assert_eq!(call_events(&mut rx, ""), vec!["ok ringing 1000 None"]);
 }
 
 #[tokio::test]
