@@ -53,10 +53,41 @@ pub trait Backend: Send + Sync + 'static {
     fn registration_state(&self, s: RegistrationState) -> BoxFuture<'_, Result<(), BackendError>>;
     /// CDR write and call event, in order per call.
     fn call_event(&self, op: CdrOp) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Many CDR writes in order (a backend over a database does them in one
+    /// transaction). Every operation is attempted even if another fails; the
+    /// error says how many failed. The default calls [`Backend::call_event`]
+    /// for each.
+    fn call_events(&self, ops: Vec<CdrOp>) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(each_call_event(self, ops))
+    }
     /// Close calls left open by a crash.
     fn close_orphan_calls(&self) -> BoxFuture<'_, Result<(), BackendError>>;
     /// A stream of account changes, if the backend has one.
     fn account_changes(&self) -> Option<mpsc::UnboundedReceiver<AccountChange>>;
+}
+
+/// [`Backend::call_event`] for each operation in order, going on after a
+/// failure; the error counts the failures and keeps the first message.
+pub async fn each_call_event<B: Backend + ?Sized>(
+    backend: &B,
+    ops: Vec<CdrOp>,
+) -> Result<(), BackendError> {
+    let total = ops.len();
+    let mut failed = 0usize;
+    let mut first = None;
+    for op in ops {
+        if let Err(e) = backend.call_event(op).await {
+            failed += 1;
+            first.get_or_insert(e);
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(e) => Err(BackendError(format!(
+            "{failed} of {total} CDR writes failed, first: {}",
+            e.0
+        ))),
+    }
 }
 
 /// In-memory backend: accounts added by tests, everything else recorded.

@@ -38,6 +38,52 @@ fn at(ms: u64) -> DateTime<Utc> {
         .unwrap_or_else(Utc::now)
 }
 
+/// The domain's form of a CDR operation; `None` for `Ringing`, which has
+/// no row change (`calls.start` already announced the call as ringing).
+fn call_op(op: CdrOp) -> Option<domain::CallOp> {
+    Some(match op {
+        CdrOp::Start {
+            call_id,
+            caller_number,
+            callee_number,
+            caller_user_id,
+            callee_user_id,
+            at_ms,
+        } => domain::CallOp::Start(domain::NewCall {
+            call_id,
+            direction: domain::Direction::Internal,
+            caller_number,
+            callee_number,
+            agent_id: caller_user_id,
+            callee_agent_id: callee_user_id,
+            start_time: at(at_ms),
+        }),
+        CdrOp::Ringing { .. } => return None,
+        CdrOp::Answer { call_id, at_ms, .. } => domain::CallOp::Answer {
+            call_id,
+            at: at(at_ms),
+        },
+        CdrOp::Finish {
+            call_id,
+            at_ms,
+            disposition,
+            cause,
+            ..
+        } => domain::CallOp::Finish {
+            call_id,
+            end: at(at_ms),
+            disposition: match disposition {
+                Disposition::Answered => domain::Disposition::Answered,
+                Disposition::NoAnswer => domain::Disposition::NoAnswer,
+                Disposition::Busy => domain::Disposition::Busy,
+                Disposition::Failed => domain::Disposition::Failed,
+                Disposition::Cancelled => domain::Disposition::Cancelled,
+            },
+            hangup_cause: cause,
+        },
+    })
+}
+
 fn account(c: DigestCredentials) -> Account {
     Account {
         username: c.account.username,
@@ -199,51 +245,41 @@ impl Backend for DomainBackend {
 
     fn call_event(&self, op: CdrOp) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let calls = &self.services.calls;
-            match op {
-                CdrOp::Start {
-                    call_id,
-                    caller_number,
-                    callee_number,
-                    caller_user_id,
-                    callee_user_id,
-                    at_ms,
-                } => calls
-                    .start(&domain::NewCall {
-                        call_id,
-                        direction: domain::Direction::Internal,
-                        caller_number,
-                        callee_number,
-                        agent_id: caller_user_id,
-                        callee_agent_id: callee_user_id,
-                        start_time: at(at_ms),
-                    })
+            match call_op(op) {
+                Some(op) => self
+                    .services
+                    .calls
+                    .apply_batch(std::slice::from_ref(&op))
                     .await
                     .map_err(err),
-                // calls.start already announced the call as ringing.
-                CdrOp::Ringing { .. } => Ok(()),
-                CdrOp::Answer { call_id, at_ms, .. } => {
-                    calls.answer(&call_id, at(at_ms)).await.map_err(err)
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn call_events(&self, ops: Vec<CdrOp>) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            let ops: Vec<domain::CallOp> = ops.into_iter().filter_map(call_op).collect();
+            let calls = &self.services.calls;
+            let Err(e) = calls.apply_batch(&ops).await else {
+                return Ok(());
+            };
+            // Nothing of the batch was written: write them one by one so a
+            // single bad operation does not lose the others.
+            tracing::warn!(error = %e, ops = ops.len(), "CDR batch failed; writing its operations one by one");
+            let total = ops.len();
+            let mut failed = Vec::new();
+            for op in &ops {
+                if let Err(e) = calls.apply_batch(std::slice::from_ref(op)).await {
+                    failed.push(e);
                 }
-                CdrOp::Finish {
-                    call_id,
-                    at_ms,
-                    disposition,
-                    cause,
-                    ..
-                } => {
-                    let d = match disposition {
-                        Disposition::Answered => domain::Disposition::Answered,
-                        Disposition::NoAnswer => domain::Disposition::NoAnswer,
-                        Disposition::Busy => domain::Disposition::Busy,
-                        Disposition::Failed => domain::Disposition::Failed,
-                        Disposition::Cancelled => domain::Disposition::Cancelled,
-                    };
-                    calls
-                        .finish(&call_id, at(at_ms), d, &cause)
-                        .await
-                        .map_err(err)
-                }
+            }
+            match failed.first() {
+                None => Ok(()),
+                Some(e) => Err(BackendError(format!(
+                    "{} of {total} CDR writes failed, first: {e}",
+                    failed.len()
+                ))),
             }
         })
     }
