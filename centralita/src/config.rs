@@ -69,6 +69,9 @@ pub struct SipConfig {
     pub ws_path: String,
     /// SIP domain and digest realm.
     pub domain: String,
+    /// Host (name or IP, no port) put in our Via and Contact headers;
+    /// needed when `listen` is a wildcard address (0.0.0.0 / [::]).
+    pub advertised_host: Option<String>,
     /// TLS listen address (SIP over TLS), e.g. "127.0.0.1:5061".
     pub tls_listen: Option<String>,
     pub tls_cert: Option<String>,
@@ -146,6 +149,7 @@ impl Default for SipConfig {
             listen: "127.0.0.1:5060".into(),
             ws_path: "/ws".into(),
             domain: "centralita.local".into(),
+            advertised_host: None,
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
@@ -187,6 +191,7 @@ const OPTIONAL_KEYS: &[(&str, &str)] = &[
     ("http", "tls_listen"),
     ("http", "tls_cert"),
     ("http", "tls_key"),
+    ("sip", "advertised_host"),
     ("sip", "tls_listen"),
     ("sip", "tls_cert"),
     ("sip", "tls_key"),
@@ -264,6 +269,7 @@ impl Config {
             &mut self.http.tls_listen,
             &mut self.http.tls_cert,
             &mut self.http.tls_key,
+            &mut self.sip.advertised_host,
             &mut self.sip.tls_listen,
             &mut self.sip.tls_cert,
             &mut self.sip.tls_key,
@@ -271,6 +277,9 @@ impl Config {
             if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
                 *v = None;
             }
+        }
+        if let Some(h) = &mut self.sip.advertised_host {
+            *h = h.trim().to_string();
         }
     }
 
@@ -287,6 +296,14 @@ impl Config {
         }
         if self.sip.domain.trim().is_empty() {
             bail!("sip.domain must not be empty");
+        }
+        if let Some(h) = &self.sip.advertised_host {
+            if !valid_host(h) {
+                bail!(
+                    "sip.advertised_host {h:?} must be a host name or IP address without a port \
+                     (CENTRALITA_SIP_ADVERTISED_HOST)"
+                );
+            }
         }
         if self.sip.min_expires > self.sip.max_expires {
             bail!("sip.min_expires must not exceed sip.max_expires");
@@ -336,6 +353,27 @@ impl Config {
             format!("sqlite://{}", self.data_dir.join("centralita.db").display())
         })
     }
+}
+
+/// A DNS name, an IPv4 address or an IPv6 address (bracketed or not): what
+/// may stand as the host of a SIP URI. It goes into every Via and Contact we
+/// send, so anything else (a port, spaces, `;`) would corrupt them.
+fn valid_host(h: &str) -> bool {
+    let bare = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -459,6 +497,41 @@ mod tests {
         let c = Config::load(Some(&sample), env(&[])).expect("sample parses");
         let d = Config::default();
         assert_eq!(toml::Table::try_from(c).ok(), toml::Table::try_from(d).ok());
+    }
+
+    #[test]
+    fn sip_advertised_host() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!(c.sip.advertised_host, None);
+        let c = Config::load(
+            None,
+            env(&[
+                ("CENTRALITA_SIP_LISTEN", "0.0.0.0:5060"),
+                ("CENTRALITA_SIP_ADVERTISED_HOST", " pbx.example.test "),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.sip.advertised_host.as_deref(), Some("pbx.example.test"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[sip]\nadvertised_host = \"192.0.2.7\"\n").expect("write");
+        let c = Config::load(Some(&f), env(&[])).expect("load file");
+        assert_eq!(c.sip.advertised_host.as_deref(), Some("192.0.2.7"));
+        for ok in ["[2001:db8::1]", "2001:db8::1", "pbx-1.local"] {
+            let c = Config::load(None, env(&[("CENTRALITA_SIP_ADVERTISED_HOST", ok)]));
+            assert_eq!(c.expect(ok).sip.advertised_host.as_deref(), Some(ok));
+        }
+        // Empty means unset.
+        let c = Config::load(None, env(&[("CENTRALITA_SIP_ADVERTISED_HOST", "")])).expect("load");
+        assert_eq!(c.sip.advertised_host, None);
+        for bad in ["pbx.test:5060", "a b", "pbx;lr", "-pbx", "a..b", "[pbx]"] {
+            let err =
+                Config::load(None, env(&[("CENTRALITA_SIP_ADVERTISED_HOST", bad)])).expect_err(bad);
+            assert!(
+                format!("{err:#}").contains("sip.advertised_host"),
+                "{err:#}"
+            );
+        }
     }
 
     #[test]

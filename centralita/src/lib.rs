@@ -46,7 +46,13 @@ pub fn api_config(cfg: &Config) -> api::ApiConfig {
         cookie_secure: cfg.http.cookie_secure,
         session_ttl_secs: i64::from(cfg.auth.session_ttl_secs),
         sip_domain: cfg.sip.domain.clone(),
-        sip_host: sip_addr.map_or_else(|| "127.0.0.1".into(), |a| a.ip().to_string()),
+        // Phones must be told the host the SIP server advertises, not a
+        // wildcard listen address.
+        sip_host: cfg
+            .sip
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| sip_addr.map_or_else(|| "127.0.0.1".into(), |a| a.ip().to_string())),
         sip_port: sip_addr.map_or(5060, |a| a.port()),
         ws_path: cfg.sip.ws_path.clone(),
         body_limit: usize::try_from(cfg.http.body_limit_bytes).unwrap_or(65_536),
@@ -78,6 +84,7 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
     }
     Ok(sip::SipConfig {
         listen,
+        advertised_host: cfg.sip.advertised_host.clone(),
         tls_listen,
         tls_cert: cfg.sip.tls_cert.as_ref().map(std::path::PathBuf::from),
         tls_key: cfg.sip.tls_key.as_ref().map(std::path::PathBuf::from),
@@ -429,6 +436,7 @@ mod tests {
             ("CENTRALITA_SIP_DOMAIN", "pbx.test"),
             ("CENTRALITA_SIP_RING_TIMEOUT_SECS", "12"),
             ("CENTRALITA_SIP_MAX_CONTACTS", "2"),
+            ("CENTRALITA_SIP_ADVERTISED_HOST", "pbx.example.test"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let cfg = Config::load(None, vars).expect("config");
@@ -440,10 +448,18 @@ mod tests {
         assert_eq!(s.realm, "pbx.test");
         assert_eq!(s.ring_timeout, std::time::Duration::from_secs(12));
         assert_eq!(s.max_contacts, 2);
+        assert_eq!(s.advertised_host.as_deref(), Some("pbx.example.test"));
+        let unset = sip_config(&Config::default()).expect("defaults");
+        assert_eq!(unset.advertised_host, None);
         let d = domain_config(&cfg, "127.0.0.1:8080".parse().expect("addr"));
         assert_eq!(d.sip_domain, "pbx.test");
         assert_eq!(d.default_ws_url, "ws://127.0.0.1:8080/ws");
         let a = api_config(&cfg);
-        assert_eq!((a.sip_host.as_str(), a.sip_port), ("127.0.0.1", 5070));
+        assert_eq!(
+            (a.sip_host.as_str(), a.sip_port),
+            ("pbx.example.test", 5070)
+        );
+        let a = api_config(&Config::default());
+        assert_eq!((a.sip_host.as_str(), a.sip_port), ("127.0.0.1", 5060));
     }
 }
