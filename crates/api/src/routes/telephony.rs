@@ -34,17 +34,22 @@ type JsonResult = Result<AppJson<serde_json::Value>, AppError>;
 
 async fn status(State(st): State<AppState>, _u: CurrentUser) -> JsonResult {
     let (open, answered) = st.services.calls.open_counts().await?;
-    // The SIP server knows every live binding (WebSocket ones included);
-    // without it, the stored location service is the best we have.
-    let contacts = match &st.sip {
-        Some(sip) => i64::try_from(sip.registered_contacts()).unwrap_or(i64::MAX),
-        None => st.services.registrations.count_unexpired().await?,
+    // The SIP server knows every live binding (WebSocket ones included) and
+    // every call now (CDR rows are written behind the calls, so open rows
+    // lag under load); without it, the database is the best we have.
+    // `callsInProgress` has no live counterpart and stays from the rows.
+    let (contacts, active) = match &st.sip {
+        Some(sip) => (
+            i64::try_from(sip.registered_contacts()).unwrap_or(i64::MAX),
+            i64::try_from(sip.active_calls()).unwrap_or(i64::MAX),
+        ),
+        None => (st.services.registrations.count_unexpired().await?, open),
     };
     Ok(AppJson(json!({
         "success": true,
         "status": {
             "connected": st.sip.is_some(),
-            "activeCalls": open,
+            "activeCalls": active,
             "callsInProgress": answered,
             "registeredContacts": contacts,
             "mode": st.config.mode,

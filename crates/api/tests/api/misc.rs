@@ -478,3 +478,71 @@ async fn hostile_bodies_never_cause_a_server_error() {
     // the target survived everything except possibly being changed by a valid body
     assert_eq!(app.get("/api/auth/me", &admin).await.status, StatusCode::OK);
 }
+
+/// With a live SIP server, the status counts its calls and contacts, not
+/// the rows (written behind the calls); without one, the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_come_from_the_live_sip_server() {
+    use axum::body::Body;
+    use axum::extract::connect_info::MockConnectInfo;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    app.services
+        .calls
+        .start(&domain::NewCall {
+            call_id: "stale-row".into(),
+            direction: domain::Direction::Internal,
+            caller_number: "1000".into(),
+            callee_number: "1001".into(),
+            agent_id: None,
+            callee_agent_id: None,
+            start_time: chrono::Utc::now(),
+        })
+        .await
+        .expect("start");
+    let r = app.get("/api/telephony/status", &admin).await;
+    assert_eq!(r.json()["status"]["activeCalls"], 1, "{}", r.text);
+    assert_eq!(r.json()["status"]["connected"], false);
+
+    let sip_cfg = sip::SipConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        realm: app.services.config.sip_domain.clone(),
+        ..Default::default()
+    };
+    let backend = std::sync::Arc::new(sip::DomainBackend::new(app.services.clone()));
+    let sip_server = sip::start(sip_cfg, backend).await.expect("sip server");
+    let router = api::router(api::AppState::new(
+        app.services.clone(),
+        Some(sip_server.clone()),
+        Default::default(),
+    ))
+    .layer(MockConnectInfo(
+        "127.0.0.1:40000".parse::<SocketAddr>().expect("addr"),
+    ));
+    let Auth::Cookie(cookie) = admin else {
+        panic!("admin logs in with a cookie")
+    };
+    let req = axum::http::Request::get("/api/telephony/status")
+        .header(header::COOKIE, format!("centralita_session={cookie}"))
+        .body(Body::empty())
+        .expect("request");
+    let resp = router.oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let st = &v["status"];
+    assert_eq!(st["connected"], true, "{v}");
+    // The open row is not a live call.
+    assert_eq!(
+        (
+            st["activeCalls"].as_i64(),
+            st["registeredContacts"].as_i64()
+        ),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    sip_server.shutdown();
+}
