@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-OUT=$ROOT/bench/results
+# OUT=dir keeps earlier results (a partial re-run must not wipe bench/results).
+OUT=${OUT:-$ROOT/bench/results}
 WORK=$(mktemp -d /tmp/centralita-bench.XXXXXX)
 AGENTS=${AGENTS:-10000}
 DURATION=${DURATION:-20}
