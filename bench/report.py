@@ -5,7 +5,8 @@ import os
 import re
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RES = os.path.join(HERE, "results")
+# BENCH_RESULTS=dir reads a partial re-run kept apart (bench/run.sh OUT=dir).
+RES = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "results"))
 
 
 def read(name):

@@ -112,14 +112,22 @@ for r in $CALL_RATES; do
 import sqlite3, sys, time
 db, before, want, duration = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 t0 = time.time()
+last, still = None, 0
 while True:
     c = sqlite3.connect(db)
     total, done = c.execute("select count(*), count(end_time) from calls where id > ?", (before,)).fetchone()
     rows = c.execute("select coalesce(disposition, 'open'), count(*) from calls where id > ? group by 1", (before,)).fetchall()
     c.close()
-    if (total >= want and done >= total) or time.time() - t0 > 180:
+    # A call that failed before its authenticated INVITE has no row: stop
+    # when every row is closed and nothing changed for 3 s, not only when
+    # `want` rows exist (that waited out the whole 180 s).
+    still = still + 1 if (total, done) == last else 0
+    last = (total, done)
+    if (total >= want and done >= total) or (done >= total and still >= 3) or time.time() - t0 > 180:
         break
     time.sleep(1)
+if done >= total and still >= 3:
+    t0 += still
 lag = time.time() - t0
 tail = "CDR writes kept up (all closed within 3 s of the last call)" if lag < 1 else \
     f"CDR writes lagged: all closed {lag + 3:.0f} s after the last call, ~{done / (duration + 3 + lag):.0f} calls/s written"
