@@ -275,6 +275,12 @@ impl SipServer {
     }
 
     /// Sources currently refused by the SIP edge (for admins).
+    /// Lifts the ban on a source (an admin's decision) and forgets its
+    /// failed attempts; false when the address was not being tracked.
+    pub fn unblock(&self, ip: std::net::IpAddr) -> bool {
+        self.shared.core.lock().unban(ip)
+    }
+
     pub fn blocked_sources(&self) -> Vec<BlockedSource> {
         let now = shell::now_ms();
         self.shared

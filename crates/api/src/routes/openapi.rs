@@ -252,6 +252,13 @@ pub const ROUTES: &[(&str, &str, &str, &str, Access)] = &[
         Access::Admin,
     ),
     (
+        "delete",
+        "/api/telephony/security/blocked/{ip}",
+        "telephony",
+        "Lift the ban on a source address (audited)",
+        Access::Admin,
+    ),
+    (
         "post",
         "/api/provision",
         "provisioning",

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::calls::{Call, CallQuery};
@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::auth::{Admin, CurrentUser, Staff};
 use crate::error::AppError;
-use crate::extract::{AppJson, AppQuery};
+use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/telephony/calls/stats", get(calls_stats))
         .route("/api/telephony/registrations", get(registrations))
         .route("/api/telephony/security/blocked", get(blocked))
+        .route("/api/telephony/security/blocked/{ip}", delete(unblock))
 }
 
 type JsonResult = Result<AppJson<serde_json::Value>, AppError>;
@@ -382,6 +383,36 @@ async fn registrations(State(st): State<AppState>, Staff(_): Staff) -> JsonResul
     Ok(AppJson(
         json!({"success": true, "total": list.len(), "registrations": list}),
     ))
+}
+
+/// Lifts a SIP ban early (e.g. an office NAT address that a misconfigured
+/// phone got banned). Audited like every admin change.
+async fn unblock(
+    State(st): State<AppState>,
+    Admin(u): Admin,
+    AppPath(ip): AppPath<String>,
+) -> JsonResult {
+    let addr: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| AppError::invalid("ip", "not an IP address"))?;
+    let sip = st
+        .sip
+        .as_ref()
+        .ok_or_else(|| AppError::Unavailable("the SIP server is not running".into()))?;
+    if !sip.unblock(addr) {
+        return Err(AppError::NotFound("blocked source"));
+    }
+    st.services
+        .audit
+        .log(
+            &u.actor(),
+            "sip.unblock",
+            "sip_source",
+            &addr.to_string(),
+            json!({}),
+        )
+        .await?;
+    Ok(AppJson(json!({"success": true})))
 }
 
 async fn blocked(State(st): State<AppState>, Admin(_): Admin) -> JsonResult {

@@ -546,3 +546,111 @@ async fn status_counts_come_from_the_live_sip_server() {
     );
     sip_server.shutdown();
 }
+
+#[tokio::test]
+async fn admin_lifts_a_sip_ban_and_it_is_audited() {
+    use axum::body::Body;
+    use axum::extract::connect_info::MockConnectInfo;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let sip_cfg = sip::SipConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        realm: app.services.config.sip_domain.clone(),
+        auth_fail_limit: 1,
+        md5_challenge_first: true,
+        ..Default::default()
+    };
+    let backend = std::sync::Arc::new(sip::DomainBackend::new(app.services.clone()));
+    let sip_server = sip::start(sip_cfg, backend).await.expect("sip server");
+
+    // One REGISTER with a wrong digest answer from a real UDP socket bans 127.0.0.1.
+    let ua = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = ua.local_addr().expect("addr").port();
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKban{cseq};rport\r\nMax-Forwards: 70\r\nFrom: <sip:nobody@127.0.0.1>;tag=b\r\nTo: <sip:nobody@127.0.0.1>\r\nCall-ID: ban-test\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:nobody@127.0.0.1:{port}>\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let mut buf = vec![0u8; 4096];
+    ua.send_to(register(1, "").as_bytes(), sip_server.local_addr())
+        .await
+        .expect("send");
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), ua.recv(&mut buf))
+        .await
+        .expect("401 in time")
+        .expect("recv");
+    let challenge = String::from_utf8_lossy(&buf[..n]).to_string();
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("nonce in the 401");
+    let auth = format!(
+        "Authorization: Digest username=\"nobody\", realm=\"{}\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", response=\"00000000000000000000000000000000\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\"\r\n",
+        app.services.config.sip_domain
+    );
+    ua.send_to(register(2, &auth).as_bytes(), sip_server.local_addr())
+        .await
+        .expect("send");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sip_server.blocked_sources().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "source was never banned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let router = api::router(api::AppState::new(
+        app.services.clone(),
+        Some(sip_server.clone()),
+        Default::default(),
+    ))
+    .layer(MockConnectInfo(
+        "127.0.0.1:40000".parse::<SocketAddr>().expect("addr"),
+    ));
+    let Auth::Cookie(cookie) = admin else {
+        panic!("admin logs in with a cookie")
+    };
+    let call = |method: &str, path: &str| {
+        axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::COOKIE, format!("centralita_session={cookie}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    let send = |req: axum::http::Request<Body>| async {
+        let resp = router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        (status, v)
+    };
+
+    let (status, v) = send(call("GET", "/api/telephony/security/blocked")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["blocked"][0]["ip"], "127.0.0.1", "{v}");
+    let (status, v) = send(call("DELETE", "/api/telephony/security/blocked/not-an-ip")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (status, v) = send(call("DELETE", "/api/telephony/security/blocked/127.0.0.1")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(sip_server.blocked_sources().is_empty());
+    let (status, v) = send(call("DELETE", "/api/telephony/security/blocked/127.0.0.1")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["success"], false);
+    let (entries, _) = app
+        .services
+        .audit
+        .list(Some("sip.unblock"), None, 10, 0)
+        .await
+        .expect("audit");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].target_id.as_deref(), Some("127.0.0.1"));
+    sip_server.shutdown();
+}

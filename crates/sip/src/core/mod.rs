@@ -292,6 +292,11 @@ impl Core {
         self.guard.banned(now_ms)
     }
 
+    /// Lifts the ban on `ip`; true when it was known.
+    pub fn unban(&mut self, ip: std::net::IpAddr) -> bool {
+        self.guard.forgive(ip)
+    }
+
     pub fn bindings(&self, username: &str) -> &[Binding] {
         self.registrar.bindings(username)
     }

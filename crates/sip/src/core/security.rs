@@ -73,6 +73,12 @@ impl Guard {
             .collect()
     }
 
+    /// Lifts a ban and forgets the source's failures (an admin decision);
+    /// true when the source was known.
+    pub fn forgive(&mut self, ip: IpAddr) -> bool {
+        self.entries.remove(&ip).is_some()
+    }
+
     pub fn purge(&mut self, now_ms: u64) {
         let w = self.policy.window_ms;
         self.entries
@@ -83,6 +89,26 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forgiven_source_is_no_longer_banned_and_starts_afresh() {
+        let mut g = Guard::new(BanPolicy {
+            limit: 2,
+            window_ms: 60_000,
+            ban_ms: 300_000,
+        });
+        let ip: IpAddr = "192.0.2.9".parse().expect("literal");
+        g.failure(ip, 0);
+        assert!(g.failure(ip, 1));
+        assert!(g.is_banned(ip, 2));
+        assert!(g.forgive(ip));
+        assert!(!g.is_banned(ip, 3));
+        assert!(
+            !g.failure(ip, 4),
+            "one failure after forgiveness is not a ban"
+        );
+        assert!(!g.forgive("192.0.2.10".parse().expect("literal")));
+    }
 
     #[test]
     fn bans_after_limit_within_window_and_expires() {
