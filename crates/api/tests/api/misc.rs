@@ -245,13 +245,7 @@ async fn registrations_listing_and_status_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_over_websocket_reaches_the_sip_server() {
     let app = TestApp::new().await;
-    let sip_cfg = sip::SipConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        realm: app.services.config.sip_domain.clone(),
-        ..Default::default()
-    };
-    let backend = std::sync::Arc::new(sip::DomainBackend::new(app.services.clone()));
-    let sip_server = sip::start(sip_cfg, backend).await.expect("sip server");
+    let sip_server = start_sip(&app, sip::SipConfig::default()).await;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -484,7 +478,6 @@ async fn hostile_bodies_never_cause_a_server_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_counts_come_from_the_live_sip_server() {
     use axum::body::Body;
-    use axum::extract::connect_info::MockConnectInfo;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
@@ -507,21 +500,8 @@ async fn status_counts_come_from_the_live_sip_server() {
     assert_eq!(r.json()["status"]["activeCalls"], 1, "{}", r.text);
     assert_eq!(r.json()["status"]["connected"], false);
 
-    let sip_cfg = sip::SipConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        realm: app.services.config.sip_domain.clone(),
-        ..Default::default()
-    };
-    let backend = std::sync::Arc::new(sip::DomainBackend::new(app.services.clone()));
-    let sip_server = sip::start(sip_cfg, backend).await.expect("sip server");
-    let router = api::router(api::AppState::new(
-        app.services.clone(),
-        Some(sip_server.clone()),
-        Default::default(),
-    ))
-    .layer(MockConnectInfo(
-        "127.0.0.1:40000".parse::<SocketAddr>().expect("addr"),
-    ));
+    let sip_server = start_sip(&app, sip::SipConfig::default()).await;
+    let router = router_with_sip(&app, &sip_server);
     let Auth::Cookie(cookie) = admin else {
         panic!("admin logs in with a cookie")
     };
@@ -550,21 +530,20 @@ async fn status_counts_come_from_the_live_sip_server() {
 #[tokio::test]
 async fn admin_lifts_a_sip_ban_and_it_is_audited() {
     use axum::body::Body;
-    use axum::extract::connect_info::MockConnectInfo;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
     let app = TestApp::new().await;
     let admin = app.admin().await;
-    let sip_cfg = sip::SipConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        realm: app.services.config.sip_domain.clone(),
-        auth_fail_limit: 1,
-        md5_challenge_first: true,
-        ..Default::default()
-    };
-    let backend = std::sync::Arc::new(sip::DomainBackend::new(app.services.clone()));
-    let sip_server = sip::start(sip_cfg, backend).await.expect("sip server");
+    let sip_server = start_sip(
+        &app,
+        sip::SipConfig {
+            auth_fail_limit: 1,
+            md5_challenge_first: true,
+            ..Default::default()
+        },
+    )
+    .await;
 
     // One REGISTER with a wrong digest answer from a real UDP socket bans 127.0.0.1.
     let ua = tokio::net::UdpSocket::bind("127.0.0.1:0")
@@ -606,14 +585,7 @@ async fn admin_lifts_a_sip_ban_and_it_is_audited() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
-    let router = api::router(api::AppState::new(
-        app.services.clone(),
-        Some(sip_server.clone()),
-        Default::default(),
-    ))
-    .layer(MockConnectInfo(
-        "127.0.0.1:40000".parse::<SocketAddr>().expect("addr"),
-    ));
+    let router = router_with_sip(&app, &sip_server);
     let Auth::Cookie(cookie) = admin else {
         panic!("admin logs in with a cookie")
     };
@@ -653,4 +625,28 @@ async fn admin_lifts_a_sip_ban_and_it_is_audited() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].target_id.as_deref(), Some("127.0.0.1"));
     sip_server.shutdown();
+}
+
+/// A real SIP server on a free loopback port over the app's services.
+async fn start_sip(app: &TestApp, cfg: sip::SipConfig) -> sip::SipServer {
+    let cfg = sip::SipConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        realm: app.services.config.sip_domain.clone(),
+        ..cfg
+    };
+    let backend = std::sync::Arc::new(sip::DomainBackend::new(app.services.clone()));
+    sip::start(cfg, backend).await.expect("sip server")
+}
+
+/// The router with a live SIP server behind it, as the binary wires it.
+fn router_with_sip(app: &TestApp, sip_server: &sip::SipServer) -> axum::Router {
+    use axum::extract::connect_info::MockConnectInfo;
+    api::router(api::AppState::new(
+        app.services.clone(),
+        Some(sip_server.clone()),
+        Default::default(),
+    ))
+    .layer(MockConnectInfo(
+        "127.0.0.1:40000".parse::<SocketAddr>().expect("addr"),
+    ))
 }
