@@ -88,10 +88,8 @@ pub struct SipConfig {
     pub extension_start: u32,
     pub max_message_bytes: u32,
     pub max_connections_per_ip: u32,
-    /// Offer the MD5 digest challenge before the SHA-256 one (see the sample config).
-    pub md5_challenge_first: bool,
-    /// User-Agent prefixes offered only the MD5 challenge.
-    pub md5_only_user_agents: Vec<String>,
+    /// User-Agent prefixes also offered a SHA-256 digest challenge (see the sample config).
+    pub sha256_user_agents: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,8 +163,7 @@ impl Default for SipConfig {
             extension_start: 1000,
             max_message_bytes: 65_535,
             max_connections_per_ip: 64,
-            md5_challenge_first: true,
-            md5_only_user_agents: vec!["baresip v0.".into(), "baresip v1.".into()],
+            sha256_user_agents: Vec::new(),
         }
     }
 }

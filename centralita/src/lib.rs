@@ -99,8 +99,7 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         ban: Duration::from_secs(u64::from(cfg.sip.ban_secs)),
         max_message_bytes: cfg.sip.max_message_bytes as usize,
         max_connections_per_ip: cfg.sip.max_connections_per_ip as usize,
-        md5_challenge_first: cfg.sip.md5_challenge_first,
-        md5_only_user_agents: cfg.sip.md5_only_user_agents.clone(),
+        sha256_user_agents: cfg.sip.sha256_user_agents.clone(),
         ..Default::default()
     })
 }

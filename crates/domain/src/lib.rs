@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod call_events;
 pub mod calls;
 mod error;
 pub mod events;

@@ -145,7 +145,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         nonce_lifetime: Duration::from_secs(nonce),
         // Everything comes from 127.0.0.1 here: never ban it.
         auth_fail_limit: u32::MAX,
-        md5_challenge_first: true,
         max_contacts: 5,
         ..Default::default()
     };

@@ -30,8 +30,7 @@ fn main() {
         limits: Limits::default(),
         secret: [5; 32],
         seed: 11,
-        md5_first: true,
-        md5_only_user_agents: Vec::new(),
+        sha256_user_agents: Vec::new(),
     });
     for i in 0..n {
         let u = format!("agent{i}");

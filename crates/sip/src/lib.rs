@@ -50,14 +50,9 @@ pub struct SipConfig {
     pub tls_listen: Option<SocketAddr>,
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
-    /// Offer the MD5 challenge first. RFC 8760 wants SHA-256 first (the
-    /// default), but sipp 3.6 and JsSIP read only the first challenge and
-    /// only do MD5.
-    pub md5_challenge_first: bool,
-    /// User-Agent prefixes (case-insensitive) that are offered only the MD5
-    /// challenge, for clients that reject a whole challenge set containing an
-    /// algorithm they lack (baresip 1.x on libre 1.x fails with ENOSYS).
-    pub md5_only_user_agents: Vec<String>,
+    /// User-Agent prefixes (case-insensitive) also offered a SHA-256 digest
+    /// challenge; everyone else gets MD5 only (see README, "Challenges").
+    pub sha256_user_agents: Vec<String>,
 }
 
 impl Default for SipConfig {
@@ -78,8 +73,7 @@ impl Default for SipConfig {
             max_message_bytes: 65_535,
             max_headers: 100,
             max_connections_per_ip: 64,
-            md5_challenge_first: false,
-            md5_only_user_agents: vec!["baresip v0.".into(), "baresip v1.".into()],
+            sha256_user_agents: Vec::new(),
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
@@ -211,8 +205,7 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         },
         secret,
         seed: rand::random(),
-        md5_first: config.md5_challenge_first,
-        md5_only_user_agents: config.md5_only_user_agents.clone(),
+        sha256_user_agents: config.sha256_user_agents.clone(),
     };
     let mut core = core::Core::new(core_cfg);
     let accounts = backend.all_accounts().await?;

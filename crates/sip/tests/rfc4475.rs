@@ -44,8 +44,7 @@ fn core() -> Core {
         limits: Limits::default(),
         secret: [1; 32],
         seed: 7,
-        md5_first: false,
-        md5_only_user_agents: Vec::new(),
+        sha256_user_agents: Vec::new(),
     })
 }
 

@@ -539,7 +539,6 @@ async fn admin_lifts_a_sip_ban_and_it_is_audited() {
         &app,
         sip::SipConfig {
             auth_fail_limit: 1,
-            md5_challenge_first: true,
             ..Default::default()
         },
     )

@@ -255,21 +255,22 @@ impl NonceKeeper {
     }
 }
 
-/// The two challenge header values, SHA-256 first as RFC 8760 asks unless
-/// `md5_first` (for clients that only read the first challenge and only do
-/// MD5, such as sipp 3.6).
-pub fn challenges(realm: &str, nonce: &str, stale: bool, md5_first: bool) -> [String; 2] {
+/// The `WWW-Authenticate`/`Proxy-Authenticate` values to send: always MD5,
+/// and SHA-256 (first, as RFC 8760 orders them) only when `offer_sha256`.
+/// See `crates/sip/README.md` ("Challenges") for why MD5 alone is the default.
+pub fn challenges(realm: &str, nonce: &str, stale: bool, offer_sha256: bool) -> Vec<String> {
     let stale = if stale { ", stale=true" } else { "" };
-    let mut c = [
+    let md5 =
+        format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"{stale}");
+    if !offer_sha256 {
+        return vec![md5];
+    }
+    vec![
         format!(
             "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm=SHA-256, qop=\"auth\"{stale}"
         ),
-        format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"{stale}"),
-    ];
-    if md5_first {
-        c.swap(0, 1);
-    }
-    c
+        md5,
+    ]
 }
 
 #[cfg(test)]

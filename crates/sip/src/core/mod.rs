@@ -200,12 +200,12 @@ pub struct CoreConfig {
     pub limits: Limits,
     pub secret: [u8; 32],
     pub seed: u64,
-    /// Offer the MD5 challenge before the SHA-256 one.
-    pub md5_first: bool,
-    /// User-Agent prefixes (case-insensitive) that get only the MD5
-    /// challenge: some clients reject a whole 401 that offers any algorithm
-    /// they lack (baresip 1.x with libre 1.x answers ENOSYS).
-    pub md5_only_user_agents: Vec<String>,
+    /// User-Agent prefixes (case-insensitive) that are also offered a
+    /// SHA-256 challenge (before the MD5 one). Everyone else gets MD5 only:
+    /// clients differ in which of several challenges they read (JsSIP the
+    /// last, sipp the first) and some reject a 401 that offers an algorithm
+    /// they lack (baresip 1.x), so offering one is the only safe default.
+    pub sha256_user_agents: Vec<String>,
 }
 
 const NEGATIVE_TTL_MS: u64 = 10_000;
@@ -633,18 +633,7 @@ impl Core {
         };
         let to_tag = self.new_token();
         let mut r = response(m, code, reason, Some(&to_tag));
-        let md5_only = m.header("User-Agent").is_some_and(|ua| {
-            self.cfg
-                .md5_only_user_agents
-                .iter()
-                .any(|p| ua.len() >= p.len() && ua[..p.len()].eq_ignore_ascii_case(p))
-        });
-        let [first, second] =
-            digest::challenges(&self.cfg.realm, &nonce, stale, self.cfg.md5_first);
-        for c in [first, second] {
-            if md5_only && c.contains("algorithm=SHA-256") {
-                continue;
-            }
+        for c in digest::challenges(&self.cfg.realm, &nonce, stale, self.offers_sha256(m)) {
             r.headers.push((hname.to_string(), c));
         }
         if m.method() == Some("INVITE") {
@@ -654,6 +643,27 @@ impl Core {
             // Challenges are not cached: a retransmission simply gets a new one.
             self.send(src, &r);
         }
+    }
+
+    /// Whether this client is offered SHA-256 besides MD5: it is listed in
+    /// `sha256_user_agents`, or it already answered one of our challenges
+    /// with SHA-256 (so it can; a stale nonce must not downgrade it).
+    fn offers_sha256(&self, m: &Msg) -> bool {
+        let listed = m.header("User-Agent").is_some_and(|ua| {
+            self.cfg
+                .sha256_user_agents
+                .iter()
+                .any(|p| ua.len() >= p.len() && ua.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
+        });
+        listed
+            || m.headers
+                .iter()
+                .filter(|(n, _)| {
+                    n.eq_ignore_ascii_case("Authorization")
+                        || n.eq_ignore_ascii_case("Proxy-Authorization")
+                })
+                .filter_map(|(_, v)| digest::parse_authorization(v))
+                .any(|c| c.realm == self.cfg.realm && c.algorithm.eq_ignore_ascii_case("SHA-256"))
     }
 
     /// Digest-authenticates `m` (401 for REGISTER, 407 otherwise).

@@ -25,8 +25,7 @@ fn cfg() -> CoreConfig {
         limits: Limits::default(),
         secret: [9; 32],
         seed: 1,
-        md5_first: false,
-        md5_only_user_agents: Vec::new(),
+        sha256_user_agents: Vec::new(),
     }
 }
 
@@ -283,13 +282,15 @@ fn register_challenge_then_ok_with_both_algorithms() {
 }
 
 #[test]
-fn listed_user_agents_get_only_the_md5_challenge() {
+fn md5_only_unless_the_client_is_listed_or_already_uses_sha256() {
     let mut c = cfg();
-    c.md5_only_user_agents = vec!["baresip v1.".into()];
+    c.sha256_user_agents = vec!["linphone".into()];
     let mut core = Core::new(c);
+    core.cache_account(account("alice", "1000", "pa"));
     let mut ua = Ua::new("alice", "pa", udp(5071));
     let challenges = |core: &mut Core, req: String| -> Vec<String> {
         let (sent, _) = feed(core, 0, udp(5071), &req);
+        assert_eq!(sent[0].1.code(), Some(401));
         sent[0]
             .1
             .headers
@@ -299,14 +300,28 @@ fn listed_user_agents_get_only_the_md5_challenge() {
             .collect()
     };
     let plain = ua.register("<sip:alice@127.0.0.1:5071>", None, None);
-    let baresip = plain.replace(
-        "Max-Forwards: 70\r\n",
-        "Max-Forwards: 70\r\nUser-Agent: Baresip v1.0.0 (x86_64/linux)\r\n",
-    );
-    assert_eq!(challenges(&mut core, plain).len(), 2);
-    let only = challenges(&mut core, baresip);
+    let only = challenges(&mut core, plain.clone());
     assert_eq!(only.len(), 1, "{only:?}");
     assert!(only[0].contains("algorithm=MD5"), "{only:?}");
+
+    let listed = plain.replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nUser-Agent: Linphone-Desktop/5.2 (belle-sip/5.2)\r\n",
+    );
+    let both = challenges(&mut core, listed);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both[0].contains("algorithm=SHA-256"), "{both:?}");
+    assert!(both[1].contains("algorithm=MD5"), "{both:?}");
+
+    // A client that answered with SHA-256 (here with a wrong password) is
+    // challenged with SHA-256 again, so it is never downgraded.
+    let ch = {
+        let (sent, _) = feed(&mut core, 0, udp(5071), &plain);
+        sent[0].1.clone()
+    };
+    let mut wrong = Ua::new("alice", "nope", udp(5071));
+    let sha = wrong.register("<sip:alice@127.0.0.1:5071>", None, Some((&ch, Algorithm::Sha256)));
+    assert_eq!(challenges(&mut core, sha).len(), 2);
 }
 
 #[test]

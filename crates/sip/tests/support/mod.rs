@@ -82,7 +82,6 @@ impl TestServer {
             ring_timeout: Duration::from_secs(3),
             auth_fail_limit: 1_000,
             // sipp 3.6 answers only the first challenge and only MD5.
-            md5_challenge_first: true,
             ..Default::default()
         };
         tweak(&mut cfg);
