@@ -224,8 +224,15 @@ impl Server {
         let app = api::router(state);
         // One shutdown signal, two listeners.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let sip_calls = sip.clone();
         tokio::spawn(async move {
             shutdown.await;
+            if let Some(sip) = sip_calls {
+                // End the calls while every connection is still open, so
+                // each leg gets its BYE (or CANCEL) and each CDR is closed.
+                sip.end_all_calls();
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
             let _ = stop_tx.send(true);
         });
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -15,6 +15,7 @@ pub mod events;
 pub mod passwords;
 pub mod ratelimit;
 pub mod registrations;
+pub mod routing;
 pub mod sip_accounts;
 pub mod sip_credentials;
 mod time;

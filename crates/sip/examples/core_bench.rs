@@ -31,6 +31,9 @@ fn main() {
         secret: [5; 32],
         seed: 11,
         sha256_user_agents: Vec::new(),
+        session_expires_secs: 0,
+        min_se_secs: 90,
+        max_call_duration_ms: 0,
     });
     for i in 0..n {
         let u = format!("agent{i}");

@@ -2,7 +2,8 @@
 //! storage, CDRs and events. [`MemoryBackend`] is for tests; the binary uses
 //! `DomainBackend` (feature `domain-backend`).
 
-use crate::core::{Account, BindingRecord, CdrOp, Lookup};
+use crate::core::{Account, BindingRecord, Lookup};
+use domain::call_events::CallEvent;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,13 +52,13 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), BackendError>>;
     fn remove_all_bindings(&self, username: String) -> BoxFuture<'_, Result<(), BackendError>>;
     fn registration_state(&self, s: RegistrationState) -> BoxFuture<'_, Result<(), BackendError>>;
-    /// CDR write and call event, in order per call.
-    fn call_event(&self, op: CdrOp) -> BoxFuture<'_, Result<(), BackendError>>;
-    /// Many CDR writes in order (a backend over a database does them in one
+    /// A call event for the CDR recorder, in order per call.
+    fn call_event(&self, op: CallEvent) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Many call events in order (a backend over a database does them in one
     /// transaction). Every operation is attempted even if another fails; the
     /// error says how many failed. The default calls [`Backend::call_event`]
     /// for each.
-    fn call_events(&self, ops: Vec<CdrOp>) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn call_events(&self, ops: Vec<CallEvent>) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(each_call_event(self, ops))
     }
     /// Close calls left open by a crash.
@@ -70,7 +71,7 @@ pub trait Backend: Send + Sync + 'static {
 /// failure; the error counts the failures and keeps the first message.
 pub async fn each_call_event<B: Backend + ?Sized>(
     backend: &B,
-    ops: Vec<CdrOp>,
+    ops: Vec<CallEvent>,
 ) -> Result<(), BackendError> {
     let total = ops.len();
     let mut failed = 0usize;
@@ -96,7 +97,7 @@ pub struct MemoryBackend {
     pub accounts: Mutex<Vec<Account>>,
     pub bindings: Mutex<HashMap<(String, String), BindingRecord>>,
     pub states: Mutex<Vec<RegistrationState>>,
-    pub cdrs: Mutex<Vec<CdrOp>>,
+    pub cdrs: Mutex<Vec<CallEvent>>,
     pub lookups: Mutex<usize>,
     changes: Mutex<Option<mpsc::UnboundedSender<AccountChange>>>,
 }
@@ -167,7 +168,7 @@ impl Backend for MemoryBackend {
         self.states.lock().push(s);
         Box::pin(async { Ok(()) })
     }
-    fn call_event(&self, op: CdrOp) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn call_event(&self, op: CallEvent) -> BoxFuture<'_, Result<(), BackendError>> {
         self.cdrs.lock().push(op);
         Box::pin(async { Ok(()) })
     }

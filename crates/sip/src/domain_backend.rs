@@ -2,7 +2,8 @@
 
 use crate::backend::{AccountChange, Backend, BackendError, BoxFuture, RegistrationState};
 use crate::core::digest::Ha1;
-use crate::core::{Account, BindingRecord, CdrOp, Disposition, Lookup, Transport};
+use crate::core::{Account, BindingRecord, Lookup, Transport};
+use domain::call_events::CallEvent;
 use chrono::{DateTime, TimeZone, Utc};
 use domain::{DigestCredentials, Services};
 use std::net::SocketAddr;
@@ -38,51 +39,6 @@ fn at(ms: u64) -> DateTime<Utc> {
         .unwrap_or_else(Utc::now)
 }
 
-/// The domain's form of a CDR operation; `None` for `Ringing`, which has
-/// no row change (`calls.start` already announced the call as ringing).
-fn call_op(op: CdrOp) -> Option<domain::CallOp> {
-    Some(match op {
-        CdrOp::Start {
-            call_id,
-            caller_number,
-            callee_number,
-            caller_user_id,
-            callee_user_id,
-            at_ms,
-        } => domain::CallOp::Start(domain::NewCall {
-            call_id,
-            direction: domain::Direction::Internal,
-            caller_number,
-            callee_number,
-            agent_id: caller_user_id,
-            callee_agent_id: callee_user_id,
-            start_time: at(at_ms),
-        }),
-        CdrOp::Ringing { .. } => return None,
-        CdrOp::Answer { call_id, at_ms, .. } => domain::CallOp::Answer {
-            call_id,
-            at: at(at_ms),
-        },
-        CdrOp::Finish {
-            call_id,
-            at_ms,
-            disposition,
-            cause,
-            ..
-        } => domain::CallOp::Finish {
-            call_id,
-            end: at(at_ms),
-            disposition: match disposition {
-                Disposition::Answered => domain::Disposition::Answered,
-                Disposition::NoAnswer => domain::Disposition::NoAnswer,
-                Disposition::Busy => domain::Disposition::Busy,
-                Disposition::Failed => domain::Disposition::Failed,
-                Disposition::Cancelled => domain::Disposition::Cancelled,
-            },
-            hangup_cause: cause,
-        },
-    })
-}
 
 fn account(c: DigestCredentials) -> Account {
     Account {
@@ -243,25 +199,20 @@ impl Backend for DomainBackend {
         })
     }
 
-    fn call_event(&self, op: CdrOp) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn call_event(&self, ev: CallEvent) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            match call_op(op) {
-                Some(op) => self
-                    .services
-                    .calls
-                    .apply_batch(std::slice::from_ref(&op))
-                    .await
-                    .map_err(err),
-                None => Ok(()),
-            }
+            self.services
+                .calls
+                .record(std::slice::from_ref(&ev))
+                .await
+                .map_err(err)
         })
     }
 
-    fn call_events(&self, ops: Vec<CdrOp>) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn call_events(&self, ops: Vec<CallEvent>) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let ops: Vec<domain::CallOp> = ops.into_iter().filter_map(call_op).collect();
             let calls = &self.services.calls;
-            let Err(e) = calls.apply_batch(&ops).await else {
+            let Err(e) = calls.record(&ops).await else {
                 return Ok(());
             };
             // Nothing of the batch was written: write them one by one so a
@@ -270,7 +221,7 @@ impl Backend for DomainBackend {
             let total = ops.len();
             let mut failed = Vec::new();
             for op in &ops {
-                if let Err(e) = calls.apply_batch(std::slice::from_ref(op)).await {
+                if let Err(e) = calls.record(std::slice::from_ref(op)).await {
                     failed.push(e);
                 }
             }

@@ -11,7 +11,7 @@ pub mod domain_backend;
 mod shell;
 
 pub use backend::{AccountChange, Backend, BackendError, MemoryBackend, RegistrationState};
-pub use core::{Account, BindingRecord, CdrOp, Disposition, Lookup, Transport};
+pub use core::{Account, BindingRecord, Lookup, Transport};
 pub use domain_backend::DomainBackend;
 
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +53,14 @@ pub struct SipConfig {
     /// User-Agent prefixes (case-insensitive) also offered a SHA-256 digest
     /// challenge; everyone else gets MD5 only (see README, "Challenges").
     pub sha256_user_agents: Vec<String>,
+    /// RFC 4028 session interval offered to both legs of a call; zero
+    /// turns session timers off.
+    pub session_expires: Duration,
+    /// Smallest session interval accepted (Min-SE; at least 90 s).
+    pub min_session_expires: Duration,
+    /// Calls are ended after this long, a last resort when a phone vanished
+    /// without session timers; zero means no limit.
+    pub max_call_duration: Duration,
 }
 
 impl Default for SipConfig {
@@ -74,6 +82,9 @@ impl Default for SipConfig {
             max_headers: 100,
             max_connections_per_ip: 64,
             sha256_user_agents: Vec::new(),
+            session_expires: Duration::from_secs(1800),
+            min_session_expires: Duration::from_secs(90),
+            max_call_duration: Duration::from_secs(4 * 3600),
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
@@ -206,6 +217,12 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         secret,
         seed: rand::random(),
         sha256_user_agents: config.sha256_user_agents.clone(),
+        session_expires_secs: config.session_expires.as_secs().min(u32::MAX as u64) as u32,
+        min_se_secs: config
+            .min_session_expires
+            .as_secs()
+            .clamp(90, u32::MAX as u64) as u32,
+        max_call_duration_ms: config.max_call_duration.as_millis().min(u64::MAX as u128) as u64,
     };
     let mut core = core::Core::new(core_cfg);
     let accounts = backend.all_accounts().await?;
@@ -310,6 +327,13 @@ impl SipServer {
     }
 
     /// Stops listening and closes every connection.
+    /// Ends every call now: BYE on both legs of answered calls, CANCEL and
+    /// 503 for ringing ones, each CDR closed with cause `shutdown`. Call it
+    /// before [`SipServer::shutdown`] while connections are still open.
+    pub fn end_all_calls(&self) {
+        self.shared.feed(|c| c.handle_shutdown(shell::now_ms()));
+    }
+
     pub fn shutdown(&self) {
         let _ = self.shared.shutdown.send(true);
     }

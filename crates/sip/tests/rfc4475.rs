@@ -45,6 +45,9 @@ fn core() -> Core {
         secret: [1; 32],
         seed: 7,
         sha256_user_agents: Vec::new(),
+        session_expires_secs: 0,
+        min_se_secs: 90,
+        max_call_duration_ms: 0,
     })
 }
 

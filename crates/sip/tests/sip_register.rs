@@ -6,7 +6,7 @@
 mod support;
 
 use sip::core::digest::Algorithm;
-use support::ua::Ua;
+use support::ua::{Ua, SDP};
 use support::{free_port, TestServer, REALM};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,4 +189,79 @@ async fn sipp_registers_over_tcp_and_the_binding_ends_with_the_connection() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("TCP binding outlived its connection");
+}
+
+/// A TCP phone's binding survives a restart although its connection does
+/// not: the restarted server reaches it by connecting to its Contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_binding_survives_a_restart_and_is_reached_by_a_new_connection() {
+    let srv = TestServer::start(|_| {}).await;
+    let callee = srv.agent("Tomas Vidal").await;
+    let caller = srv.agent("Ursula Paz").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let conn = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
+    let mut b = Ua::tcp(
+        conn,
+        port,
+        srv.addr,
+        &callee.username,
+        &callee.password,
+        REALM,
+    );
+    assert_eq!(b.register(Algorithm::Md5).await.code(), Some(200));
+    srv.sip.end_all_calls();
+    srv.sip.shutdown();
+    srv.sip.drain(std::time::Duration::from_secs(5)).await;
+    let url = format!(
+        "sqlite://{}",
+        srv.dir.path().join("centralita.db").display()
+    );
+    let TestServer { dir, .. } = srv;
+    drop(b);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let again = TestServer::start_with(dir, &url, |_| {}).await;
+    assert_eq!(again.sip.registered_contacts(), 1);
+
+    let mut a = Ua::udp(again.addr, &caller.username, &caller.password, REALM).await;
+    let target = format!("sip:{}@{REALM}", callee.extension);
+    let invite = |ua: &mut Ua, cseq: u32, auth: Option<&str>| {
+        let via = ua.via();
+        let mut s = format!(
+            "INVITE {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <sip:{u}@{REALM}>;tag=tcpA\r\nTo: <{target}>\r\nCall-ID: tcp-restart-1\r\nCSeq: {cseq} INVITE\r\nContact: {c}\r\nContent-Type: application/sdp\r\n",
+            u = ua.user,
+            c = ua.contact()
+        );
+        if let Some(x) = auth {
+            s.push_str(&format!("Proxy-Authorization: {x}\r\n"));
+        }
+        s.push_str(&format!("Content-Length: {}\r\n\r\n{SDP}", SDP.len()));
+        s
+    };
+    let text = invite(&mut a, 1, None);
+    a.send(&text).await;
+    let ch = a.expect_code(407).await;
+    let auth = a.answer(&ch, Algorithm::Md5, "INVITE", &target);
+    let text = invite(&mut a, 2, Some(&auth));
+    a.send(&text).await;
+    // The server connects to the Contact the phone registered.
+    let (stream, _) = tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept())
+        .await
+        .expect("the server connects within 5 s")
+        .expect("accept");
+    let mut b = Ua::tcp(
+        stream,
+        port,
+        again.addr,
+        &callee.username,
+        &callee.password,
+        REALM,
+    );
+    let inv = b.expect_request("INVITE").await;
+    b.respond(&inv, 200, "OK", "tcpB", Some(SDP)).await;
+    assert_eq!(a.expect_code(200).await.code(), Some(200));
 }

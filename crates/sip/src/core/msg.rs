@@ -705,7 +705,103 @@ pub fn uri_user(uri: &str) -> Option<&str> {
     )
 }
 
+/// The address of a SIP URI whose host is an IP literal (default port
+/// 5060); `None` for a host name, which the sans-IO core cannot resolve.
+pub fn uri_host_port(uri: &str) -> Option<std::net::SocketAddr> {
+    let rest = uri.split_once(':').map(|(_, r)| r)?;
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = hostport.split([';', '?', '>']).next()?;
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (ip, port) = v6.split_once(']')?;
+        let ip: std::net::IpAddr = ip.parse().ok()?;
+        let port = port
+            .strip_prefix(':')
+            .map_or(Some(5060), |p| p.parse().ok())?;
+        return Some(std::net::SocketAddr::new(ip, port));
+    }
+    let (host, port) = match hostport.split_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (hostport, 5060),
+    };
+    Some(std::net::SocketAddr::new(host.parse().ok()?, port))
+}
+
 /// The `tag` parameter of a From/To value.
+/// `element` (a Contact, From or To value) without the header parameter
+/// `name` (e.g. `expires`, `tag`); URI parameters inside `<...>` are kept.
+pub fn strip_param(element: &str, name: &str) -> String {
+    // The name-addr ends at the first `>` after a quoted display name
+    // (header parameters such as `+sip.instance="<urn:...>"` contain `>` too).
+    let skip = match element.trim_start().strip_prefix('"') {
+        Some(rest) => {
+            let lead = element.len() - element.trim_start().len() + 1;
+            quoted_len(rest).map_or(0, |n| lead + n)
+        }
+        None => 0,
+    };
+    let (head, tail) = match element[skip..].find('>').map(|i| i + skip) {
+        Some(i) => element.split_at(i + 1),
+        None => match element.find(';') {
+            Some(i) => element.split_at(i),
+            None => (element, ""),
+        },
+    };
+    let mut out = head.to_string();
+    for p in tail.split(';').filter(|p| !p.trim().is_empty()) {
+        let n = p.split('=').next().unwrap_or("").trim();
+        if !n.eq_ignore_ascii_case(name) {
+            out.push(';');
+            out.push_str(p.trim());
+        }
+    }
+    out
+}
+
+/// Length of a quoted string's body up to and including its closing quote
+/// (`s` starts after the opening quote); backslash escapes are honoured.
+fn quoted_len(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '"') => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A response to `req` copying Via, From, To (adding `to_tag` when To has
+/// none), Call-ID and CSeq.
+pub fn response(req: &Msg, code: u16, reason: &str, to_tag: Option<&str>) -> Msg {
+    let mut headers = Vec::with_capacity(8);
+    for (n, v) in &req.headers {
+        match n.as_str() {
+            "Via" | "From" | "Call-ID" | "CSeq" => headers.push((n.clone(), v.clone())),
+            "To" => {
+                let mut v = v.clone();
+                if let Some(t) = to_tag {
+                    if tag(&v).is_none() {
+                        v.push_str(";tag=");
+                        v.push_str(t);
+                    }
+                }
+                headers.push((n.clone(), v));
+            }
+            _ => {}
+        }
+    }
+    Msg {
+        start: Start::Response {
+            code,
+            reason: reason.to_string(),
+        },
+        headers,
+        body: Vec::new(),
+    }
+}
+
 pub fn tag(v: &str) -> Option<&str> {
     param(v, "tag").filter(|t| !t.is_empty())
 }
@@ -713,6 +809,35 @@ pub fn tag(v: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strip_param_keeps_uri_and_other_parameters() {
+        assert_eq!(
+            strip_param(
+                "<sip:a@x.invalid;transport=ws>;+sip.instance=\"<urn:uuid:1>\";reg-id=1;expires=60",
+                "expires"
+            ),
+            "<sip:a@x.invalid;transport=ws>;+sip.instance=\"<urn:uuid:1>\";reg-id=1"
+        );
+        assert_eq!(
+            strip_param("\"A >\\\" b\" <sip:a@h>;tag=9;x=1", "tag"),
+            "\"A >\\\" b\" <sip:a@h>;x=1"
+        );
+        assert_eq!(strip_param("sip:a@h;tag=9", "tag"), "sip:a@h");
+    }
+
+    #[test]
+    fn uri_host_port_takes_ip_literals_only() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().ok();
+        assert_eq!(
+            uri_host_port("sip:bob@10.1.2.3:5080;transport=tcp"),
+            a("10.1.2.3:5080")
+        );
+        assert_eq!(uri_host_port("sip:10.1.2.3"), a("10.1.2.3:5060"));
+        assert_eq!(uri_host_port("sip:bob@[::1]:5070"), a("[::1]:5070"));
+        assert_eq!(uri_host_port("sip:bob@phone.example;transport=tcp"), None);
+        assert_eq!(uri_host_port("sip:bob@10.1.2.3:99999"), None);
+    }
 
     const REG: &str = "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@127.0.0.1:5070>;expires=60, \"A, b\" <sip:x@y>\r\nl: 0\r\n\r\n";
 

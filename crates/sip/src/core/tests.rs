@@ -1,8 +1,11 @@
 //! Core driven on virtual time: user agents are plain strings in, bytes out.
 
 use super::digest::{self, Algorithm, Ha1};
-use super::msg::{self, Limits, Msg};
+use super::msg::{self, response, Limits, Msg};
+use super::security::BanPolicy;
 use super::*;
+use domain::call_events::{CallEvent, CallEventKind, HangupCause};
+use std::net::SocketAddr;
 
 const REALM: &str = "pbx";
 
@@ -26,6 +29,9 @@ fn cfg() -> CoreConfig {
         secret: [9; 32],
         seed: 1,
         sha256_user_agents: Vec::new(),
+        session_expires_secs: 0,
+        min_se_secs: 90,
+        max_call_duration_ms: 0,
     }
 }
 
@@ -101,13 +107,20 @@ impl Ua {
 
     fn answer(&mut self, ch: &Msg, alg: Algorithm, method: &str, uri: &str, hname: &str) -> String {
         let want = alg.name();
-        let c = ch
+        // The challenge for `alg` if offered, else any: our nonces are not
+        // tied to an algorithm (a client may answer MD5's with SHA-256).
+        let offered: Vec<String> = ch
             .headers
             .iter()
             .filter(|(n, _)| n == hname)
             .map(|(_, v)| v.clone())
+            .collect();
+        let c = offered
+            .iter()
             .find(|v| v.contains(&format!("algorithm={want},")))
-            .expect("challenge for algorithm");
+            .or(offered.first())
+            .expect("a challenge")
+            .clone();
         let nonce = c
             .split("nonce=\"")
             .nth(1)
@@ -190,7 +203,11 @@ fn drain(core: &mut Core) -> (Vec<(Source, Msg)>, Vec<Output>) {
 }
 
 fn registered_core() -> (Core, Ua, Ua, Ua) {
-    let mut core = Core::new(cfg());
+    registered_core_with(cfg())
+}
+
+fn registered_core_with(c: CoreConfig) -> (Core, Ua, Ua, Ua) {
+    let mut core = Core::new(c);
     core.cache_account(account("alice", "1000", "pa"));
     core.cache_account(account("bob", "1001", "pb"));
     let mut a = Ua::new("alice", "pa", udp(5071));
@@ -234,8 +251,9 @@ fn register_challenge_then_ok_with_both_algorithms() {
         .filter(|(n, _)| n == "WWW-Authenticate")
         .map(|(_, v)| v.clone())
         .collect();
+    // One MD5 challenge by default; a SHA-256 answer to it is accepted too.
     assert!(
-        www[0].contains("SHA-256") && www[1].contains("MD5"),
+        www.len() == 1 && www[0].contains("algorithm=MD5"),
         "{www:?}"
     );
     let ch = ch.clone();
@@ -320,7 +338,11 @@ fn md5_only_unless_the_client_is_listed_or_already_uses_sha256() {
         sent[0].1.clone()
     };
     let mut wrong = Ua::new("alice", "nope", udp(5071));
-    let sha = wrong.register("<sip:alice@127.0.0.1:5071>", None, Some((&ch, Algorithm::Sha256)));
+    let sha = wrong.register(
+        "<sip:alice@127.0.0.1:5071>",
+        None,
+        Some((&ch, Algorithm::Sha256)),
+    );
     assert_eq!(challenges(&mut core, sha).len(), 2);
 }
 
@@ -582,11 +604,12 @@ fn reply_to(req: &Msg, code: u16, tag: &str, body: &str) -> String {
     String::from_utf8(r.to_bytes()).unwrap_or_default()
 }
 
-fn cdr_finish(outs: &[Output]) -> Option<(Disposition, String)> {
+fn cdr_finish(outs: &[Output]) -> Option<HangupCause> {
     outs.iter().find_map(|o| match o {
-        Output::Cdr(CdrOp::Finish {
-            disposition, cause, ..
-        }) => Some((*disposition, cause.clone())),
+        Output::Call(CallEvent {
+            kind: CallEventKind::Ended { cause },
+            ..
+        }) => Some(*cause),
         _ => None,
     })
 }
@@ -598,7 +621,7 @@ fn answered_call_forks_cancels_loser_and_bye_from_callee() {
     assert_eq!(sent[0].1.code(), Some(100));
     let forks: Vec<_> = sent[1..].to_vec();
     assert_eq!(forks.len(), 2);
-    assert!(outs.iter().any(|o| matches!(o, Output::Cdr(CdrOp::Start { caller_number, callee_number, .. }) if caller_number == "1000" && callee_number == "1001")));
+    assert!(outs.iter().any(|o| matches!(o, Output::Call(CallEvent { kind: CallEventKind::Started { caller, callee, .. }, .. }) if caller.number == "1000" && callee.number == "1001")));
     assert_eq!(forks[0].1.body, b"v=0\r\nx=1");
     assert!(forks
         .iter()
@@ -628,9 +651,13 @@ fn answered_call_forks_cancels_loser_and_bye_from_callee() {
     assert!(sent
         .iter()
         .any(|(to, m)| *to == b2.src && m.method() == Some("CANCEL")));
-    assert!(outs
-        .iter()
-        .any(|o| matches!(o, Output::Cdr(CdrOp::Answer { .. }))));
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Call(CallEvent {
+            kind: CallEventKind::Answered { leg: 1 },
+            ..
+        })
+    )));
     // No ACK yet: the 200 is retransmitted on UDP.
     core.handle_timeout(6_600);
     let (sent, _) = drain(&mut core);
@@ -696,10 +723,7 @@ fn answered_call_forks_cancels_loser_and_bye_from_callee() {
     assert!(sent
         .iter()
         .any(|(to, m)| *to == a.src && m.method() == Some("BYE")));
-    assert_eq!(
-        cdr_finish(&outs),
-        Some((Disposition::Answered, "callee_bye".into()))
-    );
+    assert_eq!(cdr_finish(&outs), Some(HangupCause::CalleeBye));
     assert_eq!(core.active_calls(), 0);
 }
 
@@ -724,7 +748,7 @@ fn busy_everywhere_is_busy() {
     assert!(sent
         .iter()
         .any(|(to, m)| *to == a.src && m.code() == Some(486)));
-    assert_eq!(cdr_finish(&outs), Some((Disposition::Busy, "busy".into())));
+    assert_eq!(cdr_finish(&outs), Some(HangupCause::Busy));
 }
 
 #[test]
@@ -744,10 +768,7 @@ fn ring_timeout_is_no_answer_and_cancel_is_cancelled() {
             .count(),
         2
     );
-    assert_eq!(
-        cdr_finish(&outs),
-        Some((Disposition::NoAnswer, "no_answer".into()))
-    );
+    assert_eq!(cdr_finish(&outs), Some(HangupCause::NoAnswer));
 
     let (mut core, mut a, _b1, _b2) = registered_core();
     let (_sent, _) = start_call(&mut core, &mut a, "1001", 5_000);
@@ -762,10 +783,7 @@ fn ring_timeout_is_no_answer_and_cancel_is_cancelled() {
         .filter_map(|(_, m)| m.code())
         .collect();
     assert_eq!(codes, [200, 487]);
-    assert_eq!(
-        cdr_finish(&outs),
-        Some((Disposition::Cancelled, "cancelled".into()))
-    );
+    assert_eq!(cdr_finish(&outs), Some(HangupCause::Cancelled));
 }
 
 #[test]
@@ -793,10 +811,7 @@ fn unknown_and_unregistered_callees_fail() {
     core.handle_lookup(5_002, Lookup::Username("4242".into()), None);
     let (sent, outs) = drain(&mut core);
     assert_eq!(sent[0].1.code(), Some(404));
-    assert_eq!(
-        cdr_finish(&outs),
-        Some((Disposition::Failed, "not_found".into()))
-    );
+    assert_eq!(cdr_finish(&outs), Some(HangupCause::NotFound));
 
     core.cache_account(account("carol", "1002", "pc"));
     a.cseq += 1;
@@ -814,10 +829,7 @@ fn unknown_and_unregistered_callees_fail() {
         &invite(&mut a, "1002", "call-2", Some(&ch)),
     );
     assert_eq!(sent[0].1.code(), Some(480));
-    assert_eq!(
-        cdr_finish(&outs),
-        Some((Disposition::Failed, "not_registered".into()))
-    );
+    assert_eq!(cdr_finish(&outs), Some(HangupCause::NotRegistered));
 }
 
 #[test]
@@ -937,10 +949,7 @@ fn a_lost_connection_ends_its_calls() {
     assert!(sent
         .iter()
         .any(|(to, m)| *to == b1.src && m.method() == Some("BYE")));
-    assert_eq!(
-        cdr_finish(&outs),
-        Some((Disposition::Answered, "caller_connection_lost".into()))
-    );
+    assert_eq!(cdr_finish(&outs), Some(HangupCause::CallerConnectionLost));
     assert_eq!(core.active_calls(), 0);
 
     // Same while ringing (once the first call has been forgotten): the forks
@@ -958,10 +967,7 @@ fn a_lost_connection_ends_its_calls() {
         2
     );
     assert!(sent.iter().all(|(to, _)| *to == b1.src || *to == b2.src));
-    assert_eq!(
-        cdr_finish(&outs),
-        Some((Disposition::Cancelled, "caller_connection_lost".into()))
-    );
+    assert_eq!(cdr_finish(&outs), Some(HangupCause::CallerConnectionLost));
 }
 
 #[test]
@@ -990,4 +996,234 @@ fn a_failed_lookup_drops_the_request_and_caches_nothing() {
         directory(&Lookup::Username("alice".into())),
     );
     assert_eq!(drain(&mut core).0[0].1.code(), Some(200));
+}
+
+/// alice calls bob (two contacts) with `extra` headers in her INVITE; the
+/// first contact answers with `answer_extra` headers; alice ACKs. Returns
+/// the 200 alice got and the ACK bob got.
+fn answered_call(
+    core: &mut Core,
+    a: &mut Ua,
+    b1: &Ua,
+    now: u64,
+    extra: &str,
+    answer_extra: &[(&str, &str)],
+) -> (Msg, Msg) {
+    let (sent, _) = feed(
+        core,
+        now,
+        a.src,
+        &invite(a, "1001", "call-1", None).replace("Max-Forwards", &format!("{extra}Max-Forwards")),
+    );
+    let ch = sent[0].1.clone();
+    let inv = invite(a, "1001", "call-1", Some(&ch))
+        .replace("Max-Forwards", &format!("{extra}Max-Forwards"));
+    let (sent, _) = feed(core, now, a.src, &inv);
+    assert_eq!(sent[0].1.code(), Some(100), "{sent:?}");
+    let fork = sent
+        .iter()
+        .find(|(to, m)| *to == b1.src && m.method() == Some("INVITE"))
+        .expect("fork to b1")
+        .1
+        .clone();
+    let mut ok = Msg::parse(
+        reply_to(&fork, 200, "t1", "v=0 b").as_bytes(),
+        &Limits::default(),
+    )
+    .expect("valid");
+    for (n, v) in answer_extra {
+        ok.headers.push((n.to_string(), v.to_string()));
+    }
+    let (sent, _) = feed(
+        core,
+        now + 100,
+        b1.src,
+        &String::from_utf8_lossy(&ok.to_bytes()),
+    );
+    let to_a = sent
+        .iter()
+        .find(|(to, m)| *to == a.src && m.code() == Some(200))
+        .expect("200 to caller")
+        .1
+        .clone();
+    let a_tag = msg::tag(to_a.header("To").unwrap_or(""))
+        .unwrap_or("")
+        .to_string();
+    let ack = format!(
+        "ACK sip:centralita@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKack1\r\nFrom: <sip:alice@127.0.0.1>;tag=ftag\r\nTo: <sip:1001@127.0.0.1>;tag={a_tag}\r\nCall-ID: call-1\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
+        a.cseq
+    );
+    let (sent, _) = feed(core, now + 200, a.src, &ack);
+    let b_ack = sent
+        .iter()
+        .find(|(to, m)| *to == b1.src && m.method() == Some("ACK"))
+        .expect("ACK to b1")
+        .1
+        .clone();
+    (to_a, b_ack)
+}
+
+fn ended_at(outs: &[Output]) -> Option<(HangupCause, u64)> {
+    outs.iter().find_map(|o| match o {
+        Output::Call(CallEvent {
+            kind: CallEventKind::Ended { cause },
+            at_ms,
+            ..
+        }) => Some((*cause, *at_ms)),
+        _ => None,
+    })
+}
+
+fn byes_to(sent: &[(Source, Msg)], who: Source) -> usize {
+    sent.iter()
+        .filter(|(to, m)| *to == who && m.method() == Some("BYE"))
+        .count()
+}
+
+#[test]
+fn session_timer_ends_a_call_whose_phone_vanished_and_refreshes_keep_it() {
+    let mut c = cfg();
+    c.session_expires_secs = 90;
+    let (mut core, mut a, b1, _b2) = registered_core_with(c);
+    let t0 = 10_000;
+    let (to_a, b_ack) = answered_call(&mut core, &mut a, &b1, t0, "Supported: timer\r\n", &[]);
+    // The caller supports timers and the callee did not answer with any:
+    // the caller refreshes.
+    assert_eq!(to_a.header("Session-Expires"), Some("90;refresher=uac"));
+    assert_eq!(to_a.header("Require"), Some("timer"));
+    let answered = t0 + 100;
+    // A refresh (re-INVITE from the caller, answered by the callee) 40 s in.
+    let a_tag = msg::tag(to_a.header("To").unwrap_or(""))
+        .unwrap_or("")
+        .to_string();
+    let reinv = format!(
+        "INVITE sip:centralita@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKref1\r\nFrom: <sip:alice@127.0.0.1>;tag=ftag\r\nTo: <sip:1001@127.0.0.1>;tag={a_tag}\r\nCall-ID: call-1\r\nCSeq: 10 INVITE\r\nContact: <sip:alice@127.0.0.1:5071>\r\nSession-Expires: 90;refresher=uac\r\nContent-Type: application/sdp\r\nContent-Length: 8\r\n\r\nv=0\r\nx=1"
+    );
+    let refresh_at = answered + 40_000;
+    let (sent, _) = feed(&mut core, refresh_at, a.src, &reinv);
+    let fwd = sent
+        .iter()
+        .find(|(to, m)| *to == b1.src && m.method() == Some("INVITE"))
+        .expect("refresh relayed")
+        .1
+        .clone();
+    assert_eq!(fwd.call_id(), b_ack.call_id());
+    feed(
+        &mut core,
+        refresh_at + 50,
+        b1.src,
+        &reply_to(&fwd, 200, "t1", "v=0 b"),
+    );
+    // 60 s after the answer (90 - 30) nothing happens: the refresh counted.
+    core.handle_timeout(answered + 61_000);
+    let (sent, outs) = drain(&mut core);
+    assert_eq!(
+        byes_to(&sent, a.src) + byes_to(&sent, b1.src),
+        0,
+        "{sent:?}"
+    );
+    assert_eq!(ended_at(&outs), None);
+    assert_eq!(core.active_calls(), 1);
+    // Then nobody refreshes: BYE to both legs, billed to the last refresh.
+    core.handle_timeout(refresh_at + 50 + 60_000);
+    let (sent, outs) = drain(&mut core);
+    assert_eq!(byes_to(&sent, a.src), 1, "{sent:?}");
+    assert_eq!(byes_to(&sent, b1.src), 1, "{sent:?}");
+    assert_eq!(
+        ended_at(&outs),
+        Some((HangupCause::SessionTimerExpired, refresh_at + 50))
+    );
+    assert_eq!(core.active_calls(), 0);
+}
+
+#[test]
+fn callee_refreshes_when_the_caller_cannot() {
+    let mut c = cfg();
+    c.session_expires_secs = 600;
+    let (mut core, mut a, b1, _b2) = registered_core_with(c);
+    // No `Supported: timer` from the caller: the callee is asked to refresh.
+    let (sent, _) = feed(
+        &mut core,
+        1_000,
+        a.src,
+        &invite(&mut a, "1001", "call-1", None),
+    );
+    let ch = sent[0].1.clone();
+    let (sent, _) = feed(
+        &mut core,
+        1_000,
+        a.src,
+        &invite(&mut a, "1001", "call-1", Some(&ch)),
+    );
+    let fork = &sent.iter().find(|(to, _)| *to == b1.src).expect("fork").1;
+    assert_eq!(fork.header("Session-Expires"), Some("600;refresher=uas"));
+    assert!(fork.header_list("Supported").contains(&"timer"));
+}
+
+#[test]
+fn maximum_call_duration_ends_the_call() {
+    let mut c = cfg();
+    c.max_call_duration_ms = 3_600_000;
+    let (mut core, mut a, b1, _b2) = registered_core_with(c);
+    let (_to_a, _b_ack) = answered_call(&mut core, &mut a, &b1, 1_000, "", &[]);
+    assert!(core.poll_timeout() <= 1_100 + 3_600_000);
+    core.handle_timeout(1_100 + 3_599_000);
+    let (sent, _) = drain(&mut core);
+    assert_eq!(byes_to(&sent, a.src), 0);
+    core.handle_timeout(1_100 + 3_600_000);
+    let (sent, outs) = drain(&mut core);
+    assert_eq!(byes_to(&sent, a.src), 1);
+    assert_eq!(byes_to(&sent, b1.src), 1);
+    assert_eq!(
+        ended_at(&outs),
+        Some((HangupCause::MaxDuration, 1_100 + 3_600_000))
+    );
+}
+
+#[test]
+fn shutdown_ends_answered_and_ringing_calls() {
+    let (mut core, mut a, b1, b2) = registered_core();
+    answered_call(&mut core, &mut a, &b1, 1_000, "", &[]);
+    // A second call from bob's first phone to alice, still ringing.
+    let mut caller = Ua::new("bob", "pb", b1.src);
+    caller.cseq = 50;
+    let inv = invite(&mut caller, "1000", "call-2", None);
+    let (sent, _) = feed(&mut core, 2_000, b1.src, &inv);
+    let ch = sent[0].1.clone();
+    let inv = invite(&mut caller, "1000", "call-2", Some(&ch));
+    let (sent, _) = feed(&mut core, 2_000, b1.src, &inv);
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == a.src && m.method() == Some("INVITE")));
+    assert_eq!(core.active_calls(), 2);
+    core.handle_shutdown(3_000);
+    let (sent, outs) = drain(&mut core);
+    // Answered call: BYE both legs. Ringing call: CANCEL to alice, 503 to bob.
+    assert_eq!(byes_to(&sent, a.src), 1, "{sent:?}");
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == b1.src && m.method() == Some("BYE")));
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == a.src && m.method() == Some("CANCEL")));
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == b1.src && m.code() == Some(503)));
+    let ends = outs
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Call(CallEvent {
+                    kind: CallEventKind::Ended {
+                        cause: HangupCause::Shutdown
+                    },
+                    ..
+                })
+            )
+        })
+        .count();
+    assert_eq!(ends, 2);
+    assert_eq!(core.active_calls(), 0);
+    let _ = b2;
 }

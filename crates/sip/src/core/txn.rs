@@ -6,7 +6,7 @@
 //!   INVITE are retransmitted until the ACK (timers G/H).
 
 use super::msg::Msg;
-use super::{Output, Source};
+use super::types::{Outbox, Output, Source};
 use std::collections::{HashMap, VecDeque};
 
 pub const T1: u64 = 500;
@@ -32,6 +32,22 @@ pub enum Owner {
     Stray,
 }
 
+/// Identifies something we retransmit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TxnKey {
+    /// A client transaction of ours by its branch (fork INVITE, relayed
+    /// request, BYE).
+    Client(String),
+    /// Our CANCEL of the INVITE with this branch.
+    Cancel(String),
+    /// Our final response to call `.0`'s initial INVITE, until its ACK.
+    InviteFinal(u64),
+    /// A relayed 2xx to a re-INVITE of call `.0` with CSeq `.1`, until its ACK.
+    ReInvite2xx(u64, u32),
+    /// A non-2xx final to an INVITE outside any call (e.g. 407), until its ACK.
+    Stray(String),
+}
+
 #[derive(Debug)]
 pub struct Retrans {
     pub to: Source,
@@ -48,7 +64,7 @@ pub struct Retrans {
 pub struct Txns {
     absorb: HashMap<String, (Source, Vec<u8>)>,
     absorb_order: VecDeque<(u64, String)>,
-    pub(crate) retrans: HashMap<String, Retrans>,
+    retrans: HashMap<TxnKey, Retrans>,
 }
 
 fn key(m: &Msg) -> String {
@@ -59,7 +75,7 @@ fn key(m: &Msg) -> String {
 
 impl Txns {
     /// If `m` retransmits a request already answered, re-send the answer.
-    pub fn absorb(&mut self, m: &Msg, src: Source, out: &mut VecDeque<Output>) -> bool {
+    pub fn absorb(&mut self, m: &Msg, src: Source, out: &mut Outbox) -> bool {
         if m.top_branch().is_empty() {
             return false;
         }
@@ -93,7 +109,7 @@ impl Txns {
         self.remember(now_ms, req, src, data.clone());
         self.start(
             now_ms,
-            format!("srv\u{0}{}", key(req)),
+            TxnKey::Stray(key(req)),
             src,
             data,
             true,
@@ -103,16 +119,14 @@ impl Txns {
 
     /// An ACK for a non-2xx final we sent outside a call.
     pub fn ack(&mut self, m: &Msg) -> bool {
-        self.retrans
-            .remove(&format!("srv\u{0}{}", key(m)))
-            .is_some()
+        self.retrans.remove(&TxnKey::Stray(key(m))).is_some()
     }
 
     /// Starts retransmitting `data` (UDP) with a 64*T1 deadline.
     pub fn start(
         &mut self,
         now_ms: u64,
-        k: String,
+        k: TxnKey,
         to: Source,
         data: Vec<u8>,
         invite: bool,
@@ -134,15 +148,19 @@ impl Txns {
     }
 
     /// Stops retransmitting but keeps the deadline (a provisional arrived).
-    pub fn quiet(&mut self, k: &str) {
+    pub fn quiet(&mut self, k: &TxnKey) {
         if let Some(r) = self.retrans.get_mut(k) {
             r.next_at = None;
             r.deadline = u64::MAX;
         }
     }
 
-    pub fn stop(&mut self, k: &str) -> Option<Retrans> {
+    pub fn stop(&mut self, k: &TxnKey) -> Option<Retrans> {
         self.retrans.remove(k)
+    }
+
+    pub fn contains(&self, k: &TxnKey) -> bool {
+        self.retrans.contains_key(k)
     }
 
     pub fn next_deadline(&self) -> Option<u64> {
@@ -156,7 +174,7 @@ impl Txns {
     }
 
     /// Retransmits what is due; returns the owners of entries that timed out.
-    pub fn poll(&mut self, now_ms: u64, out: &mut VecDeque<Output>) -> Vec<Owner> {
+    pub fn poll(&mut self, now_ms: u64, out: &mut Outbox) -> Vec<Owner> {
         while let Some((t, _)) = self.absorb_order.front() {
             if *t > now_ms {
                 break;

@@ -28,12 +28,17 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// How long connecting to a phone's TCP contact may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Per-connection outbound queue depth; a client that does not read is cut off.
 const FLOW_QUEUE: usize = 256;
 
 pub(crate) struct Shared {
     pub core: Mutex<Core>,
     flows: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    /// Connections we opened ourselves, by the address we connected to.
+    dialed: Mutex<HashMap<SocketAddr, u64>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     next_flow: AtomicU64,
     pub udp: Arc<UdpSocket>,
@@ -60,6 +65,7 @@ impl Shared {
         Arc::new(Shared {
             core: Mutex::new(core),
             flows: Mutex::new(HashMap::new()),
+            dialed: Mutex::new(HashMap::new()),
             per_ip: Mutex::new(HashMap::new()),
             next_flow: AtomicU64::new(1),
             udp,
@@ -103,11 +109,23 @@ impl Shared {
                 });
             }
             Output::Store(op) => self.writers.store(op),
-            Output::Cdr(op) => self.writers.cdr(op),
+            Output::Call(ev) => self.writers.cdr(ev),
         }
     }
 
-    fn transmit(self: &Arc<Self>, to: Source, data: Vec<u8>) {
+    fn transmit(self: &Arc<Self>, mut to: Source, data: Vec<u8>) {
+        if to.flow == UDP_FLOW && to.transport == Transport::Tcp {
+            // A TCP contact without a live connection (restored after a
+            // restart): use the one we opened to it, or open one.
+            let dialed = self.dialed.lock().get(&to.peer).copied();
+            match dialed {
+                Some(flow) => to.flow = flow,
+                None => {
+                    self.dial(to.peer, data);
+                    return;
+                }
+            }
+        }
         if to.flow == UDP_FLOW {
             match self.udp.try_send_to(&data, to.peer) {
                 Ok(_) => {}
@@ -133,6 +151,38 @@ impl Shared {
             }
             None => tracing::debug!(flow = to.flow, "flow gone; dropping message"),
         }
+    }
+
+    /// Opens a TCP connection to `peer` and sends `first` on it; what comes
+    /// back is handled like any connection. Until it is up, later messages
+    /// to `peer` queue on its flow.
+    fn dial(self: &Arc<Self>, peer: SocketAddr, first: Vec<u8>) {
+        if !self.admit(peer.ip()) {
+            return;
+        }
+        let (id, rx) = self.open_flow();
+        if let Some(tx) = self.flows.lock().get(&id) {
+            let _ = tx.try_send(first);
+        }
+        self.dialed.lock().insert(peer, id);
+        let me = self.clone();
+        self.main.spawn(async move {
+            let connect = tokio::net::TcpStream::connect(peer);
+            match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    stream_flow(me, stream, peer, Transport::Tcp, id, rx).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "cannot connect to a TCP contact");
+                    me.close_flow(id, peer.ip());
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "connecting to a TCP contact timed out");
+                    me.close_flow(id, peer.ip());
+                }
+            }
+        });
     }
 
     /// Reserves a connection slot for `ip`; false when over the limit.
@@ -166,8 +216,14 @@ impl Shared {
 
     fn close_flow(self: &Arc<Self>, id: u64, ip: IpAddr) {
         self.flows.lock().remove(&id);
+        self.dialed.lock().retain(|_, f| *f != id);
         self.release(ip);
-        self.feed(|c| c.handle_flow_closed(now_ms(), id));
+        // A connection we close because we are stopping is not the phone
+        // going away: its binding stays registered (and is restored at the
+        // next start; plain TCP contacts are then reached by connecting).
+        if !*self.shutdown.borrow() {
+            self.feed(|c| c.handle_flow_closed(now_ms(), id));
+        }
     }
 
     /// A WebSocket connection handed over by the HTTP layer.
@@ -287,8 +343,22 @@ pub(crate) async fn stream_conn<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
+    let (id, out_rx) = shared.open_flow();
+    stream_flow(shared, stream, peer, transport, id, out_rx).await;
+}
+
+/// Runs stream connection `id` (accepted or dialed) until it closes.
+async fn stream_flow<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+    id: u64,
+    mut out_rx: mpsc::Receiver<Vec<u8>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let (id, mut out_rx) = shared.open_flow();
     let src = Source {
         flow: id,
         transport,

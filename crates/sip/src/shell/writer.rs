@@ -4,7 +4,8 @@
 //! always goes to the same of a few writer tasks).
 
 use crate::backend::{Backend, RegistrationState};
-use crate::core::{BindingRecord, CdrOp, StoreOp};
+use crate::core::{BindingRecord, StoreOp};
+use domain::call_events::CallEvent;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +27,7 @@ const TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub(crate) struct Writers {
     store: mpsc::UnboundedSender<StoreOp>,
-    cdr: Vec<mpsc::UnboundedSender<CdrOp>>,
+    cdr: Vec<mpsc::UnboundedSender<CallEvent>>,
     /// Operations queued and not yet written (for a clean shutdown).
     pending: Arc<AtomicUsize>,
 }
@@ -60,15 +61,10 @@ impl Writers {
         }
     }
 
-    pub fn cdr(&self, op: CdrOp) {
-        let id = match &op {
-            CdrOp::Start { call_id, .. }
-            | CdrOp::Ringing { call_id, .. }
-            | CdrOp::Answer { call_id, .. }
-            | CdrOp::Finish { call_id, .. } => call_id,
-        };
+    /// Queues a call event; events of one call keep their order.
+    pub fn cdr(&self, op: CallEvent) {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut h);
+        op.call_id.hash(&mut h);
         let i = (h.finish() as usize) % self.cdr.len();
         self.pending.fetch_add(1, Ordering::AcqRel);
         if self.cdr[i].send(op).is_err() {
@@ -104,7 +100,7 @@ async fn next_batch<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
 
 async fn cdr_loop(
     backend: Arc<dyn Backend>,
-    mut rx: mpsc::UnboundedReceiver<CdrOp>,
+    mut rx: mpsc::UnboundedReceiver<CallEvent>,
     pending: Arc<AtomicUsize>,
 ) {
     while let Some(mut ops) = next_batch(&mut rx).await {
@@ -190,7 +186,6 @@ async fn store_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Disposition;
     use crate::DomainBackend;
 
     async fn services(dir: &tempfile::TempDir) -> domain::Services {
@@ -205,48 +200,50 @@ mod tests {
         )
     }
 
-    /// The CDR operations of call `i`, which starts at `t0 + i` ms and is
+    /// The call events of call `i`, which starts at `t0 + i` ms and is
     /// answered after 1 s and ends after 3 s (odd calls) or is not answered.
-    fn ops(i: u64, t0: u64, agent: Option<i64>) -> Vec<CdrOp> {
+    fn ops(i: u64, t0: u64, agent: Option<i64>) -> Vec<CallEvent> {
+        use domain::call_events::{CallEventKind as K, HangupCause, Party};
         let call_id = format!("call-{i}");
-        let (caller_number, callee_number) = ("1000".to_string(), "1001".to_string());
+        let ev = |at_ms: u64, kind: K| CallEvent {
+            call_id: call_id.clone(),
+            at_ms,
+            kind,
+        };
+        let party = |number: &str, agent_id| Party {
+            number: number.into(),
+            agent_id,
+        };
         let mut v = vec![
-            CdrOp::Start {
-                call_id: call_id.clone(),
-                caller_number: caller_number.clone(),
-                callee_number: callee_number.clone(),
-                caller_user_id: agent,
-                callee_user_id: None,
-                at_ms: t0 + i,
-            },
-            CdrOp::Ringing {
-                call_id: call_id.clone(),
-                caller_number: caller_number.clone(),
-                callee_number: callee_number.clone(),
-                at_ms: t0 + i + 10,
-            },
+            ev(
+                t0 + i,
+                K::Started {
+                    direction: domain::Direction::Internal,
+                    caller: party("1000", agent),
+                    callee: party("1001", None),
+                    transport: "udp".into(),
+                },
+            ),
+            ev(
+                t0 + i,
+                K::LegAdded {
+                    leg: 1,
+                    party: party("1001", None),
+                    transport: "udp".into(),
+                },
+            ),
+            ev(t0 + i + 10, K::Ringing { leg: 1 }),
         ];
         let answered = i % 2 == 1;
         if answered {
-            v.push(CdrOp::Answer {
-                call_id: call_id.clone(),
-                caller_number: caller_number.clone(),
-                callee_number: callee_number.clone(),
-                at_ms: t0 + i + 1_000,
-            });
+            v.push(ev(t0 + i + 1_000, K::Answered { leg: 1 }));
         }
-        v.push(CdrOp::Finish {
-            call_id,
-            caller_number,
-            callee_number,
-            at_ms: t0 + i + 3_000,
-            disposition: if answered {
-                Disposition::Answered
-            } else {
-                Disposition::NoAnswer
-            },
-            cause: if answered { "caller_bye" } else { "no_answer" }.into(),
-        });
+        let cause = if answered {
+            HangupCause::CallerBye
+        } else {
+            HangupCause::NoAnswer
+        };
+        v.push(ev(t0 + i + 3_000, K::Ended { cause }));
         v
     }
 
@@ -290,7 +287,7 @@ mod tests {
         });
         let w = Writers::spawn(Arc::new(DomainBackend::new(s.clone())));
         let t0 = 1_700_000_000_000u64;
-        let per_call: Vec<Vec<CdrOp>> = (0..n).map(|i| ops(i, t0, None)).collect();
+        let per_call: Vec<Vec<CallEvent>> = (0..n).map(|i| ops(i, t0, None)).collect();
         // Round-robin over the calls: start of all, then the next op of each.
         let longest = per_call.iter().map(Vec::len).max().unwrap_or(0);
         for k in 0..longest {
@@ -373,7 +370,7 @@ mod tests {
     async fn cdr_writer_default_batch_keeps_order() {
         let backend = Arc::new(crate::MemoryBackend::default());
         let w = Writers::spawn(backend.clone());
-        let queued: Vec<CdrOp> = (0..700).flat_map(|i| ops(i, 0, None)).collect();
+        let queued: Vec<CallEvent> = (0..700).flat_map(|i| ops(i, 0, None)).collect();
         for op in &queued {
             w.cdr(op.clone());
         }

@@ -17,6 +17,8 @@ pub enum Link {
     Udp(UdpSocket, SocketAddr),
     Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>, Vec<u8>),
+    /// Plain TCP; the port is where this UA listens for connections (its Contact).
+    Tcp(TcpStream, Vec<u8>, u16),
 }
 
 pub struct Ua {
@@ -89,6 +91,25 @@ impl Ua {
         )
     }
 
+    /// SIP over TCP on `stream` (connected to the server, or accepted from
+    /// it); the Contact names `listen_port`, where the UA accepts connections.
+    pub fn tcp(
+        stream: TcpStream,
+        listen_port: u16,
+        server: SocketAddr,
+        user: &str,
+        pass: &str,
+        realm: &str,
+    ) -> Ua {
+        Ua::new(
+            Link::Tcp(stream, Vec::new(), listen_port),
+            server,
+            user,
+            pass,
+            realm,
+        )
+    }
+
     fn new(link: Link, server: SocketAddr, user: &str, pass: &str, realm: &str) -> Ua {
         Ua {
             link,
@@ -123,6 +144,10 @@ impl Ua {
                 "SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK{}x{}",
                 self.user, self.counter
             ),
+            Link::Tcp(_, _, port) => format!(
+                "SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bK{}x{}",
+                self.user, self.counter
+            ),
         }
     }
 
@@ -134,6 +159,7 @@ impl Ua {
                 self.user, self.user
             ),
             Link::Tls(..) => format!("<sip:{}@127.0.0.1:5999;transport=tls>", self.user),
+            Link::Tcp(_, _, port) => format!("<sip:{}@127.0.0.1:{port};transport=tcp>", self.user),
         }
     }
 
@@ -150,6 +176,10 @@ impl Ua {
                 use tokio::io::AsyncWriteExt;
                 s.write_all(text.as_bytes()).await.expect("TLS send");
             }
+            Link::Tcp(s, _, _) => {
+                use tokio::io::AsyncWriteExt;
+                s.write_all(text.as_bytes()).await.expect("TCP send");
+            }
         }
     }
 
@@ -164,6 +194,18 @@ impl Ua {
                     Some(buf)
                 }
                 Link::Tls(s, buf) => loop {
+                    use tokio::io::AsyncReadExt;
+                    if let Ok(Some(n)) = sip::core::msg::stream_frame_len(buf, 65_535) {
+                        break Some(buf.drain(..n).collect());
+                    }
+                    let mut chunk = [0u8; 4096];
+                    let n = s.read(&mut chunk).await.ok()?;
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                },
+                Link::Tcp(s, buf, _) => loop {
                     use tokio::io::AsyncReadExt;
                     if let Ok(Some(n)) = sip::core::msg::stream_frame_len(buf, 65_535) {
                         break Some(buf.drain(..n).collect());
@@ -224,13 +266,20 @@ impl Ua {
         } else {
             "Proxy-Authenticate"
         };
-        let c = challenge
+        // The challenge for `alg` if offered, else any: the server's nonces
+        // are not tied to an algorithm, and by default it offers only MD5.
+        let offered: Vec<String> = challenge
             .headers
             .iter()
             .filter(|(n, _)| n == hname)
             .map(|(_, v)| v.clone())
+            .collect();
+        let c = offered
+            .iter()
             .find(|v| v.contains(&format!("algorithm={},", alg.name())))
-            .expect("challenge for the algorithm");
+            .or(offered.first())
+            .expect("a challenge")
+            .clone();
         let nonce = c
             .split("nonce=\"")
             .nth(1)

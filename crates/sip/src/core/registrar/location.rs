@@ -5,7 +5,7 @@
 //! reloads its page gets a new WebSocket flow and must not be locked out
 //! until the old binding expires).
 
-use super::{Source, Transport};
+use super::super::types::{Source, Transport, UDP_FLOW};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,16 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// Whether a request can reach this contact: over its live flow, over
+    /// UDP, or — for a plain TCP binding restored after a restart whose
+    /// connection is gone — by connecting to its Contact address. An RFC
+    /// 5626 (outbound) or TLS binding without its flow cannot be reached
+    /// until the phone registers again over a new one.
+    pub fn reachable(&self) -> bool {
+        let t = self.src.transport;
+        !t.reliable() || self.src.flow != UDP_FLOW || (t == Transport::Tcp && self.reg_id.is_none())
+    }
+
     fn same(&self, other: &Binding) -> bool {
         match (&self.instance, &other.instance) {
             (Some(a), Some(b)) => a == b && self.reg_id == other.reg_id,
@@ -35,7 +45,7 @@ impl Binding {
 }
 
 #[derive(Debug, Default)]
-pub struct Registrar {
+pub struct Location {
     aors: HashMap<String, Vec<Binding>>,
     count: usize,
 }
@@ -47,7 +57,7 @@ pub struct Change {
     pub removed: Vec<Binding>,
 }
 
-impl Registrar {
+impl Location {
     pub fn bindings(&self, username: &str) -> &[Binding] {
         self.aors.get(username).map(Vec::as_slice).unwrap_or(&[])
     }
@@ -172,7 +182,7 @@ mod tests {
 
     #[test]
     fn add_refresh_replace_remove_expire() {
-        let mut r = Registrar::default();
+        let mut r = Location::default();
         let mut ch = Change::default();
         r.update("a", b("sip:a@1", 10, None), 10, 2, &mut ch);
         r.update("a", b("sip:a@2", 20, None), 20, 2, &mut ch);

@@ -1,0 +1,559 @@
+//! One call through the B2BUA: the caller's leg (A, we are its UAS), one
+//! fork per contact of the callee (B legs, we are their UAC), and every
+//! timer of the call. The first 2xx wins and the other forks are
+//! cancelled; ACK for a 2xx is end to end, for a non-2xx hop by hop;
+//! in-dialog requests are relayed to the other leg with that leg's dialog
+//! state. A call knows nothing of other calls, accounts or the location
+//! table: what to ring comes in with [`Call::start`] from the routing
+//! decision; what happened goes out as call events.
+//!
+//! Files: `fork.rs` (the ringing phase: responses of the forks, CANCEL,
+//! failure), `dialog.rs` (ACK, CANCEL, BYE and relayed in-dialog requests),
+//! `leg.rs` (dialog state and request building), `session_timer.rs`
+//! (RFC 4028). SDP is relayed unchanged; `media` is where a media session
+//! per side hangs once media is anchored.
+
+mod dialog;
+mod fork;
+pub mod leg;
+pub mod session_timer;
+
+use super::ctx::Ctx;
+use super::msg::{self, response, strip_param, Msg};
+use super::registrar::location::Binding;
+use super::txn::{Owner, TxnKey};
+use super::types::{Account, Source, ALLOW};
+use domain::call_events::{CallEventKind, HangupCause, Party};
+use domain::routing::AgentTarget;
+use leg::{copy_body, new_branch, Leg};
+use std::collections::HashMap;
+
+/// How long an ended call keeps its dialogs to answer late retransmissions
+/// (UDP retransmits come at 0.5, 1.5, 3.5 and 7.5 s).
+const LINGER_MS: u64 = 8_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    A,
+    B(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForkState {
+    Calling,
+    Proceeding,
+    Answered,
+    Done,
+}
+
+#[derive(Debug)]
+struct Fork {
+    leg: Leg,
+    branch: String,
+    invite: Msg,
+    state: ForkState,
+    code: u16,
+    ack: Option<Vec<u8>>,
+    ringing_reported: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ringing,
+    Answered,
+    Ending,
+}
+
+/// A relayed (or our own) in-dialog request waiting for its response.
+#[derive(Debug)]
+struct Relay {
+    from: Side,
+    /// The request as received; `None` for a request we originated
+    /// (a session refresh).
+    req: Option<Msg>,
+    src: Source,
+    fwd_cseq: u32,
+    /// A re-INVITE or UPDATE: its 2xx refreshes the session.
+    refresh: bool,
+}
+
+/// ACK of a relayed re-INVITE 2xx still to pass on.
+#[derive(Debug)]
+struct ReinviteAck {
+    from: Side,
+    cseq: u32,
+    to: Side,
+    fwd_cseq: u32,
+}
+
+/// Placeholder for the anchored media of one side (issue 10 fills it).
+#[derive(Debug, Default)]
+pub struct MediaLeg {
+    pub last_sdp: Vec<u8>,
+}
+
+/// Session timer state of an answered call (RFC 4028).
+#[derive(Debug)]
+struct SessionTimer {
+    secs: u32,
+    last_refresh_ms: u64,
+    /// We refresh the B leg ourselves with UPDATE.
+    we_refresh_b: bool,
+}
+
+#[derive(Debug, Default)]
+struct Deadlines {
+    ring: Option<u64>,
+    max_duration: Option<u64>,
+    linger: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct Call {
+    id: u64,
+    phase: Phase,
+    a: Leg,
+    a_invite: Msg,
+    /// Never shrinks once the call exists, so the indices kept in `winner`
+    /// and in `Side::B(i)` always index into it.
+    forks: Vec<Fork>,
+    winner: Option<usize>,
+    relays: HashMap<String, Relay>,
+    reinvite_acks: Vec<ReinviteAck>,
+    ringing_sent: bool,
+    deadlines: Deadlines,
+    /// Negotiated session interval (0: no session timer).
+    session_secs: u32,
+    session: Option<SessionTimer>,
+    pub media: [MediaLeg; 2],
+}
+
+/// Where a new call goes and under which terms.
+pub struct Plan<'a> {
+    pub caller: &'a Account,
+    pub callee: &'a AgentTarget,
+    pub contacts: &'a [Binding],
+    /// Session interval to offer (0: none).
+    pub session_secs: u32,
+}
+
+impl Call {
+    /// Starts a call: 100 Trying to the caller, an INVITE to every contact.
+    pub fn start(
+        ctx: &mut Ctx<'_>,
+        id: u64,
+        src: Source,
+        m: Msg,
+        a_tag: String,
+        plan: Plan<'_>,
+    ) -> Call {
+        let now = ctx.now_ms;
+        let trying = response(&m, 100, "Trying", None);
+        let bytes = trying.to_bytes();
+        ctx.txn.remember(now, &m, src, bytes.clone());
+        ctx.send_bytes(src, bytes);
+
+        let from = m.header("From").unwrap_or("");
+        let a = Leg {
+            call_id: m.call_id().to_string(),
+            local_tag: a_tag,
+            remote_tag: msg::tag(from).unwrap_or("").to_string(),
+            local_uri: strip_param(m.header("To").unwrap_or(""), "tag"),
+            remote_uri: strip_param(from, "tag"),
+            local_cseq: 1,
+            remote_target: m
+                .header_list("Contact")
+                .first()
+                .map(|c| msg::addr_uri(c).to_string())
+                .unwrap_or_default(),
+            src,
+        };
+        let display = plan.caller.display_name.replace(['"', '\\'], "");
+        let host = ctx.cfg.local_host.clone();
+        let mut forks = Vec::with_capacity(plan.contacts.len());
+        for b in plan.contacts {
+            let leg = Leg {
+                call_id: format!("{}@centralita", ctx.token()),
+                local_tag: ctx.token(),
+                remote_tag: String::new(),
+                local_uri: format!("\"{display}\" <sip:{}@{host}>", plan.caller.extension),
+                remote_uri: format!("<sip:{}@{host}>", plan.callee.extension),
+                local_cseq: 1,
+                remote_target: b.uri.clone(),
+                src: b.src,
+            };
+            let branch = new_branch(ctx, id);
+            let mut inv = leg.request(ctx, "INVITE", 1, &branch);
+            inv.headers.push(("Allow".into(), ALLOW.into()));
+            if plan.session_secs > 0 {
+                // When the caller cannot refresh, the callee must (a UAS
+                // keeps the refresher the request names, RFC 4028 section 9).
+                let refresher = if session_timer::supports_timer(&m) {
+                    ""
+                } else {
+                    ";refresher=uas"
+                };
+                inv.headers.push(("Supported".into(), "timer".into()));
+                inv.headers.push((
+                    "Session-Expires".into(),
+                    format!("{}{refresher}", plan.session_secs),
+                ));
+                inv.headers
+                    .push(("Min-SE".into(), ctx.cfg.min_se_secs.max(90).to_string()));
+            }
+            copy_body(&m, &mut inv);
+            let bytes = inv.to_bytes();
+            ctx.txn.start(
+                now,
+                TxnKey::Client(branch.clone()),
+                b.src,
+                bytes.clone(),
+                true,
+                Owner::ForkInvite {
+                    call: id,
+                    fork: forks.len(),
+                },
+            );
+            ctx.send_bytes(b.src, bytes);
+            ctx.event(
+                &a.call_id,
+                now,
+                CallEventKind::LegAdded {
+                    leg: forks.len() as u32 + 1,
+                    party: Party {
+                        number: plan.callee.extension.clone(),
+                        agent_id: plan.callee.agent_id,
+                    },
+                    transport: b.src.transport.as_str().to_string(),
+                },
+            );
+            forks.push(Fork {
+                leg,
+                branch,
+                invite: inv,
+                state: ForkState::Calling,
+                code: 0,
+                ack: None,
+                ringing_reported: false,
+            });
+        }
+        let mut media: [MediaLeg; 2] = Default::default();
+        media[0].last_sdp = m.body.clone();
+        Call {
+            id,
+            phase: Phase::Ringing,
+            a,
+            a_invite: m,
+            forks,
+            winner: None,
+            relays: HashMap::new(),
+            reinvite_acks: Vec::new(),
+            ringing_sent: false,
+            deadlines: Deadlines {
+                ring: Some(now + ctx.cfg.ring_timeout_ms),
+                ..Default::default()
+            },
+            session_secs: plan.session_secs,
+            session: None,
+            media,
+        }
+    }
+
+    // ---- getters ----
+
+    /// The caller's Call-ID (and the call's id in events and CDRs).
+    pub fn call_id(&self) -> &str {
+        &self.a.call_id
+    }
+
+    /// Every Call-ID of the call with its side, for the endpoint's index.
+    pub fn call_ids(&self) -> impl Iterator<Item = (&str, Side)> {
+        std::iter::once((self.a.call_id.as_str(), Side::A)).chain(
+            self.forks
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.leg.call_id.as_str(), Side::B(i))),
+        )
+    }
+
+    /// Up (ringing or answered), as opposed to lingering after its end.
+    pub fn is_live(&self) -> bool {
+        self.phase != Phase::Ending
+    }
+
+    /// Lingered long enough to be forgotten.
+    pub fn is_finished(&self, now_ms: u64) -> bool {
+        self.deadlines.linger.is_some_and(|t| t <= now_ms)
+    }
+
+    /// Whether a leg of this call travels over connection `flow`.
+    pub fn uses_flow(&self, flow: u64) -> bool {
+        (self.a.src.flow == flow && self.a.src.transport.reliable())
+            || self
+                .forks
+                .iter()
+                .any(|f| f.leg.src.flow == flow && f.leg.src.transport.reliable())
+    }
+
+    /// The next instant [`Call::handle_timeout`] must run.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let session = self.session.as_ref().map(|s| self.session_deadline(s));
+        [
+            self.deadlines.ring,
+            self.deadlines.max_duration,
+            self.deadlines.linger,
+            session,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn session_deadline(&self, s: &SessionTimer) -> u64 {
+        let expiry = session_timer::expiry_ms(s.last_refresh_ms, s.secs);
+        if s.we_refresh_b {
+            session_timer::refresh_ms(s.last_refresh_ms, s.secs).min(expiry)
+        } else {
+            expiry
+        }
+    }
+
+    fn leg(&self, side: Side) -> Option<&Leg> {
+        match side {
+            Side::A => Some(&self.a),
+            Side::B(i) => self.forks.get(i).map(|f| &f.leg),
+        }
+    }
+
+    fn leg_mut(&mut self, side: Side) -> Option<&mut Leg> {
+        match side {
+            Side::A => Some(&mut self.a),
+            Side::B(i) => self.forks.get_mut(i).map(|f| &mut f.leg),
+        }
+    }
+
+    // ---- inputs ----
+
+    /// Deadlines: ring timeout, session timer, maximum duration, linger.
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now_ms;
+        if self.deadlines.ring.is_some_and(|t| t <= now) {
+            self.deadlines.ring = None;
+            if self.phase == Phase::Ringing {
+                let r = response(
+                    &self.a_invite,
+                    480,
+                    "Temporarily Unavailable",
+                    Some(&self.a.local_tag),
+                );
+                self.cancel_forks(ctx, None);
+                self.final_to_a(ctx, r);
+                self.end(ctx, now, HangupCause::NoAnswer);
+            }
+        }
+        if self.deadlines.max_duration.is_some_and(|t| t <= now) {
+            self.deadlines.max_duration = None;
+            if self.phase == Phase::Answered {
+                tracing::info!(call_id = %self.a.call_id, "maximum call duration reached");
+                self.hang_up_both(ctx, now, HangupCause::MaxDuration);
+            }
+        }
+        self.session_timeout(ctx);
+    }
+
+    fn session_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now_ms;
+        let Some(s) = &self.session else {
+            return;
+        };
+        if self.phase != Phase::Answered {
+            return;
+        }
+        let (secs, last) = (s.secs, s.last_refresh_ms);
+        if session_timer::expiry_ms(last, secs) <= now {
+            tracing::info!(call_id = %self.a.call_id, "session timer expired without a refresh");
+            // Bill up to the last moment both sides were known to be there.
+            self.hang_up_both(ctx, last, HangupCause::SessionTimerExpired);
+            return;
+        }
+        let pending_refresh = self.relays.values().any(|r| r.req.is_none());
+        if s.we_refresh_b && !pending_refresh && session_timer::refresh_ms(last, secs) <= now {
+            self.send_refresh_b(ctx);
+        }
+    }
+
+    /// A TCP/TLS/WebSocket connection the call uses closed: a browser tab
+    /// reloaded or a phone lost its network. The call ends now instead of
+    /// hanging until someone else hangs up.
+    pub fn handle_flow_lost(&mut self, ctx: &mut Ctx<'_>, flow: u64) {
+        let now = ctx.now_ms;
+        let lost = |src: Source| src.flow == flow && src.transport.reliable();
+        let lost_side = if lost(self.a.src) {
+            Some(Side::A)
+        } else {
+            self.forks.iter().position(|f| lost(f.leg.src)).map(Side::B)
+        };
+        match (self.phase, lost_side) {
+            (Phase::Answered, Some(Side::A)) => {
+                if let Some(w) = self.winner {
+                    self.send_bye(ctx, Side::B(w));
+                }
+                self.end(ctx, now, HangupCause::CallerConnectionLost);
+            }
+            (Phase::Answered, Some(Side::B(i))) if self.winner == Some(i) => {
+                self.send_bye(ctx, Side::A);
+                self.end(ctx, now, HangupCause::CalleeConnectionLost);
+            }
+            (Phase::Ringing, Some(Side::A)) => {
+                self.cancel_forks(ctx, None);
+                self.end(ctx, now, HangupCause::CallerConnectionLost);
+            }
+            (Phase::Ringing, Some(Side::B(i))) => {
+                if let Some(f) = self.forks.get_mut(i) {
+                    if f.state != ForkState::Done {
+                        f.state = ForkState::Done;
+                        f.code = 480;
+                        ctx.event(
+                            &self.a.call_id,
+                            now,
+                            CallEventKind::LegEnded {
+                                leg: i as u32 + 1,
+                                cause: HangupCause::CalleeConnectionLost,
+                                sip_code: None,
+                            },
+                        );
+                    }
+                }
+                self.fork_failed(ctx);
+            }
+            _ => {}
+        }
+    }
+
+    /// The server is stopping: answered calls get a BYE on both legs,
+    /// ringing ones a CANCEL toward the callee and a 503 to the caller.
+    pub fn handle_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now_ms;
+        match self.phase {
+            Phase::Answered => self.hang_up_both(ctx, now, HangupCause::Shutdown),
+            Phase::Ringing => {
+                let r = response(
+                    &self.a_invite,
+                    503,
+                    "Service Unavailable",
+                    Some(&self.a.local_tag),
+                );
+                self.cancel_forks(ctx, None);
+                self.final_to_a(ctx, r);
+                self.end(ctx, now, HangupCause::Shutdown);
+            }
+            Phase::Ending => {}
+        }
+    }
+
+    /// A retransmission deadline of ours passed without an answer.
+    pub fn handle_txn_timeout(&mut self, ctx: &mut Ctx<'_>, owner: Owner) {
+        let now = ctx.now_ms;
+        match owner {
+            Owner::ForkInvite { fork, .. } => {
+                if let Some(f) = self.forks.get_mut(fork) {
+                    if matches!(f.state, ForkState::Calling | ForkState::Proceeding) {
+                        f.state = ForkState::Done;
+                        f.code = 408;
+                        ctx.event(
+                            &self.a.call_id,
+                            now,
+                            CallEventKind::LegEnded {
+                                leg: fork as u32 + 1,
+                                cause: HangupCause::NoAnswer,
+                                sip_code: Some(408),
+                            },
+                        );
+                    }
+                }
+                self.fork_failed(ctx);
+            }
+            Owner::InviteFinal { success: true, .. } => {
+                // The caller never ACKed our 200: hang both legs up.
+                if self.phase == Phase::Answered {
+                    self.hang_up_both(ctx, now, HangupCause::AckTimeout);
+                }
+            }
+            Owner::Relay { .. } => self.relays_timed_out(ctx),
+            Owner::InviteFinal { .. } | Owner::None | Owner::Stray => {}
+        }
+    }
+
+    // ---- helpers shared by fork.rs and dialog.rs ----
+
+    /// Sends a final response to the caller's INVITE, retransmitted until ACK.
+    fn final_to_a(&mut self, ctx: &mut Ctx<'_>, r: Msg) {
+        let success = r.code().unwrap_or(0) < 300;
+        let bytes = r.to_bytes();
+        ctx.txn
+            .remember(ctx.now_ms, &self.a_invite, self.a.src, bytes.clone());
+        ctx.txn.start(
+            ctx.now_ms,
+            TxnKey::InviteFinal(self.id),
+            self.a.src,
+            bytes.clone(),
+            false,
+            Owner::InviteFinal {
+                call: self.id,
+                success,
+            },
+        );
+        ctx.send_bytes(self.a.src, bytes);
+    }
+
+    /// BYE toward both legs of an answered call, then the end.
+    fn hang_up_both(&mut self, ctx: &mut Ctx<'_>, at_ms: u64, cause: HangupCause) {
+        self.send_bye(ctx, Side::A);
+        if let Some(w) = self.winner {
+            self.send_bye(ctx, Side::B(w));
+        }
+        self.end(ctx, at_ms, cause);
+    }
+
+    fn send_bye(&mut self, ctx: &mut Ctx<'_>, side: Side) {
+        let id = self.id;
+        let Some(leg) = self.leg_mut(side) else {
+            return;
+        };
+        leg.local_cseq += 1;
+        let branch = new_branch(ctx, id);
+        let bye = leg.request(ctx, "BYE", leg.local_cseq, &branch);
+        let bytes = bye.to_bytes();
+        let to = leg.src;
+        ctx.txn.start(
+            ctx.now_ms,
+            TxnKey::Client(branch),
+            to,
+            bytes.clone(),
+            false,
+            Owner::None,
+        );
+        ctx.send_bytes(to, bytes);
+    }
+
+    /// The call is over: report it, keep the dialogs a while for late
+    /// retransmissions, free what is no longer needed.
+    fn end(&mut self, ctx: &mut Ctx<'_>, at_ms: u64, cause: HangupCause) {
+        if self.phase == Phase::Ending {
+            return;
+        }
+        self.phase = Phase::Ending;
+        ctx.event(&self.a.call_id, at_ms, CallEventKind::Ended { cause });
+        // While it lingers only headers are needed: free the SDP copies.
+        self.a_invite.body = Vec::new();
+        for f in &mut self.forks {
+            f.invite.body = Vec::new();
+        }
+        self.media = Default::default();
+        self.session = None;
+        self.deadlines = Deadlines {
+            linger: Some(ctx.now_ms + LINGER_MS),
+            ..Default::default()
+        };
+    }
+}

@@ -1,0 +1,149 @@
+//! The table of calls: finds the call a message or a timer belongs to and
+//! hands it over. Calls are found by Call-ID (every leg's) and, for
+//! responses, by the call id our branches carry; deadlines are kept in one
+//! ordered set so the endpoint's `poll_timeout` is cheap.
+
+use super::call::leg::call_of_branch;
+use super::call::{Call, Plan, Side};
+use super::ctx::Ctx;
+use super::msg::Msg;
+use super::txn::Owner;
+use super::types::Source;
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Default)]
+pub struct Calls {
+    calls: HashMap<u64, Call>,
+    by_callid: HashMap<String, (u64, Side)>,
+    /// (deadline, call)
+    timers: BTreeSet<(u64, u64)>,
+    scheduled: HashMap<u64, u64>,
+    next_id: u64,
+}
+
+impl Calls {
+    /// Calls up (ringing or answered), not counting those lingering.
+    pub fn live(&self) -> usize {
+        self.calls.values().filter(|c| c.is_live()).count()
+    }
+
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.timers.iter().next().map(|(t, _)| *t)
+    }
+
+    pub fn find(&self, call_id: &str) -> Option<(u64, Side)> {
+        self.by_callid.get(call_id).copied()
+    }
+
+    /// Creates a call and lets it send its INVITEs.
+    pub fn start(&mut self, ctx: &mut Ctx<'_>, src: Source, m: Msg, a_tag: String, plan: Plan<'_>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let call = Call::start(ctx, id, src, m, a_tag, plan);
+        for (cid, side) in call.call_ids() {
+            self.by_callid.insert(cid.to_string(), (id, side));
+        }
+        self.calls.insert(id, call);
+        self.reschedule(id);
+    }
+
+    /// Runs `f` on call `id`, then updates its deadline (or forgets it).
+    pub fn with<R>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: u64,
+        f: impl FnOnce(&mut Call, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let call = self.calls.get_mut(&id)?;
+        let r = f(call, ctx);
+        self.reschedule(id);
+        Some(r)
+    }
+
+    /// A response: to a fork INVITE, a CANCEL, a BYE or a relayed request.
+    pub fn handle_response(&mut self, ctx: &mut Ctx<'_>, m: Msg) {
+        let Some(id) = call_of_branch(m.top_branch()) else {
+            return;
+        };
+        self.with(ctx, id, |call, ctx| call.handle_response(ctx, m));
+    }
+
+    /// Whether our request with `branch` is one a call waits on.
+    pub fn expects(&self, branch: &str) -> bool {
+        call_of_branch(branch)
+            .and_then(|id| self.calls.get(&id))
+            .is_some_and(|c| c.expects(branch))
+    }
+
+    pub fn handle_txn_timeout(&mut self, ctx: &mut Ctx<'_>, owner: Owner) {
+        let id = match owner {
+            Owner::ForkInvite { call, .. }
+            | Owner::InviteFinal { call, .. }
+            | Owner::Relay { call } => call,
+            Owner::None | Owner::Stray => return,
+        };
+        self.with(ctx, id, |call, ctx| call.handle_txn_timeout(ctx, owner));
+    }
+
+    /// Runs every call whose deadline passed; forgets calls done lingering.
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        while let Some(&(at, id)) = self.timers.iter().next() {
+            if at > ctx.now_ms {
+                break;
+            }
+            self.timers.remove(&(at, id));
+            self.scheduled.remove(&id);
+            let finished = self
+                .with(ctx, id, |call, ctx| {
+                    call.handle_timeout(ctx);
+                    call.is_finished(ctx.now_ms)
+                })
+                .unwrap_or(false);
+            if finished {
+                self.remove(id);
+            }
+        }
+    }
+
+    /// A connection closed: the calls with a leg on it end.
+    pub fn handle_flow_lost(&mut self, ctx: &mut Ctx<'_>, flow: u64) {
+        let ids: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.is_live() && c.uses_flow(flow))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.with(ctx, id, |call, ctx| call.handle_flow_lost(ctx, flow));
+        }
+    }
+
+    /// The server stops: every live call is ended properly.
+    pub fn handle_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        let ids: Vec<u64> = self.calls.keys().copied().collect();
+        for id in ids {
+            self.with(ctx, id, |call, ctx| call.handle_shutdown(ctx));
+        }
+    }
+
+    fn reschedule(&mut self, id: u64) {
+        if let Some(old) = self.scheduled.remove(&id) {
+            self.timers.remove(&(old, id));
+        }
+        if let Some(at) = self.calls.get(&id).and_then(Call::poll_timeout) {
+            self.timers.insert((at, id));
+            self.scheduled.insert(id, at);
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(old) = self.scheduled.remove(&id) {
+            self.timers.remove(&(old, id));
+        }
+        if let Some(call) = self.calls.remove(&id) {
+            for (cid, _) in call.call_ids() {
+                self.by_callid.remove(cid);
+            }
+        }
+    }
+}

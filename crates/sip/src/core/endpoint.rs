@@ -1,0 +1,628 @@
+//! The endpoint: every message enters here and is routed — a response to
+//! the call that sent the request, a retransmission to the transaction
+//! layer, a REGISTER to authentication and the registrar, a request
+//! inside a call to that call, a new INVITE through authentication and the
+//! routing decision to a new call. It owns the parts; the parts never call
+//! back into it.
+
+use super::auth::{Auth, Authenticator};
+use super::call::{session_timer, Plan, Side};
+use super::calls::Calls;
+use super::ctx::Ctx;
+use super::msg::{self, response, Msg, ParseError, Start};
+use super::registrar::location::Binding;
+use super::registrar::Registrar;
+use super::rng::Rng;
+use super::security;
+use super::txn::{TxnKey, Txns};
+use super::types::{Account, BindingRecord, CoreConfig, Lookup, Outbox, Output, Source, ALLOW};
+use domain::call_events::{CallEventKind, Party};
+use domain::calls::Direction;
+use domain::routing::{self, AgentTarget, Decision, Directory};
+use std::sync::Arc;
+
+/// How often registrations, nonces, bans and negative cache entries are swept.
+const SWEEP_MS: u64 = 1_000;
+
+pub struct Core {
+    cfg: CoreConfig,
+    auth: Authenticator,
+    registrar: Registrar,
+    calls: Calls,
+    txn: Txns,
+    rng: Rng,
+    out: Outbox,
+    last_sweep_ms: u64,
+}
+
+/// Routing's view of the account cache and the location table.
+struct CachedDirectory<'a> {
+    auth: &'a Authenticator,
+    registrar: &'a Registrar,
+    now_ms: u64,
+}
+
+impl Directory for CachedDirectory<'_> {
+    fn agent(&self, number: &str) -> Option<AgentTarget> {
+        let a = self
+            .auth
+            .accounts
+            .cached(&Lookup::Extension(number.to_string()))
+            .or_else(|| {
+                self.auth
+                    .accounts
+                    .cached(&Lookup::Username(number.to_string()))
+            })?;
+        Some(AgentTarget {
+            username: a.username.clone(),
+            extension: a.extension.clone(),
+            agent_id: a.user_id,
+        })
+    }
+
+    fn live_contacts(&self, username: &str) -> usize {
+        self.registrar
+            .location()
+            .bindings(username)
+            .iter()
+            .filter(|b| b.expires_at_ms > self.now_ms && b.reachable())
+            .count()
+    }
+}
+
+impl Core {
+    pub fn new(cfg: CoreConfig) -> Self {
+        Core {
+            auth: Authenticator::new(
+                cfg.realm.clone(),
+                cfg.sha256_user_agents.clone(),
+                cfg.secret,
+                cfg.nonce_lifetime_ms,
+                cfg.ban,
+                cfg.seed.rotate_left(32),
+            ),
+            registrar: Registrar::new(
+                cfg.min_expires,
+                cfg.max_expires,
+                cfg.default_expires,
+                cfg.max_contacts,
+            ),
+            calls: Calls::default(),
+            txn: Txns::default(),
+            rng: Rng::new(cfg.seed),
+            out: Outbox::new(),
+            last_sweep_ms: 0,
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    // ---- outputs and getters ----
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The next instant `handle_timeout` must be called.
+    pub fn poll_timeout(&self) -> u64 {
+        let sweep = self.last_sweep_ms + SWEEP_MS;
+        [
+            Some(sweep),
+            self.txn.next_deadline(),
+            self.calls.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(sweep)
+    }
+
+    pub fn banned(&self, now_ms: u64) -> Vec<security::Banned> {
+        self.auth.guard().banned(now_ms)
+    }
+
+    /// Lifts the ban on `ip`; true when it was known.
+    pub fn unban(&mut self, ip: std::net::IpAddr) -> bool {
+        self.auth.guard_mut().forgive(ip)
+    }
+
+    pub fn bindings(&self, username: &str) -> &[Binding] {
+        self.registrar.location().bindings(username)
+    }
+
+    pub fn registered_contacts(&self) -> usize {
+        self.registrar.location().total()
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.live()
+    }
+
+    // ---- inputs ----
+
+    /// Loads an account into the cache (warm-up or refresh).
+    pub fn cache_account(&mut self, a: Account) {
+        self.auth.accounts.insert(a, 0);
+    }
+
+    /// The account changed (deactivated, deleted, password rotated): forget
+    /// it and, when asked, drop its bindings.
+    pub fn invalidate_account(&mut self, username: &str, drop_bindings: bool) {
+        let ext = self
+            .auth
+            .accounts
+            .extension_of(username)
+            .unwrap_or("")
+            .to_string();
+        self.auth.accounts.forget(username);
+        if drop_bindings {
+            self.registrar.remove_all(username, &ext, &mut self.out);
+        }
+    }
+
+    /// Restores a persisted binding at startup.
+    pub fn restore_binding(&mut self, r: BindingRecord) {
+        self.registrar.restore(r);
+    }
+
+    /// Answer to an [`Output::Lookup`]: the parked requests are replayed.
+    pub fn handle_lookup(&mut self, now_ms: u64, key: Lookup, found: Option<Account>) {
+        match found {
+            Some(a) => self.auth.accounts.insert(a, now_ms),
+            None => self.auth.accounts.remember_unknown(key.clone(), now_ms),
+        }
+        for (src, m) in self.auth.accounts.take_parked(&key) {
+            self.dispatch(now_ms, src, m);
+        }
+    }
+
+    /// The lookup behind an [`Output::Lookup`] failed (database down): the
+    /// parked requests are dropped unanswered, nothing is cached, and the
+    /// clients' retransmissions will try again.
+    pub fn handle_lookup_failed(&mut self, key: Lookup) {
+        self.auth.accounts.take_parked(&key);
+    }
+
+    /// A TCP/TLS/WS connection closed: its calls end, its bindings go.
+    pub fn handle_flow_closed(&mut self, now_ms: u64, flow: u64) {
+        let mut ctx = Ctx {
+            now_ms,
+            cfg: &self.cfg,
+            out: &mut self.out,
+            txn: &mut self.txn,
+            rng: &mut self.rng,
+        };
+        self.calls.handle_flow_lost(&mut ctx, flow);
+        let accounts = &self.auth.accounts;
+        let ext_of = |u: &str| accounts.extension_of(u).unwrap_or("").to_string();
+        self.registrar.flow_closed(flow, &ext_of, &mut self.out);
+    }
+
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if now_ms >= self.last_sweep_ms + SWEEP_MS {
+            self.last_sweep_ms = now_ms;
+            let accounts = &self.auth.accounts;
+            let ext_of = |u: &str| accounts.extension_of(u).unwrap_or("").to_string();
+            self.registrar.expire(now_ms, &ext_of, &mut self.out);
+            self.auth.purge(now_ms);
+        }
+        let dead = self.txn.poll(now_ms, &mut self.out);
+        let mut ctx = Ctx {
+            now_ms,
+            cfg: &self.cfg,
+            out: &mut self.out,
+            txn: &mut self.txn,
+            rng: &mut self.rng,
+        };
+        for owner in dead {
+            self.calls.handle_txn_timeout(&mut ctx, owner);
+        }
+        self.calls.handle_timeout(&mut ctx);
+    }
+
+    /// The server is stopping: every call ends properly (BYE or CANCEL on
+    /// each leg, a final answer to ringing callers, an `ended` event).
+    pub fn handle_shutdown(&mut self, now_ms: u64) {
+        let mut ctx = Ctx {
+            now_ms,
+            cfg: &self.cfg,
+            out: &mut self.out,
+            txn: &mut self.txn,
+            rng: &mut self.rng,
+        };
+        self.calls.handle_shutdown(&mut ctx);
+    }
+
+    /// One datagram, WebSocket message or framed stream message.
+    pub fn handle_datagram(&mut self, now_ms: u64, src: Source, data: &[u8]) {
+        if self.auth.guard().is_banned(src.peer.ip(), now_ms) {
+            return;
+        }
+        if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            return; // keep-alive
+        }
+        match Msg::parse(data, &self.cfg.limits) {
+            Ok(m) => self.dispatch(now_ms, src, m),
+            Err(e) => {
+                if let Some(r) = malformed_reply(data, &e, &self.cfg.limits) {
+                    tracing::debug!(peer = %src.peer, reason = e.reason, "malformed SIP message");
+                    self.out.push_back(Output::Transmit {
+                        to: src,
+                        data: r.to_bytes(),
+                    });
+                }
+            }
+        }
+    }
+
+    // ---- routing of messages ----
+
+    fn dispatch(&mut self, now_ms: u64, src: Source, mut m: Msg) {
+        if m.method().is_some() {
+            msg::stamp_top_via(&mut m, src.peer);
+        }
+        let Start::Request { method, uri } = &m.start else {
+            self.handle_response(now_ms, m);
+            return;
+        };
+        let scheme = uri.split(':').next().unwrap_or("");
+        if !["sip", "sips", "tel"]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(scheme))
+        {
+            if method != "ACK" {
+                let mut r = response(&m, 416, "Unsupported URI Scheme", None);
+                r.headers.retain(|(n, _)| n != "Contact");
+                self.send(src, &r);
+            }
+            return;
+        }
+        if m.method() != Some("ACK") && self.txn.absorb(&m, src, &mut self.out) {
+            return;
+        }
+        match m.method().unwrap_or("") {
+            "REGISTER" => self.handle_register(now_ms, src, m),
+            "OPTIONS" if msg::tag(m.header("To").unwrap_or("")).is_none() => {
+                let mut r = response(&m, 200, "OK", Some("opt"));
+                r.headers.push(("Allow".into(), ALLOW.into()));
+                self.reply(now_ms, src, &m, r);
+            }
+            _ => self.handle_call_request(now_ms, src, m),
+        }
+    }
+
+    fn handle_response(&mut self, now_ms: u64, m: Msg) {
+        let code = m.code().unwrap_or(0);
+        let branch = m.top_branch().to_string();
+        let (_, method) = m.cseq();
+        let key = if method == "CANCEL" {
+            TxnKey::Cancel(branch.clone())
+        } else {
+            TxnKey::Client(branch.clone())
+        };
+        if code >= 200 {
+            self.txn.stop(&key);
+        } else if method != "INVITE" || self.calls.expects(&branch) {
+            self.txn.quiet(&key);
+        }
+        let mut ctx = Ctx {
+            now_ms,
+            cfg: &self.cfg,
+            out: &mut self.out,
+            txn: &mut self.txn,
+            rng: &mut self.rng,
+        };
+        self.calls.handle_response(&mut ctx, m);
+    }
+
+    fn handle_register(&mut self, now_ms: u64, src: Source, m: Msg) {
+        let tag = self.rng.token();
+        let account = match self.auth.authenticate(now_ms, src, &m, &tag, &mut self.out) {
+            Auth::Ok(a) => a,
+            Auth::Challenge(r) => {
+                // Challenges are not cached: a retransmission gets a new one.
+                self.send(src, &r);
+                return;
+            }
+            Auth::Parked => return,
+        };
+        let r = self
+            .registrar
+            .handle_register(now_ms, src, &m, &account, &mut self.out);
+        self.reply(now_ms, src, &m, r);
+    }
+
+    /// Every request that is not REGISTER or out-of-dialog OPTIONS.
+    fn handle_call_request(&mut self, now_ms: u64, src: Source, m: Msg) {
+        let method = m.method().unwrap_or("").to_string();
+        let in_dialog = msg::tag(m.header("To").unwrap_or("")).is_some();
+        let known = self.calls.find(m.call_id());
+        let mut ctx = Ctx {
+            now_ms,
+            cfg: &self.cfg,
+            out: &mut self.out,
+            txn: &mut self.txn,
+            rng: &mut self.rng,
+        };
+        match (method.as_str(), known) {
+            ("ACK", Some((id, side))) => {
+                self.calls
+                    .with(&mut ctx, id, |c, ctx| c.handle_ack(ctx, side, &m));
+            }
+            ("ACK", None) => {
+                ctx.txn.ack(&m);
+            }
+            ("CANCEL", Some((id, Side::A))) => {
+                self.calls
+                    .with(&mut ctx, id, |c, ctx| c.handle_cancel(ctx, src, &m));
+            }
+            ("CANCEL", _) => {
+                ctx.reply(
+                    src,
+                    &m,
+                    response(&m, 481, "Call/Transaction Does Not Exist", None),
+                );
+            }
+            ("INVITE", None) if !in_dialog => self.new_call(now_ms, src, m),
+            ("INVITE", Some((_, Side::A))) if !in_dialog => {
+                // Same Call-ID, new branch: a retransmission we absorbed
+                // already, or a loop (RFC 3261 8.2.2.2).
+                ctx.reply(src, &m, response(&m, 482, "Loop Detected", None));
+            }
+            (_, Some((id, side))) if in_dialog => {
+                self.calls
+                    .with(&mut ctx, id, |c, ctx| c.handle_in_dialog(ctx, side, src, m));
+            }
+            (_, _) if in_dialog || method == "BYE" => {
+                ctx.reply(
+                    src,
+                    &m,
+                    response(&m, 481, "Call/Transaction Does Not Exist", None),
+                );
+            }
+            (
+                "MESSAGE" | "SUBSCRIBE" | "NOTIFY" | "PUBLISH" | "REFER" | "INFO" | "UPDATE"
+                | "PRACK",
+                _,
+            ) => {
+                let mut r = response(&m, 405, "Method Not Allowed", None);
+                r.headers.push(("Allow".into(), ALLOW.into()));
+                ctx.reply(src, &m, r);
+            }
+            _ => ctx.reply(src, &m, response(&m, 501, "Not Implemented", None)),
+        }
+    }
+
+    /// A new INVITE: authenticate the caller, decide where it goes, then
+    /// refuse it or start the call.
+    fn new_call(&mut self, now_ms: u64, src: Source, m: Msg) {
+        let dialled = msg::uri_user(m.ruri()).unwrap_or("").to_string();
+        // Resolve every account routing may read before verifying the
+        // digest, so a parked request is verified exactly once (a second
+        // check would see a replayed nc).
+        if self.auth.credentials(&m).is_some() && !dialled.is_empty() {
+            for key in [
+                Lookup::Extension(dialled.clone()),
+                Lookup::Username(dialled.clone()),
+            ] {
+                if self.auth.accounts.cached(&key).is_some() {
+                    break;
+                }
+                if let super::accounts::Found::Parked =
+                    self.auth.accounts.find(key, now_ms, src, &m, &mut self.out)
+                {
+                    return;
+                }
+            }
+        }
+        let a_tag = self.rng.token();
+        let caller = match self
+            .auth
+            .authenticate(now_ms, src, &m, &a_tag, &mut self.out)
+        {
+            Auth::Ok(a) => a,
+            Auth::Challenge(r) => {
+                let bytes = r.to_bytes();
+                self.txn
+                    .remember_invite_final(now_ms, &m, src, bytes.clone());
+                self.out.push_back(Output::Transmit {
+                    to: src,
+                    data: bytes,
+                });
+                return;
+            }
+            Auth::Parked => return,
+        };
+        let session_secs = if self.cfg.session_expires_secs == 0 {
+            0
+        } else {
+            match session_timer::interval_for(
+                &m,
+                self.cfg.session_expires_secs,
+                self.cfg.min_se_secs,
+            ) {
+                Ok(secs) => secs,
+                Err(min) => {
+                    let mut r = response(&m, 422, "Session Interval Too Small", Some(&a_tag));
+                    r.headers.push(("Min-SE".into(), min.to_string()));
+                    self.final_without_call(now_ms, src, &m, r);
+                    return;
+                }
+            }
+        };
+        let decision = routing::decide(
+            &routing::Caller {
+                username: &caller.username,
+                extension: &caller.extension,
+                agent_id: caller.user_id,
+            },
+            &dialled,
+            &CachedDirectory {
+                auth: &self.auth,
+                registrar: &self.registrar,
+                now_ms,
+            },
+        );
+        let callee = match &decision {
+            Decision::Agent(a) => Party {
+                number: a.extension.clone(),
+                agent_id: a.agent_id,
+            },
+            Decision::Reject { .. } => Party {
+                number: dialled.clone(),
+                agent_id: None,
+            },
+        };
+        self.started(now_ms, src, &m, &caller, callee);
+        match decision {
+            Decision::Reject {
+                code,
+                reason,
+                cause,
+            } => {
+                let r = response(&m, code, reason, Some(&a_tag));
+                self.final_without_call(now_ms, src, &m, r);
+                self.out
+                    .push_back(Output::Call(domain::call_events::CallEvent {
+                        call_id: m.call_id().to_string(),
+                        at_ms: now_ms,
+                        kind: CallEventKind::Ended { cause },
+                    }));
+            }
+            Decision::Agent(target) => {
+                let contacts: Vec<Binding> = self
+                    .registrar
+                    .location()
+                    .bindings(&target.username)
+                    .iter()
+                    .filter(|b| b.expires_at_ms > now_ms && b.reachable())
+                    .cloned()
+                    .collect();
+                let mut ctx = Ctx {
+                    now_ms,
+                    cfg: &self.cfg,
+                    out: &mut self.out,
+                    txn: &mut self.txn,
+                    rng: &mut self.rng,
+                };
+                self.calls.start(
+                    &mut ctx,
+                    src,
+                    m,
+                    a_tag,
+                    Plan {
+                        caller: &caller,
+                        callee: &target,
+                        contacts: &contacts,
+                        session_secs,
+                    },
+                );
+            }
+        }
+    }
+
+    fn started(&mut self, now_ms: u64, src: Source, m: &Msg, caller: &Arc<Account>, callee: Party) {
+        self.out
+            .push_back(Output::Call(domain::call_events::CallEvent {
+                call_id: m.call_id().to_string(),
+                at_ms: now_ms,
+                kind: CallEventKind::Started {
+                    direction: Direction::Internal,
+                    caller: Party {
+                        number: caller.extension.clone(),
+                        agent_id: caller.user_id,
+                    },
+                    callee,
+                    transport: src.transport.as_str().to_string(),
+                },
+            }));
+    }
+
+    /// A final answer to an INVITE that creates no call, retransmitted
+    /// until its ACK.
+    fn final_without_call(&mut self, now_ms: u64, src: Source, m: &Msg, r: Msg) {
+        let bytes = r.to_bytes();
+        self.txn
+            .remember_invite_final(now_ms, m, src, bytes.clone());
+        self.out.push_back(Output::Transmit {
+            to: src,
+            data: bytes,
+        });
+    }
+
+    fn send(&mut self, to: Source, m: &Msg) {
+        self.out.push_back(Output::Transmit {
+            to,
+            data: m.to_bytes(),
+        });
+    }
+
+    fn reply(&mut self, now_ms: u64, src: Source, req: &Msg, r: Msg) {
+        let mut ctx = Ctx {
+            now_ms,
+            cfg: &self.cfg,
+            out: &mut self.out,
+            txn: &mut self.txn,
+            rng: &mut self.rng,
+        };
+        ctx.reply(src, req, r);
+    }
+}
+
+/// 400 (or 505/513) to a malformed request when the headers needed to
+/// address a response are there; `None` means drop it silently.
+fn malformed_reply(data: &[u8], e: &ParseError, limits: &msg::Limits) -> Option<Msg> {
+    let text = String::from_utf8_lossy(&data[..data.len().min(limits.max_bytes)]);
+    if !text.starts_with(|c: char| c.is_ascii_alphabetic())
+        || text.starts_with("SIP/")
+        || text.starts_with("ACK ")
+    {
+        return None;
+    }
+    const NEEDED: [(&str, &str); 5] = [
+        ("Via", "v"),
+        ("From", "f"),
+        ("To", "t"),
+        ("Call-ID", "i"),
+        ("CSeq", ""),
+    ];
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in text.split("\r\n").skip(1).take(limits.max_headers) {
+        if line.is_empty() {
+            break;
+        }
+        let Some((n, v)) = line.split_once(':') else {
+            continue;
+        };
+        let n = n.trim();
+        for (want, compact) in NEEDED {
+            if n.eq_ignore_ascii_case(want)
+                || (!compact.is_empty() && n.eq_ignore_ascii_case(compact))
+            {
+                headers.push((want.to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    if NEEDED
+        .iter()
+        .any(|(want, _)| !headers.iter().any(|(n, _)| n == want))
+    {
+        return None;
+    }
+    let reason = match e.status {
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        _ => "Bad Request",
+    };
+    Some(Msg {
+        start: Start::Response {
+            code: e.status,
+            reason: reason.to_string(),
+        },
+        headers,
+        body: Vec::new(),
+    })
+}
