@@ -1,15 +1,19 @@
-//! Calls and CDRs: one `calls` row per call attempt, written when the call
-//! starts and completed when it ends; rows left open by a crash are closed
-//! as FAILED at the next start.
+//! Calls and CDRs: one `calls` row per call attempt and one `call_legs`
+//! row per leg, written by the recorder (`crate::recorder`) from the
+//! engines' call events; rows left open by a crash are closed as FAILED at
+//! the next start.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use store::calls::{CallFilter, CallRow, NewCallRow};
+use store::call_legs::LegRow;
+use store::calls::{CallFilter, CallRow, FinishCall, NewCallRow, SaveCall};
 use store::Conn;
 
+use crate::call_events::{CallEvent, LegNo, Party};
 use crate::events::Event;
+use crate::recorder::{self, CallNotice, CallRecord, LegRecord, Recorder};
 use crate::time::{from_ms, now_ms, opt_from_ms, to_ms};
 use crate::{Ctx, DomainError};
 
@@ -28,6 +32,15 @@ impl Direction {
             Self::Outbound => "outbound",
             Self::Internal => "internal",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "inbound" => Self::Inbound,
+            "outbound" => Self::Outbound,
+            "internal" => Self::Internal,
+            _ => return None,
+        })
     }
 }
 
@@ -153,6 +166,134 @@ fn call_from_row(r: CallRow) -> Call {
     }
 }
 
+/// One leg of a call as the API shows it: leg 0 is the caller, legs 1..
+/// the destinations tried.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallLeg {
+    pub leg: LegNo,
+    pub number: String,
+    pub agent_id: Option<i64>,
+    /// `udp`, `tcp`, `tls`, `ws`, `wss`, or `trunk:<name>`.
+    pub transport: String,
+    pub created_at: DateTime<Utc>,
+    pub ringing_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_cause: Option<String>,
+    pub sip_code: Option<u16>,
+}
+
+fn leg_no(n: i64) -> LegNo {
+    LegNo::try_from(n).unwrap_or(LegNo::MAX)
+}
+
+fn sip_code(c: Option<i64>) -> Option<u16> {
+    c.and_then(|c| u16::try_from(c).ok())
+}
+
+fn leg_from_row(r: LegRow) -> CallLeg {
+    CallLeg {
+        leg: leg_no(r.leg_no),
+        number: r.party_number,
+        agent_id: r.agent_id,
+        transport: r.transport,
+        created_at: from_ms(r.created_at),
+        ringing_at: opt_from_ms(r.ringing_at),
+        answered_at: opt_from_ms(r.answered_at),
+        ended_at: opt_from_ms(r.ended_at),
+        end_cause: r.end_cause,
+        sip_code: sip_code(r.sip_code),
+    }
+}
+
+// Between the store's rows and the recorder's records.
+
+fn record_from_row(r: CallRow) -> CallRecord {
+    CallRecord {
+        direction: Direction::parse(&r.direction).unwrap_or(Direction::Internal),
+        caller: Party {
+            number: r.caller_number,
+            agent_id: r.agent_id,
+        },
+        callee: Party {
+            number: r.callee_number,
+            agent_id: r.callee_agent_id,
+        },
+        start_ms: r.start_time,
+        answer_ms: r.answer_time,
+        end_ms: r.end_time,
+        duration: r.duration,
+        billsec: r.billsec,
+        disposition: r.disposition.as_deref().and_then(Disposition::parse),
+        hangup_cause: r.hangup_cause,
+        call_id: r.call_id,
+    }
+}
+
+fn save_call(c: &CallRecord) -> SaveCall<'_> {
+    SaveCall {
+        call_id: &c.call_id,
+        direction: c.direction.as_str(),
+        caller_number: &c.caller.number,
+        callee_number: &c.callee.number,
+        agent_id: c.caller.agent_id,
+        callee_agent_id: c.callee.agent_id,
+        start_time: c.start_ms,
+        answer_time: c.answer_ms,
+        end_time: c.end_ms,
+        duration: c.duration,
+        billsec: c.billsec,
+        disposition: c.disposition.map(Disposition::as_str),
+        hangup_cause: c.hangup_cause.as_deref(),
+    }
+}
+
+fn leg_record_from_row(r: LegRow) -> LegRecord {
+    LegRecord {
+        leg: leg_no(r.leg_no),
+        party: Party {
+            number: r.party_number,
+            agent_id: r.agent_id,
+        },
+        transport: r.transport,
+        created_ms: r.created_at,
+        ringing_ms: r.ringing_at,
+        answered_ms: r.answered_at,
+        ended_ms: r.ended_at,
+        end_cause: r.end_cause,
+        sip_code: sip_code(r.sip_code),
+        call_id: r.call_id,
+    }
+}
+
+fn leg_row(l: LegRecord) -> LegRow {
+    LegRow {
+        call_id: l.call_id,
+        leg_no: i64::from(l.leg),
+        party_number: l.party.number,
+        agent_id: l.party.agent_id,
+        transport: l.transport,
+        created_at: l.created_ms,
+        ringing_at: l.ringing_ms,
+        answered_at: l.answered_ms,
+        ended_at: l.ended_ms,
+        end_cause: l.end_cause,
+        sip_code: l.sip_code.map(i64::from),
+    }
+}
+
+fn notice_event(n: CallNotice) -> Event {
+    Event::Call {
+        at: from_ms(n.at_ms),
+        call_id: n.call_id,
+        state: n.phase.as_str().into(),
+        caller_number: n.caller_number,
+        callee_number: n.callee_number,
+        disposition: n.disposition.map(|d| d.as_str().into()),
+    }
+}
+
 /// History query; `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct CallQuery {
@@ -274,15 +415,33 @@ async fn finish_in(
     hangup_cause: &str,
 ) -> Result<Option<Event>, DomainError> {
     let cause: String = hangup_cause.chars().take(200).collect();
-    if !store::calls::finish(c, call_id, to_ms(end), d.as_str(), &cause, now_ms()).await? {
+    let Some(row) = store::calls::get(c, call_id).await? else {
+        return Ok(None);
+    };
+    if row.end_time.is_some() {
         return Ok(None);
     }
-    Ok(store::calls::get(c, call_id).await?.map(|r| Event::Call {
+    let end_ms = to_ms(end);
+    let (duration, billsec) = recorder::billing(row.start_time, row.answer_time, end_ms);
+    let closed = store::calls::finish(
+        c,
+        &FinishCall {
+            call_id,
+            end_time: end_ms,
+            disposition: d.as_str(),
+            hangup_cause: &cause,
+            duration,
+            billsec,
+        },
+        now_ms(),
+    )
+    .await?;
+    Ok(closed.then(|| Event::Call {
         at: end,
-        call_id: r.call_id,
+        call_id: row.call_id,
         state: "ended".into(),
-        caller_number: r.caller_number,
-        callee_number: r.callee_number,
+        caller_number: row.caller_number,
+        callee_number: row.callee_number,
         disposition: Some(d.as_str().into()),
     }))
 }
@@ -368,12 +527,81 @@ impl CallService {
         }
     }
 
-    /// Closes every row with no end time as FAILED with `cause`.
+    /// Records a batch of call events (any calls, in the order the engine
+    /// emitted them) in one write transaction: loads the stored rows of
+    /// their calls, runs them through the [`Recorder`] and saves the rows
+    /// it changed. After the commit it publishes a `call` event for each
+    /// phase change (ringing at `Started`, answered, ended), in order.
+    /// Events that cannot apply (see [`crate::recorder`]) are skipped and
+    /// logged. If the batch fails nothing of it is written and nothing is
+    /// published; the caller may retry its events one by one so that one
+    /// bad event (e.g. an agent that no longer exists) loses only its own
+    /// call.
+    pub async fn record(&self, events: &[CallEvent]) -> Result<(), DomainError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ids = recorder::call_ids(events);
+        let mut tx = self.ctx.db.write().await?;
+        let calls = store::calls::by_call_ids(&mut tx, &ids).await?;
+        let legs = store::call_legs::for_calls(&mut tx, &ids).await?;
+        let mut rec = Recorder::with_stored(
+            calls.into_iter().map(record_from_row),
+            legs.into_iter().map(leg_record_from_row),
+        );
+        for ev in events {
+            if let Err(why) = rec.apply(ev) {
+                tracing::debug!(call_id = %ev.call_id, event = ?ev.kind, %why, "call event ignored");
+            }
+        }
+        let changes = rec.into_changes();
+        let now = now_ms();
+        let rows: Vec<SaveCall<'_>> = changes.calls.iter().map(save_call).collect();
+        store::calls::save(&mut tx, &rows, now).await?;
+        let legs: Vec<LegRow> = changes.legs.into_iter().map(leg_row).collect();
+        store::call_legs::upsert(&mut tx, &legs).await?;
+        tx.commit().await?;
+        for n in changes.notices {
+            self.ctx.events.publish(notice_event(n));
+        }
+        Ok(())
+    }
+
+    /// Closes every call row with no end time as FAILED with `cause`, and
+    /// every open leg with the same cause (rows a crash left open). Returns
+    /// the calls closed.
     pub async fn close_orphans(&self, cause: &str) -> Result<u64, DomainError> {
         let mut tx = self.ctx.db.write().await?;
-        let n = store::calls::close_open(&mut tx, cause, now_ms()).await?;
+        let now = now_ms();
+        let mut n = 0;
+        for open in store::calls::open(&mut tx).await? {
+            let end = now
+                .max(open.start_time)
+                .max(open.answer_time.unwrap_or(open.start_time));
+            let (duration, billsec) = recorder::billing(open.start_time, open.answer_time, end);
+            let f = FinishCall {
+                call_id: &open.call_id,
+                end_time: end,
+                disposition: Disposition::Failed.as_str(),
+                hangup_cause: cause,
+                duration,
+                billsec,
+            };
+            n += u64::from(store::calls::finish(&mut tx, &f, now).await?);
+        }
+        store::call_legs::close_open(&mut tx, cause, now).await?;
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// The legs of a call, by leg number (none for an unknown call).
+    pub async fn legs(&self, call_id: &str) -> Result<Vec<CallLeg>, DomainError> {
+        let mut c = self.ctx.db.pool().acquire().await?;
+        Ok(store::call_legs::for_call(&mut c, call_id)
+            .await?
+            .into_iter()
+            .map(leg_from_row)
+            .collect())
     }
 
     pub async fn get(&self, call_id: &str) -> Result<Option<Call>, DomainError> {

@@ -1,7 +1,8 @@
 //! centralita domain services over `store`: users and agents, console auth
 //! (sessions, API tokens, login rate limiting), SIP accounts and their
-//! digest credentials, registrations, calls/CDR, WebRTC settings, the audit
-//! log and the event bus.
+//! digest credentials, registrations, calls/CDR (the recorder turns the
+//! engines' call events into `calls` and `call_legs` rows), WebRTC
+//! settings, the audit log and the event bus.
 //!
 //! Every mutating operation runs in one write transaction: a failure
 //! leaves the database as it was. Services are cheap to clone.
@@ -14,6 +15,7 @@ mod error;
 pub mod events;
 pub mod passwords;
 pub mod ratelimit;
+pub mod recorder;
 pub mod registrations;
 pub mod routing;
 pub mod sip_accounts;
@@ -27,9 +29,11 @@ use std::sync::Arc;
 
 pub use audit::{AuditEntry, AuditService};
 pub use auth::{ApiToken, AuthService, LoginOutcome};
-pub use calls::{Call, CallOp, CallService, CallStats, Direction, Disposition, NewCall};
+pub use call_events::{CallEvent, CallEventKind, HangupCause, LegNo, Party};
+pub use calls::{Call, CallLeg, CallOp, CallService, CallStats, Direction, Disposition, NewCall};
 pub use error::DomainError;
 pub use events::{Event, EventBus};
+pub use recorder::Recorder;
 pub use registrations::{RegistrationRecord, RegistrationService};
 pub use sip_accounts::{DigestCredentials, Ha1, SipAccountInfo, SipAccountService, SipCredentials};
 pub use store::Db;

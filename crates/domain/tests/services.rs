@@ -683,3 +683,446 @@ async fn server_secret_is_stable_across_restarts() {
     let s = services(&dir).await;
     assert_eq!(s.server_secret().await.expect("secret"), a);
 }
+
+// ---- The recorder: call events → calls + call_legs rows ----
+
+fn ce(call_id: &str, at_ms: u64, kind: domain::CallEventKind) -> domain::CallEvent {
+    domain::CallEvent {
+        call_id: call_id.into(),
+        at_ms,
+        kind,
+    }
+}
+
+fn party(number: &str, agent_id: Option<i64>) -> domain::Party {
+    domain::Party {
+        number: number.into(),
+        agent_id,
+    }
+}
+
+fn started(id: &str, at: u64, caller: Option<i64>, callee: Option<i64>) -> domain::CallEvent {
+    ce(
+        id,
+        at,
+        domain::CallEventKind::Started {
+            direction: Direction::Internal,
+            caller: party("1000", caller),
+            callee: party("1001", callee),
+            transport: "udp".into(),
+        },
+    )
+}
+
+fn leg_added(
+    id: &str,
+    at: u64,
+    leg: u32,
+    agent: Option<i64>,
+    transport: &str,
+) -> domain::CallEvent {
+    ce(
+        id,
+        at,
+        domain::CallEventKind::LegAdded {
+            leg,
+            party: party("1001", agent),
+            transport: transport.into(),
+        },
+    )
+}
+
+/// `leg number agent transport ringing? answered? ended? cause sip`
+fn leg_view(l: &domain::CallLeg) -> String {
+    format!(
+        "{} {} {:?} {} {} {} {} {} {:?}",
+        l.leg,
+        l.number,
+        l.agent_id,
+        l.transport,
+        l.ringing_at.is_some(),
+        l.answered_at.is_some(),
+        l.ended_at.is_some(),
+        l.end_cause.as_deref().unwrap_or("-"),
+        l.sip_code
+    )
+}
+
+#[tokio::test]
+async fn record_writes_calls_and_legs_and_announces_each_phase() {
+    use domain::CallEventKind as K;
+    use domain::HangupCause as H;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let (a, _) = s
+        .users
+        .create(&admin(), agent("Caller", "caller"))
+        .await
+        .expect("create");
+    let (b, _) = s
+        .users
+        .create(&admin(), agent("Callee", "callee"))
+        .await
+        .expect("create");
+    let mut rx = s.events.subscribe();
+    let t0 = (Utc::now() - Duration::seconds(100)).timestamp_millis() as u64;
+
+    // Batch 1: two calls start; c1 forks to two contacts of b.
+    s.calls
+        .record(&[
+            started("c1", t0, Some(a.id), Some(b.id)),
+            leg_added("c1", t0 + 5, 1, Some(b.id), "ws"),
+            started("c2", t0 + 6, Some(a.id), Some(b.id)),
+            leg_added("c1", t0 + 7, 2, Some(b.id), "udp"),
+            ce("c1", t0 + 100, K::Ringing { leg: 1 }),
+            leg_added("c2", t0 + 8, 1, Some(b.id), "tcp"),
+        ])
+        .await
+        .expect("batch 1");
+    let c1 = s.calls.get("c1").await.expect("get").expect("c1");
+    assert_eq!(
+        (c1.state.as_str(), c1.agent_id, c1.callee_agent_id),
+        ("ringing", Some(a.id), Some(b.id))
+    );
+    let legs: Vec<String> = s
+        .calls
+        .legs("c1")
+        .await
+        .expect("legs")
+        .iter()
+        .map(leg_view)
+        .collect();
+    let (ai, bi) = (Some(a.id), Some(b.id));
+    assert_eq!(
+        legs,
+        [
+            format!("0 1000 {ai:?} udp true false false - None"),
+            format!("1 1001 {bi:?} ws true false false - None"),
+            format!("2 1001 {bi:?} udp false false false - None"),
+        ]
+    );
+    assert_eq!(
+        call_events(&mut rx, ""),
+        ["c1 ringing 1000 None", "c2 ringing 1000 None"]
+    );
+
+    // Batch 2: c1 answered by leg 2; c2 busy.
+    s.calls
+        .record(&[
+            ce("c1", t0 + 2_000, K::Answered { leg: 2 }),
+            ce(
+                "c2",
+                t0 + 300,
+                K::LegEnded {
+                    leg: 1,
+                    cause: H::Busy,
+                    sip_code: Some(486),
+                },
+            ),
+            ce("c2", t0 + 301, K::Ended { cause: H::Busy }),
+        ])
+        .await
+        .expect("batch 2");
+    // Batch 3: c1 ends; then a duplicate end, a late answer, a repeated
+    // start and events of a call never started.
+    s.calls
+        .record(&[
+            ce(
+                "c1",
+                t0 + 62_500,
+                K::Ended {
+                    cause: H::CalleeBye,
+                },
+            ),
+            ce("c1", t0 + 70_000, K::Ended { cause: H::Failed }),
+            ce("c1", t0 + 70_001, K::Answered { leg: 1 }),
+            started("c1", t0 + 70_002, None, None),
+            ce("ghost", t0, K::Answered { leg: 1 }),
+            ce("ghost", t0, K::Ended { cause: H::Failed }),
+        ])
+        .await
+        .expect("batch 3");
+    assert_eq!(
+        call_events(&mut rx, ""),
+        [
+            "c1 answered 1000 None",
+            "c2 ended 1000 Some(\"BUSY\")",
+            "c1 ended 1000 Some(\"ANSWERED\")",
+        ]
+    );
+    let c1 = s.calls.get("c1").await.expect("get").expect("c1");
+    assert_eq!(
+        (
+            c1.state.as_str(),
+            c1.duration,
+            c1.billsec,
+            c1.disposition.as_deref(),
+            c1.hangup_cause.as_deref()
+        ),
+        ("ended", 62, 60, Some("ANSWERED"), Some("callee_bye"))
+    );
+    let legs: Vec<String> = s
+        .calls
+        .legs("c1")
+        .await
+        .expect("legs")
+        .iter()
+        .map(leg_view)
+        .collect();
+    assert_eq!(
+        legs,
+        [
+            format!("0 1000 {ai:?} udp true true true callee_bye None"),
+            format!("1 1001 {bi:?} ws true false true answered_elsewhere None"),
+            format!("2 1001 {bi:?} udp false true true callee_bye None"),
+        ]
+    );
+    let c2 = s.calls.get("c2").await.expect("get").expect("c2");
+    assert_eq!(
+        (c2.duration, c2.billsec, c2.disposition.as_deref()),
+        (0, 0, Some("BUSY"))
+    );
+    let legs: Vec<String> = s
+        .calls
+        .legs("c2")
+        .await
+        .expect("legs")
+        .iter()
+        .map(leg_view)
+        .collect();
+    assert_eq!(
+        legs,
+        [
+            format!("0 1000 {ai:?} udp false false true busy None"),
+            format!("1 1001 {bi:?} tcp false false true busy Some(486)"),
+        ]
+    );
+    assert!(s.calls.get("ghost").await.expect("get").is_none());
+    assert!(s.calls.legs("ghost").await.expect("legs").is_empty());
+    let (_, total) = s
+        .calls
+        .history(&domain::calls::CallQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("history");
+    assert_eq!(total, 2);
+    s.calls.record(&[]).await.expect("empty batch");
+}
+
+/// A batch with one bad event (an agent that does not exist) writes
+/// nothing and announces nothing; retried event by event, as the SIP
+/// writer does, only the bad event's own rows are lost.
+#[tokio::test]
+async fn record_batch_failure_writes_nothing_and_retry_by_event_keeps_the_rest() {
+    use domain::CallEventKind as K;
+    use domain::HangupCause as H;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let mut rx = s.events.subscribe();
+    let t0 = Utc::now().timestamp_millis() as u64;
+    let batch = [
+        started("ok", t0, None, None),
+        leg_added("ok", t0 + 1, 1, Some(424_242), "udp"),
+        leg_added("ok", t0 + 2, 2, None, "udp"),
+        started("bad", t0 + 3, Some(424_242), None),
+        ce("bad", t0 + 4, K::Ended { cause: H::Failed }),
+        ce("ok", t0 + 1_000, K::Answered { leg: 2 }),
+        ce(
+            "ok",
+            t0 + 3_000,
+            K::Ended {
+                cause: H::CallerBye,
+            },
+        ),
+    ];
+    let err = s.calls.record(&batch).await.expect_err("foreign key");
+    assert!(matches!(err, DomainError::Db(_)), "{err:?}");
+    assert!(s.calls.get("ok").await.expect("get").is_none());
+    assert!(call_events(&mut rx, "").is_empty());
+    let failed: Vec<usize> = {
+        let mut v = Vec::new();
+        for (i, e) in batch.iter().enumerate() {
+            if s.calls.record(std::slice::from_ref(e)).await.is_err() {
+                v.push(i);
+            }
+        }
+        v
+    };
+    assert_eq!(failed, [1, 3], "the bad leg and the bad call");
+    let ok = s.calls.get("ok").await.expect("get").expect("ok");
+    assert_eq!(
+        (ok.disposition.as_deref(), ok.billsec),
+        (Some("ANSWERED"), 2)
+    );
+    let legs: Vec<u32> = s
+        .calls
+        .legs("ok")
+        .await
+        .expect("legs")
+        .iter()
+        .map(|l| l.leg)
+        .collect();
+    assert_eq!(legs, [0, 2]);
+    assert!(s.calls.get("bad").await.expect("get").is_none());
+    assert_eq!(
+        call_events(&mut rx, ""),
+        [
+            "ok ringing 1000 None",
+            "ok answered 1000 None",
+            "ok ended 1000 Some(\"ANSWERED\")"
+        ]
+    );
+}
+
+/// Rows a crash left open are closed as FAILED at the next start, legs
+/// included; events of those calls arriving later change nothing.
+#[tokio::test]
+async fn close_orphans_closes_open_calls_and_their_legs() {
+    use domain::CallEventKind as K;
+    use domain::HangupCause as H;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let t0 = (Utc::now() - Duration::seconds(100)).timestamp_millis() as u64;
+    s.calls
+        .record(&[
+            started("open", t0, None, None),
+            leg_added("open", t0 + 1, 1, None, "udp"),
+            leg_added("open", t0 + 1, 2, None, "udp"),
+            ce("open", t0 + 10_000, K::Answered { leg: 1 }),
+            started("done", t0, None, None),
+            leg_added("done", t0 + 1, 1, None, "udp"),
+            ce("done", t0 + 5_000, K::Ended { cause: H::NoAnswer }),
+        ])
+        .await
+        .expect("record");
+    assert_eq!(
+        s.calls
+            .close_orphans("server restart")
+            .await
+            .expect("close"),
+        1
+    );
+    let o = s.calls.get("open").await.expect("get").expect("open");
+    assert_eq!(
+        (o.disposition.as_deref(), o.hangup_cause.as_deref()),
+        (Some("FAILED"), Some("server restart"))
+    );
+    assert!(o.duration >= 100 && o.billsec >= 90, "{o:?}");
+    let legs = s.calls.legs("open").await.expect("legs");
+    assert_eq!(legs.len(), 3);
+    assert!(legs
+        .iter()
+        .all(|l| l.ended_at.is_some() && l.end_cause.as_deref() == Some("server restart")));
+    let done = s.calls.legs("done").await.expect("legs");
+    assert!(done
+        .iter()
+        .all(|l| l.end_cause.as_deref() == Some("no_answer")));
+
+    let mut rx = s.events.subscribe();
+    s.calls
+        .record(&[
+            ce(
+                "open",
+                t0 + 200_000,
+                K::Ended {
+                    cause: H::CallerBye,
+                },
+            ),
+            started("open", t0 + 200_001, None, None),
+        ])
+        .await
+        .expect("late events");
+    assert!(call_events(&mut rx, "").is_empty());
+    let again = s.calls.get("open").await.expect("get").expect("open");
+    assert_eq!(
+        (again.hangup_cause, again.end_time),
+        (o.hangup_cause, o.end_time)
+    );
+    assert_eq!(s.calls.legs("open").await.expect("legs"), legs);
+}
+
+/// 1,200 calls whose events interleave, recorded in batches of 500
+/// events as the SIP writer sends them: every call and leg is complete.
+#[tokio::test]
+async fn record_many_interleaved_calls() {
+    use domain::CallEventKind as K;
+    use domain::HangupCause as H;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let t0 = (Utc::now() - Duration::seconds(100)).timestamp_millis() as u64;
+    let n = 1_200u64;
+    let script = |i: u64| {
+        let id = format!("call-{i}");
+        let t = t0 + i;
+        let mut v = vec![
+            started(&id, t, None, None),
+            leg_added(&id, t + 1, 1, None, "udp"),
+            leg_added(&id, t + 1, 2, None, "ws"),
+            ce(&id, t + 10, K::Ringing { leg: 1 }),
+        ];
+        if i % 2 == 1 {
+            v.push(ce(&id, t + 1_000, K::Answered { leg: 1 }));
+            v.push(ce(
+                &id,
+                t + 3_000,
+                K::Ended {
+                    cause: H::CallerBye,
+                },
+            ));
+        } else {
+            v.push(ce(&id, t + 3_000, K::Ended { cause: H::NoAnswer }));
+        }
+        v
+    };
+    let per_call: Vec<Vec<domain::CallEvent>> = (0..n).map(script).collect();
+    let mut all = Vec::new();
+    for k in 0..6 {
+        for call in &per_call {
+            if let Some(e) = call.get(k) {
+                all.push(e.clone());
+            }
+        }
+    }
+    let started_at = std::time::Instant::now();
+    for batch in all.chunks(500) {
+        s.calls.record(batch).await.expect("batch");
+    }
+    eprintln!(
+        "recorded {} events of {n} calls in {:?}",
+        all.len(),
+        started_at.elapsed()
+    );
+    let (rows, total) = s
+        .calls
+        .history(&domain::calls::CallQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .expect("history");
+    assert_eq!(total, n as i64);
+    for c in rows {
+        let i: u64 = c.call_id["call-".len()..].parse().expect("call number");
+        let answered = i % 2 == 1;
+        assert_eq!(c.state, "ended", "{}", c.call_id);
+        assert_eq!((c.duration, c.billsec), (3, if answered { 2 } else { 0 }));
+        assert_eq!(
+            c.disposition.as_deref(),
+            Some(if answered { "ANSWERED" } else { "NO ANSWER" })
+        );
+    }
+    for i in [0, 1, n - 1] {
+        let legs = s.calls.legs(&format!("call-{i}")).await.expect("legs");
+        let causes: Vec<&str> = legs
+            .iter()
+            .map(|l| l.end_cause.as_deref().unwrap_or("-"))
+            .collect();
+        if i % 2 == 1 {
+            assert_eq!(causes, ["caller_bye", "caller_bye", "answered_elsewhere"]);
+        } else {
+            assert_eq!(causes, ["no_answer", "no_answer", "no_answer"]);
+        }
+    }
+}

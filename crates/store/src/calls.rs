@@ -1,7 +1,8 @@
 //! `calls`: one CDR row per call attempt, written when the call starts and
-//! completed when it ends.
+//! completed when it ends. The billing figures (duration, billsec) and the
+//! disposition are the domain's to compute; the store only saves them.
 
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
 
 use crate::Conn;
 
@@ -75,46 +76,143 @@ pub async fn answer(c: &mut Conn, call_id: &str, at: i64, now: i64) -> Result<bo
     Ok(r.rows_affected() > 0)
 }
 
-/// Closes an open call, computing duration (end - start) and billsec
-/// (end - answer) in whole seconds, never negative.
-pub async fn finish(
-    c: &mut Conn,
-    call_id: &str,
-    end: i64,
-    disposition: &str,
-    cause: &str,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
+/// Closes an open call with the figures the domain computed. A row already
+/// closed is left as it is (false).
+pub async fn finish(c: &mut Conn, f: &FinishCall<'_>, now: i64) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
-        "UPDATE calls SET end_time = $2, disposition = $3, hangup_cause = $4, updated_at = $5, \
-           duration = MAX(0, ($2 - start_time) / 1000), \
-           billsec = CASE WHEN answer_time IS NULL THEN 0 ELSE MAX(0, ($2 - answer_time) / 1000) END \
+        "UPDATE calls SET end_time = $2, disposition = $3, hangup_cause = $4, duration = $5, \
+           billsec = $6, updated_at = $7 \
          WHERE call_id = $1 AND end_time IS NULL",
     )
-    .bind(call_id)
-    .bind(end)
-    .bind(disposition)
-    .bind(cause)
+    .bind(f.call_id)
+    .bind(f.end_time)
+    .bind(f.disposition)
+    .bind(f.hangup_cause)
+    .bind(f.duration)
+    .bind(f.billsec)
     .bind(now)
     .execute(&mut *c)
     .await?;
     Ok(r.rows_affected() > 0)
 }
 
-/// Closes every open row as FAILED with `cause` (after a crash or restart).
-pub async fn close_open(c: &mut Conn, cause: &str, now: i64) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE calls SET end_time = MAX(start_time, COALESCE(answer_time, start_time), $2), \
-           disposition = 'FAILED', hangup_cause = $1, updated_at = $2, \
-           duration = MAX(0, ($2 - start_time) / 1000), \
-           billsec = CASE WHEN answer_time IS NULL THEN 0 ELSE MAX(0, ($2 - answer_time) / 1000) END \
-         WHERE end_time IS NULL",
-    )
-    .bind(cause)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
-    Ok(r.rows_affected())
+/// The closing values of a call row.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishCall<'a> {
+    pub call_id: &'a str,
+    pub end_time: i64,
+    pub disposition: &'a str,
+    pub hangup_cause: &'a str,
+    pub duration: i64,
+    pub billsec: i64,
+}
+
+/// The times of an open call, for closing it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OpenCall {
+    pub call_id: String,
+    pub start_time: i64,
+    pub answer_time: Option<i64>,
+}
+
+/// Every row with no end time (after a crash or restart these are orphans).
+pub async fn open(c: &mut Conn) -> Result<Vec<OpenCall>, sqlx::Error> {
+    sqlx::query_as("SELECT call_id, start_time, answer_time FROM calls WHERE end_time IS NULL")
+        .fetch_all(&mut *c)
+        .await
+}
+
+/// A whole `calls` row as the domain's recorder computed it.
+#[derive(Debug, Clone)]
+pub struct SaveCall<'a> {
+    pub call_id: &'a str,
+    pub direction: &'a str,
+    pub caller_number: &'a str,
+    pub callee_number: &'a str,
+    pub agent_id: Option<i64>,
+    pub callee_agent_id: Option<i64>,
+    pub start_time: i64,
+    pub answer_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub duration: i64,
+    pub billsec: i64,
+    pub disposition: Option<&'a str>,
+    pub hangup_cause: Option<&'a str>,
+}
+
+/// Rows per multi-row statement: 15 parameters each stays far below the
+/// parameter limits of SQLite (32,766) and PostgreSQL (65,535).
+const ROWS_PER_STATEMENT: usize = 500;
+/// Call ids per `IN (...)` list.
+const IDS_PER_STATEMENT: usize = 500;
+
+/// Inserts each row, or, when the call exists and is still open, replaces
+/// its answer and end values (who and when it started never change). A
+/// closed row is never changed. Returns the rows written.
+pub async fn save(c: &mut Conn, rows: &[SaveCall<'_>], now: i64) -> Result<u64, sqlx::Error> {
+    let mut n = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO calls (call_id, direction, caller_number, callee_number, agent_id, \
+               callee_agent_id, start_time, answer_time, end_time, duration, billsec, disposition, \
+               hangup_cause, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(r.call_id)
+                .push_bind(r.direction)
+                .push_bind(r.caller_number)
+                .push_bind(r.callee_number)
+                .push_bind(r.agent_id)
+                .push_bind(r.callee_agent_id)
+                .push_bind(r.start_time)
+                .push_bind(r.answer_time)
+                .push_bind(r.end_time)
+                .push_bind(r.duration)
+                .push_bind(r.billsec)
+                .push_bind(r.disposition)
+                .push_bind(r.hangup_cause)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        q.push(
+            " ON CONFLICT (call_id) DO UPDATE SET answer_time = excluded.answer_time, \
+               end_time = excluded.end_time, duration = excluded.duration, \
+               billsec = excluded.billsec, disposition = excluded.disposition, \
+               hangup_cause = excluded.hangup_cause, updated_at = excluded.updated_at \
+             WHERE calls.end_time IS NULL",
+        );
+        // Not cached: its text varies with the batch, and caching it would
+        // evict the hot statements of the connection's cache.
+        n += q
+            .build()
+            .persistent(false)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+    }
+    Ok(n)
+}
+
+/// The rows of these calls (in no particular order; unknown ids are
+/// absent).
+pub async fn by_call_ids(c: &mut Conn, call_ids: &[&str]) -> Result<Vec<CallRow>, sqlx::Error> {
+    let mut out = Vec::new();
+    for ids in call_ids.chunks(IDS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("{SELECT} WHERE c.call_id IN ("));
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        q.push(")");
+        out.extend(
+            q.build_query_as::<CallRow>()
+                .persistent(false)
+                .fetch_all(&mut *c)
+                .await?,
+        );
+    }
+    Ok(out)
 }
 
 pub async fn get(c: &mut Conn, call_id: &str) -> Result<Option<CallRow>, sqlx::Error> {

@@ -7,6 +7,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod call_legs;
 pub mod calls;
 pub mod registrations;
 pub mod sessions;

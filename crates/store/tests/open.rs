@@ -41,7 +41,7 @@ async fn creates_the_file_with_wal_and_foreign_keys() {
         .fetch_one(db.pool())
         .await
         .expect("count");
-    assert_eq!(n, 1);
+    assert_eq!(n, 2, "both migrations, once each");
 }
 
 #[tokio::test]
@@ -145,4 +145,209 @@ async fn constraints_guard_the_data() {
 #[test]
 fn like_patterns_escape_wildcards() {
     assert_eq!(store::like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+}
+
+fn call(id: &str, start: i64) -> store::calls::SaveCall<'_> {
+    store::calls::SaveCall {
+        call_id: id,
+        direction: "internal",
+        caller_number: "1000",
+        callee_number: "1001",
+        agent_id: None,
+        callee_agent_id: None,
+        start_time: start,
+        answer_time: None,
+        end_time: None,
+        duration: 0,
+        billsec: 0,
+        disposition: None,
+        hangup_cause: None,
+    }
+}
+
+fn leg(call_id: &str, leg_no: i64, created_at: i64) -> store::call_legs::LegRow {
+    store::call_legs::LegRow {
+        call_id: call_id.into(),
+        leg_no,
+        party_number: "1001".into(),
+        agent_id: None,
+        transport: "udp".into(),
+        created_at,
+        ringing_at: None,
+        answered_at: None,
+        ended_at: None,
+        end_cause: None,
+        sip_code: None,
+    }
+}
+
+/// Saving whole rows: new rows are inserted, open rows take the new answer
+/// and end values, closed rows never change; legs belong to a call and go
+/// with it; the migration's named constraints hold.
+#[tokio::test]
+async fn calls_and_legs_save_as_whole_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(&dir).await;
+    let mut tx = db.write().await.expect("tx");
+    let calls = |ids: &[&'static str]| ids.iter().map(|id| call(id, 1_000)).collect::<Vec<_>>();
+    assert_eq!(
+        store::calls::save(&mut tx, &calls(&["a", "b"]), 5)
+            .await
+            .expect("insert"),
+        2
+    );
+    let closed = store::calls::SaveCall {
+        answer_time: Some(2_000),
+        end_time: Some(9_000),
+        duration: 8,
+        billsec: 7,
+        disposition: Some("ANSWERED"),
+        hangup_cause: Some("caller_bye"),
+        ..call("a", 1_000)
+    };
+    // A second start of "b" with another start time does not move it.
+    let moved = call("b", 4_000);
+    assert_eq!(
+        store::calls::save(&mut tx, &[closed.clone(), moved], 6)
+            .await
+            .expect("update"),
+        2
+    );
+    let a = store::calls::get(&mut tx, "a")
+        .await
+        .expect("q")
+        .expect("a");
+    assert_eq!(
+        (a.end_time, a.duration, a.billsec, a.disposition.as_deref()),
+        (Some(9_000), 8, 7, Some("ANSWERED"))
+    );
+    let b = store::calls::get(&mut tx, "b")
+        .await
+        .expect("q")
+        .expect("b");
+    assert_eq!(b.start_time, 1_000);
+    // A closed row is final.
+    let reopened = store::calls::SaveCall {
+        end_time: None,
+        disposition: None,
+        ..closed
+    };
+    assert_eq!(
+        store::calls::save(&mut tx, &[reopened], 7)
+            .await
+            .expect("no-op"),
+        0
+    );
+    let a = store::calls::get(&mut tx, "a")
+        .await
+        .expect("q")
+        .expect("a");
+    assert_eq!(a.end_time, Some(9_000));
+    let found = store::calls::by_call_ids(&mut tx, &["b", "nobody", "a"])
+        .await
+        .expect("by ids");
+    let mut ids: Vec<_> = found.iter().map(|c| c.call_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+
+    // Legs: insert, update while open, final once ended.
+    let mut l1 = leg("b", 1, 1_100);
+    store::call_legs::upsert(&mut tx, &[leg("b", 0, 1_000), l1.clone()])
+        .await
+        .expect("legs");
+    l1.ringing_at = Some(1_200);
+    l1.ended_at = Some(1_500);
+    l1.end_cause = Some("busy".into());
+    l1.sip_code = Some(486);
+    assert_eq!(
+        store::call_legs::upsert(&mut tx, std::slice::from_ref(&l1))
+            .await
+            .expect("update"),
+        1
+    );
+    let mut late = l1.clone();
+    late.end_cause = Some("failed".into());
+    assert_eq!(
+        store::call_legs::upsert(&mut tx, &[late])
+            .await
+            .expect("no-op"),
+        0
+    );
+    let legs = store::call_legs::for_call(&mut tx, "b").await.expect("q");
+    assert_eq!(legs.len(), 2);
+    assert_eq!(legs[1], l1);
+    assert_eq!(
+        store::call_legs::for_calls(&mut tx, &["a", "b"])
+            .await
+            .expect("q")
+            .len(),
+        2
+    );
+
+    // A leg without its call, a negative leg number, an impossible SIP
+    // code and an end before the start are refused.
+    let bad = [
+        leg("nobody", 0, 1),
+        leg("b", -1, 1),
+        store::call_legs::LegRow {
+            sip_code: Some(42),
+            ..leg("b", 5, 1)
+        },
+        store::call_legs::LegRow {
+            ended_at: Some(0),
+            ..leg("b", 6, 1)
+        },
+    ];
+    for (i, row) in bad.iter().enumerate() {
+        let err = store::call_legs::upsert(&mut tx, std::slice::from_ref(row))
+            .await
+            .expect_err("refused");
+        let kind = err.as_database_error().map(|e| e.kind());
+        assert!(
+            matches!(
+                kind,
+                Some(sqlx::error::ErrorKind::ForeignKeyViolation)
+                    | Some(sqlx::error::ErrorKind::CheckViolation)
+            ),
+            "row {i}: {err}"
+        );
+    }
+
+    // Orphan legs close at `now`, never before they were created.
+    store::call_legs::upsert(&mut tx, &[leg("a", 0, 1_000), leg("a", 1, 50_000)])
+        .await
+        .expect("legs");
+    assert_eq!(
+        store::call_legs::close_open(&mut tx, "server restart", 10_000)
+            .await
+            .expect("close"),
+        3
+    );
+    // (A failed statement rolls back only itself: the transaction goes on.)
+    let mut ends: Vec<_> = store::call_legs::for_calls(&mut tx, &["a", "b"])
+        .await
+        .expect("q")
+        .into_iter()
+        .map(|l| (l.call_id, l.leg_no, l.ended_at, l.end_cause))
+        .collect();
+    ends.sort();
+    assert_eq!(
+        ends,
+        [
+            ("a".into(), 0, Some(10_000), Some("server restart".into())),
+            ("a".into(), 1, Some(50_000), Some("server restart".into())),
+            ("b".into(), 0, Some(10_000), Some("server restart".into())),
+            ("b".into(), 1, Some(1_500), Some("busy".into())),
+        ]
+    );
+    // Deleting a call deletes its legs.
+    sqlx::query("DELETE FROM calls WHERE call_id = 'b'")
+        .execute(&mut *tx)
+        .await
+        .expect("delete");
+    assert!(store::call_legs::for_call(&mut tx, "b")
+        .await
+        .expect("q")
+        .is_empty());
+    tx.commit().await.expect("commit");
 }
