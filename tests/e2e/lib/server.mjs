@@ -31,6 +31,8 @@ export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 
       const v = await fn();
       if (v) return v;
     } catch (err) {
+      // A fatal error (the server exited) will not heal: report it now.
+      if (err?.fatal) throw err;
       lastErr = err;
     }
     await new Promise((r) => setTimeout(r, intervalMs));
@@ -86,7 +88,7 @@ export class CentralitaServer {
       process.removeListener('exit', killOnExit);
     });
     await waitFor(async () => {
-      if (exited) throw new Error(`centralita exited early (${JSON.stringify(exited)}); see ${this.logFile}`);
+      if (exited) throw Object.assign(new Error(`centralita exited early (${JSON.stringify(exited)}); see ${this.logFile}`), { fatal: true });
       const res = await fetch(`${this.baseUrl}/api/health`);
       return res.ok;
     }, { timeoutMs: 30000, what: 'GET /api/health' });

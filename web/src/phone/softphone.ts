@@ -6,7 +6,6 @@ import type { RTCSession } from 'jssip/lib/RTCSession';
 import { api, ApiError, type ProvisionedCredentials } from '../api';
 import { reasonFor, type Reason } from './causes';
 import { record } from './sipTrace';
-import { preferMd5Challenges } from './digestOrder';
 import { keyBeep, startRingback, startRingtone, stopTone } from './ringtone';
 import { subscribeEvents, type LiveEvent } from '../events';
 
@@ -66,6 +65,10 @@ const MEDIA: MediaStreamConstraints = { audio: true, video: false };
  * for tens of seconds on hosts with several interfaces. */
 const ICE_SETTLE_MS = 150;
 
+// JsSIP's WebSocket transport, watched for the "Call details" view: every
+// message is recorded as it crosses the wire and handed on unchanged. JsSIP
+// must see exactly what the server sent (issue 7: the server offers a
+// challenge stock JsSIP answers, so the console needs no rewrite of its own).
 class TracingSocket extends JsSIP.WebSocketInterface {
   constructor(url: string) {
     super(url);
@@ -79,7 +82,7 @@ class TracingSocket extends JsSIP.WebSocketInterface {
         handler = fn
           ? (data: unknown) => {
               record('in', data);
-              fn(typeof data === 'string' ? preferMd5Challenges(data) : data);
+              fn(data);
             }
           : null;
       },
