@@ -126,8 +126,10 @@ mod tests {
             extension: "1001",
             agent_id: Some(2),
         };
+        // (dialled, expected refusal, expected agent)
+        type Row<'a> = (&'a str, (Option<u16>, Option<HangupCause>), Option<&'a str>);
         let reject = |code, cause| (Some(code), Some(cause));
-        let table: &[(&str, (Option<u16>, Option<HangupCause>), Option<&str>)] = &[
+        let table: &[Row<'_>] = &[
             ("1000", (None, None), Some("ana")),
             ("ana", (None, None), Some("ana")),
             ("1002", (None, None), Some("1000")),

@@ -3,8 +3,8 @@
 use crate::backend::{AccountChange, Backend, BackendError, BoxFuture, RegistrationState};
 use crate::core::digest::Ha1;
 use crate::core::{Account, BindingRecord, Lookup, Transport};
-use domain::call_events::CallEvent;
 use chrono::{DateTime, TimeZone, Utc};
+use domain::call_events::CallEvent;
 use domain::{DigestCredentials, Services};
 use std::net::SocketAddr;
 use tokio::sync::{broadcast, mpsc};
@@ -38,7 +38,6 @@ fn at(ms: u64) -> DateTime<Utc> {
         .single()
         .unwrap_or_else(Utc::now)
 }
-
 
 fn account(c: DigestCredentials) -> Account {
     Account {
