@@ -2,8 +2,8 @@
 //! for its "listening" line and talk plain HTTP/1.1 to it.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::Child;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -84,4 +84,72 @@ pub fn session_cookie(head: &str) -> String {
         .expect("set-cookie");
     let v = line.split_once("centralita_session=").expect("cookie").1;
     v.split(';').next().expect("cookie value").to_string()
+}
+
+/// The first of `span` consecutive ports on 127.0.0.1 that were all free a
+/// moment ago for every transport asked for. A port free for TCP can be
+/// busy for UDP (and the other way round), so a caller that listens on both
+/// must check both.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn free_ports(span: u16, udp: bool, tcp: bool) -> u16 {
+    for _ in 0..200 {
+        let first = {
+            let probe = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+            probe.local_addr().expect("address").port()
+        };
+        let Some(last) = first.checked_add(span.max(1) - 1) else {
+            continue;
+        };
+        // Hold every socket until the whole block is checked.
+        let mut udps = Vec::new();
+        let mut tcps = Vec::new();
+        let all_free = (first..=last).all(|p| {
+            (!udp
+                || UdpSocket::bind(("127.0.0.1", p))
+                    .map(|s| udps.push(s))
+                    .is_ok())
+                && (!tcp
+                    || TcpListener::bind(("127.0.0.1", p))
+                        .map(|s| tcps.push(s))
+                        .is_ok())
+        });
+        if all_free {
+            return first;
+        }
+    }
+    panic!("no block of {span} free ports on 127.0.0.1");
+}
+
+/// An external process that is killed (SIGKILL to its PID) and reaped when
+/// this is dropped, so a failing assertion never leaves it running.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub struct Reaped {
+    pub name: String,
+    pub child: Child,
+}
+
+#[allow(dead_code)]
+impl Reaped {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Reaped {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Reaped {
+            name: name.to_string(),
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
 }
