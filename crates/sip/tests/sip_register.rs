@@ -228,26 +228,7 @@ async fn tcp_binding_survives_a_restart_and_is_reached_by_a_new_connection() {
     assert_eq!(again.sip.registered_contacts(), 1);
 
     let mut a = Ua::udp(again.addr, &caller.username, &caller.password, REALM).await;
-    let target = format!("sip:{}@{REALM}", callee.extension);
-    let invite = |ua: &mut Ua, cseq: u32, auth: Option<&str>| {
-        let via = ua.via();
-        let mut s = format!(
-            "INVITE {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <sip:{u}@{REALM}>;tag=tcpA\r\nTo: <{target}>\r\nCall-ID: tcp-restart-1\r\nCSeq: {cseq} INVITE\r\nContact: {c}\r\nContent-Type: application/sdp\r\n",
-            u = ua.user,
-            c = ua.contact()
-        );
-        if let Some(x) = auth {
-            s.push_str(&format!("Proxy-Authorization: {x}\r\n"));
-        }
-        s.push_str(&format!("Content-Length: {}\r\n\r\n{SDP}", SDP.len()));
-        s
-    };
-    let text = invite(&mut a, 1, None);
-    a.send(&text).await;
-    let ch = a.expect_code(407).await;
-    let auth = a.answer(&ch, Algorithm::Md5, "INVITE", &target);
-    let text = invite(&mut a, 2, Some(&auth));
-    a.send(&text).await;
+    a.invite(&callee.extension, "tcp-restart-1").await;
     // The server connects to the Contact the phone registered.
     let (stream, _) = tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept())
         .await

@@ -85,7 +85,14 @@ impl Shared {
             let mut core = self.core.lock();
             f(&mut core);
             while let Some(o) = core.poll_output() {
-                outs.push(o);
+                match o {
+                    // Queued while the core is locked, so the order the core
+                    // produced them in holds across threads (a 200 handled on
+                    // another thread must not overtake its call's start).
+                    Output::Call(ev) => self.writers.cdr(ev),
+                    Output::Store(op) => self.writers.store(op),
+                    o => outs.push(o),
+                }
             }
         }
         for o in outs {

@@ -339,6 +339,50 @@ impl Ua {
         self.recv(5_000).await.expect("REGISTER answer")
     }
 
+    /// Calls extension `ext`: INVITE with an SDP offer, answers the 407 and
+    /// sends the INVITE again with credentials. Responses are left to the caller.
+    pub async fn invite(&mut self, ext: &str, call_id: &str) {
+        let target = format!("sip:{ext}@{}", self.realm);
+        let text = |ua: &mut Ua, cseq: u32, auth: Option<&str>| {
+            let via = ua.via();
+            let mut s = format!(
+                "INVITE {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: <sip:{u}@{r}>;tag=inv{u}\r\nTo: <{target}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {c}\r\nContent-Type: application/sdp\r\n",
+                u = ua.user,
+                r = ua.realm,
+                c = ua.contact()
+            );
+            if let Some(x) = auth {
+                s.push_str(&format!("Proxy-Authorization: {x}\r\n"));
+            }
+            s.push_str(&format!("Content-Length: {}\r\n\r\n{SDP}", SDP.len()));
+            s
+        };
+        self.cseq += 1;
+        let first = text(self, self.cseq, None);
+        self.send(&first).await;
+        let ch = self.expect_code(407).await;
+        let auth = self.answer(&ch, Algorithm::Md5, "INVITE", &target);
+        self.cseq += 1;
+        let second = text(self, self.cseq, Some(&auth));
+        self.send(&second).await;
+    }
+
+    /// ACK for the 2xx `ok` to our INVITE.
+    pub async fn ack(&mut self, ok: &Msg) {
+        let via = self.via();
+        let contact =
+            sip::core::msg::addr_uri(ok.header_list("Contact").first().copied().unwrap_or(""))
+                .to_string();
+        let text = format!(
+            "ACK {contact} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
+            ok.header("From").unwrap_or(""),
+            ok.header("To").unwrap_or(""),
+            ok.call_id(),
+            ok.cseq().0
+        );
+        self.send(&text).await;
+    }
+
     /// Sends a response to `req` (copying Via/From/To/Call-ID/CSeq).
     pub async fn respond(
         &mut self,
