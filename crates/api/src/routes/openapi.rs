@@ -239,6 +239,13 @@ pub const ROUTES: &[(&str, &str, &str, &str, Access)] = &[
     ),
     (
         "get",
+        "/api/telephony/calls/{call_id}",
+        "telephony",
+        "One call with its legs (agents: their own)",
+        Access::AnyRole,
+    ),
+    (
+        "get",
         "/api/telephony/registrations",
         "telephony",
         "Registered SIP contacts",

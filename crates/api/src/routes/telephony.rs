@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/telephony/calls/active", get(calls_active))
         .route("/api/telephony/calls/history", get(calls_history))
         .route("/api/telephony/calls/stats", get(calls_stats))
+        .route("/api/telephony/calls/{call_id}", get(call_detail))
         .route("/api/telephony/registrations", get(registrations))
         .route("/api/telephony/security/blocked", get(blocked))
         .route("/api/telephony/security/blocked/{ip}", delete(unblock))
@@ -202,6 +203,30 @@ async fn calls_active(State(st): State<AppState>, u: CurrentUser) -> JsonResult 
     let calls = st.services.calls.active(agent).await?;
     Ok(AppJson(
         json!({"success": true, "count": calls.len(), "calls": calls}),
+    ))
+}
+
+/// One call with its legs. Agents only see calls they took part in (as
+/// caller, callee or on a leg); any other call is "not found" to them.
+async fn call_detail(
+    State(st): State<AppState>,
+    u: CurrentUser,
+    AppPath(call_id): AppPath<String>,
+) -> JsonResult {
+    let calls = &st.services.calls;
+    let call = calls
+        .get(&call_id)
+        .await?
+        .ok_or(AppError::NotFound("call"))?;
+    let legs = calls.legs(&call_id).await?;
+    let me = Some(u.user.id);
+    let mine =
+        call.agent_id == me || call.callee_agent_id == me || legs.iter().any(|l| l.agent_id == me);
+    if !u.sees_all() && !mine {
+        return Err(AppError::NotFound("call"));
+    }
+    Ok(AppJson(
+        json!({"success": true, "call": call, "legs": legs}),
     ))
 }
 

@@ -180,3 +180,132 @@ async fn calls_active_history_stats_and_csv() {
     assert_eq!(st["connected"], false);
     assert_eq!(st["mode"], "builtin");
 }
+
+/// `GET /api/telephony/calls/{callId}`: the call and its legs, written by
+/// the recorder from call events; agents see only calls they took part in.
+#[tokio::test]
+async fn one_call_with_its_legs() {
+    use domain::{CallEvent, CallEventKind as K, HangupCause, Party};
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let (a, _) = app.create_user(&admin, "Agent One", "one", "agent").await;
+    let (b, _) = app.create_user(&admin, "Agent Two", "two", "agent").await;
+    app.create_user(&admin, "Agent Three", "three", "agent")
+        .await;
+    let t0 = (Utc::now() - Duration::minutes(5)).timestamp_millis() as u64;
+    let ev = |dt: u64, kind| CallEvent {
+        call_id: "leg-call".into(),
+        at_ms: t0 + dt,
+        kind,
+    };
+    let party = |number: &str, id| Party {
+        number: number.into(),
+        agent_id: Some(id),
+    };
+    app.services
+        .calls
+        .record(&[
+            ev(
+                0,
+                K::Started {
+                    direction: Direction::Internal,
+                    caller: party("1000", a),
+                    callee: party("1001", b),
+                    transport: "ws".into(),
+                },
+            ),
+            ev(
+                2,
+                K::LegAdded {
+                    leg: 1,
+                    party: party("1001", b),
+                    transport: "udp".into(),
+                },
+            ),
+            ev(
+                2,
+                K::LegAdded {
+                    leg: 2,
+                    party: party("1001", b),
+                    transport: "tcp".into(),
+                },
+            ),
+            ev(
+                50,
+                K::LegEnded {
+                    leg: 2,
+                    cause: HangupCause::Busy,
+                    sip_code: Some(486),
+                },
+            ),
+            ev(100, K::Ringing { leg: 1 }),
+            ev(1_000, K::Answered { leg: 1 }),
+            ev(
+                61_000,
+                K::Ended {
+                    cause: HangupCause::CallerBye,
+                },
+            ),
+        ])
+        .await
+        .expect("record");
+
+    let r = app.get("/api/telephony/calls/leg-call", &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let j = r.json();
+    assert_eq!(j["call"]["callId"], "leg-call");
+    assert_eq!(
+        (
+            j["call"]["billsec"].as_i64(),
+            j["call"]["disposition"].as_str()
+        ),
+        (Some(60), Some("ANSWERED"))
+    );
+    let legs = j["legs"].as_array().expect("legs");
+    let view: Vec<String> = legs
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {} {} {} {} {} {}",
+                l["leg"],
+                l["number"],
+                l["agentId"],
+                l["transport"],
+                l["endCause"],
+                l["sipCode"],
+                l["answeredAt"].is_string()
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        [
+            format!("0 \"1000\" {a} \"ws\" \"caller_bye\" null true"),
+            format!("1 \"1001\" {b} \"udp\" \"caller_bye\" null true"),
+            format!("2 \"1001\" {b} \"tcp\" \"busy\" 486 false"),
+        ]
+    );
+    let leg1 = &legs[1];
+    for field in ["createdAt", "ringingAt", "answeredAt", "endedAt"] {
+        assert!(leg1[field].is_string(), "{field}: {leg1}");
+    }
+
+    // The callee agent sees it; an agent with no part in it does not.
+    let two = app.login("two", "password-123").await;
+    assert_eq!(
+        app.get("/api/telephony/calls/leg-call", &two).await.status,
+        StatusCode::OK
+    );
+    let three = app.login("three", "password-123").await;
+    let r = app.get("/api/telephony/calls/leg-call", &three).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["error"]["code"], "call_not_found");
+    let r = app.get("/api/telephony/calls/nope", &admin).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/api/telephony/calls/leg-call", &Auth::None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
