@@ -1,7 +1,8 @@
 //! centralita domain services over `store`: users and agents, console auth
 //! (sessions, API tokens, login rate limiting), SIP accounts and their
 //! digest credentials, registrations, calls/CDR, WebRTC settings, the audit
-//! log and the event bus.
+//! log and the event bus; and the interface every PBX engine implements
+//! for the API (`engine`).
 //!
 //! Every mutating operation runs in one write transaction: a failure
 //! leaves the database as it was. Services are cheap to clone.
