@@ -104,8 +104,8 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
     })
 }
 
-/// Starts the SIP server over the domain services (for the lead's wiring:
-/// pass the result as `AppState.sip` and call `shutdown()` on exit).
+/// Starts the SIP server over the domain services; [`Server::serve_with_sip`]
+/// puts it behind the API as the engine and shuts it down on exit.
 pub async fn start_sip(config: &Config, services: &Services) -> anyhow::Result<sip::SipServer> {
     let backend = std::sync::Arc::new(sip::DomainBackend::new(services.clone()));
     sip::start(sip_config(config)?, backend)
@@ -220,7 +220,11 @@ impl Server {
     ) -> anyhow::Result<()> {
         use std::future::IntoFuture;
         let api_cfg = api_config(&self.config);
-        let state = api::AppState::new(self.services.clone(), sip.clone(), api_cfg.clone());
+        // The API sees the builtin SIP server only as an engine.
+        let engine = sip
+            .clone()
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn domain::Engine>);
+        let state = api::AppState::new(self.services.clone(), engine.clone(), api_cfg.clone());
         let app = api::router(state);
         // One shutdown signal, two listeners.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -254,11 +258,8 @@ impl Server {
                     served_over_tls: true,
                     ..api_cfg
                 };
-                let tls_app = api::router(api::AppState::new(
-                    self.services.clone(),
-                    sip.clone(),
-                    tls_cfg,
-                ));
+                let tls_app =
+                    api::router(api::AppState::new(self.services.clone(), engine, tls_cfg));
                 // tap_io also makes axum's ConnectInfo<SocketAddr> available
                 // for a custom listener (the peer address for rate limits).
                 let listener = https.listener.tap_io(|tls| {

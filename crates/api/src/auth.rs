@@ -8,7 +8,7 @@ use domain::{Actor, Role, User};
 
 use crate::error::AppError;
 use crate::extract::ClientIp;
-use crate::AppState;
+use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "centralita_session";
 

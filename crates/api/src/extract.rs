@@ -7,7 +7,7 @@ use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 
 use crate::error::AppError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// `axum::Json` with our rejection: malformed JSON 400, wrong content 422,
 /// too large 413.

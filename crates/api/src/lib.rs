@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod state;
 mod static_files;
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
 pub use error::AppError;
+pub use state::AppState;
 
 /// HTTP-side configuration.
 #[derive(Debug, Clone)]
@@ -58,24 +60,6 @@ impl Default for ApiConfig {
             body_limit: 64 * 1024,
             mode: "builtin".into(),
             served_over_tls: false,
-        }
-    }
-}
-
-/// Everything handlers need.
-#[derive(Clone)]
-pub struct AppState {
-    pub services: domain::Services,
-    pub sip: Option<sip::SipServer>,
-    pub config: std::sync::Arc<ApiConfig>,
-}
-
-impl AppState {
-    pub fn new(services: domain::Services, sip: Option<sip::SipServer>, config: ApiConfig) -> Self {
-        Self {
-            services,
-            sip,
-            config: std::sync::Arc::new(config),
         }
     }
 }

@@ -9,7 +9,7 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::error::AppError;
-use crate::AppState;
+use crate::state::AppState;
 
 fn content_type(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()).unwrap_or("") {

@@ -1,8 +1,9 @@
 //! centralita domain services over `store`: users and agents, console auth
 //! (sessions, API tokens, login rate limiting), SIP accounts and their
 //! digest credentials, registrations, calls/CDR (the recorder turns the
-//! engines' call events into `calls` and `call_legs` rows), WebRTC
-//! settings, the audit log and the event bus.
+//! engines' call events into `calls` and `call_legs` rows), routing
+//! decisions, WebRTC settings, the audit log and the event bus; and the
+//! interface every PBX engine implements for the API (`engine`).
 //!
 //! Every mutating operation runs in one write transaction: a failure
 //! leaves the database as it was. Services are cheap to clone.
@@ -11,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod call_events;
 pub mod calls;
+pub mod engine;
 mod error;
 pub mod events;
 pub mod passwords;
@@ -31,6 +33,7 @@ pub use audit::{AuditEntry, AuditService};
 pub use auth::{ApiToken, AuthService, LoginOutcome};
 pub use call_events::{CallEvent, CallEventKind, HangupCause, LegNo, Party};
 pub use calls::{Call, CallLeg, CallOp, CallService, CallStats, Direction, Disposition, NewCall};
+pub use engine::{BlockedSource, Engine, EngineStatus, FlowHandle, FlowRefused};
 pub use error::DomainError;
 pub use events::{Event, EventBus};
 pub use recorder::Recorder;

@@ -1,13 +1,15 @@
 //! centralita SIP: registrar, digest authentication and B2BUA.
 //!
 //! `core` is sans-IO (no sockets, no clock); `shell` runs it on tokio.
-//! The HTTP layer reaches SIP only through [`SipServer::attach_websocket`]
-//! (RFC 7118 SIP over WebSocket on the HTTP port) and the read-only views.
+//! The HTTP layer reaches SIP only through the [`domain::Engine`] interface
+//! that [`SipServer`] implements (`engine.rs`): live status, bans, and the
+//! RFC 7118 SIP-over-WebSocket flows it hands over from the HTTP port.
 //! rsipstack is used inside `core::msg` only; none of its types are public.
 
 pub mod backend;
 pub mod core;
 pub mod domain_backend;
+mod engine;
 mod shell;
 
 pub use backend::{AccountChange, Backend, BackendError, MemoryBackend, RegistrationState};
@@ -18,7 +20,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
 
 /// Settings of the SIP server.
 #[derive(Debug, Clone)]
@@ -271,19 +272,6 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
 }
 
 impl SipServer {
-    /// Hands one upgraded WebSocket connection (subprotocol `sip`) to the SIP
-    /// server. The caller forwards every frame the client sends into the
-    /// returned sender and writes every message from the returned receiver
-    /// back to the client as a text frame. Dropping the sender closes the flow;
-    /// the receiver ends when the server closes it.
-    pub fn attach_websocket(
-        &self,
-        peer: SocketAddr,
-        secure: bool,
-    ) -> (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
-        self.shared.attach_websocket(peer, secure)
-    }
-
     /// Sources currently refused by the SIP edge (for admins).
     /// Lifts the ban on a source (an admin's decision) and forgets its
     /// failed attempts; false when the address was not being tracked.

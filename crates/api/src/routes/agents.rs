@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::auth::{Admin, CurrentUser, Staff};
 use crate::error::AppError;
 use crate::extract::{AppJson, AppPath, AppQuery};
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::auth::Admin;
 use crate::error::AppError;
 use crate::extract::{AppJson, AppQuery};
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/audit", get(list))

@@ -12,7 +12,7 @@ use super::max_len;
 use crate::auth::{self as a, Admin, Credential, CurrentUser};
 use crate::error::AppError;
 use crate::extract::{AppJson, AppPath, AppQuery, ClientIp, Page};
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::auth::{bearer, cookie, resolve, SESSION_COOKIE};
 use crate::error::AppError;
 use crate::extract::AppQuery;
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/events", get(upgrade))

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::error::AppError;
 use crate::extract::AppJson;
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/health", get(health))
@@ -23,6 +23,6 @@ async fn health(State(st): State<AppState>) -> Result<AppJson<serde_json::Value>
         "success": true,
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
-        "sip": st.sip.is_some(),
+        "sip": st.engine.is_some(),
     })))
 }

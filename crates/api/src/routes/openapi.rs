@@ -7,7 +7,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::extract::AppJson;
-use crate::AppState;
+use crate::state::AppState;
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

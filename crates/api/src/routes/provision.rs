@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::auth::{bearer, cookie, resolve, SESSION_COOKIE};
 use crate::extract::ClientIp;
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -1,23 +1,23 @@
 //! `/ws`: SIP over WebSocket (RFC 7118). Upgrades only when the client
-//! offers the `sip` subprotocol, then glues the socket to the SIP server's
-//! flow: client frames go in as bytes, server messages go out as text
-//! frames (binary if not UTF-8).
+//! offers the `sip` subprotocol and the engine takes the flow, then glues
+//! the socket to it: client frames go in as bytes, engine messages go out
+//! as text frames (binary if not UTF-8).
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
+use domain::{FlowHandle, FlowRefused};
 
 use crate::extract::PeerAddr;
-use crate::AppState;
+use crate::state::AppState;
 
 pub async fn upgrade(
     State(st): State<AppState>,
     peer: PeerAddr,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some(sip) = st.sip.clone() else {
+    let Some(engine) = st.engine.clone() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "SIP server not running").into_response();
     };
     let ws = match ws {
@@ -44,18 +44,33 @@ pub async fn upgrade(
     let PeerAddr(Some(peer)) = peer else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "peer address unknown").into_response();
     };
-    // Over the HTTPS listener this is WSS: the SIP server records the flow
-    // as secure (Via transport, sips: policies).
+    // Over the HTTPS listener this is WSS: the engine records the flow as
+    // secure (Via transport, sips: policies).
     let secure = st.config.served_over_tls;
+    // The flow is taken before the upgrade so that a refusal is an HTTP
+    // answer the client can see. Should the upgrade never complete, the
+    // callback holding the flow is dropped, and with it the flow.
+    let flow = match engine.attach_flow(peer, secure) {
+        Ok(flow) => flow,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "SIP over WebSocket refused");
+            let status = match e {
+                FlowRefused::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            return (status, e.to_string()).into_response();
+        }
+    };
     ws.protocols(["sip"])
         .max_message_size(1 << 16)
-        .on_upgrade(move |socket| async move {
-            let (tx, rx) = sip.attach_websocket(peer, secure);
-            glue(socket, tx, rx).await;
-        })
+        .on_upgrade(move |socket| glue(socket, flow))
 }
 
-async fn glue(mut socket: WebSocket, tx: mpsc::Sender<Vec<u8>>, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn glue(mut socket: WebSocket, flow: FlowHandle) {
+    let FlowHandle {
+        inbound: tx,
+        outbound: mut rx,
+    } = flow;
     loop {
         tokio::select! {
             out = rx.recv() => match out {

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::auth::{Admin, CurrentUser, Staff};
 use crate::error::AppError;
 use crate::extract::{AppJson, AppPath, AppQuery};
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -36,25 +36,34 @@ type JsonResult = Result<AppJson<serde_json::Value>, AppError>;
 
 async fn status(State(st): State<AppState>, _u: CurrentUser) -> JsonResult {
     let (open, answered) = st.services.calls.open_counts().await?;
-    // The SIP server knows every live binding (WebSocket ones included) and
+    // The engine knows every live binding (WebSocket ones included) and
     // every call now (CDR rows are written behind the calls, so open rows
-    // lag under load); without it, the database is the best we have.
+    // lag under load); without one, the database is the best we have.
     // `callsInProgress` has no live counterpart and stays from the rows.
-    let (contacts, active) = match &st.sip {
-        Some(sip) => (
-            i64::try_from(sip.registered_contacts()).unwrap_or(i64::MAX),
-            i64::try_from(sip.active_calls()).unwrap_or(i64::MAX),
+    let (connected, contacts, active) = match &st.engine {
+        Some(engine) => {
+            let live = engine.status();
+            (
+                live.connected,
+                i64::try_from(live.registered_contacts).unwrap_or(i64::MAX),
+                i64::try_from(live.active_calls).unwrap_or(i64::MAX),
+            )
+        }
+        None => (
+            false,
+            st.services.registrations.count_unexpired().await?,
+            open,
         ),
-        None => (st.services.registrations.count_unexpired().await?, open),
     };
     Ok(AppJson(json!({
         "success": true,
         "status": {
-            "connected": st.sip.is_some(),
+            "connected": connected,
             "activeCalls": active,
             "callsInProgress": answered,
             "registeredContacts": contacts,
             "mode": st.config.mode,
+            "engine": st.engine.as_ref().map(|e| e.name()),
         }
     })))
 }
@@ -420,11 +429,11 @@ async fn unblock(
     let addr: std::net::IpAddr = ip
         .parse()
         .map_err(|_| AppError::invalid("ip", "not an IP address"))?;
-    let sip = st
-        .sip
+    let engine = st
+        .engine
         .as_ref()
         .ok_or_else(|| AppError::Unavailable("the SIP server is not running".into()))?;
-    if !sip.unblock(addr) {
+    if !engine.unblock(addr) {
         return Err(AppError::NotFound("blocked source"));
     }
     st.services
@@ -442,15 +451,12 @@ async fn unblock(
 
 async fn blocked(State(st): State<AppState>, Admin(_): Admin) -> JsonResult {
     let list: Vec<serde_json::Value> = st
-        .sip
+        .engine
         .as_ref()
-        .map(|s| s.blocked_sources())
+        .map(|e| e.blocked_sources())
         .unwrap_or_default()
         .into_iter()
-        .map(|b| {
-            let until = DateTime::<Utc>::from_timestamp(b.blocked_until_unix, 0);
-            json!({"ip": b.ip.to_string(), "failures": b.failures, "blockedUntil": until})
-        })
+        .map(|b| json!({"ip": b.ip.to_string(), "failures": b.failures, "blockedUntil": b.blocked_until}))
         .collect();
     Ok(AppJson(
         json!({"success": true, "total": list.len(), "blocked": list}),

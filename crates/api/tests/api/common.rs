@@ -19,6 +19,8 @@ pub struct TestApp {
     pub services: Services,
     pub dir: tempfile::TempDir,
     pub console_dir: std::path::PathBuf,
+    /// The engine behind the router (none by default).
+    pub engine: Option<std::sync::Arc<dyn domain::Engine>>,
     ip: SocketAddr,
 }
 
@@ -68,6 +70,7 @@ impl TestApp {
             services,
             console_dir,
             dir,
+            engine: None,
             ip: "127.0.0.1:40000".parse().expect("addr"),
         }
     }
@@ -82,8 +85,12 @@ impl TestApp {
             console_dir: self.console_dir.clone(),
             ..Default::default()
         };
-        api::router(api::AppState::new(self.services.clone(), None, cfg))
-            .layer(MockConnectInfo(self.ip))
+        api::router(api::AppState::new(
+            self.services.clone(),
+            self.engine.clone(),
+            cfg,
+        ))
+        .layer(MockConnectInfo(self.ip))
     }
 
     pub async fn raw(&self, req: Request<Body>) -> Resp {

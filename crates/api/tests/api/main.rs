@@ -5,5 +5,6 @@ mod agents;
 mod auth;
 mod calls;
 mod common;
+mod engine;
 mod misc;
 mod seeds;

@@ -253,7 +253,7 @@ async fn sip_over_websocket_reaches_the_sip_server() {
     let addr = listener.local_addr().expect("addr");
     let router = api::router(api::AppState::new(
         app.services.clone(),
-        Some(sip_server.clone()),
+        Some(engine(&sip_server)),
         Default::default(),
     ));
     tokio::spawn(async move {
@@ -306,6 +306,120 @@ async fn sip_over_websocket_reaches_the_sip_server() {
     assert!(text.starts_with("SIP/2.0 "), "{text}");
     assert!(text.contains("ws-test-call-1"), "{text}");
     sip_server.shutdown();
+}
+
+/// The builtin engine's per-address limit on SIP connections holds for
+/// WebSockets too, and is answered before the upgrade; a closed socket
+/// gives its slot back; after shutdown no flow is taken and the status
+/// says the engine is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_engine_limits_websocket_flows_and_refuses_them_after_shutdown() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let sip_server = start_sip(
+        &app,
+        sip::SipConfig {
+            max_connections_per_ip: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = api::router(api::AppState::new(
+        app.services.clone(),
+        Some(engine(&sip_server)),
+        Default::default(),
+    ));
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    let request = || {
+        let mut req = format!("ws://{addr}/ws")
+            .into_client_request()
+            .expect("req");
+        req.headers_mut()
+            .insert("sec-websocket-protocol", "sip".parse().expect("hv"));
+        req
+    };
+    let refusal = |r: Result<_, tokio_tungstenite::tungstenite::Error>| match r {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status(),
+        Ok(_) => panic!("expected a refusal, the upgrade succeeded"),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+    };
+
+    let (mut first, _) = tokio_tungstenite::connect_async(request())
+        .await
+        .expect("first flow");
+    assert_eq!(
+        refusal(
+            tokio_tungstenite::connect_async(request())
+                .await
+                .map(|_| ())
+        ),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    first.close(None).await.expect("close");
+    // The slot is released once the server has seen the socket close.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let second = loop {
+        match tokio_tungstenite::connect_async(request()).await {
+            Ok((ws, _)) => break ws,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "slot never released: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    drop(second);
+
+    sip_server.shutdown();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match tokio_tungstenite::connect_async(request()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp))
+                if resp.status() == StatusCode::SERVICE_UNAVAILABLE =>
+            {
+                break
+            }
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still taking flows after shutdown: {:?}",
+                    other.map(|_| ())
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let Auth::Cookie(cookie) = admin else {
+        panic!("admin logs in with a cookie")
+    };
+    let status = {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let req = axum::http::Request::get("/api/telephony/status")
+            .header(header::COOKIE, format!("centralita_session={cookie}"))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let resp = router_with_sip(&app, &sip_server)
+            .oneshot(req)
+            .await
+            .expect("infallible");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice::<serde_json::Value>(&body).expect("json")
+    };
+    assert_eq!(status["status"]["connected"], false, "{status}");
+    assert_eq!(status["status"]["engine"], "builtin", "{status}");
 }
 
 #[tokio::test]
@@ -637,12 +751,17 @@ async fn start_sip(app: &TestApp, cfg: sip::SipConfig) -> sip::SipServer {
     sip::start(cfg, backend).await.expect("sip server")
 }
 
+/// The builtin engine as the API sees it.
+fn engine(sip_server: &sip::SipServer) -> std::sync::Arc<dyn domain::Engine> {
+    std::sync::Arc::new(sip_server.clone())
+}
+
 /// The router with a live SIP server behind it, as the binary wires it.
 fn router_with_sip(app: &TestApp, sip_server: &sip::SipServer) -> axum::Router {
     use axum::extract::connect_info::MockConnectInfo;
     api::router(api::AppState::new(
         app.services.clone(),
-        Some(sip_server.clone()),
+        Some(engine(sip_server)),
         Default::default(),
     ))
     .layer(MockConnectInfo(

@@ -233,17 +233,25 @@ impl Shared {
         }
     }
 
-    /// A WebSocket connection handed over by the HTTP layer.
+    /// A WebSocket connection handed over by the HTTP layer (see
+    /// [`domain::Engine::attach_flow`]).
     pub fn attach_websocket(
         self: &Arc<Self>,
         peer: SocketAddr,
         secure: bool,
-    ) -> (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
-        let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(FLOW_QUEUE);
-        if !self.admit(peer.ip()) {
-            let (_tx, rx) = mpsc::channel(1);
-            return (in_tx, rx);
+    ) -> Result<domain::FlowHandle, domain::FlowRefused> {
+        // Subscribe before checking: a stop sent after this point wakes the
+        // flow's task, and one sent before is refused here (a receiver only
+        // reports changes made after it subscribed, so a flow attached after
+        // shutdown would otherwise outlive the server).
+        let mut stop = self.shutdown.subscribe();
+        if *stop.borrow_and_update() {
+            return Err(domain::FlowRefused::ShuttingDown);
         }
+        if !self.admit(peer.ip()) {
+            return Err(domain::FlowRefused::TooManyConnections(peer.ip()));
+        }
+        let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(FLOW_QUEUE);
         let (id, out_rx) = self.open_flow();
         let transport = if secure {
             Transport::Wss
@@ -256,7 +264,6 @@ impl Shared {
             peer,
         };
         let me = self.clone();
-        let mut stop = self.shutdown.subscribe();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -274,7 +281,10 @@ impl Shared {
             }
             me.close_flow(id, peer.ip());
         });
-        (in_tx, out_rx)
+        Ok(domain::FlowHandle {
+            inbound: in_tx,
+            outbound: out_rx,
+        })
     }
 }
 

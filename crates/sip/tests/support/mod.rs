@@ -1,6 +1,6 @@
 //! End-to-end harness: a real server (domain services on a temporary SQLite
 //! file + the SIP server on random 127.0.0.1 ports + a WebSocket endpoint
-//! that bridges to `SipServer::attach_websocket` as the HTTP layer does),
+//! that bridges to `domain::Engine::attach_flow` as the HTTP layer does),
 //! sipp as a real peer, and a small SIP user agent in Rust.
 //!
 //! Switching to the real binary: replace `TestServer::start` with a spawn of
@@ -298,7 +298,15 @@ async fn ws_bridge(listener: TcpListener, sip: sip::SipServer) {
                 return;
             };
             let (mut wr, mut rd) = ws.split();
-            let (tx, mut rx) = sip.attach_websocket(peer, false);
+            // Through the engine interface, as the HTTP layer does.
+            let Ok(domain::FlowHandle {
+                inbound: tx,
+                outbound: mut rx,
+            }) = domain::Engine::attach_flow(&sip, peer, false)
+            else {
+                let _ = wr.close().await;
+                return;
+            };
             let out = tokio::spawn(async move {
                 while let Some(m) = rx.recv().await {
                     let text = String::from_utf8_lossy(&m).into_owned();

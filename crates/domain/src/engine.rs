@@ -1,0 +1,101 @@
+//! The engine interface: what the console and the REST API need from
+//! whichever PBX is doing the calls (the builtin SIP server, and later the
+//! Asterisk driver and the relay). The API holds an `Arc<dyn Engine>` and
+//! never names a concrete engine; the binary wires the one the
+//! configuration names.
+//!
+//! Reads (`status`, `blocked_sources`) answer from the engine's own
+//! in-memory view, never with a round trip to another process: an engine
+//! that drives a remote PBX keeps that view up to date from the PBX's
+//! events. That is why the trait is synchronous and cheap to call from a
+//! request handler.
+//!
+//! What is durable does not go through here: the registration list and the
+//! call history are rows in the store, written by the engines (the builtin
+//! one through its backend, the others from the PBX's events) and read by
+//! the API from the domain services. The engine reports only what exists
+//! while it runs: live counts, bans, and the SIP-over-WebSocket flows it
+//! takes from `/ws`.
+//!
+//! Commands (originate, hang up) join the trait when the first engine
+//! carries them out.
+
+use std::net::{IpAddr, SocketAddr};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+/// The PBX behind the console.
+pub trait Engine: Send + Sync {
+    /// Short name for logs and the status endpoint: `builtin`, `asterisk`,
+    /// `relay`.
+    fn name(&self) -> &'static str;
+
+    /// What is live right now.
+    fn status(&self) -> EngineStatus;
+
+    /// Sources the engine refuses after repeated failed authentications.
+    fn blocked_sources(&self) -> Vec<BlockedSource>;
+
+    /// Lifts the ban on `ip` (an admin's decision) and forgets its failed
+    /// attempts; false when the engine was not tracking that address.
+    fn unblock(&self, ip: IpAddr) -> bool;
+
+    /// Takes one SIP-over-WebSocket connection (RFC 7118, subprotocol
+    /// `sip`) from `peer`, before the HTTP layer completes the upgrade, so
+    /// a refusal can still be answered as an HTTP error. `secure` is true
+    /// when the socket arrived over TLS (WSS). Must be called within a tokio
+    /// runtime: the engine may spawn the task that serves the flow.
+    ///
+    /// The caller then forwards every message the client sends into
+    /// [`FlowHandle::inbound`] and writes every message from
+    /// [`FlowHandle::outbound`] back to the client. Dropping the handle (or
+    /// just its `inbound` sender) closes the flow; `outbound` ending means
+    /// the engine closed it and the socket should be closed too.
+    fn attach_flow(&self, peer: SocketAddr, secure: bool) -> Result<FlowHandle, FlowRefused>;
+}
+
+/// Live figures of an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineStatus {
+    /// The engine can take calls now (the builtin: listening; a driver of
+    /// a remote PBX: its control session is up).
+    pub connected: bool,
+    /// Calls ringing or answered right now.
+    pub active_calls: u64,
+    /// Contacts registered right now, over every transport.
+    pub registered_contacts: u64,
+}
+
+/// A source address refused after repeated failed authentications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedSource {
+    pub ip: IpAddr,
+    /// Failed attempts counted against it.
+    pub failures: u32,
+    /// When the ban ends on its own.
+    pub blocked_until: DateTime<Utc>,
+}
+
+/// One message-oriented flow between a client connection and the engine.
+/// Each `Vec<u8>` is one whole SIP message (one WebSocket message).
+#[derive(Debug)]
+pub struct FlowHandle {
+    /// Messages from the client, to the engine.
+    pub inbound: mpsc::Sender<Vec<u8>>,
+    /// Messages from the engine, for the client. Ends (`recv` gives `None`)
+    /// when the engine closes the flow (shutdown, oversized message).
+    pub outbound: mpsc::Receiver<Vec<u8>>,
+}
+
+/// Why an engine did not take a flow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowRefused {
+    /// The per-address connection limit is reached.
+    #[error("too many connections from {0}")]
+    TooManyConnections(IpAddr),
+    /// The engine is stopping or stopped.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
