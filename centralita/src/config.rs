@@ -95,6 +95,12 @@ pub struct SipConfig {
     pub max_connections_per_ip: u32,
     /// User-Agent prefixes also offered a SHA-256 digest challenge (see the sample config).
     pub sha256_user_agents: Vec<String>,
+    /// RFC 4028 session interval offered on both legs; 0 turns timers off.
+    pub session_expires_secs: u32,
+    /// Smallest session interval accepted (Min-SE, at least 90).
+    pub min_session_expires_secs: u32,
+    /// Calls are ended after this long (last resort); 0 means no limit.
+    pub max_call_duration_secs: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,6 +193,9 @@ impl SipConfig {
             max_message_bytes: to_u32(server.max_message_bytes),
             max_connections_per_ip: to_u32(server.max_connections_per_ip),
             sha256_user_agents: server.sha256_user_agents.clone(),
+            session_expires_secs: secs(server.session_expires),
+            min_session_expires_secs: secs(server.min_session_expires),
+            max_call_duration_secs: secs(server.max_call_duration),
         }
     }
 }
@@ -424,6 +433,17 @@ impl Config {
         }
         if self.sip.min_expires > self.sip.max_expires {
             bail!("sip.min_expires must not exceed sip.max_expires");
+        }
+        // RFC 4028 section 4: Min-SE is never below 90 s.
+        if self.sip.min_session_expires_secs < 90 {
+            bail!("sip.min_session_expires_secs must be at least 90 (RFC 4028)");
+        }
+        if self.sip.session_expires_secs != 0
+            && self.sip.session_expires_secs < self.sip.min_session_expires_secs
+        {
+            bail!(
+                "sip.session_expires_secs must be 0 (off) or at least sip.min_session_expires_secs"
+            );
         }
         if !matches!(self.mode.as_str(), "builtin" | "asterisk" | "relay") {
             bail!("mode must be builtin, asterisk or relay");
@@ -880,6 +900,20 @@ mod tests {
         assert!(Config::load(None, env(&[("CENTRALITA_SIP_MAX_CONTACTS", "many")])).is_err());
         assert!(Config::load(None, env(&[("CENTRALITA_HTTP_LISTEN", "nowhere")])).is_err());
         assert!(Config::load(None, env(&[("CENTRALITA_ADMIN_PASSWORD", "short")])).is_err());
+        // Session timers: Min-SE never below 90 s, the interval 0 (off) or above Min-SE.
+        let timers = |se: &str, min: &str| {
+            Config::load(
+                None,
+                env(&[
+                    ("CENTRALITA_SIP_SESSION_EXPIRES_SECS", se),
+                    ("CENTRALITA_SIP_MIN_SESSION_EXPIRES_SECS", min),
+                ]),
+            )
+        };
+        assert!(timers("1800", "60").is_err());
+        assert!(timers("100", "120").is_err());
+        timers("0", "90").expect("timers off");
+        timers("120", "120").expect("interval equal to Min-SE");
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "[sip]\nno_such_key = 1\n").expect("write");

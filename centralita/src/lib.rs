@@ -100,6 +100,9 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         max_message_bytes: cfg.sip.max_message_bytes as usize,
         max_connections_per_ip: cfg.sip.max_connections_per_ip as usize,
         sha256_user_agents: cfg.sip.sha256_user_agents.clone(),
+        session_expires: Duration::from_secs(u64::from(cfg.sip.session_expires_secs)),
+        min_session_expires: Duration::from_secs(u64::from(cfg.sip.min_session_expires_secs)),
+        max_call_duration: Duration::from_secs(u64::from(cfg.sip.max_call_duration_secs)),
         ..Default::default()
     })
 }
@@ -535,6 +538,21 @@ mod tests {
                 "CENTRALITA_SIP_SHA256_USER_AGENTS",
                 "Zoiper,Linphone",
                 "sha256_user_agents",
+            ),
+            (
+                "CENTRALITA_SIP_SESSION_EXPIRES_SECS",
+                "0",
+                "session_expires",
+            ),
+            (
+                "CENTRALITA_SIP_MIN_SESSION_EXPIRES_SECS",
+                "120",
+                "min_session_expires",
+            ),
+            (
+                "CENTRALITA_SIP_MAX_CALL_DURATION_SECS",
+                "60",
+                "max_call_duration",
             ),
         ];
         // TLS keys go together; the base has all three so each can change alone.

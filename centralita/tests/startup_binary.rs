@@ -3,6 +3,8 @@
 //! non-zero exit (no panic, nothing left running); `--help`, `serve --help`
 //! and the README name only real settings, with their compiled defaults.
 
+// Only the port helper is used here.
+#[allow(dead_code)]
 mod support;
 
 use std::io::Read;
