@@ -1,7 +1,9 @@
 //! Configuration: defaults, then a TOML file (`--config`), then
 //! environment variables `CENTRALITA_<SECTION>_<KEY>` (top-level keys:
 //! `CENTRALITA_<KEY>`). Every key is documented in
-//! config/centralita.sample.toml.
+//! config/centralita.sample.toml, and a test holds that file, `serve --help`
+//! and the README to the compiled defaults. Each default is written once, by
+//! the crate that owns the setting.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -59,7 +61,10 @@ pub struct ConsoleConfig {
     pub dir: PathBuf,
 }
 
-/// The `[sip]` section, passed to the SIP server as is.
+/// The `[sip]` section as the file and the environment spell it. Its
+/// defaults come from `sip::SipConfig` (protocol) and `domain::DomainConfig`
+/// (the SIP domain, extensions, softphone credentials); `centralita::sip_config`
+/// turns it into the SIP server's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
@@ -90,6 +95,12 @@ pub struct SipConfig {
     pub max_connections_per_ip: u32,
     /// User-Agent prefixes also offered a SHA-256 digest challenge (see the sample config).
     pub sha256_user_agents: Vec<String>,
+    /// RFC 4028 session interval offered on both legs; 0 turns timers off.
+    pub session_expires_secs: u32,
+    /// Smallest session interval accepted (Min-SE, at least 90).
+    pub min_session_expires_secs: u32,
+    /// Calls are ended after this long (last resort); 0 means no limit.
+    pub max_call_duration_secs: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,13 +130,17 @@ impl Default for Config {
     }
 }
 
+// The defaults below are read from the crate that owns each setting (the
+// HTTP layer, the SIP server, the domain), never written again here.
+
 impl Default for HttpConfig {
     fn default() -> Self {
+        let api = api::ApiConfig::default();
         Self {
             listen: "127.0.0.1:8080".into(),
-            trust_proxy: false,
-            cookie_secure: false,
-            body_limit_bytes: 65_536,
+            trust_proxy: api.trust_proxy,
+            cookie_secure: api.cookie_secure,
+            body_limit_bytes: u64::try_from(api.body_limit).unwrap_or(u64::MAX),
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
@@ -136,65 +151,171 @@ impl Default for HttpConfig {
 impl Default for ConsoleConfig {
     fn default() -> Self {
         Self {
-            dir: PathBuf::from("web/dist"),
+            dir: api::ApiConfig::default().console_dir,
         }
     }
 }
 
 impl Default for SipConfig {
     fn default() -> Self {
+        Self::from_parts(
+            &sip::SipConfig::default(),
+            &domain::DomainConfig::default(),
+            api::ApiConfig::default().ws_path,
+        )
+    }
+}
+
+impl SipConfig {
+    /// The `[sip]` section that describes `server` (the SIP server's
+    /// settings) and the domain's account settings; `centralita::sip_config`
+    /// is the way back.
+    fn from_parts(server: &sip::SipConfig, domain: &domain::DomainConfig, ws_path: String) -> Self {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         Self {
-            listen: "127.0.0.1:5060".into(),
-            ws_path: "/ws".into(),
-            domain: "centralita.local".into(),
-            advertised_host: None,
-            tls_listen: None,
-            tls_cert: None,
-            tls_key: None,
-            min_expires: 60,
-            max_expires: 3600,
-            default_expires: 600,
-            max_contacts: 5,
-            ring_timeout_secs: 30,
-            auth_fail_limit: 10,
-            auth_fail_window_secs: 60,
-            ban_secs: 300,
-            ephemeral_ttl_secs: 43_200,
-            extension_start: 1000,
-            max_message_bytes: 65_535,
-            max_connections_per_ip: 64,
-            sha256_user_agents: Vec::new(),
+            listen: server.listen.to_string(),
+            ws_path,
+            domain: domain.sip_domain.clone(),
+            advertised_host: server.advertised_host.clone(),
+            tls_listen: server.tls_listen.map(|a| a.to_string()),
+            tls_cert: path(&server.tls_cert),
+            tls_key: path(&server.tls_key),
+            min_expires: server.min_expires,
+            max_expires: server.max_expires,
+            default_expires: server.default_expires,
+            max_contacts: to_u32(server.max_contacts),
+            ring_timeout_secs: secs(server.ring_timeout),
+            auth_fail_limit: server.auth_fail_limit,
+            auth_fail_window_secs: secs(server.auth_fail_window),
+            ban_secs: secs(server.ban),
+            ephemeral_ttl_secs: to_u32(domain.ephemeral_ttl_secs),
+            extension_start: to_u32(domain.extension_start),
+            max_message_bytes: to_u32(server.max_message_bytes),
+            max_connections_per_ip: to_u32(server.max_connections_per_ip),
+            sha256_user_agents: server.sha256_user_agents.clone(),
+            session_expires_secs: secs(server.session_expires),
+            min_session_expires_secs: secs(server.min_session_expires),
+            max_call_duration_secs: secs(server.max_call_duration),
         }
     }
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
+        let d = domain::DomainConfig::default();
         Self {
-            session_ttl_secs: 43_200,
-            login_max_failures: 5,
-            login_window_secs: 900,
-            login_block_secs: 60,
-            login_max_block_secs: 3600,
-            insecure_fast_password_hashing: false,
+            session_ttl_secs: to_u32(d.session_ttl_secs),
+            login_max_failures: d.login_limits.max_failures,
+            login_window_secs: to_u32(d.login_limits.window_secs),
+            login_block_secs: to_u32(d.login_limits.block_secs),
+            login_max_block_secs: to_u32(d.login_limits.max_block_secs),
+            insecure_fast_password_hashing: d.password_cost == domain::PasswordCost::TestOnlyCheap,
         }
     }
 }
 
-/// Keys whose default is unset (so absent from the serialized defaults).
-const OPTIONAL_KEYS: &[(&str, &str)] = &[
-    ("", "database_url"),
-    ("", "admin_password"),
-    ("http", "tls_listen"),
-    ("http", "tls_cert"),
-    ("http", "tls_key"),
-    ("sip", "advertised_host"),
-    ("sip", "tls_listen"),
-    ("sip", "tls_cert"),
-    ("sip", "tls_key"),
-];
+/// A compiled default as a config value (they all fit; saturate if not).
+fn to_u32<T: TryInto<u32>>(v: T) -> u32 {
+    v.try_into().unwrap_or(u32::MAX)
+}
+
+fn secs(d: std::time::Duration) -> u32 {
+    to_u32(d.as_secs())
+}
 
 const ENV_PREFIX: &str = "CENTRALITA_";
+
+/// One configuration key, as the file and the environment name it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// `[section]` of the key; empty for top-level keys.
+    pub section: String,
+    pub key: String,
+    /// The compiled default; `None` for a key that is unset by default.
+    pub default: Option<toml::Value>,
+}
+
+impl Setting {
+    /// `sip.listen`, or `data_dir` for a top-level key.
+    pub fn path(&self) -> String {
+        if self.section.is_empty() {
+            self.key.clone()
+        } else {
+            format!("{}.{}", self.section, self.key)
+        }
+    }
+
+    /// `CENTRALITA_SIP_LISTEN`, `CENTRALITA_DATA_DIR`.
+    pub fn env_name(&self) -> String {
+        format!(
+            "{ENV_PREFIX}{}",
+            self.path().replace('.', "_").to_ascii_uppercase()
+        )
+    }
+}
+
+/// Every key of [`Config`] with its default: top-level keys first, then the
+/// sections, each in alphabetical order. Read from the structs themselves,
+/// so a new field is a new setting everywhere (environment, `--help`, and
+/// the test that holds the sample file to it) without a list to update.
+pub fn settings() -> Vec<Setting> {
+    let defaults = Config::default();
+    // JSON keeps unset options (as null) where TOML drops them.
+    let all = match serde_json::to_value(&defaults) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let values = toml::Table::try_from(&defaults).unwrap_or_default();
+    let mut top = Vec::new();
+    let mut sections = Vec::new();
+    for (name, v) in &all {
+        match v {
+            serde_json::Value::Object(keys) => {
+                for key in keys.keys() {
+                    sections.push(Setting {
+                        section: name.clone(),
+                        key: key.clone(),
+                        default: values.get(name).and_then(|t| t.get(key)).cloned(),
+                    });
+                }
+            }
+            _ => top.push(Setting {
+                section: String::new(),
+                key: name.clone(),
+                default: values.get(name).cloned(),
+            }),
+        }
+    }
+    top.extend(sections);
+    top
+}
+
+/// The settings as `centralita serve --help` lists them.
+pub fn help() -> String {
+    let settings = settings();
+    let width = settings
+        .iter()
+        .map(|s| s.env_name().len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::from(
+        "Settings: defaults, then --config FILE (TOML), then the environment. Each key below \
+         is shown with its variable and default; config/centralita.sample.toml explains them.\n\n",
+    );
+    for s in &settings {
+        let default = s.default.as_ref().map_or("(unset)".into(), show);
+        out.push_str(&format!(
+            "  {:<width$}  {}  [default: {default}]\n",
+            s.env_name(),
+            s.path()
+        ));
+    }
+    out.push_str(
+        "\nBooleans: true/false/1/0/yes/no. Lists: comma-separated (a,b) or a TOML array \
+         ([\"a\", \"b\"]). An empty value unsets an optional key. Logs: RUST_LOG (default info).",
+    );
+    out
+}
 
 impl Config {
     /// Defaults, then `file`, then the environment `vars`.
@@ -202,8 +323,8 @@ impl Config {
         file: Option<&Path>,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Self> {
-        let defaults = toml::Table::try_from(Config::default()).context("serializing defaults")?;
-        let mut table = defaults.clone();
+        let settings = settings();
+        let mut table = toml::Table::try_from(Config::default()).context("serializing defaults")?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -215,22 +336,26 @@ impl Config {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            let rest = rest.to_ascii_lowercase();
-            let (section, key) = match rest.split_once('_') {
-                Some((s, k)) if defaults.get(s).is_some_and(toml::Value::is_table) => {
-                    (s.to_string(), k.to_string())
+            let upper = name.to_ascii_uppercase();
+            let Some(setting) = settings.iter().find(|s| s.env_name() == upper) else {
+                // CI and scripts may set other CENTRALITA_ variables
+                // (CENTRALITA_CONFIG, CENTRALITA_BIN), but a misspelt or
+                // retired key of a section must not be ignored silently.
+                let rest = rest.to_ascii_lowercase();
+                if let Some(section) = settings
+                    .iter()
+                    .map(|s| s.section.as_str())
+                    .find(|s| !s.is_empty() && rest.starts_with(&format!("{s}_")))
+                {
+                    bail!(
+                        "{name}: [{section}] has no key {:?} (`centralita serve --help` lists \
+                         every setting)",
+                        &rest[section.len() + 1..]
+                    );
                 }
-                _ => (String::new(), rest.clone()),
+                continue;
             };
-            let known_default = if section.is_empty() {
-                defaults.get(&key).filter(|v| !v.is_table()).cloned()
-            } else {
-                defaults.get(&section).and_then(|t| t.get(&key)).cloned()
-            };
-            let optional = OPTIONAL_KEYS
-                .iter()
-                .any(|(s, k)| *s == section && *k == key);
-            let typed = match known_default {
+            let typed = match &setting.default {
                 Some(toml::Value::Integer(_)) => toml::Value::Integer(
                     value
                         .trim()
@@ -240,15 +365,34 @@ impl Config {
                 Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
                     parse_bool(&value).with_context(|| format!("{name} must be true or false"))?,
                 ),
-                Some(_) => toml::Value::String(value),
-                None if optional => toml::Value::String(value),
-                // Not one of ours (CI and scripts may set other CENTRALITA_ vars).
-                None => continue,
+                Some(toml::Value::Array(_)) => parse_list(&value).with_context(|| {
+                    format!("{name} must be a comma-separated list or a TOML array")
+                })?,
+                _ => toml::Value::String(value),
             };
-            if section.is_empty() {
-                table.insert(key, typed);
-            } else if let Some(toml::Value::Table(t)) = table.get_mut(&section) {
-                t.insert(key, typed);
+            if setting.section.is_empty() {
+                table.insert(setting.key.clone(), typed);
+            } else if let Some(toml::Value::Table(t)) = table.get_mut(&setting.section) {
+                t.insert(setting.key.clone(), typed);
+            }
+        }
+        // An empty value unsets a key that is unset by default.
+        for s in settings.iter().filter(|s| s.default.is_none()) {
+            let t = if s.section.is_empty() {
+                Some(&mut table)
+            } else {
+                match table.get_mut(&s.section) {
+                    Some(toml::Value::Table(t)) => Some(t),
+                    _ => None,
+                }
+            };
+            if let Some(t) = t {
+                if t.get(&s.key)
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|v| v.trim().is_empty())
+                {
+                    t.remove(&s.key);
+                }
             }
         }
         let mut cfg: Config = toml::Value::Table(table)
@@ -260,21 +404,6 @@ impl Config {
     }
 
     fn normalize(&mut self) {
-        for v in [
-            &mut self.database_url,
-            &mut self.admin_password,
-            &mut self.http.tls_listen,
-            &mut self.http.tls_cert,
-            &mut self.http.tls_key,
-            &mut self.sip.advertised_host,
-            &mut self.sip.tls_listen,
-            &mut self.sip.tls_cert,
-            &mut self.sip.tls_key,
-        ] {
-            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
-                *v = None;
-            }
-        }
         if let Some(h) = &mut self.sip.advertised_host {
             *h = h.trim().to_string();
         }
@@ -304,6 +433,17 @@ impl Config {
         }
         if self.sip.min_expires > self.sip.max_expires {
             bail!("sip.min_expires must not exceed sip.max_expires");
+        }
+        // RFC 4028 section 4: Min-SE is never below 90 s.
+        if self.sip.min_session_expires_secs < 90 {
+            bail!("sip.min_session_expires_secs must be at least 90 (RFC 4028)");
+        }
+        if self.sip.session_expires_secs != 0
+            && self.sip.session_expires_secs < self.sip.min_session_expires_secs
+        {
+            bail!(
+                "sip.session_expires_secs must be 0 (off) or at least sip.min_session_expires_secs"
+            );
         }
         if !matches!(self.mode.as_str(), "builtin" | "asterisk" | "relay") {
             bail!("mode must be builtin, asterisk or relay");
@@ -379,6 +519,40 @@ fn parse_bool(v: &str) -> Option<bool> {
         "0" | "false" | "no" | "off" => Some(false),
         _ => None,
     }
+}
+
+/// A default as a person would type it in the environment.
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(|i| format!("{:?}", show(i))).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// A list from the environment: a TOML array (`["a", "b"]`, for items
+/// holding commas) or comma-separated items (`a, b`); empty is `[]`.
+fn parse_list(v: &str) -> anyhow::Result<toml::Value> {
+    let v = v.trim();
+    if v.starts_with('[') {
+        let t: toml::Table = toml::from_str(&format!("v = {v}"))?;
+        return match t.get("v") {
+            Some(a @ toml::Value::Array(_)) => Ok(a.clone()),
+            _ => bail!("not an array"),
+        };
+    }
+    Ok(toml::Value::Array(
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| toml::Value::String(s.to_string()))
+            .collect(),
+    ))
 }
 
 /// Overlays `over` onto `base`, section by section.
@@ -496,6 +670,196 @@ mod tests {
         assert_eq!(toml::Table::try_from(c).ok(), toml::Table::try_from(d).ok());
     }
 
+    /// The sample shows every key with its compiled default: set keys as
+    /// `key = value`, keys unset by default as a commented `# key = ...`
+    /// example; and it shows no key the server does not have.
+    #[test]
+    fn sample_config_shows_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/centralita.sample.toml");
+        let text = std::fs::read_to_string(&path).expect("read sample");
+        let sample: toml::Table = toml::from_str(&text).expect("sample is TOML");
+        // (section, key) of the commented-out examples.
+        let mut commented = Vec::new();
+        let mut section = String::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+            } else if let Some((key, _)) = line.strip_prefix("# ").and_then(|l| l.split_once(" = "))
+            {
+                if key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
+                {
+                    commented.push((section.clone(), key.to_string()));
+                }
+            }
+        }
+        let settings = settings();
+        assert!(settings.len() > 30, "{settings:?}");
+        for s in &settings {
+            let shown = if s.section.is_empty() {
+                sample.get(&s.key)
+            } else {
+                sample.get(&s.section).and_then(|t| t.get(&s.key))
+            };
+            match &s.default {
+                Some(default) => assert_eq!(
+                    shown,
+                    Some(default),
+                    "the sample must show {} = {default:?} (the compiled default)",
+                    s.path()
+                ),
+                None => {
+                    assert_eq!(shown, None, "{} is unset by default", s.path());
+                    assert!(
+                        commented.contains(&(s.section.clone(), s.key.clone())),
+                        "the sample must show `# {} = ...` under [{}]",
+                        s.key,
+                        s.section
+                    );
+                }
+            }
+        }
+        let known = |section: &str, key: &str| {
+            settings
+                .iter()
+                .any(|s| s.section == section && s.key == key)
+        };
+        for (k, v) in &sample {
+            match v {
+                toml::Value::Table(t) => {
+                    for key in t.keys() {
+                        assert!(known(k, key), "the sample shows unknown key {k}.{key}");
+                    }
+                }
+                _ => assert!(known("", k), "the sample shows unknown key {k}"),
+            }
+        }
+        for (section, key) in &commented {
+            assert!(
+                known(section, key),
+                "the sample shows unknown key {section}.{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_include_the_options_and_name_their_variables() {
+        let s = settings();
+        let find = |path: &str| s.iter().find(|x| x.path() == path).cloned();
+        let db = find("database_url").expect("database_url");
+        assert_eq!(
+            (db.env_name().as_str(), db.default),
+            ("CENTRALITA_DATABASE_URL", None)
+        );
+        let l = find("sip.listen").expect("sip.listen");
+        assert_eq!(l.env_name(), "CENTRALITA_SIP_LISTEN");
+        assert_eq!(
+            l.default,
+            Some(toml::Value::String("127.0.0.1:5060".into()))
+        );
+        assert!(find("sip.tls_key").is_some_and(|x| x.default.is_none()));
+        let help = help();
+        for x in &s {
+            let line = help
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(x.env_name().as_str()))
+                .unwrap_or_else(|| panic!("help lacks {}", x.env_name()));
+            assert!(line.contains(&x.path()), "{line}");
+        }
+    }
+
+    #[test]
+    fn lists_from_the_environment() {
+        let ua = |v: &str| {
+            Config::load(None, env(&[("CENTRALITA_SIP_SHA256_USER_AGENTS", v)]))
+                .map(|c| c.sip.sha256_user_agents)
+        };
+        assert_eq!(
+            ua("Linphone, MicroSIP/3 ,").expect("commas"),
+            ["Linphone", "MicroSIP/3"]
+        );
+        assert_eq!(
+            ua(r#"["Acme, Inc. phone", "Zoiper"]"#).expect("TOML array"),
+            ["Acme, Inc. phone", "Zoiper"]
+        );
+        assert_eq!(ua(" ").expect("empty"), Vec::<String>::new());
+        assert_eq!(ua("[]").expect("empty array"), Vec::<String>::new());
+        let err = ua(r#"["unterminated"#).expect_err("bad array");
+        assert!(
+            format!("{err:#}").contains("CENTRALITA_SIP_SHA256_USER_AGENTS"),
+            "{err:#}"
+        );
+        assert!(ua("[1, 2]").is_err(), "items must be strings");
+        // The file form is unchanged and the environment wins over it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[sip]\nsha256_user_agents = [\"FromFile\"]\n").expect("write");
+        let c = Config::load(Some(&f), env(&[])).expect("file");
+        assert_eq!(c.sip.sha256_user_agents, ["FromFile"]);
+        let c = Config::load(
+            Some(&f),
+            env(&[("CENTRALITA_SIP_SHA256_USER_AGENTS", "A,B")]),
+        )
+        .expect("file and env");
+        assert_eq!(c.sip.sha256_user_agents, ["A", "B"]);
+    }
+
+    /// Every key can come from the environment, whatever its type.
+    #[test]
+    fn every_key_is_settable_from_the_environment() {
+        for s in settings() {
+            let value = match &s.default {
+                Some(toml::Value::Integer(i)) => (i + 1).to_string(),
+                Some(toml::Value::Boolean(b)) => (!b).to_string(),
+                Some(toml::Value::Array(_)) => "x,y".to_string(),
+                _ => match s.path().as_str() {
+                    "sip.listen" | "http.listen" => "127.0.0.1:1".into(),
+                    "sip.advertised_host" => "pbx.test".into(),
+                    "sip.ws_path" => "/sip".into(),
+                    "admin_password" => "long-enough-password".into(),
+                    "mode" => "relay".into(),
+                    p if p.ends_with("tls_listen") => "127.0.0.1:2".into(),
+                    p => format!("/{p}"),
+                },
+            };
+            let c = Config::load(None, env(&[(&s.env_name(), &value)]))
+                .unwrap_or_else(|e| panic!("{}={value}: {e:#}", s.env_name()));
+            let t = toml::Table::try_from(c).expect("serialize");
+            let got = if s.section.is_empty() {
+                t.get(&s.key)
+            } else {
+                t.get(&s.section).and_then(|x| x.get(&s.key))
+            };
+            assert!(
+                got.is_some() && got != s.default.as_ref(),
+                "{} ignored: {got:?}",
+                s.env_name()
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_of_a_section_in_the_environment_are_errors() {
+        let err = Config::load(None, env(&[("CENTRALITA_SIP_MD5_ONLY_USER_AGENTS", "x")]))
+            .expect_err("retired key");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("CENTRALITA_SIP_MD5_ONLY_USER_AGENTS")
+                && msg.contains("md5_only_user_agents"),
+            "{msg}"
+        );
+        // Variables outside the sections belong to others (clap, scripts).
+        Config::load(
+            None,
+            env(&[
+                ("CENTRALITA_CONFIG", "x.toml"),
+                ("CENTRALITA_BIN", "/bin/x"),
+            ]),
+        )
+        .expect("not ours");
+    }
+
     #[test]
     fn sip_advertised_host() {
         let c = Config::load(None, env(&[])).expect("defaults");
@@ -536,6 +900,20 @@ mod tests {
         assert!(Config::load(None, env(&[("CENTRALITA_SIP_MAX_CONTACTS", "many")])).is_err());
         assert!(Config::load(None, env(&[("CENTRALITA_HTTP_LISTEN", "nowhere")])).is_err());
         assert!(Config::load(None, env(&[("CENTRALITA_ADMIN_PASSWORD", "short")])).is_err());
+        // Session timers: Min-SE never below 90 s, the interval 0 (off) or above Min-SE.
+        let timers = |se: &str, min: &str| {
+            Config::load(
+                None,
+                env(&[
+                    ("CENTRALITA_SIP_SESSION_EXPIRES_SECS", se),
+                    ("CENTRALITA_SIP_MIN_SESSION_EXPIRES_SECS", min),
+                ]),
+            )
+        };
+        assert!(timers("1800", "60").is_err());
+        assert!(timers("100", "120").is_err());
+        timers("0", "90").expect("timers off");
+        timers("120", "120").expect("interval equal to Min-SE");
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "[sip]\nno_such_key = 1\n").expect("write");

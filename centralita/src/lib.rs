@@ -100,6 +100,9 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         max_message_bytes: cfg.sip.max_message_bytes as usize,
         max_connections_per_ip: cfg.sip.max_connections_per_ip as usize,
         sha256_user_agents: cfg.sip.sha256_user_agents.clone(),
+        session_expires: Duration::from_secs(u64::from(cfg.sip.session_expires_secs)),
+        min_session_expires: Duration::from_secs(u64::from(cfg.sip.min_session_expires_secs)),
+        max_call_duration: Duration::from_secs(u64::from(cfg.sip.max_call_duration_secs)),
         ..Default::default()
     })
 }
@@ -110,7 +113,12 @@ pub async fn start_sip(config: &Config, services: &Services) -> anyhow::Result<s
     let backend = std::sync::Arc::new(sip::DomainBackend::new(services.clone()));
     sip::start(sip_config(config)?, backend)
         .await
-        .context("starting the SIP server")
+        .with_context(|| {
+            format!(
+                "starting the SIP server (sip.listen = {}, CENTRALITA_SIP_LISTEN)",
+                config.sip.listen
+            )
+        })
 }
 
 /// Opens the configured database (creating the data dir for the default
@@ -156,7 +164,12 @@ impl HttpsListener {
             .context("loading the HTTPS certificate (http.tls_cert, http.tls_key)")?;
         let tcp = tokio::net::TcpListener::bind(settings.listen)
             .await
-            .with_context(|| format!("binding {} (http.tls_listen)", settings.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen for HTTPS on {} (http.tls_listen, CENTRALITA_HTTP_TLS_LISTEN)",
+                    settings.listen
+                )
+            })?;
         let local_addr = tcp.local_addr()?;
         Ok(Self {
             listener: tls::TlsListener::new(tcp, tls_config, tls::TlsListenerLimits::default()),
@@ -175,9 +188,9 @@ impl Server {
             None => None,
         };
         let addr = config.http_listen()?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen for HTTP on {addr} (http.listen, CENTRALITA_HTTP_LISTEN)")
+        })?;
         let local_addr = listener.local_addr()?;
         let db = open_services(&config).await?.db;
         let services = Services::new(db, domain_config(&config, local_addr));
@@ -434,6 +447,149 @@ mod tests {
             .expect("stops in time")
             .expect("join")
             .expect("clean shutdown");
+    }
+
+    /// The fields of a `{:#?}` rendering of a struct: name -> rendered value.
+    fn fields(debug: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for line in debug.lines().skip(1) {
+            let field = line
+                .strip_prefix("    ")
+                .filter(|l| !l.starts_with(' '))
+                .and_then(|l| l.split_once(": "));
+            match (field, out.last_mut()) {
+                (Some((name, value)), _) => out.push((name.to_string(), value.to_string())),
+                (None, Some((_, value))) => value.push_str(line.trim()),
+                (None, None) => {}
+            }
+        }
+        out
+    }
+
+    /// The SIP server owns its defaults: the default `[sip]` section maps
+    /// back to exactly `sip::SipConfig::default()`.
+    #[test]
+    fn default_sip_section_is_the_sip_server_default() {
+        let mapped = sip_config(&Config::default()).expect("defaults map");
+        assert_eq!(
+            format!("{mapped:#?}"),
+            format!("{:#?}", sip::SipConfig::default())
+        );
+        let d = domain_config(&Config::default(), "127.0.0.1:8080".parse().expect("addr"));
+        let owner = domain::DomainConfig::default();
+        assert_eq!(
+            (
+                d.sip_domain,
+                d.extension_start,
+                d.ephemeral_ttl_secs,
+                d.session_ttl_secs
+            ),
+            (
+                owner.sip_domain,
+                owner.extension_start,
+                owner.ephemeral_ttl_secs,
+                owner.session_ttl_secs
+            )
+        );
+        assert_eq!(d.default_ws_url, owner.default_ws_url);
+    }
+
+    /// Every field of `sip::SipConfig` is either a `[sip]` key (and setting
+    /// that key changes it) or knowingly internal. A new SIP server setting
+    /// fails here until it is given a key (and a line in the sample config)
+    /// or is listed as internal.
+    #[test]
+    fn every_sip_server_setting_has_a_key() {
+        const INTERNAL: &[&str] = &["nonce_lifetime", "max_headers"];
+        // (CENTRALITA_ variable, a non-default value, the sip::SipConfig field).
+        const KEYS: &[(&str, &str, &str)] = &[
+            ("CENTRALITA_SIP_LISTEN", "127.0.0.1:5999", "listen"),
+            (
+                "CENTRALITA_SIP_ADVERTISED_HOST",
+                "pbx.test",
+                "advertised_host",
+            ),
+            ("CENTRALITA_SIP_DOMAIN", "pbx.test", "realm"),
+            ("CENTRALITA_SIP_MIN_EXPIRES", "61", "min_expires"),
+            ("CENTRALITA_SIP_MAX_EXPIRES", "3599", "max_expires"),
+            ("CENTRALITA_SIP_DEFAULT_EXPIRES", "601", "default_expires"),
+            ("CENTRALITA_SIP_MAX_CONTACTS", "2", "max_contacts"),
+            ("CENTRALITA_SIP_RING_TIMEOUT_SECS", "12", "ring_timeout"),
+            ("CENTRALITA_SIP_AUTH_FAIL_LIMIT", "3", "auth_fail_limit"),
+            (
+                "CENTRALITA_SIP_AUTH_FAIL_WINDOW_SECS",
+                "7",
+                "auth_fail_window",
+            ),
+            ("CENTRALITA_SIP_BAN_SECS", "9", "ban"),
+            (
+                "CENTRALITA_SIP_MAX_MESSAGE_BYTES",
+                "4096",
+                "max_message_bytes",
+            ),
+            (
+                "CENTRALITA_SIP_MAX_CONNECTIONS_PER_IP",
+                "3",
+                "max_connections_per_ip",
+            ),
+            ("CENTRALITA_SIP_TLS_LISTEN", "127.0.0.1:5997", "tls_listen"),
+            ("CENTRALITA_SIP_TLS_CERT", "/other-cert.pem", "tls_cert"),
+            ("CENTRALITA_SIP_TLS_KEY", "/other-key.pem", "tls_key"),
+            (
+                "CENTRALITA_SIP_SHA256_USER_AGENTS",
+                "Zoiper,Linphone",
+                "sha256_user_agents",
+            ),
+            (
+                "CENTRALITA_SIP_SESSION_EXPIRES_SECS",
+                "0",
+                "session_expires",
+            ),
+            (
+                "CENTRALITA_SIP_MIN_SESSION_EXPIRES_SECS",
+                "120",
+                "min_session_expires",
+            ),
+            (
+                "CENTRALITA_SIP_MAX_CALL_DURATION_SECS",
+                "60",
+                "max_call_duration",
+            ),
+        ];
+        // TLS keys go together; the base has all three so each can change alone.
+        let base = [
+            ("CENTRALITA_SIP_TLS_LISTEN", "127.0.0.1:5061"),
+            ("CENTRALITA_SIP_TLS_CERT", "/cert.pem"),
+            ("CENTRALITA_SIP_TLS_KEY", "/key.pem"),
+        ];
+        let load = |extra: Option<(&str, &str)>| {
+            let vars = base
+                .iter()
+                .copied()
+                .filter(|(k, _)| extra.is_none_or(|(e, _)| e != *k))
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string()));
+            let cfg = Config::load(None, vars).expect("config");
+            fields(&format!("{:#?}", sip_config(&cfg).expect("sip config")))
+        };
+        let before = load(None);
+        for (name, _) in &before {
+            assert!(
+                INTERNAL.contains(&name.as_str()) || KEYS.iter().any(|k| k.2 == name),
+                "sip::SipConfig.{name} has no [sip] key: add one (config.rs, the sample \
+                 config) or list it as internal here"
+            );
+        }
+        for (var, value, field) in KEYS {
+            let after = load(Some((var, value)));
+            let changed: Vec<&str> = after
+                .iter()
+                .zip(&before)
+                .filter(|(a, b)| a != b)
+                .map(|(a, _)| a.0.as_str())
+                .collect();
+            assert_eq!(changed, [*field], "{var}={value}");
+        }
     }
 
     #[test]

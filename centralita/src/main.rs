@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -13,8 +13,9 @@ use clap::{Parser, Subcommand};
 environment variables CENTRALITA_<SECTION>_<KEY> (top-level keys: CENTRALITA_<KEY>), e.g. \
 CENTRALITA_HTTP_LISTEN=127.0.0.1:8080, CENTRALITA_DATA_DIR=./data, CENTRALITA_DATABASE_URL=sqlite://./data/centralita.db, \
 CENTRALITA_ADMIN_PASSWORD=..., CENTRALITA_SIP_DOMAIN=centralita.local, CENTRALITA_SIP_LISTEN=127.0.0.1:5060, \
-CENTRALITA_CONSOLE_DIR=web/dist. HTTPS/WSS: CENTRALITA_HTTP_TLS_LISTEN, CENTRALITA_HTTP_TLS_CERT, \
-CENTRALITA_HTTP_TLS_KEY (see `centralita gen-cert` and docs/TLS.md). Logs: RUST_LOG (default info)."
+CENTRALITA_CONSOLE_DIR=web/dist, CENTRALITA_SIP_SHA256_USER_AGENTS=Linphone,Zoiper (a list). HTTPS/WSS: \
+CENTRALITA_HTTP_TLS_LISTEN, CENTRALITA_HTTP_TLS_CERT, CENTRALITA_HTTP_TLS_KEY (see `centralita gen-cert` and \
+docs/TLS.md). `centralita serve --help` lists every setting with its default. Logs: RUST_LOG (default info)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -62,7 +63,12 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // `serve --help` lists every setting, read from the configuration
+    // structs so that it cannot fall behind them.
+    let matches = Cli::command()
+        .mut_subcommand("serve", |c| c.after_help(centralita::config::help()))
+        .get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -184,9 +190,12 @@ async fn serve(cfg: centralita::Config) -> anyhow::Result<()> {
     let wss = server.https.as_ref().map_or_else(String::new, |h| {
         format!(" and wss://{}{}", h.local_addr, server.config.sip.ws_path)
     });
+    // The bound address: with port 0 in sip.listen, the one the kernel chose.
     println!(
         "SIP on udp/tcp {} and ws://{}{}{wss}",
-        server.config.sip.listen, server.local_addr, server.config.sip.ws_path
+        sip.local_addr(),
+        server.local_addr,
+        server.config.sip.ws_path
     );
     tracing::info!(addr = %server.local_addr, sip_domain = %server.config.sip.domain, "HTTP listening");
     server.serve_with_sip(Some(sip), shutdown).await

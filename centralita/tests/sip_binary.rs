@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -28,33 +27,20 @@ impl Drop for Running {
     }
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 a moment ago.
-fn free_sip_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
-        let port = udp.local_addr().expect("address").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
 fn sipp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sipp")
 }
 
 fn start() -> Running {
     let dir = tempfile::tempdir().expect("temp dir");
-    let sip = format!("127.0.0.1:{}", free_sip_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_centralita"))
         .arg("serve")
         .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
-        .env("CENTRALITA_SIP_LISTEN", &sip)
+        // Port 0: the server picks a port free for UDP and TCP and prints it.
+        .env("CENTRALITA_SIP_LISTEN", "127.0.0.1:0")
         .env("CENTRALITA_SIP_DOMAIN", "pbx.test")
         .env("CENTRALITA_SIP_RING_TIMEOUT_SECS", "3")
         .env("CENTRALITA_SIP_AUTH_FAIL_LIMIT", "1000")
-        .env("CENTRALITA_SIP_MD5_CHALLENGE_FIRST", "true")
         .env("CENTRALITA_DATA_DIR", dir.path())
         .env("CENTRALITA_CONSOLE_DIR", dir.path().join("no-console"))
         .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
@@ -69,10 +55,11 @@ fn start() -> Running {
     let mut running = Running {
         child,
         http: String::new(),
-        sip,
+        sip: String::new(),
         dir,
     };
     running.http = support::wait_for_http(&lines).0;
+    running.sip = support::wait_for_sip(&lines);
     running
 }
 
@@ -195,7 +182,7 @@ fn sipp_agents_register_and_call_through_the_binary() {
     let (bob, bob_pw, bob_ext) = srv.agent(&cookie, "bob.sip");
 
     // REGISTER: right password (bob, from the port his UAS will use), wrong password, unknown user.
-    let bob_port = free_sip_port();
+    let bob_port = support::free_ports(1, true, true);
     let bob_csv = srv.csv("bob.csv", &bob, &bob_pw);
     assert!(
         srv.run("reg_ok.xml", Some(&bob_csv), bob_port, &[]),
@@ -204,13 +191,23 @@ fn sipp_agents_register_and_call_through_the_binary() {
     );
     let wrong = srv.csv("wrong.csv", &alice, "not-her-password");
     assert!(
-        srv.run("reg_fail.xml", Some(&wrong), free_sip_port(), &[]),
+        srv.run(
+            "reg_fail.xml",
+            Some(&wrong),
+            support::free_ports(1, true, true),
+            &[]
+        ),
         "{}",
         srv.errors()
     );
     let ghost = srv.csv("ghost.csv", "ghost_user", "whatever");
     assert!(
-        srv.run("reg_fail.xml", Some(&ghost), free_sip_port(), &[]),
+        srv.run(
+            "reg_fail.xml",
+            Some(&ghost),
+            support::free_ports(1, true, true),
+            &[]
+        ),
         "{}",
         srv.errors()
     );
@@ -236,7 +233,12 @@ fn sipp_agents_register_and_call_through_the_binary() {
         let mut callee = srv.sipp(uas, None, bob_port, &[]);
         std::thread::sleep(Duration::from_millis(300));
         assert!(
-            srv.run(uac, Some(&alice_csv), free_sip_port(), &["-s", &bob_ext]),
+            srv.run(
+                uac,
+                Some(&alice_csv),
+                support::free_ports(1, true, true),
+                &["-s", &bob_ext]
+            ),
             "{uac}: {}",
             srv.errors()
         );

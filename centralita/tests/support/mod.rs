@@ -40,6 +40,21 @@ pub fn wait_for_http(lines: &Receiver<String>) -> (String, Vec<String>) {
     }
 }
 
+/// Reads lines until "SIP on udp/tcp ADDR and ..." (printed after the HTTP
+/// line); returns ADDR, the address the SIP server bound.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn wait_for_sip(lines: &Receiver<String>) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its SIP address in time");
+        if let Some(rest) = line.strip_prefix("SIP on udp/tcp ") {
+            let addr = rest.split_whitespace().next().expect("SIP address");
+            return addr.to_string();
+        }
+    }
+}
+
 /// One HTTP/1.1 request on its own connection: (status, head, body).
 pub fn http_request(
     addr: &str,

@@ -21,7 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 
-/// Settings of the SIP server.
+/// Settings of the SIP server. Its `Default` is the one place the SIP
+/// protocol defaults are written: the binary's `[sip]` section, the sample
+/// configuration and `centralita serve --help` are derived from it (and a
+/// test in `centralita` checks that they agree).
 #[derive(Debug, Clone)]
 pub struct SipConfig {
     /// UDP and TCP listen address (port 0 picks a free port for both).
@@ -69,7 +72,8 @@ impl Default for SipConfig {
         SipConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
             advertised_host: None,
-            realm: "centralita".into(),
+            // The domain owns the SIP domain: its HA1s are computed with it.
+            realm: domain::DomainConfig::default().sip_domain,
             min_expires: 60,
             max_expires: 3600,
             default_expires: 600,
@@ -96,11 +100,17 @@ impl Default for SipConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SipError {
-    #[error("cannot bind SIP listener on {addr}: {source}")]
+    /// A listener could not be opened; `transport` is UDP, TCP or TLS.
+    /// (`error` is in the message, so it is not also reported as the source.)
+    #[error("cannot listen for SIP over {transport} on {addr}: {error}")]
     Bind {
+        transport: &'static str,
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    /// The UDP thread (its runtime or the thread itself) could not be started.
+    #[error("cannot start the SIP UDP thread: {0}")]
+    Thread(std::io::Error),
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error("TLS configuration: {0}")]
@@ -129,38 +139,14 @@ pub struct SipServer {
 /// Starts the SIP server: binds UDP and TCP, warms the account cache,
 /// restores UDP/TCP bindings, closes CDRs left open by a crash.
 pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipServer, SipError> {
-    let bind_err = |source| SipError::Bind {
+    // Every listener is opened before anything else happens, so a busy port
+    // fails the start before the database is touched or a task is spawned.
+    let (std_udp, tcp) = bind_udp_and_tcp(config.listen).await?;
+    let local = std_udp.local_addr().map_err(|source| SipError::Bind {
+        transport: "UDP",
         addr: config.listen,
-        source,
-    };
-    // The UDP socket belongs to a single-threaded runtime on its own thread
-    // (see shell::spawn_udp_thread), so it is registered with that reactor.
-    let udp_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(bind_err)?;
-    let std_udp = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
-    std_udp.set_nonblocking(true).map_err(bind_err)?;
-    // Bursts of thousands of datagrams overflow the default ~200 KiB receive
-    // buffer and every drop costs a retransmission 500 ms later. The kernel
-    // caps the value at net.core.rmem_max / wmem_max.
-    let sock = socket2::SockRef::from(&std_udp);
-    let _ = sock.set_recv_buffer_size(UDP_BUFFER_BYTES);
-    let _ = sock.set_send_buffer_size(UDP_BUFFER_BYTES);
-    let udp = {
-        let _guard = udp_rt.enter();
-        UdpSocket::from_std(std_udp).map_err(bind_err)?
-    };
-    let local = udp.local_addr().map_err(|source| SipError::Bind {
-        addr: config.listen,
-        source,
+        error: source,
     })?;
-    let tcp = TcpListener::bind(local)
-        .await
-        .map_err(|source| SipError::Bind {
-            addr: local,
-            source,
-        })?;
     let host = match (&config.advertised_host, local.ip().is_unspecified()) {
         (Some(h), _) => h.clone(),
         (None, true) => "127.0.0.1".to_string(),
@@ -173,17 +159,14 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
     };
     let tls = match (&config.tls_listen, &config.tls_cert, &config.tls_key) {
         (Some(addr), Some(cert), Some(key)) => {
-            let acceptor = shell::tls::acceptor(cert, key).map_err(SipError::Tls)?;
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| SipError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            let a = l.local_addr().map_err(|source| SipError::Bind {
+            let tls_err = |source| SipError::Bind {
+                transport: "TLS",
                 addr: *addr,
-                source,
-            })?;
+                error: source,
+            };
+            let acceptor = shell::tls::acceptor(cert, key).map_err(SipError::Tls)?;
+            let l = TcpListener::bind(addr).await.map_err(tls_err)?;
+            let a = l.local_addr().map_err(tls_err)?;
             Some((l, acceptor, a))
         }
         (None, _, _) => None,
@@ -244,6 +227,30 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         restored += 1;
     }
     backend.close_orphan_calls().await?;
+    // The UDP socket belongs to a single-threaded runtime on its own thread
+    // (see shell::spawn_udp_thread), so it is registered with that reactor.
+    // That runtime is built last: dropping it here, inside the caller's
+    // runtime, would panic, so the one error path after it shuts it down
+    // in the background instead.
+    let udp_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SipError::Thread)?;
+    let udp = {
+        let _guard = udp_rt.enter();
+        UdpSocket::from_std(std_udp)
+    };
+    let udp = match udp {
+        Ok(udp) => udp,
+        Err(source) => {
+            udp_rt.shutdown_background();
+            return Err(SipError::Bind {
+                transport: "UDP",
+                addr: local,
+                error: source,
+            });
+        }
+    };
     let shared = shell::Shared::new(
         core,
         Arc::new(udp),
@@ -251,10 +258,7 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         config.max_connections_per_ip,
         config.max_message_bytes,
     );
-    shell::spawn_udp_thread(udp_rt, shared.clone()).map_err(|source| SipError::Bind {
-        addr: local,
-        source,
-    })?;
+    shell::spawn_udp_thread(udp_rt, shared.clone()).map_err(SipError::Thread)?;
     tokio::spawn(shell::run_tcp(shared.clone(), tcp));
     if let Some((l, acceptor, a)) = tls {
         tokio::spawn(shell::tls::run_tls(shared.clone(), l, acceptor));
@@ -269,6 +273,53 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         local,
         tls_local,
     })
+}
+
+/// Opens the UDP socket and the TCP listener on the same address. With
+/// port 0 the kernel picks a UDP port that may already be taken for TCP by
+/// someone else: then another port is tried (a bounded number of times), so
+/// "port 0" always yields a port free for both transports.
+async fn bind_udp_and_tcp(
+    listen: SocketAddr,
+) -> Result<(std::net::UdpSocket, TcpListener), SipError> {
+    const PORT_0_ATTEMPTS: usize = 32;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp_err = |source| SipError::Bind {
+            transport: "UDP",
+            addr: listen,
+            error: source,
+        };
+        let udp = std::net::UdpSocket::bind(listen).map_err(udp_err)?;
+        udp.set_nonblocking(true).map_err(udp_err)?;
+        let local = udp.local_addr().map_err(udp_err)?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => {
+                // Bursts of thousands of datagrams overflow the default ~200 KiB
+                // receive buffer and every drop costs a retransmission 500 ms
+                // later. The kernel caps the value at net.core.rmem_max / wmem_max.
+                let sock = socket2::SockRef::from(&udp);
+                let _ = sock.set_recv_buffer_size(UDP_BUFFER_BYTES);
+                let _ = sock.set_send_buffer_size(UDP_BUFFER_BYTES);
+                return Ok((udp, tcp));
+            }
+            Err(e)
+                if listen.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < PORT_0_ATTEMPTS =>
+            {
+                tracing::debug!(%local, "port free for UDP but not for TCP; trying another");
+            }
+            Err(source) => {
+                return Err(SipError::Bind {
+                    transport: "TCP",
+                    addr: local,
+                    error: source,
+                })
+            }
+        }
+    }
 }
 
 impl SipServer {

@@ -1,6 +1,7 @@
 // Starts the real centralita binary on free 127.0.0.1 ports with a fresh data
 // directory, waits for /api/health, and stops it by PID.
 import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -21,6 +22,24 @@ export function freePort() {
       srv.close(() => resolve(port));
     });
   });
+}
+
+function udpPortFree(port) {
+  return new Promise((resolve) => {
+    const sock = dgram.createSocket('udp4');
+    sock.once('error', () => resolve(false));
+    sock.bind(port, '127.0.0.1', () => sock.close(() => resolve(true)));
+  });
+}
+
+// SIP listens on UDP and TCP on one port, and a port free for TCP may be
+// taken for UDP: pick one free for both.
+export async function freeSipPort() {
+  for (let i = 0; i < 100; i++) {
+    const port = await freePort();
+    if (await udpPortFree(port)) return port;
+  }
+  throw new Error('no port free for both TCP and UDP on 127.0.0.1');
 }
 
 export async function waitFor(fn, { timeoutMs = 15000, intervalMs = 100, what = 'condition' } = {}) {
@@ -61,7 +80,7 @@ export class CentralitaServer {
     if (!fs.existsSync(this.bin)) throw new Error(`centralita binary not found at ${this.bin} (set CENTRALITA_BIN)`);
     if (!fs.existsSync(path.join(this.consoleDir, 'index.html'))) throw new Error(`console not built: ${this.consoleDir} (run npm run build in web/)`);
     this.httpPort ??= await freePort();
-    this.sipPort ??= await freePort();
+    this.sipPort ??= await freeSipPort();
     fs.mkdirSync(path.dirname(this.logFile), { recursive: true });
     const log = fs.openSync(this.logFile, 'a');
     this.proc = spawn(this.bin, ['serve'], {

@@ -46,12 +46,18 @@ pub fn sipp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../centralita/tests/sipp")
 }
 
-/// A UDP port that was free a moment ago.
+/// A 127.0.0.1 port that was free for UDP and for TCP a moment ago, for a
+/// sipp peer (`-t u1` uses UDP, `-t t1` TCP; a port free for one transport
+/// may be taken for the other). The server under test listens on port 0.
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP on 127.0.0.1");
+        let port = udp.local_addr().expect("UDP address").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1 in 100 tries");
 }
 
 impl TestServer {
