@@ -32,7 +32,11 @@ fn sipp_dir() -> PathBuf {
 }
 
 fn start() -> Running {
-    let dir = tempfile::tempdir().expect("temp dir");
+    start_in(tempfile::tempdir().expect("temp dir"))
+}
+
+/// Starts the binary on the data directory `dir` (restart tests).
+fn start_in(dir: tempfile::TempDir) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_centralita"))
         .arg("serve")
         .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
@@ -252,4 +256,74 @@ fn sipp_agents_register_and_call_through_the_binary() {
     }
     let calls = srv.finished_calls(&cookie, expected.len());
     assert_eq!(calls.len(), expected.len(), "one row per call attempt");
+}
+
+/// SIGTERM with a call up: both legs get a BYE before the server exits,
+/// and the CDR is closed (cause `shutdown`) with the right billsec.
+#[test]
+fn sigterm_with_a_call_up_hangs_up_both_legs_and_closes_the_cdr() {
+    let srv = start();
+    let cookie = srv.login();
+    let (alice, alice_pw, _) = srv.agent(&cookie, "alice.term");
+    let (bob, bob_pw, bob_ext) = srv.agent(&cookie, "bob.term");
+    let bob_port = support::free_ports(1, true, true);
+    let bob_csv = srv.csv("bob.csv", &bob, &bob_pw);
+    assert!(
+        srv.run("reg_ok.xml", Some(&bob_csv), bob_port, &[]),
+        "{}",
+        srv.errors()
+    );
+    // Both sides wait for a BYE they will not send themselves.
+    let mut callee = srv.sipp("uas_answer.xml", None, bob_port, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let alice_csv = srv.csv("alice.csv", &alice, &alice_pw);
+    let caller_port = support::free_ports(1, true, true);
+    let mut caller = srv.sipp(
+        "uac_call_remote_bye.xml",
+        Some(&alice_csv),
+        caller_port,
+        &["-s", &bob_ext],
+    );
+    let answered = (0..100).any(|_| {
+        let (_, _, text) = srv.request(
+            "GET",
+            "/api/telephony/calls/history?limit=5",
+            None,
+            Some(&cookie),
+        );
+        let up = text.contains("\"state\":\"answered\"");
+        if !up {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        up
+    });
+    assert!(answered, "the call was never answered: {}", srv.errors());
+    std::thread::sleep(Duration::from_millis(1_200));
+
+    let mut srv = srv;
+    let pid = srv.child.id().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(term.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+    assert!(wait(&mut caller), "caller got no BYE: {}", srv.errors());
+    assert!(wait(&mut callee), "callee got no BYE: {}", srv.errors());
+    let exited = (0..100).find_map(|_| {
+        let s = srv.child.try_wait().ok().flatten();
+        if s.is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    });
+    assert!(exited.is_some_and(|s| s.success()), "exit: {exited:?}");
+
+    // The CDR, read after a restart on the same data directory.
+    let dir = std::mem::replace(&mut srv.dir, tempfile::tempdir().expect("temp dir"));
+    drop(srv);
+    let again = start_in(dir);
+    let cookie = again.login();
+    let calls = again.finished_calls(&cookie, 1);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let c = &calls[0];
+    assert_eq!(c["disposition"], "ANSWERED", "{c}");
+    assert_eq!(c["hangupCause"], "shutdown", "{c}");
+    assert!(c["billsec"].as_i64().is_some_and(|b| b >= 1), "{c}");
 }
