@@ -232,7 +232,11 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         use std::future::IntoFuture;
-        let api_cfg = api_config(&self.config);
+        let mut api_cfg = api_config(&self.config);
+        if let Some(s) = &sip {
+            // Phones are told the port actually bound (`sip.listen` may say 0).
+            api_cfg.sip_port = s.local_addr().port();
+        }
         // The API sees the builtin SIP server only as an engine.
         let engine = sip
             .clone()

@@ -185,6 +185,22 @@ fn sipp_agents_register_and_call_through_the_binary() {
     let (alice, alice_pw, _alice_ext) = srv.agent(&cookie, "alice.sip");
     let (bob, bob_pw, bob_ext) = srv.agent(&cookie, "bob.sip");
 
+    // Phones are told the SIP port the server bound (it was started on port 0).
+    let body = serde_json::json!({"login": "bob.sip", "password": "console-pass-123"}).to_string();
+    let (status, head, text) = srv.request("POST", "/api/auth/login", Some(&body), None);
+    assert_eq!(status, 200, "{text}");
+    let bob_cookie = support::session_cookie(&head);
+    let (status, _, text) = srv.request(
+        "GET",
+        "/api/telephony/sip/credentials",
+        None,
+        Some(&bob_cookie),
+    );
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let bound = srv.sip.rsplit(':').next().unwrap_or("");
+    assert_eq!(v["credentials"]["sipPort"], bound, "{text}");
+
     // REGISTER: right password (bob, from the port his UAS will use), wrong password, unknown user.
     let bob_port = support::free_ports(1, true, true);
     let bob_csv = srv.csv("bob.csv", &bob, &bob_pw);
