@@ -7,7 +7,7 @@
 
 use super::msg::Msg;
 use super::types::{Outbox, Output, Source};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 pub const T1: u64 = 500;
 pub const T2: u64 = 4_000;
@@ -33,7 +33,7 @@ pub enum Owner {
 }
 
 /// Identifies something we retransmit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TxnKey {
     /// A client transaction of ours by its branch (fork INVITE, relayed
     /// request, BYE).
@@ -65,6 +65,16 @@ pub struct Txns {
     absorb: HashMap<String, (Source, Vec<u8>)>,
     absorb_order: VecDeque<(u64, String)>,
     retrans: HashMap<TxnKey, Retrans>,
+    /// Every entry's next wake-up (retransmission or deadline, whichever
+    /// comes first), so finding the next deadline and what is due costs
+    /// O(log n) instead of a scan of every entry.
+    due: BTreeSet<(u64, TxnKey)>,
+}
+
+impl Retrans {
+    fn wake(&self) -> u64 {
+        self.next_at.unwrap_or(u64::MAX).min(self.deadline)
+    }
 }
 
 fn key(m: &Msg) -> String {
@@ -119,7 +129,7 @@ impl Txns {
 
     /// An ACK for a non-2xx final we sent outside a call.
     pub fn ack(&mut self, m: &Msg) -> bool {
-        self.retrans.remove(&TxnKey::Stray(key(m))).is_some()
+        self.stop(&TxnKey::Stray(key(m))).is_some()
     }
 
     /// Starts retransmitting `data` (UDP) with a 64*T1 deadline.
@@ -133,30 +143,34 @@ impl Txns {
         owner: Owner,
     ) {
         let reliable = to.transport.reliable();
-        self.retrans.insert(
-            k,
-            Retrans {
-                to,
-                data,
-                next_at: (!reliable).then_some(now_ms + T1),
-                interval: T1,
-                cap: if invite { u64::MAX } else { T2 },
-                deadline: now_ms + TIMEOUT,
-                owner,
-            },
-        );
+        let r = Retrans {
+            to,
+            data,
+            next_at: (!reliable).then_some(now_ms + T1),
+            interval: T1,
+            cap: if invite { u64::MAX } else { T2 },
+            deadline: now_ms + TIMEOUT,
+            owner,
+        };
+        self.due.insert((r.wake(), k.clone()));
+        if let Some(old) = self.retrans.insert(k.clone(), r) {
+            self.due.remove(&(old.wake(), k));
+        }
     }
 
     /// Stops retransmitting but keeps the deadline (a provisional arrived).
     pub fn quiet(&mut self, k: &TxnKey) {
         if let Some(r) = self.retrans.get_mut(k) {
+            self.due.remove(&(r.wake(), k.clone()));
             r.next_at = None;
             r.deadline = u64::MAX;
         }
     }
 
     pub fn stop(&mut self, k: &TxnKey) -> Option<Retrans> {
-        self.retrans.remove(k)
+        let r = self.retrans.remove(k)?;
+        self.due.remove(&(r.wake(), k.clone()));
+        Some(r)
     }
 
     pub fn contains(&self, k: &TxnKey) -> bool {
@@ -165,11 +179,7 @@ impl Txns {
 
     pub fn next_deadline(&self) -> Option<u64> {
         let a = self.absorb_order.front().map(|(t, _)| *t);
-        let r = self
-            .retrans
-            .values()
-            .map(|r| r.next_at.unwrap_or(u64::MAX).min(r.deadline))
-            .min();
+        let r = self.due.first().map(|(t, _)| *t);
         [a, r].into_iter().flatten().min()
     }
 
@@ -184,25 +194,105 @@ impl Txns {
             }
         }
         let mut dead = Vec::new();
-        for (k, r) in self.retrans.iter_mut() {
+        while self.due.first().is_some_and(|(t, _)| *t <= now_ms) {
+            let Some((_, k)) = self.due.pop_first() else {
+                break;
+            };
+            let Some(r) = self.retrans.get_mut(&k) else {
+                continue;
+            };
             if r.deadline <= now_ms {
-                dead.push(k.clone());
+                if let Some(r) = self.retrans.remove(&k) {
+                    dead.push(r.owner);
+                }
                 continue;
             }
-            if let Some(at) = r.next_at {
-                if at <= now_ms {
-                    out.push_back(Output::Transmit {
-                        to: r.to,
-                        data: r.data.clone(),
-                    });
-                    r.interval = (r.interval * 2).min(r.cap);
-                    r.next_at = Some(now_ms + r.interval);
-                }
+            if r.next_at.is_some_and(|at| at <= now_ms) {
+                out.push_back(Output::Transmit {
+                    to: r.to,
+                    data: r.data.clone(),
+                });
+                r.interval = (r.interval * 2).min(r.cap);
+                r.next_at = Some(now_ms + r.interval);
+            }
+            self.due.insert((r.wake(), k));
+        }
+        dead
+    }
+
+    /// Entries retransmitted or waiting for their deadline (tests, metrics).
+    pub fn pending(&self) -> usize {
+        self.retrans.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::types::{Transport, UDP_FLOW};
+
+    fn udp() -> Source {
+        Source {
+            flow: UDP_FLOW,
+            transport: Transport::Udp,
+            peer: std::net::SocketAddr::from(([127, 0, 0, 1], 5070)),
+        }
+    }
+
+    #[test]
+    fn retransmits_on_schedule_then_times_out_and_stops_cleanly() {
+        let mut t = Txns::default();
+        let mut out = Outbox::new();
+        t.start(
+            0,
+            TxnKey::Client("a".into()),
+            udp(),
+            b"A".to_vec(),
+            false,
+            Owner::None,
+        );
+        t.start(
+            0,
+            TxnKey::Client("b".into()),
+            udp(),
+            b"B".to_vec(),
+            true,
+            Owner::Stray,
+        );
+        assert_eq!(t.next_deadline(), Some(T1));
+        // "a" answered: never retransmitted again.
+        assert!(t.stop(&TxnKey::Client("a".into())).is_some());
+        let mut sent_at = Vec::new();
+        let mut now = 0;
+        let mut dead = Vec::new();
+        while now <= TIMEOUT {
+            now = t.next_deadline().unwrap_or(u64::MAX);
+            if now == u64::MAX {
+                break;
+            }
+            let before = out.len();
+            dead.extend(t.poll(now, &mut out));
+            if out.len() > before {
+                sent_at.push(now);
             }
         }
-        dead.into_iter()
-            .filter_map(|k| self.retrans.remove(&k))
-            .map(|r| r.owner)
-            .collect()
+        // INVITE-style doubling without a cap: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s.
+        assert_eq!(sent_at, [500, 1_500, 3_500, 7_500, 15_500, 31_500]);
+        assert_eq!(dead, [Owner::Stray]);
+        assert_eq!(t.pending(), 0);
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn quiet_stops_retransmissions_and_the_deadline() {
+        let mut t = Txns::default();
+        let mut out = Outbox::new();
+        let k = TxnKey::Client("q".into());
+        t.start(0, k.clone(), udp(), b"Q".to_vec(), true, Owner::None);
+        t.quiet(&k);
+        assert_eq!(t.next_deadline(), None);
+        assert!(t.poll(TIMEOUT * 2, &mut out).is_empty());
+        assert!(out.is_empty());
+        assert_eq!(t.pending(), 1);
     }
 }
