@@ -25,14 +25,32 @@ use std::sync::Arc;
 const SWEEP_MS: u64 = 1_000;
 
 pub struct Core {
-    cfg: CoreConfig,
+    io: Io,
     auth: Authenticator,
     registrar: Registrar,
     calls: Calls,
+    last_sweep_ms: u64,
+}
+
+/// What calls borrow while they handle an input (see [`Ctx`]), kept apart
+/// from the parts that route to them so both can be borrowed at once.
+struct Io {
+    cfg: CoreConfig,
     txn: Txns,
     rng: Rng,
     out: Outbox,
-    last_sweep_ms: u64,
+}
+
+impl Io {
+    fn ctx(&mut self, now_ms: u64) -> Ctx<'_> {
+        Ctx {
+            now_ms,
+            cfg: &self.cfg,
+            out: &mut self.out,
+            txn: &mut self.txn,
+            rng: &mut self.rng,
+        }
+    }
 }
 
 /// Routing's view of the account cache and the location table.
@@ -88,22 +106,24 @@ impl Core {
                 cfg.max_contacts,
             ),
             calls: Calls::default(),
-            txn: Txns::default(),
-            rng: Rng::new(cfg.seed),
-            out: Outbox::new(),
             last_sweep_ms: 0,
-            cfg,
+            io: Io {
+                txn: Txns::default(),
+                rng: Rng::new(cfg.seed),
+                out: Outbox::new(),
+                cfg,
+            },
         }
     }
 
     pub fn config(&self) -> &CoreConfig {
-        &self.cfg
+        &self.io.cfg
     }
 
     // ---- outputs and getters ----
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        self.io.out.pop_front()
     }
 
     /// The next instant `handle_timeout` must be called.
@@ -111,7 +131,7 @@ impl Core {
         let sweep = self.last_sweep_ms + SWEEP_MS;
         [
             Some(sweep),
-            self.txn.next_deadline(),
+            self.io.txn.next_deadline(),
             self.calls.next_deadline(),
         ]
         .into_iter()
@@ -159,7 +179,7 @@ impl Core {
             .to_string();
         self.auth.accounts.forget(username);
         if drop_bindings {
-            self.registrar.remove_all(username, &ext, &mut self.out);
+            self.registrar.remove_all(username, &ext, &mut self.io.out);
         }
     }
 
@@ -188,17 +208,11 @@ impl Core {
 
     /// A TCP/TLS/WS connection closed: its calls end, its bindings go.
     pub fn handle_flow_closed(&mut self, now_ms: u64, flow: u64) {
-        let mut ctx = Ctx {
-            now_ms,
-            cfg: &self.cfg,
-            out: &mut self.out,
-            txn: &mut self.txn,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.io.ctx(now_ms);
         self.calls.handle_flow_lost(&mut ctx, flow);
         let accounts = &self.auth.accounts;
         let ext_of = |u: &str| accounts.extension_of(u).unwrap_or("").to_string();
-        self.registrar.flow_closed(flow, &ext_of, &mut self.out);
+        self.registrar.flow_closed(flow, &ext_of, &mut self.io.out);
     }
 
     pub fn handle_timeout(&mut self, now_ms: u64) {
@@ -206,17 +220,11 @@ impl Core {
             self.last_sweep_ms = now_ms;
             let accounts = &self.auth.accounts;
             let ext_of = |u: &str| accounts.extension_of(u).unwrap_or("").to_string();
-            self.registrar.expire(now_ms, &ext_of, &mut self.out);
+            self.registrar.expire(now_ms, &ext_of, &mut self.io.out);
             self.auth.purge(now_ms);
         }
-        let dead = self.txn.poll(now_ms, &mut self.out);
-        let mut ctx = Ctx {
-            now_ms,
-            cfg: &self.cfg,
-            out: &mut self.out,
-            txn: &mut self.txn,
-            rng: &mut self.rng,
-        };
+        let dead = self.io.txn.poll(now_ms, &mut self.io.out);
+        let mut ctx = self.io.ctx(now_ms);
         for owner in dead {
             self.calls.handle_txn_timeout(&mut ctx, owner);
         }
@@ -226,13 +234,7 @@ impl Core {
     /// The server is stopping: every call ends properly (BYE or CANCEL on
     /// each leg, a final answer to ringing callers, an `ended` event).
     pub fn handle_shutdown(&mut self, now_ms: u64) {
-        let mut ctx = Ctx {
-            now_ms,
-            cfg: &self.cfg,
-            out: &mut self.out,
-            txn: &mut self.txn,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.io.ctx(now_ms);
         self.calls.handle_shutdown(&mut ctx);
     }
 
@@ -244,12 +246,12 @@ impl Core {
         if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
             return; // keep-alive
         }
-        match Msg::parse(data, &self.cfg.limits) {
+        match Msg::parse(data, &self.io.cfg.limits) {
             Ok(m) => self.dispatch(now_ms, src, m),
             Err(e) => {
-                if let Some(r) = malformed_reply(data, &e, &self.cfg.limits) {
+                if let Some(r) = malformed_reply(data, &e, &self.io.cfg.limits) {
                     tracing::debug!(peer = %src.peer, reason = e.reason, "malformed SIP message");
-                    self.out.push_back(Output::Transmit {
+                    self.io.out.push_back(Output::Transmit {
                         to: src,
                         data: r.to_bytes(),
                     });
@@ -280,7 +282,7 @@ impl Core {
             }
             return;
         }
-        if m.method() != Some("ACK") && self.txn.absorb(&m, src, &mut self.out) {
+        if m.method() != Some("ACK") && self.io.txn.absorb(&m, src, &mut self.io.out) {
             return;
         }
         match m.method().unwrap_or("") {
@@ -304,23 +306,20 @@ impl Core {
             TxnKey::Client(branch.clone())
         };
         if code >= 200 {
-            self.txn.stop(&key);
+            self.io.txn.stop(&key);
         } else if method != "INVITE" || self.calls.expects(&branch) {
-            self.txn.quiet(&key);
+            self.io.txn.quiet(&key);
         }
-        let mut ctx = Ctx {
-            now_ms,
-            cfg: &self.cfg,
-            out: &mut self.out,
-            txn: &mut self.txn,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.io.ctx(now_ms);
         self.calls.handle_response(&mut ctx, m);
     }
 
     fn handle_register(&mut self, now_ms: u64, src: Source, m: Msg) {
-        let tag = self.rng.token();
-        let account = match self.auth.authenticate(now_ms, src, &m, &tag, &mut self.out) {
+        let tag = self.io.rng.token();
+        let account = match self
+            .auth
+            .authenticate(now_ms, src, &m, &tag, &mut self.io.out)
+        {
             Auth::Ok(a) => a,
             Auth::Challenge(r) => {
                 // Challenges are not cached: a retransmission gets a new one.
@@ -331,7 +330,7 @@ impl Core {
         };
         let r = self
             .registrar
-            .handle_register(now_ms, src, &m, &account, &mut self.out);
+            .handle_register(now_ms, src, &m, &account, &mut self.io.out);
         self.reply(now_ms, src, &m, r);
     }
 
@@ -340,13 +339,7 @@ impl Core {
         let method = m.method().unwrap_or("").to_string();
         let in_dialog = msg::tag(m.header("To").unwrap_or("")).is_some();
         let known = self.calls.find(m.call_id());
-        let mut ctx = Ctx {
-            now_ms,
-            cfg: &self.cfg,
-            out: &mut self.out,
-            txn: &mut self.txn,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.io.ctx(now_ms);
         match (method.as_str(), known) {
             ("ACK", Some((id, side))) => {
                 self.calls
@@ -412,23 +405,26 @@ impl Core {
                     break;
                 }
                 if let super::accounts::Found::Parked =
-                    self.auth.accounts.find(key, now_ms, src, &m, &mut self.out)
+                    self.auth
+                        .accounts
+                        .find(key, now_ms, src, &m, &mut self.io.out)
                 {
                     return;
                 }
             }
         }
-        let a_tag = self.rng.token();
+        let a_tag = self.io.rng.token();
         let caller = match self
             .auth
-            .authenticate(now_ms, src, &m, &a_tag, &mut self.out)
+            .authenticate(now_ms, src, &m, &a_tag, &mut self.io.out)
         {
             Auth::Ok(a) => a,
             Auth::Challenge(r) => {
                 let bytes = r.to_bytes();
-                self.txn
+                self.io
+                    .txn
                     .remember_invite_final(now_ms, &m, src, bytes.clone());
-                self.out.push_back(Output::Transmit {
+                self.io.out.push_back(Output::Transmit {
                     to: src,
                     data: bytes,
                 });
@@ -436,13 +432,13 @@ impl Core {
             }
             Auth::Parked => return,
         };
-        let session_secs = if self.cfg.session_expires_secs == 0 {
+        let session_secs = if self.io.cfg.session_expires_secs == 0 {
             0
         } else {
             match session_timer::interval_for(
                 &m,
-                self.cfg.session_expires_secs,
-                self.cfg.min_se_secs,
+                self.io.cfg.session_expires_secs,
+                self.io.cfg.min_se_secs,
             ) {
                 Ok(secs) => secs,
                 Err(min) => {
@@ -485,7 +481,8 @@ impl Core {
             } => {
                 let r = response(&m, code, reason, Some(&a_tag));
                 self.final_without_call(now_ms, src, &m, r);
-                self.out
+                self.io
+                    .out
                     .push_back(Output::Call(domain::call_events::CallEvent {
                         call_id: m.call_id().to_string(),
                         at_ms: now_ms,
@@ -501,13 +498,7 @@ impl Core {
                     .filter(|b| b.expires_at_ms > now_ms && b.reachable())
                     .cloned()
                     .collect();
-                let mut ctx = Ctx {
-                    now_ms,
-                    cfg: &self.cfg,
-                    out: &mut self.out,
-                    txn: &mut self.txn,
-                    rng: &mut self.rng,
-                };
+                let mut ctx = self.io.ctx(now_ms);
                 self.calls.start(
                     &mut ctx,
                     src,
@@ -525,7 +516,8 @@ impl Core {
     }
 
     fn started(&mut self, now_ms: u64, src: Source, m: &Msg, caller: &Arc<Account>, callee: Party) {
-        self.out
+        self.io
+            .out
             .push_back(Output::Call(domain::call_events::CallEvent {
                 call_id: m.call_id().to_string(),
                 at_ms: now_ms,
@@ -545,29 +537,24 @@ impl Core {
     /// until its ACK.
     fn final_without_call(&mut self, now_ms: u64, src: Source, m: &Msg, r: Msg) {
         let bytes = r.to_bytes();
-        self.txn
+        self.io
+            .txn
             .remember_invite_final(now_ms, m, src, bytes.clone());
-        self.out.push_back(Output::Transmit {
+        self.io.out.push_back(Output::Transmit {
             to: src,
             data: bytes,
         });
     }
 
     fn send(&mut self, to: Source, m: &Msg) {
-        self.out.push_back(Output::Transmit {
+        self.io.out.push_back(Output::Transmit {
             to,
             data: m.to_bytes(),
         });
     }
 
     fn reply(&mut self, now_ms: u64, src: Source, req: &Msg, r: Msg) {
-        let mut ctx = Ctx {
-            now_ms,
-            cfg: &self.cfg,
-            out: &mut self.out,
-            txn: &mut self.txn,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.io.ctx(now_ms);
         ctx.reply(src, req, r);
     }
 }
