@@ -8,8 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use store::call_legs::LegRow;
-use store::calls::{CallFilter, CallRow, FinishCall, NewCallRow, SaveCall};
-use store::Conn;
+use store::calls::{CallFilter, CallRow, FinishCall, SaveCall};
 
 use crate::call_events::{CallEvent, LegNo, Party};
 use crate::events::Event;
@@ -86,18 +85,6 @@ impl Disposition {
             _ => return None,
         })
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct NewCall {
-    pub call_id: String,
-    pub direction: Direction,
-    pub caller_number: String,
-    pub callee_number: String,
-    /// The calling agent.
-    pub agent_id: Option<i64>,
-    pub callee_agent_id: Option<i64>,
-    pub start_time: DateTime<Utc>,
 }
 
 /// An agent reference in a call.
@@ -345,107 +332,6 @@ pub struct CallStats {
     pub answer_rate: String,
 }
 
-/// One CDR change for [`CallService::apply_batch`].
-#[derive(Debug, Clone)]
-pub enum CallOp {
-    /// As [`CallService::start`].
-    Start(NewCall),
-    /// As [`CallService::answer`].
-    Answer { call_id: String, at: DateTime<Utc> },
-    /// As [`CallService::finish`].
-    Finish {
-        call_id: String,
-        end: DateTime<Utc>,
-        disposition: Disposition,
-        hangup_cause: String,
-    },
-}
-
-// The bodies of start/answer/finish inside a caller's transaction; each
-// returns the event to publish once that transaction has committed.
-
-async fn start_in(c: &mut Conn, n: &NewCall) -> Result<Option<Event>, DomainError> {
-    let inserted = store::calls::insert(
-        c,
-        &NewCallRow {
-            call_id: &n.call_id,
-            direction: n.direction.as_str(),
-            caller_number: &n.caller_number,
-            callee_number: &n.callee_number,
-            agent_id: n.agent_id,
-            callee_agent_id: n.callee_agent_id,
-            start_time: to_ms(n.start_time),
-        },
-        now_ms(),
-    )
-    .await?;
-    Ok(inserted.then(|| Event::Call {
-        at: n.start_time,
-        call_id: n.call_id.clone(),
-        state: "ringing".into(),
-        caller_number: n.caller_number.clone(),
-        callee_number: n.callee_number.clone(),
-        disposition: None,
-    }))
-}
-
-async fn answer_in(
-    c: &mut Conn,
-    call_id: &str,
-    at: DateTime<Utc>,
-) -> Result<Option<Event>, DomainError> {
-    if !store::calls::answer(c, call_id, to_ms(at), now_ms()).await? {
-        return Ok(None);
-    }
-    Ok(store::calls::get(c, call_id).await?.map(|r| Event::Call {
-        at,
-        call_id: r.call_id,
-        state: "answered".into(),
-        caller_number: r.caller_number,
-        callee_number: r.callee_number,
-        disposition: None,
-    }))
-}
-
-async fn finish_in(
-    c: &mut Conn,
-    call_id: &str,
-    end: DateTime<Utc>,
-    d: Disposition,
-    hangup_cause: &str,
-) -> Result<Option<Event>, DomainError> {
-    let cause: String = hangup_cause.chars().take(200).collect();
-    let Some(row) = store::calls::get(c, call_id).await? else {
-        return Ok(None);
-    };
-    if row.end_time.is_some() {
-        return Ok(None);
-    }
-    let end_ms = to_ms(end);
-    let (duration, billsec) = recorder::billing(row.start_time, row.answer_time, end_ms);
-    let closed = store::calls::finish(
-        c,
-        &FinishCall {
-            call_id,
-            end_time: end_ms,
-            disposition: d.as_str(),
-            hangup_cause: &cause,
-            duration,
-            billsec,
-        },
-        now_ms(),
-    )
-    .await?;
-    Ok(closed.then(|| Event::Call {
-        at: end,
-        call_id: row.call_id,
-        state: "ended".into(),
-        caller_number: row.caller_number,
-        callee_number: row.callee_number,
-        disposition: Some(d.as_str().into()),
-    }))
-}
-
 #[derive(Clone, Debug)]
 pub struct CallService {
     ctx: Arc<Ctx>,
@@ -454,77 +340,6 @@ pub struct CallService {
 impl CallService {
     pub(crate) fn new(ctx: Arc<Ctx>) -> Self {
         Self { ctx }
-    }
-
-    /// Writes the row of a starting call (a repeated call_id is ignored).
-    pub async fn start(&self, c: &NewCall) -> Result<(), DomainError> {
-        let mut tx = self.ctx.db.write().await?;
-        let ev = start_in(&mut tx, c).await?;
-        tx.commit().await?;
-        self.publish(ev);
-        Ok(())
-    }
-
-    /// Sets the answer time of an open, unanswered call (otherwise nothing).
-    pub async fn answer(&self, call_id: &str, at: DateTime<Utc>) -> Result<(), DomainError> {
-        let mut tx = self.ctx.db.write().await?;
-        let ev = answer_in(&mut tx, call_id, at).await?;
-        tx.commit().await?;
-        self.publish(ev);
-        Ok(())
-    }
-
-    /// Completes the row: end time, disposition, cause, duration and
-    /// billsec. A call already finished is left as it is.
-    pub async fn finish(
-        &self,
-        call_id: &str,
-        end: DateTime<Utc>,
-        d: Disposition,
-        hangup_cause: &str,
-    ) -> Result<(), DomainError> {
-        let mut tx = self.ctx.db.write().await?;
-        let ev = finish_in(&mut tx, call_id, end, d, hangup_cause).await?;
-        tx.commit().await?;
-        self.publish(ev);
-        Ok(())
-    }
-
-    /// Applies many start/answer/finish operations in order in one write
-    /// transaction, each with exactly the effect of its single-operation
-    /// function; the events follow the commit, in the same order. A
-    /// transaction per operation is what limited CDR writes under call load.
-    /// If any operation fails, none is applied and no event is published.
-    pub async fn apply_batch(&self, ops: &[CallOp]) -> Result<(), DomainError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.ctx.db.write().await?;
-        let mut events = Vec::with_capacity(ops.len());
-        for op in ops {
-            let ev = match op {
-                CallOp::Start(c) => start_in(&mut tx, c).await?,
-                CallOp::Answer { call_id, at } => answer_in(&mut tx, call_id, *at).await?,
-                CallOp::Finish {
-                    call_id,
-                    end,
-                    disposition,
-                    hangup_cause,
-                } => finish_in(&mut tx, call_id, *end, *disposition, hangup_cause).await?,
-            };
-            events.push(ev);
-        }
-        tx.commit().await?;
-        for ev in events {
-            self.publish(ev);
-        }
-        Ok(())
-    }
-
-    fn publish(&self, ev: Option<Event>) {
-        if let Some(ev) = ev {
-            self.ctx.events.publish(ev);
-        }
     }
 
     /// Records a batch of call events (any calls, in the order the engine

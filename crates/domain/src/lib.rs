@@ -32,7 +32,7 @@ use std::sync::Arc;
 pub use audit::{AuditEntry, AuditService};
 pub use auth::{ApiToken, AuthService, LoginOutcome};
 pub use call_events::{CallEvent, CallEventKind, HangupCause, LegNo, Party};
-pub use calls::{Call, CallLeg, CallOp, CallService, CallStats, Direction, Disposition, NewCall};
+pub use calls::{Call, CallLeg, CallService, CallStats, Direction, Disposition};
 pub use engine::{BlockedSource, Engine, EngineStatus, FlowHandle, FlowRefused};
 pub use error::DomainError;
 pub use events::{Event, EventBus};

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use chrono::{Duration, SubsecRound, Utc};
 use domain::sip_credentials::{self as sc, DigestAlgorithm};
 use domain::{
-    Actor, CallOp, Db, Direction, Disposition, DomainConfig, DomainError, Event, NewCall, NewUser,
-    PasswordCost, RegistrationRecord, Services, UserUpdate,
+    Actor, Db, Direction, Disposition, DomainConfig, DomainError, Event, NewUser, PasswordCost,
+    RegistrationRecord, Services, UserUpdate,
 };
 
 async fn services(dir: &tempfile::TempDir) -> Services {
@@ -332,6 +332,7 @@ async fn extension_start_is_configurable_and_non_numeric_extensions_ignored() {
 
 #[tokio::test]
 async fn cdr_lifecycle_and_orphans() {
+    use domain::HangupCause as H;
     let dir = tempfile::tempdir().expect("tempdir");
     let s = services(&dir).await;
     let (u, _) = s
@@ -339,53 +340,53 @@ async fn cdr_lifecycle_and_orphans() {
         .create(&admin(), agent("Caller", "caller"))
         .await
         .expect("create");
-    let t0 = Utc::now() - Duration::seconds(100);
-    let call = |id: &str| NewCall {
-        call_id: id.into(),
-        direction: Direction::Internal,
-        caller_number: "1000".into(),
-        callee_number: "1001".into(),
-        agent_id: Some(u.id),
-        callee_agent_id: None,
-        start_time: t0,
-    };
-    s.calls.start(&call("a")).await.expect("start");
+    let t0 = (Utc::now() - Duration::seconds(100)).timestamp_millis() as u64;
+    let caller = Some(u.id);
     s.calls
-        .answer("a", t0 + Duration::seconds(10))
-        .await
-        .expect("answer");
-    s.calls
-        .finish(
+        .record(&call_script(
             "a",
-            t0 + Duration::seconds(70),
-            Disposition::Answered,
-            "normal clearing",
-        )
+            t0,
+            caller,
+            Some(10_000),
+            Some((70_000, H::CallerBye)),
+        ))
         .await
-        .expect("finish");
-    // finishing twice changes nothing
+        .expect("record a");
+    // ending twice changes nothing
     s.calls
-        .finish("a", t0 + Duration::seconds(90), Disposition::Failed, "late")
+        .record(&[ce(
+            "a",
+            t0 + 90_000,
+            domain::CallEventKind::Ended { cause: H::Failed },
+        )])
         .await
-        .expect("finish again");
+        .expect("end again");
     let a = s.calls.get("a").await.expect("q").expect("row");
     assert_eq!(
-        (a.duration, a.billsec, a.disposition.as_deref()),
-        (70, 60, Some("ANSWERED"))
+        (
+            a.duration,
+            a.billsec,
+            a.disposition.as_deref(),
+            a.hangup_cause.as_deref()
+        ),
+        (70, 60, Some("ANSWERED"), Some("caller_bye"))
     );
     assert_eq!(a.agent.map(|x| x.name), Some("Caller".into()));
 
-    s.calls.start(&call("b")).await.expect("start");
     s.calls
-        .finish(
+        .record(&call_script(
             "b",
-            t0 + Duration::seconds(30),
-            Disposition::NoAnswer,
-            "timeout",
-        )
+            t0,
+            caller,
+            None,
+            Some((30_000, H::NoAnswer)),
+        ))
         .await
-        .expect("finish");
-    s.calls.start(&call("open")).await.expect("start");
+        .expect("record b");
+    s.calls
+        .record(&call_script("open", t0, caller, None, None))
+        .await
+        .expect("record open");
     assert_eq!(s.calls.active(None).await.expect("active").len(), 1);
     assert_eq!(
         s.calls
@@ -425,53 +426,54 @@ async fn cdr_lifecycle_and_orphans() {
     assert_eq!((total, page.len(), page[0].call_id.as_str()), (1, 1, "b"));
 }
 
-/// The CDR operations of a few calls, interleaved as the SIP server issues
-/// them, with every call id prefixed by `p`: repeated starts, answers and
-/// finishes, an answer after the end, operations on an unknown call and a
-/// cause longer than the 200 characters kept.
-fn cdr_script(p: &str, agent: i64, t0: chrono::DateTime<Utc>) -> Vec<CallOp> {
-    let s = Duration::seconds;
-    let start = |id: &str, caller: &str, at| {
-        CallOp::Start(NewCall {
-            call_id: format!("{p}{id}"),
-            direction: Direction::Internal,
-            caller_number: caller.into(),
-            callee_number: "1001".into(),
-            agent_id: Some(agent),
-            callee_agent_id: None,
-            start_time: at,
-        })
-    };
-    let answer = |id: &str, at| CallOp::Answer {
-        call_id: format!("{p}{id}"),
-        at,
-    };
-    let finish = |id: &str, at, d, cause: &str| CallOp::Finish {
-        call_id: format!("{p}{id}"),
-        end: at,
-        disposition: d,
-        hangup_cause: cause.into(),
-    };
-    vec![
-        start("answered", "1000", t0),
-        start("noanswer", "1000", t0 + s(1)),
-        start("twice", "1000", t0 + s(2)),
-        start("twice", "9999", t0 + s(3)),
-        answer("answered", t0 + s(10)),
-        start("busy", "1000", t0 + s(4)),
-        start("open", "1000", t0 + s(5)),
-        answer("twice", t0 + s(12)),
-        answer("twice", t0 + s(20)),
-        finish("busy", t0 + s(6), Disposition::Busy, &"x".repeat(300)),
-        answer("busy", t0 + s(7)),
-        answer("open", t0 + s(8)),
-        finish("noanswer", t0 + s(31), Disposition::NoAnswer, "timeout"),
-        answer("ghost", t0 + s(9)),
-        finish("ghost", t0 + s(9), Disposition::Failed, "unknown"),
-        finish("answered", t0 + s(70), Disposition::Answered, "caller_bye"),
-        finish("twice", t0 + s(42), Disposition::Answered, "callee_bye"),
-        finish("twice", t0 + s(90), Disposition::Failed, "late"),
-    ]
+/// The events of a few calls, interleaved as the SIP writer sends them,
+/// with every call id prefixed by `p` and events that cannot apply: a
+/// repeated start, answer and end, an answer after the end, events of an
+/// unknown call and of a leg that does not exist.
+fn cdr_script(p: &str, agent: i64, t0: u64) -> Vec<domain::CallEvent> {
+    use domain::CallEventKind as K;
+    use domain::HangupCause as H;
+    let id = |name: &str| format!("{p}{name}");
+    let a = Some(agent);
+    let answered = call_script(
+        &id("answered"),
+        t0,
+        a,
+        Some(10_000),
+        Some((70_000, H::CallerBye)),
+    );
+    let noanswer = call_script(
+        &id("noanswer"),
+        t0 + 1_000,
+        a,
+        None,
+        Some((30_000, H::NoAnswer)),
+    );
+    let mut twice = call_script(
+        &id("twice"),
+        t0 + 2_000,
+        a,
+        Some(10_000),
+        Some((40_000, H::CalleeBye)),
+    );
+    // A second start (another caller agent) and a second answer, before
+    // the end; a second end after it.
+    twice.insert(1, started(&id("twice"), t0 + 3_000, None, None));
+    twice.insert(4, ce(&id("twice"), t0 + 20_000, K::Answered { leg: 1 }));
+    twice.push(ce(&id("twice"), t0 + 90_000, K::Ended { cause: H::Failed }));
+    let mut busy = call_script(&id("busy"), t0 + 4_000, a, None, Some((2_000, H::Busy)));
+    busy.insert(2, ce(&id("busy"), t0 + 4_500, K::Ringing { leg: 7 }));
+    busy.push(ce(&id("busy"), t0 + 7_000, K::Answered { leg: 1 }));
+    let open = call_script(&id("open"), t0 + 5_000, a, Some(3_000), None);
+    let ghost = vec![
+        ce(&id("ghost"), t0 + 9_000, K::Answered { leg: 1 }),
+        ce(&id("ghost"), t0 + 9_000, K::Ended { cause: H::Failed }),
+    ];
+    let calls = [answered, noanswer, twice, busy, open, ghost];
+    let longest = calls.iter().map(Vec::len).max().unwrap_or(0);
+    (0..longest)
+        .flat_map(|k| calls.iter().filter_map(move |c| c.get(k).cloned()))
+        .collect()
 }
 
 type CdrView = (
@@ -523,8 +525,11 @@ fn call_events(rx: &mut tokio::sync::broadcast::Receiver<Event>, p: &str) -> Vec
     out
 }
 
+/// Recording events in one batch (the recorder works on rows in memory)
+/// and one event per batch (the rows go through the database between
+/// events) gives the same rows, legs and bus events.
 #[tokio::test]
-async fn cdr_batch_matches_single_operations() {
+async fn record_in_one_batch_matches_one_event_per_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = services(&dir).await;
     let (u, _) = s
@@ -532,29 +537,19 @@ async fn cdr_batch_matches_single_operations() {
         .create(&admin(), agent("Caller", "caller"))
         .await
         .expect("create");
-    let t0 = (Utc::now() - Duration::seconds(100)).trunc_subsecs(3);
+    let t0 = (Utc::now() - Duration::seconds(100)).timestamp_millis() as u64;
     let mut rx = s.events.subscribe();
 
-    for op in cdr_script("single-", u.id, t0) {
-        match op {
-            CallOp::Start(c) => s.calls.start(&c).await.expect("start"),
-            CallOp::Answer { call_id, at } => s.calls.answer(&call_id, at).await.expect("answer"),
-            CallOp::Finish {
-                call_id,
-                end,
-                disposition,
-                hangup_cause,
-            } => s
-                .calls
-                .finish(&call_id, end, disposition, &hangup_cause)
-                .await
-                .expect("finish"),
-        }
+    for ev in cdr_script("single-", u.id, t0) {
+        s.calls
+            .record(std::slice::from_ref(&ev))
+            .await
+            .expect("one event");
     }
     let single_events = call_events(&mut rx, "single-");
 
     s.calls
-        .apply_batch(&cdr_script("batch-", u.id, t0))
+        .record(&cdr_script("batch-", u.id, t0))
         .await
         .expect("batch");
     let batch_events = call_events(&mut rx, "batch-");
@@ -563,61 +558,86 @@ async fn cdr_batch_matches_single_operations() {
         let single = cdr_view(&s, &format!("single-{id}")).await;
         let batch = cdr_view(&s, &format!("batch-{id}")).await;
         assert_eq!(single, batch, "call {id}");
+        assert_eq!(
+            leg_views(&s, &format!("single-{id}")).await,
+            leg_views(&s, &format!("batch-{id}")).await,
+            "legs of {id}"
+        );
     }
     assert_eq!(single_events, batch_events);
-    // 5 starts, 3 answers, 4 finishes took effect; the rest were no-ops.
+    // 5 starts, 3 answers and 4 ends took effect; the rest were ignored.
     assert_eq!(batch_events.len(), 12, "{batch_events:?}");
     assert_eq!(batch_events[0], "answered ringing 1000 None");
 
-    // What the single operations are known to do, checked on the batch rows.
+    // What recording is known to do, checked on the batch rows.
     let a = cdr_view(&s, "batch-answered").await.expect("row");
     assert_eq!((a.6, a.7, a.8.as_deref()), (70, 60, Some("ANSWERED")));
     let t = cdr_view(&s, "batch-twice").await.expect("row");
     assert_eq!(
-        (t.0.as_str(), t.6, t.7, t.9.as_deref()),
-        ("1000", 40, 30, Some("callee_bye"))
+        (t.5, t.6, t.7, t.9.as_deref()),
+        (Some(u.id), 40, 30, Some("callee_bye"))
     );
     let b = cdr_view(&s, "batch-busy").await.expect("row");
-    assert_eq!((b.2, b.7, b.9.map(|c| c.len())), (None, 0, Some(200)));
+    assert_eq!(
+        (b.2, b.7, b.8.as_deref(), b.9.as_deref()),
+        (None, 0, Some("BUSY"), Some("busy"))
+    );
     let o = cdr_view(&s, "batch-open").await.expect("row");
     assert_eq!((o.1.as_str(), o.4), ("answered", None));
     assert!(cdr_view(&s, "batch-ghost").await.is_none());
     assert_eq!(s.calls.active(None).await.expect("active").len(), 2);
 }
 
+/// A failed batch leaves the rows it would have changed as they were and
+/// announces nothing; the same events without the bad one then apply.
 #[tokio::test]
-async fn cdr_batch_failure_writes_nothing() {
+async fn record_batch_failure_leaves_stored_calls_unchanged() {
+    use domain::CallEventKind as K;
+    use domain::HangupCause as H;
     let dir = tempfile::tempdir().expect("tempdir");
     let s = services(&dir).await;
-    let mut rx = s.events.subscribe();
-    let t0 = Utc::now();
-    let call = |id: &str, agent| {
-        CallOp::Start(NewCall {
-            call_id: id.into(),
-            direction: Direction::Internal,
-            caller_number: "1000".into(),
-            callee_number: "1001".into(),
-            agent_id: agent,
-            callee_agent_id: None,
-            start_time: t0,
-        })
-    };
-    // The second start names an agent that does not exist (foreign key).
-    let err = s
-        .calls
-        .apply_batch(&[call("ok", None), call("bad", Some(424_242))])
-        .await
-        .expect_err("foreign key");
-    assert!(matches!(err, DomainError::Db(_)), "{err:?}");
-    assert!(s.calls.get("ok").await.expect("get").is_none());
-    assert!(call_events(&mut rx, "").is_empty());
-    // The database is usable and an empty batch is a no-op.
-    s.calls.apply_batch(&[]).await.expect("empty");
+    let t0 = Utc::now().timestamp_millis() as u64;
     s.calls
-        .apply_batch(&[call("ok", None)])
+        .record(&call_script("ok", t0, None, None, None))
         .await
-        .expect("retry");
-    assert_eq!(call_events(&mut rx, ""), vec!["ok ringing 1000 None"]);
+        .expect("start");
+    let before = (
+        cdr_view(&s, "ok").await,
+        s.calls.legs("ok").await.expect("legs"),
+    );
+    let mut rx = s.events.subscribe();
+    // The last event starts a call whose agent does not exist (foreign
+    // key), after the events that answer and end the stored call.
+    let good = [
+        ce("ok", t0 + 1_000, K::Answered { leg: 1 }),
+        ce(
+            "ok",
+            t0 + 3_000,
+            K::Ended {
+                cause: H::CallerBye,
+            },
+        ),
+    ];
+    let mut batch = good.to_vec();
+    batch.push(started("bad", t0 + 2_000, Some(424_242), None));
+    let err = s.calls.record(&batch).await.expect_err("foreign key");
+    assert!(matches!(err, DomainError::Db(_)), "{err:?}");
+    let after = (
+        cdr_view(&s, "ok").await,
+        s.calls.legs("ok").await.expect("legs"),
+    );
+    assert_eq!(after, before);
+    assert_eq!(after.0.map(|v| v.1), Some("ringing".to_string()));
+    assert!(s.calls.get("bad").await.expect("get").is_none());
+    assert!(call_events(&mut rx, "").is_empty());
+
+    s.calls.record(&good).await.expect("retry");
+    let ok = cdr_view(&s, "ok").await.expect("row");
+    assert_eq!((ok.1.as_str(), ok.7), ("ended", 2));
+    assert_eq!(
+        call_events(&mut rx, ""),
+        ["ok answered 1000 None", "ok ended 1000 Some(\"ANSWERED\")"]
+    );
 }
 
 #[tokio::test]
@@ -732,6 +752,30 @@ fn leg_added(
     )
 }
 
+/// The events of a call from 1000 (agent `caller`) to 1001 over one
+/// destination leg, at `t0` and ms offsets from it: answered after
+/// `answer`, ended after `end` with its cause (open if `None`).
+fn call_script(
+    id: &str,
+    t0: u64,
+    caller: Option<i64>,
+    answer: Option<u64>,
+    end: Option<(u64, domain::HangupCause)>,
+) -> Vec<domain::CallEvent> {
+    use domain::CallEventKind as K;
+    let mut v = vec![
+        started(id, t0, caller, None),
+        leg_added(id, t0, 1, None, "udp"),
+    ];
+    if let Some(dt) = answer {
+        v.push(ce(id, t0 + dt, K::Answered { leg: 1 }));
+    }
+    if let Some((dt, cause)) = end {
+        v.push(ce(id, t0 + dt, K::Ended { cause }));
+    }
+    v
+}
+
 /// `leg number agent transport ringing? answered? ended? cause sip`
 fn leg_view(l: &domain::CallLeg) -> String {
     format!(
@@ -746,6 +790,11 @@ fn leg_view(l: &domain::CallLeg) -> String {
         l.end_cause.as_deref().unwrap_or("-"),
         l.sip_code
     )
+}
+
+async fn leg_views(s: &Services, call_id: &str) -> Vec<String> {
+    let legs = s.calls.legs(call_id).await.expect("legs");
+    legs.iter().map(leg_view).collect()
 }
 
 #[tokio::test]
@@ -784,14 +833,7 @@ async fn record_writes_calls_and_legs_and_announces_each_phase() {
         (c1.state.as_str(), c1.agent_id, c1.callee_agent_id),
         ("ringing", Some(a.id), Some(b.id))
     );
-    let legs: Vec<String> = s
-        .calls
-        .legs("c1")
-        .await
-        .expect("legs")
-        .iter()
-        .map(leg_view)
-        .collect();
+    let legs = leg_views(&s, "c1").await;
     let (ai, bi) = (Some(a.id), Some(b.id));
     assert_eq!(
         legs,
@@ -861,14 +903,7 @@ async fn record_writes_calls_and_legs_and_announces_each_phase() {
         ),
         ("ended", 62, 60, Some("ANSWERED"), Some("callee_bye"))
     );
-    let legs: Vec<String> = s
-        .calls
-        .legs("c1")
-        .await
-        .expect("legs")
-        .iter()
-        .map(leg_view)
-        .collect();
+    let legs = leg_views(&s, "c1").await;
     assert_eq!(
         legs,
         [
@@ -882,14 +917,7 @@ async fn record_writes_calls_and_legs_and_announces_each_phase() {
         (c2.duration, c2.billsec, c2.disposition.as_deref()),
         (0, 0, Some("BUSY"))
     );
-    let legs: Vec<String> = s
-        .calls
-        .legs("c2")
-        .await
-        .expect("legs")
-        .iter()
-        .map(leg_view)
-        .collect();
+    let legs = leg_views(&s, "c2").await;
     assert_eq!(
         legs,
         [

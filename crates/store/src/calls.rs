@@ -1,6 +1,8 @@
-//! `calls`: one CDR row per call attempt, written when the call starts and
-//! completed when it ends. The billing figures (duration, billsec) and the
-//! disposition are the domain's to compute; the store only saves them.
+//! `calls`: one CDR row per call attempt, saved whole ([`save`]) as the
+//! domain's recorder computes it from call events, and closed by
+//! [`finish`] when a restart finds it left open. The billing figures
+//! (duration, billsec) and the disposition are the domain's to compute; the
+//! store only saves them.
 
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
 
@@ -30,51 +32,6 @@ const SELECT: &str = "SELECT c.id, c.call_id, c.direction, c.caller_number, c.ca
     c.callee_agent_id, a.name AS agent_name, b.name AS callee_agent_name, c.start_time, c.answer_time, \
     c.end_time, c.duration, c.billsec, c.disposition, c.hangup_cause \
     FROM calls c LEFT JOIN users a ON a.id = c.agent_id LEFT JOIN users b ON b.id = c.callee_agent_id";
-
-pub struct NewCallRow<'a> {
-    pub call_id: &'a str,
-    pub direction: &'a str,
-    pub caller_number: &'a str,
-    pub callee_number: &'a str,
-    pub agent_id: Option<i64>,
-    pub callee_agent_id: Option<i64>,
-    pub start_time: i64,
-}
-
-/// Inserts the row of a starting call; a repeated call_id is ignored (the
-/// first start wins) and reported as false.
-pub async fn insert(c: &mut Conn, n: &NewCallRow<'_>, now: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "INSERT INTO calls (call_id, direction, caller_number, callee_number, agent_id, callee_agent_id, \
-           start_time, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-         ON CONFLICT (call_id) DO NOTHING",
-    )
-    .bind(n.call_id)
-    .bind(n.direction)
-    .bind(n.caller_number)
-    .bind(n.callee_number)
-    .bind(n.agent_id)
-    .bind(n.callee_agent_id)
-    .bind(n.start_time)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
-    Ok(r.rows_affected() > 0)
-}
-
-/// Sets the answer time of an open, unanswered call.
-pub async fn answer(c: &mut Conn, call_id: &str, at: i64, now: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE calls SET answer_time = $2, updated_at = $3 \
-         WHERE call_id = $1 AND answer_time IS NULL AND end_time IS NULL",
-    )
-    .bind(call_id)
-    .bind(at)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
-    Ok(r.rows_affected() > 0)
-}
 
 /// Closes an open call with the figures the domain computed. A row already
 /// closed is left as it is (false).

@@ -1,8 +1,8 @@
-//! CDR endpoints over rows written through the domain's CallService.
+//! CDR endpoints over rows the recorder wrote from call events.
 
 use axum::http::{header, StatusCode};
 use chrono::{Duration, Utc};
-use domain::{Direction, Disposition, NewCall};
+use domain::{Direction, HangupCause};
 
 use crate::common::*;
 
@@ -13,36 +13,27 @@ async fn calls_active_history_stats_and_csv() {
     let (a, _) = app.create_user(&admin, "Agent One", "one", "agent").await;
     let (b, _) = app.create_user(&admin, "Agent Two", "two", "agent").await;
     let t0 = Utc::now() - Duration::hours(1);
-    let calls = &app.services.calls;
-    let new = |id: &str, agent: i64, callee: Option<i64>| NewCall {
-        call_id: id.into(),
-        direction: Direction::Internal,
-        caller_number: "1000".into(),
-        callee_number: "=1001".into(),
-        agent_id: Some(agent),
-        callee_agent_id: callee,
-        start_time: t0,
-    };
-    calls.start(&new("c1", a, Some(b))).await.expect("start");
-    calls
-        .answer("c1", t0 + Duration::seconds(5))
-        .await
-        .expect("answer");
-    calls
-        .finish(
-            "c1",
-            t0 + Duration::seconds(65),
-            Disposition::Answered,
-            "normal",
-        )
-        .await
-        .expect("finish");
-    calls.start(&new("c2", b, None)).await.expect("start");
-    calls
-        .finish("c2", t0 + Duration::seconds(20), Disposition::Busy, "busy")
-        .await
-        .expect("finish");
-    calls.start(&new("c3", b, None)).await.expect("start");
+    let s = Duration::seconds;
+    app.record_call(
+        "c1",
+        ("1000", Some(a)),
+        ("=1001", Some(b)),
+        t0,
+        Some(s(5)),
+        Some((s(65), HangupCause::CallerBye)),
+    )
+    .await;
+    app.record_call(
+        "c2",
+        ("1000", Some(b)),
+        ("=1001", None),
+        t0,
+        None,
+        Some((s(20), HangupCause::Busy)),
+    )
+    .await;
+    app.record_call("c3", ("1000", Some(b)), ("=1001", None), t0, None, None)
+        .await;
 
     let r = app.get("/api/telephony/calls/active", &admin).await;
     assert_eq!(r.json()["count"], 1);
@@ -91,7 +82,7 @@ async fn calls_active_history_stats_and_csv() {
         (Some(65), Some(60))
     );
     assert_eq!(c1["disposition"], "ANSWERED");
-    assert_eq!(c1["hangupCause"], "normal");
+    assert_eq!(c1["hangupCause"], "caller_bye");
     let future = (Utc::now() + Duration::days(2)).format("%Y-%m-%d");
     let r = app
         .get(

@@ -8,7 +8,11 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use domain::{Db, DomainConfig, PasswordCost, Services};
+use chrono::{DateTime, Duration, Utc};
+use domain::{
+    CallEvent, CallEventKind, Db, Direction, DomainConfig, HangupCause, Party, PasswordCost,
+    Services,
+};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -157,6 +161,63 @@ impl TestApp {
 
     pub async fn admin(&self) -> Auth {
         self.login("admin", ADMIN_PW).await
+    }
+
+    /// Records, as an engine reports it, a call from `caller` to `callee`
+    /// (number, agent) over one destination leg: it starts at `start`, is
+    /// answered `answer` later and ends `end` after the start with that
+    /// cause; without an end it stays open.
+    pub async fn record_call(
+        &self,
+        id: &str,
+        (caller, caller_agent): (&str, Option<i64>),
+        (callee, callee_agent): (&str, Option<i64>),
+        start: DateTime<Utc>,
+        answer: Option<Duration>,
+        end: Option<(Duration, HangupCause)>,
+    ) {
+        let ev = |at: DateTime<Utc>, kind| CallEvent {
+            call_id: id.into(),
+            at_ms: u64::try_from(at.timestamp_millis()).expect("after 1970"),
+            kind,
+        };
+        let callee = Party {
+            number: callee.into(),
+            agent_id: callee_agent,
+        };
+        let mut events = vec![
+            ev(
+                start,
+                CallEventKind::Started {
+                    direction: Direction::Internal,
+                    caller: Party {
+                        number: caller.into(),
+                        agent_id: caller_agent,
+                    },
+                    callee: callee.clone(),
+                    transport: "udp".into(),
+                },
+            ),
+            ev(
+                start,
+                CallEventKind::LegAdded {
+                    leg: 1,
+                    party: callee,
+                    transport: "udp".into(),
+                },
+            ),
+        ];
+        if let Some(dt) = answer {
+            events.push(ev(start + dt, CallEventKind::Answered { leg: 1 }));
+        }
+        if let Some((dt, cause)) = end {
+            events.push(ev(start + dt, CallEventKind::Ended { cause }));
+        }
+        self.services
+            .calls
+            .record(&events)
+            .await
+            .expect("record call");
     }
 
     /// Creates a user through the API; returns (id, sip password if any).

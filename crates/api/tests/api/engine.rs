@@ -114,19 +114,15 @@ async fn status_reports_the_engine_not_the_rows() {
     let mut app = TestApp::new().await;
     let admin = app.admin().await;
     // An open CDR row the engine does not count: the engine wins.
-    app.services
-        .calls
-        .start(&domain::NewCall {
-            call_id: "row-only".into(),
-            direction: domain::Direction::Internal,
-            caller_number: "1000".into(),
-            callee_number: "1001".into(),
-            agent_id: None,
-            callee_agent_id: None,
-            start_time: Utc::now(),
-        })
-        .await
-        .expect("start");
+    app.record_call(
+        "row-only",
+        ("1000", None),
+        ("1001", None),
+        Utc::now(),
+        None,
+        None,
+    )
+    .await;
     app.engine = Some(TestEngine::new(
         EngineStatus {
             connected: false,

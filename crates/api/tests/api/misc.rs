@@ -439,28 +439,14 @@ async fn agents_see_only_their_own_events_and_are_cut_off_when_deactivated() {
         tokio_tungstenite::connect_async(format!("ws://{addr}/api/events?token={token}"))
             .await
             .expect("connect");
-    let call = |id: &str, from: &str, to: &str| domain::NewCall {
-        call_id: id.into(),
-        direction: domain::Direction::Internal,
-        caller_number: from.into(),
-        callee_number: to.into(),
-        agent_id: None,
-        callee_agent_id: None,
-        start_time: chrono::Utc::now(),
-    };
+    let now = chrono::Utc::now();
     // someone else's call, then one to this agent (extension 1000)
-    app.services
-        .calls
-        .start(&call("other", "1001", "5555"))
-        .await
-        .expect("start");
+    app.record_call("other", ("1001", None), ("5555", None), now, None, None)
+        .await;
     app.create_user(&admin, "Third Agent", "third", "agent")
         .await;
-    app.services
-        .calls
-        .start(&call("mine", "1001", "1000"))
-        .await
-        .expect("start");
+    app.record_call("mine", ("1001", None), ("1000", None), now, None, None)
+        .await;
     let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
         .await
         .expect("in time")
@@ -597,19 +583,9 @@ async fn status_counts_come_from_the_live_sip_server() {
 
     let app = TestApp::new().await;
     let admin = app.admin().await;
-    app.services
-        .calls
-        .start(&domain::NewCall {
-            call_id: "stale-row".into(),
-            direction: domain::Direction::Internal,
-            caller_number: "1000".into(),
-            callee_number: "1001".into(),
-            agent_id: None,
-            callee_agent_id: None,
-            start_time: chrono::Utc::now(),
-        })
-        .await
-        .expect("start");
+    let now = chrono::Utc::now();
+    app.record_call("stale-row", ("1000", None), ("1001", None), now, None, None)
+        .await;
     let r = app.get("/api/telephony/status", &admin).await;
     assert_eq!(r.json()["status"]["activeCalls"], 1, "{}", r.text);
     assert_eq!(r.json()["status"]["connected"], false);
