@@ -24,6 +24,33 @@ def last_row(path):
     return rows[0], rows[-1]
 
 
+def seconds(hms):
+    try:
+        h, m, sec = hms.split(":")[:3]
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return float("nan")
+
+
+def active_seconds(path):
+    """Seconds from sipp's start until its count of successful calls stopped
+    growing (from the per-second -fd rows). The wall time is no use for the
+    rate: sipp waits for the last stuck call (up to -timeout) before exiting."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f, delimiter=";"))
+    except OSError:
+        return float("nan")
+    if len(rows) < 2:
+        return float("nan")
+    col = {h: i for i, h in enumerate(rows[0])}
+    final = int(rows[-1][col["SuccessfulCall(C)"]])
+    for r in rows[1:]:
+        if int(r[col["SuccessfulCall(C)"]]) >= final:
+            return seconds(r[col["ElapsedTime(C)"]])
+    return float("nan")
+
+
 def main():
     name, rate, count, start, end, stat, rtt = sys.argv[1:8]
     extra = dict(a.split("=", 1) for a in sys.argv[8:])
@@ -59,17 +86,19 @@ def main():
     # A run that never started (sipp died) has no calls: count every one as failed.
     if total == 0:
         failed = int(count)
+    active = active_seconds(stat)
     fig = {
         "name": name, "target": int(rate), "count": int(count), "attempted": total, "ok": ok,
         "failed": failed, "failed_pct": round(fail_pct, 3), "wall_s": round(elapsed, 1),
-        "achieved": round(ok / elapsed) if elapsed else 0, "retransmissions": retrans,
+        "achieved": round(ok / active) if active == active and active > 0 else 0,
+        "active_s": active, "retransmissions": retrans,
         "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
         "max_ms": samples[-1] if samples else float("nan"),
     }
     fig.update(extra)
     print(
         f"{name}: target {rate}/s, {total} attempted of {count}, ok {ok}, failed {failed} ({fail_pct:.3f} %), "
-        f"wall {elapsed:.1f} s, achieved {fig['achieved']}/s, retransmissions {retrans}, "
+        f"wall {elapsed:.1f} s, last success at {active:.0f} s, achieved {fig['achieved']}/s, retransmissions {retrans}, "
         f"response ms p50 {pct(50):.2f} p90 {pct(90):.2f} p99 {pct(99):.2f} max {fig['max_ms']:.2f}"
         + "".join(f", {k} {v}" for k, v in extra.items())
     )

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""db_text tables for Kamailio's auth_db from the sipp users CSV that
-bench/seed_agents.py wrote (the same agents and passwords as centralita).
+"""SQLite database for Kamailio's auth_db (db_sqlite) from the sipp users CSV
+that bench/seed_agents.py wrote: the same agents and passwords as centralita.
 
-usage: subscribers.py users.csv realm dbdir
+usage: subscribers.py users.csv realm kamailio.db
 
 Stores HA1s (MD5 of user:realm:password), as centralita does, so Kamailio
 runs with calculate_ha1=0 and neither server hashes a password per request.
+The subscriber table is indexed on (username, domain) as Kamailio's own
+schema has it. (db_text was tried first: it scans every row under a table
+lock on each query, and at 2,000 REGISTER/s over 10,000 users Kamailio
+fell behind with 30 % failures; that measures db_text, not Kamailio.)
 """
 import hashlib
 import os
+import sqlite3
 import sys
 
 
@@ -17,8 +22,7 @@ def md5(s):
 
 
 def main():
-    csv, realm, dbdir = sys.argv[1:4]
-    os.makedirs(dbdir, exist_ok=True)
+    csv, realm, path = sys.argv[1:4]
     rows = []
     with open(csv) as f:
         for line in f:
@@ -28,14 +32,28 @@ def main():
             user, auth = line.split(";")[:2]
             password = auth.split("password=", 1)[1].rstrip("]")
             rows.append((user, password))
-    with open(os.path.join(dbdir, "version"), "w") as f:
-        f.write("id(int,auto) table_name(string) table_version(int) \n")
-        f.write("0:version:1\n0:subscriber:7\n0:location:9\n0:location_attrs:1\n")
-    with open(os.path.join(dbdir, "subscriber"), "w") as f:
-        f.write("id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) \n")
-        for i, (user, password) in enumerate(rows, 1):
-            f.write(f"{i}:{user}:{realm}:-:{md5(f'{user}:{realm}:{password}')}:{md5(f'{user}@{realm}:{realm}:{password}')}\n")
-    print(f"{len(rows)} subscribers for realm {realm} in {dbdir}")
+    if os.path.exists(path):
+        os.remove(path)
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE version (id INTEGER PRIMARY KEY, table_name VARCHAR(32) NOT NULL,
+            table_version INTEGER DEFAULT 0 NOT NULL, CONSTRAINT version_t_name_idx UNIQUE (table_name));
+        INSERT INTO version (table_name, table_version) VALUES ('subscriber', 7);
+        CREATE TABLE subscriber (id INTEGER PRIMARY KEY NOT NULL, username VARCHAR(64) DEFAULT '' NOT NULL,
+            domain VARCHAR(64) DEFAULT '' NOT NULL, password VARCHAR(64) DEFAULT '' NOT NULL,
+            ha1 VARCHAR(128) DEFAULT '' NOT NULL, ha1b VARCHAR(128) DEFAULT '' NOT NULL,
+            CONSTRAINT subscriber_account_idx UNIQUE (username, domain));
+        CREATE INDEX subscriber_username_idx ON subscriber (username);
+        """
+    )
+    db.executemany(
+        "INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES (?, ?, '', ?, ?)",
+        [(u, realm, md5(f"{u}:{realm}:{p}"), md5(f"{u}@{realm}:{realm}:{p}")) for u, p in rows],
+    )
+    db.commit()
+    db.close()
+    print(f"{len(rows)} subscribers for realm {realm} in {path}")
 
 
 if __name__ == "__main__":
