@@ -212,6 +212,17 @@ for s in $SERVERS; do
         || { echo "callee $sf on $s failed" >&2; exit 1; }
   done
 done
+# centralita's RSS for $RSS_WAIT s after its last call run, sampled in the
+# background from the moment that run ended (while Kamailio's run goes on).
+rss_sampler() {
+  local t0 i
+  t0=$(date +%s)
+  echo "rss_before_calls_kib=$C_MEM_BEFORE_CALLS"
+  for i in $(seq 0 10 "$RSS_WAIT"); do
+    while [ $(( $(date +%s) - t0 )) -lt "$i" ]; do sleep 1; done
+    echo "rss_after_${i}s_kib=$(mem_kib centralita)"
+  done
+}
 cdr_count() { python3 -c "import sqlite3;print(sqlite3.connect('$DB').execute('select coalesce(max(id),0) from calls').fetchone()[0])"; }
 # check_cdrs before_max_id attempted: waits (bounded) until every row is closed.
 check_cdrs() {
@@ -236,7 +247,7 @@ print(f"cdr_rows {total} closed {done} of {want} calls attempted: " + " ".join(f
       + f"; checked {time.time() - t0:.0f} s after the run")
 PY
 }
-C_LAST_CALL_END=
+SAMPLER=
 C_MEM_BEFORE_CALLS=
 [ -n "$C_PID" ] && C_MEM_BEFORE_CALLS=$(mem_kib centralita)
 for r in $CALL_RATES; do
@@ -258,22 +269,21 @@ for r in $CALL_RATES; do
     wait "$UAS" 2>/dev/null || true
     UAS=
     if [ "$s" = centralita ]; then
-      C_LAST_CALL_END=$(date +%s)
       check_cdrs "$before" "$n" | tee -a "$OUT/call_${s}_$r.txt"
+      # After the last rate: sample RSS from now on (the CDR check took ~0-3 s).
+      if [ "$r" = "${CALL_RATES##* }" ]; then
+        rss_sampler >"$OUT/rss_centralita.txt" &
+        SAMPLER=$!
+      fi
     fi
     sleep 3
   done
 done
 
-# 5. centralita's RSS for $RSS_WAIT s after its last call run.
-if [ -n "$C_PID" ] && [ -n "$C_LAST_CALL_END" ]; then
-  {
-    echo "rss_before_calls_kib=$C_MEM_BEFORE_CALLS"
-    for i in $(seq 0 10 "$RSS_WAIT"); do
-      while [ $(( $(date +%s) - C_LAST_CALL_END )) -lt "$i" ]; do sleep 1; done
-      echo "rss_after_${i}s_kib=$(mem_kib centralita)"
-    done
-  } | tee "$OUT/rss_centralita.txt"
+# 5. centralita's RSS for $RSS_WAIT s after its last call run (the sampler).
+if [ -n "$SAMPLER" ]; then
+  wait "$SAMPLER" || true
+  cat "$OUT/rss_centralita.txt"
 fi
 [ -n "$K_PID" ] && echo "kamailio_pss_end_kib=$(mem_kib kamailio)" >>"$OUT/rss_centralita.txt"
 
@@ -297,7 +307,7 @@ if [ -n "$HT" ] && [ -n "$C_PID" ]; then
   kill -KILL "$C_PID"; wait "$C_PID" 2>/dev/null || true; C_PID=
   for _ in $(seq 1 120); do kill -0 "$HT" 2>/dev/null || break; sleep 1; done
   heaptrack_print -f "$WORK/heaptrack.gz" --print-leaks 1 --print-peaks 1 --print-allocators 0 \
-      --print-temporary 0 --print-histogram 0 --print-flamegraph 0 -n 25 -s 8 >"$OUT/heaptrack.txt" 2>&1 || true
+      --print-temporary 0 --print-histogram 0 -n 25 -s 8 >"$OUT/heaptrack.txt" 2>&1 || true
   PROFILE_RATE=
 fi
 
