@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Prints the figures section of bench/REPORT.md from bench/results/*.txt."""
-import glob
+"""Prints the figures of a bench/run.sh run as Markdown tables (for
+bench/REPORT.md): both servers side by side, per rate.
+
+usage: bench/report.py [results dir]   (default bench/results; BENCH_RESULTS=dir also works)
+"""
+import json
 import os
-import re
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# BENCH_RESULTS=dir reads a partial re-run kept apart (bench/run.sh OUT=dir).
-RES = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "results"))
+RES = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BENCH_RESULTS", os.path.join(HERE, "results"))
 
 
 def read(name):
@@ -17,46 +20,82 @@ def read(name):
         return ""
 
 
-def runs(prefix):
+def runs():
     out = []
-    for path in glob.glob(os.path.join(RES, prefix + "_*.txt")):
-        m = re.search(r"_(\d+)\.txt$", path)
-        if m:
-            out.append((int(m.group(1)), open(path).read().strip()))
-    return sorted(out)
+    try:
+        with open(os.path.join(RES, "runs.jsonl")) as f:
+            for line in f:
+                if line.strip():
+                    out.append(json.loads(line))
+    except OSError:
+        pass
+    return out
 
 
-LINE = re.compile(
-    r"target (\d+)/s, (\d+) attempted of (\d+), ok (\d+), failed (\d+) \(([\d.]+) %\), wall ([\d.]+) s, "
-    r"achieved (\d+)/s, response ms p50 ([\d.na]+) p90 ([\d.na]+) p99 ([\d.na]+) max ([\d.na]+)"
-)
+def ms(v):
+    return "–" if v != v else f"{v:.0f}"
 
 
-def table(rows, with_cdr=False):
-    head = "| target /s | attempted | ok | failed | failed % | achieved /s | p50 ms | p90 ms | p99 ms | max ms | server CPU | sipp CPU |"
-    if with_cdr:
-        head += " CDR rows |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for _, text in rows:
-        m = LINE.search(text)
-        if not m:
-            continue
-        g = m.groups()
-        cells = [g[0], g[1], g[3], g[4], g[5], g[7], g[8], g[9], g[10], g[11]]
-        cpu = re.search(r"cpu: server (\d+) % of a core, this sipp (\d+) %", text)
-        cells += [cpu.group(1) + " %", cpu.group(2) + " %"] if cpu else ["", ""]
+def mib(kib):
+    try:
+        return f"{int(kib) / 1024:.0f}"
+    except (TypeError, ValueError):
+        return "–"
+
+
+def cdr(name):
+    for line in read(name + ".txt").splitlines():
+        if line.startswith("cdr_rows"):
+            return line.split(":")[0].replace("cdr_rows ", "") + " rows, " + line.split(": ", 1)[1].split(";")[0]
+    return ""
+
+
+def table(kind, rs, with_cdr):
+    print(
+        "| server | target /s | attempted | failed % | achieved /s | p50 ms | p99 ms | server CPU % of a core "
+        "| sipp CPU % | server MiB before → after | load1 before/after |" + (" CDR rows (centralita) |" if with_cdr else "")
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_cdr else ""))
+    for r in sorted((r for r in rs if r["name"].startswith(kind)), key=lambda r: (r["target"], r["server"])):
+        row = (
+            f"| {r['server']} | {r['target']} | {r['attempted']} | {r['failed_pct']:.3f} | {r['achieved']} "
+            f"| {ms(r['p50_ms'])} | {ms(r['p99_ms'])} | {r['cpu_server_pct']} | {r['cpu_sipp_pct']} "
+            f"| {mib(r['mem_before_kib'])} → {mib(r['mem_after_kib'])} | {r['load1_before']} / {r['load1_after']} |"
+        )
         if with_cdr:
-            cdr = re.search(r"cdr_rows (.*)", text)
-            cells.append(cdr.group(1) if cdr else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            row += f" {cdr(r['name']) if r['server'] == 'centralita' else '–'} |"
+        print(row)
+    print()
 
 
-print("### Machine\n")
-print("```\n" + read("machine.txt") + "\n" + read("seed.txt") + "\n```\n")
-print("### Authenticated REGISTER/s (each request a different agent of 10,000)\n")
-print(table(runs("reg")) + "\n")
-print("### Calls/s through the B2BUA (INVITE, 407, INVITE, 100, 180, 200, ACK, BYE; SDP relayed; CDRs written)\n")
-print(table(runs("call"), with_cdr=True) + "\n")
-print("### RSS with 10,000 registered contacts\n")
-print("```\n" + read("rss.txt") + "\n```")
+def main():
+    rs = runs()
+    print("```")
+    print(read("machine.txt"))
+    print(read("seed.txt"))
+    print("```")
+    print()
+    print("### Authenticated REGISTER/s (each request a different agent)")
+    print()
+    table("reg_", rs, False)
+    print("### Calls/s (INVITE, 407, ACK, INVITE with digest, 100, 180, 200, ACK, 1 s, BYE, 200)")
+    print()
+    table("call_", rs, True)
+    print("Memory: centralita's VmRSS; Kamailio's PSS summed over its processes (shared memory counted once).")
+    print()
+    rss = read("rss_centralita.txt")
+    if rss:
+        print("### centralita RSS after the call runs")
+        print()
+        print("```")
+        print(rss)
+        print("```")
+    prof = [r for r in rs if r["name"].startswith("profile_")]
+    for r in prof:
+        print()
+        print(f"Profiled run ({r['name']}): {r['failed_pct']:.3f} % failed, {r['achieved']}/s, p99 {ms(r['p99_ms'])} ms, "
+              f"server {r['cpu_server_pct']} % of a core (perf attached).")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,12 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+// glibc malloc kept freed memory resident after load (RSS ~350 MB of which
+// ~110 MB in use, 60 s after 140,000 calls; malloc_trim gave 215 MB back):
+// jemalloc hands freed pages back to the system within seconds.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "centralita",
