@@ -46,7 +46,7 @@ def mib(kib):
 def cdr(name):
     for line in read(name + ".txt").splitlines():
         if line.startswith("cdr_rows"):
-            return line.split(":")[0].replace("cdr_rows ", "") + " rows, " + line.split(": ", 1)[1].split(";")[0]
+            return line[len("cdr_rows "):].split(";")[0]
     return ""
 
 
