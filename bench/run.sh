@@ -161,7 +161,7 @@ load1() { awk '{print $1}' /proc/loadavg; }
   echo "kernel: $(uname -r)"
   echo "sipp: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*')"
   echo "kamailio: $(kamailio -v 2>&1 | head -1)"
-  echo "centralita: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (modified)')"
+  echo "centralita: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet -- crates centralita Cargo.lock || echo ' (modified)')"
   echo "uptime at start: $(uptime)"
 } >"$OUT/machine.txt"
 
