@@ -161,7 +161,7 @@ load1() { awk '{print $1}' /proc/loadavg; }
   echo "kernel: $(uname -r)"
   echo "sipp: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*')"
   echo "kamailio: $(kamailio -v 2>&1 | head -1)"
-  echo "centralita: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (modified)')"
+  echo "centralita: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet -- crates centralita Cargo.lock || echo ' (modified)')"
   echo "uptime at start: $(uptime)"
 } >"$OUT/machine.txt"
 
@@ -207,13 +207,17 @@ done
 # left agent 0 bound at the REGISTER sipp's port; remove every binding first
 # so that calls reach only the UAS.
 uas_port() { if [ "$1" = centralita ]; then echo 5590; else echo 5591; fi; }
-for s in $SERVERS; do
+# Before every call run (runs that end in timeouts last minutes, and the
+# callee's binding lives 300 s): drop every binding of the callee, then
+# register the UAS's address.
+bind_callee() { # server
+  local sf
   for sf in unreg.xml reg.xml; do
-    (cd "$WORK" && timeout 20 sipp "$(addr_of "$s")" -sf "$ROOT/bench/sipp/$sf" -inf "$WORK/callee.csv" -m 1 \
-        -i 127.0.0.1 -p "$(uas_port "$s")" -timeout 10s -nostdin >/dev/null 2>&1) \
-        || { echo "callee $sf on $s failed" >&2; exit 1; }
+    (cd "$WORK" && timeout 20 sipp "$(addr_of "$1")" -sf "$ROOT/bench/sipp/$sf" -inf "$WORK/callee.csv" -m 1 \
+        -i 127.0.0.1 -p "$(uas_port "$1")" -timeout 10s -nostdin >/dev/null 2>&1) \
+        || { echo "callee $sf on $1 failed" >&2; exit 1; }
   done
-done
+}
 # centralita's RSS for $RSS_WAIT s after its last call run, sampled in the
 # background from the moment that run ended (while Kamailio's run goes on).
 rss_sampler() {
@@ -257,6 +261,7 @@ for r in $CALL_RATES; do
     if [ "$s" = centralita ]; then uas_sf=uas_answer.xml uac_sf=uac_call.xml callee=$CALLEE_EXT
     else uas_sf=uas_answer_rr.xml uac_sf=uac_call_rr.xml callee=$CALLEE_USER; fi
     n=$((r * DURATION))
+    bind_callee "$s"
     (cd "$WORK" && exec timeout $((DURATION * 3 + 90)) sipp "$(addr_of "$s")" -sf "$ROOT/bench/sipp/$uas_sf" \
         -i 127.0.0.1 -p "$(uas_port "$s")" -m "$n" -l $((r * 10 + 100)) -timeout $((DURATION * 3 + 60))s -nostdin \
         -max_recv_loops 5000 -max_sched_loops 5000 -buff_size 4194304 >"$WORK/uas_${s}_$r.out" 2>&1) &
@@ -317,6 +322,7 @@ fi
 # perf perturbs what it measures).
 if [ -n "$PROFILE_RATE" ] && [ -n "$C_PID" ]; then
   r=$PROFILE_RATE n=$((PROFILE_RATE * DURATION))
+  bind_callee centralita
   (cd "$WORK" && exec timeout $((DURATION * 3 + 90)) sipp $C_SIP -sf "$ROOT/bench/sipp/uas_answer.xml" \
       -i 127.0.0.1 -p 5590 -m "$n" -l $((r * 10 + 100)) -timeout $((DURATION * 3 + 60))s -nostdin \
       -max_recv_loops 5000 -max_sched_loops 5000 -buff_size 4194304 >"$WORK/uas_profile.out" 2>&1) &
