@@ -16,6 +16,7 @@
 #   bench/run.sh
 #   REG_RATES="20000" CALL_RATES="3000" DURATION=10 SERVERS=centralita bench/run.sh
 #   NO_BUILD=1 OUT=/tmp/x PROFILE_RATE= bench/run.sh
+#   REG_RATES= CALL_RATES= SERVERS=centralita PROFILE_REG_RATE=16000 PROFILE_RATE=3500 bench/run.sh  # profiles only
 #
 # Agents are created once through the HTTP API (POST /api/agents, the path an
 # administrator uses) and the seeded data dir is kept in $SEED_DIR for later
@@ -318,6 +319,28 @@ if [ -n "$HT" ] && [ -n "$C_PID" ]; then
   PROFILE_RATE=
 fi
 
+# perf's three views of a profile: self time by symbol, inclusive time by
+# symbol, time by thread. profile_report perf.data prefix
+profile_report() {
+  perf report -i "$1" --no-children --sort dso,symbol --stdio --percent-limit 0.7 -g none 2>/dev/null \
+      | grep -v '^$' | head -80 >"$OUT/$2_self.txt" || true
+  perf report -i "$1" --children --sort symbol --stdio --percent-limit 3 -g none 2>/dev/null \
+      | grep -v '^$' | head -80 >"$OUT/$2_children.txt" || true
+  perf report -i "$1" --no-children --sort comm --stdio -g none 2>/dev/null \
+      | grep -v '^$' | head -30 >"$OUT/$2_threads.txt" || true
+}
+
+# 6a. Where centralita's time goes at $PROFILE_REG_RATE REGISTER/s.
+if [ -n "${PROFILE_REG_RATE:-}" ] && [ -n "$C_PID" ]; then
+  r=$PROFILE_REG_RATE
+  (sleep 3 && timeout $((DURATION + 30)) perf record -F 499 -g -p "$C_PID" -o "$WORK/perf_reg.data" -- sleep $((DURATION - 6)) \
+      >"$WORK/perf_reg.out" 2>&1) &
+  PERF=$!
+  run_sipp centralita "profile_reg_centralita_$r" reg.xml "$r" $((r * DURATION)) "$USERS" 5580 >/dev/null
+  wait "$PERF" || true
+  profile_report "$WORK/perf_reg.data" profile_reg_centralita
+fi
+
 # 6. Where centralita's time goes at $PROFILE_RATE calls/s (a run of its own:
 # perf perturbs what it measures).
 if [ -n "$PROFILE_RATE" ] && [ -n "$C_PID" ]; then
@@ -336,12 +359,7 @@ if [ -n "$PROFILE_RATE" ] && [ -n "$C_PID" ]; then
   kill "$UAS" 2>/dev/null || true
   wait "$UAS" 2>/dev/null || true
   UAS=
-  perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio --percent-limit 0.7 -g none 2>/dev/null \
-      | grep -v '^$' | head -80 >"$OUT/profile_centralita_self.txt" || true
-  perf report -i "$WORK/perf.data" --children --sort symbol --stdio --percent-limit 3 -g none 2>/dev/null \
-      | grep -v '^$' | head -80 >"$OUT/profile_centralita_children.txt" || true
-  perf report -i "$WORK/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null \
-      | grep -v '^$' | head -30 >"$OUT/profile_centralita_threads.txt" || true
+  profile_report "$WORK/perf.data" profile_centralita
 fi
 
 echo "uptime at end: $(uptime)" >>"$OUT/machine.txt"
