@@ -5,6 +5,7 @@
 
 mod support;
 
+use futures_util::StreamExt;
 use sip::core::digest::Algorithm;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -12,6 +13,9 @@ use support::ua::Ua;
 use support::{TestServer, REALM};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
 
 /// A TCP connection to `server` from loopback address 127.0.0.`host`.
 async fn connect_from(host: u8, server: SocketAddr) -> TcpStream {
@@ -67,6 +71,19 @@ async fn idle_strangers_are_closed_and_a_registered_phone_stays() {
             idle.push(connect_from(host, srv.addr).await);
         }
     }
+    // WebSocket flows handed over by the HTTP layer are held to the same rule.
+    let mut ws_strangers = Vec::new();
+    for _ in 0..3 {
+        let mut req = format!("ws://{}/ws", srv.ws_addr)
+            .into_client_request()
+            .expect("ws request");
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("sip"));
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("WS connect");
+        ws_strangers.push(ws);
+    }
     // A stranger sending CRLF keep-alives is not kept alive by them.
     let mut pinger = connect_from(6, srv.addr).await;
     let ping = tokio::spawn(async move {
@@ -87,6 +104,22 @@ async fn idle_strangers_are_closed_and_a_registered_phone_stays() {
             closed_within(s, left).await,
             "idle unauthenticated connection {i} still open after {:?}",
             started.elapsed()
+        );
+    }
+    for ws in ws_strangers.iter_mut() {
+        let left = Duration::from_secs(5).saturating_sub(started.elapsed());
+        let end = tokio::time::timeout(left, async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(
+            end.is_ok(),
+            "an unauthenticated WebSocket flow is still open"
         );
     }
     assert!(
