@@ -241,3 +241,48 @@ async fn refused_only_when_every_connection_authenticated() {
     );
     assert_eq!(srv.sip.registered_contacts(), 2);
 }
+
+/// TLS: connections stalled in the handshake are strangers too; at the cap
+/// a phone's TLS connection evicts the oldest of them and registers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_in_progress_are_evicted_for_a_phone() {
+    const CAP: usize = 10;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let srv = TestServer::start(|c| {
+        c.tls_listen = Some("127.0.0.1:0".parse().expect("literal"));
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+        c.max_connections = CAP;
+    })
+    .await;
+    let a = srv.agent("Tls Phone").await;
+    let tls = srv.sip.tls_addr().expect("TLS listening");
+    let mut stalled = Vec::new();
+    for i in 0..CAP {
+        stalled.push(connect_from(10 + (i % 3) as u8, tls).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ua = Ua::tls(tls, srv.addr, &cert, &a.username, &a.password, REALM).await;
+    let ok = ua.register(Algorithm::Md5).await;
+    assert_eq!(ok.code(), Some(200), "{ok:?}");
+    assert!(
+        closed_within(&mut stalled[0], Duration::from_secs(2)).await,
+        "the oldest stalled handshake was not evicted"
+    );
+    assert!(!closed_within(&mut stalled[CAP - 1], Duration::from_millis(50)).await);
+}
