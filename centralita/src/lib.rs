@@ -90,7 +90,14 @@ pub fn http_limits(cfg: &Config) -> http_serve::HttpLimits {
     http_serve::HttpLimits {
         header_timeout: Duration::from_secs(u64::from(cfg.http.header_timeout_secs.max(1))),
         body_timeout: Duration::from_secs(u64::from(cfg.http.body_timeout_secs.max(1))),
-        max_connections_per_ip: cfg.http.max_connections_per_ip as usize,
+        // Behind a reverse proxy every connection comes from the proxy's
+        // address: a per-address cap would throttle all clients together
+        // (the proxy is the place to limit slow clients then).
+        max_connections_per_ip: if cfg.http.trust_proxy {
+            usize::MAX
+        } else {
+            cfg.http.max_connections_per_ip as usize
+        },
     }
 }
 
