@@ -117,5 +117,7 @@ impl AccountCache {
 
     pub fn purge(&mut self, now_ms: u64) {
         self.negative.retain(|_, exp| *exp > now_ms);
+        super::compact::map(&mut self.negative);
+        super::compact::map(&mut self.parked);
     }
 }

@@ -5,6 +5,7 @@
 
 use super::call::leg::call_of_branch;
 use super::call::{Call, Plan, Side};
+use super::compact;
 use super::ctx::Ctx;
 use super::msg::Msg;
 use super::txn::Owner;
@@ -124,6 +125,13 @@ impl Calls {
         for id in ids {
             self.with(ctx, id, |call, ctx| call.handle_shutdown(ctx));
         }
+    }
+
+    /// Gives back the memory of a burst of calls (see `compact.rs`).
+    pub fn compact(&mut self) {
+        compact::map(&mut self.calls);
+        compact::map(&mut self.by_callid);
+        compact::map(&mut self.scheduled);
     }
 
     fn reschedule(&mut self, id: u64) {

@@ -248,6 +248,7 @@ impl NonceKeeper {
         let life = self.lifetime_ms;
         self.seen
             .retain(|_, (issued, _, _)| now_ms.saturating_sub(*issued) <= life);
+        super::compact::map(&mut self.seen);
     }
 
     pub fn tracked(&self) -> usize {

@@ -224,6 +224,8 @@ impl Core {
             let ext_of = |u: &str| accounts.extension_of(u).unwrap_or("").to_string();
             self.registrar.expire(now_ms, &ext_of, &mut self.io.out);
             self.auth.purge(now_ms);
+            self.io.txn.compact();
+            self.calls.compact();
         }
         let dead = self.io.txn.poll(now_ms, &mut self.io.out);
         let mut ctx = self.io.ctx(now_ms);

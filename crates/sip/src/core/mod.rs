@@ -30,6 +30,7 @@ mod accounts;
 mod auth;
 pub mod call;
 mod calls;
+mod compact;
 mod ctx;
 pub mod digest;
 mod endpoint;

@@ -83,6 +83,7 @@ impl Guard {
         let w = self.policy.window_ms;
         self.entries
             .retain(|_, e| e.banned_until > now_ms || now_ms.saturating_sub(e.window_start) <= w);
+        super::compact::map(&mut self.entries);
     }
 }
 

@@ -5,6 +5,7 @@
 //!   64*T1) also used on reliable transports; 2xx and non-2xx finals to an
 //!   INVITE are retransmitted until the ACK (timers G/H).
 
+use super::compact;
 use super::msg::Msg;
 use super::types::{Outbox, Output, Source};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -175,6 +176,13 @@ impl Txns {
 
     pub fn contains(&self, k: &TxnKey) -> bool {
         self.retrans.contains_key(k)
+    }
+
+    /// Gives back the memory of a burst of transactions (see `compact.rs`).
+    pub fn compact(&mut self) {
+        compact::map(&mut self.absorb);
+        compact::deque(&mut self.absorb_order);
+        compact::map(&mut self.retrans);
     }
 
     pub fn next_deadline(&self) -> Option<u64> {

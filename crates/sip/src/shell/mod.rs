@@ -6,6 +6,7 @@
 
 pub(crate) mod conns;
 pub(crate) mod tls;
+mod udp;
 mod writer;
 
 use crate::backend::{AccountChange, Backend};
@@ -102,8 +103,36 @@ impl Shared {
                 }
             }
         }
+        // Datagrams go out together (one sendmmsg for a whole batch).
+        let mut datagrams = Vec::new();
         for o in outs {
-            self.carry_out(o);
+            match o {
+                Output::Transmit { to, data }
+                    if to.flow == UDP_FLOW && to.transport == Transport::Udp =>
+                {
+                    datagrams.push((to.peer, data));
+                }
+                o => self.carry_out(o),
+            }
+        }
+        if !datagrams.is_empty() {
+            self.send_datagrams(datagrams);
+        }
+    }
+
+    /// Sends datagrams now; what the socket cannot take yet is sent by a
+    /// task that waits for it.
+    fn send_datagrams(&self, datagrams: Vec<(SocketAddr, Vec<u8>)>) {
+        let left = udp::send_all(&self.udp, datagrams);
+        if !left.is_empty() {
+            let sock = self.udp.clone();
+            self.main.spawn(async move {
+                for (to, data) in left {
+                    if let Err(e) = sock.send_to(&data, to).await {
+                        tracing::debug!(peer = %to, error = %e, "UDP send failed");
+                    }
+                }
+            });
         }
     }
 
@@ -142,16 +171,7 @@ impl Shared {
             }
         }
         if to.flow == UDP_FLOW {
-            match self.udp.try_send_to(&data, to.peer) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let udp = self.udp.clone();
-                    self.main.spawn(async move {
-                        let _ = udp.send_to(&data, to.peer).await;
-                    });
-                }
-                Err(e) => tracing::debug!(peer = %to.peer, error = %e, "UDP send failed"),
-            }
+            self.send_datagrams(vec![(to.peer, data)]);
             return;
         }
         let tx = self.flows.lock().get(&to.flow).cloned();
@@ -336,24 +356,49 @@ pub(crate) fn spawn_udp_thread(
     Ok(())
 }
 
+/// Batches taken in a row before the loop lets the timer task run.
+const UDP_ROUNDS: usize = 8;
+
+/// Receives datagrams a batch at a time (see `udp.rs`); each batch is fed
+/// to the core under one lock and its answers leave in one `sendmmsg`.
 pub(crate) async fn run_udp(shared: Arc<Shared>) {
-    let mut buf = vec![0u8; 65_535];
+    let mut rx = udp::Receiver::new();
     let mut stop = shared.shutdown.subscribe();
     loop {
         tokio::select! {
-            r = shared.udp.recv_from(&mut buf) => match r {
-                Ok((n, peer)) => {
-                    let src = Source { flow: UDP_FLOW, transport: Transport::Udp, peer };
-                    let data = &buf[..n];
-                    shared.feed(|c| c.handle_datagram(now_ms(), src, data));
-                }
-                Err(e) => {
-                    // ICMP port unreachable shows up here on some systems; keep going.
-                    tracing::debug!(error = %e, "UDP receive error");
-                }
+            r = shared.udp.readable() => if let Err(e) = r {
+                tracing::warn!(error = %e, "UDP socket failed");
+                return;
             },
             _ = stop.changed() => return,
         }
+        for _ in 0..UDP_ROUNDS {
+            match rx.recv(&shared.udp) {
+                Ok(n) => {
+                    let now = now_ms();
+                    shared.feed(|c| {
+                        for (data, peer) in rx.datagrams() {
+                            let src = Source {
+                                flow: UDP_FLOW,
+                                transport: Transport::Udp,
+                                peer,
+                            };
+                            c.handle_datagram(now, src, data);
+                        }
+                    });
+                    if n < udp::BATCH {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // ICMP port unreachable shows up here on some systems; keep going.
+                    tracing::debug!(error = %e, "UDP receive error");
+                    break;
+                }
+            }
+        }
+        tokio::task::yield_now().await;
     }
 }
 

@@ -140,6 +140,7 @@ impl Location {
             !list.is_empty()
         });
         self.count -= removed_total;
+        crate::core::compact::map(&mut self.aors);
         out
     }
 
