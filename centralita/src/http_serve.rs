@@ -331,3 +331,36 @@ impl http_body::Body for TimedBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_address_slots_are_counted_and_given_back() {
+        let l = PeerLimiter::new(2);
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let b: IpAddr = [127, 0, 0, 3].into();
+        let s1 = l.try_acquire(a).expect("first");
+        let _s2 = l.try_acquire(a).expect("second");
+        assert!(l.try_acquire(a).is_none(), "third from one address");
+        assert!(
+            l.try_acquire(b).is_some(),
+            "another address is not affected"
+        );
+        drop(s1);
+        assert!(
+            l.try_acquire(a).is_some(),
+            "a closed connection frees its slot"
+        );
+    }
+
+    #[test]
+    fn no_cap_behind_a_trusted_proxy() {
+        let mut cfg = crate::Config::default();
+        cfg.http.max_connections_per_ip = 3;
+        assert_eq!(crate::http_limits(&cfg).max_connections_per_ip, 3);
+        cfg.http.trust_proxy = true;
+        assert_eq!(crate::http_limits(&cfg).max_connections_per_ip, usize::MAX);
+    }
+}
