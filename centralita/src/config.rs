@@ -44,6 +44,13 @@ pub struct HttpConfig {
     /// PEM certificate chain (leaf first) and private key for `tls_listen`.
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    /// Seconds a client has to send a complete request head (also closes
+    /// idle keep-alive connections).
+    pub header_timeout_secs: u32,
+    /// Seconds a request body has to arrive, from its head.
+    pub body_timeout_secs: u32,
+    /// Open connections per client address, both listeners together.
+    pub max_connections_per_ip: u32,
 }
 
 /// The HTTPS listener's settings (see [`Config::https`]).
@@ -93,6 +100,12 @@ pub struct SipConfig {
     pub extension_start: u32,
     pub max_message_bytes: u32,
     pub max_connections_per_ip: u32,
+    /// Stream connections open at once; 0 derives it from the open-file limit.
+    pub max_connections: u32,
+    /// A connection that has not authenticated this long after opening is closed.
+    pub unauthenticated_timeout_secs: u32,
+    /// An authenticated connection silent this long is closed.
+    pub idle_connection_timeout_secs: u32,
     /// User-Agent prefixes also offered a SHA-256 digest challenge (see the sample config).
     pub sha256_user_agents: Vec<String>,
     /// RFC 4028 session interval offered on both legs; 0 turns timers off.
@@ -136,6 +149,7 @@ impl Default for Config {
 impl Default for HttpConfig {
     fn default() -> Self {
         let api = api::ApiConfig::default();
+        let limits = crate::http_serve::HttpLimits::default();
         Self {
             listen: "127.0.0.1:8080".into(),
             trust_proxy: api.trust_proxy,
@@ -144,6 +158,9 @@ impl Default for HttpConfig {
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
+            header_timeout_secs: secs(limits.header_timeout),
+            body_timeout_secs: secs(limits.body_timeout),
+            max_connections_per_ip: to_u32(limits.max_connections_per_ip),
         }
     }
 }
@@ -192,6 +209,9 @@ impl SipConfig {
             extension_start: to_u32(domain.extension_start),
             max_message_bytes: to_u32(server.max_message_bytes),
             max_connections_per_ip: to_u32(server.max_connections_per_ip),
+            max_connections: to_u32(server.max_connections),
+            unauthenticated_timeout_secs: secs(server.unauthenticated_timeout),
+            idle_connection_timeout_secs: secs(server.idle_connection_timeout),
             sha256_user_agents: server.sha256_user_agents.clone(),
             session_expires_secs: secs(server.session_expires),
             min_session_expires_secs: secs(server.min_session_expires),

@@ -4,13 +4,13 @@
 
 pub mod config;
 pub mod devcert;
+pub mod http_serve;
 pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 pub use config::Config;
 use domain::{DomainConfig, LoginLimits, PasswordCost, Services};
 
@@ -61,6 +61,46 @@ pub fn api_config(cfg: &Config) -> api::ApiConfig {
     }
 }
 
+/// Raises the soft open-file limit (`RLIMIT_NOFILE`) to the hard limit:
+/// the usual soft limit of 1,024 is what a few hundred idle connections
+/// exhausted. The SIP connection cap is derived from the result, so the
+/// server stays up when the hard limit is low too. Returns the soft limit
+/// now in force, when it could be read.
+pub fn raise_open_file_limit() -> Option<u64> {
+    let before = rlimit::Resource::NOFILE.get().ok();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) => {
+            tracing::info!(
+                before = before.map(|(soft, _)| soft),
+                now,
+                "open-file limit (RLIMIT_NOFILE)"
+            );
+            Some(now)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit (RLIMIT_NOFILE)");
+            before.map(|(soft, _)| soft)
+        }
+    }
+}
+
+/// The HTTP listeners' limits from the `[http]` section.
+pub fn http_limits(cfg: &Config) -> http_serve::HttpLimits {
+    use std::time::Duration;
+    http_serve::HttpLimits {
+        header_timeout: Duration::from_secs(u64::from(cfg.http.header_timeout_secs.max(1))),
+        body_timeout: Duration::from_secs(u64::from(cfg.http.body_timeout_secs.max(1))),
+        // Behind a reverse proxy every connection comes from the proxy's
+        // address: a per-address cap would throttle all clients together
+        // (the proxy is the place to limit slow clients then).
+        max_connections_per_ip: if cfg.http.trust_proxy {
+            usize::MAX
+        } else {
+            cfg.http.max_connections_per_ip as usize
+        },
+    }
+}
+
 /// The SIP server's settings from the `[sip]` section (for the lead's
 /// wiring: `sip::start(sip_config(&cfg)?, Arc::new(sip::DomainBackend::new(services)))`).
 pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
@@ -99,6 +139,13 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         ban: Duration::from_secs(u64::from(cfg.sip.ban_secs)),
         max_message_bytes: cfg.sip.max_message_bytes as usize,
         max_connections_per_ip: cfg.sip.max_connections_per_ip as usize,
+        max_connections: cfg.sip.max_connections as usize,
+        unauthenticated_timeout: Duration::from_secs(u64::from(
+            cfg.sip.unauthenticated_timeout_secs.max(1),
+        )),
+        idle_connection_timeout: Duration::from_secs(u64::from(
+            cfg.sip.idle_connection_timeout_secs.max(1),
+        )),
         sha256_user_agents: cfg.sip.sha256_user_agents.clone(),
         session_expires: Duration::from_secs(u64::from(cfg.sip.session_expires_secs)),
         min_session_expires: Duration::from_secs(u64::from(cfg.sip.min_session_expires_secs)),
@@ -231,7 +278,6 @@ impl Server {
         sip: Option<sip::SipServer>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        use std::future::IntoFuture;
         let mut api_cfg = api_config(&self.config);
         if let Some(s) = &sip {
             // Phones are told the port actually bound (`sip.listen` may say 0).
@@ -260,14 +306,18 @@ impl Server {
             // An error means the sender is gone: stop as well.
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let plain = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future();
-        let served = match self.https {
-            None => plain.await.context("HTTP server"),
+        // One per-address count for both listeners: the same client on
+        // the HTTP and the HTTPS port is still one client.
+        let limits = http_limits(&self.config);
+        let peers = http_serve::PeerLimiter::new(limits.max_connections_per_ip);
+        let plain = http_serve::serve(
+            http_serve::LimitedTcp::new(self.listener, peers.clone()),
+            app,
+            limits,
+            stopped(stop_rx.clone()),
+        );
+        match self.https {
+            None => plain.await,
             Some(https) => {
                 // The same routes with a configuration that knows the
                 // transport is TLS (Secure cookie, WSS, wss:// URLs).
@@ -277,21 +327,15 @@ impl Server {
                 };
                 let tls_app =
                     api::router(api::AppState::new(self.services.clone(), engine, tls_cfg));
-                // tap_io also makes axum's ConnectInfo<SocketAddr> available
-                // for a custom listener (the peer address for rate limits).
-                let listener = https.listener.tap_io(|tls| {
-                    let _ = tls.get_ref().0.set_nodelay(true);
-                });
-                let secure = axum::serve(
-                    listener,
-                    tls_app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(stopped(stop_rx))
-                .into_future();
-                let (a, b) = tokio::join!(plain, secure);
-                a.context("HTTP server").and(b.context("HTTPS server"))
+                let secure = http_serve::serve(
+                    https.listener.with_peer_limiter(peers),
+                    tls_app,
+                    limits,
+                    stopped(stop_rx),
+                );
+                tokio::join!(plain, secure);
             }
-        };
+        }
         if let Some(sip) = sip {
             sip.shutdown();
             // Registration removals and CDR updates queued by the connections
@@ -299,7 +343,7 @@ impl Server {
             sip.drain(std::time::Duration::from_secs(5)).await;
         }
         self.services.db.close().await;
-        served
+        Ok(())
     }
 }
 
@@ -558,6 +602,17 @@ mod tests {
                 "CENTRALITA_SIP_MAX_CALL_DURATION_SECS",
                 "60",
                 "max_call_duration",
+            ),
+            ("CENTRALITA_SIP_MAX_CONNECTIONS", "100", "max_connections"),
+            (
+                "CENTRALITA_SIP_UNAUTHENTICATED_TIMEOUT_SECS",
+                "5",
+                "unauthenticated_timeout",
+            ),
+            (
+                "CENTRALITA_SIP_IDLE_CONNECTION_TIMEOUT_SECS",
+                "9000",
+                "idle_connection_timeout",
             ),
         ];
         // TLS keys go together; the base has all three so each can change alone.

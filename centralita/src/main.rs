@@ -88,6 +88,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let cfg = centralita::Config::load(config.as_deref(), std::env::vars())?;
+            // Before anything opens a descriptor: the SIP connection cap is
+            // derived from the limit in force when the SIP server starts.
+            centralita::raise_open_file_limit();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

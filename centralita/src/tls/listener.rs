@@ -5,7 +5,9 @@
 //! connects and then stalls (or sends garbage) never holds up the accept
 //! loop. Their number is bounded: when the bound is reached the listener
 //! stops accepting until one finishes, and new clients wait in the kernel's
-//! backlog instead of costing memory here.
+//! backlog instead of costing memory here. The per-address connection cap
+//! ([`PeerLimiter`]) is taken before the handshake, so one address cannot
+//! hold every handshake slot either.
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::http_serve::{PeerLimiter, PeerSlot, Slotted};
 
 /// Bounds of the handshake phase.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +39,7 @@ impl Default for TlsListenerLimits {
     }
 }
 
-type Handshake = Result<(TlsStream<TcpStream>, SocketAddr), (SocketAddr, io::Error)>;
+type Handshake = Result<(Slotted<TlsStream<TcpStream>>, SocketAddr), (SocketAddr, io::Error)>;
 
 /// A bound TCP listener that yields TLS streams. Serve it with
 /// `axum::serve(listener.tap_io(..), router.into_make_service_with_connect_info::<SocketAddr>())`:
@@ -44,6 +48,7 @@ pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     limits: TlsListenerLimits,
+    peers: Arc<PeerLimiter>,
     handshakes: JoinSet<Handshake>,
 }
 
@@ -60,16 +65,23 @@ impl TlsListener {
                 max_handshakes: limits.max_handshakes.max(1),
                 ..limits
             },
+            peers: PeerLimiter::new(usize::MAX),
             handshakes: JoinSet::new(),
         }
     }
 
-    fn start_handshake(&mut self, tcp: TcpStream, peer: SocketAddr) {
+    /// Caps the connections per client address (the default is no cap).
+    pub fn with_peer_limiter(mut self, peers: Arc<PeerLimiter>) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    fn start_handshake(&mut self, tcp: TcpStream, peer: SocketAddr, slot: PeerSlot) {
         let acceptor = self.acceptor.clone();
         let timeout = self.limits.handshake_timeout;
         self.handshakes.spawn(async move {
             match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => Ok((tls, peer)),
+                Ok(Ok(tls)) => Ok((Slotted::new(tls, slot), peer)),
                 Ok(Err(e)) => Err((peer, e)),
                 Err(_) => Err((
                     peer,
@@ -81,7 +93,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Slotted<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -91,7 +103,13 @@ impl axum::serve::Listener for TlsListener {
             let room = self.handshakes.len() < self.limits.max_handshakes;
             tokio::select! {
                 accepted = self.tcp.accept(), if room => match accepted {
-                    Ok((tcp, peer)) => self.start_handshake(tcp, peer),
+                    Ok((tcp, peer)) => {
+                        // Over the cap: dropping the stream closes it.
+                        if let Some(slot) = self.peers.try_acquire(peer.ip()) {
+                            let _ = tcp.set_nodelay(true);
+                            self.start_handshake(tcp, peer, slot);
+                        }
+                    }
                     Err(e) => accept_error(e).await,
                 },
                 Some(done) = self.handshakes.join_next() => match done {

@@ -56,6 +56,7 @@ pub fn wait_for_sip(lines: &Receiver<String>) -> String {
 }
 
 /// One HTTP/1.1 request on its own connection: (status, head, body).
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn http_request(
     addr: &str,
     method: &str,
@@ -92,6 +93,7 @@ pub fn http_request(
 }
 
 /// The value of the `centralita_session` cookie a login answer set.
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn session_cookie(head: &str) -> String {
     let line = head
         .lines()

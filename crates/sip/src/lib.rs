@@ -47,6 +47,19 @@ pub struct SipConfig {
     pub max_message_bytes: usize,
     pub max_headers: usize,
     pub max_connections_per_ip: usize,
+    /// Stream connections (TCP, TLS, WebSocket) open at once; 0 derives the
+    /// cap from the process's open-file limit, keeping a quarter of it (at
+    /// least 256 descriptors) for HTTP, the database and files. At the cap
+    /// a new connection closes the oldest one that never authenticated.
+    pub max_connections: usize,
+    /// A stream connection that has not authenticated a request this long
+    /// after opening is closed (Asterisk's `tcpauthtimeout` is 30 s too).
+    pub unauthenticated_timeout: Duration,
+    /// An authenticated stream connection with no inbound traffic (SIP or
+    /// CRLF keep-alives) for this long is closed. A registered phone sends
+    /// a REGISTER at least every `max_expires`, so this should exceed it;
+    /// the default is twice the default `max_expires`.
+    pub idle_connection_timeout: Duration,
     /// SIP over TLS listener; needs `tls_cert` and `tls_key` (PEM files).
     /// Development certificate: `openssl req -x509 -newkey rsa:2048 -nodes
     /// -keyout key.pem -out cert.pem -days 365 -subj /CN=localhost
@@ -86,6 +99,9 @@ impl Default for SipConfig {
             max_message_bytes: 65_535,
             max_headers: 100,
             max_connections_per_ip: 64,
+            max_connections: 0,
+            unauthenticated_timeout: Duration::from_secs(30),
+            idle_connection_timeout: Duration::from_secs(7200),
             sha256_user_agents: Vec::new(),
             session_expires: Duration::from_secs(1800),
             min_session_expires: Duration::from_secs(90),
@@ -255,7 +271,7 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         core,
         Arc::new(udp),
         backend.clone(),
-        config.max_connections_per_ip,
+        connection_limits(&config),
         config.max_message_bytes,
     );
     shell::spawn_udp_thread(udp_rt, shared.clone()).map_err(SipError::Thread)?;
@@ -273,6 +289,33 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         local,
         tls_local,
     })
+}
+
+/// The stream connection limits of `config`, the global cap resolved
+/// against the open-file limit in force now.
+fn connection_limits(config: &SipConfig) -> shell::conns::ConnLimits {
+    let nofile = shell::conns::nofile_limit();
+    let max_total = shell::conns::effective_cap(config.max_connections, nofile);
+    if config.idle_connection_timeout <= Duration::from_secs(u64::from(config.max_expires)) {
+        tracing::warn!(
+            idle_connection_timeout_secs = config.idle_connection_timeout.as_secs(),
+            max_expires = config.max_expires,
+            "sip.idle_connection_timeout_secs does not exceed sip.max_expires: phones that \
+             send no keep-alives lose their connection (and registration) between refreshes"
+        );
+    }
+    tracing::info!(
+        max_connections = max_total,
+        open_file_limit = nofile,
+        per_address = config.max_connections_per_ip,
+        "SIP connection limits"
+    );
+    shell::conns::ConnLimits {
+        max_per_ip: config.max_connections_per_ip,
+        max_total,
+        unauthenticated_timeout: config.unauthenticated_timeout,
+        idle_timeout: config.idle_connection_timeout,
+    }
 }
 
 /// Opens the UDP socket and the TCP listener on the same address. With

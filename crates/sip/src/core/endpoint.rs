@@ -15,7 +15,9 @@ use super::registrar::Registrar;
 use super::rng::Rng;
 use super::security;
 use super::txn::{TxnKey, Txns};
-use super::types::{Account, BindingRecord, CoreConfig, Lookup, Outbox, Output, Source, ALLOW};
+use super::types::{
+    Account, BindingRecord, CoreConfig, Lookup, Outbox, Output, Source, ALLOW, UDP_FLOW,
+};
 use domain::call_events::{CallEventKind, Party};
 use domain::calls::Direction;
 use domain::routing::{self, AgentTarget, Decision, Directory};
@@ -322,7 +324,10 @@ impl Core {
             .auth
             .authenticate(now_ms, src, &m, &tag, &mut self.io.out)
         {
-            Auth::Ok(a) => a,
+            Auth::Ok(a) => {
+                self.flow_authenticated(src);
+                a
+            }
             Auth::Challenge(r) => {
                 // Challenges are not cached: a retransmission gets a new one.
                 self.send(src, &r);
@@ -420,7 +425,10 @@ impl Core {
             .auth
             .authenticate(now_ms, src, &m, &a_tag, &mut self.io.out)
         {
-            Auth::Ok(a) => a,
+            Auth::Ok(a) => {
+                self.flow_authenticated(src);
+                a
+            }
             Auth::Challenge(r) => {
                 let bytes = r.to_bytes();
                 self.io
@@ -546,6 +554,14 @@ impl Core {
             to: src,
             data: bytes,
         });
+    }
+
+    /// Tells the shell that `src`'s connection authenticated (see
+    /// [`Output::FlowAuthenticated`]); UDP has no connection to vouch for.
+    fn flow_authenticated(&mut self, src: Source) {
+        if src.flow != UDP_FLOW {
+            self.io.out.push_back(Output::FlowAuthenticated(src.flow));
+        }
     }
 
     fn send(&mut self, to: Source, m: &Msg) {

@@ -124,6 +124,10 @@ pub enum Output {
     Store(StoreOp),
     /// What happened to a call, for the CDR recorder and live views.
     Call(CallEvent),
+    /// A request on this connection (never [`UDP_FLOW`]) carried valid
+    /// credentials: the shell stops treating the connection as a stranger
+    /// (unauthenticated connections are closed early and evicted first).
+    FlowAuthenticated(u64),
 }
 
 #[derive(Debug, Clone)]

@@ -4,15 +4,17 @@
 //! One mutex guards the core; every input locks it, feeds one message and
 //! drains the outputs, which are carried out after the lock is released.
 
+pub(crate) mod conns;
 pub(crate) mod tls;
 mod udp;
 mod writer;
 
 use crate::backend::{AccountChange, Backend};
 use crate::core::{msg, Core, Output, Source, Transport, UDP_FLOW};
+use conns::{ConnLimits, Conns, RateLimited, Refused, Ticket};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,12 +37,18 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Per-connection outbound queue depth; a client that does not read is cut off.
 const FLOW_QUEUE: usize = 256;
 
+/// Bytes a stream connection's read buffer grows by.
+const READ_RESERVE: usize = 4096;
+
 pub(crate) struct Shared {
     pub core: Mutex<Core>,
     flows: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
     /// Connections we opened ourselves, by the address we connected to.
     dialed: Mutex<HashMap<SocketAddr, u64>>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Every stream connection: caps, eviction, idle deadlines.
+    pub(crate) conns: Conns,
+    /// Accept errors (out of descriptors) are logged at most once a second.
+    accept_errors: RateLimited,
     next_flow: AtomicU64,
     pub udp: Arc<UdpSocket>,
     pub backend: Arc<dyn Backend>,
@@ -49,7 +57,6 @@ pub(crate) struct Shared {
     /// The runtime `start` was called on: lookups and writers run there, the
     /// UDP loop and the timer run on their own thread.
     pub main: tokio::runtime::Handle,
-    pub max_conn_per_ip: usize,
     pub max_bytes: usize,
 }
 
@@ -58,7 +65,7 @@ impl Shared {
         core: Core,
         udp: Arc<UdpSocket>,
         backend: Arc<dyn Backend>,
-        max_conn_per_ip: usize,
+        limits: ConnLimits,
         max_bytes: usize,
     ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
@@ -67,14 +74,14 @@ impl Shared {
             core: Mutex::new(core),
             flows: Mutex::new(HashMap::new()),
             dialed: Mutex::new(HashMap::new()),
-            per_ip: Mutex::new(HashMap::new()),
+            conns: Conns::new(limits),
+            accept_errors: RateLimited::new(Duration::from_secs(1)),
             next_flow: AtomicU64::new(1),
             udp,
             backend,
             writers,
             shutdown,
             main: tokio::runtime::Handle::current(),
-            max_conn_per_ip,
             max_bytes,
         })
     }
@@ -146,6 +153,7 @@ impl Shared {
             }
             Output::Store(op) => self.writers.store(op),
             Output::Call(ev) => self.writers.cdr(ev),
+            Output::FlowAuthenticated(flow) => self.conns.authenticated(flow),
         }
     }
 
@@ -184,10 +192,12 @@ impl Shared {
     /// back is handled like any connection. Until it is up, later messages
     /// to `peer` queue on its flow.
     fn dial(self: &Arc<Self>, peer: SocketAddr, first: Vec<u8>) {
-        if !self.admit(peer.ip()) {
+        // We connect only to a contact that registered: not a stranger.
+        let Ok(ticket) = self.admit(peer.ip(), true) else {
             return;
-        }
-        let (id, rx) = self.open_flow();
+        };
+        let id = ticket.id;
+        let rx = self.open_flow(id);
         if let Some(tx) = self.flows.lock().get(&id) {
             let _ = tx.try_send(first);
         }
@@ -198,59 +208,67 @@ impl Shared {
             match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    stream_flow(me, stream, peer, Transport::Tcp, id, rx).await;
+                    stream_flow(me, stream, peer, Transport::Tcp, ticket, rx).await;
                 }
                 Ok(Err(e)) => {
                     tracing::info!(%peer, error = %e, "cannot connect to a TCP contact");
-                    me.close_flow(id, peer.ip());
+                    me.close_flow(id);
                 }
                 Err(_) => {
                     tracing::info!(%peer, "connecting to a TCP contact timed out");
-                    me.close_flow(id, peer.ip());
+                    me.close_flow(id);
                 }
             }
         });
     }
 
-    /// Reserves a connection slot for `ip`; false when over the limit.
-    pub(crate) fn admit(&self, ip: IpAddr) -> bool {
-        let mut m = self.per_ip.lock();
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.max_conn_per_ip {
-            tracing::warn!(%ip, "SIP connection refused: too many connections from this address");
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    pub(crate) fn release(&self, ip: IpAddr) {
-        let mut m = self.per_ip.lock();
-        if let Some(n) = m.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&ip);
-            }
-        }
-    }
-
-    fn open_flow(&self) -> (u64, mpsc::Receiver<Vec<u8>>) {
+    /// Takes a connection slot for `ip` under a new flow id (see
+    /// [`Conns::admit`]); `trusted` for connections we open ourselves.
+    pub(crate) fn admit(&self, ip: std::net::IpAddr, trusted: bool) -> Result<Ticket, Refused> {
         let id = self.next_flow.fetch_add(1, Ordering::Relaxed);
+        self.conns.admit(id, ip, trusted)
+    }
+
+    fn open_flow(&self, id: u64) -> mpsc::Receiver<Vec<u8>> {
         let (tx, rx) = mpsc::channel(FLOW_QUEUE);
         self.flows.lock().insert(id, tx);
-        (id, rx)
+        rx
     }
 
-    fn close_flow(self: &Arc<Self>, id: u64, ip: IpAddr) {
+    fn close_flow(self: &Arc<Self>, id: u64) {
         self.flows.lock().remove(&id);
         self.dialed.lock().retain(|_, f| *f != id);
-        self.release(ip);
+        self.conns.release(id);
         // A connection we close because we are stopping is not the phone
         // going away: its binding stays registered (and is restored at the
         // next start; plain TCP contacts are then reached by connecting).
         if !*self.shutdown.borrow() {
             self.feed(|c| c.handle_flow_closed(now_ms(), id));
         }
+    }
+
+    /// An accept failed: per-connection errors are retried at once; others
+    /// (out of descriptors) free a descriptor by closing the oldest
+    /// unauthenticated connection and pause the loop so it does not spin,
+    /// logging at most once a second.
+    pub(crate) async fn accept_failed(&self, what: &str, e: std::io::Error) {
+        use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+        if matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted) {
+            return;
+        }
+        // EMFILE (24) and ENFILE (23): the process or the system is out of descriptors.
+        let out_of_fds = matches!(e.raw_os_error(), Some(23 | 24));
+        let shed = out_of_fds && self.conns.shed();
+        if let Some(suppressed) = self.accept_errors.hit() {
+            tracing::warn!(
+                error = %e,
+                connections = self.conns.len(),
+                closed_a_stranger = shed,
+                suppressed,
+                "{what} accept failed"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     /// A WebSocket connection handed over by the HTTP layer (see
@@ -268,11 +286,12 @@ impl Shared {
         if *stop.borrow_and_update() {
             return Err(domain::FlowRefused::ShuttingDown);
         }
-        if !self.admit(peer.ip()) {
+        let Ok(ticket) = self.admit(peer.ip(), false) else {
             return Err(domain::FlowRefused::TooManyConnections(peer.ip()));
-        }
+        };
+        let id = ticket.id;
         let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(FLOW_QUEUE);
-        let (id, out_rx) = self.open_flow();
+        let out_rx = self.open_flow(id);
         let transport = if secure {
             Transport::Wss
         } else {
@@ -285,6 +304,9 @@ impl Shared {
         };
         let me = self.clone();
         tokio::spawn(async move {
+            let mut last = tokio::time::Instant::now();
+            let deadline = tokio::time::sleep_until(ticket.first_check());
+            tokio::pin!(deadline);
             loop {
                 tokio::select! {
                     m = in_rx.recv() => match m {
@@ -292,14 +314,21 @@ impl Shared {
                             if data.len() > me.max_bytes {
                                 break;
                             }
+                            last = tokio::time::Instant::now();
                             me.feed(|c| c.handle_datagram(now_ms(), src, &data));
                         }
                         None => break,
                     },
+                    _ = &mut deadline => {
+                        if !extend(&ticket, last, deadline.as_mut(), peer) {
+                            break;
+                        }
+                    }
+                    _ = ticket.evicted() => break,
                     _ = stop.changed() => break,
                 }
             }
-            me.close_flow(id, peer.ip());
+            me.close_flow(id);
         });
         Ok(domain::FlowHandle {
             inbound: in_tx,
@@ -379,17 +408,14 @@ pub(crate) async fn run_tcp(shared: Arc<Shared>, listener: TcpListener) {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    if !shared.admit(peer.ip()) {
+                    let Ok(ticket) = shared.admit(peer.ip(), false) else {
                         drop(stream);
                         continue;
-                    }
+                    };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(stream_conn(shared.clone(), stream, peer, Transport::Tcp));
+                    tokio::spawn(stream_conn(shared.clone(), stream, peer, Transport::Tcp, ticket));
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "TCP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                Err(e) => shared.accept_failed("SIP TCP", e).await,
             },
             _ = stop.changed() => return,
         }
@@ -402,11 +428,35 @@ pub(crate) async fn stream_conn<S>(
     stream: S,
     peer: SocketAddr,
     transport: Transport,
+    ticket: Ticket,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
-    let (id, out_rx) = shared.open_flow();
-    stream_flow(shared, stream, peer, transport, id, out_rx).await;
+    let out_rx = shared.open_flow(ticket.id);
+    stream_flow(shared, stream, peer, transport, ticket, out_rx).await;
+}
+
+/// A connection's deadline passed: true (and the timer moved) when it was
+/// extended in the meantime (it authenticated, or bytes arrived), false
+/// when the connection is to be closed.
+fn extend(
+    ticket: &Ticket,
+    last_inbound: tokio::time::Instant,
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    peer: SocketAddr,
+) -> bool {
+    let now = tokio::time::Instant::now();
+    let due = ticket.deadline(last_inbound);
+    if due > now {
+        timer.reset(ticket.next_check(now, due));
+        return true;
+    }
+    if ticket.is_authenticated() {
+        tracing::debug!(%peer, flow = ticket.id, "closing an idle SIP connection");
+    } else {
+        tracing::debug!(%peer, flow = ticket.id, "closing a SIP connection that did not authenticate in time");
+    }
+    false
 }
 
 /// Runs stream connection `id` (accepted or dialed) until it closes.
@@ -415,11 +465,12 @@ async fn stream_flow<S>(
     stream: S,
     peer: SocketAddr,
     transport: Transport,
-    id: u64,
+    ticket: Ticket,
     mut out_rx: mpsc::Receiver<Vec<u8>>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
+    let id = ticket.id;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let src = Source {
         flow: id,
@@ -434,17 +485,36 @@ async fn stream_flow<S>(
         }
     });
     let mut stop = shared.shutdown.subscribe();
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = vec![0u8; 16_384];
+    // Read straight into `buf`, grown only when a message needs it: an
+    // idle connection holds a small buffer, not a fixed 16 KiB chunk.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut last = tokio::time::Instant::now();
+    let deadline = tokio::time::sleep_until(ticket.first_check());
+    tokio::pin!(deadline);
     'conn: loop {
-        let n = tokio::select! {
-            r = rd.read(&mut chunk) => match r {
+        if buf.is_empty() && buf.capacity() > READ_RESERVE * 4 {
+            buf = Vec::new();
+        }
+        if buf.capacity() - buf.len() < READ_RESERVE / 2 {
+            buf.reserve(READ_RESERVE);
+        }
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
-                Ok(n) => n,
+                Ok(_) => last = tokio::time::Instant::now(),
             },
+            _ = &mut deadline => {
+                if extend(&ticket, last, deadline.as_mut(), peer) {
+                    continue;
+                }
+                break;
+            }
+            _ = ticket.evicted() => {
+                tracing::debug!(%peer, flow = id, "SIP connection evicted to make room");
+                break;
+            }
             _ = stop.changed() => break,
-        };
-        buf.extend_from_slice(&chunk[..n]);
+        }
         loop {
             // RFC 5626 keep-alive: answer a double CRLF ping with a single CRLF pong.
             if buf.starts_with(b"\r\n\r\n") {
@@ -468,7 +538,7 @@ async fn stream_flow<S>(
             }
         }
     }
-    shared.close_flow(id, peer.ip());
+    shared.close_flow(id);
     writer.abort();
 }
 

@@ -31,33 +31,39 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// Longest a client may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(crate) async fn run_tls(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcceptor) {
     let mut stop = shared.shutdown.subscribe();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    if !shared.admit(peer.ip()) {
+                    let Ok(ticket) = shared.admit(peer.ip(), false) else {
                         continue;
-                    }
+                    };
                     let _ = stream.set_nodelay(true);
                     let acceptor = acceptor.clone();
                     let shared = shared.clone();
                     tokio::spawn(async move {
-                        // A handshake that stalls must not hold the slot forever.
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => stream_conn(shared, tls, peer, Transport::Tls).await,
-                            _ => {
+                        // A handshake that stalls must not hold the slot
+                        // forever, nor one that is evicted to make room.
+                        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                        let done = tokio::select! {
+                            r = handshake => r.ok().and_then(Result::ok),
+                            _ = ticket.evicted() => None,
+                        };
+                        match done {
+                            Some(tls) => stream_conn(shared, tls, peer, Transport::Tls, ticket).await,
+                            None => {
                                 tracing::debug!(%peer, "TLS handshake failed");
-                                shared.release(peer.ip());
+                                shared.conns.release(ticket.id);
                             }
                         }
                     });
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "TLS accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                Err(e) => shared.accept_failed("SIP TLS", e).await,
             },
             _ = stop.changed() => return,
         }
