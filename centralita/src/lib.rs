@@ -103,8 +103,14 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         session_expires: Duration::from_secs(u64::from(cfg.sip.session_expires_secs)),
         min_session_expires: Duration::from_secs(u64::from(cfg.sip.min_session_expires_secs)),
         max_call_duration: Duration::from_secs(u64::from(cfg.sip.max_call_duration_secs)),
+        cdr_journal_dir: Some(cdr_journal_dir(cfg)),
         ..Default::default()
     })
+}
+
+/// Where the SIP server journals call events (crash recovery of CDRs).
+pub fn cdr_journal_dir(cfg: &Config) -> std::path::PathBuf {
+    cfg.data_dir.join("cdr-journal")
 }
 
 /// Starts the SIP server over the domain services; [`Server::serve_with_sip`]
@@ -194,13 +200,13 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let db = open_services(&config).await?.db;
         let services = Services::new(db, domain_config(&config, local_addr));
-        let closed = services.calls.close_orphans("server restart").await?;
-        if closed > 0 {
-            tracing::warn!(
-                calls = closed,
-                "closed calls left open by the previous run as FAILED"
-            );
-        }
+        // Calls the previous run left open: their journaled events go to
+        // the database first, then what is still open is closed at the
+        // last moment that run was known alive (cause `server_crash`).
+        let backend = sip::DomainBackend::new(services.clone());
+        sip::recover_cdr_journal(&cdr_journal_dir(&config), &backend)
+            .await
+            .context("recovering the CDR journal")?;
         let generated_admin_password = services
             .users
             .bootstrap_admin(config.admin_password.as_deref())
