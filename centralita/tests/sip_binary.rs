@@ -330,6 +330,12 @@ fn sigterm_with_a_call_up_hangs_up_both_legs_and_closes_the_cdr() {
         s
     });
     assert!(exited.is_some_and(|s| s.success()), "exit: {exited:?}");
+    // A clean stop leaves no CDR journal to replay: every event reached
+    // the database first.
+    let journal: Vec<_> = std::fs::read_dir(srv.dir.path().join("cdr-journal"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(journal.is_empty(), "journal left: {journal:?}");
 
     // The CDR, read after a restart on the same data directory.
     let dir = std::mem::replace(&mut srv.dir, tempfile::tempdir().expect("temp dir"));

@@ -124,6 +124,8 @@ struct Current {
 
 pub(crate) struct Journal {
     dir: PathBuf,
+    /// [`SEGMENT_BYTES`], smaller in tests.
+    segment_bytes: u64,
     cur: Mutex<Current>,
 }
 
@@ -181,11 +183,16 @@ impl Journal {
     /// Opens a new segment in `dir` (created if missing), after any left
     /// there: call [`recover`] first so that those are replayed.
     pub(crate) fn open(dir: &Path, now_ms: u64) -> std::io::Result<Journal> {
+        Self::open_with(dir, now_ms, SEGMENT_BYTES)
+    }
+
+    fn open_with(dir: &Path, now_ms: u64, segment_bytes: u64) -> std::io::Result<Journal> {
         std::fs::create_dir_all(dir)?;
         let seq = segments(dir)?.last().map_or(1, |(s, _)| s + 1);
         let (file, segment, bytes) = open_segment(dir, seq, now_ms)?;
         Ok(Journal {
             dir: dir.to_path_buf(),
+            segment_bytes,
             cur: Mutex::new(Current {
                 file,
                 seq,
@@ -223,7 +230,7 @@ impl Journal {
             .outstanding
             .fetch_add(events.len(), Ordering::SeqCst);
         let seg = cur.segment.clone();
-        if cur.bytes >= SEGMENT_BYTES {
+        if cur.bytes >= self.segment_bytes {
             self.roll(cur, now_ms);
         }
         Some(seg)
@@ -297,11 +304,13 @@ pub async fn recover(dir: &Path, backend: &dyn Backend) -> Result<Recovered, Bac
         segments: files.len(),
         ..Recovered::default()
     };
-    let mut events = Vec::new();
+    // One segment at a time: a journal kept through a long database outage
+    // may be large.
     for (_, path) in &files {
         let data = std::fs::read(path).map_err(|e| {
             BackendError(format!("reading the CDR journal {}: {e}", path.display()))
         })?;
+        let mut events = Vec::new();
         for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             match serde_json::from_slice::<LineIn>(line) {
                 Ok(LineIn::Alive(t)) => r.last_alive_ms = r.last_alive_ms.max(Some(t)),
@@ -312,16 +321,16 @@ pub async fn recover(dir: &Path, backend: &dyn Backend) -> Result<Recovered, Bac
                 Err(_) => r.skipped += 1,
             }
         }
-    }
-    r.events = events.len();
-    while !events.is_empty() {
-        let rest = events.split_off(events.len().min(REPLAY_BATCH));
-        // What fails here (e.g. an agent deleted since) fails for good: the
-        // backend already retried it alone. Log it and go on.
-        if let Err(e) = backend.call_events(events).await {
-            tracing::warn!(error = %e, "replaying the CDR journal: some events were not recorded");
+        r.events += events.len();
+        while !events.is_empty() {
+            let rest = events.split_off(events.len().min(REPLAY_BATCH));
+            // What fails here (e.g. an agent deleted since) fails for good:
+            // the backend already retried it alone. Log it and go on.
+            if let Err(e) = backend.call_events(events).await {
+                tracing::warn!(error = %e, "replaying the CDR journal: some events were not recorded");
+            }
+            events = rest;
         }
-        events = rest;
     }
     backend.close_orphan_calls(r.last_alive_ms).await?;
     for (_, path) in &files {
@@ -362,5 +371,183 @@ pub(crate) async fn run_heartbeat(
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryBackend;
+    use domain::call_events::{CallEventKind as K, HangupCause, Party};
+
+    fn ev(call: &str, at_ms: u64, kind: K) -> CallEvent {
+        CallEvent {
+            call_id: call.into(),
+            at_ms,
+            kind,
+        }
+    }
+
+    fn call(id: &str, t: u64) -> Vec<CallEvent> {
+        let party = |n: &str| Party {
+            number: n.into(),
+            agent_id: Some(7),
+        };
+        vec![
+            ev(
+                id,
+                t,
+                K::Started {
+                    direction: domain::Direction::Internal,
+                    caller: party("1000"),
+                    callee: party("1001"),
+                    transport: "udp".into(),
+                },
+            ),
+            ev(
+                id,
+                t + 1,
+                K::LegAdded {
+                    leg: 1,
+                    party: party("1001"),
+                    transport: "tcp".into(),
+                },
+            ),
+            ev(id, t + 2, K::Ringing { leg: 1 }),
+            ev(id, t + 3, K::Answered { leg: 1 }),
+            ev(
+                id,
+                t + 4,
+                K::LegEnded {
+                    leg: 1,
+                    cause: HangupCause::CalleeBye,
+                    sip_code: Some(200),
+                },
+            ),
+            ev(
+                id,
+                t + 5,
+                K::Ended {
+                    cause: HangupCause::CalleeBye,
+                },
+            ),
+        ]
+    }
+
+    fn files(dir: &Path) -> Vec<u64> {
+        segments(dir)
+            .expect("list")
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// What a crashed run left is replayed in order, every kind of event
+    /// reads back as written, a line cut short is skipped, the last
+    /// heartbeat or event dates the crash, and the files are deleted.
+    #[tokio::test]
+    async fn recover_replays_what_a_crash_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::open(dir.path(), 1_000).expect("open");
+        let a = call("a", 2_000);
+        let b = call("b", 2_100);
+        assert!(j.append(&a[..4], 2_003).is_some());
+        assert!(j.append(&b, 2_105).is_some());
+        j.heartbeat(9_000);
+        assert!(j.append(&a[4..], 2_005).is_some());
+        // The crash cut the last write short.
+        let path = segment_path(dir.path(), 1);
+        let mut f = OpenOptions::new().append(true).open(&path).expect("open");
+        f.write_all(br#"{"event":{"call_id":"c","at_"#)
+            .expect("write");
+        drop(j);
+
+        let backend = MemoryBackend::default();
+        let r = recover(dir.path(), &backend).await.expect("recover");
+        let mut want = a[..4].to_vec();
+        want.extend(b.iter().cloned());
+        want.extend(a[4..].iter().cloned());
+        assert_eq!(*backend.cdrs.lock(), want);
+        assert_eq!(
+            r,
+            Recovered {
+                segments: 1,
+                events: 12,
+                skipped: 1,
+                last_alive_ms: Some(9_000),
+            }
+        );
+        assert!(files(dir.path()).is_empty());
+        // The next run starts a new segment after the ones it found.
+        std::fs::write(segment_path(dir.path(), 41), b"").expect("write");
+        let next = Journal::open(dir.path(), 10_000).expect("open");
+        assert_eq!(files(dir.path()), [41, 42]);
+        drop(next);
+    }
+
+    /// No journal: nothing replayed, open calls closed now (no heartbeat).
+    #[tokio::test]
+    async fn recover_without_a_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = MemoryBackend::default();
+        let r = recover(&dir.path().join("missing"), &backend)
+            .await
+            .expect("recover");
+        assert_eq!(r, Recovered::default());
+        assert!(backend.cdrs.lock().is_empty());
+    }
+
+    /// A full segment is sealed and a new one begun; a sealed segment goes
+    /// once all its events are written, not before, and not if a write
+    /// failed (it is replayed at the next start instead). A clean stop
+    /// deletes the current one.
+    #[test]
+    fn segments_go_once_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::open_with(dir.path(), 0, 600).expect("open");
+        let first = j.append(&call("a", 0), 1).expect("journaled");
+        assert_eq!(files(dir.path()), [1, 2], "rolled past 600 bytes");
+        let second = j.append(&call("b", 0), 1).expect("journaled");
+        let third = j.append(&call("c", 0)[..1], 1).expect("journaled");
+        assert_eq!(files(dir.path()), [1, 2, 3]);
+        first.written(4, true);
+        assert_eq!(files(dir.path()), [1, 2, 3], "two events still pending");
+        first.written(2, true);
+        assert_eq!(files(dir.path()), [2, 3]);
+        second.written(6, false);
+        assert_eq!(files(dir.path()), [2, 3], "a failed write keeps it");
+        third.written(1, true);
+        assert_eq!(files(dir.path()), [2, 3], "the current one stays");
+        j.seal();
+        assert_eq!(files(dir.path()), [2]);
+        assert!(j.append(&call("d", 0), 1).is_none(), "sealed");
+    }
+
+    /// Through the writer: each event reports its segment once written, so
+    /// after a drain and a clean stop no file is left.
+    #[tokio::test]
+    async fn writer_reports_segments_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Arc::new(Journal::open_with(dir.path(), 0, 2_000).expect("open"));
+        let backend = Arc::new(MemoryBackend::default());
+        let w = crate::shell::Writers::spawn(backend.clone(), Some(j.clone()));
+        let mut all = Vec::new();
+        for i in 0..50 {
+            let c = call(&format!("call-{i}"), i);
+            w.cdrs(c.clone(), i);
+            all.extend(c);
+        }
+        assert!(files(dir.path()).len() > 3, "several segments");
+        for _ in 0..500 {
+            if w.pending() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(w.pending(), 0);
+        assert_eq!(*backend.cdrs.lock(), all);
+        assert_eq!(files(dir.path()).len(), 1, "only the current segment");
+        w.seal_journal();
+        assert!(files(dir.path()).is_empty());
     }
 }
