@@ -480,7 +480,12 @@ mod tests {
     /// back to exactly `sip::SipConfig::default()`.
     #[test]
     fn default_sip_section_is_the_sip_server_default() {
-        let mapped = sip_config(&Config::default()).expect("defaults map");
+        let mut mapped = sip_config(&Config::default()).expect("defaults map");
+        // Not a [sip] key: the binary always journals CDRs in its data dir.
+        assert_eq!(
+            mapped.cdr_journal_dir.take(),
+            Some(Config::default().data_dir.join("cdr-journal"))
+        );
         assert_eq!(
             format!("{mapped:#?}"),
             format!("{:#?}", sip::SipConfig::default())
@@ -510,7 +515,8 @@ mod tests {
     /// or is listed as internal.
     #[test]
     fn every_sip_server_setting_has_a_key() {
-        const INTERNAL: &[&str] = &["nonce_lifetime", "max_headers"];
+        // cdr_journal_dir follows data_dir (always on in the binary).
+        const INTERNAL: &[&str] = &["nonce_lifetime", "max_headers", "cdr_journal_dir"];
         // (CENTRALITA_ variable, a non-default value, the sip::SipConfig field).
         const KEYS: &[(&str, &str, &str)] = &[
             ("CENTRALITA_SIP_LISTEN", "127.0.0.1:5999", "listen"),
