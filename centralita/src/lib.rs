@@ -150,8 +150,14 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         session_expires: Duration::from_secs(u64::from(cfg.sip.session_expires_secs)),
         min_session_expires: Duration::from_secs(u64::from(cfg.sip.min_session_expires_secs)),
         max_call_duration: Duration::from_secs(u64::from(cfg.sip.max_call_duration_secs)),
+        cdr_journal_dir: Some(cdr_journal_dir(cfg)),
         ..Default::default()
     })
+}
+
+/// Where the SIP server journals call events (crash recovery of CDRs).
+pub fn cdr_journal_dir(cfg: &Config) -> std::path::PathBuf {
+    cfg.data_dir.join("cdr-journal")
 }
 
 /// Starts the SIP server over the domain services; [`Server::serve_with_sip`]
@@ -241,13 +247,13 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let db = open_services(&config).await?.db;
         let services = Services::new(db, domain_config(&config, local_addr));
-        let closed = services.calls.close_orphans("server restart").await?;
-        if closed > 0 {
-            tracing::warn!(
-                calls = closed,
-                "closed calls left open by the previous run as FAILED"
-            );
-        }
+        // Calls the previous run left open: their journaled events go to
+        // the database first, then what is still open is closed at the
+        // last moment that run was known alive (cause `server_crash`).
+        let backend = sip::DomainBackend::new(services.clone());
+        sip::recover_cdr_journal(&cdr_journal_dir(&config), &backend)
+            .await
+            .context("recovering the CDR journal")?;
         let generated_admin_password = services
             .users
             .bootstrap_admin(config.admin_password.as_deref())
@@ -518,7 +524,12 @@ mod tests {
     /// back to exactly `sip::SipConfig::default()`.
     #[test]
     fn default_sip_section_is_the_sip_server_default() {
-        let mapped = sip_config(&Config::default()).expect("defaults map");
+        let mut mapped = sip_config(&Config::default()).expect("defaults map");
+        // Not a [sip] key: the binary always journals CDRs in its data dir.
+        assert_eq!(
+            mapped.cdr_journal_dir.take(),
+            Some(Config::default().data_dir.join("cdr-journal"))
+        );
         assert_eq!(
             format!("{mapped:#?}"),
             format!("{:#?}", sip::SipConfig::default())
@@ -548,7 +559,8 @@ mod tests {
     /// or is listed as internal.
     #[test]
     fn every_sip_server_setting_has_a_key() {
-        const INTERNAL: &[&str] = &["nonce_lifetime", "max_headers"];
+        // cdr_journal_dir follows data_dir (always on in the binary).
+        const INTERNAL: &[&str] = &["nonce_lifetime", "max_headers", "cdr_journal_dir"];
         // (CENTRALITA_ variable, a non-default value, the sip::SipConfig field).
         const KEYS: &[(&str, &str, &str)] = &[
             ("CENTRALITA_SIP_LISTEN", "127.0.0.1:5999", "listen"),

@@ -330,6 +330,12 @@ fn sigterm_with_a_call_up_hangs_up_both_legs_and_closes_the_cdr() {
         s
     });
     assert!(exited.is_some_and(|s| s.success()), "exit: {exited:?}");
+    // A clean stop leaves no CDR journal to replay: every event reached
+    // the database first.
+    let journal: Vec<_> = std::fs::read_dir(srv.dir.path().join("cdr-journal"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(journal.is_empty(), "journal left: {journal:?}");
 
     // The CDR, read after a restart on the same data directory.
     let dir = std::mem::replace(&mut srv.dir, tempfile::tempdir().expect("temp dir"));
@@ -342,4 +348,201 @@ fn sigterm_with_a_call_up_hangs_up_both_legs_and_closes_the_cdr() {
     assert_eq!(c["disposition"], "ANSWERED", "{c}");
     assert_eq!(c["hangupCause"], "shutdown", "{c}");
     assert!(c["billsec"].as_i64().is_some_and(|b| b >= 1), "{c}");
+}
+
+/// Every CDR row, paging through the history (the API returns 500 at most).
+fn all_calls(srv: &Running, cookie: &str) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    for page in 0..20 {
+        let (status, _, text) = srv.request(
+            "GET",
+            &format!(
+                "/api/telephony/calls/history?limit=500&offset={}",
+                page * 500
+            ),
+            None,
+            Some(cookie),
+        );
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let calls = v["calls"].as_array().cloned().unwrap_or_default();
+        let n = calls.len();
+        all.extend(calls);
+        if n < 500 {
+            return all;
+        }
+    }
+    panic!("more than 10,000 CDR rows");
+}
+
+fn epoch_ms(v: &serde_json::Value) -> i64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("a time, got {v}"));
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("time {s:?}: {e}"))
+        .timestamp_millis()
+}
+
+fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// kill -9 in the middle of a burst (400 calls/s, calls held 1 s): after a
+/// restart every call whose caller saw the 200 OK has exactly one row,
+/// closed and ANSWERED (the CDR journal, replayed at start), and the calls
+/// that were up end at the last heartbeat before the kill, not at the
+/// restart a few seconds later (cause `server_crash`): the downtime is not
+/// billed.
+#[test]
+fn kill_9_mid_burst_keeps_every_answered_call_and_bills_no_downtime() {
+    // The heartbeat interval (sip shell journal) plus scheduling slack.
+    const ALIVE_SLACK_MS: i64 = 1_000 + 700;
+    let srv = start();
+    let cookie = srv.login();
+    let (alice, alice_pw, _) = srv.agent(&cookie, "alice.crash");
+    let (bob, bob_pw, bob_ext) = srv.agent(&cookie, "bob.crash");
+    let bob_port = support::free_ports(1, true, true);
+    let bob_csv = srv.csv("bob.csv", &bob, &bob_pw);
+    assert!(
+        srv.run("reg_ok.xml", Some(&bob_csv), bob_port, &[]),
+        "{}",
+        srv.errors()
+    );
+    let alice_csv = srv.csv("alice.csv", &alice, &alice_pw);
+    let sipp = |scenario: &str, port: u16, args: &[&str]| {
+        let mut cmd = Command::new("sipp");
+        cmd.arg(&srv.sip)
+            .arg("-sf")
+            .arg(sipp_dir().join(scenario))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-timeout", "30s", "-nostdin", "-trace_err"])
+            .args(args)
+            .current_dir(srv.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        support::Reaped::spawn("sipp (Debian package sip-tester)", &mut cmd)
+    };
+    // The callee answers every call and waits for its BYE.
+    let callee = sipp("uas_answer.xml", bob_port, &["-l", "5000"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let caller_port = support::free_ports(1, true, true);
+    let csv = alice_csv.to_string_lossy().to_string();
+    let mut caller = sipp(
+        "uac_burst.xml",
+        caller_port,
+        &[
+            "-inf",
+            &csv,
+            "-s",
+            &bob_ext,
+            "-r",
+            "400",
+            "-m",
+            "800",
+            "-l",
+            "2000",
+            // Calls caught by the kill fail instead of waiting 32 s.
+            "-recv_timeout",
+            "2000",
+            "-trace_logs",
+        ],
+    );
+    // By now the first calls have hung up and hundreds are up or ringing.
+    std::thread::sleep(Duration::from_millis(1_300));
+    let mut srv = srv;
+    let killed_ms = wall_ms();
+    srv.child.kill().expect("kill -9 the server");
+    let _ = srv.child.wait();
+    // It exits with an error (the calls the kill caught failed): only its
+    // end matters, which flushes its log.
+    let finished = (0..400).any(|_| {
+        let done = matches!(caller.child.try_wait(), Ok(Some(_)));
+        if !done {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        done
+    });
+    assert!(finished, "the caller's sipp did not finish within 40 s");
+    drop(callee);
+    // Down for a few seconds: a restart-time end would bill them.
+    let down = Duration::from_millis(3_000).saturating_sub(Duration::from_millis(
+        u64::try_from(wall_ms() - killed_ms).unwrap_or(0),
+    ));
+    std::thread::sleep(down);
+
+    let mut answered: Vec<String> = Vec::new();
+    for e in std::fs::read_dir(srv.dir.path()).expect("dir").flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("uac_burst") && name.ends_with("_logs.log") {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            answered.extend(
+                text.lines()
+                    .filter_map(|l| l.trim().strip_prefix("answered "))
+                    .map(str::to_string),
+            );
+        }
+    }
+    assert!(
+        answered.len() >= 100,
+        "only {} calls answered before the kill: {}",
+        answered.len(),
+        srv.errors()
+    );
+
+    let dir = std::mem::replace(&mut srv.dir, tempfile::tempdir().expect("temp dir"));
+    drop(srv);
+    let again = start_in(dir);
+    let cookie = again.login();
+    let calls = all_calls(&again, &cookie);
+    let mut rows: std::collections::HashMap<&str, Vec<&serde_json::Value>> =
+        std::collections::HashMap::new();
+    for c in &calls {
+        rows.entry(c["callId"].as_str().unwrap_or(""))
+            .or_default()
+            .push(c);
+    }
+    let missing: Vec<_> = answered
+        .iter()
+        .filter(|id| !rows.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} calls the caller saw answered have no CDR row, e.g. {:?}",
+        missing.len(),
+        answered.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let mut crashed = 0;
+    for id in &answered {
+        let r = &rows[id.as_str()];
+        assert_eq!(r.len(), 1, "one row per call: {r:?}");
+        let c = r[0];
+        assert_eq!(c["disposition"], "ANSWERED", "{c}");
+        assert!(!c["answerTime"].is_null(), "{c}");
+        let end = epoch_ms(&c["endTime"]);
+        assert!(
+            end <= killed_ms + ALIVE_SLACK_MS,
+            "ended {} ms after the kill (downtime billed): {c}",
+            end - killed_ms
+        );
+        if c["hangupCause"] == "server_crash" {
+            crashed += 1;
+            // Closed at the last heartbeat, which is at most its interval
+            // (plus slack) before the kill.
+            assert!(end >= killed_ms - ALIVE_SLACK_MS, "{c}");
+        } else {
+            assert_eq!(c["hangupCause"], "caller_bye", "{c}");
+        }
+    }
+    assert!(
+        crashed > 0,
+        "no call was up at the kill: the test did not test the crash"
+    );
+    let open: Vec<_> = calls.iter().filter(|c| c["endTime"].is_null()).collect();
+    assert!(open.is_empty(), "rows left open: {open:?}");
+    eprintln!(
+        "{} calls answered before the kill, {} rows, {crashed} closed at the last heartbeat",
+        answered.len(),
+        calls.len()
+    );
 }

@@ -9,19 +9,22 @@
 //! trunk or a queue member).
 
 use crate::calls::Direction;
+use serde::{Deserialize, Serialize};
 
 /// Leg number within a call: 0 is the caller, 1.. the destinations tried.
 pub type LegNo = u32;
 
 /// One party of a call: the number as dialled or presented, and the agent
 /// behind it when there is one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Serde: the SIP shell journals call events to a file before acting on
+// them (crash recovery); the derived JSON is that file's format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Party {
     pub number: String,
     pub agent_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallEvent {
     pub call_id: String,
     /// Milliseconds since the Unix epoch, as the engine saw it.
@@ -29,7 +32,7 @@ pub struct CallEvent {
     pub kind: CallEventKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CallEventKind {
     /// The call was accepted for routing (after authentication). Leg 0 is
     /// the caller, reached over `transport`.
@@ -63,7 +66,8 @@ pub enum CallEventKind {
 
 /// Why a call or a leg ended; the stable strings are the `hangup_cause`
 /// column and the API's vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HangupCause {
     CallerBye,
     CalleeBye,
@@ -93,6 +97,10 @@ pub enum HangupCause {
     Shutdown,
     /// Any other failure (an unexpected final response).
     Failed,
+    /// The server process died with the call open (crash, kill -9, power
+    /// loss): the row is closed at the next start, at the last moment the
+    /// server was known to be alive.
+    ServerCrash,
 }
 
 impl HangupCause {
@@ -114,6 +122,7 @@ impl HangupCause {
             Self::MaxDuration => "max_duration",
             Self::Shutdown => "shutdown",
             Self::Failed => "failed",
+            Self::ServerCrash => "server_crash",
         }
     }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use store::call_legs::LegRow;
 use store::calls::{CallFilter, CallRow, FinishCall, SaveCall};
 
@@ -16,7 +16,7 @@ use crate::recorder::{self, CallNotice, CallRecord, LegRecord, Recorder};
 use crate::time::{from_ms, now_ms, opt_from_ms, to_ms};
 use crate::{Ctx, DomainError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Inbound,
@@ -405,6 +405,42 @@ impl CallService {
             n += u64::from(store::calls::finish(&mut tx, &f, now).await?);
         }
         store::call_legs::close_open(&mut tx, cause, now).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Closes the rows a crash left open at the last moment the server was
+    /// known to be alive (`last_alive_ms`, from the engine's persisted
+    /// heartbeat), not at the restart: the downtime is not billed. The
+    /// cause is `server_crash`; the disposition follows the usual rule
+    /// (`ANSWERED` if a leg answered, else `FAILED`). A row is never closed
+    /// before its start or answer, nor after now. Without a heartbeat the
+    /// rows end now. Returns the calls closed.
+    pub async fn close_after_crash(&self, last_alive_ms: Option<u64>) -> Result<u64, DomainError> {
+        let cause = crate::call_events::HangupCause::ServerCrash;
+        let mut tx = self.ctx.db.write().await?;
+        let now = now_ms();
+        let alive = last_alive_ms
+            .map(|t| i64::try_from(t).unwrap_or(i64::MAX))
+            .unwrap_or(now)
+            .min(now);
+        let mut n = 0;
+        for open in store::calls::open(&mut tx).await? {
+            let end = alive
+                .max(open.start_time)
+                .max(open.answer_time.unwrap_or(open.start_time));
+            let (duration, billsec) = recorder::billing(open.start_time, open.answer_time, end);
+            let f = FinishCall {
+                call_id: &open.call_id,
+                end_time: end,
+                disposition: recorder::disposition(open.answer_time.is_some(), cause).as_str(),
+                hangup_cause: cause.as_str(),
+                duration,
+                billsec,
+            };
+            n += u64::from(store::calls::finish(&mut tx, &f, now).await?);
+        }
+        store::call_legs::close_open(&mut tx, cause.as_str(), alive).await?;
         tx.commit().await?;
         Ok(n)
     }

@@ -1071,6 +1071,95 @@ async fn close_orphans_closes_open_calls_and_their_legs() {
     assert_eq!(s.calls.legs("open").await.expect("legs"), legs);
 }
 
+/// After a crash the rows left open end at the last moment the server was
+/// known alive, not at the restart: an answered call is billed up to then
+/// (ANSWERED, `server_crash`), a ringing one is FAILED; legs end then too.
+/// Never before the answer, never after now; no heartbeat: now.
+#[tokio::test]
+async fn close_after_crash_ends_calls_at_the_last_heartbeat() {
+    use domain::CallEventKind as K;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let t0 = (Utc::now() - Duration::seconds(100)).timestamp_millis() as u64;
+    s.calls
+        .record(&[
+            started("up", t0, None, None),
+            leg_added("up", t0 + 1, 1, None, "udp"),
+            ce("up", t0 + 10_000, K::Answered { leg: 1 }),
+            started("ringing", t0, None, None),
+            leg_added("ringing", t0 + 1, 1, None, "udp"),
+            started("late", t0, None, None),
+            leg_added("late", t0 + 1, 1, None, "udp"),
+            ce("late", t0 + 40_000, K::Answered { leg: 1 }),
+        ])
+        .await
+        .expect("record");
+    // Alive until t0 + 30 s; the restart is 70 s later.
+    assert_eq!(
+        s.calls
+            .close_after_crash(Some(t0 + 30_000))
+            .await
+            .expect("close"),
+        3
+    );
+    let get = |id: &'static str| {
+        let s = s.clone();
+        async move { s.calls.get(id).await.expect("get").expect("row") }
+    };
+    let up = get("up").await;
+    assert_eq!(
+        (up.disposition.as_deref(), up.hangup_cause.as_deref()),
+        (Some("ANSWERED"), Some("server_crash"))
+    );
+    assert_eq!((up.duration, up.billsec), (30, 20), "{up:?}");
+    assert_eq!(
+        up.end_time.map(|t| t.timestamp_millis()),
+        Some(t0 as i64 + 30_000)
+    );
+    let ringing = get("ringing").await;
+    assert_eq!(
+        (
+            ringing.disposition.as_deref(),
+            ringing.hangup_cause.as_deref()
+        ),
+        (Some("FAILED"), Some("server_crash"))
+    );
+    assert_eq!((ringing.duration, ringing.billsec), (30, 0));
+    // Answered after the last heartbeat: ends at its answer.
+    let late = get("late").await;
+    assert_eq!((late.duration, late.billsec), (40, 0), "{late:?}");
+    for l in s.calls.legs("late").await.expect("legs") {
+        assert_eq!(
+            l.ended_at.map(|t| t.timestamp_millis()),
+            Some(t0 as i64 + 40_000),
+            "a leg does not end before its answer: {l:?}"
+        );
+    }
+    for l in s.calls.legs("up").await.expect("legs") {
+        assert_eq!(l.end_cause.as_deref(), Some("server_crash"));
+        assert_eq!(
+            l.ended_at.map(|t| t.timestamp_millis()),
+            Some(t0 as i64 + 30_000)
+        );
+    }
+
+    // No heartbeat: closed now; a heartbeat in the future: now as well.
+    s.calls
+        .record(&[started("x", t0, None, None), started("y", t0, None, None)])
+        .await
+        .expect("record");
+    let future = Utc::now().timestamp_millis() as u64 + 3_600_000;
+    assert_eq!(
+        s.calls
+            .close_after_crash(Some(future))
+            .await
+            .expect("close"),
+        2
+    );
+    let x = get("x").await;
+    assert!((100..110).contains(&x.duration), "{x:?}");
+}
+
 /// 1,200 calls whose events interleave, recorded in batches of 500
 /// events as the SIP writer sends them: every call and leg is complete.
 #[tokio::test]

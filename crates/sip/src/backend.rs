@@ -61,8 +61,12 @@ pub trait Backend: Send + Sync + 'static {
     fn call_events(&self, ops: Vec<CallEvent>) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(each_call_event(self, ops))
     }
-    /// Close calls left open by a crash.
-    fn close_orphan_calls(&self) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// Close calls left open by a crash, at `last_alive_ms` (the last time
+    /// the previous run was known to be alive) or now when unknown.
+    fn close_orphan_calls(
+        &self,
+        last_alive_ms: Option<u64>,
+    ) -> BoxFuture<'_, Result<(), BackendError>>;
     /// A stream of account changes, if the backend has one.
     fn account_changes(&self) -> Option<mpsc::UnboundedReceiver<AccountChange>>;
 }
@@ -172,7 +176,10 @@ impl Backend for MemoryBackend {
         self.cdrs.lock().push(op);
         Box::pin(async { Ok(()) })
     }
-    fn close_orphan_calls(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn close_orphan_calls(
+        &self,
+        _last_alive_ms: Option<u64>,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async { Ok(()) })
     }
     fn account_changes(&self) -> Option<mpsc::UnboundedReceiver<AccountChange>> {

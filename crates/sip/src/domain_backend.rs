@@ -234,18 +234,22 @@ impl Backend for DomainBackend {
         })
     }
 
-    fn close_orphan_calls(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn close_orphan_calls(
+        &self,
+        last_alive_ms: Option<u64>,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             let n = self
                 .services
                 .calls
-                .close_orphans("server_restart")
+                .close_after_crash(last_alive_ms)
                 .await
                 .map_err(err)?;
             if n > 0 {
                 tracing::warn!(
                     calls = n,
-                    "closed calls left open by a previous run as FAILED"
+                    last_alive_ms,
+                    "closed calls left open by a previous run (cause server_crash)"
                 );
             }
             Ok(())

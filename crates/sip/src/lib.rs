@@ -15,6 +15,7 @@ mod shell;
 pub use backend::{AccountChange, Backend, BackendError, MemoryBackend, RegistrationState};
 pub use core::{Account, BindingRecord, Lookup, Transport};
 pub use domain_backend::DomainBackend;
+pub use shell::journal::{recover as recover_cdr_journal, Recovered};
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -78,6 +79,12 @@ pub struct SipConfig {
     /// Calls are ended after this long, a last resort when a phone vanished
     /// without session timers; zero means no limit.
     pub max_call_duration: Duration,
+    /// Directory of the CDR journal (see `shell/journal.rs`): call events
+    /// are appended there before the messages they cause are sent, so that
+    /// a crash loses no call a phone saw answered, and a heartbeat there
+    /// dates the crash. None: no journal (CDRs are only written behind, and
+    /// calls left open by a crash are closed at the next start's time).
+    pub cdr_journal_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SipConfig {
@@ -109,6 +116,7 @@ impl Default for SipConfig {
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
+            cdr_journal_dir: None,
         }
     }
 }
@@ -242,7 +250,19 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         core.restore_binding(b);
         restored += 1;
     }
-    backend.close_orphan_calls().await?;
+    let journal = match &config.cdr_journal_dir {
+        Some(dir) => {
+            shell::journal::recover(dir, backend.as_ref()).await?;
+            let j = shell::journal::Journal::open(dir, shell::now_ms()).map_err(|e| {
+                BackendError(format!("opening the CDR journal in {}: {e}", dir.display()))
+            })?;
+            Some(Arc::new(j))
+        }
+        None => {
+            backend.close_orphan_calls(None).await?;
+            None
+        }
+    };
     // The UDP socket belongs to a single-threaded runtime on its own thread
     // (see shell::spawn_udp_thread), so it is registered with that reactor.
     // That runtime is built last: dropping it here, inside the caller's
@@ -271,9 +291,16 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         core,
         Arc::new(udp),
         backend.clone(),
+        journal.clone(),
         connection_limits(&config),
         config.max_message_bytes,
     );
+    if let Some(j) = journal {
+        tokio::spawn(shell::journal::run_heartbeat(
+            j,
+            shared.shutdown.subscribe(),
+        ));
+    }
     shell::spawn_udp_thread(udp_rt, shared.clone()).map_err(SipError::Thread)?;
     tokio::spawn(shell::run_tcp(shared.clone(), tcp));
     if let Some((l, acceptor, a)) = tls {
@@ -427,6 +454,10 @@ impl SipServer {
         let deadline = tokio::time::Instant::now() + limit;
         while self.shared.writers.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.shared.writers.pending() == 0 {
+            // Everything is in the database: the journal is not needed.
+            self.shared.writers.seal_journal();
         }
     }
 }

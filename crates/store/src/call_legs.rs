@@ -103,11 +103,13 @@ pub async fn upsert(c: &mut Conn, rows: &[LegRow]) -> Result<u64, sqlx::Error> {
 }
 
 /// Closes every open leg with `cause` at `now` (never before the leg was
-/// created): legs left open by a crash.
+/// created, rang or answered): legs left open by a crash.
 pub async fn close_open(c: &mut Conn, cause: &str, now: i64) -> Result<u64, sqlx::Error> {
+    // SQLite's scalar MAX takes several arguments (NULL only if one is).
     let r = sqlx::query(
         "UPDATE call_legs SET end_cause = $1, \
-           ended_at = CASE WHEN created_at > $2 THEN created_at ELSE $2 END \
+           ended_at = MAX(created_at, COALESCE(ringing_at, created_at), \
+                          COALESCE(answered_at, created_at), $2) \
          WHERE ended_at IS NULL",
     )
     .bind(cause)

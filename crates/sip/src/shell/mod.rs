@@ -5,6 +5,7 @@
 //! drains the outputs, which are carried out after the lock is released.
 
 pub(crate) mod conns;
+pub(crate) mod journal;
 pub(crate) mod tls;
 mod udp;
 mod writer;
@@ -65,11 +66,12 @@ impl Shared {
         core: Core,
         udp: Arc<UdpSocket>,
         backend: Arc<dyn Backend>,
+        journal: Option<Arc<journal::Journal>>,
         limits: ConnLimits,
         max_bytes: usize,
     ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
-        let writers = Writers::spawn(backend.clone());
+        let writers = Writers::spawn(backend.clone(), journal);
         Arc::new(Shared {
             core: Mutex::new(core),
             flows: Mutex::new(HashMap::new()),
@@ -89,18 +91,24 @@ impl Shared {
     /// Runs `f` on the core and carries out everything it asked for.
     pub fn feed(self: &Arc<Self>, f: impl FnOnce(&mut Core)) {
         let mut outs = Vec::new();
+        let mut calls = Vec::new();
         {
             let mut core = self.core.lock();
             f(&mut core);
             while let Some(o) = core.poll_output() {
                 match o {
-                    // Queued while the core is locked, so the order the core
-                    // produced them in holds across threads (a 200 handled on
-                    // another thread must not overtake its call's start).
-                    Output::Call(ev) => self.writers.cdr(ev),
+                    Output::Call(ev) => calls.push(ev),
                     Output::Store(op) => self.writers.store(op),
                     o => outs.push(o),
                 }
+            }
+            // Journaled and queued while the core is locked, so the order
+            // the core produced them in holds across threads (a 200 handled
+            // on another thread must not overtake its call's start), and
+            // before anything of this step is sent: a phone never sees an
+            // answer whose event a crash could lose (see journal.rs).
+            if !calls.is_empty() {
+                self.writers.cdrs(calls, now_ms());
             }
         }
         // Datagrams go out together (one sendmmsg for a whole batch).
@@ -152,7 +160,7 @@ impl Shared {
                 });
             }
             Output::Store(op) => self.writers.store(op),
-            Output::Call(ev) => self.writers.cdr(ev),
+            Output::Call(ev) => self.writers.cdrs(vec![ev], now_ms()),
             Output::FlowAuthenticated(flow) => self.conns.authenticated(flow),
         }
     }

@@ -2,9 +2,14 @@
 //! the database. Registrations are saved in batches; state updates are
 //! coalesced per account; CDR operations keep their order per call (a call
 //! always goes to the same of a few writer tasks).
+//!
+//! With a [`Journal`] every batch of call events is first appended to it
+//! (see `journal.rs`), and each event carries its journal segment to the
+//! writer, which reports it written once the database has it.
 
 use crate::backend::{Backend, RegistrationState};
 use crate::core::{BindingRecord, StoreOp};
+use crate::shell::journal::{Journal, Segment};
 use domain::call_events::CallEvent;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -25,15 +30,20 @@ const CDR_WRITERS: usize = 1;
 /// REGISTER (a futex call across threads) costs more than the write itself.
 const TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// A call event on its way to the database, with the journal segment
+/// that holds it.
+type Queued = (CallEvent, Option<Arc<Segment>>);
+
 pub(crate) struct Writers {
     store: mpsc::UnboundedSender<StoreOp>,
-    cdr: Vec<mpsc::UnboundedSender<CallEvent>>,
+    cdr: Vec<mpsc::UnboundedSender<Queued>>,
+    journal: Option<Arc<Journal>>,
     /// Operations queued and not yet written (for a clean shutdown).
     pending: Arc<AtomicUsize>,
 }
 
 impl Writers {
-    pub fn spawn(backend: Arc<dyn Backend>) -> Writers {
+    pub fn spawn(backend: Arc<dyn Backend>, journal: Option<Arc<Journal>>) -> Writers {
         let pending = Arc::new(AtomicUsize::new(0));
         let (store, rx) = mpsc::unbounded_channel();
         tokio::spawn(store_loop(backend.clone(), rx, pending.clone()));
@@ -46,6 +56,7 @@ impl Writers {
         Writers {
             store,
             cdr,
+            journal,
             pending,
         }
     }
@@ -61,13 +72,31 @@ impl Writers {
         }
     }
 
+    /// Journals the call events the core produced in one step (one
+    /// write), then queues them for the database. Call it with the core
+    /// locked, before the messages of that step are sent.
+    pub fn cdrs(&self, ops: Vec<CallEvent>, now_ms: u64) {
+        let segment = self.journal.as_ref().and_then(|j| j.append(&ops, now_ms));
+        for op in ops {
+            self.cdr(op, segment.clone());
+        }
+    }
+
+    /// A clean stop, after [`Writers::pending`] reached zero: the journal
+    /// files are no longer needed.
+    pub fn seal_journal(&self) {
+        if let Some(j) = &self.journal {
+            j.seal();
+        }
+    }
+
     /// Queues a call event; events of one call keep their order.
-    pub fn cdr(&self, op: CallEvent) {
+    fn cdr(&self, op: CallEvent, segment: Option<Arc<Segment>>) {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         op.call_id.hash(&mut h);
         let i = (h.finish() as usize) % self.cdr.len();
         self.pending.fetch_add(1, Ordering::AcqRel);
-        if self.cdr[i].send(op).is_err() {
+        if self.cdr[i].send((op, segment)).is_err() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -100,20 +129,48 @@ async fn next_batch<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
 
 async fn cdr_loop(
     backend: Arc<dyn Backend>,
-    mut rx: mpsc::UnboundedReceiver<CallEvent>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     pending: Arc<AtomicUsize>,
 ) {
-    while let Some(mut ops) = next_batch(&mut rx).await {
+    while let Some(mut queued) = next_batch(&mut rx).await {
         // Chunks go out one after the other, so the order per call holds.
-        while !ops.is_empty() {
-            let rest = ops.split_off(ops.len().min(CDR_BATCH));
-            let n = ops.len();
-            if let Err(e) = backend.call_events(ops).await {
-                tracing::warn!(error = %e, "CDR write failed");
-            }
+        while !queued.is_empty() {
+            let rest = queued.split_off(queued.len().min(CDR_BATCH));
+            let n = queued.len();
+            let (ops, segments): (Vec<CallEvent>, Vec<Option<Arc<Segment>>>) =
+                queued.into_iter().unzip();
+            let ok = match backend.call_events(ops).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "CDR write failed");
+                    false
+                }
+            };
+            report_written(&segments, ok);
             pending.fetch_sub(n, Ordering::AcqRel);
-            ops = rest;
+            queued = rest;
         }
+    }
+}
+
+/// Tells each journal segment how many of its events were written (runs
+/// of the same segment are counted together: a batch spans one or two).
+fn report_written(segments: &[Option<Arc<Segment>>], ok: bool) {
+    let mut i = 0;
+    while i < segments.len() {
+        let mut j = i + 1;
+        let same = |a: &Option<Arc<Segment>>, b: &Option<Arc<Segment>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        while j < segments.len() && same(&segments[i], &segments[j]) {
+            j += 1;
+        }
+        if let Some(seg) = &segments[i] {
+            seg.written(j - i, ok);
+        }
+        i = j;
     }
 }
 
@@ -285,7 +342,7 @@ mod tests {
             }
             seen
         });
-        let w = Writers::spawn(Arc::new(DomainBackend::new(s.clone())));
+        let w = Writers::spawn(Arc::new(DomainBackend::new(s.clone())), None);
         let t0 = 1_700_000_000_000u64;
         let per_call: Vec<Vec<CallEvent>> = (0..n).map(|i| ops(i, t0, None)).collect();
         // Round-robin over the calls: start of all, then the next op of each.
@@ -293,7 +350,7 @@ mod tests {
         for k in 0..longest {
             for call in &per_call {
                 if let Some(op) = call.get(k) {
-                    w.cdr(op.clone());
+                    w.cdr(op.clone(), None);
                 }
             }
         }
@@ -341,12 +398,12 @@ mod tests {
     async fn cdr_writer_bad_op_does_not_lose_its_batch() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = services(&dir).await;
-        let w = Writers::spawn(Arc::new(DomainBackend::new(s.clone())));
+        let w = Writers::spawn(Arc::new(DomainBackend::new(s.clone())), None);
         let t0 = 1_700_000_000_000u64;
         for i in 0..10 {
             let agent = (i == 4).then_some(424_242);
             for op in ops(i, t0, agent) {
-                w.cdr(op);
+                w.cdr(op, None);
             }
         }
         wait_written(&w).await;
@@ -369,10 +426,10 @@ mod tests {
     #[tokio::test]
     async fn cdr_writer_default_batch_keeps_order() {
         let backend = Arc::new(crate::MemoryBackend::default());
-        let w = Writers::spawn(backend.clone());
+        let w = Writers::spawn(backend.clone(), None);
         let queued: Vec<CallEvent> = (0..700).flat_map(|i| ops(i, 0, None)).collect();
         for op in &queued {
-            w.cdr(op.clone());
+            w.cdr(op.clone(), None);
         }
         wait_written(&w).await;
         assert_eq!(*backend.cdrs.lock(), queued);
