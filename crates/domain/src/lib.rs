@@ -38,6 +38,7 @@ pub use error::DomainError;
 pub use events::{Event, EventBus};
 pub use recorder::Recorder;
 pub use registrations::{RegistrationRecord, RegistrationService};
+pub use sip_accounts::RegistrationStateUpdate;
 pub use sip_accounts::{DigestCredentials, Ha1, SipAccountInfo, SipAccountService, SipCredentials};
 pub use store::Db;
 pub use users::{NewUser, Role, User, UserService, UserUpdate};

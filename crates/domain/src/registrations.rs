@@ -81,10 +81,9 @@ impl RegistrationService {
         if rs.is_empty() {
             return Ok(());
         }
+        let rows: Vec<RegistrationRow> = rs.iter().map(to_row).collect();
         let mut tx = self.ctx.db.write().await?;
-        for r in rs {
-            store::registrations::upsert(&mut tx, &to_row(r)).await?;
-        }
+        store::registrations::upsert_many(&mut tx, &rows).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -193,6 +193,16 @@ pub struct SipAccountService {
     ctx: Arc<Ctx>,
 }
 
+/// What the registrar saw of one account (see
+/// [`SipAccountService::set_registration_states`]).
+#[derive(Debug, Clone)]
+pub struct RegistrationStateUpdate<'a> {
+    pub username: &'a str,
+    pub registered: bool,
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<&'a str>,
+}
+
 impl SipAccountService {
     pub(crate) fn new(ctx: Arc<Ctx>) -> Self {
         Self { ctx }
@@ -297,6 +307,30 @@ impl SipAccountService {
             now_ms(),
         )
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Self::set_registration_state`] for many accounts in one
+    /// transaction (each username once).
+    pub async fn set_registration_states(
+        &self,
+        states: &[RegistrationStateUpdate<'_>],
+    ) -> Result<(), DomainError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<store::sip_accounts::RegistrationStateRow<'_>> = states
+            .iter()
+            .map(|s| store::sip_accounts::RegistrationStateRow {
+                username: s.username,
+                registered: s.registered,
+                user_agent: s.user_agent,
+                ip: s.ip,
+            })
+            .collect();
+        let mut tx = self.ctx.db.write().await?;
+        store::sip_accounts::set_registration_states(&mut tx, &rows, now_ms()).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -51,7 +51,12 @@ pub trait Backend: Send + Sync + 'static {
         contact: String,
     ) -> BoxFuture<'_, Result<(), BackendError>>;
     fn remove_all_bindings(&self, username: String) -> BoxFuture<'_, Result<(), BackendError>>;
-    fn registration_state(&self, s: RegistrationState) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// What the registrar now knows of these accounts (one entry per
+    /// account; a backend over a database writes them together).
+    fn registration_states(
+        &self,
+        states: Vec<RegistrationState>,
+    ) -> BoxFuture<'_, Result<(), BackendError>>;
     /// A call event for the CDR recorder, in order per call.
     fn call_event(&self, op: CallEvent) -> BoxFuture<'_, Result<(), BackendError>>;
     /// Many call events in order (a backend over a database does them in one
@@ -168,8 +173,11 @@ impl Backend for MemoryBackend {
         self.bindings.lock().retain(|(u, _), _| *u != username);
         Box::pin(async { Ok(()) })
     }
-    fn registration_state(&self, s: RegistrationState) -> BoxFuture<'_, Result<(), BackendError>> {
-        self.states.lock().push(s);
+    fn registration_states(
+        &self,
+        states: Vec<RegistrationState>,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.states.lock().extend(states);
         Box::pin(async { Ok(()) })
     }
     fn call_event(&self, op: CallEvent) -> BoxFuture<'_, Result<(), BackendError>> {

@@ -175,25 +175,35 @@ impl Backend for DomainBackend {
         })
     }
 
-    fn registration_state(&self, s: RegistrationState) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn registration_states(
+        &self,
+        states: Vec<RegistrationState>,
+    ) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
+            let rows: Vec<domain::RegistrationStateUpdate<'_>> = states
+                .iter()
+                .map(|s| domain::RegistrationStateUpdate {
+                    username: &s.username,
+                    registered: s.registered,
+                    user_agent: s.user_agent.as_deref(),
+                    ip: s.ip.as_deref(),
+                })
+                .collect();
             self.services
                 .sip_accounts
-                .set_registration_state(
-                    &s.username,
-                    s.registered,
-                    s.user_agent.as_deref(),
-                    s.ip.as_deref(),
-                )
+                .set_registration_states(&rows)
                 .await
                 .map_err(err)?;
-            self.services.events.publish(domain::Event::Registration {
-                at: Utc::now(),
-                username: s.username,
-                extension: s.extension,
-                registered: s.registered,
-                contacts: u32::try_from(s.contacts).unwrap_or(u32::MAX),
-            });
+            let at = Utc::now();
+            for s in states {
+                self.services.events.publish(domain::Event::Registration {
+                    at,
+                    username: s.username,
+                    extension: s.extension,
+                    registered: s.registered,
+                    contacts: u32::try_from(s.contacts).unwrap_or(u32::MAX),
+                });
+            }
             Ok(())
         })
     }

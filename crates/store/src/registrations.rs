@@ -2,6 +2,7 @@
 //! contact).
 
 use crate::Conn;
+use sqlx::{QueryBuilder, Sqlite};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RegistrationRow {
@@ -42,6 +43,57 @@ pub async fn upsert(c: &mut Conn, r: &RegistrationRow) -> Result<(), sqlx::Error
     .bind(r.registered_at)
     .execute(&mut *c)
     .await?;
+    Ok(())
+}
+
+/// Rows per multi-row statement: 11 parameters each stays far below the
+/// parameter limits of SQLite (32,766) and PostgreSQL (65,535).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// [`upsert`] for many bindings, a few hundred per statement: one statement
+/// per binding cost a round trip to the database thread each and limited
+/// the REGISTER rate (see `bench/REPORT.md`). Within one call the last row
+/// for a (username, contact) wins.
+pub async fn upsert_many(c: &mut Conn, rows: &[RegistrationRow]) -> Result<(), sqlx::Error> {
+    // One statement cannot update the same row twice: keep the last.
+    let mut last = std::collections::HashMap::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        last.insert((r.username.as_str(), r.contact.as_str()), i);
+    }
+    let unique: Vec<&RegistrationRow> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| last.get(&(r.username.as_str(), r.contact.as_str())) == Some(i))
+        .map(|(_, r)| r)
+        .collect();
+    for chunk in unique.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO registrations (username, contact, transport, source, user_agent, \
+               instance_id, reg_id, call_id, cseq, expires_at, registered_at) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(&r.username)
+                .push_bind(&r.contact)
+                .push_bind(&r.transport)
+                .push_bind(&r.source)
+                .push_bind(&r.user_agent)
+                .push_bind(&r.instance_id)
+                .push_bind(r.reg_id)
+                .push_bind(&r.call_id)
+                .push_bind(r.cseq)
+                .push_bind(r.expires_at)
+                .push_bind(r.registered_at);
+        });
+        q.push(
+            " ON CONFLICT (username, contact) DO UPDATE SET transport = excluded.transport, \
+               source = excluded.source, user_agent = excluded.user_agent, \
+               instance_id = excluded.instance_id, reg_id = excluded.reg_id, \
+               call_id = excluded.call_id, cseq = excluded.cseq, \
+               expires_at = excluded.expires_at, registered_at = excluded.registered_at",
+        );
+        // Not cached: its text varies with the batch size.
+        q.build().persistent(false).execute(&mut *c).await?;
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! stored, only its HA1 digests for the configured realm.
 
 use crate::Conn;
+use sqlx::{QueryBuilder, Sqlite};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SipAccountRow {
@@ -176,6 +177,56 @@ pub async fn set_registration_state(
     .execute(&mut *c)
     .await?;
     Ok(r.rows_affected() > 0)
+}
+
+/// What the registrar saw of one account, for [`set_registration_states`].
+#[derive(Debug, Clone)]
+pub struct RegistrationStateRow<'a> {
+    pub username: &'a str,
+    pub registered: bool,
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<&'a str>,
+}
+
+/// Accounts per multi-row statement.
+const STATES_PER_STATEMENT: usize = 500;
+
+/// [`set_registration_state`] for many accounts, a few hundred per
+/// statement (one statement per account was a database round trip each at
+/// every REGISTER burst). Each username must appear once. Returns the rows
+/// changed.
+pub async fn set_registration_states(
+    c: &mut Conn,
+    states: &[RegistrationStateRow<'_>],
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut n = 0;
+    for chunk in states.chunks(STATES_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("WITH v(username, registered, user_agent, ip) AS (");
+        q.push_values(chunk, |mut b, s| {
+            b.push_bind(s.username)
+                .push_bind(s.registered)
+                .push_bind(s.user_agent)
+                .push_bind(s.ip);
+        });
+        q.push(") UPDATE sip_accounts SET registered = v.registered, last_registered_at = CASE WHEN v.registered THEN ");
+        q.push_bind(now);
+        q.push(
+            " ELSE sip_accounts.last_registered_at END, \
+               user_agent = COALESCE(v.user_agent, sip_accounts.user_agent), \
+               ip_address = COALESCE(v.ip, sip_accounts.ip_address), updated_at = ",
+        );
+        q.push_bind(now);
+        q.push(" FROM v WHERE sip_accounts.username = v.username");
+        n += q
+            .build()
+            .persistent(false)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+    }
+    Ok(n)
 }
 
 pub async fn delete_for_user(c: &mut Conn, user_id: i64) -> Result<bool, sqlx::Error> {

@@ -351,3 +351,119 @@ async fn calls_and_legs_save_as_whole_rows() {
         .is_empty());
     tx.commit().await.expect("commit");
 }
+
+/// Many bindings and registration states in a few statements: each row
+/// lands, a repeated (username, contact) keeps its last values, other
+/// accounts are untouched.
+#[tokio::test]
+async fn registrations_and_states_are_written_in_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(&dir).await;
+    let mut tx = db.write().await.expect("tx");
+    let n = 1_200; // more than one multi-row statement
+    for i in 0..n {
+        let login = format!("u{i}");
+        let id = store::users::insert(
+            &mut tx,
+            &store::users::NewUser {
+                name: "U",
+                login: Some(&login),
+                email: None,
+                phone: None,
+                role: "agent",
+                password_hash: "x",
+                active: true,
+            },
+            1,
+        )
+        .await
+        .expect("user");
+        let ext = format!("{}", 1000 + i);
+        store::sip_accounts::insert(
+            &mut tx,
+            &store::sip_accounts::NewSipAccount {
+                user_id: id,
+                username: &login,
+                extension: &ext,
+                ha1_md5: "m",
+                ha1_sha256: "s",
+            },
+            1,
+        )
+        .await
+        .expect("account");
+    }
+    let reg = |i: usize, cseq: i64| store::registrations::RegistrationRow {
+        username: format!("u{i}"),
+        contact: format!("sip:u{i}@127.0.0.1:5062"),
+        transport: "udp".into(),
+        source: "127.0.0.1:5062".into(),
+        user_agent: Some("ua".into()),
+        instance_id: None,
+        reg_id: None,
+        call_id: format!("c{i}"),
+        cseq,
+        expires_at: 10_000,
+        registered_at: 1,
+    };
+    // Every account but the last once, then account 0 again with a later CSeq.
+    let mut rows: Vec<_> = (0..n - 1).map(|i| reg(i, 1)).collect();
+    rows.push(reg(0, 7));
+    store::registrations::upsert_many(&mut tx, &rows)
+        .await
+        .expect("upsert_many");
+    let saved = store::registrations::unexpired(&mut tx, 0)
+        .await
+        .expect("load");
+    assert_eq!(saved.len(), n - 1);
+    let first = saved.iter().find(|r| r.username == "u0").expect("u0");
+    assert_eq!(first.cseq, 7, "the last row for a binding wins");
+
+    let names: Vec<String> = (0..n - 1).map(|i| format!("u{i}")).collect();
+    let states: Vec<_> = names
+        .iter()
+        .map(|u| store::sip_accounts::RegistrationStateRow {
+            username: u,
+            registered: true,
+            user_agent: Some("phone/1"),
+            ip: Some("127.0.0.9"),
+        })
+        .collect();
+    let changed = store::sip_accounts::set_registration_states(&mut tx, &states, 42)
+        .await
+        .expect("states");
+    assert_eq!(changed, (n - 1) as u64);
+    let a = store::sip_accounts::by_username(&mut tx, "u5")
+        .await
+        .expect("q")
+        .expect("u5");
+    assert!(a.registered);
+    assert_eq!(a.last_registered_at, Some(42));
+    assert_eq!(a.user_agent.as_deref(), Some("phone/1"));
+    assert_eq!(a.ip_address.as_deref(), Some("127.0.0.9"));
+    let last = format!("u{}", n - 1);
+    let untouched = store::sip_accounts::by_username(&mut tx, &last)
+        .await
+        .expect("q")
+        .expect("last");
+    assert!(!untouched.registered);
+    assert_eq!(untouched.last_registered_at, None);
+    // Unregistering keeps the time of the last registration.
+    let off = [store::sip_accounts::RegistrationStateRow {
+        username: "u5",
+        registered: false,
+        user_agent: None,
+        ip: None,
+    }];
+    store::sip_accounts::set_registration_states(&mut tx, &off, 50)
+        .await
+        .expect("off");
+    let a = store::sip_accounts::by_username(&mut tx, "u5")
+        .await
+        .expect("q")
+        .expect("u5");
+    assert!(!a.registered);
+    assert_eq!(a.last_registered_at, Some(42));
+    assert_eq!(a.user_agent.as_deref(), Some("phone/1"));
+    tx.commit().await.expect("commit");
+}

@@ -231,8 +231,9 @@ async fn store_loop(
             }
         }
         flush(&backend, &mut saves).await;
-        for (_, s) in states.drain() {
-            if let Err(e) = backend.registration_state(s).await {
+        if !states.is_empty() {
+            let batch: Vec<RegistrationState> = states.drain().map(|(_, s)| s).collect();
+            if let Err(e) = backend.registration_states(batch).await {
                 tracing::warn!(error = %e, "registration state update failed");
             }
         }
