@@ -27,6 +27,8 @@ pub fn domain_config(cfg: &Config, http_addr: SocketAddr) -> DomainConfig {
         } else {
             PasswordCost::Argon2Default
         },
+        // Internal: one or two at once (by CPU count), 16 waiting, 0.5 s.
+        hash_limits: domain::passwords::HashLimits::default(),
         login_limits: LoginLimits {
             max_failures: cfg.auth.login_max_failures,
             window_secs: u64::from(cfg.auth.login_window_secs),

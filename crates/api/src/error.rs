@@ -24,6 +24,8 @@ pub enum AppError {
     Invalid { field: String, message: String },
     #[error("too many attempts, retry in {0} s")]
     RateLimited(u64),
+    #[error("the server is busy, retry in {0} s")]
+    Busy(u64),
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -48,7 +50,7 @@ impl AppError {
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,6 +67,7 @@ impl AppError {
             Self::RateLimited(_) => "rate_limited".into(),
             Self::PayloadTooLarge => "payload_too_large".into(),
             Self::Unavailable(_) => "unavailable".into(),
+            Self::Busy(_) => "busy".into(),
             Self::Internal(_) => "internal".into(),
         }
     }
@@ -105,6 +108,7 @@ impl From<DomainError> for AppError {
             },
             DomainError::InvalidCredentials => Self::InvalidCredentials,
             DomainError::RateLimited { retry_after_secs } => Self::RateLimited(retry_after_secs),
+            DomainError::Busy { retry_after_secs } => Self::Busy(retry_after_secs),
             DomainError::NotAllowed { code, message } => Self::Conflict { code, message },
             other => Self::Internal(other.to_string()),
         }
@@ -154,12 +158,14 @@ impl IntoResponse for AppError {
             "error": {"code": self.code(), "message": self.public_message()},
         });
         let mut resp = (status, axum::Json(body)).into_response();
-        if let Self::RateLimited(secs) = &self {
+        if let Self::RateLimited(secs) | Self::Busy(secs) = &self {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
-        if status.is_server_error() {
+        // A busy answer is expected under a login flood: not logged as a
+        // failure (it would add a log line per attempt of the flood).
+        if status.is_server_error() && !matches!(self, Self::Busy(_)) {
             resp.extensions_mut().insert(LoggedError(self.to_string()));
         }
         resp
