@@ -188,12 +188,31 @@ pub async fn log_errors(req: axum::extract::Request, next: axum::middleware::Nex
     resp
 }
 
+/// The console's Content-Security-Policy: its scripts, styles and fonts
+/// come only from this server (the build has no inline script or style),
+/// no plugins, no framing, forms post here only. `connect-src` allows the
+/// API here and SIP over WebSocket to any host (the softphone's WebSocket
+/// URL is a setting and may name another server). `data:` images: the
+/// empty favicon of index.html. `blob:` media: nothing today, kept so a
+/// recorded-audio player does not need a policy change.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+style-src 'self'; img-src 'self' data:; font-src 'self'; media-src 'self' blob:; \
+connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; form-action 'self'; \
+frame-ancestors 'none'";
+
 /// Headers every answer carries: no MIME sniffing, no framing (clickjacking
-/// of the console), no referrer leaking console URLs.
+/// of the console), no referrer leaking console URLs, the console's
+/// Content-Security-Policy; and `Cache-Control: no-store` on the JSON of
+/// `/api` and `/hr` (sessions, agents, CDRs must not stay in a shared or
+/// browser cache).
 pub async fn security_headers(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let path = req.uri().path();
+    let json_api = ["/api", "/hr"]
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')));
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.entry(header::X_CONTENT_TYPE_OPTIONS)
@@ -202,5 +221,10 @@ pub async fn security_headers(
         .or_insert(HeaderValue::from_static("DENY"));
     h.entry(header::REFERRER_POLICY)
         .or_insert(HeaderValue::from_static("no-referrer"));
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    if json_api {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     resp
 }
