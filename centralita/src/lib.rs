@@ -102,6 +102,7 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         max_message_bytes: cfg.sip.max_message_bytes as usize,
         max_connections_per_ip: cfg.sip.max_connections_per_ip as usize,
         sha256_user_agents: cfg.sip.sha256_user_agents.clone(),
+        scanner_user_agents: cfg.sip.scanner_user_agents.clone(),
         session_expires: Duration::from_secs(u64::from(cfg.sip.session_expires_secs)),
         min_session_expires: Duration::from_secs(u64::from(cfg.sip.min_session_expires_secs)),
         max_call_duration: Duration::from_secs(u64::from(cfg.sip.max_call_duration_secs)),
@@ -545,6 +546,11 @@ mod tests {
                 "CENTRALITA_SIP_SHA256_USER_AGENTS",
                 "Zoiper,Linphone",
                 "sha256_user_agents",
+            ),
+            (
+                "CENTRALITA_SIP_SCANNER_USER_AGENTS",
+                "evil-scanner",
+                "scanner_user_agents",
             ),
             (
                 "CENTRALITA_SIP_SESSION_EXPIRES_SECS",
