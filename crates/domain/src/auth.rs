@@ -140,13 +140,13 @@ impl AuthService {
         } else {
             None
         };
+        // Unknown logins are never trusted, so this answers the same for
+        // names that do not exist.
+        let trusted = match (&found, ip) {
+            (Some((id, _, _)), Some(ip)) => self.is_trusted(*id, ip, now),
+            _ => false,
+        };
         if let Some(secs) = self.limiter.check(&acct_key, now) {
-            // Unknown logins are never trusted, so this answers the same
-            // for names that do not exist.
-            let trusted = match (&found, ip) {
-                (Some((id, _, _)), Some(ip)) => self.is_trusted(*id, ip, now),
-                _ => false,
-            };
             if !trusted {
                 return Err(DomainError::RateLimited {
                     retry_after_secs: secs,
@@ -154,7 +154,7 @@ impl AuthService {
             }
         }
         let verified = match &found {
-            Some((_, hash, _)) => self.ctx.hashes.verify(password, hash).await?,
+            Some((_, hash, _)) => self.ctx.hashes.verify_as(trusted, password, hash).await?,
             None => {
                 // Same work for unknown logins, so timing does not tell.
                 let dummy = self.ctx.hashes.dummy_hash(self.ctx.cfg.password_cost).await;

@@ -8,8 +8,8 @@
 //! (jemalloc with background threads) hands it back to the system.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 use argon2::{
     password_hash::{PasswordHasher, PasswordVerifier},
@@ -59,10 +59,24 @@ pub struct HashStats {
 pub struct HashPool {
     limits: HashLimits,
     permits: tokio::sync::Semaphore,
+    /// One more permit, only for logins from an address that logged in as
+    /// that account before: a flood must not keep the admin out.
+    reserved: tokio::sync::Semaphore,
     waiting: AtomicUsize,
     running: AtomicUsize,
     peak: AtomicUsize,
     refused: AtomicU64,
+}
+
+/// How a hash gets its permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Waits as long as it takes (hashing a new password: an admin's action).
+    Wait,
+    /// A login: refused when too many wait or the wait is too long.
+    Bounded,
+    /// A login from an address that logged in as that account before.
+    Trusted,
 }
 
 /// Counts one running hash while alive.
@@ -88,6 +102,7 @@ impl HashPool {
         Self {
             limits,
             permits: tokio::sync::Semaphore::new(limits.concurrency.max(1)),
+            reserved: tokio::sync::Semaphore::new(1),
             waiting: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
@@ -114,10 +129,26 @@ impl HashPool {
     /// gives up (Busy) when too many wait or the wait is too long.
     async fn run<T: Send + 'static>(
         &self,
-        bounded: bool,
+        turn: Turn,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, DomainError> {
-        let permit = if bounded {
+        let permit = if turn == Turn::Trusted {
+            // A free shared permit, else the reserved one (waiting longer:
+            // only trusted logins queue there).
+            match self.permits.try_acquire() {
+                Ok(p) => p,
+                Err(_) => {
+                    let wait = self.limits.max_wait.saturating_mul(4);
+                    match tokio::time::timeout(wait, self.reserved.acquire()).await {
+                        Ok(Ok(p)) => p,
+                        Ok(Err(e)) => {
+                            return Err(DomainError::Internal(format!("hash permits: {e}")))
+                        }
+                        Err(_) => return Err(self.busy()),
+                    }
+                }
+            }
+        } else if turn == Turn::Bounded {
             let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
             let _waiting = Waiting(self);
             if queued >= self.limits.max_waiting {
@@ -148,7 +179,7 @@ impl HashPool {
     /// authenticated admin's action, never a flood).
     pub async fn hash(&self, cost: PasswordCost, password: &str) -> Result<String, DomainError> {
         let pw = password.to_owned();
-        self.run(false, move || {
+        self.run(Turn::Wait, move || {
             hasher(cost)
                 .hash_password(pw.as_bytes())
                 .map(|h| h.to_string())
@@ -160,9 +191,25 @@ impl HashPool {
     /// Checks `password` against a PHC string (its own parameters apply);
     /// `Busy` when no permit came in time.
     pub async fn verify(&self, password: &str, phc: &str) -> Result<bool, DomainError> {
+        self.verify_as(false, password, phc).await
+    }
+
+    /// Like [`HashPool::verify`]; `trusted` (the address logged in as this
+    /// account before) may also use the reserved permit.
+    pub async fn verify_as(
+        &self,
+        trusted: bool,
+        password: &str,
+        phc: &str,
+    ) -> Result<bool, DomainError> {
         let pw = password.to_owned();
         let phc = phc.to_owned();
-        self.run(true, move || {
+        let turn = if trusted {
+            Turn::Trusted
+        } else {
+            Turn::Bounded
+        };
+        self.run(turn, move || {
             Argon2::default()
                 .verify_password(pw.as_bytes(), phc.as_str())
                 .is_ok()
@@ -174,20 +221,20 @@ impl HashPool {
     /// against when the login is unknown so that unknown and known logins
     /// take the same time.
     pub async fn dummy_hash(&self, cost: PasswordCost) -> &'static str {
-        static DEFAULT: OnceLock<String> = OnceLock::new();
-        static CHEAP: OnceLock<String> = OnceLock::new();
+        // One initialiser, the others wait for it: a flood of unknown
+        // logins right after start must not compute one dummy hash each.
+        static DEFAULT: OnceCell<String> = OnceCell::const_new();
+        static CHEAP: OnceCell<String> = OnceCell::const_new();
         let cell = match cost {
             PasswordCost::Argon2Default => &DEFAULT,
             PasswordCost::TestOnlyCheap => &CHEAP,
         };
-        if let Some(h) = cell.get() {
-            return h;
-        }
-        let h = self
-            .hash(cost, &crate::sip_credentials::random_hex(16))
-            .await
-            .unwrap_or_default();
-        cell.get_or_init(|| h)
+        cell.get_or_init(|| async {
+            self.hash(cost, &crate::sip_credentials::random_hex(16))
+                .await
+                .unwrap_or_default()
+        })
+        .await
     }
 }
 
@@ -225,6 +272,12 @@ mod tests {
                 (pool.verify("wrong", &phc).await, t.elapsed())
             }));
         }
+        // While the flood runs, a login from an address the account trusts
+        // gets the reserved permit instead of a 503.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(pool.stats().running >= 1, "the flood is running");
+        let trusted = pool.verify_as(true, "right", &phc).await;
+        assert_eq!(trusted.ok(), Some(true), "trusted login during the flood");
         let (mut busy, mut checked) = (0, 0);
         for t in tasks {
             let (r, took) = t.await.expect("task");
@@ -244,7 +297,8 @@ mod tests {
             }
         }
         let s = pool.stats();
-        assert_eq!(s.peak, 1, "{s:?}");
+        // One shared permit plus the reserved one.
+        assert_eq!(s.peak, 2, "{s:?}");
         assert_eq!(s.running, 0);
         assert!(busy > 0 && checked > 0, "busy {busy}, checked {checked}");
         assert_eq!(s.refused, busy);
