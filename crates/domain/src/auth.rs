@@ -59,6 +59,9 @@ const TRUSTED_ACCOUNTS: usize = 100_000;
 /// How long an address that logged in stays trusted for its account.
 const TRUST_MS: i64 = 30 * 24 * 3_600_000;
 
+/// user id -> (address, last successful login ms), most recent first.
+type TrustedAddresses = HashMap<i64, Vec<(String, i64)>>;
+
 #[derive(Clone, Debug)]
 pub struct AuthService {
     ctx: Arc<Ctx>,
@@ -68,7 +71,7 @@ pub struct AuthService {
     /// their own address's). In memory, like the limiter: a block never
     /// outlives a restart either, and looking addresses up in the database
     /// would put a query on the path an attacker hammers.
-    trusted: Arc<Mutex<HashMap<i64, Vec<(String, i64)>>>>,
+    trusted: Arc<Mutex<TrustedAddresses>>,
 }
 
 impl AuthService {

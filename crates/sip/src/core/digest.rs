@@ -242,7 +242,7 @@ impl NonceKeeper {
         for i in 0..secrets.len().max(MIN_SECRETS_CHECKED) {
             let live = secrets
                 .get(i)
-                .filter(|s| !s.expires_at_ms.is_some_and(|e| e <= now_ms));
+                .filter(|s| s.expires_at_ms.is_none_or(|e| e > now_ms));
             let h = match (live, alg) {
                 (Some(s), Algorithm::Md5) => s.md5.as_str(),
                 (Some(s), Algorithm::Sha256) => s.sha256.as_str(),
