@@ -108,6 +108,8 @@ pub struct SipConfig {
     pub idle_connection_timeout_secs: u32,
     /// User-Agent prefixes also offered a SHA-256 digest challenge (see the sample config).
     pub sha256_user_agents: Vec<String>,
+    /// Requests whose User-Agent contains one of these are dropped (scanners).
+    pub scanner_user_agents: Vec<String>,
     /// RFC 4028 session interval offered on both legs; 0 turns timers off.
     pub session_expires_secs: u32,
     /// Smallest session interval accepted (Min-SE, at least 90).
@@ -213,6 +215,7 @@ impl SipConfig {
             unauthenticated_timeout_secs: secs(server.unauthenticated_timeout),
             idle_connection_timeout_secs: secs(server.idle_connection_timeout),
             sha256_user_agents: server.sha256_user_agents.clone(),
+            scanner_user_agents: server.scanner_user_agents.clone(),
             session_expires_secs: secs(server.session_expires),
             min_session_expires_secs: secs(server.min_session_expires),
             max_call_duration_secs: secs(server.max_call_duration),

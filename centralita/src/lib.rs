@@ -27,6 +27,8 @@ pub fn domain_config(cfg: &Config, http_addr: SocketAddr) -> DomainConfig {
         } else {
             PasswordCost::Argon2Default
         },
+        // Internal: one or two at once (by CPU count), 16 waiting, 0.5 s.
+        hash_limits: domain::passwords::HashLimits::default(),
         login_limits: LoginLimits {
             max_failures: cfg.auth.login_max_failures,
             window_secs: u64::from(cfg.auth.login_window_secs),
@@ -147,6 +149,7 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
             cfg.sip.idle_connection_timeout_secs.max(1),
         )),
         sha256_user_agents: cfg.sip.sha256_user_agents.clone(),
+        scanner_user_agents: cfg.sip.scanner_user_agents.clone(),
         session_expires: Duration::from_secs(u64::from(cfg.sip.session_expires_secs)),
         min_session_expires: Duration::from_secs(u64::from(cfg.sip.min_session_expires_secs)),
         max_call_duration: Duration::from_secs(u64::from(cfg.sip.max_call_duration_secs)),
@@ -599,6 +602,11 @@ mod tests {
                 "CENTRALITA_SIP_SHA256_USER_AGENTS",
                 "Zoiper,Linphone",
                 "sha256_user_agents",
+            ),
+            (
+                "CENTRALITA_SIP_SCANNER_USER_AGENTS",
+                "evil-scanner",
+                "scanner_user_agents",
             ),
             (
                 "CENTRALITA_SIP_SESSION_EXPIRES_SECS",

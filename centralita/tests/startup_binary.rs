@@ -217,6 +217,13 @@ fn help_and_readme_agree_with_the_settings() {
             Some(toml::Value::Integer(i)) => assert_eq!(shown, i.to_string(), "{line}"),
             Some(toml::Value::Boolean(b)) => assert_eq!(shown, b.to_string(), "{line}"),
             Some(toml::Value::Array(a)) if a.is_empty() => assert_eq!(shown, "[]", "{line}"),
+            Some(toml::Value::Array(a)) if a.iter().all(toml::Value::is_str) => {
+                let items: Vec<String> = a
+                    .iter()
+                    .filter_map(|i| i.as_str().map(|s| format!("{s:?}")))
+                    .collect();
+                assert_eq!(shown, format!("[{}]", items.join(", ")), "{line}");
+            }
             Some(other) => panic!("no check for {other:?}"),
         }
     }

@@ -497,4 +497,24 @@ describe('centralita console (real browser, real backend)', () => {
     await waitFor(async () => (await row.count()) === 0, { what: 'Carla deleted' });
     await page.getByTestId('agents-search').fill('');
   });
+
+  step('csp', 'the console runs under its Content-Security-Policy: no violation in any page, API answers not cached', ['registered'], async () => {
+    const res = await fetch(`${server.baseUrl}/`);
+    const policy = res.headers.get('content-security-policy') ?? '';
+    assert.match(policy, /default-src 'self'/, `CSP on the console: ${policy}`);
+    assert.match(policy, /script-src 'self'/);
+    assert.doesNotMatch(policy, /unsafe-inline|unsafe-eval/);
+    const health = await fetch(`${server.baseUrl}/api/health`);
+    assert.equal(health.headers.get('cache-control'), 'no-store');
+    // Every page went through login, the softphone's registration over
+    // /ws and (when those steps ran) calls, under the policy.
+    for (const p of Object.values(people)) {
+      const seen = await p.page.evaluate(() => window.__cspViolations ?? null);
+      assert.ok(Array.isArray(seen), `${p.name}: the violation listener is installed`);
+      assert.deepEqual(seen, [], `${p.name}: CSP violations in the page`);
+      assert.deepEqual(p.csp, [], `${p.name}: CSP messages in the console`);
+    }
+    // The softphone is still registered under the policy.
+    await waitPhone(people.a.page, 'registered');
+  });
 });

@@ -24,6 +24,8 @@ pub enum AppError {
     Invalid { field: String, message: String },
     #[error("too many attempts, retry in {0} s")]
     RateLimited(u64),
+    #[error("the server is busy, retry in {0} s")]
+    Busy(u64),
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -48,7 +50,7 @@ impl AppError {
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,6 +67,7 @@ impl AppError {
             Self::RateLimited(_) => "rate_limited".into(),
             Self::PayloadTooLarge => "payload_too_large".into(),
             Self::Unavailable(_) => "unavailable".into(),
+            Self::Busy(_) => "busy".into(),
             Self::Internal(_) => "internal".into(),
         }
     }
@@ -105,6 +108,7 @@ impl From<DomainError> for AppError {
             },
             DomainError::InvalidCredentials => Self::InvalidCredentials,
             DomainError::RateLimited { retry_after_secs } => Self::RateLimited(retry_after_secs),
+            DomainError::Busy { retry_after_secs } => Self::Busy(retry_after_secs),
             DomainError::NotAllowed { code, message } => Self::Conflict { code, message },
             other => Self::Internal(other.to_string()),
         }
@@ -154,12 +158,14 @@ impl IntoResponse for AppError {
             "error": {"code": self.code(), "message": self.public_message()},
         });
         let mut resp = (status, axum::Json(body)).into_response();
-        if let Self::RateLimited(secs) = &self {
+        if let Self::RateLimited(secs) | Self::Busy(secs) = &self {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
-        if status.is_server_error() {
+        // A busy answer is expected under a login flood: not logged as a
+        // failure (it would add a log line per attempt of the flood).
+        if status.is_server_error() && !matches!(self, Self::Busy(_)) {
             resp.extensions_mut().insert(LoggedError(self.to_string()));
         }
         resp
@@ -182,12 +188,31 @@ pub async fn log_errors(req: axum::extract::Request, next: axum::middleware::Nex
     resp
 }
 
+/// The console's Content-Security-Policy: its scripts, styles and fonts
+/// come only from this server (the build has no inline script or style),
+/// no plugins, no framing, forms post here only. `connect-src` allows the
+/// API here and SIP over WebSocket to any host (the softphone's WebSocket
+/// URL is a setting and may name another server). `data:` images: the
+/// empty favicon of index.html. `blob:` media: nothing today, kept so a
+/// recorded-audio player does not need a policy change.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+style-src 'self'; img-src 'self' data:; font-src 'self'; media-src 'self' blob:; \
+connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; form-action 'self'; \
+frame-ancestors 'none'";
+
 /// Headers every answer carries: no MIME sniffing, no framing (clickjacking
-/// of the console), no referrer leaking console URLs.
+/// of the console), no referrer leaking console URLs, the console's
+/// Content-Security-Policy; and `Cache-Control: no-store` on the JSON of
+/// `/api` and `/hr` (sessions, agents, CDRs must not stay in a shared or
+/// browser cache).
 pub async fn security_headers(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let path = req.uri().path();
+    let json_api = ["/api", "/hr"]
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')));
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.entry(header::X_CONTENT_TYPE_OPTIONS)
@@ -196,5 +221,10 @@ pub async fn security_headers(
         .or_insert(HeaderValue::from_static("DENY"));
     h.entry(header::REFERRER_POLICY)
         .or_insert(HeaderValue::from_static("no-referrer"));
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    if json_api {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     resp
 }

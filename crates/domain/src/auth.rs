@@ -2,7 +2,8 @@
 //! account), sessions and API tokens. Session and token secrets are random
 //! and stored only as SHA-256 hashes.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -51,20 +52,73 @@ fn token_from_row(r: store::api_tokens::TokenRow) -> ApiToken {
     }
 }
 
+/// Addresses remembered per account, most recent first.
+const TRUSTED_PER_ACCOUNT: usize = 16;
+/// Accounts whose addresses are remembered at most.
+const TRUSTED_ACCOUNTS: usize = 100_000;
+/// How long an address that logged in stays trusted for its account.
+const TRUST_MS: i64 = 30 * 24 * 3_600_000;
+
+/// user id -> (address, last successful login ms), most recent first.
+type TrustedAddresses = HashMap<i64, Vec<(String, i64)>>;
+
 #[derive(Clone, Debug)]
 pub struct AuthService {
     ctx: Arc<Ctx>,
     limiter: Arc<RateLimiter>,
+    /// user id -> (address, last successful login ms): addresses that
+    /// logged in as that account get past the account's block (not past
+    /// their own address's). In memory, like the limiter: a block never
+    /// outlives a restart either, and looking addresses up in the database
+    /// would put a query on the path an attacker hammers.
+    trusted: Arc<Mutex<TrustedAddresses>>,
 }
 
 impl AuthService {
     pub(crate) fn new(ctx: Arc<Ctx>) -> Self {
         let limiter = Arc::new(RateLimiter::new(ctx.cfg.login_limits.clone()));
-        Self { ctx, limiter }
+        Self {
+            ctx,
+            limiter,
+            trusted: Arc::default(),
+        }
+    }
+
+    /// Figures of the password hash pool (running, peak, refused).
+    pub fn hash_stats(&self) -> passwords::HashStats {
+        self.ctx.hashes.stats()
+    }
+
+    fn is_trusted(&self, user_id: i64, ip: &str, now: i64) -> bool {
+        let map = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&user_id).is_some_and(|l| {
+            l.iter()
+                .any(|(a, at)| a == ip && now.saturating_sub(*at) <= TRUST_MS)
+        })
+    }
+
+    fn trust(&self, user_id: i64, ip: &str, now: i64) {
+        let mut map = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= TRUSTED_ACCOUNTS && !map.contains_key(&user_id) {
+            map.retain(|_, l| {
+                l.retain(|(_, at)| now.saturating_sub(*at) <= TRUST_MS);
+                !l.is_empty()
+            });
+            if map.len() >= TRUSTED_ACCOUNTS {
+                return;
+            }
+        }
+        let l = map.entry(user_id).or_default();
+        l.retain(|(a, _)| a != ip);
+        l.insert(0, (ip.to_string(), now));
+        l.truncate(TRUSTED_PER_ACCOUNT);
     }
 
     /// Checks a login (or email) and password, rate limited per `ip` and
-    /// per account. Does not create a session (provisioning uses this).
+    /// per account. An account blocked after repeated failures still lets
+    /// in addresses that logged in as it before (so an attacker cannot
+    /// lock the admin out); the per-address limit applies to everyone.
+    /// Does not create a session (provisioning uses this).
     pub async fn authenticate(
         &self,
         login: &str,
@@ -75,12 +129,10 @@ impl AuthService {
         let login = login.trim();
         let ip_key = ip.map(|ip| format!("ip:{ip}"));
         let acct_key = format!("acct:{}", login.to_lowercase());
-        for key in ip_key.iter().chain(std::iter::once(&acct_key)) {
-            if let Some(secs) = self.limiter.check(key, now) {
-                return Err(DomainError::RateLimited {
-                    retry_after_secs: secs,
-                });
-            }
+        if let Some(secs) = ip_key.as_ref().and_then(|k| self.limiter.check(k, now)) {
+            return Err(DomainError::RateLimited {
+                retry_after_secs: secs,
+            });
         }
         let ok_shape = !login.is_empty()
             && login.chars().count() <= validate::MAX_EMAIL
@@ -91,21 +143,34 @@ impl AuthService {
         } else {
             None
         };
+        // Unknown logins are never trusted, so this answers the same for
+        // names that do not exist.
+        let trusted = match (&found, ip) {
+            (Some((id, _, _)), Some(ip)) => self.is_trusted(*id, ip, now),
+            _ => false,
+        };
+        if let Some(secs) = self.limiter.check(&acct_key, now) {
+            if !trusted {
+                return Err(DomainError::RateLimited {
+                    retry_after_secs: secs,
+                });
+            }
+        }
         let verified = match &found {
-            Some((_, hash, _)) => passwords::verify(password, hash).await,
+            Some((_, hash, _)) => self.ctx.hashes.verify_as(trusted, password, hash).await?,
             None => {
                 // Same work for unknown logins, so timing does not tell.
-                let _ = passwords::verify(
-                    password,
-                    passwords::dummy_hash(self.ctx.cfg.password_cost).await,
-                )
-                .await;
+                let dummy = self.ctx.hashes.dummy_hash(self.ctx.cfg.password_cost).await;
+                let _ = self.ctx.hashes.verify(password, dummy).await?;
                 false
             }
         };
         match found {
             Some((id, _, true)) if verified => {
                 self.limiter.succeed(&acct_key);
+                if let Some(ip) = ip {
+                    self.trust(id, ip, now);
+                }
                 let mut c = self.ctx.db.pool().acquire().await?;
                 let row = store::users::get(&mut c, id, now)
                     .await?

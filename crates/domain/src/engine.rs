@@ -65,6 +65,14 @@ pub struct EngineStatus {
     pub active_calls: u64,
     /// Contacts registered right now, over every transport.
     pub registered_contacts: u64,
+    /// Requests dropped unanswered because of a scanner User-Agent (since start).
+    pub scanner_requests_dropped: u64,
+    /// Authentication attempts refused unchecked because their account was
+    /// guarded (many failures from other addresses) and the address never
+    /// authenticated as it (since start).
+    pub auth_guarded_refused: u64,
+    /// Account guards started (since start).
+    pub auth_accounts_guarded: u64,
 }
 
 /// A source address refused after repeated failed authentications.

@@ -25,6 +25,10 @@ pub enum DomainError {
     /// Too many failures; try again after this many seconds.
     #[error("rate limited, retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// The server is too busy to check a password now (login flood); try
+    /// again after this many seconds.
+    #[error("too busy to check passwords now, retry after {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     /// The operation is not allowed in the current state (e.g. removing
     /// oneself).
     #[error("{message}")]

@@ -91,6 +91,8 @@ pub struct DomainConfig {
     /// Lifetime of a console session (default 12 h).
     pub session_ttl_secs: i64,
     pub password_cost: PasswordCost,
+    /// Concurrent password hashes and how long a login waits for one.
+    pub hash_limits: passwords::HashLimits,
     pub login_limits: LoginLimits,
     /// WebSocket URL agents use when none is configured in the console.
     pub default_ws_url: String,
@@ -105,6 +107,7 @@ impl Default for DomainConfig {
             ephemeral_keep: 5,
             session_ttl_secs: 43_200,
             password_cost: PasswordCost::default(),
+            hash_limits: passwords::HashLimits::default(),
             login_limits: LoginLimits::default(),
             default_ws_url: "ws://127.0.0.1:8080/ws".into(),
         }
@@ -136,6 +139,7 @@ pub(crate) struct Ctx {
     pub db: Db,
     pub cfg: DomainConfig,
     pub events: EventBus,
+    pub hashes: passwords::HashPool,
 }
 
 /// All domain services. Clone is cheap (an `Arc` inside each).
@@ -159,6 +163,7 @@ impl Services {
         let config = Arc::new(cfg.clone());
         let ctx = Arc::new(Ctx {
             db: db.clone(),
+            hashes: passwords::HashPool::new(cfg.hash_limits),
             cfg,
             events: events.clone(),
         });

@@ -74,12 +74,13 @@ impl RateLimiter {
     }
 
     /// Forgets the failures of `key` (after a successful login). Strikes
-    /// are kept for a day so a later attack starts with a longer block.
+    /// are kept so a later attack starts with a longer block, and a block
+    /// running is kept: a login from an address the account trusts (see
+    /// `AuthService`) must not lift the block for the attacker.
     pub fn succeed(&self, key: &str) {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = map.get_mut(key) {
             e.failures.clear();
-            e.blocked_until = 0;
         }
     }
 }

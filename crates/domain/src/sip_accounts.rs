@@ -217,13 +217,15 @@ impl SipAccountService {
         username: &str,
     ) -> Result<Option<DigestCredentials>, DomainError> {
         let mut c = self.ctx.db.pool().acquire().await?;
-        let Some(row) = store::sip_accounts::by_username(&mut c, username).await? else {
+        let row = store::sip_accounts::by_username(&mut c, username).await?;
+        let Some(row) = row.filter(|r| info(r).active) else {
+            // The same second query as for an account, on an id that does
+            // not exist: a SIP lookup of an unknown name must not answer
+            // sooner than one of an existing name (it tells which exist).
+            let _ = store::sip_ephemeral::unexpired(&mut c, -1, now_ms()).await?;
             return Ok(None);
         };
         let account = info(&row);
-        if !account.active {
-            return Ok(None);
-        }
         let mut ha1 = vec![long_lived(&row)];
         for e in store::sip_ephemeral::unexpired(&mut c, row.id, now_ms()).await? {
             ha1.push(Ha1 {

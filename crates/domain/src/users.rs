@@ -10,7 +10,7 @@ use store::users::{ListFilter, UserChanges, UserRow};
 use crate::events::Event;
 use crate::sip_accounts::{self, SipCredentials};
 use crate::time::{from_ms, now_ms, opt_from_ms};
-use crate::{audit, passwords, validate, Actor, Ctx, DomainError};
+use crate::{audit, validate, Actor, Ctx, DomainError};
 
 /// Console roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
@@ -193,7 +193,11 @@ impl UserService {
         }
         let with_sip = n.create_sip.unwrap_or(role == Role::Agent);
         // Hash before taking the write lock: argon2 takes tens of ms.
-        let hash = passwords::hash(self.ctx.cfg.password_cost, &n.password).await?;
+        let hash = self
+            .ctx
+            .hashes
+            .hash(self.ctx.cfg.password_cost, &n.password)
+            .await?;
 
         let now = now_ms();
         let mut tx = self.ctx.db.write().await?;
@@ -345,7 +349,7 @@ impl UserService {
         }
         if let Some(p) = &u.password {
             validate::password(p)?;
-            ch.password_hash = Some(passwords::hash(self.ctx.cfg.password_cost, p).await?);
+            ch.password_hash = Some(self.ctx.hashes.hash(self.ctx.cfg.password_cost, p).await?);
             changed.push("password");
         }
         let now = now_ms();

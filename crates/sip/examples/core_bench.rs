@@ -27,6 +27,11 @@ fn main() {
             window_ms: 60_000,
             ban_ms: 1,
         },
+        account_guard: sip::core::security::AccountPolicy {
+            limit: u32::MAX,
+            ..Default::default()
+        },
+        scanner_user_agents: Vec::new(),
         limits: Limits::default(),
         secret: [5; 32],
         seed: 11,

@@ -11,7 +11,11 @@ impl domain::Engine for SipServer {
     }
 
     fn status(&self) -> domain::EngineStatus {
+        let sec = self.security_stats();
         domain::EngineStatus {
+            scanner_requests_dropped: sec.scanners_dropped,
+            auth_guarded_refused: sec.guarded_refused,
+            auth_accounts_guarded: sec.accounts_guarded,
             connected: !*self.shared.shutdown.borrow(),
             active_calls: u64::try_from(SipServer::active_calls(self)).unwrap_or(u64::MAX),
             registered_contacts: u64::try_from(SipServer::registered_contacts(self))

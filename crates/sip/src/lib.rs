@@ -71,6 +71,10 @@ pub struct SipConfig {
     /// User-Agent prefixes (case-insensitive) also offered a SHA-256 digest
     /// challenge; everyone else gets MD5 only (see README, "Challenges").
     pub sha256_user_agents: Vec<String>,
+    /// Requests whose User-Agent contains one of these (case-insensitive)
+    /// are dropped unanswered and counted: SIP scanners (SIPVicious,
+    /// sipcli, ...) by default; empty turns the filter off.
+    pub scanner_user_agents: Vec<String>,
     /// RFC 4028 session interval offered to both legs of a call; zero
     /// turns session timers off.
     pub session_expires: Duration,
@@ -110,6 +114,10 @@ impl Default for SipConfig {
             unauthenticated_timeout: Duration::from_secs(30),
             idle_connection_timeout: Duration::from_secs(7200),
             sha256_user_agents: Vec::new(),
+            scanner_user_agents: core::security::SCANNER_USER_AGENTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             session_expires: Duration::from_secs(1800),
             min_session_expires: Duration::from_secs(90),
             max_call_duration: Duration::from_secs(4 * 3600),
@@ -218,6 +226,8 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
             window_ms: config.auth_fail_window.as_millis() as u64,
             ban_ms: config.ban.as_millis() as u64,
         },
+        account_guard: core::security::AccountPolicy::default(),
+        scanner_user_agents: config.scanner_user_agents.clone(),
         limits: core::msg::Limits {
             max_bytes: config.max_message_bytes,
             max_headers: config.max_headers,
@@ -433,6 +443,11 @@ impl SipServer {
     /// Calls ringing or answered right now.
     pub fn active_calls(&self) -> usize {
         self.shared.core.lock().active_calls()
+    }
+
+    /// Scanner requests dropped, guarded-account refusals, guards started.
+    pub fn security_stats(&self) -> core::SecurityStats {
+        self.shared.core.lock().security_stats()
     }
 
     /// Stops listening and closes every connection.

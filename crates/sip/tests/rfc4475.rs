@@ -41,6 +41,8 @@ fn core() -> Core {
             window_ms: 60_000,
             ban_ms: 60_000,
         },
+        account_guard: sip::core::security::AccountPolicy::default(),
+        scanner_user_agents: sip::SipConfig::default().scanner_user_agents,
         limits: Limits::default(),
         secret: [1; 32],
         seed: 7,

@@ -33,10 +33,20 @@ export async function launchPerson(name) {
     viewport: { width: 1440, height: 900 },
     locale: 'es-ES',
   });
+  // Content-Security-Policy violations of every page, as the page sees
+  // them (the console must work under the server's policy).
+  await context.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`);
+    });
+  });
   const page = context.pages()[0] ?? (await context.newPage());
   const logs = [];
+  const csp = [];
   page.on('console', (msg) => {
     if (msg.type() === 'error' || msg.type() === 'warning') logs.push(`[${name}] ${msg.type()}: ${msg.text()}`);
+    if (/Content Security Policy/i.test(msg.text())) csp.push(msg.text());
   });
   page.on('pageerror', (err) => logs.push(`[${name}] pageerror: ${err.message}`));
   return {
@@ -44,6 +54,8 @@ export async function launchPerson(name) {
     context,
     page,
     logs,
+    /** Console messages about the Content-Security-Policy (violations). */
+    csp,
     async close() {
       await context.close().catch(() => undefined);
       fs.rmSync(userDataDir, { recursive: true, force: true });

@@ -38,10 +38,15 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 fn rate_limited(secs: u64) -> Response {
-    let mut r = error(
+    retry_later(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many attempts, try again later",
-    );
+        secs,
+    )
+}
+
+fn retry_later(status: StatusCode, message: &str, secs: u64) -> Response {
+    let mut r = error(status, message);
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -97,6 +102,13 @@ async fn provision(
             Ok(u) => u,
             Err(DomainError::RateLimited { retry_after_secs }) => {
                 return rate_limited(retry_after_secs)
+            }
+            Err(DomainError::Busy { retry_after_secs }) => {
+                return retry_later(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Server busy, try again shortly",
+                    retry_after_secs,
+                )
             }
             Err(DomainError::InvalidCredentials) => {
                 return error(StatusCode::UNAUTHORIZED, "Invalid credentials")

@@ -40,19 +40,25 @@ async fn status(State(st): State<AppState>, _u: CurrentUser) -> JsonResult {
     // every call now (CDR rows are written behind the calls, so open rows
     // lag under load); without one, the database is the best we have.
     // `callsInProgress` has no live counterpart and stays from the rows.
-    let (connected, contacts, active) = match &st.engine {
+    let (connected, contacts, active, security) = match &st.engine {
         Some(engine) => {
             let live = engine.status();
             (
                 live.connected,
                 i64::try_from(live.registered_contacts).unwrap_or(i64::MAX),
                 i64::try_from(live.active_calls).unwrap_or(i64::MAX),
+                json!({
+                    "scannerRequestsDropped": live.scanner_requests_dropped,
+                    "authGuardedRefused": live.auth_guarded_refused,
+                    "authAccountsGuarded": live.auth_accounts_guarded,
+                }),
             )
         }
         None => (
             false,
             st.services.registrations.count_unexpired().await?,
             open,
+            serde_json::Value::Null,
         ),
     };
     Ok(AppJson(json!({
@@ -64,6 +70,8 @@ async fn status(State(st): State<AppState>, _u: CurrentUser) -> JsonResult {
             "registeredContacts": contacts,
             "mode": st.config.mode,
             "engine": st.engine.as_ref().map(|e| e.name()),
+            // Counters since the engine started (null without an engine).
+            "security": security,
         }
     })))
 }

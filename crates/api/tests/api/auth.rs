@@ -321,3 +321,153 @@ async fn password_change_ends_sessions_and_role_change_applies_at_once() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+/// Issue 8: five wrong passwords from anywhere used to lock the admin out
+/// for everyone. The account's block now spares addresses that logged in
+/// as it before; the per-address limit still applies to everyone.
+#[tokio::test]
+async fn an_attacker_cannot_lock_the_admin_out_of_a_known_address() {
+    let mut app = TestApp::new().await;
+    app.set_client_ip("10.0.0.1");
+    app.admin().await;
+    // Attack from many addresses, one or two guesses each.
+    let mut blocked = false;
+    for i in 0..8 {
+        app.set_client_ip(&format!("10.9.0.{i}"));
+        let r = app
+            .post(
+                "/api/auth/login",
+                json!({"login": "admin", "password": format!("guess-{i}")}),
+                &Auth::None,
+            )
+            .await;
+        blocked |= r.status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(blocked, "the account is blocked for unknown addresses");
+    // Even the right password from a new address is refused while blocked...
+    app.set_client_ip("10.2.2.2");
+    let r = app
+        .post(
+            "/api/auth/login",
+            json!({"login": "admin", "password": ADMIN_PW}),
+            &Auth::None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    // ...but the admin's own address gets in, and a login there does not
+    // lift the block for the others.
+    app.set_client_ip("10.0.0.1");
+    app.admin().await;
+    app.set_client_ip("10.9.0.77");
+    let r = app
+        .post(
+            "/api/auth/login",
+            json!({"login": "admin", "password": ADMIN_PW}),
+            &Auth::None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    // The trusted address is still limited as an address.
+    app.set_client_ip("10.0.0.1");
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = app
+            .post(
+                "/api/auth/login",
+                json!({"login": "admin", "password": format!("typo-{i}")}),
+                &Auth::None,
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
+
+/// Issue 8: a login flood from many addresses used to run one argon2 hash
+/// per attempt at once (all cores, 19 MiB each). Hashes now run one or two
+/// at a time; attempts that cannot get a turn quickly get 503 + Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_flood_is_hashed_a_few_at_a_time_and_the_excess_refused_quickly() {
+    use tower::ServiceExt;
+    let app = TestApp::with_config(domain::DomainConfig {
+        // Real argon2 parameters: the flood must cost what it costs in production.
+        password_cost: domain::PasswordCost::Argon2Default,
+        hash_limits: domain::passwords::HashLimits {
+            concurrency: 1,
+            max_waiting: 3,
+            max_wait: std::time::Duration::from_millis(300),
+        },
+        ..Default::default()
+    })
+    .await;
+    // The admin logged in from 10.0.0.1 before the flood.
+    let admin_ip = std::net::SocketAddr::from(([10, 0, 0, 1], 40000));
+    let admin_login = || {
+        let router = app.router_from(admin_ip);
+        async move {
+            let req = axum::http::Request::post("/api/auth/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(
+                    json!({"login": "admin", "password": ADMIN_PW}).to_string(),
+                ))
+                .expect("request");
+            router.oneshot(req).await.expect("infallible").status()
+        }
+    };
+    assert_eq!(admin_login().await, StatusCode::OK);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..40u8 {
+        let router = app.router_from(std::net::SocketAddr::from(([10, 7, 0, i], 40000)));
+        let body = json!({"login": format!("nobody{i}"), "password": "whatever-pass"});
+        tasks.push(tokio::spawn(async move {
+            let req = axum::http::Request::post("/api/auth/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .expect("request");
+            let t = std::time::Instant::now();
+            let resp = router.oneshot(req).await.expect("infallible");
+            let status = resp.status();
+            let retry = resp.headers().get(header::RETRY_AFTER).cloned();
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            (status, retry, v, t.elapsed())
+        }));
+    }
+    // During the flood the admin still gets in from that address.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let during = admin_login().await;
+    let (mut busy, mut denied) = (0, 0);
+    for t in tasks {
+        let (status, retry, v, took) = t.await.expect("task");
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(v["error"]["code"], "busy", "{v}");
+                assert_eq!(v["success"], false);
+                assert!(retry.is_some(), "503 without Retry-After");
+                assert!(
+                    took < std::time::Duration::from_secs(3),
+                    "refused after {took:?}"
+                );
+                busy += 1;
+            }
+            StatusCode::UNAUTHORIZED => denied += 1,
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!(during, StatusCode::OK, "the admin's login during the flood");
+    let stats = app.services.auth.hash_stats();
+    // One shared permit, plus the one reserved for trusted logins.
+    assert!(stats.peak <= 2, "hashes ran at once: {stats:?}");
+    assert!(busy > 0 && denied > 0, "busy {busy}, checked {denied}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // The flood is over: the admin logs in.
+    app.admin().await;
+}

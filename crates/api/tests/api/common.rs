@@ -48,22 +48,36 @@ pub enum Auth {
 }
 
 pub async fn open_services(path: &std::path::Path) -> Services {
-    let db = Db::open(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("open db");
-    Services::new(
-        db,
+    open_services_with(
+        path,
         DomainConfig {
             password_cost: PasswordCost::TestOnlyCheap,
             ..Default::default()
         },
     )
+    .await
+}
+
+pub async fn open_services_with(path: &std::path::Path, cfg: DomainConfig) -> Services {
+    let db = Db::open(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open db");
+    Services::new(db, cfg)
 }
 
 impl TestApp {
     pub async fn new() -> Self {
+        Self::with_config(DomainConfig {
+            password_cost: PasswordCost::TestOnlyCheap,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Like `new` with this domain configuration.
+    pub async fn with_config(cfg: DomainConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let services = open_services(&dir.path().join("c.db")).await;
+        let services = open_services_with(&dir.path().join("c.db"), cfg).await;
         services
             .users
             .bootstrap_admin(Some(ADMIN_PW))
@@ -85,6 +99,11 @@ impl TestApp {
     }
 
     pub fn router(&self) -> Router {
+        self.router_from(self.ip)
+    }
+
+    /// The router for requests from `ip`.
+    pub fn router_from(&self, ip: SocketAddr) -> Router {
         let cfg = api::ApiConfig {
             console_dir: self.console_dir.clone(),
             ..Default::default()
@@ -94,7 +113,7 @@ impl TestApp {
             self.engine.clone(),
             cfg,
         ))
-        .layer(MockConnectInfo(self.ip))
+        .layer(MockConnectInfo(ip))
     }
 
     pub async fn raw(&self, req: Request<Body>) -> Resp {

@@ -128,6 +128,9 @@ async fn status_reports_the_engine_not_the_rows() {
             connected: false,
             active_calls: 7,
             registered_contacts: 3,
+            scanner_requests_dropped: 5,
+            auth_guarded_refused: 4,
+            auth_accounts_guarded: 1,
         },
         Vec::new(),
         0,
@@ -137,6 +140,9 @@ async fn status_reports_the_engine_not_the_rows() {
     let st = &r.json()["status"];
     assert_eq!(st["activeCalls"], 7, "{st}");
     assert_eq!(st["registeredContacts"], 3, "{st}");
+    assert_eq!(st["security"]["scannerRequestsDropped"], 5, "{st}");
+    assert_eq!(st["security"]["authGuardedRefused"], 4, "{st}");
+    assert_eq!(st["security"]["authAccountsGuarded"], 1, "{st}");
     // The engine says its PBX is unreachable; the API does not pretend.
     assert_eq!(st["connected"], false, "{st}");
     assert_eq!(st["engine"], "test", "{st}");

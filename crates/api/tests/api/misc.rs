@@ -744,3 +744,72 @@ fn router_with_sip(app: &TestApp, sip_server: &sip::SipServer) -> axum::Router {
         "127.0.0.1:40000".parse::<SocketAddr>().expect("addr"),
     ))
 }
+
+/// Issue 8: API JSON must not be cached; the console carries a
+/// Content-Security-Policy (the browser suite checks the console works under it).
+#[tokio::test]
+async fn api_json_is_not_cached_and_the_console_has_a_content_security_policy() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let no_store = |r: &Resp| {
+        r.headers
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    for (path, auth) in [
+        ("/api/health", &Auth::None),
+        ("/api/auth/me", &admin),
+        ("/api/agents", &admin),
+        ("/api/nope", &Auth::None),
+        ("/hr/users", &Auth::None),
+        ("/hr/nope", &Auth::None),
+    ] {
+        let r = app.get(path, auth).await;
+        assert_eq!(
+            no_store(&r).as_deref(),
+            Some("no-store"),
+            "{path}: {:?}",
+            r.headers
+        );
+    }
+    let r = app
+        .post(
+            "/api/auth/login",
+            json!({"login": "admin", "password": "wrong-password"}),
+            &Auth::None,
+        )
+        .await;
+    assert_eq!(no_store(&r).as_deref(), Some("no-store"));
+
+    std::fs::create_dir_all(app.console_dir.join("assets")).expect("mkdir");
+    std::fs::write(app.console_dir.join("index.html"), "<html>console</html>").expect("write");
+    std::fs::write(app.console_dir.join("assets/app.js"), "console.log(1)").expect("write");
+    for path in ["/", "/admin/agents", "/assets/app.js"] {
+        let r = app.get(path, &Auth::None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        let csp = r
+            .headers
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "object-src 'none'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(
+                csp.contains(directive),
+                "{path}: CSP {csp:?} lacks {directive}"
+            );
+        }
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        // Static console files keep their own caching.
+        assert_ne!(no_store(&r).as_deref(), Some("no-store"), "{path}");
+    }
+}

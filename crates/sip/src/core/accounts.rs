@@ -59,6 +59,18 @@ impl AccountCache {
         self.negative.insert(key, now_ms + NEGATIVE_TTL_MS);
     }
 
+    /// When `key` was last found not to exist (while that is believed).
+    pub fn unknown_since(&self, key: &Lookup) -> Option<u64> {
+        self.negative
+            .get(key)
+            .map(|exp| exp.saturating_sub(NEGATIVE_TTL_MS))
+    }
+
+    /// Stops believing that `key` does not exist (the next use looks it up).
+    pub fn forget_unknown(&mut self, key: &Lookup) {
+        self.negative.remove(key);
+    }
+
     /// The account answering to `key`, from the cache only.
     pub fn cached(&self, key: &Lookup) -> Option<&Arc<Account>> {
         let user = match key {

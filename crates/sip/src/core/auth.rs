@@ -1,12 +1,18 @@
 //! Digest authentication policy (the auth + auth_db roles): which challenge
 //! a client gets, checking its answer against the cached account, the
-//! failure count behind bans. The mechanism (nonces, hashes) is `digest.rs`.
+//! failure counts behind bans (per address) and account guards (per
+//! username). The mechanism (nonces, hashes) is `digest.rs`.
+//!
+//! Existing and unknown usernames take the same path and the same time: the
+//! same number of responses is computed (`digest::MIN_SECRETS_CHECKED`),
+//! and an unknown name is looked up again after the same delay a known
+//! account with a failed check is reloaded after.
 
 use super::accounts::{AccountCache, Found};
 use super::digest::{self, Ha1, NonceKeeper, Verdict};
 use super::msg::{response, Msg};
 use super::rng::Rng;
-use super::security::{BanPolicy, Guard};
+use super::security::{AccountCheck, AccountGuard, AccountPolicy, BanPolicy, Guard};
 use super::types::{Account, Lookup, Outbox, Source};
 use std::sync::Arc;
 
@@ -19,7 +25,10 @@ pub struct Authenticator {
     sha256_user_agents: Vec<String>,
     nonces: NonceKeeper,
     guard: Guard,
+    account_guard: AccountGuard,
     rng: Rng,
+    /// A secret nobody knows, checked for unknown users and before a lookup.
+    dummy: Ha1,
     pub accounts: AccountCache,
 }
 
@@ -28,6 +37,8 @@ pub enum Auth {
     Ok(Arc<Account>),
     /// Send this 401/407 and stop.
     Challenge(Msg),
+    /// Send this final refusal (403: the account is guarded) and stop.
+    Refuse(Msg),
     /// The account is being looked up; the request was parked.
     Parked,
 }
@@ -39,16 +50,40 @@ impl Authenticator {
         secret: [u8; 32],
         nonce_lifetime_ms: u64,
         ban: BanPolicy,
+        account_policy: AccountPolicy,
         seed: u64,
     ) -> Self {
+        let mut rng = Rng::new(seed);
+        let mut hex = || format!("{:016x}{:016x}", rng.next(), rng.next());
+        let dummy = Ha1 {
+            md5: hex(),
+            sha256: format!("{}{}", hex(), hex()),
+            expires_at_ms: None,
+        };
         Authenticator {
             realm,
             sha256_user_agents,
             nonces: NonceKeeper::new(secret, nonce_lifetime_ms),
             guard: Guard::new(ban),
-            rng: Rng::new(seed),
+            account_guard: AccountGuard::new(account_policy),
+            rng,
+            dummy,
             accounts: AccountCache::default(),
         }
+    }
+
+    pub fn account_guard(&self) -> &AccountGuard {
+        &self.account_guard
+    }
+
+    pub fn account_guard_mut(&mut self) -> &mut AccountGuard {
+        &mut self.account_guard
+    }
+
+    /// Digest responses computed so far (tests).
+    #[cfg(test)]
+    pub fn digests_computed(&self) -> u64 {
+        self.nonces.digests
     }
 
     pub fn guard(&self) -> &Guard {
@@ -62,6 +97,7 @@ impl Authenticator {
     pub fn purge(&mut self, now_ms: u64) {
         self.nonces.purge(now_ms);
         self.guard.purge(now_ms);
+        self.account_guard.purge(now_ms);
         self.accounts.purge(now_ms);
     }
 
@@ -88,44 +124,55 @@ impl Authenticator {
         let Some(c) = self.credentials(m) else {
             return Auth::Challenge(self.challenge(now_ms, m, false, challenge_tag));
         };
-        let account =
-            match self
-                .accounts
-                .find(Lookup::Username(c.username.clone()), now_ms, src, m, out)
-            {
-                Found::Parked => return Auth::Parked,
-                Found::Account(a) => Some(a),
-                Found::Nobody => None,
-            };
+        let ip = src.peer.ip();
         let method = m.method().unwrap_or("");
+        if self.account_guard.check(&c.username, ip, now_ms) == AccountCheck::Refuse {
+            // Not checked, so guessing gains nothing; still a failure for
+            // the address, so one source cannot keep at it.
+            if self.guard.failure(ip, now_ms) {
+                tracing::warn!(%ip, "SIP source blocked after repeated authentication failures");
+            }
+            let code = 403;
+            return Auth::Refuse(response(m, code, "Forbidden", Some(challenge_tag)));
+        }
+        let user_key = Lookup::Username(c.username.clone());
+        let account = match self.accounts.find(user_key.clone(), now_ms, src, m, out) {
+            Found::Parked => {
+                // The same check a cached account gets before its reload
+                // (below), so a lookup does not set unknown names apart.
+                let dummy = [self.dummy.clone()];
+                let _ = self
+                    .nonces
+                    .verify(&c, method, &self.realm, &dummy, now_ms, 0);
+                return Auth::Parked;
+            }
+            Found::Account(a) => Some(a),
+            Found::Nobody => None,
+        };
         let verdict = match &account {
             Some(a) => self
                 .nonces
                 .verify(&c, method, &self.realm, &a.secrets, now_ms, txn_id(m)),
             None => {
                 // Unknown user: same path and same answer as a wrong password.
-                let fake = [Ha1 {
-                    md5: String::new(),
-                    sha256: String::new(),
-                    expires_at_ms: None,
-                }];
+                let dummy = [self.dummy.clone()];
                 match self
                     .nonces
-                    .verify(&c, method, &self.realm, &fake, now_ms, 0)
+                    .verify(&c, method, &self.realm, &dummy, now_ms, 0)
                 {
                     Verdict::Stale => Verdict::Stale,
                     _ => Verdict::Fail,
                 }
             }
         };
+        let reload_after =
+            |at: Option<u64>| at.is_some_and(|at| now_ms.saturating_sub(at) > REFRESH_AFTER_MS);
         match (verdict, account) {
-            (Verdict::Ok, Some(a)) => Auth::Ok(a),
-            (Verdict::Fail, Some(a))
-                if self
-                    .accounts
-                    .loaded_at(&a.username)
-                    .is_some_and(|at| now_ms.saturating_sub(at) > REFRESH_AFTER_MS) =>
-            {
+            (Verdict::Ok, Some(a)) => {
+                self.account_guard.trust(&a.username, ip, now_ms);
+                Auth::Ok(a)
+            }
+            (Verdict::Fail, Some(a)) if reload_after(self.accounts.loaded_at(&a.username)) => {
                 // The cached secrets may be stale: reload once and check
                 // again. The nc was not recorded, so the second check is not
                 // a replay.
@@ -135,10 +182,26 @@ impl Authenticator {
                         .find(Lookup::Username(a.username.clone()), now_ms, src, m, out);
                 Auth::Parked
             }
+            (Verdict::Fail, None) if reload_after(self.accounts.unknown_since(&user_key)) => {
+                // Mirror of the reload above: an unknown name is looked up
+                // again after the same delay, so a known account's failed
+                // check does not take longer than an unknown one's.
+                self.accounts.forget_unknown(&user_key);
+                let _ = self.accounts.find(user_key, now_ms, src, m, out);
+                Auth::Parked
+            }
             (Verdict::Stale, _) => Auth::Challenge(self.challenge(now_ms, m, true, challenge_tag)),
             _ => {
-                if self.guard.failure(src.peer.ip(), now_ms) {
-                    tracing::warn!(ip = %src.peer.ip(), "SIP source blocked after repeated authentication failures");
+                if self.guard.failure(ip, now_ms) {
+                    tracing::warn!(%ip, "SIP source blocked after repeated authentication failures");
+                }
+                if self.account_guard.failure(&c.username, ip, now_ms) {
+                    tracing::warn!(
+                        username = %c.username,
+                        %ip,
+                        "SIP account guarded after repeated authentication failures from unknown addresses: \
+                         only addresses it authenticated from are checked for a while"
+                    );
                 }
                 Auth::Challenge(self.challenge(now_ms, m, false, challenge_tag))
             }

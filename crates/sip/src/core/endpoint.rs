@@ -32,6 +32,20 @@ pub struct Core {
     registrar: Registrar,
     calls: Calls,
     last_sweep_ms: u64,
+    /// Requests dropped because their User-Agent is a scanner's.
+    scanners_dropped: u64,
+}
+
+/// Security counters of the core (exposed through the engine status).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecurityStats {
+    /// Requests dropped unanswered because of a scanner User-Agent.
+    pub scanners_dropped: u64,
+    /// Authentication attempts refused (403, unchecked) because their
+    /// account was guarded and the address had never authenticated as it.
+    pub guarded_refused: u64,
+    /// Account guards started (repeated failures on one username).
+    pub accounts_guarded: u64,
 }
 
 /// What calls borrow while they handle an input (see [`Ctx`]), kept apart
@@ -99,6 +113,7 @@ impl Core {
                 cfg.secret,
                 cfg.nonce_lifetime_ms,
                 cfg.ban,
+                cfg.account_guard,
                 cfg.seed.rotate_left(32),
             ),
             registrar: Registrar::new(
@@ -109,6 +124,7 @@ impl Core {
             ),
             calls: Calls::default(),
             last_sweep_ms: 0,
+            scanners_dropped: 0,
             io: Io {
                 txn: Txns::default(),
                 rng: Rng::new(cfg.seed),
@@ -151,6 +167,21 @@ impl Core {
         self.auth.guard_mut().forgive(ip)
     }
 
+    pub fn security_stats(&self) -> SecurityStats {
+        let g = self.auth.account_guard();
+        SecurityStats {
+            scanners_dropped: self.scanners_dropped,
+            guarded_refused: g.refused,
+            accounts_guarded: g.locks,
+        }
+    }
+
+    /// Digest responses computed so far (tests compare code paths with it).
+    #[cfg(test)]
+    pub(crate) fn digests_computed(&self) -> u64 {
+        self.auth.digests_computed()
+    }
+
     pub fn bindings(&self, username: &str) -> &[Binding] {
         self.registrar.location().bindings(username)
     }
@@ -187,6 +218,11 @@ impl Core {
 
     /// Restores a persisted binding at startup.
     pub fn restore_binding(&mut self, r: BindingRecord) {
+        // It registered from there: it keeps working if the account is
+        // guarded before the phone re-registers.
+        self.auth
+            .account_guard_mut()
+            .trust(&r.username, r.source.ip(), r.registered_at_ms);
         self.registrar.restore(r);
     }
 
@@ -251,6 +287,17 @@ impl Core {
             return; // keep-alive
         }
         match Msg::parse(data, &self.io.cfg.limits) {
+            Ok(m)
+                if m.method().is_some()
+                    && m.header("User-Agent").is_some_and(|ua| {
+                        security::is_scanner(ua, &self.io.cfg.scanner_user_agents)
+                    }) =>
+            {
+                // Dropped unanswered: a scanner learns nothing, not even
+                // that a SIP server listens here.
+                self.scanners_dropped = self.scanners_dropped.saturating_add(1);
+                tracing::debug!(peer = %src.peer, "request from a scanner User-Agent dropped");
+            }
             Ok(m) => self.dispatch(now_ms, src, m),
             Err(e) => {
                 if let Some(r) = malformed_reply(data, &e, &self.io.cfg.limits) {
@@ -328,7 +375,7 @@ impl Core {
                 self.flow_authenticated(src);
                 a
             }
-            Auth::Challenge(r) => {
+            Auth::Challenge(r) | Auth::Refuse(r) => {
                 // Challenges are not cached: a retransmission gets a new one.
                 self.send(src, &r);
                 return;
@@ -429,15 +476,14 @@ impl Core {
                 self.flow_authenticated(src);
                 a
             }
-            Auth::Challenge(r) => {
-                let bytes = r.to_bytes();
-                self.io
-                    .txn
-                    .remember_invite_final(now_ms, &m, src, bytes.clone());
-                self.io.out.push_back(Output::Transmit {
-                    to: src,
-                    data: bytes,
-                });
+            Auth::Challenge(r) | Auth::Refuse(r) => {
+                // Stateless, as Kamailio challenges: sent once, never
+                // retransmitted and not kept (a retransmitted INVITE is
+                // challenged again). Retransmitting it until an ACK would
+                // turn one spoofed INVITE into seven answers toward the
+                // spoofed address, and keeping it would let a flood of
+                // unauthenticated INVITEs fill memory.
+                self.send(src, &r);
                 return;
             }
             Auth::Parked => return,

@@ -41,7 +41,7 @@ pub mod security;
 pub mod txn;
 mod types;
 
-pub use endpoint::Core;
+pub use endpoint::{Core, SecurityStats};
 pub use types::*;
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use super::digest::{self, Algorithm, Ha1};
 use super::msg::{self, response, Limits, Msg};
-use super::security::BanPolicy;
+use super::security::{self, BanPolicy};
 use super::*;
 use domain::call_events::{CallEvent, CallEventKind, HangupCause};
 use std::net::SocketAddr;
@@ -25,6 +25,16 @@ fn cfg() -> CoreConfig {
             window_ms: 60_000,
             ban_ms: 300_000,
         },
+        account_guard: security::AccountPolicy {
+            limit: 4,
+            window_ms: 60_000,
+            lock_ms: 120_000,
+            trust_ms: 3_600_000,
+        },
+        scanner_user_agents: security::SCANNER_USER_AGENTS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         limits: Limits::default(),
         secret: [9; 32],
         seed: 1,
@@ -1227,3 +1237,4 @@ fn shutdown_ends_answered_and_ringing_calls() {
     assert_eq!(core.active_calls(), 0);
     let _ = b2;
 }
+mod attacks;

@@ -3,7 +3,7 @@
 
 use super::digest::Ha1;
 use super::msg::Limits;
-use super::security::BanPolicy;
+use super::security::{AccountPolicy, BanPolicy};
 use domain::call_events::CallEvent;
 use std::net::SocketAddr;
 
@@ -144,6 +144,11 @@ pub struct CoreConfig {
     pub ring_timeout_ms: u64,
     pub nonce_lifetime_ms: u64,
     pub ban: BanPolicy,
+    /// Per-account protection against guessing from many addresses.
+    pub account_guard: AccountPolicy,
+    /// Requests whose User-Agent contains one of these (case-insensitive)
+    /// are dropped unanswered and counted.
+    pub scanner_user_agents: Vec<String>,
     pub limits: Limits,
     pub secret: [u8; 32],
     pub seed: u64,
