@@ -120,30 +120,47 @@ fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_char)
 }
 
-/// Splits a header value at top-level commas (outside quotes and `<>`).
-pub fn split_list(value: &str) -> Vec<&str> {
-    let mut out = Vec::new();
+/// Byte index of the first top-level comma (outside quotes and `<>`) at or
+/// after `from`, or the length. Works on bytes: every delimiter is ASCII,
+/// so the index is always a character boundary.
+fn list_item_end(value: &[u8], from: usize) -> usize {
     let (mut in_q, mut in_angle, mut esc) = (false, false, false);
-    let mut start = 0;
-    for (i, c) in value.char_indices() {
+    for (i, &c) in value.iter().enumerate().skip(from) {
         if esc {
             esc = false;
             continue;
         }
         match c {
-            '\\' if in_q => esc = true,
-            '"' => in_q = !in_q,
-            '<' if !in_q => in_angle = true,
-            '>' if !in_q => in_angle = false,
-            ',' if !in_q && !in_angle => {
-                out.push(value[start..i].trim());
-                start = i + 1;
-            }
+            b'\\' if in_q => esc = true,
+            b'"' => in_q = !in_q,
+            b'<' if !in_q => in_angle = true,
+            b'>' if !in_q => in_angle = false,
+            b',' if !in_q && !in_angle => return i,
             _ => {}
         }
     }
-    out.push(value[start..].trim());
-    out
+    value.len()
+}
+
+/// Splits a header value at top-level commas (outside quotes and `<>`).
+pub fn split_list(value: &str) -> Vec<&str> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = list_item_end(bytes, start);
+        out.push(value[start..end].trim());
+        if end >= bytes.len() {
+            return out;
+        }
+        start = end + 1;
+    }
+}
+
+/// The first item of a comma-separated header value, without splitting the
+/// rest (the top Via of every message is read several times).
+pub fn first_in_list(value: &str) -> &str {
+    value[..list_item_end(value.as_bytes(), 0)].trim()
 }
 
 /// Notes in the top Via where a request really came from (RFC 3261
@@ -357,10 +374,15 @@ impl Msg {
 
     /// The branch of the top Via.
     pub fn top_branch(&self) -> &str {
-        self.header_list("Via")
-            .first()
+        self.first_in_header("Via")
             .and_then(|v| param(v, "branch"))
             .unwrap_or("")
+    }
+
+    /// The first item of the first `name` header (e.g. the top Via, the
+    /// first Contact), without splitting the whole list.
+    pub fn first_in_header(&self, name: &str) -> Option<&str> {
+        self.header(name).map(first_in_list)
     }
 
     pub fn set_header(&mut self, name: &str, value: String) {
@@ -869,6 +891,32 @@ mod tests {
         assert_eq!(
             m.header("Via"),
             Some("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1")
+        );
+    }
+
+    #[test]
+    fn lists_split_at_top_level_commas_only() {
+        let v = r#"<sip:a@x;lr>, "B, the second" <sip:b@y>;q=0.5 ,sip:c@z,"#;
+        assert_eq!(
+            split_list(v),
+            vec![
+                "<sip:a@x;lr>",
+                r#""B, the second" <sip:b@y>;q=0.5"#,
+                "sip:c@z",
+                ""
+            ]
+        );
+        assert_eq!(first_in_list(v), "<sip:a@x;lr>");
+        assert_eq!(
+            first_in_list(r#" "a \" , b" <sip:q@w,x> , y"#),
+            r#""a \" , b" <sip:q@w,x>"#
+        );
+        assert_eq!(split_list(""), vec![""]);
+        assert_eq!(first_in_list("  one  "), "one");
+        // Non-ASCII text around the delimiters keeps character boundaries.
+        assert_eq!(
+            split_list("\"Ñandú, sí\" <sip:ñ@x>,é"),
+            vec!["\"Ñandú, sí\" <sip:ñ@x>", "é"]
         );
     }
 

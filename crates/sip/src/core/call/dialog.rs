@@ -189,7 +189,7 @@ impl Call {
         };
         let mut r = response(&req, code, &reason, None);
         if (200..300).contains(&code) {
-            if let Some(c) = m.header_list("Contact").first() {
+            if let Some(c) = m.first_in_header("Contact") {
                 let target = msg::addr_uri(c).to_string();
                 if let Some(leg) = self.leg_mut(other_side) {
                     leg.remote_target = target;

@@ -76,7 +76,7 @@ impl Call {
             return;
         }
         if code < 300 {
-            if let Some(c) = m.header_list("Contact").first() {
+            if let Some(c) = m.first_in_header("Contact") {
                 fork.leg.remote_target = msg::addr_uri(c).to_string();
             }
             if fork.state == ForkState::Answered {
