@@ -2,7 +2,7 @@
 //! storage, CDRs and events. [`MemoryBackend`] is for tests; the binary uses
 //! `DomainBackend` (feature `domain-backend`).
 
-use crate::core::{Account, BindingRecord, Lookup};
+use crate::core::{Account, BindingRecord, Lookup, SecurityNotice};
 use domain::call_events::CallEvent;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -66,6 +66,9 @@ pub trait Backend: Send + Sync + 'static {
     fn call_events(&self, ops: Vec<CallEvent>) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(each_call_event(self, ops))
     }
+    /// A protection started (see [`SecurityNotice`]); the default only
+    /// keeps the core's log line. Called on the SIP thread: must not block.
+    fn security_notice(&self, _notice: SecurityNotice) {}
     /// Close calls left open by a crash, at `last_alive_ms` (the last time
     /// the previous run was known to be alive) or now when unknown.
     fn close_orphan_calls(

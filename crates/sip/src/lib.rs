@@ -13,7 +13,7 @@ mod engine;
 mod shell;
 
 pub use backend::{AccountChange, Backend, BackendError, MemoryBackend, RegistrationState};
-pub use core::{Account, BindingRecord, Lookup, Transport};
+pub use core::{Account, BindingRecord, Lookup, SecurityNotice, Transport};
 pub use domain_backend::DomainBackend;
 pub use shell::journal::{recover as recover_cdr_journal, Recovered};
 

@@ -13,7 +13,7 @@ use super::digest::{self, Ha1, NonceKeeper, Verdict};
 use super::msg::{response, Msg};
 use super::rng::Rng;
 use super::security::{AccountCheck, AccountGuard, AccountPolicy, BanPolicy, Guard};
-use super::types::{Account, Lookup, Outbox, Source};
+use super::types::{Account, Lookup, Outbox, Output, SecurityNotice, Source};
 use std::sync::Arc;
 
 /// A failed check against cached secrets older than this reloads the
@@ -131,6 +131,7 @@ impl Authenticator {
             // the address, so one source cannot keep at it.
             if self.guard.failure(ip, now_ms) {
                 tracing::warn!(%ip, "SIP source blocked after repeated authentication failures");
+                out.push_back(Output::Security(SecurityNotice::AddressBanned { ip }));
             }
             let code = 403;
             return Auth::Refuse(response(m, code, "Forbidden", Some(challenge_tag)));
@@ -194,6 +195,7 @@ impl Authenticator {
             _ => {
                 if self.guard.failure(ip, now_ms) {
                     tracing::warn!(%ip, "SIP source blocked after repeated authentication failures");
+                    out.push_back(Output::Security(SecurityNotice::AddressBanned { ip }));
                 }
                 if self.account_guard.failure(&c.username, ip, now_ms) {
                     tracing::warn!(
@@ -202,6 +204,10 @@ impl Authenticator {
                         "SIP account guarded after repeated authentication failures from unknown addresses: \
                          only addresses it authenticated from are checked for a while"
                     );
+                    out.push_back(Output::Security(SecurityNotice::AccountGuarded {
+                        username: c.username.clone(),
+                        ip,
+                    }));
                 }
                 Auth::Challenge(self.challenge(now_ms, m, false, challenge_tag))
             }

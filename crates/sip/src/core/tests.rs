@@ -406,13 +406,24 @@ fn replayed_nc_wrong_password_unknown_user_and_ban() {
         &bad.register("<sip:a@127.0.0.1>", None, None),
     );
     let bch = sent[0].1.clone();
-    let (sent, _) = feed(
+    let (sent, outs) = feed(
         &mut core,
         31,
         bad.src,
         &bad.register("<sip:a@127.0.0.1>", None, Some((&bch, Algorithm::Md5))),
     );
     let wrong = sent[0].1.clone();
+    // The failure that starts the ban is reported once, for the live view.
+    let notices: Vec<_> = outs
+        .iter()
+        .filter(|o| matches!(o, Output::Security(_)))
+        .collect();
+    assert_eq!(
+        notices,
+        [&Output::Security(SecurityNotice::AddressBanned {
+            ip: bad.src.peer.ip()
+        })]
+    );
     assert_eq!(unknown.code(), Some(401));
     assert_eq!(wrong.code(), Some(401));
     let names = |m: &Msg| m.headers.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();

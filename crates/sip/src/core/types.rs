@@ -128,6 +128,22 @@ pub enum Output {
     /// credentials: the shell stops treating the connection as a stranger
     /// (unauthenticated connections are closed early and evicted first).
     FlowAuthenticated(u64),
+    /// A protection started (an address banned, an account guarded): for
+    /// the operator's live view and alerts. Already logged by the core.
+    Security(SecurityNotice),
+}
+
+/// What [`Output::Security`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityNotice {
+    /// `ip` failed authentication too often and is ignored for a while.
+    AddressBanned { ip: std::net::IpAddr },
+    /// Guessing on `username` from many addresses: only addresses it
+    /// authenticated from are checked for a while (`ip` tipped it over).
+    AccountGuarded {
+        username: String,
+        ip: std::net::IpAddr,
+    },
 }
 
 #[derive(Debug, Clone)]

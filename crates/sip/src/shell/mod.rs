@@ -162,6 +162,7 @@ impl Shared {
             Output::Store(op) => self.writers.store(op),
             Output::Call(ev) => self.writers.cdrs(vec![ev], now_ms()),
             Output::FlowAuthenticated(flow) => self.conns.authenticated(flow),
+            Output::Security(notice) => self.backend.security_notice(notice),
         }
     }
 

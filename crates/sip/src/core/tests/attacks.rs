@@ -71,6 +71,17 @@ fn challenges_are_sent_once_and_never_retransmitted() {
 /// One probe: a challenge, then a wrong answer; returns (digests computed,
 /// lookups asked for, the final answer).
 fn probe(core: &mut Core, now: u64, user: &str, ip: [u8; 4]) -> (u64, usize, Msg) {
+    let (work, lookups, answer, _) = probe_noting(core, now, user, ip);
+    (work, lookups, answer)
+}
+
+/// [`probe`], also returning the security notices the core raised.
+fn probe_noting(
+    core: &mut Core,
+    now: u64,
+    user: &str,
+    ip: [u8; 4],
+) -> (u64, usize, Msg, Vec<SecurityNotice>) {
     let mut ua = Ua::new(user, "wrong-password", from(ip));
     let (sent, _) = feed(core, now, ua.src, &ua.register("<sip:p@x>", None, None));
     assert_eq!(sent[0].1.code(), Some(401));
@@ -91,7 +102,19 @@ fn probe(core: &mut Core, now: u64, user: &str, ip: [u8; 4]) -> (u64, usize, Msg
         outs.extend(o);
     }
     assert_eq!(sent.len(), 1, "{sent:?}");
-    (core.digests_computed() - before, lookups, sent[0].1.clone())
+    let notices = outs
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Security(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    (
+        core.digests_computed() - before,
+        lookups,
+        sent[0].1.clone(),
+        notices,
+    )
 }
 
 #[test]
@@ -137,8 +160,19 @@ fn an_account_guessed_from_many_addresses_is_guarded_but_its_phone_keeps_working
     // One wrong guess from each of many addresses (the per-address ban,
     // limit 3, never sees more than one): after 4 the account is guarded.
     for i in 0..4u8 {
-        let (_, _, r) = probe(&mut core, 5_000 + u64::from(i), "alice", [10, 9, 0, i]);
+        let (_, _, r, notices) =
+            probe_noting(&mut core, 5_000 + u64::from(i), "alice", [10, 9, 0, i]);
         assert_eq!(r.code(), Some(401));
+        // The operator is told once, when the guard starts.
+        let want = if i == 3 {
+            vec![SecurityNotice::AccountGuarded {
+                username: "alice".into(),
+                ip: std::net::IpAddr::from([10, 9, 0, 3]),
+            }]
+        } else {
+            vec![]
+        };
+        assert_eq!(notices, want, "guess {i}");
     }
     assert!(core.banned(5_010).is_empty());
     assert_eq!(core.security_stats().accounts_guarded, 1);
