@@ -216,8 +216,11 @@ async fn sip_credentials(
 }
 
 async fn calls_active(State(st): State<AppState>, u: CurrentUser) -> JsonResult {
-    let agent = (!u.sees_all()).then_some(u.user.id);
-    let calls = st.services.calls.active(agent).await?;
+    let calls = st
+        .services
+        .calls
+        .active(u.scope().call_filter(None))
+        .await?;
     Ok(AppJson(
         json!({"success": true, "count": calls.len(), "calls": calls}),
     ))
@@ -236,10 +239,7 @@ async fn call_detail(
         .await?
         .ok_or(AppError::NotFound("call"))?;
     let legs = calls.legs(&call_id).await?;
-    let me = Some(u.user.id);
-    let mine =
-        call.agent_id == me || call.callee_agent_id == me || legs.iter().any(|l| l.agent_id == me);
-    if !u.sees_all() && !mine {
+    if !u.scope().may_see_call(&call, &legs) {
         return Err(AppError::NotFound("call"));
     }
     Ok(AppJson(
@@ -305,11 +305,7 @@ impl HistoryQuery {
         };
         super::max_len("search", self.search.as_deref().unwrap_or(""), 100)?;
         // Agents only ever see their own calls.
-        let agent_id = if u.sees_all() {
-            self.agent_id
-        } else {
-            Some(u.user.id)
-        };
+        let agent_id = u.scope().call_filter(self.agent_id);
         Ok(CallQuery {
             from: from.map(|f| parse_time("from", f, false)).transpose()?,
             to: to.map(|t| parse_time("to", t, true)).transpose()?,
