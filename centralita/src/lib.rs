@@ -5,6 +5,7 @@
 pub mod config;
 pub mod devcert;
 pub mod http_serve;
+pub mod sip_backend;
 pub mod tls;
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 pub use config::Config;
 use domain::{DomainConfig, LoginLimits, PasswordCost, Services};
+pub use sip_backend::DomainBackend;
 
 /// The domain's view of the configuration.
 pub fn domain_config(cfg: &Config, http_addr: SocketAddr) -> DomainConfig {
@@ -103,8 +105,8 @@ pub fn http_limits(cfg: &Config) -> http_serve::HttpLimits {
     }
 }
 
-/// The SIP server's settings from the `[sip]` section (for the lead's
-/// wiring: `sip::start(sip_config(&cfg)?, Arc::new(sip::DomainBackend::new(services)))`).
+/// The SIP server's settings from the `[sip]` section ([`start_sip`] hands
+/// them to `sip::start` with a [`DomainBackend`]).
 pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
     use std::time::Duration;
     let listen: SocketAddr = cfg
@@ -166,7 +168,7 @@ pub fn cdr_journal_dir(cfg: &Config) -> std::path::PathBuf {
 /// Starts the SIP server over the domain services; [`Server::serve_with_sip`]
 /// puts it behind the API as the engine and shuts it down on exit.
 pub async fn start_sip(config: &Config, services: &Services) -> anyhow::Result<sip::SipServer> {
-    let backend = std::sync::Arc::new(sip::DomainBackend::new(services.clone()));
+    let backend = std::sync::Arc::new(DomainBackend::new(services.clone()));
     sip::start(sip_config(config)?, backend)
         .await
         .with_context(|| {
@@ -253,7 +255,7 @@ impl Server {
         // Calls the previous run left open: their journaled events go to
         // the database first, then what is still open is closed at the
         // last moment that run was known alive (cause `server_crash`).
-        let backend = sip::DomainBackend::new(services.clone());
+        let backend = DomainBackend::new(services.clone());
         sip::recover_cdr_journal(&cdr_journal_dir(&config), &backend)
             .await
             .context("recovering the CDR journal")?;

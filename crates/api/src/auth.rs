@@ -4,7 +4,7 @@
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
-use domain::{Actor, Role, User};
+use domain::{Actor, Role, Scope, User};
 
 use crate::error::AppError;
 use crate::extract::ClientIp;
@@ -76,9 +76,9 @@ impl CurrentUser {
         self.user.role == Role::Admin
     }
 
-    /// Admins and supervisors see everyone's data; agents their own.
-    pub fn sees_all(&self) -> bool {
-        matches!(self.user.role, Role::Admin | Role::Supervisor)
+    /// What this user may see (`domain::access`).
+    pub fn scope(&self) -> Scope {
+        Scope::of(&self.user)
     }
 
     pub fn actor(&self) -> Actor {

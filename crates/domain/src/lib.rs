@@ -2,12 +2,14 @@
 //! (sessions, API tokens, login rate limiting), SIP accounts and their
 //! digest credentials, registrations, calls/CDR (the recorder turns the
 //! engines' call events into `calls` and `call_legs` rows), routing
-//! decisions, WebRTC settings, the audit log and the event bus; and the
+//! decisions, who may see what (`access`), WebRTC settings, the audit log
+//! and the event bus; and the
 //! interface every PBX engine implements for the API (`engine`).
 //!
 //! Every mutating operation runs in one write transaction: a failure
 //! leaves the database as it was. Services are cheap to clone.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod call_events;
@@ -29,6 +31,7 @@ pub mod webrtc;
 
 use std::sync::Arc;
 
+pub use access::Scope;
 pub use audit::{AuditEntry, AuditService};
 pub use auth::{ApiToken, AuthService, LoginOutcome};
 pub use call_events::{CallEvent, CallEventKind, HangupCause, LegNo, Party};

@@ -1,6 +1,7 @@
 //! How the SIP server talks to the rest of centralita: accounts, location
-//! storage, CDRs and events. [`MemoryBackend`] is for tests; the binary uses
-//! `DomainBackend` (feature `domain-backend`).
+//! storage, CDRs and events. [`MemoryBackend`] is for tests; the binary
+//! implements it over the domain services (`centralita::DomainBackend`,
+//! `centralita/src/sip_backend.rs`).
 
 use crate::core::{Account, BindingRecord, Lookup, SecurityNotice};
 use domain::call_events::CallEvent;

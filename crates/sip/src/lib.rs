@@ -8,13 +8,11 @@
 
 pub mod backend;
 pub mod core;
-pub mod domain_backend;
 mod engine;
 mod shell;
 
 pub use backend::{AccountChange, Backend, BackendError, MemoryBackend, RegistrationState};
 pub use core::{Account, BindingRecord, Lookup, SecurityNotice, Transport};
-pub use domain_backend::DomainBackend;
 pub use shell::journal::{recover as recover_cdr_journal, Recovered};
 
 use std::net::{IpAddr, SocketAddr};

@@ -120,7 +120,7 @@ async fn get_one(
     u: CurrentUser,
     AppPath(id): AppPath<i64>,
 ) -> JsonResult {
-    if !u.sees_all() && u.user.id != id {
+    if !u.scope().may_see_user(id) {
         return Err(AppError::Forbidden);
     }
     let agent = st.services.users.require(id).await?;

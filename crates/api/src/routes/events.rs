@@ -46,49 +46,10 @@ async fn upgrade(
     let ws = ws.map_err(|e| AppError::BadRequest(format!("WebSocket upgrade required: {e}")))?;
     let rx = st.services.events.subscribe();
     tracing::debug!(user = user.id, "events subscriber connected");
-    let viewer = Viewer::of(&user);
-    Ok(ws.on_upgrade(move |socket| pump(socket, rx, viewer)))
-}
-
-/// What one subscriber may see: admins and supervisors everything, agents
-/// only their own registrations, calls and account changes.
-#[derive(Debug, Clone)]
-struct Viewer {
-    uid: i64,
-    sees_all: bool,
-    /// The agent's SIP username and extension (either may identify them in
-    /// a call's numbers).
-    sip_ids: Vec<String>,
-}
-
-impl Viewer {
-    fn of(user: &domain::User) -> Self {
-        let sip_ids = user
-            .sip
-            .iter()
-            .flat_map(|s| [s.username.clone(), s.extension.clone()])
-            .collect();
-        Self {
-            uid: user.id,
-            sees_all: user.role != domain::Role::Agent,
-            sip_ids,
-        }
-    }
-
-    fn may_see(&self, ev: &domain::Event) -> bool {
-        if self.sees_all {
-            return true;
-        }
-        match ev {
-            domain::Event::Agent { id, .. } => *id == self.uid,
-            domain::Event::Registration { username, .. } => self.sip_ids.contains(username),
-            domain::Event::Call {
-                caller_number,
-                callee_number,
-                ..
-            } => self.sip_ids.contains(caller_number) || self.sip_ids.contains(callee_number),
-        }
-    }
+    // Fixed at connect time, like the user it was made from.
+    let scope = domain::Scope::of(&user);
+    let uid = user.id;
+    Ok(ws.on_upgrade(move |socket| pump(socket, rx, uid, scope)))
 }
 
 /// Whether `ev` ends the subscriber's access (deactivated or deleted).
@@ -99,17 +60,18 @@ fn ends_access(ev: &domain::Event, uid: i64) -> bool {
 async fn pump(
     mut socket: WebSocket,
     mut rx: tokio::sync::broadcast::Receiver<domain::Event>,
-    viewer: Viewer,
+    uid: i64,
+    scope: domain::Scope,
 ) {
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Ok(ev) => {
-                    if ends_access(&ev, viewer.uid) {
+                    if ends_access(&ev, uid) {
                         let _ = socket.send(Message::Close(None)).await;
                         return;
                     }
-                    if !viewer.may_see(&ev) {
+                    if !scope.may_see(&ev) {
                         continue;
                     }
                     let Ok(text) = serde_json::to_string(&ev) else { continue };

@@ -723,7 +723,7 @@ async fn start_sip(app: &TestApp, cfg: sip::SipConfig) -> sip::SipServer {
         realm: app.services.config.sip_domain.clone(),
         ..cfg
     };
-    let backend = std::sync::Arc::new(sip::DomainBackend::new(app.services.clone()));
+    let backend = std::sync::Arc::new(centralita::DomainBackend::new(app.services.clone()));
     sip::start(cfg, backend).await.expect("sip server")
 }
 

@@ -244,19 +244,6 @@ async fn store_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::DomainBackend;
-
-    async fn services(dir: &tempfile::TempDir) -> domain::Services {
-        let url = format!("sqlite://{}", dir.path().join("cdr.db").display());
-        let db = domain::Db::open(&url).await.expect("open SQLite");
-        domain::Services::new(
-            db,
-            domain::DomainConfig {
-                password_cost: domain::PasswordCost::TestOnlyCheap,
-                ..Default::default()
-            },
-        )
-    }
 
     /// The call events of call `i`, which starts at `t0 + i` ms and is
     /// answered after 1 s and ends after 3 s (odd calls) or is not answered.
@@ -315,111 +302,6 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-    }
-
-    /// 1,200 calls whose operations interleave (every call starts before
-    /// the first ends) go through the writer in several 500-operation
-    /// transactions; every row is complete and each call's events are in
-    /// order.
-    #[tokio::test]
-    async fn cdr_writer_batches_keep_order_per_call() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = services(&dir).await;
-        // The bus keeps 1,024 events: read them while the writer runs.
-        let mut events = s.events.subscribe();
-        let n = 1_200u64;
-        let collector = tokio::spawn(async move {
-            let mut seen: HashMap<String, Vec<String>> = HashMap::new();
-            let mut ended = 0;
-            while ended < n {
-                match events.recv().await {
-                    Ok(domain::Event::Call { call_id, state, .. }) => {
-                        ended += u64::from(state == "ended");
-                        seen.entry(call_id).or_default().push(state);
-                    }
-                    Ok(_) => {}
-                    Err(e) => panic!("event bus: {e}"),
-                }
-            }
-            seen
-        });
-        let w = Writers::spawn(Arc::new(DomainBackend::new(s.clone())), None);
-        let t0 = 1_700_000_000_000u64;
-        let per_call: Vec<Vec<CallEvent>> = (0..n).map(|i| ops(i, t0, None)).collect();
-        // Round-robin over the calls: start of all, then the next op of each.
-        let longest = per_call.iter().map(Vec::len).max().unwrap_or(0);
-        for k in 0..longest {
-            for call in &per_call {
-                if let Some(op) = call.get(k) {
-                    w.cdr(op.clone(), None);
-                }
-            }
-        }
-        wait_written(&w).await;
-
-        let (rows, total) = s
-            .calls
-            .history(&domain::calls::CallQuery {
-                limit: 10_000,
-                ..Default::default()
-            })
-            .await
-            .expect("history");
-        assert_eq!(total, n as i64);
-        for c in rows {
-            let i: u64 = c.call_id["call-".len()..].parse().expect("call number");
-            let answered = i % 2 == 1;
-            assert_eq!(c.state, "ended", "{}", c.call_id);
-            assert_eq!(c.duration, 3, "{}", c.call_id);
-            assert_eq!(c.billsec, if answered { 2 } else { 0 }, "{}", c.call_id);
-            assert_eq!(
-                c.disposition.as_deref(),
-                Some(if answered { "ANSWERED" } else { "NO ANSWER" })
-            );
-        }
-        let seen = tokio::time::timeout(std::time::Duration::from_secs(10), collector)
-            .await
-            .expect("all call events within 10 s")
-            .expect("collector");
-        assert_eq!(seen.len(), n as usize);
-        for (id, states) in seen {
-            let i: u64 = id["call-".len()..].parse().expect("call number");
-            let want: &[&str] = if i % 2 == 1 {
-                &["ringing", "answered", "ended"]
-            } else {
-                &["ringing", "ended"]
-            };
-            assert_eq!(states, want, "{id}");
-        }
-    }
-
-    /// A bad operation (a start naming an agent that does not exist) fails
-    /// its batch; the writer's backend then writes the others one by one.
-    #[tokio::test]
-    async fn cdr_writer_bad_op_does_not_lose_its_batch() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = services(&dir).await;
-        let w = Writers::spawn(Arc::new(DomainBackend::new(s.clone())), None);
-        let t0 = 1_700_000_000_000u64;
-        for i in 0..10 {
-            let agent = (i == 4).then_some(424_242);
-            for op in ops(i, t0, agent) {
-                w.cdr(op, None);
-            }
-        }
-        wait_written(&w).await;
-        let (rows, total) = s
-            .calls
-            .history(&domain::calls::CallQuery {
-                limit: 100,
-                ..Default::default()
-            })
-            .await
-            .expect("history");
-        assert_eq!(total, 9);
-        assert!(rows
-            .iter()
-            .all(|c| c.state == "ended" && c.call_id != "call-4"));
     }
 
     /// The default `call_events` (MemoryBackend) records every operation in

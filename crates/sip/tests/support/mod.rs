@@ -91,7 +91,7 @@ impl TestServer {
             ..Default::default()
         };
         tweak(&mut cfg);
-        let backend = Arc::new(sip::DomainBackend::new(services.clone()));
+        let backend = Arc::new(centralita::DomainBackend::new(services.clone()));
         let sip = sip::start(cfg, backend).await.expect("start SIP");
         let addr = sip.local_addr();
         let ws = TcpListener::bind("127.0.0.1:0").await.expect("bind WS");

@@ -1,15 +1,18 @@
-//! [`Backend`] over the domain services (SQLite/PostgreSQL through `store`).
+//! The SIP server's storage port ([`sip::Backend`]) over the domain
+//! services (SQLite/PostgreSQL through `store`): accounts, bindings,
+//! registration states, CDR events and account changes. It lives in the
+//! binary's wiring so that `sip` knows only its port trait.
 
-use crate::backend::{AccountChange, Backend, BackendError, BoxFuture, RegistrationState};
-use crate::core::digest::Ha1;
-use crate::core::{Account, BindingRecord, Lookup, Transport};
 use chrono::{DateTime, TimeZone, Utc};
 use domain::call_events::CallEvent;
 use domain::{DigestCredentials, Services};
+use sip::backend::{AccountChange, Backend, BackendError, BoxFuture, RegistrationState};
+use sip::core::digest::Ha1;
+use sip::core::{Account, BindingRecord, Lookup, Transport};
 use std::net::SocketAddr;
 use tokio::sync::{broadcast, mpsc};
 
-/// The adapter the binary hands to [`crate::start`].
+/// The adapter the binary hands to [`sip::start`].
 pub struct DomainBackend {
     services: Services,
 }
@@ -299,5 +302,182 @@ impl Backend for DomainBackend {
             }
         });
         Some(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::call_events::{CallEventKind as K, HangupCause, Party};
+    use std::collections::HashMap;
+
+    /// As many call events as the SIP server's CDR writer hands the backend
+    /// in one call (`sip::shell::writer::CDR_BATCH`).
+    const WRITER_BATCH: usize = 500;
+
+    async fn services(dir: &tempfile::TempDir) -> Services {
+        let url = format!("sqlite://{}", dir.path().join("cdr.db").display());
+        let db = domain::Db::open(&url).await.expect("open SQLite");
+        Services::new(
+            db,
+            domain::DomainConfig {
+                password_cost: domain::PasswordCost::TestOnlyCheap,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The call events of call `i`, which starts at `t0 + i` ms and is
+    /// answered after 1 s and ends after 3 s (odd calls) or is not answered.
+    fn ops(i: u64, t0: u64, agent: Option<i64>) -> Vec<CallEvent> {
+        let call_id = format!("call-{i}");
+        let ev = |at_ms: u64, kind: K| CallEvent {
+            call_id: call_id.clone(),
+            at_ms,
+            kind,
+        };
+        let party = |number: &str, agent_id| Party {
+            number: number.into(),
+            agent_id,
+        };
+        let mut v = vec![
+            ev(
+                t0 + i,
+                K::Started {
+                    direction: domain::Direction::Internal,
+                    caller: party("1000", agent),
+                    callee: party("1001", None),
+                    transport: "udp".into(),
+                },
+            ),
+            ev(
+                t0 + i,
+                K::LegAdded {
+                    leg: 1,
+                    party: party("1001", None),
+                    transport: "udp".into(),
+                },
+            ),
+            ev(t0 + i + 10, K::Ringing { leg: 1 }),
+        ];
+        let answered = i % 2 == 1;
+        if answered {
+            v.push(ev(t0 + i + 1_000, K::Answered { leg: 1 }));
+        }
+        let cause = if answered {
+            HangupCause::CallerBye
+        } else {
+            HangupCause::NoAnswer
+        };
+        v.push(ev(t0 + i + 3_000, K::Ended { cause }));
+        v
+    }
+
+    /// 1,200 calls whose operations interleave (every call starts before
+    /// the first ends) arrive in several 500-operation batches, as the SIP
+    /// server's writer sends them; every row is complete and each call's
+    /// events are published in order.
+    #[tokio::test]
+    async fn interleaved_cdr_batches_keep_order_per_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = services(&dir).await;
+        // The bus keeps 1,024 events: read them while the batches are written.
+        let mut events = s.events.subscribe();
+        let n = 1_200u64;
+        let collector = tokio::spawn(async move {
+            let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+            let mut ended = 0;
+            while ended < n {
+                match events.recv().await {
+                    Ok(domain::Event::Call { call_id, state, .. }) => {
+                        ended += u64::from(state == "ended");
+                        seen.entry(call_id).or_default().push(state);
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("event bus: {e}"),
+                }
+            }
+            seen
+        });
+        let backend = DomainBackend::new(s.clone());
+        let t0 = 1_700_000_000_000u64;
+        let per_call: Vec<Vec<CallEvent>> = (0..n).map(|i| ops(i, t0, None)).collect();
+        // Round-robin over the calls: start of all, then the next op of each.
+        let longest = per_call.iter().map(Vec::len).max().unwrap_or(0);
+        let interleaved: Vec<CallEvent> = (0..longest)
+            .flat_map(|k| per_call.iter().filter_map(move |call| call.get(k).cloned()))
+            .collect();
+        for batch in interleaved.chunks(WRITER_BATCH) {
+            backend
+                .call_events(batch.to_vec())
+                .await
+                .expect("CDR batch");
+        }
+
+        let (rows, total) = s
+            .calls
+            .history(&domain::calls::CallQuery {
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .expect("history");
+        assert_eq!(total, n as i64);
+        for c in rows {
+            let i: u64 = c.call_id["call-".len()..].parse().expect("call number");
+            let answered = i % 2 == 1;
+            assert_eq!(c.state, "ended", "{}", c.call_id);
+            assert_eq!(c.duration, 3, "{}", c.call_id);
+            assert_eq!(c.billsec, if answered { 2 } else { 0 }, "{}", c.call_id);
+            assert_eq!(
+                c.disposition.as_deref(),
+                Some(if answered { "ANSWERED" } else { "NO ANSWER" })
+            );
+        }
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(10), collector)
+            .await
+            .expect("all call events within 10 s")
+            .expect("collector");
+        assert_eq!(seen.len(), n as usize);
+        for (id, states) in seen {
+            let i: u64 = id["call-".len()..].parse().expect("call number");
+            let want: &[&str] = if i % 2 == 1 {
+                &["ringing", "answered", "ended"]
+            } else {
+                &["ringing", "ended"]
+            };
+            assert_eq!(states, want, "{id}");
+        }
+    }
+
+    /// A bad operation (a start naming an agent that does not exist) fails
+    /// its batch; the backend then writes the others one by one and reports
+    /// the one that failed.
+    #[tokio::test]
+    async fn a_bad_cdr_operation_does_not_lose_its_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = services(&dir).await;
+        let backend = DomainBackend::new(s.clone());
+        let t0 = 1_700_000_000_000u64;
+        let batch: Vec<CallEvent> = (0..10)
+            .flat_map(|i| ops(i, t0, (i == 4).then_some(424_242)))
+            .collect();
+        let err = backend
+            .call_events(batch)
+            .await
+            .expect_err("the bad start is reported");
+        assert!(err.0.contains("CDR writes failed"), "{err}");
+        let (rows, total) = s
+            .calls
+            .history(&domain::calls::CallQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("history");
+        assert_eq!(total, 9);
+        assert!(rows
+            .iter()
+            .all(|c| c.state == "ended" && c.call_id != "call-4"));
     }
 }
