@@ -247,6 +247,21 @@ impl Backend for DomainBackend {
         })
     }
 
+    fn security_notice(&self, notice: sip::SecurityNotice) {
+        let (kind, ip, username) = match notice {
+            sip::SecurityNotice::AddressBanned { ip } => ("address_banned", ip, None),
+            sip::SecurityNotice::AccountGuarded { username, ip } => {
+                ("account_guarded", ip, Some(username))
+            }
+        };
+        self.services.events.publish(domain::Event::Security {
+            at: Utc::now(),
+            kind: kind.into(),
+            ip: ip.to_string(),
+            username,
+        });
+    }
+
     fn close_orphan_calls(
         &self,
         last_alive_ms: Option<u64>,
@@ -377,6 +392,42 @@ mod tests {
     /// the first ends) arrive in several 500-operation batches, as the SIP
     /// server's writer sends them; every row is complete and each call's
     /// events are published in order.
+    /// Bans and account guards reach the console's live view as `security`
+    /// events, with the address and (for a guard) the account.
+    #[tokio::test]
+    async fn security_notices_become_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = services(&dir).await;
+        let mut events = s.events.subscribe();
+        let backend = DomainBackend::new(s);
+        let ip: std::net::IpAddr = [127, 0, 0, 9].into();
+        backend.security_notice(sip::SecurityNotice::AddressBanned { ip });
+        backend.security_notice(sip::SecurityNotice::AccountGuarded {
+            username: "alice".into(),
+            ip,
+        });
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match events.recv().await.expect("event") {
+                domain::Event::Security {
+                    kind, ip, username, ..
+                } => got.push((kind, ip, username)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                ("address_banned".to_string(), "127.0.0.9".to_string(), None),
+                (
+                    "account_guarded".to_string(),
+                    "127.0.0.9".to_string(),
+                    Some("alice".to_string())
+                ),
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn interleaved_cdr_batches_keep_order_per_call() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -87,6 +87,8 @@ impl Scope {
                 callee_number,
                 ..
             } => sip_ids.contains(caller_number) || sip_ids.contains(callee_number),
+            // Attacks and bans are for the staff who can act on them.
+            Event::Security { .. } => false,
         }
     }
 }
@@ -289,6 +291,16 @@ mod tests {
                 (call("1008", "1009"), not_mine),
                 // An agent without SIP is named by no number, empty ones included.
                 (call("", ""), not_mine),
+                // Even about their own account, agents do not see attacks.
+                (
+                    Event::Security {
+                        at,
+                        kind: "account_guarded".into(),
+                        ip: "192.0.2.1".into(),
+                        username: Some("ag7".into()),
+                    },
+                    not_mine,
+                ),
             ],
             |s, ev| s.may_see(ev),
         );

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// One event. JSON: `{"type": "registration" | "call" | "agent", "at": ..., ...}`
+/// One event. JSON: `{"type": "registration" | "call" | "agent" | "security", "at": ..., ...}`
 /// with camelCase fields.
 #[derive(Serialize, Clone, Debug)]
 #[serde(
@@ -37,6 +37,16 @@ pub enum Event {
         /// created | updated | deactivated | deleted | sip_rotated
         action: String,
         sip_username: Option<String>,
+    },
+    /// A protection started against password guessing: an address banned
+    /// (`address_banned`) or an account guarded (`account_guarded`, only
+    /// addresses it authenticated from are checked for a while).
+    Security {
+        at: DateTime<Utc>,
+        /// address_banned | account_guarded
+        kind: String,
+        ip: String,
+        username: Option<String>,
     },
 }
 
