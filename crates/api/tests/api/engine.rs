@@ -131,6 +131,7 @@ async fn status_reports_the_engine_not_the_rows() {
             scanner_requests_dropped: 5,
             auth_guarded_refused: 4,
             auth_accounts_guarded: 1,
+            ..EngineStatus::default()
         },
         Vec::new(),
         0,
