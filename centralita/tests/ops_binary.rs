@@ -394,7 +394,31 @@ fn json_log_format_gives_one_json_object_per_line() {
     let file = std::fs::File::create(&log).expect("log file");
     let mut srv = serve(cmd, Stdio::from(file));
     let cookie = srv.login();
-    srv.agent(&cookie, "json.agent");
+    let (alice, alice_pw, _) = srv.agent(&cookie, "json.alice");
+    let (bob, bob_pw, bob_ext) = srv.agent(&cookie, "json.bob");
+    // A registration and a (busy) call: their lines carry the call's id
+    // and the agents.
+    let bob_port = support::free_ports(1, true, true);
+    let bob_csv = csv(data, "bob.csv", &bob, &bob_pw);
+    assert!(sipp_ok(sipp_on(
+        &srv,
+        data,
+        "reg_ok.xml",
+        Some(&bob_csv),
+        bob_port,
+        &[]
+    )));
+    let callee = sipp_on(&srv, data, "uas_busy.xml", None, bob_port, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let alice_csv = csv(data, "alice.csv", &alice, &alice_pw);
+    assert!(sipp_ok(sipp(
+        &srv,
+        data,
+        "uac_busy.xml",
+        Some(&alice_csv),
+        &["-s", &bob_ext]
+    )));
+    assert!(sipp_ok(callee));
     // A request that fails authentication and an unknown route: logged too.
     support::http_request(&srv.http, "GET", "/api/agents", None, None);
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
@@ -427,6 +451,26 @@ Content-Length: 0\r\n\r\n",
         assert!(v["fields"]["message"].is_string(), "{line}");
     }
     assert!(text.contains("\"HTTP listening\""), "{text}");
+    let started: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "call started")
+        .collect();
+    assert_eq!(started.len(), 1, "{text}");
+    let f = &started[0]["fields"];
+    assert!(f["call_id"].as_str().is_some_and(|c| !c.is_empty()), "{f}");
+    assert_eq!(f["callee"], bob_ext.as_str(), "{f}");
+    assert!(
+        f["caller_agent"].is_i64() || f["caller_agent"].is_u64(),
+        "{f}"
+    );
+    let call_id = f["call_id"].as_str().unwrap_or_default().to_string();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"call ended\"") && l.contains(&call_id)),
+        "{text}"
+    );
     assert!(text.contains("\"shutting down\""), "{text}");
     // The default stays human-readable.
     assert!(!srv.stdout.is_empty());
