@@ -245,6 +245,50 @@ async fn store_loop(
     }
 }
 
+/// One log line per call event, with the fields a log search filters on:
+/// `call_id` always, the parties and their agent ids when the call starts.
+fn log_call_event(ev: &CallEvent) {
+    use domain::call_events::CallEventKind as K;
+    let call_id = ev.call_id.as_str();
+    match &ev.kind {
+        K::Started {
+            caller,
+            callee,
+            transport,
+            ..
+        } => tracing::debug!(
+            call_id,
+            caller = %caller.number,
+            caller_agent = caller.agent_id,
+            callee = %callee.number,
+            callee_agent = callee.agent_id,
+            %transport,
+            "call started"
+        ),
+        K::LegAdded { leg, party, .. } => tracing::debug!(
+            call_id,
+            leg,
+            callee = %party.number,
+            callee_agent = party.agent_id,
+            "call leg added"
+        ),
+        K::Ringing { leg } => tracing::debug!(call_id, leg, "call ringing"),
+        K::Answered { leg } => tracing::debug!(call_id, leg, "call answered"),
+        K::LegEnded {
+            leg,
+            cause,
+            sip_code,
+        } => tracing::debug!(
+            call_id,
+            leg,
+            cause = cause.as_str(),
+            sip_code,
+            "call leg ended"
+        ),
+        K::Ended { cause } => tracing::debug!(call_id, cause = cause.as_str(), "call ended"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,49 +482,5 @@ mod tests {
         }
         wait_written(&w).await;
         assert_eq!(*backend.cdrs.lock(), queued);
-    }
-}
-
-/// One log line per call event, with the fields a log search filters on:
-/// `call_id` always, the parties and their agent ids when the call starts.
-fn log_call_event(ev: &CallEvent) {
-    use domain::call_events::CallEventKind as K;
-    let call_id = ev.call_id.as_str();
-    match &ev.kind {
-        K::Started {
-            caller,
-            callee,
-            transport,
-            ..
-        } => tracing::debug!(
-            call_id,
-            caller = %caller.number,
-            caller_agent = caller.agent_id,
-            callee = %callee.number,
-            callee_agent = callee.agent_id,
-            %transport,
-            "call started"
-        ),
-        K::LegAdded { leg, party, .. } => tracing::debug!(
-            call_id,
-            leg,
-            callee = %party.number,
-            callee_agent = party.agent_id,
-            "call leg added"
-        ),
-        K::Ringing { leg } => tracing::debug!(call_id, leg, "call ringing"),
-        K::Answered { leg } => tracing::debug!(call_id, leg, "call answered"),
-        K::LegEnded {
-            leg,
-            cause,
-            sip_code,
-        } => tracing::debug!(
-            call_id,
-            leg,
-            cause = cause.as_str(),
-            sip_code,
-            "call leg ended"
-        ),
-        K::Ended { cause } => tracing::debug!(call_id, cause = cause.as_str(), "call ended"),
     }
 }
