@@ -23,10 +23,24 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// PBX mode: builtin | asterisk | relay.
     pub mode: String,
+    /// Log lines on stderr: `text` (human-readable) or `json` (one JSON
+    /// object per line, for log shippers).
+    pub log_format: String,
     pub http: HttpConfig,
     pub console: ConsoleConfig,
     pub sip: SipConfig,
     pub auth: AuthConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The `[metrics]` section: Prometheus metrics at `/metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A separate listener serving only `/metrics`, without a token (for a
+    /// scraper on a private address); unset: `/metrics` on the HTTP
+    /// listeners, for an admin's bearer token only.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,10 +151,12 @@ impl Default for Config {
             database_url: None,
             admin_password: None,
             mode: "builtin".into(),
+            log_format: "text".into(),
             http: HttpConfig::default(),
             console: ConsoleConfig::default(),
             sip: SipConfig::default(),
             auth: AuthConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -468,6 +484,18 @@ impl Config {
                 "sip.session_expires_secs must be 0 (off) or at least sip.min_session_expires_secs"
             );
         }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!(
+                "log_format {:?} must be text or json (CENTRALITA_LOG_FORMAT)",
+                self.log_format
+            );
+        }
+        self.metrics_listen()?;
+        // The URL is checked here so that every command (serve, migrate,
+        // check-config) refuses a database it cannot use before anything
+        // else happens, and never falls back to another one.
+        store::DbUrl::parse(&self.database_url())
+            .map_err(|e| anyhow::anyhow!("database_url (CENTRALITA_DATABASE_URL): {e}"))?;
         if !matches!(self.mode.as_str(), "builtin" | "asterisk" | "relay") {
             bail!("mode must be builtin, asterisk or relay");
         }
@@ -478,6 +506,24 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The metrics-only listener, when `metrics.listen` is set.
+    pub fn metrics_listen(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.metrics
+            .listen
+            .as_deref()
+            .map(|l| {
+                l.parse().with_context(|| {
+                    format!("metrics.listen {l:?} is not ip:port (CENTRALITA_METRICS_LISTEN)")
+                })
+            })
+            .transpose()
+    }
+
+    /// JSON log lines (`log_format = "json"`).
+    pub fn json_logs(&self) -> bool {
+        self.log_format == "json"
     }
 
     pub fn http_listen(&self) -> anyhow::Result<SocketAddr> {
@@ -842,7 +888,10 @@ mod tests {
                     "sip.ws_path" => "/sip".into(),
                     "admin_password" => "long-enough-password".into(),
                     "mode" => "relay".into(),
+                    "log_format" => "json".into(),
+                    "database_url" => "sqlite:///tmp/elsewhere.db".into(),
                     p if p.ends_with("tls_listen") => "127.0.0.1:2".into(),
+                    "metrics.listen" => "127.0.0.1:3".into(),
                     p => format!("/{p}"),
                 },
             };
@@ -923,6 +972,20 @@ mod tests {
         assert!(Config::load(None, env(&[("CENTRALITA_SIP_MAX_CONTACTS", "many")])).is_err());
         assert!(Config::load(None, env(&[("CENTRALITA_HTTP_LISTEN", "nowhere")])).is_err());
         assert!(Config::load(None, env(&[("CENTRALITA_ADMIN_PASSWORD", "short")])).is_err());
+        assert!(Config::load(None, env(&[("CENTRALITA_LOG_FORMAT", "xml")])).is_err());
+        assert!(Config::load(None, env(&[("CENTRALITA_METRICS_LISTEN", "9090")])).is_err());
+        let err = Config::load(
+            None,
+            env(&[(
+                "CENTRALITA_DATABASE_URL",
+                "postgres://postgres@127.0.0.1/centralita",
+            )]),
+        )
+        .expect_err("PostgreSQL is not there yet");
+        assert!(
+            format!("{err:#}").contains("PostgreSQL is not supported yet"),
+            "{err:#}"
+        );
         // Session timers: Min-SE never below 90 s, the interval 0 (off) or above Min-SE.
         let timers = |se: &str, min: &str| {
             Config::load(

@@ -5,6 +5,8 @@
 pub mod config;
 pub mod devcert;
 pub mod http_serve;
+pub mod logging;
+pub mod ops;
 pub mod sip_backend;
 pub mod tls;
 
@@ -206,6 +208,8 @@ pub struct Server {
     /// The HTTPS listener (same console, API and `/ws` as WSS), when
     /// `http.tls_listen` is configured.
     pub https: Option<HttpsListener>,
+    /// The metrics-only listener (`metrics.listen`) and its bound address.
+    pub metrics: Option<(tokio::net::TcpListener, SocketAddr)>,
 }
 
 /// A bound HTTPS listener with its certificate loaded.
@@ -250,6 +254,19 @@ impl Server {
             format!("cannot listen for HTTP on {addr} (http.listen, CENTRALITA_HTTP_LISTEN)")
         })?;
         let local_addr = listener.local_addr()?;
+        let metrics = match config.metrics_listen()? {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                    format!(
+                        "cannot listen for metrics on {addr} (metrics.listen, \
+                         CENTRALITA_METRICS_LISTEN)"
+                    )
+                })?;
+                let bound = l.local_addr()?;
+                Some((l, bound))
+            }
+            None => None,
+        };
         let db = open_services(&config).await?.db;
         let services = Services::new(db, domain_config(&config, local_addr));
         // Calls the previous run left open: their journaled events go to
@@ -270,6 +287,7 @@ impl Server {
             local_addr,
             generated_admin_password,
             https,
+            metrics,
         })
     }
 
@@ -299,7 +317,7 @@ impl Server {
             .clone()
             .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn domain::Engine>);
         let state = api::AppState::new(self.services.clone(), engine.clone(), api_cfg.clone());
-        let app = api::router(state);
+        let app = api::router(state.clone());
         // One shutdown signal, two listeners.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sip_calls = sip.clone();
@@ -320,6 +338,17 @@ impl Server {
         // One per-address count for both listeners: the same client on
         // the HTTP and the HTTPS port is still one client.
         let limits = http_limits(&self.config);
+        if let Some((listener, _)) = self.metrics {
+            // Its own per-address count: a scraper is not a console client.
+            let app = api::metrics_router(state.clone());
+            let peers = http_serve::PeerLimiter::new(limits.max_connections_per_ip);
+            tokio::spawn(http_serve::serve(
+                http_serve::LimitedTcp::new(listener, peers),
+                app,
+                limits,
+                stopped(stop_rx.clone()),
+            ));
+        }
         let peers = http_serve::PeerLimiter::new(limits.max_connections_per_ip);
         let plain = http_serve::serve(
             http_serve::LimitedTcp::new(self.listener, peers.clone()),

@@ -21,7 +21,8 @@ CENTRALITA_HTTP_LISTEN=127.0.0.1:8080, CENTRALITA_DATA_DIR=./data, CENTRALITA_DA
 CENTRALITA_ADMIN_PASSWORD=..., CENTRALITA_SIP_DOMAIN=centralita.local, CENTRALITA_SIP_LISTEN=127.0.0.1:5060, \
 CENTRALITA_CONSOLE_DIR=web/dist, CENTRALITA_SIP_SHA256_USER_AGENTS=Linphone,Zoiper (a list). HTTPS/WSS: \
 CENTRALITA_HTTP_TLS_LISTEN, CENTRALITA_HTTP_TLS_CERT, CENTRALITA_HTTP_TLS_KEY (see `centralita gen-cert` and \
-docs/TLS.md). `centralita serve --help` lists every setting with its default. Logs: RUST_LOG (default info)."
+docs/TLS.md). `centralita serve --help` lists every setting with its default. Logs: RUST_LOG (default info); \
+CENTRALITA_LOG_FORMAT (text, or json for one JSON object per line)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -66,51 +67,126 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Apply pending database migrations and exit, printing each one
+    /// applied (`serve` also applies them at start).
+    Migrate {
+        /// TOML configuration file.
+        #[arg(long, short, env = "CENTRALITA_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Write a consistent copy of the SQLite database to FILE, also while
+    /// the server runs (SQLite VACUUM INTO). Never overwrites FILE.
+    Backup {
+        /// TOML configuration file.
+        #[arg(long, short, env = "CENTRALITA_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where to write the copy (must not exist).
+        file: PathBuf,
+    },
+    /// Check the configuration file and environment without starting:
+    /// exit 0 and print a summary, or print what is wrong and exit 1.
+    CheckConfig {
+        /// TOML configuration file.
+        #[arg(long, short, env = "CENTRALITA_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // `serve --help` lists every setting, read from the configuration
     // structs so that it cannot fall behind them.
     let matches = Cli::command()
         .mut_subcommand("serve", |c| c.after_help(centralita::config::help()))
         .get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The log format is a setting: read the configuration first (an error
+    // in it is then reported in the format asked for, when that is known).
+    let file = cli.command.config_file();
+    let loaded = centralita::Config::load(file.as_deref(), std::env::vars());
+    let json = match &loaded {
+        Ok(cfg) => cfg.json_logs(),
+        Err(_) => std::env::var("CENTRALITA_LOG_FORMAT").is_ok_and(|v| v.trim() == "json"),
+    };
+    centralita::logging::init(json);
+    match loaded.and_then(|cfg| run(cli.command, cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                tracing::error!(error = format!("{e:#}"), "centralita stopped");
+            } else {
+                eprintln!("Error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    fn config_file(&self) -> Option<PathBuf> {
+        match self {
+            Command::Serve { config }
+            | Command::ResetPassword { config, .. }
+            | Command::GenCert { config, .. }
+            | Command::Migrate { config }
+            | Command::Backup { config, .. }
+            | Command::CheckConfig { config } => config.clone(),
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(command: Command, cfg: centralita::Config) -> anyhow::Result<()> {
     // Before anything can build a TLS configuration (see tls.rs).
     centralita::tls::install_crypto_provider();
-    match cli.command {
-        Command::Serve { config } => {
-            let cfg = centralita::Config::load(config.as_deref(), std::env::vars())?;
+    match command {
+        Command::Serve { .. } => {
             // Before anything opens a descriptor: the SIP connection cap is
             // derived from the limit in force when the SIP server starts.
             centralita::raise_open_file_limit();
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(serve(cfg))
+            runtime()?.block_on(serve(cfg))
         }
-        Command::ResetPassword { config, login } => {
-            let cfg = centralita::Config::load(config.as_deref(), std::env::vars())?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(reset_password(cfg, login))
-        }
+        Command::ResetPassword { login, .. } => runtime()?.block_on(reset_password(cfg, login)),
         Command::GenCert {
-            config,
-            out,
-            hosts,
-            force,
-        } => {
-            let cfg = centralita::Config::load(config.as_deref(), std::env::vars())?;
-            gen_cert(&cfg, out, &hosts, force)
+            out, hosts, force, ..
+        } => gen_cert(&cfg, out, &hosts, force),
+        Command::Migrate { .. } => runtime()?.block_on(async {
+            let applied = centralita::ops::migrate(&cfg).await?;
+            if applied.is_empty() {
+                println!(
+                    "{}: the schema is up to date; nothing applied.",
+                    cfg.database_url()
+                );
+            } else {
+                for m in &applied {
+                    println!("applied migration {:04} {}", m.version, m.description);
+                }
+                println!(
+                    "{}: {} migration(s) applied.",
+                    cfg.database_url(),
+                    applied.len()
+                );
+            }
+            Ok(())
+        }),
+        Command::Backup { file, .. } => runtime()?.block_on(async {
+            let bytes = centralita::ops::backup(&cfg, &file).await?;
+            println!(
+                "Backed up {} to {} ({bytes} bytes).",
+                cfg.database_url(),
+                file.display()
+            );
+            Ok(())
+        }),
+        Command::CheckConfig { config } => {
+            for line in centralita::ops::check_config(&cfg, config.as_deref())? {
+                println!("{line}");
+            }
+            Ok(())
         }
     }
 }
@@ -195,6 +271,9 @@ async fn serve(cfg: centralita::Config) -> anyhow::Result<()> {
     println!("centralita listening on http://{}", server.local_addr);
     if let Some(https) = &server.https {
         println!("centralita listening on https://{}", https.local_addr);
+    }
+    if let Some((_, addr)) = &server.metrics {
+        println!("metrics on http://{addr}/metrics");
     }
     let wss = server.https.as_ref().map_or_else(String::new, |h| {
         format!(" and wss://{}{}", h.local_addr, server.config.sip.ws_path)

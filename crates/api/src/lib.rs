@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod routes;
 pub mod state;
 mod static_files;
@@ -68,6 +69,7 @@ impl Default for ApiConfig {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so client
 /// addresses are known (rate limiting, audit, SIP over WebSocket).
 pub fn router(state: AppState) -> Router {
+    metrics::install();
     let ws_path = state.config.ws_path.clone();
     let limit = state.config.body_limit;
     Router::new()
@@ -79,11 +81,24 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::provision::routes())
         .merge(routes::events::routes())
         .merge(routes::health::routes())
+        .merge(routes::ready::routes())
+        .merge(routes::metrics::routes())
         .merge(routes::openapi::routes())
         .route(&ws_path, axum::routing::get(routes::sip_ws::upgrade))
         .fallback(static_files::fallback)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(error::log_errors))
+        .layer(axum::middleware::from_fn(error::security_headers))
+        // Outermost: the duration includes the other layers.
+        .layer(axum::middleware::from_fn(metrics::track_http))
+        .with_state(state)
+}
+
+/// The separate metrics listener (`metrics.listen`): only `/metrics`,
+/// without authentication; everything else is 404.
+pub fn metrics_router(state: AppState) -> Router {
+    metrics::install();
+    routes::metrics::open_routes()
         .layer(axum::middleware::from_fn(error::security_headers))
         .with_state(state)
 }

@@ -73,6 +73,16 @@ pub struct EngineStatus {
     pub auth_guarded_refused: u64,
     /// Account guards started (since start).
     pub auth_accounts_guarded: u64,
+    /// Failed authentications counted against source addresses (since start).
+    pub auth_failures: u64,
+    /// Source addresses banned after repeated failures (bans started since start).
+    pub sources_banned: u64,
+    /// REGISTER requests handled, retransmissions not counted (since start).
+    pub register_requests: u64,
+    /// INVITE requests handled, retransmissions not counted (since start).
+    pub invite_requests: u64,
+    /// Registration and CDR writes queued for the database right now.
+    pub write_queue_depth: u64,
 }
 
 /// A source address refused after repeated failed authentications.

@@ -394,6 +394,10 @@ impl Recorder {
                 (c.duration, c.billsec) = billing(c.start_ms, c.answer_ms, end);
                 c.end_ms = Some(end);
                 c.disposition = Some(d);
+                // Once per call, off the SIP hot path: a no-op until the
+                // binary installs a metrics recorder.
+                metrics::counter!("centralita_calls_total", "disposition" => d.as_str())
+                    .increment(1);
                 c.hangup_cause = Some(cause.as_str().into());
                 e.call_changed = true;
                 for l in e.legs.values_mut().filter(|l| l.ended_ms.is_none()) {

@@ -16,6 +16,11 @@ impl domain::Engine for SipServer {
             scanner_requests_dropped: sec.scanners_dropped,
             auth_guarded_refused: sec.guarded_refused,
             auth_accounts_guarded: sec.accounts_guarded,
+            auth_failures: sec.auth_failures,
+            sources_banned: sec.bans,
+            register_requests: sec.registers,
+            invite_requests: sec.invites,
+            write_queue_depth: u64::try_from(self.shared.writers.pending()).unwrap_or(u64::MAX),
             connected: !*self.shared.shutdown.borrow(),
             active_calls: u64::try_from(SipServer::active_calls(self)).unwrap_or(u64::MAX),
             registered_contacts: u64::try_from(SipServer::registered_contacts(self))

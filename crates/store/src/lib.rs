@@ -9,6 +9,7 @@ pub mod api_tokens;
 pub mod audit;
 pub mod call_legs;
 pub mod calls;
+pub mod ops;
 pub mod registrations;
 pub mod sessions;
 pub mod settings;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+pub use ops::{Applied, DbUrl};
 pub use sqlx::SqliteConnection as Conn;
 
 /// Errors from the store: the database itself or the migrations.
@@ -36,7 +38,7 @@ pub enum StoreError {
     Url(String),
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The database handle: a cheap-to-clone pool.
 #[derive(Clone, Debug)]
@@ -49,6 +51,15 @@ impl Db {
     /// (`sqlite://path` or `sqlite:path`), with WAL, foreign keys and a busy
     /// timeout, and applies pending migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        // An unknown scheme is refused, never taken for a file name.
+        ops::DbUrl::parse(url)?;
+        let db = Self::connect(url).await?;
+        MIGRATOR.run(&db.pool).await?;
+        Ok(db)
+    }
+
+    /// Opens the pool without migrating (the URL is checked by the caller).
+    async fn connect(url: &str) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Url(e.to_string()))?
             .create_if_missing(true)
@@ -70,7 +81,6 @@ impl Db {
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(opts)
             .await?;
-        MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
 

@@ -6,8 +6,10 @@ pub mod auth;
 pub mod events;
 pub mod health;
 pub mod hr;
+pub mod metrics;
 pub mod openapi;
 pub mod provision;
+pub mod ready;
 pub mod sip_ws;
 pub mod telephony;
 

@@ -295,6 +295,20 @@ pub const ROUTES: &[(&str, &str, &str, &str, Access)] = &[
     ),
     (
         "get",
+        "/api/ready",
+        "system",
+        "Readiness: 200 when the database answers and the SIP engine listens, else 503",
+        Access::Public,
+    ),
+    (
+        "get",
+        "/metrics",
+        "system",
+        "Prometheus metrics (text format); also on metrics.listen without auth",
+        Access::Admin,
+    ),
+    (
+        "get",
         "/api/openapi.json",
         "system",
         "This document",

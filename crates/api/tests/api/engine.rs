@@ -131,6 +131,7 @@ async fn status_reports_the_engine_not_the_rows() {
             scanner_requests_dropped: 5,
             auth_guarded_refused: 4,
             auth_accounts_guarded: 1,
+            ..EngineStatus::default()
         },
         Vec::new(),
         0,
@@ -346,4 +347,46 @@ async fn ws_without_an_engine_is_unavailable() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// `/api/ready`: 200 while the database answers and the engine listens;
+/// 503 with the failed check when the engine is down or the database gone.
+/// `/api/health` (liveness) is not affected by the engine.
+#[tokio::test]
+async fn ready_fails_while_the_engine_or_the_database_is_down() {
+    let mut app = TestApp::new().await;
+    let up = EngineStatus {
+        connected: true,
+        ..EngineStatus::default()
+    };
+    app.engine = Some(TestEngine::new(up, Vec::new(), 0));
+    let r = app.get("/api/ready", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["checks"]["sip"], "ok", "{}", r.text);
+
+    app.engine = Some(TestEngine::new(EngineStatus::default(), Vec::new(), 0));
+    let r = app.get("/api/ready", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["success"], false);
+    assert_eq!(v["checks"]["database"], "ok", "{}", r.text);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("sip")),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        app.get("/api/health", &Auth::None).await.status,
+        StatusCode::OK
+    );
+
+    app.engine = Some(TestEngine::new(up, Vec::new(), 0));
+    app.services.db.close().await;
+    let r = app.get("/api/ready", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    let v = r.json();
+    assert_ne!(v["checks"]["database"], "ok", "{}", r.text);
+    assert_eq!(v["checks"]["sip"], "ok", "{}", r.text);
 }

@@ -34,6 +34,10 @@ pub struct Core {
     last_sweep_ms: u64,
     /// Requests dropped because their User-Agent is a scanner's.
     scanners_dropped: u64,
+    /// REGISTER and INVITE requests handled (retransmissions not counted);
+    /// plain fields of the locked core, read at scrape time (metrics).
+    registers: u64,
+    invites: u64,
 }
 
 /// Security counters of the core (exposed through the engine status).
@@ -46,6 +50,14 @@ pub struct SecurityStats {
     pub guarded_refused: u64,
     /// Account guards started (repeated failures on one username).
     pub accounts_guarded: u64,
+    /// Failed authentications counted against source addresses.
+    pub auth_failures: u64,
+    /// Source addresses banned (each ban started).
+    pub bans: u64,
+    /// REGISTER requests handled (not retransmissions).
+    pub registers: u64,
+    /// INVITE requests handled (initial and re-INVITEs; not retransmissions).
+    pub invites: u64,
 }
 
 /// What calls borrow while they handle an input (see [`Ctx`]), kept apart
@@ -125,6 +137,8 @@ impl Core {
             calls: Calls::default(),
             last_sweep_ms: 0,
             scanners_dropped: 0,
+            registers: 0,
+            invites: 0,
             io: Io {
                 txn: Txns::default(),
                 rng: Rng::new(cfg.seed),
@@ -173,6 +187,10 @@ impl Core {
             scanners_dropped: self.scanners_dropped,
             guarded_refused: g.refused,
             accounts_guarded: g.locks,
+            auth_failures: self.auth.guard().failures_total,
+            bans: self.auth.guard().bans_total,
+            registers: self.registers,
+            invites: self.invites,
         }
     }
 
@@ -337,7 +355,14 @@ impl Core {
             return;
         }
         match m.method().unwrap_or("") {
-            "REGISTER" => self.handle_register(now_ms, src, m),
+            "REGISTER" => {
+                self.registers = self.registers.saturating_add(1);
+                self.handle_register(now_ms, src, m)
+            }
+            "INVITE" => {
+                self.invites = self.invites.saturating_add(1);
+                self.handle_call_request(now_ms, src, m)
+            }
             "OPTIONS" if msg::tag(m.header("To").unwrap_or("")).is_none() => {
                 let mut r = response(&m, 200, "OK", Some("opt"));
                 r.headers.push(("Allow".into(), ALLOW.into()));

@@ -23,6 +23,10 @@ struct Entry {
 pub struct Guard {
     policy: BanPolicy,
     entries: HashMap<IpAddr, Entry>,
+    /// Failures recorded since start (metrics).
+    pub failures_total: u64,
+    /// Bans started since start (metrics).
+    pub bans_total: u64,
 }
 
 /// A banned source as reported to admins.
@@ -38,6 +42,8 @@ impl Guard {
         Guard {
             policy,
             entries: HashMap::new(),
+            failures_total: 0,
+            bans_total: 0,
         }
     }
 
@@ -50,6 +56,7 @@ impl Guard {
     /// Records one failure; true when this failure starts a ban.
     pub fn failure(&mut self, ip: IpAddr, now_ms: u64) -> bool {
         let p = self.policy;
+        self.failures_total = self.failures_total.saturating_add(1);
         let e = self.entries.entry(ip).or_default();
         if now_ms.saturating_sub(e.window_start) > p.window_ms {
             e.window_start = now_ms;
@@ -58,6 +65,7 @@ impl Guard {
         e.failures = e.failures.saturating_add(1);
         if e.failures >= p.limit && e.banned_until <= now_ms {
             e.banned_until = now_ms + p.ban_ms;
+            self.bans_total = self.bans_total.saturating_add(1);
             return true;
         }
         false

@@ -76,6 +76,10 @@ impl Writers {
     /// write), then queues them for the database. Call it with the core
     /// locked, before the messages of that step are sent.
     pub fn cdrs(&self, ops: Vec<CallEvent>, now_ms: u64) {
+        // Debug level: off by default, so the hot path pays one level check.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            ops.iter().for_each(log_call_event);
+        }
         let segment = self.journal.as_ref().and_then(|j| j.append(&ops, now_ms));
         for op in ops {
             self.cdr(op, segment.clone());
@@ -238,6 +242,50 @@ async fn store_loop(
             }
         }
         pending.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// One log line per call event, with the fields a log search filters on:
+/// `call_id` always, the parties and their agent ids when the call starts.
+fn log_call_event(ev: &CallEvent) {
+    use domain::call_events::CallEventKind as K;
+    let call_id = ev.call_id.as_str();
+    match &ev.kind {
+        K::Started {
+            caller,
+            callee,
+            transport,
+            ..
+        } => tracing::debug!(
+            call_id,
+            caller = %caller.number,
+            caller_agent = caller.agent_id,
+            callee = %callee.number,
+            callee_agent = callee.agent_id,
+            %transport,
+            "call started"
+        ),
+        K::LegAdded { leg, party, .. } => tracing::debug!(
+            call_id,
+            leg,
+            callee = %party.number,
+            callee_agent = party.agent_id,
+            "call leg added"
+        ),
+        K::Ringing { leg } => tracing::debug!(call_id, leg, "call ringing"),
+        K::Answered { leg } => tracing::debug!(call_id, leg, "call answered"),
+        K::LegEnded {
+            leg,
+            cause,
+            sip_code,
+        } => tracing::debug!(
+            call_id,
+            leg,
+            cause = cause.as_str(),
+            sip_code,
+            "call leg ended"
+        ),
+        K::Ended { cause } => tracing::debug!(call_id, cause = cause.as_str(), "call ended"),
     }
 }
 
