@@ -256,7 +256,13 @@ PY
 }
 SAMPLER=
 C_MEM_BEFORE_CALLS=
-[ -n "$C_PID" ] && C_MEM_BEFORE_CALLS=$(mem_kib centralita)
+# The pre-load value: centralita idle with the agents registered, once the
+# REGISTER runs' nonces (60 s) and transactions are gone and its tables have
+# shrunk; measured right after the runs it would include their leftovers.
+if [ -n "$C_PID" ] && [ -n "$CALL_RATES" ]; then
+  [ -n "$REG_RATES" ] && sleep "${RSS_SETTLE:-65}"
+  C_MEM_BEFORE_CALLS=$(mem_kib centralita)
+fi
 for r in $CALL_RATES; do
   for s in $SERVERS; do
     if [ "$s" = centralita ]; then uas_sf=uas_answer.xml uac_sf=uac_call.xml callee=$CALLEE_EXT
