@@ -82,7 +82,7 @@ impl Db {
             // statement cache; after a burst, connections idle this long are
             // closed so that memory goes back (reopening one costs well
             // under a millisecond).
-            .idle_timeout(Duration::from_secs(30))
+            .idle_timeout(Duration::from_secs(10))
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(opts)
             .await?;
