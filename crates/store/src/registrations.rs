@@ -21,29 +21,7 @@ pub struct RegistrationRow {
 
 /// Inserts or replaces the binding of (username, contact).
 pub async fn upsert(c: &mut Conn, r: &RegistrationRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO registrations (username, contact, transport, source, user_agent, instance_id, reg_id, \
-           call_id, cseq, expires_at, registered_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (username, contact) DO UPDATE SET transport = excluded.transport, \
-           source = excluded.source, user_agent = excluded.user_agent, instance_id = excluded.instance_id, \
-           reg_id = excluded.reg_id, call_id = excluded.call_id, cseq = excluded.cseq, \
-           expires_at = excluded.expires_at, registered_at = excluded.registered_at",
-    )
-    .bind(&r.username)
-    .bind(&r.contact)
-    .bind(&r.transport)
-    .bind(&r.source)
-    .bind(&r.user_agent)
-    .bind(&r.instance_id)
-    .bind(r.reg_id)
-    .bind(&r.call_id)
-    .bind(r.cseq)
-    .bind(r.expires_at)
-    .bind(r.registered_at)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
+    upsert_many(c, std::slice::from_ref(r)).await
 }
 
 /// Rows per multi-row statement: 11 parameters each stays far below the
