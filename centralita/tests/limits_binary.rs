@@ -240,7 +240,9 @@ fn idle_sip_connections_do_not_take_the_server_down() {
             }
         }
     }
-    assert!(idle.len() > 900, "only {} connections opened", idle.len());
+    // More than the cap (768 under 1,024 descriptors) is what matters; a
+    // loaded machine opens fewer than the 1,024 tried within the budget.
+    assert!(idle.len() > 800, "only {} connections opened", idle.len());
     assert_eq!(
         srv.health(Duration::from_secs(3)),
         Some(200),
