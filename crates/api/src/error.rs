@@ -18,6 +18,8 @@ pub enum AppError {
     Forbidden,
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("this method is not allowed on this route")]
+    MethodNotAllowed,
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     #[error("{message}")]
@@ -46,6 +48,7 @@ impl AppError {
             Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -62,6 +65,7 @@ impl AppError {
             Self::InvalidCredentials => "invalid_credentials".into(),
             Self::Forbidden => "forbidden".into(),
             Self::NotFound(what) => format!("{}_not_found", what.replace(' ', "_")),
+            Self::MethodNotAllowed => "method_not_allowed".into(),
             Self::Conflict { code, .. } => (*code).into(),
             Self::Invalid { .. } => "invalid_field".into(),
             Self::RateLimited(_) => "rate_limited".into(),

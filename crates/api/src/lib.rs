@@ -86,6 +86,9 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::openapi::routes())
         .route(&ws_path, axum::routing::get(routes::sip_ws::upgrade))
         .fallback(static_files::fallback)
+        // A known route with another method: the JSON error envelope too
+        // (axum's default 405 has an empty body).
+        .method_not_allowed_fallback(|| async { error::AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(error::log_errors))
         .layer(axum::middleware::from_fn(error::security_headers))

@@ -32,6 +32,13 @@ async fn health_and_unknown_routes() {
     assert_eq!(r.json()["success"], false);
     let r = app.get("/hr/nope", &Auth::None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // A known route with a method it does not take: 405 in the envelope.
+    let r = app
+        .call(axum::http::Method::DELETE, "/api/health", None, &Auth::None)
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.json()["success"], false);
+    assert_eq!(r.json()["error"]["code"], "method_not_allowed");
     // SIP over WebSocket needs the SIP server
     assert_eq!(
         app.get("/ws", &Auth::None).await.status,
