@@ -15,6 +15,7 @@ pub mod sessions;
 pub mod settings;
 pub mod sip_accounts;
 pub mod sip_ephemeral;
+pub mod testing;
 pub mod users;
 pub mod webrtc;
 
