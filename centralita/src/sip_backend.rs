@@ -331,8 +331,10 @@ mod tests {
     const WRITER_BATCH: usize = 500;
 
     async fn services(dir: &tempfile::TempDir) -> Services {
-        let url = format!("sqlite://{}", dir.path().join("cdr.db").display());
-        let db = domain::Db::open(&url).await.expect("open SQLite");
+        let url = store::testing::database_url(dir.path());
+        let db = domain::Db::open(&url)
+            .await
+            .expect("open the test database");
         Services::new(
             db,
             domain::DomainConfig {

@@ -5,6 +5,7 @@
 //! (test-shortened) timeouts.
 
 mod support;
+use support::TestDatabase;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -42,7 +43,7 @@ fn start(env: &[(&str, &str)]) -> Running {
         .env("CENTRALITA_CONSOLE_DIR", dir.path().join("no-console"))
         .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
         .env("CENTRALITA_ADMIN_PASSWORD", "admin-password-1")
-        .env_remove("CENTRALITA_DATABASE_URL")
+        .test_database(dir.path())
         .env("RUST_LOG", "info,sqlx=warn")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr).expect("stderr file"));

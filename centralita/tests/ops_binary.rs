@@ -4,6 +4,7 @@
 //! and `/api/ready`.
 
 mod support;
+use support::TestDatabase;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -27,7 +28,7 @@ fn centralita(data: &Path, args: &[&str]) -> Command {
         .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
         .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
         .env("CENTRALITA_SIP_LISTEN", "127.0.0.1:0")
-        .env_remove("CENTRALITA_DATABASE_URL")
+        .test_database(data)
         .env_remove("CENTRALITA_CONFIG")
         .env_remove("CENTRALITA_LOG_FORMAT")
         .env_remove("CENTRALITA_METRICS_LISTEN")

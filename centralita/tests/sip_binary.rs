@@ -6,6 +6,7 @@
 //! against an in-process server plus the WebSocket and TLS user agents.
 
 mod support;
+use support::TestDatabase;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,7 +50,7 @@ fn start_in(dir: tempfile::TempDir) -> Running {
         .env("CENTRALITA_CONSOLE_DIR", dir.path().join("no-console"))
         .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
         .env("CENTRALITA_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env_remove("CENTRALITA_DATABASE_URL")
+        .test_database(dir.path())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -6,6 +6,7 @@
 // Only the port helper is used here.
 #[allow(dead_code)]
 mod support;
+use support::TestDatabase;
 
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
@@ -36,7 +37,7 @@ fn serve_expecting_exit(data: &Path, vars: &[(&str, String)]) -> (ExitStatus, St
         .env("CENTRALITA_CONSOLE_DIR", data.join("no-console"))
         .env("CENTRALITA_ADMIN_PASSWORD", "startup-admin-pass")
         .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
-        .env_remove("CENTRALITA_DATABASE_URL")
+        .test_database(data)
         .env_remove("CENTRALITA_CONFIG")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -18,6 +18,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+#[allow(dead_code)]
+mod support;
+use support::TestDatabase;
+
 const BIN: &str = env!("CARGO_BIN_EXE_centralita");
 const ADMIN_PW: &str = "tls-admin-pass";
 
@@ -64,7 +68,7 @@ fn serve_command(data: &Path, cert: &Path, key: &Path) -> Command {
         .env("CENTRALITA_CONSOLE_DIR", data.join("no-console"))
         .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
         .env("CENTRALITA_ADMIN_PASSWORD", ADMIN_PW)
-        .env_remove("CENTRALITA_DATABASE_URL")
+        .test_database(data)
         .env_remove("CENTRALITA_HTTP_COOKIE_SECURE")
         .env_remove("CENTRALITA_CONFIG")
         .env("RUST_LOG", "warn");

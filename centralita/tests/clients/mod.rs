@@ -14,7 +14,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::support::{self, Reaped};
+use crate::support::{self, Reaped, TestDatabase};
 
 const ADMIN_PASSWORD: &str = "admin-password-for-client-tests";
 
@@ -193,6 +193,7 @@ impl Server {
             .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
             .env("CENTRALITA_SIP_LISTEN", format!("127.0.0.1:{sip_port}"))
             .env("CENTRALITA_DATA_DIR", dir.join("data"))
+            .test_database(&dir.join("data"))
             .env("CENTRALITA_CONSOLE_DIR", dir.join("no-console"))
             .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
             .env("CENTRALITA_ADMIN_PASSWORD", ADMIN_PASSWORD)

@@ -170,3 +170,29 @@ impl Drop for Reaped {
         let _ = self.child.wait();
     }
 }
+
+/// Points a command at the test database of the data directory `data`:
+/// SQLite inside it by default (the binary's own default), or, when the run
+/// asked for PostgreSQL (`CENTRALITA_TEST_DATABASE_URL`), a database created
+/// for this directory on first use and remembered in it, so a restarted
+/// server finds its data again.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub trait TestDatabase {
+    fn test_database(&mut self, data: &std::path::Path) -> &mut Self;
+}
+
+impl TestDatabase for Command {
+    fn test_database(&mut self, data: &std::path::Path) -> &mut Self {
+        match test_database_url(data) {
+            Some(url) => self.env("CENTRALITA_DATABASE_URL", url),
+            None => self.env_remove("CENTRALITA_DATABASE_URL"),
+        }
+    }
+}
+
+#[allow(dead_code)] // not every test binary that includes this module uses it
+/// The PostgreSQL URL of `data`'s test database, or None on SQLite runs.
+pub fn test_database_url(data: &std::path::Path) -> Option<String> {
+    store::testing::postgres_admin_url()?;
+    Some(store::testing::database_url(data))
+}

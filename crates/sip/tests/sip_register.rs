@@ -84,10 +84,7 @@ async fn udp_bindings_survive_a_restart() {
     assert_eq!(srv.sip.registered_contacts(), 1);
     srv.sip.shutdown();
     srv.sip.drain(std::time::Duration::from_secs(5)).await;
-    let url = format!(
-        "sqlite://{}",
-        srv.dir.path().join("centralita.db").display()
-    );
+    let url = store::testing::database_url(srv.dir.path());
     let TestServer { dir, .. } = srv;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let again = TestServer::start_with(dir, &url, |_| {}).await;
@@ -217,10 +214,7 @@ async fn tcp_binding_survives_a_restart_and_is_reached_by_a_new_connection() {
     srv.sip.end_all_calls();
     srv.sip.shutdown();
     srv.sip.drain(std::time::Duration::from_secs(5)).await;
-    let url = format!(
-        "sqlite://{}",
-        srv.dir.path().join("centralita.db").display()
-    );
+    let url = store::testing::database_url(srv.dir.path());
     let TestServer { dir, .. } = srv;
     drop(b);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -46,6 +46,28 @@ pub fn fresh_database_url(dir: &Path) -> String {
     }
 }
 
+/// The URL of the test database that belongs to the directory `dir`, the
+/// same on every call (restart tests reopen it): `sqlite://{dir}/centralita.db`,
+/// or a PostgreSQL database created on first use and remembered in
+/// `{dir}/test-database-url`.
+pub fn database_url(dir: &Path) -> String {
+    if postgres_admin_url().is_none() {
+        return fresh_database_url(dir);
+    }
+    let remembered = dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&remembered) {
+        return url;
+    }
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        panic!("cannot create {}: {e}", dir.display());
+    }
+    let url = fresh_database_url(dir);
+    if let Err(e) = std::fs::write(&remembered, &url) {
+        panic!("cannot write {}: {e}", remembered.display());
+    }
+    url
+}
+
 fn unique_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()

@@ -47,9 +47,12 @@ pub enum Auth {
     Bearer(String),
 }
 
-pub async fn open_services(path: &std::path::Path) -> Services {
+/// Services on the test database of the directory `dir` (SQLite in it, or
+/// PostgreSQL when the run asks for it); reopening the same `dir` finds the
+/// same data.
+pub async fn open_services(dir: &std::path::Path) -> Services {
     open_services_with(
-        path,
+        dir,
         DomainConfig {
             password_cost: PasswordCost::TestOnlyCheap,
             ..Default::default()
@@ -58,8 +61,8 @@ pub async fn open_services(path: &std::path::Path) -> Services {
     .await
 }
 
-pub async fn open_services_with(path: &std::path::Path, cfg: DomainConfig) -> Services {
-    let db = Db::open(&format!("sqlite://{}", path.display()))
+pub async fn open_services_with(dir: &std::path::Path, cfg: DomainConfig) -> Services {
+    let db = Db::open(&store::testing::database_url(dir))
         .await
         .expect("open db");
     Services::new(db, cfg)
@@ -77,7 +80,7 @@ impl TestApp {
     /// Like `new` with this domain configuration.
     pub async fn with_config(cfg: DomainConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let services = open_services_with(&dir.path().join("c.db"), cfg).await;
+        let services = open_services_with(dir.path(), cfg).await;
         services
             .users
             .bootstrap_admin(Some(ADMIN_PW))

@@ -87,9 +87,9 @@ async fn console_files_and_spa_fallback() {
 #[tokio::test]
 async fn data_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("restart.db");
+    let path = dir.path();
     {
-        let s = open_services(&path).await;
+        let s = open_services(path).await;
         s.users
             .bootstrap_admin(Some(ADMIN_PW))
             .await
@@ -111,7 +111,7 @@ async fn data_survives_a_restart() {
         assert_eq!(creds.expect("sip").extension, "1000");
         s.db.close().await;
     }
-    let s = open_services(&path).await;
+    let s = open_services(path).await;
     assert_eq!(
         s.users
             .bootstrap_admin(Some("another-password"))

@@ -63,7 +63,7 @@ pub fn free_port() -> u16 {
 impl TestServer {
     pub async fn start(tweak: impl FnOnce(&mut sip::SipConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("centralita.db").display());
+        let url = store::testing::database_url(dir.path());
         TestServer::start_with(dir, &url, tweak).await
     }
 
@@ -73,7 +73,7 @@ impl TestServer {
         url: &str,
         tweak: impl FnOnce(&mut sip::SipConfig),
     ) -> TestServer {
-        let db = domain::Db::open(url).await.expect("open SQLite");
+        let db = domain::Db::open(url).await.expect("open the test database");
         let services = domain::Services::new(
             db,
             domain::DomainConfig {
