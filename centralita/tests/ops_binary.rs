@@ -730,6 +730,16 @@ fn metrics_need_an_admin_and_move_with_registrations_and_calls() {
         "{m2}"
     );
     assert_eq!(get(&m2, "centralita_active_calls"), 0.0, "{m2}");
+    // The CDR and registration writers have written batches: their lag is
+    // measured (above zero: a batch waits at least for the writer's tick)
+    // and below the time the test took.
+    for writer in ["registrations", "cdrs"] {
+        let lag = get(
+            &m2,
+            &format!(r#"centralita_store_write_lag_seconds{{writer="{writer}"}}"#),
+        );
+        assert!(lag > 0.0 && lag < 10.0, "{writer}: {lag}\n{m2}");
+    }
     assert!(
         m2.contains(
             r#"centralita_http_request_duration_seconds_bucket{route="/metrics",method="GET",le="#

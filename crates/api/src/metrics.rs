@@ -121,6 +121,11 @@ fn describe() {
         "Registration and CDR writes queued for the database"
     );
     describe_gauge!(
+        "centralita_store_write_lag_seconds",
+        Unit::Seconds,
+        "How long the oldest write of the last batch waited for the database (writer=registrations|cdrs)"
+    );
+    describe_gauge!(
         "process_resident_memory_bytes",
         Unit::Bytes,
         "Resident set size of the process"
@@ -179,6 +184,10 @@ pub fn render(state: &AppState) -> Option<String> {
         metrics::counter!("centralita_sip_accounts_guarded_total")
             .absolute(s.auth_accounts_guarded);
         metrics::gauge!("centralita_store_write_queue_depth").set(s.write_queue_depth as f64);
+        metrics::gauge!("centralita_store_write_lag_seconds", "writer" => "registrations")
+            .set(s.write_lag_registrations_us as f64 / 1e6);
+        metrics::gauge!("centralita_store_write_lag_seconds", "writer" => "cdrs")
+            .set(s.write_lag_cdrs_us as f64 / 1e6);
     }
     if let Some(rss) = resident_bytes() {
         metrics::gauge!("process_resident_memory_bytes").set(rss as f64);

@@ -83,6 +83,11 @@ pub struct EngineStatus {
     pub invite_requests: u64,
     /// Registration and CDR writes queued for the database right now.
     pub write_queue_depth: u64,
+    /// How long the oldest registration write of the last batch waited
+    /// for the database, in microseconds.
+    pub write_lag_registrations_us: u64,
+    /// The same for the last batch of call events (CDRs).
+    pub write_lag_cdrs_us: u64,
 }
 
 /// A source address refused after repeated failed authentications.

@@ -21,6 +21,8 @@ impl domain::Engine for SipServer {
             register_requests: sec.registers,
             invite_requests: sec.invites,
             write_queue_depth: u64::try_from(self.shared.writers.pending()).unwrap_or(u64::MAX),
+            write_lag_registrations_us: self.shared.writers.lag_us().0,
+            write_lag_cdrs_us: self.shared.writers.lag_us().1,
             connected: !*self.shared.shutdown.borrow(),
             active_calls: u64::try_from(SipServer::active_calls(self)).unwrap_or(u64::MAX),
             registered_contacts: u64::try_from(SipServer::registered_contacts(self))

@@ -13,8 +13,9 @@ use crate::shell::journal::{Journal, Segment};
 use domain::call_events::CallEvent;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 const BATCH: usize = 5_000;
@@ -31,26 +32,49 @@ const CDR_WRITERS: usize = 1;
 const TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A call event on its way to the database, with the journal segment
-/// that holds it.
-type Queued = (CallEvent, Option<Arc<Segment>>);
+/// that holds it and when it was queued.
+type Queued = (CallEvent, Option<Arc<Segment>>, Instant);
 
 pub(crate) struct Writers {
-    store: mpsc::UnboundedSender<StoreOp>,
+    store: mpsc::UnboundedSender<(StoreOp, Instant)>,
     cdr: Vec<mpsc::UnboundedSender<Queued>>,
     journal: Option<Arc<Journal>>,
     /// Operations queued and not yet written (for a clean shutdown).
     pending: Arc<AtomicUsize>,
+    /// How long the oldest operation of the last written batch waited
+    /// between being queued and being in the database, in microseconds.
+    lag: Arc<WriteLag>,
+}
+
+/// The write lag of each writer, read by the metrics.
+#[derive(Default)]
+struct WriteLag {
+    registrations_us: AtomicU64,
+    cdrs_us: AtomicU64,
+}
+
+fn record_lag(slot: &AtomicU64, oldest: Option<Instant>) {
+    if let Some(queued) = oldest {
+        let us = u64::try_from(queued.elapsed().as_micros()).unwrap_or(u64::MAX);
+        slot.store(us, Ordering::Relaxed);
+    }
 }
 
 impl Writers {
     pub fn spawn(backend: Arc<dyn Backend>, journal: Option<Arc<Journal>>) -> Writers {
         let pending = Arc::new(AtomicUsize::new(0));
+        let lag = Arc::new(WriteLag::default());
         let (store, rx) = mpsc::unbounded_channel();
-        tokio::spawn(store_loop(backend.clone(), rx, pending.clone()));
+        tokio::spawn(store_loop(
+            backend.clone(),
+            rx,
+            pending.clone(),
+            lag.clone(),
+        ));
         let mut cdr = Vec::new();
         for _ in 0..CDR_WRITERS {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(cdr_loop(backend.clone(), rx, pending.clone()));
+            tokio::spawn(cdr_loop(backend.clone(), rx, pending.clone(), lag.clone()));
             cdr.push(tx);
         }
         Writers {
@@ -58,6 +82,7 @@ impl Writers {
             cdr,
             journal,
             pending,
+            lag,
         }
     }
 
@@ -65,9 +90,18 @@ impl Writers {
         self.pending.load(Ordering::Acquire)
     }
 
+    /// The write lag of the last registration batch and of the last CDR
+    /// batch, in microseconds.
+    pub fn lag_us(&self) -> (u64, u64) {
+        (
+            self.lag.registrations_us.load(Ordering::Relaxed),
+            self.lag.cdrs_us.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn store(&self, op: StoreOp) {
         self.pending.fetch_add(1, Ordering::AcqRel);
-        if self.store.send(op).is_err() {
+        if self.store.send((op, Instant::now())).is_err() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -100,7 +134,7 @@ impl Writers {
         op.call_id.hash(&mut h);
         let i = (h.finish() as usize) % self.cdr.len();
         self.pending.fetch_add(1, Ordering::AcqRel);
-        if self.cdr[i].send((op, segment)).is_err() {
+        if self.cdr[i].send((op, segment, Instant::now())).is_err() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -135,14 +169,16 @@ async fn cdr_loop(
     backend: Arc<dyn Backend>,
     mut rx: mpsc::UnboundedReceiver<Queued>,
     pending: Arc<AtomicUsize>,
+    lag: Arc<WriteLag>,
 ) {
     while let Some(mut queued) = next_batch(&mut rx).await {
         // Chunks go out one after the other, so the order per call holds.
         while !queued.is_empty() {
             let rest = queued.split_off(queued.len().min(CDR_BATCH));
             let n = queued.len();
+            let oldest = queued.first().map(|q| q.2);
             let (ops, segments): (Vec<CallEvent>, Vec<Option<Arc<Segment>>>) =
-                queued.into_iter().unzip();
+                queued.into_iter().map(|(op, seg, _)| (op, seg)).unzip();
             let ok = match backend.call_events(ops).await {
                 Ok(()) => true,
                 Err(e) => {
@@ -151,6 +187,7 @@ async fn cdr_loop(
                 }
             };
             report_written(&segments, ok);
+            record_lag(&lag.cdrs_us, oldest);
             pending.fetch_sub(n, Ordering::AcqRel);
             queued = rest;
         }
@@ -190,14 +227,16 @@ async fn flush(backend: &Arc<dyn Backend>, saves: &mut Vec<BindingRecord>) {
 
 async fn store_loop(
     backend: Arc<dyn Backend>,
-    mut rx: mpsc::UnboundedReceiver<StoreOp>,
+    mut rx: mpsc::UnboundedReceiver<(StoreOp, Instant)>,
     pending: Arc<AtomicUsize>,
+    lag: Arc<WriteLag>,
 ) {
     let mut saves: Vec<BindingRecord> = Vec::new();
     let mut states: HashMap<String, RegistrationState> = HashMap::new();
     while let Some(ops) = next_batch(&mut rx).await {
         let n = ops.len();
-        for op in ops {
+        let oldest = ops.first().map(|(_, at)| *at);
+        for (op, _) in ops {
             match op {
                 StoreOp::Save(r) => saves.push(r),
                 StoreOp::Remove { username, contact } => {
@@ -241,6 +280,7 @@ async fn store_loop(
                 tracing::warn!(error = %e, "registration state update failed");
             }
         }
+        record_lag(&lag.registrations_us, oldest);
         pending.fetch_sub(n, Ordering::AcqRel);
     }
 }
