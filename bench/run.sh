@@ -43,6 +43,8 @@ SEED_DIR=${SEED_DIR:-/tmp/centralita-bench-seed-$AGENTS}
 KAM_CHILDREN=${KAM_CHILDREN:-8}  # Kamailio's built-in default (Debian's sample config keeps it)
 C_SIP=127.0.0.1:5560
 C_HTTP=127.0.0.1:${C_HTTP_PORT:-18080}
+# Its metrics-only listener (no token): the allocator's figures beside the RSS.
+C_METRICS=127.0.0.1:${C_METRICS_PORT:-18081}
 K_SIP=127.0.0.1:5570
 ADMIN_PW=bench-admin-password
 mkdir -p "$OUT"
@@ -66,6 +68,7 @@ trap cleanup EXIT
 # data dir (and no console assets: the benchmark does not serve pages).
 start_centralita() { # data_dir log_prefix
   env CENTRALITA_DATA_DIR="$1" CENTRALITA_HTTP_LISTEN=$C_HTTP CENTRALITA_SIP_LISTEN=$C_SIP \
+      CENTRALITA_METRICS_LISTEN=$C_METRICS \
       CENTRALITA_ADMIN_PASSWORD=$ADMIN_PW CENTRALITA_CONSOLE_DIR="$WORK/no-console" \
       ${CENTRALITA_ENV:-} "$BIN" serve >"$2.out" 2>"$2.err" &
   C_PID=$!
@@ -224,11 +227,21 @@ bind_callee() { # server
 rss_sampler() {
   local t0 i
   t0=$(date +%s)
-  echo "rss_before_calls_kib=$C_MEM_BEFORE_CALLS"
+  echo "rss_before_calls_kib=$C_MEM_BEFORE_CALLS $C_ALLOC_BEFORE_CALLS"
   for i in $(seq 0 10 "$RSS_WAIT"); do
     while [ $(( $(date +%s) - t0 )) -lt "$i" ]; do sleep 1; done
-    echo "rss_after_${i}s_kib=$(mem_kib centralita)"
+    echo "rss_after_${i}s_kib=$(mem_kib centralita) $(alloc_kib)"
   done
+}
+# jemalloc's figures from /metrics (centralita_allocator_bytes), in KiB:
+# what of the RSS is live data, pages jemalloc keeps, its metadata.
+alloc_kib() {
+  python3 - "$C_METRICS" <<'PY' 2>/dev/null || true
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+kinds = dict(re.findall(r'centralita_allocator_bytes\{kind="(\w+)"\} (\S+)', text))
+print(" ".join(f"jemalloc_{k}_kib={int(float(v)) // 1024}" for k, v in sorted(kinds.items())))
+PY
 }
 cdr_count() { python3 -c "import sqlite3;print(sqlite3.connect('$DB').execute('select coalesce(max(id),0) from calls').fetchone()[0])"; }
 # check_cdrs before_max_id attempted: waits (bounded) until every row is closed.
@@ -255,13 +268,14 @@ print(f"cdr_rows {total} closed {done} of {want} calls attempted: " + " ".join(f
 PY
 }
 SAMPLER=
-C_MEM_BEFORE_CALLS=
+C_MEM_BEFORE_CALLS= C_ALLOC_BEFORE_CALLS=
 # The pre-load value: centralita idle with the agents registered, once the
 # REGISTER runs' nonces (60 s) and transactions are gone and its tables have
 # shrunk; measured right after the runs it would include their leftovers.
 if [ -n "$C_PID" ] && [ -n "$CALL_RATES" ]; then
   [ -n "$REG_RATES" ] && sleep "${RSS_SETTLE:-65}"
   C_MEM_BEFORE_CALLS=$(mem_kib centralita)
+  C_ALLOC_BEFORE_CALLS=$(alloc_kib)
 fi
 for r in $CALL_RATES; do
   for s in $SERVERS; do

@@ -2,6 +2,7 @@
 //! graceful shutdown. No business logic lives here. `main.rs` is the CLI;
 //! tests start [`Server`] in-process.
 
+pub mod allocator;
 pub mod config;
 pub mod devcert;
 pub mod http_serve;
@@ -318,6 +319,8 @@ impl Server {
             .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn domain::Engine>);
         let state = api::AppState::new(self.services.clone(), engine.clone(), api_cfg.clone());
         let app = api::router(state.clone());
+        // After the router: it installs the metrics recorder.
+        allocator::spawn_gauges();
         // One shutdown signal, two listeners.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sip_calls = sip.clone();

@@ -671,6 +671,26 @@ fn metrics_need_an_admin_and_move_with_registrations_and_calls() {
         get(&m0, "process_resident_memory_bytes") > 1_000_000.0,
         "{m0}"
     );
+    // The allocator's figures appear within their refresh period (5 s).
+    let t0 = Instant::now();
+    let allocated = r#"centralita_allocator_bytes{kind="allocated"}"#;
+    let m = loop {
+        let m = scrape();
+        if sample(&m, allocated).is_some() || t0.elapsed() > Duration::from_secs(8) {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let live = get(&m, allocated);
+    let rss = get(&m, "process_resident_memory_bytes");
+    assert!(
+        live > 100_000.0 && live < rss,
+        "allocated {live}, rss {rss}\n{m}"
+    );
+    assert!(
+        get(&m, r#"centralita_allocator_bytes{kind="metadata"}"#) > 0.0,
+        "{m}"
+    );
     assert!(
         get(
             &m0,
