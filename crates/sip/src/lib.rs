@@ -195,7 +195,7 @@ pub struct SipServer {
 }
 
 /// Starts the SIP server: binds UDP and TCP, warms the account cache,
-/// restores UDP/TCP bindings, closes CDRs left open by a crash.
+/// restores UDP/TCP/TLS bindings, closes CDRs left open by a crash.
 pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipServer, SipError> {
     // Every listener is opened before anything else happens, so a busy port
     // fails the start before the database is touched or a task is spawned.
