@@ -102,6 +102,11 @@ pub struct SipConfig {
     pub tls_listen: Option<String>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    /// Checking a phone's certificate when the server connects to it over
+    /// TLS: `none` or `ca` (against `tls_dial_ca`).
+    pub tls_dial_verify: String,
+    /// PEM file of the CA(s) phone certificates must chain to with `ca`.
+    pub tls_dial_ca: Option<String>,
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
@@ -215,6 +220,15 @@ impl SipConfig {
             tls_listen: server.tls_listen.map(|a| a.to_string()),
             tls_cert: path(&server.tls_cert),
             tls_key: path(&server.tls_key),
+            tls_dial_verify: match server.tls_dial_verify {
+                sip::TlsDialVerify::None => "none",
+                sip::TlsDialVerify::Ca(_) => "ca",
+            }
+            .into(),
+            tls_dial_ca: match &server.tls_dial_verify {
+                sip::TlsDialVerify::None => None,
+                sip::TlsDialVerify::Ca(file) => Some(file.display().to_string()),
+            },
             min_expires: server.min_expires,
             max_expires: server.max_expires,
             default_expires: server.default_expires,
@@ -469,6 +483,12 @@ impl Config {
                      (CENTRALITA_SIP_ADVERTISED_HOST)"
                 );
             }
+        }
+        if !matches!(self.sip.tls_dial_verify.as_str(), "none" | "ca") {
+            bail!(
+                "sip.tls_dial_verify {:?} must be none or ca (CENTRALITA_SIP_TLS_DIAL_VERIFY)",
+                self.sip.tls_dial_verify
+            );
         }
         if self.sip.min_expires > self.sip.max_expires {
             bail!("sip.min_expires must not exceed sip.max_expires");
@@ -889,6 +909,7 @@ mod tests {
                     "admin_password" => "long-enough-password".into(),
                     "mode" => "relay".into(),
                     "log_format" => "json".into(),
+                    "sip.tls_dial_verify" => "ca".into(),
                     "database_url" => "sqlite:///tmp/elsewhere.db".into(),
                     p if p.ends_with("tls_listen") => "127.0.0.1:2".into(),
                     "metrics.listen" => "127.0.0.1:3".into(),

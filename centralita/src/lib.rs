@@ -129,8 +129,22 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
             "sip.tls_listen needs sip.tls_cert and sip.tls_key (see `centralita gen-cert`)"
         );
     }
+    let tls_dial_verify = match (cfg.sip.tls_dial_verify.as_str(), &cfg.sip.tls_dial_ca) {
+        ("none", None) => sip::TlsDialVerify::None,
+        ("ca", Some(ca)) => sip::TlsDialVerify::Ca(std::path::PathBuf::from(ca)),
+        ("ca", None) => anyhow::bail!(
+            "sip.tls_dial_verify = \"ca\" needs sip.tls_dial_ca, the PEM file of the CA \
+             that signed the phones' certificates"
+        ),
+        ("none", Some(_)) => anyhow::bail!(
+            "sip.tls_dial_ca is only used with sip.tls_dial_verify = \"ca\" \
+             (phones' certificates are not checked with \"none\")"
+        ),
+        (other, _) => anyhow::bail!("sip.tls_dial_verify {other:?} must be none or ca"),
+    };
     Ok(sip::SipConfig {
         listen,
+        tls_dial_verify,
         advertised_host: cfg.sip.advertised_host.clone(),
         tls_listen,
         tls_cert: cfg.sip.tls_cert.as_ref().map(std::path::PathBuf::from),
@@ -675,34 +689,79 @@ mod tests {
             ("CENTRALITA_SIP_TLS_CERT", "/cert.pem"),
             ("CENTRALITA_SIP_TLS_KEY", "/key.pem"),
         ];
-        let load = |extra: Option<(&str, &str)>| {
+        // Fields set by several keys together: (the keys and values, the field).
+        const KEY_SETS: &[(&[(&str, &str)], &str)] = &[(
+            &[
+                ("CENTRALITA_SIP_TLS_DIAL_VERIFY", "ca"),
+                ("CENTRALITA_SIP_TLS_DIAL_CA", "/phones-ca.pem"),
+            ],
+            "tls_dial_verify",
+        )];
+        let load = |extra: &[(&str, &str)]| {
             let vars = base
                 .iter()
                 .copied()
-                .filter(|(k, _)| extra.is_none_or(|(e, _)| e != *k))
-                .chain(extra)
+                .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+                .chain(extra.iter().copied())
                 .map(|(k, v)| (k.to_string(), v.to_string()));
             let cfg = Config::load(None, vars).expect("config");
             fields(&format!("{:#?}", sip_config(&cfg).expect("sip config")))
         };
-        let before = load(None);
+        let before = load(&[]);
         for (name, _) in &before {
             assert!(
-                INTERNAL.contains(&name.as_str()) || KEYS.iter().any(|k| k.2 == name),
+                INTERNAL.contains(&name.as_str())
+                    || KEYS.iter().any(|k| k.2 == name)
+                    || KEY_SETS.iter().any(|k| k.1 == name),
                 "sip::SipConfig.{name} has no [sip] key: add one (config.rs, the sample \
                  config) or list it as internal here"
             );
         }
-        for (var, value, field) in KEYS {
-            let after = load(Some((var, value)));
+        let singles = KEYS
+            .iter()
+            .map(|(var, value, field)| (vec![(*var, *value)], *field));
+        let sets = KEY_SETS.iter().map(|(vars, field)| (vars.to_vec(), *field));
+        for (vars, field) in singles.chain(sets) {
+            let after = load(&vars);
             let changed: Vec<&str> = after
                 .iter()
                 .zip(&before)
                 .filter(|(a, b)| a != b)
                 .map(|(a, _)| a.0.as_str())
                 .collect();
-            assert_eq!(changed, [*field], "{var}={value}");
+            assert_eq!(changed, [field], "{vars:?}");
         }
+    }
+
+    #[test]
+    fn tls_dial_verify_takes_a_ca_file_only_with_ca() {
+        let load = |vars: &[(&str, &str)]| {
+            Config::load(
+                None,
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            )
+        };
+        let verify = |vars: &[(&str, &str)]| {
+            sip_config(&load(vars).expect("config")).map(|s| s.tls_dial_verify)
+        };
+        assert_eq!(verify(&[]).expect("default"), sip::TlsDialVerify::None);
+        assert_eq!(
+            verify(&[
+                ("CENTRALITA_SIP_TLS_DIAL_VERIFY", "ca"),
+                ("CENTRALITA_SIP_TLS_DIAL_CA", "/phones-ca.pem"),
+            ])
+            .expect("ca"),
+            sip::TlsDialVerify::Ca("/phones-ca.pem".into())
+        );
+        let err = verify(&[("CENTRALITA_SIP_TLS_DIAL_VERIFY", "ca")]).expect_err("no CA file");
+        assert!(format!("{err:#}").contains("sip.tls_dial_ca"), "{err:#}");
+        let err = verify(&[("CENTRALITA_SIP_TLS_DIAL_CA", "/ca.pem")]).expect_err("CA unused");
+        assert!(format!("{err:#}").contains("tls_dial_verify"), "{err:#}");
+        let err = load(&[("CENTRALITA_SIP_TLS_DIAL_VERIFY", "strict")]).expect_err("unknown");
+        assert!(
+            format!("{err:#}").contains("CENTRALITA_SIP_TLS_DIAL_VERIFY"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -126,6 +126,15 @@ pub fn check_config(cfg: &Config, file: Option<&Path>) -> anyhow::Result<Vec<Str
         })?;
         out.push(format!("sip tls: {listen}"));
     }
+    if let sip::TlsDialVerify::Ca(ca) = &sip.tls_dial_verify {
+        sip.tls_dial_verify
+            .check()
+            .with_context(|| format!("loading sip.tls_dial_ca {}", ca.display()))?;
+        out.push(format!(
+            "sip tls to phones: certificates checked against {}",
+            ca.display()
+        ));
+    }
     out.push(format!("logs: {}", cfg.log_format));
     out.push(match cfg.metrics_listen()? {
         Some(a) => format!("metrics: /metrics (admin token) and http://{a}/metrics"),

@@ -189,6 +189,13 @@ fn check_config_summarises_or_names_the_problem() {
         .env("CENTRALITA_HTTP_TLS_CERT", data.join("missing-cert.pem"))
         .env("CENTRALITA_HTTP_TLS_KEY", data.join("missing-key.pem"));
     assert_refused(&run_to_end(cmd), &["missing-cert.pem"]);
+    // And the CA file phones' certificates are checked against.
+    let mut cmd = centralita(data, &["check-config"]);
+    cmd.env("CENTRALITA_SIP_TLS_DIAL_VERIFY", "ca").env(
+        "CENTRALITA_SIP_TLS_DIAL_CA",
+        data.join("missing-phones-ca.pem"),
+    );
+    assert_refused(&run_to_end(cmd), &["missing-phones-ca.pem"]);
 }
 
 #[test]

@@ -66,6 +66,11 @@ pub struct SipConfig {
     pub tls_listen: Option<SocketAddr>,
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
+    /// How the certificate of a phone is checked when the server opens a
+    /// TLS connection to it (a TLS binding restored after a restart whose
+    /// connection is gone). See README, "TLS", for why the default is
+    /// [`TlsDialVerify::None`].
+    pub tls_dial_verify: TlsDialVerify,
     /// User-Agent prefixes (case-insensitive) also offered a SHA-256 digest
     /// challenge; everyone else gets MD5 only (see README, "Challenges").
     pub sha256_user_agents: Vec<String>,
@@ -122,8 +127,31 @@ impl Default for SipConfig {
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
+            tls_dial_verify: TlsDialVerify::None,
             cdr_journal_dir: None,
         }
+    }
+}
+
+/// Checking a phone's certificate when the server connects to it over TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsDialVerify {
+    /// Any certificate: phones rarely have one a PBX can check, and the
+    /// address is one the phone registered from after authenticating.
+    None,
+    /// The chain must lead to a CA certificate of this PEM file (the name
+    /// is not checked: a phone's certificate names the device, not its
+    /// current address).
+    Ca(std::path::PathBuf),
+}
+
+impl TlsDialVerify {
+    /// Loads what the check needs (the CA file), as [`start`] does: for a
+    /// configuration check before starting.
+    pub fn check(&self) -> Result<(), SipError> {
+        shell::tls_client::connector(self, None)
+            .map(drop)
+            .map_err(|e| SipError::Tls(format!("connecting to phones: {e}")))
     }
 }
 
@@ -167,7 +195,7 @@ pub struct SipServer {
 }
 
 /// Starts the SIP server: binds UDP and TCP, warms the account cache,
-/// restores UDP/TCP bindings, closes CDRs left open by a crash.
+/// restores UDP/TCP/TLS bindings, closes CDRs left open by a crash.
 pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipServer, SipError> {
     // Every listener is opened before anything else happens, so a busy port
     // fails the start before the database is touched or a task is spawned.
@@ -207,6 +235,14 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         }
     };
     let tls_local = tls.as_ref().map(|(_, _, a)| *a);
+    // Our certificate, when we have one, is also what a phone that asks for
+    // a client certificate is shown when we connect to it.
+    let identity = match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) if config.tls_listen.is_some() => Some((c.as_path(), k.as_path())),
+        _ => None,
+    };
+    let tls_dial = shell::tls_client::connector(&config.tls_dial_verify, identity)
+        .map_err(|e| SipError::Tls(format!("connecting to phones: {e}")))?;
     let mut secret = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
     let core_cfg = core::CoreConfig {
@@ -302,6 +338,7 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         journal.clone(),
         connection_limits(&config),
         config.max_message_bytes,
+        tls_dial,
     );
     if let Some(j) = journal {
         tokio::spawn(shell::journal::run_heartbeat(

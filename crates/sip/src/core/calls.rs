@@ -4,7 +4,7 @@
 //! ordered set so the endpoint's `poll_timeout` is cheap.
 
 use super::call::leg::call_of_branch;
-use super::call::{Call, Plan, Side};
+use super::call::{Call, Lost, Plan, Side};
 use super::compact;
 use super::ctx::Ctx;
 use super::msg::Msg;
@@ -106,16 +106,17 @@ impl Calls {
         }
     }
 
-    /// A connection closed: the calls with a leg on it end.
-    pub fn handle_flow_lost(&mut self, ctx: &mut Ctx<'_>, flow: u64) {
+    /// A connection closed (or a restored contact could not be reached):
+    /// the calls with a leg that way end, or lose that fork.
+    pub fn handle_lost(&mut self, ctx: &mut Ctx<'_>, lost: Lost) {
         let ids: Vec<u64> = self
             .calls
             .iter()
-            .filter(|(_, c)| c.is_live() && c.uses_flow(flow))
+            .filter(|(_, c)| c.is_live() && c.uses(lost))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            self.with(ctx, id, |call, ctx| call.handle_flow_lost(ctx, flow));
+            self.with(ctx, id, |call, ctx| call.handle_lost(ctx, lost));
         }
     }
 

@@ -6,7 +6,7 @@
 //! back into it.
 
 use super::auth::{Auth, Authenticator};
-use super::call::{session_timer, Plan, Side};
+use super::call::{session_timer, Lost, Plan, Side};
 use super::calls::Calls;
 use super::ctx::Ctx;
 use super::msg::{self, response, Msg, ParseError, Start};
@@ -265,10 +265,23 @@ impl Core {
     /// A TCP/TLS/WS connection closed: its calls end, its bindings go.
     pub fn handle_flow_closed(&mut self, now_ms: u64, flow: u64) {
         let mut ctx = self.io.ctx(now_ms);
-        self.calls.handle_flow_lost(&mut ctx, flow);
+        self.calls.handle_lost(&mut ctx, Lost::Flow(flow));
         let accounts = &self.auth.accounts;
         let ext_of = |u: &str| accounts.extension_of(u).unwrap_or("").to_string();
         self.registrar.flow_closed(flow, &ext_of, &mut self.io.out);
+    }
+
+    /// `to`, a TCP/TLS contact restored after a restart (no flow of its
+    /// own: `to.flow` is [`UDP_FLOW`]), could not be reached: the shell's
+    /// connection to it failed, or closed. Its calls treat it as a lost
+    /// connection: a ringing fork fails at once (480, as when the phone's
+    /// own connection closes) instead of waiting for the ring timeout, an
+    /// answered call ends with a BYE to the other side. The binding stays:
+    /// the phone may be back by the next call, and its next REGISTER
+    /// replaces it anyway.
+    pub fn handle_contact_lost(&mut self, now_ms: u64, to: Source) {
+        let mut ctx = self.io.ctx(now_ms);
+        self.calls.handle_lost(&mut ctx, Lost::Contact(to));
     }
 
     pub fn handle_timeout(&mut self, now_ms: u64) {

@@ -744,6 +744,12 @@ pub fn uri_user(uri: &str) -> Option<&str> {
 /// The address of a SIP URI whose host is an IP literal (default port
 /// 5060); `None` for a host name, which the sans-IO core cannot resolve.
 pub fn uri_host_port(uri: &str) -> Option<std::net::SocketAddr> {
+    uri_host_port_or(uri, 5060)
+}
+
+/// [`uri_host_port`] with `default_port` when the URI names no port
+/// (5061 for a TLS contact).
+pub fn uri_host_port_or(uri: &str, default_port: u16) -> Option<std::net::SocketAddr> {
     let rest = uri.split_once(':').map(|(_, r)| r)?;
     let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     let hostport = hostport.split([';', '?', '>']).next()?;
@@ -752,12 +758,12 @@ pub fn uri_host_port(uri: &str) -> Option<std::net::SocketAddr> {
         let ip: std::net::IpAddr = ip.parse().ok()?;
         let port = port
             .strip_prefix(':')
-            .map_or(Some(5060), |p| p.parse().ok())?;
+            .map_or(Some(default_port), |p| p.parse().ok())?;
         return Some(std::net::SocketAddr::new(ip, port));
     }
     let (host, port) = match hostport.split_once(':') {
         Some((h, p)) => (h, p.parse().ok()?),
-        None => (hostport, 5060),
+        None => (hostport, default_port),
     };
     Some(std::net::SocketAddr::new(host.parse().ok()?, port))
 }

@@ -1249,3 +1249,4 @@ fn shutdown_ends_answered_and_ringing_calls() {
     let _ = b2;
 }
 mod attacks;
+mod redial;

@@ -5,8 +5,10 @@
 //! drains the outputs, which are carried out after the lock is released.
 
 pub(crate) mod conns;
+mod dial;
 pub(crate) mod journal;
 pub(crate) mod tls;
+pub(crate) mod tls_client;
 mod udp;
 mod writer;
 
@@ -32,9 +34,6 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// How long connecting to a phone's TCP contact may take.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Per-connection outbound queue depth; a client that does not read is cut off.
 const FLOW_QUEUE: usize = 256;
 
@@ -44,8 +43,11 @@ const READ_RESERVE: usize = 4096;
 pub(crate) struct Shared {
     pub core: Mutex<Core>,
     flows: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
-    /// Connections we opened ourselves, by the address we connected to.
-    dialed: Mutex<HashMap<SocketAddr, u64>>,
+    /// Connections we opened ourselves to reach a restored TCP/TLS
+    /// contact, by that contact (see `dial.rs`).
+    dialed: Mutex<HashMap<Source, u64>>,
+    /// Opens TLS connections to phones (see `tls_client.rs`).
+    tls_dial: tokio_rustls::TlsConnector,
     /// Every stream connection: caps, eviction, idle deadlines.
     pub(crate) conns: Conns,
     /// Accept errors (out of descriptors) are logged at most once a second.
@@ -69,6 +71,7 @@ impl Shared {
         journal: Option<Arc<journal::Journal>>,
         limits: ConnLimits,
         max_bytes: usize,
+        tls_dial: tokio_rustls::TlsConnector,
     ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
         let writers = Writers::spawn(backend.clone(), journal);
@@ -76,6 +79,7 @@ impl Shared {
             core: Mutex::new(core),
             flows: Mutex::new(HashMap::new()),
             dialed: Mutex::new(HashMap::new()),
+            tls_dial,
             conns: Conns::new(limits),
             accept_errors: RateLimited::new(Duration::from_secs(1)),
             next_flow: AtomicU64::new(1),
@@ -166,69 +170,30 @@ impl Shared {
         }
     }
 
-    fn transmit(self: &Arc<Self>, mut to: Source, data: Vec<u8>) {
-        if to.flow == UDP_FLOW && to.transport == Transport::Tcp {
-            // A TCP contact without a live connection (restored after a
-            // restart): use the one we opened to it, or open one.
-            let dialed = self.dialed.lock().get(&to.peer).copied();
-            match dialed {
-                Some(flow) => to.flow = flow,
-                None => {
-                    self.dial(to.peer, data);
-                    return;
-                }
-            }
+    fn transmit(self: &Arc<Self>, to: Source, data: Vec<u8>) {
+        if to.flow == UDP_FLOW && to.transport.reliable() {
+            // A TCP/TLS contact without a live connection (restored after
+            // a restart): use the one we opened to it, or open one.
+            self.send_to_contact(to, data);
+            return;
         }
         if to.flow == UDP_FLOW {
             self.send_datagrams(vec![(to.peer, data)]);
             return;
         }
-        let tx = self.flows.lock().get(&to.flow).cloned();
+        self.send_on_flow(to.flow, data);
+    }
+
+    fn send_on_flow(&self, flow: u64, data: Vec<u8>) {
+        let tx = self.flows.lock().get(&flow).cloned();
         match tx {
             Some(tx) => {
                 if tx.try_send(data).is_err() {
-                    tracing::debug!(
-                        flow = to.flow,
-                        "flow queue full or closed; dropping message"
-                    );
+                    tracing::debug!(flow, "flow queue full or closed; dropping message");
                 }
             }
-            None => tracing::debug!(flow = to.flow, "flow gone; dropping message"),
+            None => tracing::debug!(flow, "flow gone; dropping message"),
         }
-    }
-
-    /// Opens a TCP connection to `peer` and sends `first` on it; what comes
-    /// back is handled like any connection. Until it is up, later messages
-    /// to `peer` queue on its flow.
-    fn dial(self: &Arc<Self>, peer: SocketAddr, first: Vec<u8>) {
-        // We connect only to a contact that registered: not a stranger.
-        let Ok(ticket) = self.admit(peer.ip(), true) else {
-            return;
-        };
-        let id = ticket.id;
-        let rx = self.open_flow(id);
-        if let Some(tx) = self.flows.lock().get(&id) {
-            let _ = tx.try_send(first);
-        }
-        self.dialed.lock().insert(peer, id);
-        let me = self.clone();
-        self.main.spawn(async move {
-            let connect = tokio::net::TcpStream::connect(peer);
-            match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    stream_flow(me, stream, peer, Transport::Tcp, ticket, rx).await;
-                }
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "cannot connect to a TCP contact");
-                    me.close_flow(id);
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "connecting to a TCP contact timed out");
-                    me.close_flow(id);
-                }
-            }
-        });
     }
 
     /// Takes a connection slot for `ip` under a new flow id (see
@@ -246,13 +211,21 @@ impl Shared {
 
     fn close_flow(self: &Arc<Self>, id: u64) {
         self.flows.lock().remove(&id);
-        self.dialed.lock().retain(|_, f| *f != id);
+        let dialed_to = self.forget_dialed(id);
         self.conns.release(id);
         // A connection we close because we are stopping is not the phone
         // going away: its binding stays registered (and is restored at the
-        // next start; plain TCP contacts are then reached by connecting).
+        // next start; plain TCP/TLS contacts are then reached by connecting).
         if !*self.shutdown.borrow() {
-            self.feed(|c| c.handle_flow_closed(now_ms(), id));
+            self.feed(|c| {
+                let now = now_ms();
+                c.handle_flow_closed(now, id);
+                // A connection we opened to a restored contact failed or
+                // closed: what was sent that way is lost too.
+                if let Some(to) = dialed_to {
+                    c.handle_contact_lost(now, to);
+                }
+            });
         }
     }
 

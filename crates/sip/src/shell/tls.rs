@@ -1,7 +1,10 @@
 //! SIP over TLS (RFC 3261 section 26): the same stream framing as TCP.
+//! This is the listener; connections we open ourselves are in
+//! `tls_client.rs` and `dial.rs`.
 
 use super::{stream_conn, Shared};
 use crate::core::Transport;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,16 +14,7 @@ use tokio_rustls::TlsAcceptor;
 /// Builds the acceptor from PEM files, with the ring provider passed
 /// explicitly so nothing depends on a process-wide default provider.
 pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate", cert.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let (certs, key) = load_identity(cert, key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -29,6 +23,25 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         .with_single_cert(certs, key)
         .map_err(|e| e.to_string())?;
     Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// Our certificate chain and key from PEM files: what the listener shows,
+/// and what we offer a phone that asks for a client certificate when we
+/// connect to it (`tls_client.rs`).
+pub(crate) fn load_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok((certs, key))
 }
 
 /// Longest a client may take to complete its TLS handshake.

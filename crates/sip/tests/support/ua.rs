@@ -16,10 +16,16 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub enum Link {
     Udp(UdpSocket, SocketAddr),
     Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>, Vec<u8>),
+    /// TLS, opened by the UA or accepted from the server; the port is
+    /// where this UA listens for connections (its Contact).
+    Tls(Box<dyn Stream>, Vec<u8>, u16),
     /// Plain TCP; the port is where this UA listens for connections (its Contact).
     Tcp(TcpStream, Vec<u8>, u16),
 }
+
+/// A byte stream a UA talks over (TLS client or server side).
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 pub struct Ua {
     pub link: Link,
@@ -65,6 +71,20 @@ impl Ua {
         pass: &str,
         realm: &str,
     ) -> Ua {
+        Ua::tls_listening(tls, server, ca_pem, 5999, user, pass, realm).await
+    }
+
+    /// [`Ua::tls`] whose Contact names `listen_port`, where the UA accepts
+    /// TLS connections.
+    pub async fn tls_listening(
+        tls: SocketAddr,
+        server: SocketAddr,
+        ca_pem: &std::path::Path,
+        listen_port: u16,
+        user: &str,
+        pass: &str,
+        realm: &str,
+    ) -> Ua {
         use rustls_pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pki_types::CertificateDer::pem_file_iter(ca_pem).expect("read cert") {
@@ -82,8 +102,21 @@ impl Ua {
         let tcp = TcpStream::connect(tls).await.expect("TCP connect");
         let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("server name");
         let s = conn.connect(name, tcp).await.expect("TLS handshake");
+        Ua::tls_stream(s, listen_port, server, user, pass, realm)
+    }
+
+    /// SIP over an established TLS stream (e.g. one the server opened to
+    /// the UA); the Contact names `listen_port`.
+    pub fn tls_stream(
+        stream: impl Stream + 'static,
+        listen_port: u16,
+        server: SocketAddr,
+        user: &str,
+        pass: &str,
+        realm: &str,
+    ) -> Ua {
         Ua::new(
-            Link::Tls(Box::new(s), Vec::new()),
+            Link::Tls(Box::new(stream), Vec::new(), listen_port),
             server,
             user,
             pass,
@@ -140,8 +173,8 @@ impl Ua {
                 "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bK{}x{}",
                 self.user, self.counter
             ),
-            Link::Tls(..) => format!(
-                "SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK{}x{}",
+            Link::Tls(_, _, port) => format!(
+                "SIP/2.0/TLS 127.0.0.1:{port};branch=z9hG4bK{}x{}",
                 self.user, self.counter
             ),
             Link::Tcp(_, _, port) => format!(
@@ -158,7 +191,7 @@ impl Ua {
                 "<sip:{}@df7jal23ls0d.invalid;transport=ws>;reg-id=1;+sip.instance=\"<urn:uuid:0b6d3f8a-{}>\"",
                 self.user, self.user
             ),
-            Link::Tls(..) => format!("<sip:{}@127.0.0.1:5999;transport=tls>", self.user),
+            Link::Tls(_, _, port) => format!("<sip:{}@127.0.0.1:{port};transport=tls>", self.user),
             Link::Tcp(_, _, port) => format!("<sip:{}@127.0.0.1:{port};transport=tcp>", self.user),
         }
     }
@@ -172,7 +205,7 @@ impl Ua {
                 .send(Message::text(text.to_string()))
                 .await
                 .expect("WS send"),
-            Link::Tls(s, _) => {
+            Link::Tls(s, _, _) => {
                 use tokio::io::AsyncWriteExt;
                 s.write_all(text.as_bytes()).await.expect("TLS send");
             }
@@ -193,7 +226,7 @@ impl Ua {
                     buf.truncate(n);
                     Some(buf)
                 }
-                Link::Tls(s, buf) => loop {
+                Link::Tls(s, buf, _) => loop {
                     use tokio::io::AsyncReadExt;
                     if let Ok(Some(n)) = sip::core::msg::stream_frame_len(buf, 65_535) {
                         break Some(buf.drain(..n).collect());

@@ -22,11 +22,32 @@ use super::ctx::Ctx;
 use super::msg::{self, response, strip_param, Msg};
 use super::registrar::location::Binding;
 use super::txn::{Owner, TxnKey};
-use super::types::{Account, Source, ALLOW};
+use super::types::{Account, Source, ALLOW, UDP_FLOW};
 use domain::call_events::{CallEventKind, HangupCause, Party};
 use domain::routing::AgentTarget;
 use leg::{copy_body, new_branch, Leg};
 use std::collections::HashMap;
+
+/// A way to a peer that is gone, as the shell reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// A connection (TCP, TLS or WebSocket; never [`UDP_FLOW`]) closed.
+    Flow(u64),
+    /// A TCP/TLS contact restored after a restart, which has no flow of
+    /// its own (`flow` is [`UDP_FLOW`]): the connection the shell opened
+    /// to reach it failed or closed.
+    Contact(Source),
+}
+
+impl Lost {
+    /// Whether messages to `src` went the way that is gone.
+    pub fn hits(self, src: Source) -> bool {
+        match self {
+            Lost::Flow(flow) => src.flow == flow && flow != UDP_FLOW && src.transport.reliable(),
+            Lost::Contact(to) => src == to && to.flow == UDP_FLOW && to.transport.reliable(),
+        }
+    }
+}
 
 /// How long an ended call keeps its dialogs to answer late retransmissions
 /// (UDP retransmits come at 0.5, 1.5, 3.5 and 7.5 s).
@@ -286,13 +307,9 @@ impl Call {
         self.deadlines.linger.is_some_and(|t| t <= now_ms)
     }
 
-    /// Whether a leg of this call travels over connection `flow`.
-    pub fn uses_flow(&self, flow: u64) -> bool {
-        (self.a.src.flow == flow && self.a.src.transport.reliable())
-            || self
-                .forks
-                .iter()
-                .any(|f| f.leg.src.flow == flow && f.leg.src.transport.reliable())
+    /// Whether a leg of this call travels over the way `lost` names.
+    pub fn uses(&self, lost: Lost) -> bool {
+        lost.hits(self.a.src) || self.forks.iter().any(|f| lost.hits(f.leg.src))
     }
 
     /// The next instant [`Call::handle_timeout`] must run.
@@ -382,16 +399,19 @@ impl Call {
         }
     }
 
-    /// A TCP/TLS/WebSocket connection the call uses closed: a browser tab
-    /// reloaded or a phone lost its network. The call ends now instead of
-    /// hanging until someone else hangs up.
-    pub fn handle_flow_lost(&mut self, ctx: &mut Ctx<'_>, flow: u64) {
+    /// A TCP/TLS/WebSocket connection the call uses closed (a browser tab
+    /// reloaded or a phone lost its network), or a restored contact could
+    /// not be reached: the call ends now (or that fork fails) instead of
+    /// hanging until someone else hangs up or the ring timeout.
+    pub fn handle_lost(&mut self, ctx: &mut Ctx<'_>, lost: Lost) {
         let now = ctx.now_ms;
-        let lost = |src: Source| src.flow == flow && src.transport.reliable();
-        let lost_side = if lost(self.a.src) {
+        let lost_side = if lost.hits(self.a.src) {
             Some(Side::A)
         } else {
-            self.forks.iter().position(|f| lost(f.leg.src)).map(Side::B)
+            self.forks
+                .iter()
+                .position(|f| lost.hits(f.leg.src))
+                .map(Side::B)
         };
         match (self.phase, lost_side) {
             (Phase::Answered, Some(Side::A)) => {

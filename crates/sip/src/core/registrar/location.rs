@@ -27,13 +27,16 @@ pub struct Binding {
 
 impl Binding {
     /// Whether a request can reach this contact: over its live flow, over
-    /// UDP, or — for a plain TCP binding restored after a restart whose
-    /// connection is gone — by connecting to its Contact address. An RFC
-    /// 5626 (outbound) or TLS binding without its flow cannot be reached
-    /// until the phone registers again over a new one.
+    /// UDP, or — for a plain TCP or TLS binding restored after a restart
+    /// whose connection is gone — by opening a connection to its Contact
+    /// address (the shell does, see `shell/dial.rs`). An RFC 5626
+    /// (outbound) binding without its flow cannot be reached: the phone
+    /// asked for requests over the flow it opened, and re-registers over a
+    /// new one when it notices the old one is gone (RFC 5626 section 4.4).
+    /// WebSocket flows cannot be opened from our side at all.
     pub fn reachable(&self) -> bool {
         let t = self.src.transport;
-        !t.reliable() || self.src.flow != UDP_FLOW || (t == Transport::Tcp && self.reg_id.is_none())
+        !t.reliable() || self.src.flow != UDP_FLOW || (dialable(t) && self.reg_id.is_none())
     }
 
     fn same(&self, other: &Binding) -> bool {
@@ -42,6 +45,11 @@ impl Binding {
             _ => self.uri == other.uri,
         }
     }
+}
+
+/// Transports the server can open a connection over to reach a contact.
+pub fn dialable(t: Transport) -> bool {
+    matches!(t, Transport::Tcp | Transport::Tls)
 }
 
 #[derive(Debug, Default)]

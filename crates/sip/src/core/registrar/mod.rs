@@ -169,13 +169,18 @@ impl Registrar {
 
     /// Restores a persisted binding at startup.
     pub fn restore(&mut self, r: BindingRecord) {
-        // The connection the phone registered over is gone. A plain TCP
-        // phone listens on its Contact address: connect there, but only to
-        // the address it registered from (never a third party it names).
+        // The connection the phone registered over is gone. A plain TCP or
+        // TLS phone listens on its Contact address (RFC 3261 section 18.2.1
+        // and 19.1.2: port 5061 when a TLS Contact names none): connect
+        // there, but only to the address it registered from (never a third
+        // party it names).
         let peer = match (r.transport, r.reg_id) {
-            (Transport::Tcp, None) => msg::uri_host_port(&r.contact)
-                .filter(|a| a.ip() == r.source.ip())
-                .unwrap_or(r.source),
+            (t, None) if location::dialable(t) => {
+                let default_port = if t == Transport::Tls { 5061 } else { 5060 };
+                msg::uri_host_port_or(&r.contact, default_port)
+                    .filter(|a| a.ip() == r.source.ip())
+                    .unwrap_or(r.source)
+            }
             _ => r.source,
         };
         let b = Binding {
