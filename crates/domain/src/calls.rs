@@ -158,6 +158,7 @@ fn call_from_row(r: CallRow) -> Call {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallLeg {
+    #[schema(value_type = u32)]
     pub leg: LegNo,
     pub number: String,
     pub agent_id: Option<i64>,

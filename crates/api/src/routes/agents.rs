@@ -145,7 +145,7 @@ async fn stats(State(st): State<AppState>, Staff(_): Staff) -> JsonResult<AgentS
 /// A login or an email is required.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CreateBody {
+struct NewAgent {
     name: String,
     login: Option<String>,
     email: Option<String>,
@@ -165,7 +165,7 @@ struct CreateBody {
     post,
     path = "/api/agents",
     tag = "agents",
-    request_body = CreateBody,
+    request_body = NewAgent,
     security(("cookieAuth" = []), ("bearerAuth" = [])),
     responses(
         (status = 201, description = "Created", body = AgentCreated),
@@ -177,7 +177,7 @@ struct CreateBody {
 async fn create(
     State(st): State<AppState>,
     Admin(u): Admin,
-    AppJson(b): AppJson<CreateBody>,
+    AppJson(b): AppJson<NewAgent>,
 ) -> Result<(StatusCode, AppJson<AgentCreated>), AppError> {
     let (agent, creds) = st
         .services
@@ -234,7 +234,7 @@ async fn get_one(
 /// Only the fields present change.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct UpdateBody {
+struct AgentChanges {
     name: Option<String>,
     login: Option<String>,
     email: Option<String>,
@@ -252,7 +252,7 @@ struct UpdateBody {
     path = "/api/agents/{id}",
     tag = "agents",
     params(("id" = i64, Path, description = "user id")),
-    request_body = UpdateBody,
+    request_body = AgentChanges,
     security(("cookieAuth" = []), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "The updated user", body = AgentAnswer),
@@ -266,7 +266,7 @@ async fn update(
     State(st): State<AppState>,
     Admin(u): Admin,
     AppPath(id): AppPath<i64>,
-    AppJson(b): AppJson<UpdateBody>,
+    AppJson(b): AppJson<AgentChanges>,
 ) -> JsonResult<AgentAnswer> {
     let agent = st
         .services

@@ -212,7 +212,7 @@ async fn stats(State(st): State<AppState>, Staff(_): Staff) -> JsonResult<HrStat
 /// A login or an email is required.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CreateBody {
+struct HrNewUser {
     name: String,
     phone_number: Option<String>,
     password: String,
@@ -229,7 +229,7 @@ struct CreateBody {
     post,
     path = "/hr/users",
     tag = "hr",
-    request_body = CreateBody,
+    request_body = HrNewUser,
     security(("cookieAuth" = []), ("bearerAuth" = [])),
     responses(
         (status = 201, description = "Created", body = HrCreated),
@@ -241,7 +241,7 @@ struct CreateBody {
 async fn create(
     State(st): State<AppState>,
     Admin(u): Admin,
-    AppJson(b): AppJson<CreateBody>,
+    AppJson(b): AppJson<HrNewUser>,
 ) -> Result<(StatusCode, AppJson<HrCreated>), AppError> {
     let (user, creds) = st
         .services
@@ -303,7 +303,7 @@ async fn get_one(
 /// Only the fields present change.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct UpdateBody {
+struct HrUserChanges {
     name: Option<String>,
     phone_number: Option<String>,
     email: Option<String>,
@@ -321,7 +321,7 @@ struct UpdateBody {
     path = "/hr/users/{id}",
     tag = "hr",
     params(("id" = i64, Path, description = "user id")),
-    request_body = UpdateBody,
+    request_body = HrUserChanges,
     security(("cookieAuth" = []), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "The updated user", body = HrUserAnswer),
@@ -335,7 +335,7 @@ async fn update(
     State(st): State<AppState>,
     Admin(u): Admin,
     AppPath(id): AppPath<i64>,
-    AppJson(b): AppJson<UpdateBody>,
+    AppJson(b): AppJson<HrUserChanges>,
 ) -> JsonResult<HrUserAnswer> {
     let user = st
         .services

@@ -28,7 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// cookie or bearer token of the request is used instead.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
+struct ProvisionBody {
     username: String,
     password: String,
 }
@@ -97,7 +97,7 @@ fn internal(e: impl std::fmt::Display) -> Response {
     post,
     path = "/api/provision",
     tag = "provisioning",
-    request_body(content = Option<Body>, description = "Optional: empty to use the session or bearer token", content_type = "application/json"),
+    request_body(content = Option<ProvisionBody>, description = "Optional: empty to use the session or bearer token", content_type = "application/json"),
     security((), ("cookieAuth" = []), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "SIP credentials", body = Provisioned),
@@ -127,7 +127,7 @@ async fn provision(
             Err(e) => return internal(e),
         }
     } else {
-        let b: Body = match serde_json::from_slice(&body) {
+        let b: ProvisionBody = match serde_json::from_slice(&body) {
             Ok(b) => b,
             Err(e) if e.is_syntax() || e.is_eof() => {
                 return error(StatusCode::BAD_REQUEST, "Malformed JSON")
@@ -204,7 +204,7 @@ async fn provision(
     post,
     path = "/api/provision.php",
     tag = "provisioning",
-    request_body(content = Option<Body>, description = "Optional: empty to use the session or bearer token", content_type = "application/json"),
+    request_body(content = Option<ProvisionBody>, description = "Optional: empty to use the session or bearer token", content_type = "application/json"),
     security((), ("cookieAuth" = []), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "SIP credentials", body = Provisioned),

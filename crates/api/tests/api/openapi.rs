@@ -407,3 +407,51 @@ fn the_sip_websocket_is_documented_where_it_is() {
     let doc = serde_json::to_value(api::routes::openapi::document("/ws")).expect("json");
     assert!(doc["paths"]["/ws"]["get"].is_object());
 }
+
+/// Schema names are global in the document: two types with one name (two
+/// `CreateBody` in different modules) would silently describe one with the
+/// other. Every type deriving `ToSchema` in api and domain has its own name.
+#[test]
+fn schema_names_are_unique() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("src"), root.join("../domain/src")];
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut found = 0;
+    while let Some(p) = dirs.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).expect("read_dir") {
+                dirs.push(e.expect("entry").path());
+            }
+            continue;
+        }
+        if p.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).expect("read");
+        let mut pending = false;
+        for line in text.lines() {
+            let t = line.trim();
+            if t.starts_with("#[derive(") && t.contains("ToSchema") {
+                pending = true;
+                continue;
+            }
+            if !pending {
+                continue;
+            }
+            let words: Vec<&str> = t.split_whitespace().collect();
+            let name = match words.as_slice() {
+                ["pub", "struct" | "enum", n, ..] | ["struct" | "enum", n, ..] => Some(*n),
+                _ => None,
+            };
+            if let Some(n) = name {
+                let n = n.trim_end_matches(['{', '(', ';']).to_string();
+                found += 1;
+                if let Some(other) = names.insert(n.clone(), p.display().to_string()) {
+                    panic!("schema {n} is defined in {other} and in {}", p.display());
+                }
+                pending = false;
+            }
+        }
+    }
+    assert!(found >= 60, "only {found} schema types found");
+}
