@@ -157,10 +157,13 @@ impl From<PathRejection> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = serde_json::json!({
-            "success": false,
-            "error": {"code": self.code(), "message": self.public_message()},
-        });
+        let body = crate::doc::ErrorBody {
+            success: false,
+            error: crate::doc::ErrorDetail {
+                code: self.code(),
+                message: self.public_message(),
+            },
+        };
         let mut resp = (status, axum::Json(body)).into_response();
         if let Self::RateLimited(secs) | Self::Busy(secs) = &self {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -66,8 +66,10 @@ where
 }
 
 /// Standard list parameters.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// 1..500, default 50.
     pub limit: Option<i64>,
     pub offset: Option<i64>,
 }

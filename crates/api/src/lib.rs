@@ -4,6 +4,7 @@
 //! the answer; the logic lives in `domain`.
 
 pub mod auth;
+pub mod doc;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -14,7 +15,7 @@ mod static_files;
 use std::path::PathBuf;
 
 use axum::extract::DefaultBodyLimit;
-use axum::Router;
+use axum::{Extension, Router};
 
 pub use error::AppError;
 pub use state::AppState;
@@ -70,21 +71,10 @@ impl Default for ApiConfig {
 /// addresses are known (rate limiting, audit, SIP over WebSocket).
 pub fn router(state: AppState) -> Router {
     metrics::install();
-    let ws_path = state.config.ws_path.clone();
     let limit = state.config.body_limit;
-    Router::new()
-        .merge(routes::auth::routes())
-        .merge(routes::agents::routes())
-        .merge(routes::audit::routes())
-        .merge(routes::hr::routes())
-        .merge(routes::telephony::routes())
-        .merge(routes::provision::routes())
-        .merge(routes::events::routes())
-        .merge(routes::health::routes())
-        .merge(routes::ready::routes())
-        .merge(routes::metrics::routes())
-        .merge(routes::openapi::routes())
-        .route(&ws_path, axum::routing::get(routes::sip_ws::upgrade))
+    // Routes and their OpenAPI description come from one source.
+    let (routes, doc) = routes::openapi::api(&state.config.ws_path).split_for_parts();
+    routes
         .fallback(static_files::fallback)
         // A known route with another method: the JSON error envelope too
         // (axum's default 405 has an empty body).
@@ -94,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(error::security_headers))
         // Outermost: the duration includes the other layers.
         .layer(axum::middleware::from_fn(metrics::track_http))
+        .layer(Extension(routes::openapi::Served::new(&doc)))
         .with_state(state)
 }
 
@@ -101,7 +92,8 @@ pub fn router(state: AppState) -> Router {
 /// without authentication; everything else is 404.
 pub fn metrics_router(state: AppState) -> Router {
     metrics::install();
-    routes::metrics::open_routes()
+    let (routes, _doc) = routes::metrics::open_routes().split_for_parts();
+    routes
         .layer(axum::middleware::from_fn(error::security_headers))
         .with_state(state)
 }

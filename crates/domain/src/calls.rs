@@ -88,14 +88,14 @@ impl Disposition {
 }
 
 /// An agent reference in a call.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CallAgent {
     pub id: i64,
     pub name: String,
 }
 
 /// A CDR as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Call {
     pub id: i64,
@@ -155,9 +155,10 @@ fn call_from_row(r: CallRow) -> Call {
 
 /// One leg of a call as the API shows it: leg 0 is the caller, legs 1..
 /// the destinations tried.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallLeg {
+    #[schema(value_type = u32)]
     pub leg: LegNo,
     pub number: String,
     pub agent_id: Option<i64>,
@@ -314,7 +315,7 @@ impl CallQuery {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallStats {
     pub total_calls: i64,

@@ -55,7 +55,7 @@ pub struct DigestCredentials {
 }
 
 /// A plaintext SIP password, returned exactly once (creation or rotation).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SipCredentials {
     pub username: String,

@@ -13,7 +13,7 @@ use crate::time::{from_ms, now_ms, opt_from_ms};
 use crate::{audit, validate, Actor, Ctx, DomainError};
 
 /// Console roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -41,7 +41,7 @@ impl Role {
 }
 
 /// The SIP part of a [`User`] (no secrets).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserSip {
     pub username: String,
@@ -55,7 +55,7 @@ pub struct UserSip {
 }
 
 /// A user as the API shows it (docs/API.md "The user object").
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: i64,
@@ -151,7 +151,7 @@ pub struct UserQuery {
 }
 
 /// The seeds' HR page figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserStats {
     pub total_users: i64,

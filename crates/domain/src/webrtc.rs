@@ -25,7 +25,7 @@ pub struct WebrtcSettings {
 }
 
 /// One entry of RTCPeerConnection's `iceServers`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct IceServer {
     pub urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

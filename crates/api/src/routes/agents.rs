@@ -3,49 +3,100 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
-use domain::users::UserQuery;
-use domain::{NewUser, Role, UserUpdate};
-use serde::Deserialize;
-use serde_json::json;
+use domain::users::{UserQuery, UserStats};
+use domain::{NewUser, Role, SipCredentials, User, UserUpdate};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Admin, CurrentUser, Staff};
+use crate::doc::{self, Done};
 use crate::error::AppError;
 use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/agents", get(list).post(create))
-        .route("/api/agents/stats", get(stats))
-        .route(
-            "/api/agents/{id}",
-            get(get_one).patch(update).delete(remove),
-        )
-        .route("/api/agents/{id}/deactivate", post(deactivate))
-        .route("/api/agents/{id}/regenerate-sip", post(regenerate))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(stats))
+        .routes(routes!(get_one, update, remove))
+        .routes(routes!(deactivate))
+        .routes(routes!(regenerate))
 }
 
-type JsonResult = Result<AppJson<serde_json::Value>, AppError>;
+type JsonResult<T> = Result<AppJson<T>, AppError>;
 
-#[derive(Deserialize)]
+#[derive(Serialize, ToSchema)]
+pub struct AgentList {
+    pub success: bool,
+    pub total: i64,
+    pub agents: Vec<User>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AgentStats {
+    pub success: bool,
+    pub stats: UserStats,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AgentAnswer {
+    pub success: bool,
+    pub agent: User,
+}
+
+/// The new user; `sipCredentials` (agents, or `createSip`) carry the SIP
+/// password, shown only here.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+pub struct AgentCreated {
+    pub success: bool,
+    pub agent: User,
+    pub sip_credentials: Option<SipCredentials>,
+}
+
+/// The new SIP password, shown only here.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SipRotated {
+    pub success: bool,
+    pub sip_credentials: SipCredentials,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Matches name, login, email, phone, SIP username or extension.
     search: Option<String>,
+    /// admin | supervisor | agent
     role: Option<String>,
     has_sip: Option<bool>,
     active: Option<bool>,
+    /// 1..500, default 50.
     limit: Option<i64>,
     offset: Option<i64>,
+    /// A field (`name`, `createdAt`, ...), `-` in front for descending.
     order: Option<String>,
 }
 
+/// List users.
+///
+/// Roles: admin, supervisor.
+#[utoipa::path(
+    get,
+    path = "/api/agents",
+    tag = "agents",
+    params(ListQuery),
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "One page of users", body = AgentList), doc::Role, doc::BadInput),
+)]
 async fn list(
     State(st): State<AppState>,
     Staff(_): Staff,
     AppQuery(q): AppQuery<ListQuery>,
-) -> JsonResult {
+) -> JsonResult<AgentList> {
     let role = match q.role.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
         Some(r) => Some(Role::parse(r).ok_or_else(|| {
             AppError::BadRequest("role must be admin, supervisor or agent".into())
@@ -66,33 +117,68 @@ async fn list(
         domain::DomainError::Invalid { message, .. } => AppError::BadRequest(message),
         other => other.into(),
     })?;
-    Ok(AppJson(
-        json!({"success": true, "total": total, "agents": agents}),
-    ))
+    Ok(AppJson(AgentList {
+        success: true,
+        total,
+        agents,
+    }))
 }
 
-async fn stats(State(st): State<AppState>, Staff(_): Staff) -> JsonResult {
+/// User and agent counts.
+///
+/// Roles: admin, supervisor.
+#[utoipa::path(
+    get,
+    path = "/api/agents/stats",
+    tag = "agents",
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "Counts", body = AgentStats), doc::Role),
+)]
+async fn stats(State(st): State<AppState>, Staff(_): Staff) -> JsonResult<AgentStats> {
     let s = st.services.users.stats().await?;
-    Ok(AppJson(json!({"success": true, "stats": s})))
+    Ok(AppJson(AgentStats {
+        success: true,
+        stats: s,
+    }))
 }
 
-#[derive(Deserialize)]
+/// A login or an email is required.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CreateBody {
+struct NewAgent {
     name: String,
     login: Option<String>,
     email: Option<String>,
     phone: Option<String>,
     password: String,
+    /// admin | supervisor | agent
     role: String,
+    /// Give a non-agent a SIP account too (agents always get one).
     create_sip: Option<bool>,
 }
 
+/// Create a user.
+///
+/// Agents get a SIP account; its password is in the answer, once.
+/// Roles: admin.
+#[utoipa::path(
+    post,
+    path = "/api/agents",
+    tag = "agents",
+    request_body = NewAgent,
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "Created", body = AgentCreated),
+        doc::Role,
+        doc::JsonBody,
+        doc::Conflict,
+    ),
+)]
 async fn create(
     State(st): State<AppState>,
     Admin(u): Admin,
-    AppJson(b): AppJson<CreateBody>,
-) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
+    AppJson(b): AppJson<NewAgent>,
+) -> Result<(StatusCode, AppJson<AgentCreated>), AppError> {
     let (agent, creds) = st
         .services
         .users
@@ -111,25 +197,44 @@ async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        AppJson(json!({"success": true, "agent": agent, "sipCredentials": creds})),
+        AppJson(AgentCreated {
+            success: true,
+            agent,
+            sip_credentials: creds,
+        }),
     ))
 }
 
+/// One user.
+///
+/// Any role; agents only themselves (403 otherwise).
+#[utoipa::path(
+    get,
+    path = "/api/agents/{id}",
+    tag = "agents",
+    params(("id" = i64, Path, description = "user id")),
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "The user", body = AgentAnswer), doc::Role, doc::BadInput, doc::NotFound),
+)]
 async fn get_one(
     State(st): State<AppState>,
     u: CurrentUser,
     AppPath(id): AppPath<i64>,
-) -> JsonResult {
+) -> JsonResult<AgentAnswer> {
     if !u.scope().may_see_user(id) {
         return Err(AppError::Forbidden);
     }
     let agent = st.services.users.require(id).await?;
-    Ok(AppJson(json!({"success": true, "agent": agent})))
+    Ok(AppJson(AgentAnswer {
+        success: true,
+        agent,
+    }))
 }
 
-#[derive(Deserialize)]
+/// Only the fields present change.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct UpdateBody {
+struct AgentChanges {
     name: Option<String>,
     login: Option<String>,
     email: Option<String>,
@@ -139,12 +244,30 @@ struct UpdateBody {
     password: Option<String>,
 }
 
+/// Update a user.
+///
+/// Roles: admin.
+#[utoipa::path(
+    patch,
+    path = "/api/agents/{id}",
+    tag = "agents",
+    params(("id" = i64, Path, description = "user id")),
+    request_body = AgentChanges,
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The updated user", body = AgentAnswer),
+        doc::Role,
+        doc::JsonBody,
+        doc::NotFound,
+        doc::Conflict,
+    ),
+)]
 async fn update(
     State(st): State<AppState>,
     Admin(u): Admin,
     AppPath(id): AppPath<i64>,
-    AppJson(b): AppJson<UpdateBody>,
-) -> JsonResult {
+    AppJson(b): AppJson<AgentChanges>,
+) -> JsonResult<AgentAnswer> {
     let agent = st
         .services
         .users
@@ -162,32 +285,92 @@ async fn update(
             },
         )
         .await?;
-    Ok(AppJson(json!({"success": true, "agent": agent})))
+    Ok(AppJson(AgentAnswer {
+        success: true,
+        agent,
+    }))
 }
 
+/// Deactivate a user.
+///
+/// Their sessions and SIP registrations end. Roles: admin.
+#[utoipa::path(
+    post,
+    path = "/api/agents/{id}/deactivate",
+    tag = "agents",
+    params(("id" = i64, Path, description = "user id")),
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The deactivated user", body = AgentAnswer),
+        doc::Role,
+        doc::BadInput,
+        doc::NotFound,
+        doc::Conflict,
+    ),
+)]
 async fn deactivate(
     State(st): State<AppState>,
     Admin(u): Admin,
     AppPath(id): AppPath<i64>,
-) -> JsonResult {
+) -> JsonResult<AgentAnswer> {
     let agent = st.services.users.deactivate(&u.actor(), id).await?;
-    Ok(AppJson(json!({"success": true, "agent": agent})))
+    Ok(AppJson(AgentAnswer {
+        success: true,
+        agent,
+    }))
 }
 
+/// Rotate (or create) the SIP password.
+///
+/// The new password is in the answer, once. Roles: admin.
+#[utoipa::path(
+    post,
+    path = "/api/agents/{id}/regenerate-sip",
+    tag = "agents",
+    params(("id" = i64, Path, description = "user id")),
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The new SIP credentials", body = SipRotated),
+        doc::Role,
+        doc::BadInput,
+        doc::NotFound,
+        doc::Conflict,
+    ),
+)]
 async fn regenerate(
     State(st): State<AppState>,
     Admin(u): Admin,
     AppPath(id): AppPath<i64>,
-) -> JsonResult {
+) -> JsonResult<SipRotated> {
     let creds = st.services.sip_accounts.rotate(&u.actor(), id).await?;
-    Ok(AppJson(json!({"success": true, "sipCredentials": creds})))
+    Ok(AppJson(SipRotated {
+        success: true,
+        sip_credentials: creds,
+    }))
 }
 
+/// Delete a user and their SIP account.
+///
+/// Roles: admin.
+#[utoipa::path(
+    delete,
+    path = "/api/agents/{id}",
+    tag = "agents",
+    params(("id" = i64, Path, description = "user id")),
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Deleted", body = Done),
+        doc::Role,
+        doc::BadInput,
+        doc::NotFound,
+        doc::Conflict,
+    ),
+)]
 async fn remove(
     State(st): State<AppState>,
     Admin(u): Admin,
     AppPath(id): AppPath<i64>,
-) -> JsonResult {
+) -> JsonResult<Done> {
     st.services.users.delete(&u.actor(), id).await?;
-    Ok(AppJson(json!({"success": true})))
+    Ok(AppJson(Done::new()))
 }

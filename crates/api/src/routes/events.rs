@@ -6,25 +6,48 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{bearer, cookie, resolve, SESSION_COOKIE};
+use crate::doc::{self, ErrorBody};
 use crate::error::AppError;
 use crate::extract::AppQuery;
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/events", get(upgrade))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TokenQuery {
+    /// A session token or an API token (browsers cannot set headers on a
+    /// WebSocket).
     token: Option<String>,
 }
 
+/// Live events (WebSocket).
+///
+/// One JSON text message per event: `{"type": "registration" | "call" |
+/// "agent" | "security", "at", ...}` with camelCase fields (docs/API.md).
+/// Agents receive only events about themselves. Authenticated by the
+/// session cookie, a bearer token or `?token=`; any role.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "events",
+    params(TokenQuery),
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 101, description = "Switched to WebSocket; the server sends events"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        doc::Auth,
+    ),
+)]
 async fn upgrade(
     State(st): State<AppState>,
     headers: HeaderMap,

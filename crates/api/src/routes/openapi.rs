@@ -1,386 +1,170 @@
-//! `/api/openapi.json`: an OpenAPI 3.1 description of every route, built
-//! from one table. docs/API.md has the bodies in detail; this document
-//! lists operations, roles and authentication for tools.
+//! `/api/openapi.json`: the OpenAPI 3.1 document, generated from the code.
+//!
+//! Every route is added through [`api`], an `utoipa_axum::OpenApiRouter`
+//! whose `routes!(handler, ...)` takes each route's method and path from the
+//! handler's `#[utoipa::path]`: the router and the document come from one
+//! source, so a route cannot exist without its description (and no module
+//! may add routes any other way; `tests/api/openapi.rs` checks both the
+//! source and the assembled router). docs/API.md stays for prose.
 
-use axum::routing::get;
-use axum::Router;
-use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
-use crate::extract::AppJson;
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{
+    agents, audit, auth, events, health, hr, metrics, provision, ready, sip_ws, telephony,
+};
+use crate::doc::{Done, ErrorBody};
 use crate::state::AppState;
 
-/// Who may call a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    Public,
-    AnyRole,
-    Staff,
-    Admin,
+/// The security requirement of authenticated operations, for
+/// `#[utoipa::path(security(...))]`: a console session cookie or an API
+/// token as a bearer token (either one).
+pub const COOKIE_AUTH: &str = "cookieAuth";
+pub const BEARER_AUTH: &str = "bearerAuth";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "centralita",
+        description = "Call-center telephony server: agents, SIP accounts, calls (CDRs), \
+            live events and the softphone's provisioning. JSON in camelCase; answers carry \
+            `success` (or `status` on the seed-shaped `/hr` and `/api/provision` routes); \
+            errors are `{\"success\": false, \"error\": {\"code\", \"message\"}}`. \
+            Prose and examples: docs/API.md.",
+    ),
+    tags(
+        (name = "auth", description = "Console login, sessions and API tokens"),
+        (name = "agents", description = "Users and agents with their SIP accounts"),
+        (name = "audit", description = "Who changed what"),
+        (name = "hr", description = "The HR page endpoints of seeds/004 (`{\"status\": \"ok\"}` shapes)"),
+        (name = "telephony", description = "PBX status, SIP accounts, calls (CDRs), registrations, SIP security"),
+        (name = "provisioning", description = "seeds/000: a softphone trades a login for short-lived SIP credentials"),
+        (name = "events", description = "Live events over WebSocket"),
+        (name = "sip", description = "SIP over WebSocket (RFC 7118) for softphones"),
+        (name = "system", description = "Health, readiness, metrics and this document"),
+    ),
+    components(schemas(ErrorBody, Done)),
+    modifiers(&SecuritySchemes),
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            COOKIE_AUTH,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::SESSION_COOKIE,
+                "Console session, set by POST /api/auth/login",
+            ))),
+        );
+        components.add_security_scheme(
+            BEARER_AUTH,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "API token (`ctk_...`, POST /api/auth/tokens) or a session token",
+                    ))
+                    .build(),
+            ),
+        );
+    }
 }
 
-/// (method, path, tag, summary, access)
-pub const ROUTES: &[(&str, &str, &str, &str, Access)] = &[
-    (
-        "post",
-        "/api/auth/login",
-        "auth",
-        "Log in (login or email + password); sets the session cookie",
-        Access::Public,
-    ),
-    (
-        "post",
-        "/api/auth/logout",
-        "auth",
-        "Log out; clears the session cookie",
-        Access::Public,
-    ),
-    (
-        "get",
-        "/api/auth/me",
-        "auth",
-        "The logged-in user",
-        Access::AnyRole,
-    ),
-    (
-        "get",
-        "/api/auth/tokens",
-        "auth",
-        "List API tokens",
-        Access::Admin,
-    ),
-    (
-        "post",
-        "/api/auth/tokens",
-        "auth",
-        "Create an API token (secret shown once)",
-        Access::Admin,
-    ),
-    (
-        "delete",
-        "/api/auth/tokens/{id}",
-        "auth",
-        "Revoke an API token",
-        Access::Admin,
-    ),
-    (
-        "get",
-        "/api/agents",
-        "agents",
-        "List users (search, role, hasSip, active, limit, offset, order)",
-        Access::Staff,
-    ),
-    (
-        "post",
-        "/api/agents",
-        "agents",
-        "Create a user; agents get a SIP account (password shown once)",
-        Access::Admin,
-    ),
-    (
-        "get",
-        "/api/agents/stats",
-        "agents",
-        "User and agent counts",
-        Access::Staff,
-    ),
-    (
-        "get",
-        "/api/agents/{id}",
-        "agents",
-        "One user (agents: only themselves)",
-        Access::AnyRole,
-    ),
-    (
-        "patch",
-        "/api/agents/{id}",
-        "agents",
-        "Update a user",
-        Access::Admin,
-    ),
-    (
-        "delete",
-        "/api/agents/{id}",
-        "agents",
-        "Delete a user and their SIP account",
-        Access::Admin,
-    ),
-    (
-        "post",
-        "/api/agents/{id}/deactivate",
-        "agents",
-        "Deactivate a user (sessions and registrations end)",
-        Access::Admin,
-    ),
-    (
-        "post",
-        "/api/agents/{id}/regenerate-sip",
-        "agents",
-        "Rotate (or create) the SIP password",
-        Access::Admin,
-    ),
-    (
-        "get",
-        "/api/audit",
-        "audit",
-        "Audit log (action, actorId, limit, offset)",
-        Access::Admin,
-    ),
-    (
-        "get",
-        "/hr/users",
-        "hr",
-        "seeds/004: list users (accountType, search)",
-        Access::Staff,
-    ),
-    (
-        "post",
-        "/hr/users",
-        "hr",
-        "seeds/004: create a user with SIP credentials",
-        Access::Admin,
-    ),
-    (
-        "get",
-        "/hr/stats",
-        "hr",
-        "seeds/004: HR page figures",
-        Access::Staff,
-    ),
-    (
-        "get",
-        "/hr/users/{id}",
-        "hr",
-        "seeds/004: one user",
-        Access::Staff,
-    ),
-    (
-        "put",
-        "/hr/users/{id}",
-        "hr",
-        "seeds/004: update a user",
-        Access::Admin,
-    ),
-    (
-        "delete",
-        "/hr/users/{id}",
-        "hr",
-        "seeds/004: delete a user",
-        Access::Admin,
-    ),
-    (
-        "post",
-        "/hr/users/{id}/regenerate-sip",
-        "hr",
-        "seeds/004: rotate SIP credentials",
-        Access::Admin,
-    ),
-    (
-        "get",
-        "/hr/webrtc-config",
-        "hr",
-        "STUN/TURN servers and the softphone WebSocket URL",
-        Access::AnyRole,
-    ),
-    (
-        "put",
-        "/hr/webrtc-config",
-        "hr",
-        "Change STUN/TURN servers and the WebSocket URL",
-        Access::Admin,
-    ),
-    (
-        "get",
-        "/api/telephony/status",
-        "telephony",
-        "PBX status (active calls, registered contacts)",
-        Access::AnyRole,
-    ),
-    (
-        "post",
-        "/api/telephony/sip/create",
-        "telephony",
-        "seeds/001: create a user's SIP account",
-        Access::Admin,
-    ),
-    (
-        "get",
-        "/api/telephony/sip/status",
-        "telephony",
-        "seeds/001: own SIP account and registration",
-        Access::AnyRole,
-    ),
-    (
-        "get",
-        "/api/telephony/sip/credentials",
-        "telephony",
-        "Short-lived softphone credentials for the caller",
-        Access::AnyRole,
-    ),
-    (
-        "get",
-        "/api/telephony/calls/active",
-        "telephony",
-        "Calls in progress (agents: their own)",
-        Access::AnyRole,
-    ),
-    (
-        "get",
-        "/api/telephony/calls/history",
-        "telephony",
-        "CDRs (from, to, agentId, disposition, search, order, format=csv)",
-        Access::AnyRole,
-    ),
-    (
-        "get",
-        "/api/telephony/calls/stats",
-        "telephony",
-        "CDR figures (startDate, endDate, agentId)",
-        Access::AnyRole,
-    ),
-    (
-        "get",
-        "/api/telephony/calls/{call_id}",
-        "telephony",
-        "One call with its legs (agents: their own)",
-        Access::AnyRole,
-    ),
-    (
-        "get",
-        "/api/telephony/registrations",
-        "telephony",
-        "Registered SIP contacts",
-        Access::Staff,
-    ),
-    (
-        "get",
-        "/api/telephony/security/blocked",
-        "telephony",
-        "Sources refused after failed SIP authentication",
-        Access::Admin,
-    ),
-    (
-        "delete",
-        "/api/telephony/security/blocked/{ip}",
-        "telephony",
-        "Lift the ban on a source address (audited)",
-        Access::Admin,
-    ),
-    (
-        "post",
-        "/api/provision",
-        "provisioning",
-        "seeds/000: console login (or session) -> short-lived SIP credentials",
-        Access::Public,
-    ),
-    (
-        "post",
-        "/api/provision.php",
-        "provisioning",
-        "seeds/000: same as /api/provision",
-        Access::Public,
-    ),
-    (
-        "get",
-        "/api/events",
-        "events",
-        "WebSocket of live events (cookie, bearer or ?token=)",
-        Access::AnyRole,
-    ),
-    (
-        "get",
-        "/api/health",
-        "system",
-        "Liveness and database reachability",
-        Access::Public,
-    ),
-    (
-        "get",
-        "/api/ready",
-        "system",
-        "Readiness: 200 when the database answers and the SIP engine listens, else 503",
-        Access::Public,
-    ),
-    (
-        "get",
-        "/metrics",
-        "system",
-        "Prometheus metrics (text format); also on metrics.listen without auth",
-        Access::Admin,
-    ),
-    (
-        "get",
-        "/api/openapi.json",
-        "system",
-        "This document",
-        Access::Public,
-    ),
-];
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/openapi.json", get(document))
+/// Every HTTP route of the main listener, with its description. The SIP
+/// WebSocket is documented at `ws_path` (configurable, `/ws` by default).
+pub fn api(ws_path: &str) -> OpenApiRouter<AppState> {
+    let (schemas, mut paths, ws) = routes!(sip_ws::upgrade);
+    if ws_path != sip_ws::DEFAULT_PATH {
+        if let Some(item) = paths.paths.remove(sip_ws::DEFAULT_PATH) {
+            paths.paths.insert(ws_path.to_string(), item);
+        }
+    }
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes())
+        .merge(agents::routes())
+        .merge(audit::routes())
+        .merge(hr::routes())
+        .merge(telephony::routes())
+        .merge(provision::routes())
+        .merge(events::routes())
+        .merge(health::routes())
+        .merge(ready::routes())
+        .merge(metrics::routes())
+        .merge(routes())
+        .routes((schemas, paths, ws));
+    qualify_operation_ids(api.get_openapi_mut());
+    api
 }
 
-async fn document() -> AppJson<Value> {
-    AppJson(build())
-}
-
-/// The OpenAPI document.
-pub fn build() -> Value {
-    let mut paths = Map::new();
-    for (method, path, tag, summary, access) in ROUTES {
-        let mut op = json!({
-            "tags": [tag],
-            "summary": summary,
-            "responses": {
-                "200": {"description": "success"},
-                "400": {"description": "malformed request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "422": {"description": "invalid field", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            },
-        });
-        let roles = match access {
-            Access::Public => None,
-            Access::AnyRole => Some("any role"),
-            Access::Staff => Some("admin, supervisor"),
-            Access::Admin => Some("admin"),
-        };
-        if let Some(roles) = roles {
-            op["security"] = json!([{"cookieAuth": []}, {"bearerAuth": []}]);
-            op["description"] = json!(format!("Roles: {roles}."));
-            op["responses"]["401"] = json!({"description": "not authenticated"});
-            if *access != Access::AnyRole {
-                op["responses"]["403"] = json!({"description": "wrong role"});
+/// utoipa names an operation after its handler function, and handlers
+/// of different areas share names (`list`, `create`): prefix the tag so
+/// every `operationId` is unique (`agents.list`, `hr.list`).
+fn qualify_operation_ids(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            let tag = op.tags.as_ref().and_then(|t| t.first()).cloned();
+            if let (Some(tag), Some(id)) = (tag, op.operation_id.as_mut()) {
+                if !id.starts_with(&format!("{tag}.")) {
+                    *id = format!("{tag}.{id}");
+                }
             }
         }
-        if path.contains("{id}") {
-            op["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}}]);
-        }
-        let entry = paths
-            .entry((*path).to_string())
-            .or_insert_with(|| json!({}));
-        entry[*method] = op;
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "centralita",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Call-center telephony server. Request and response bodies: docs/API.md.",
-        },
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "cookieAuth": {"type": "apiKey", "in": "cookie", "name": crate::auth::SESSION_COOKIE},
-                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "API token (ctk_...)"},
-            },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "properties": {
-                        "success": {"const": false},
-                        "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
-                    },
-                },
-            },
-        },
-    })
+}
+
+/// The document for a server whose SIP WebSocket is at `ws_path`.
+pub fn document(ws_path: &str) -> Document {
+    api(ws_path).into_openapi()
+}
+
+/// The document, serialized once when the router is built.
+#[derive(Clone)]
+pub struct Served(pub Arc<Bytes>);
+
+impl Served {
+    pub fn new(doc: &Document) -> Self {
+        // Serializing a tree of strings and maps cannot fail; an empty
+        // body would fail the tests that read the document.
+        let json = serde_json::to_vec(doc).unwrap_or_default();
+        Self(Arc::new(Bytes::from(json)))
+    }
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(openapi_json))
+}
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "system",
+    responses((status = 200, description = "The OpenAPI document", body = Object, content_type = "application/json")),
+)]
+async fn openapi_json(Extension(doc): Extension<Served>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::clone(&doc.0),
+    )
+        .into_response()
 }

@@ -6,33 +6,64 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
+use chrono::{DateTime, Utc};
+use domain::webrtc::IceServer;
 use domain::DomainError;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{bearer, cookie, resolve, SESSION_COOKIE};
 use crate::extract::ClientIp;
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/provision", post(provision))
-        .route("/api/provision.php", post(provision))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(provision))
+        .routes(routes!(provision_php))
 }
 
-#[derive(Deserialize)]
+/// A console login (or email) and password. Without a body, the session
+/// cookie or bearer token of the request is used instead.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
+struct ProvisionBody {
     username: String,
     password: String,
+}
+
+/// seeds/000's answer (snake_case, `status: ok`).
+#[derive(Serialize, ToSchema)]
+pub struct Provisioned {
+    /// `ok`
+    pub status: String,
+    pub sip_user: String,
+    /// Short-lived: valid until `expires_at`.
+    pub sip_pass: String,
+    pub sip_domain: String,
+    pub ws_uri: String,
+    pub extension: String,
+    pub display_name: String,
+    pub expires_at: DateTime<Utc>,
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// seeds/000's error shape: `{"status": "error", "message"}`.
+#[derive(Serialize, ToSchema)]
+pub struct ProvisionError {
+    /// `error`
+    pub status: String,
+    pub message: String,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
     (
         status,
-        axum::Json(json!({"status": "error", "message": message})),
+        axum::Json(ProvisionError {
+            status: "error".into(),
+            message: message.into(),
+        }),
     )
         .into_response()
 }
@@ -58,6 +89,30 @@ fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 
+/// seeds/000: trade a login for short-lived SIP credentials.
+///
+/// With a JSON body (`username`, `password`: a console login), or with an
+/// empty body and the caller's session cookie or bearer token. Public.
+#[utoipa::path(
+    post,
+    path = "/api/provision",
+    tag = "provisioning",
+    request_body(content = Option<ProvisionBody>, description = "Optional: empty to use the session or bearer token", content_type = "application/json"),
+    security((), ("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "SIP credentials", body = Provisioned),
+        (status = 400, description = "Malformed JSON", body = ProvisionError),
+        (status = 401, description = "Invalid credentials (or no session without a body)", body = ProvisionError),
+        (status = 403, description = "The SIP account is inactive", body = ProvisionError),
+        (status = 404, description = "The user has no SIP account", body = ProvisionError),
+        (status = 422, description = "Unknown, missing or too long field", body = ProvisionError),
+        (status = 429, description = "Too many attempts; `Retry-After`", body = ProvisionError,
+            headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 500, description = "Server fault", body = ProvisionError),
+        (status = 503, description = "Password checks saturated; `Retry-After`", body = ProvisionError,
+            headers(("Retry-After" = u64, description = "seconds"))),
+    ),
+)]
 async fn provision(
     State(st): State<AppState>,
     ip: ClientIp,
@@ -72,7 +127,7 @@ async fn provision(
             Err(e) => return internal(e),
         }
     } else {
-        let b: Body = match serde_json::from_slice(&body) {
+        let b: ProvisionBody = match serde_json::from_slice(&body) {
             Ok(b) => b,
             Err(e) if e.is_syntax() || e.is_eof() => {
                 return error(StatusCode::BAD_REQUEST, "Malformed JSON")
@@ -130,16 +185,46 @@ async fn provision(
         Ok(w) => w,
         Err(e) => return internal(e),
     };
-    axum::Json(json!({
-        "status": "ok",
-        "sip_user": eph.account.username,
-        "sip_pass": eph.password,
-        "sip_domain": st.config.sip_domain,
-        "ws_uri": super::telephony::ws_uri(&st, &w, &headers),
-        "extension": eph.account.extension,
-        "display_name": eph.account.display_name,
-        "expires_at": eph.expires_at,
-        "ice_servers": w.ice_servers(),
-    }))
+    axum::Json(Provisioned {
+        status: "ok".into(),
+        sip_user: eph.account.username,
+        sip_pass: eph.password,
+        sip_domain: st.config.sip_domain.clone(),
+        ws_uri: super::telephony::ws_uri(&st, &w, &headers),
+        extension: eph.account.extension,
+        display_name: eph.account.display_name,
+        expires_at: eph.expires_at,
+        ice_servers: w.ice_servers(),
+    })
     .into_response()
+}
+
+/// seeds/000: the same as `/api/provision` (the PHP endpoint's path).
+#[utoipa::path(
+    post,
+    path = "/api/provision.php",
+    tag = "provisioning",
+    request_body(content = Option<ProvisionBody>, description = "Optional: empty to use the session or bearer token", content_type = "application/json"),
+    security((), ("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "SIP credentials", body = Provisioned),
+        (status = 400, description = "Malformed JSON", body = ProvisionError),
+        (status = 401, description = "Invalid credentials (or no session without a body)", body = ProvisionError),
+        (status = 403, description = "The SIP account is inactive", body = ProvisionError),
+        (status = 404, description = "The user has no SIP account", body = ProvisionError),
+        (status = 422, description = "Unknown, missing or too long field", body = ProvisionError),
+        (status = 429, description = "Too many attempts; `Retry-After`", body = ProvisionError,
+            headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 500, description = "Server fault", body = ProvisionError),
+        (status = 503, description = "Password checks saturated; `Retry-After`", body = ProvisionError,
+            headers(("Retry-After" = u64, description = "seconds"))),
+    ),
+)]
+async fn provision_php(
+    st: State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    provision(st, ip, headers, body).await
 }

@@ -12,6 +12,31 @@ use domain::{FlowHandle, FlowRefused};
 use crate::extract::PeerAddr;
 use crate::state::AppState;
 
+/// Where `/ws` is unless `http.ws_path` says otherwise.
+pub const DEFAULT_PATH: &str = "/ws";
+
+/// SIP over WebSocket (RFC 7118).
+///
+/// Softphones (JsSIP) open `new WebSocket(url, 'sip')`; each WebSocket
+/// message is one SIP message. Over the HTTPS listener this is WSS.
+/// SIP digest authentication happens inside; the upgrade itself is open.
+/// Answers other than 101 are plain text.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "sip",
+    params(
+        ("Sec-WebSocket-Protocol" = String, Header, description = "must offer `sip`"),
+    ),
+    responses(
+        (status = 101, description = "Switched to WebSocket, subprotocol `sip`"),
+        (status = 400, description = "The `sip` subprotocol was not offered", body = String, content_type = "text/plain"),
+        (status = 426, description = "Not a WebSocket upgrade request", body = String, content_type = "text/plain"),
+        (status = 429, description = "Too many SIP WebSocket connections from this address", body = String, content_type = "text/plain"),
+        (status = 500, description = "The peer address is unknown (server wiring fault)", body = String, content_type = "text/plain"),
+        (status = 503, description = "No SIP server running, or it refused the flow", body = String, content_type = "text/plain"),
+    ),
+)]
 pub async fn upgrade(
     State(st): State<AppState>,
     peer: PeerAddr,

@@ -7,4 +7,5 @@ mod calls;
 mod common;
 mod engine;
 mod misc;
+mod openapi;
 mod seeds;

@@ -4,47 +4,101 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::calls::{Call, CallQuery};
-use domain::Disposition;
-use serde::Deserialize;
-use serde_json::json;
+use domain::{CallLeg, CallStats, Disposition};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::JsonResult;
 use crate::auth::CurrentUser;
+use crate::doc;
 use crate::error::AppError;
 use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::routes::max_len;
 use crate::state::AppState;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/calls/active", get(calls_active))
-        .route("/calls/history", get(calls_history))
-        .route("/calls/stats", get(calls_stats))
-        .route("/calls/{call_id}", get(call_detail))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(calls_active))
+        .routes(routes!(calls_history))
+        .routes(routes!(calls_stats))
+        .routes(routes!(call_detail))
 }
 
-async fn calls_active(State(st): State<AppState>, u: CurrentUser) -> JsonResult {
+#[derive(Serialize, ToSchema)]
+pub struct ActiveCalls {
+    pub success: bool,
+    pub count: usize,
+    pub calls: Vec<Call>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CallDetail {
+    pub success: bool,
+    pub call: Call,
+    /// Leg 0 is the caller, legs 1.. the destinations tried.
+    pub legs: Vec<CallLeg>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CallHistory {
+    pub success: bool,
+    /// Same as `total` (seeds/001).
+    pub count: i64,
+    /// Matching calls over all pages.
+    pub total: i64,
+    pub calls: Vec<Call>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CallStatsAnswer {
+    pub success: bool,
+    pub stats: CallStats,
+}
+
+/// Calls in progress.
+///
+/// Any role; agents see their own calls only.
+#[utoipa::path(
+    get,
+    path = "/calls/active",
+    tag = "telephony",
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "Open calls", body = ActiveCalls), doc::Auth),
+)]
+async fn calls_active(State(st): State<AppState>, u: CurrentUser) -> JsonResult<ActiveCalls> {
     let calls = st
         .services
         .calls
         .active(u.scope().call_filter(None))
         .await?;
-    Ok(AppJson(
-        json!({"success": true, "count": calls.len(), "calls": calls}),
-    ))
+    Ok(AppJson(ActiveCalls {
+        success: true,
+        count: calls.len(),
+        calls,
+    }))
 }
 
-/// One call with its legs. Agents only see calls they took part in (as
-/// caller, callee or on a leg); any other call is "not found" to them.
+/// One call with its legs.
+///
+/// Any role; agents only see calls they took part in (as caller, callee or
+/// on a leg): any other call is "not found" to them.
+#[utoipa::path(
+    get,
+    path = "/calls/{call_id}",
+    tag = "telephony",
+    params(("call_id" = String, Path, description = "the SIP Call-ID of the caller's leg")),
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "The call", body = CallDetail), doc::Auth, doc::NotFound),
+)]
 async fn call_detail(
     State(st): State<AppState>,
     u: CurrentUser,
     AppPath(call_id): AppPath<String>,
-) -> JsonResult {
+) -> JsonResult<CallDetail> {
     let calls = &st.services.calls;
     let call = calls
         .get(&call_id)
@@ -54,9 +108,11 @@ async fn call_detail(
     if !u.scope().may_see_call(&call, &legs) {
         return Err(AppError::NotFound("call"));
     }
-    Ok(AppJson(
-        json!({"success": true, "call": call, "legs": legs}),
-    ))
+    Ok(AppJson(CallDetail {
+        success: true,
+        call,
+        legs,
+    }))
 }
 
 /// A date (`2026-11-21`, start of that UTC day, or the next day when
@@ -79,19 +135,30 @@ fn parse_time(field: &str, v: &str, end_of_day: bool) -> Result<DateTime<Utc>, A
         .unwrap_or_default())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// 1..500 (CSV: 1..10000, default 10000), default 50.
     limit: Option<i64>,
     offset: Option<i64>,
+    /// `YYYY-MM-DD` (start of that UTC day) or an RFC 3339 time.
     from: Option<String>,
+    /// `YYYY-MM-DD` (the whole day included) or an RFC 3339 time.
     to: Option<String>,
+    /// seeds/001's name of `from`.
     start_date: Option<String>,
+    /// seeds/001's name of `to`.
     end_date: Option<String>,
+    /// Ignored for agents (always themselves).
     agent_id: Option<i64>,
+    /// ANSWERED | NO ANSWER | BUSY | FAILED | CANCELLED
     disposition: Option<String>,
+    /// Matches caller, callee or Call-ID.
     search: Option<String>,
+    /// json (default) | csv
     format: Option<String>,
+    /// A field (`startTime`, `duration`, ...), `-` in front for descending.
     order: Option<String>,
 }
 
@@ -172,6 +239,25 @@ fn calls_csv(calls: &[Call]) -> String {
     out
 }
 
+/// Call detail records.
+///
+/// JSON, or CSV with `format=csv`. Any role; agents see their own calls
+/// only.
+#[utoipa::path(
+    get,
+    path = "/calls/history",
+    tag = "telephony",
+    params(HistoryQuery),
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "One page of CDRs, newest first", content(
+            (CallHistory = "application/json"),
+            (String = "text/csv"),
+        )),
+        doc::Auth,
+        doc::BadInput,
+    ),
+)]
 async fn calls_history(
     State(st): State<AppState>,
     u: CurrentUser,
@@ -203,18 +289,36 @@ async fn calls_history(
         )
             .into_response());
     }
-    Ok(
-        AppJson(json!({"success": true, "count": total, "total": total, "calls": calls}))
-            .into_response(),
-    )
+    Ok(AppJson(CallHistory {
+        success: true,
+        count: total,
+        total,
+        calls,
+    })
+    .into_response())
 }
 
+/// CDR figures.
+///
+/// Over the calls the history's filters select. Any role; agents their own
+/// calls only.
+#[utoipa::path(
+    get,
+    path = "/calls/stats",
+    tag = "telephony",
+    params(HistoryQuery),
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "Figures", body = CallStatsAnswer), doc::Auth, doc::BadInput),
+)]
 async fn calls_stats(
     State(st): State<AppState>,
     u: CurrentUser,
     AppQuery(q): AppQuery<HistoryQuery>,
-) -> JsonResult {
+) -> JsonResult<CallStatsAnswer> {
     let cq = q.to_query(&u, 500)?;
     let stats = st.services.calls.stats(&cq).await?;
-    Ok(AppJson(json!({"success": true, "stats": stats})))
+    Ok(AppJson(CallStatsAnswer {
+        success: true,
+        stats,
+    }))
 }

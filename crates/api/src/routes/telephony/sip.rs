@@ -3,26 +3,32 @@
 
 use axum::extract::State;
 use axum::http::header;
-use axum::routing::{get, post};
-use axum::Router;
-use serde::Deserialize;
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use domain::users::UserSip;
+use domain::webrtc::IceServer;
+use domain::SipCredentials;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::JsonResult;
 use crate::auth::{Admin, CurrentUser};
+use crate::doc;
 use crate::error::AppError;
 use crate::extract::AppJson;
 use crate::routes::max_len;
 use crate::state::AppState;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/sip/create", post(sip_create))
-        .route("/sip/status", get(sip_status))
-        .route("/sip/credentials", get(sip_credentials))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sip_create))
+        .routes(routes!(sip_status))
+        .routes(routes!(sip_credentials))
 }
 
-#[derive(Deserialize)]
+/// seeds/001's body; the names make the SIP display name.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SipCreateBody {
     user_id: i64,
@@ -30,11 +36,82 @@ struct SipCreateBody {
     primer_apellido: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SipCreated {
+    pub success: bool,
+    pub message: String,
+    pub sip_peer: CreatedPeer,
+    /// The SIP password, shown only here.
+    pub sip_credentials: SipCredentials,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedPeer {
+    pub sip_username: String,
+    pub extension: String,
+    /// active | inactive
+    pub status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SipStatus {
+    pub success: bool,
+    pub sip_peer: UserSip,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CredentialsAnswer {
+    pub success: bool,
+    pub credentials: SoftphoneCredentials,
+}
+
+/// What a softphone registers with: the account's username and a
+/// short-lived password.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SoftphoneCredentials {
+    /// Host of the SIP UDP/TCP listener.
+    pub sip_server: String,
+    /// Its port, as a string (seeds/001).
+    pub sip_port: String,
+    pub username: String,
+    /// Valid until `expiresAt`.
+    pub password: String,
+    pub extension: String,
+    pub display_name: String,
+    /// The SIP domain (realm).
+    pub domain: String,
+    /// SIP over WebSocket URL.
+    pub ws_uri: String,
+    pub expires_at: DateTime<Utc>,
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// seeds/001: create a user's SIP account.
+///
+/// The password is in the answer, once. Roles: admin.
+#[utoipa::path(
+    post,
+    path = "/sip/create",
+    tag = "telephony",
+    request_body = SipCreateBody,
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Created", body = SipCreated),
+        doc::Role,
+        doc::JsonBody,
+        doc::NotFound,
+        doc::Conflict,
+    ),
+)]
 async fn sip_create(
     State(st): State<AppState>,
     Admin(u): Admin,
     AppJson(b): AppJson<SipCreateBody>,
-) -> JsonResult {
+) -> JsonResult<SipCreated> {
     max_len(
         "primerNombre",
         b.primer_nombre.as_deref().unwrap_or(""),
@@ -58,35 +135,36 @@ async fn sip_create(
         .sip_accounts
         .create_for_user(&u.actor(), b.user_id, name.as_deref())
         .await?;
-    Ok(AppJson(json!({
-        "success": true,
-        "message": "SIP peer created successfully",
-        "sipPeer": {
-            "sipUsername": account.username,
-            "extension": account.extension,
-            "status": if account.active { "active" } else { "inactive" },
+    Ok(AppJson(SipCreated {
+        success: true,
+        message: "SIP peer created successfully".into(),
+        sip_peer: CreatedPeer {
+            sip_username: account.username,
+            extension: account.extension,
+            status: if account.active { "active" } else { "inactive" }.into(),
         },
-        "sipCredentials": creds,
-    })))
+        sip_credentials: creds,
+    }))
 }
 
-async fn sip_status(u: CurrentUser) -> JsonResult {
+/// seeds/001: the caller's SIP account and its registration.
+///
+/// Any role.
+#[utoipa::path(
+    get,
+    path = "/sip/status",
+    tag = "telephony",
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "The account", body = SipStatus), doc::Auth, doc::NotFound),
+)]
+async fn sip_status(u: CurrentUser) -> JsonResult<SipStatus> {
     let Some(sip) = u.user.sip else {
         return Err(AppError::NotFound("sip account"));
     };
-    Ok(AppJson(json!({
-        "success": true,
-        "sipPeer": {
-            "username": sip.username,
-            "extension": sip.extension,
-            "status": sip.status,
-            "registered": sip.registered,
-            "lastRegisteredAt": sip.last_registered_at,
-            "userAgent": sip.user_agent,
-            "ipAddress": sip.ip_address,
-            "contacts": sip.contacts,
-        }
-    })))
+    Ok(AppJson(SipStatus {
+        success: true,
+        sip_peer: sip,
+    }))
 }
 
 /// The WebSocket URL softphones use: the one configured in the console,
@@ -129,11 +207,26 @@ pub fn ws_uri(
     }
 }
 
+/// Short-lived softphone credentials for the caller.
+///
+/// Any role with a SIP account.
+#[utoipa::path(
+    get,
+    path = "/sip/credentials",
+    tag = "telephony",
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The credentials", body = CredentialsAnswer),
+        doc::Auth,
+        doc::NotFound,
+        doc::Conflict,
+    ),
+)]
 async fn sip_credentials(
     State(st): State<AppState>,
     u: CurrentUser,
     headers: axum::http::HeaderMap,
-) -> JsonResult {
+) -> JsonResult<CredentialsAnswer> {
     let eph = st
         .services
         .sip_accounts
@@ -144,19 +237,19 @@ async fn sip_credentials(
             other => other.into(),
         })?;
     let w = st.services.webrtc.get().await?;
-    Ok(AppJson(json!({
-        "success": true,
-        "credentials": {
-            "sipServer": st.config.sip_host,
-            "sipPort": st.config.sip_port.to_string(),
-            "username": eph.account.username,
-            "password": eph.password,
-            "extension": eph.account.extension,
-            "displayName": eph.account.display_name,
-            "domain": st.config.sip_domain,
-            "wsUri": ws_uri(&st, &w, &headers),
-            "expiresAt": eph.expires_at,
-            "iceServers": w.ice_servers(),
-        }
-    })))
+    Ok(AppJson(CredentialsAnswer {
+        success: true,
+        credentials: SoftphoneCredentials {
+            sip_server: st.config.sip_host.clone(),
+            sip_port: st.config.sip_port.to_string(),
+            username: eph.account.username,
+            password: eph.password,
+            extension: eph.account.extension,
+            display_name: eph.account.display_name,
+            domain: st.config.sip_domain.clone(),
+            ws_uri: ws_uri(&st, &w, &headers),
+            expires_at: eph.expires_at,
+            ice_servers: w.ice_servers(),
+        },
+    }))
 }
