@@ -40,11 +40,7 @@ pub async fn get(c: &mut Conn, id: i64) -> Result<Option<TokenRow>, DbError> {
         .map_err(DbError::from)
 }
 
-pub async fn list(
-    c: &mut Conn,
-    limit: i64,
-    offset: i64,
-) -> Result<(Vec<TokenRow>, i64), DbError> {
+pub async fn list(c: &mut Conn, limit: i64, offset: i64) -> Result<(Vec<TokenRow>, i64), DbError> {
     let rows = sqlx::query_as(
         "SELECT id, name, user_id, created_at, last_used_at, revoked_at FROM api_tokens \
          ORDER BY id DESC LIMIT $1 OFFSET $2",

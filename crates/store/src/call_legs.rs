@@ -90,11 +90,7 @@ pub async fn upsert(c: &mut Conn, rows: &[LegRow]) -> Result<u64, DbError> {
         }
         // Not cached: its text varies with the batch, and caching it would
         // evict the hot statements of the connection's cache.
-        n += q
-            .persistent(false)
-            .execute(&mut *c)
-            .await?
-            .rows_affected();
+        n += q.persistent(false).execute(&mut *c).await?.rows_affected();
     }
     Ok(n)
 }
@@ -104,7 +100,11 @@ pub async fn upsert(c: &mut Conn, rows: &[LegRow]) -> Result<u64, DbError> {
 pub async fn close_open(c: &mut Conn, cause: &str, now: i64) -> Result<u64, DbError> {
     // The latest of the leg's times and now: SQLite's scalar MAX takes
     // several arguments, PostgreSQL calls it GREATEST.
-    let latest = if crate::is_postgres(c) { "GREATEST" } else { "MAX" };
+    let latest = if crate::is_postgres(c) {
+        "GREATEST"
+    } else {
+        "MAX"
+    };
     let r = sqlx::query(AssertSqlSafe(format!(
         "UPDATE call_legs SET end_cause = $1, \
            ended_at = {latest}(created_at, COALESCE(ringing_at, created_at), \

@@ -142,11 +142,7 @@ pub async fn save(c: &mut Conn, rows: &[SaveCall<'_>], now: i64) -> Result<u64, 
         }
         // Not cached: its text varies with the batch, and caching it would
         // evict the hot statements of the connection's cache.
-        n += q
-            .persistent(false)
-            .execute(&mut *c)
-            .await?
-            .rows_affected();
+        n += q.persistent(false).execute(&mut *c).await?.rows_affected();
     }
     Ok(n)
 }

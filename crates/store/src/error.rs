@@ -64,7 +64,10 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str)] = &[
     ("sessions_token_hash_key", "sessions.token_hash"),
     ("api_tokens_token_hash_key", "api_tokens.token_hash"),
     ("calls_call_id_key", "calls.call_id"),
-    ("registrations_username_contact_key", "registrations.username"),
+    (
+        "registrations_username_contact_key",
+        "registrations.username",
+    ),
 ];
 
 /// If `err` is a UNIQUE constraint violation: which column, when the

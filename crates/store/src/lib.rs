@@ -73,8 +73,7 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
-pub(crate) static SQLITE_MIGRATOR: sqlx::migrate::Migrator =
-    sqlx::migrate!("./migrations/sqlite");
+pub(crate) static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 pub(crate) static POSTGRES_MIGRATOR: sqlx::migrate::Migrator =
     sqlx::migrate!("./migrations/postgres");
 
@@ -122,8 +121,8 @@ pub async fn lock(c: &mut Conn, lock: Lock) -> Result<(), DbError> {
     if is_postgres(c) {
         // Keys of our own (any constants; "centralita" in the high bits).
         let key: i64 = match lock {
-            Lock::SipAllocation => 0x63656e_0001,
-            Lock::CallRecords => 0x63656e_0002,
+            Lock::SipAllocation => 0x0063_656e_0001,
+            Lock::CallRecords => 0x0063_656e_0002,
         };
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(key)
@@ -308,7 +307,9 @@ impl Db {
 fn open_error(url: &DbUrl, e: &sqlx::Error) -> String {
     let shown = url.redacted();
     match url {
-        DbUrl::Sqlite { path } => format!("cannot open the SQLite database {}: {e}", path.display()),
+        DbUrl::Sqlite { path } => {
+            format!("cannot open the SQLite database {}: {e}", path.display())
+        }
         DbUrl::Postgres { .. } => {
             let hint = match e {
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => {

@@ -87,9 +87,8 @@ impl DbUrl {
     }
 
     fn parse_postgres(url: &str) -> Result<Self, StoreError> {
-        let opts = PgConnectOptions::from_str(url).map_err(|e| {
-            StoreError::Url(format!("{}: {e}", redact(url)))
-        })?;
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Url(format!("{}: {e}", redact(url))))?;
         if opts.get_database().is_none_or(str::is_empty) {
             return Err(StoreError::Url(format!(
                 "{}: name the database (postgres://USER@HOST:PORT/DATABASE)",
@@ -138,11 +137,7 @@ pub fn redact(url: &str) -> String {
     let authority = &url[start..authority_end];
     match authority.rfind('@') {
         Some(at) => match authority[..at].split_once(':') {
-            Some((user, _password)) => format!(
-                "{}{user}:***{}",
-                &url[..start],
-                &url[start + at..]
-            ),
+            Some((user, _password)) => format!("{}{user}:***{}", &url[..start], &url[start + at..]),
             None => url.to_string(),
         },
         None => url.to_string(),
@@ -176,7 +171,9 @@ impl Db {
                  WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
             }
         };
-        let exists: i64 = sqlx::query_scalar(exists_sql).fetch_one(self.pool()).await?;
+        let exists: i64 = sqlx::query_scalar(exists_sql)
+            .fetch_one(self.pool())
+            .await?;
         if exists == 0 {
             return Ok(Vec::new());
         }
@@ -282,7 +279,10 @@ mod tests {
         assert_eq!(pg.backend(), Backend::Postgres);
         assert!(pg.path().is_none());
         let pg = DbUrl::parse("postgresql://u:secret@h:5433/db?sslmode=disable").expect("pg");
-        assert_eq!(pg.redacted(), "postgresql://u:***@h:5433/db?sslmode=disable");
+        assert_eq!(
+            pg.redacted(),
+            "postgresql://u:***@h:5433/db?sslmode=disable"
+        );
         assert!(refused("postgres://u:secret@h/").contains("name the database"));
         assert!(!refused("postgres://u:secret@h/").contains("secret"));
         assert!(refused("mysql://root@127.0.0.1/x").contains("MySQL"));

@@ -25,11 +25,7 @@ pub async fn insert(
 }
 
 /// The user id of an unexpired session.
-pub async fn user_for(
-    c: &mut Conn,
-    token_hash: &str,
-    now: i64,
-) -> Result<Option<i64>, DbError> {
+pub async fn user_for(c: &mut Conn, token_hash: &str, now: i64) -> Result<Option<i64>, DbError> {
     sqlx::query_scalar("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
         .bind(token_hash)
         .bind(now)

@@ -1,8 +1,8 @@
 //! `sip_accounts`: one SIP account per user. The password itself is never
 //! stored, only its HA1 digests for the configured realm.
 
-use crate::{Conn, DbError};
 use crate::flag::Flag;
+use crate::{Conn, DbError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SipAccountRow {
@@ -104,10 +104,7 @@ pub async fn by_user(c: &mut Conn, user_id: i64) -> Result<Option<SipAccountRow>
     .map_err(DbError::from)
 }
 
-pub async fn by_username(
-    c: &mut Conn,
-    username: &str,
-) -> Result<Option<SipAccountRow>, DbError> {
+pub async fn by_username(c: &mut Conn, username: &str) -> Result<Option<SipAccountRow>, DbError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE s.username = $1"
     )))
@@ -117,10 +114,7 @@ pub async fn by_username(
     .map_err(DbError::from)
 }
 
-pub async fn by_extension(
-    c: &mut Conn,
-    extension: &str,
-) -> Result<Option<SipAccountRow>, DbError> {
+pub async fn by_extension(c: &mut Conn, extension: &str) -> Result<Option<SipAccountRow>, DbError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE s.extension = $1"
     )))

@@ -264,12 +264,7 @@ pub struct UserChanges {
 }
 
 /// Applies `ch`; returns false if the user does not exist.
-pub async fn update(
-    c: &mut Conn,
-    id: i64,
-    ch: &UserChanges,
-    now: i64,
-) -> Result<bool, DbError> {
+pub async fn update(c: &mut Conn, id: i64, ch: &UserChanges, now: i64) -> Result<bool, DbError> {
     let r = sqlx::query(
         "UPDATE users SET \
            name = COALESCE($2, name), \
