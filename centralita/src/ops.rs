@@ -17,7 +17,7 @@ async fn open_unmigrated(cfg: &Config) -> anyhow::Result<store::Db> {
     }
     store::Db::open_unmigrated(&url)
         .await
-        .with_context(|| format!("opening database {}", store::ops::redact(&url)))
+        .context("opening the database")
 }
 
 /// Applies the pending migrations; returns those applied.

@@ -216,7 +216,7 @@ impl Db {
             DbUrl::Postgres { .. } => {
                 let any =
                     AnyConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
-                (any, Backend::Postgres, 16)
+                (any, Backend::Postgres, 10)
             }
         };
         // One connection first, on its own: a server that is down, wrong
