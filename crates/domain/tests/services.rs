@@ -1362,7 +1362,12 @@ async fn update_to_a_taken_login_or_email_is_a_conflict() {
 async fn user_search_and_order_are_the_same_on_both_databases() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = services(&dir).await;
-    for (name, login) in [("Zoe Ward", "zw"), ("adam Smith", "as"), ("Bob 50%", "b5")] {
+    for (name, login) in [
+        ("Zoe Ward", "zw"),
+        ("adam Smith", "as"),
+        ("Bob 50%", "b5"),
+        ("José Ñu", "jn"),
+    ] {
         s.users
             .create(&admin(), agent(name, login))
             .await
@@ -1397,23 +1402,26 @@ async fn user_search_and_order_are_the_same_on_both_databases() {
         ..Default::default()
     };
     assert_eq!(names(q(Some("SMITH"), "name")).await, ["adam Smith"]);
+    // ASCII letters fold, others compare as they are (SQLite's LIKE).
+    assert_eq!(names(q(Some("JOSé Ñ"), "name")).await, ["José Ñu"]);
+    assert_eq!(names(q(Some("josé ñ"), "name")).await, Vec::<String>::new());
     assert_eq!(names(q(Some("50%"), "name")).await, ["Bob 50%"]);
     assert_eq!(names(q(Some("5_"), "name")).await, Vec::<String>::new());
     assert_eq!(
         names(q(None, "name")).await,
-        ["adam Smith", "Bob 50%", "no login", "Zoe Ward"]
+        ["adam Smith", "Bob 50%", "José Ñu", "no login", "Zoe Ward"]
     );
     assert_eq!(
         names(q(None, "login")).await,
-        ["no login", "adam Smith", "Bob 50%", "Zoe Ward"]
+        ["no login", "adam Smith", "Bob 50%", "José Ñu", "Zoe Ward"]
     );
     assert_eq!(
         names(q(None, "-login")).await,
-        ["Zoe Ward", "Bob 50%", "adam Smith", "no login"]
+        ["Zoe Ward", "José Ñu", "Bob 50%", "adam Smith", "no login"]
     );
     // Extensions in numeric order; the user without one first.
     assert_eq!(
         names(q(None, "extension")).await,
-        ["no login", "Zoe Ward", "adam Smith", "Bob 50%"]
+        ["no login", "Zoe Ward", "adam Smith", "Bob 50%", "José Ñu"]
     );
 }

@@ -199,9 +199,9 @@ const FILTER: &str =
     " WHERE ($1 IS NULL OR c.start_time >= $1) AND ($2 IS NULL OR c.start_time < $2) \
     AND ($3 IS NULL OR c.agent_id = $3 OR c.callee_agent_id = $3) \
     AND ($4 IS NULL OR c.disposition = $4) \
-    AND ($5 IS NULL OR LOWER(c.caller_number) LIKE LOWER($5) ESCAPE '\\' \
-         OR LOWER(c.callee_number) LIKE LOWER($5) ESCAPE '\\' \
-         OR LOWER(c.call_id) LIKE LOWER($5) ESCAPE '\\')";
+    AND ($5 IS NULL OR LOWER(c.caller_number) LIKE $5 ESCAPE '\\' \
+         OR LOWER(c.callee_number) LIKE $5 ESCAPE '\\' \
+         OR LOWER(c.call_id) LIKE $5 ESCAPE '\\')";
 
 /// Sortable history columns: the API's field names mapped to SQL.
 pub fn order_column(field: &str) -> Option<&'static str> {
@@ -229,7 +229,7 @@ pub async fn history(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<CallRow>, i64), DbError> {
-    let pattern = f.search.as_deref().map(crate::like_pattern);
+    let pattern = f.search.as_deref().map(crate::search_pattern);
     let order = crate::order_by(order, descending, "c.id");
     let rows = sqlx::query_as(AssertSqlSafe(format!(
         "{SELECT}{FILTER}{order} LIMIT $6 OFFSET $7"
@@ -271,7 +271,7 @@ pub struct CallStats {
 /// Figures over finished calls matching `f` (its search and disposition
 /// are honoured too).
 pub async fn stats(c: &mut Conn, f: &CallFilter) -> Result<CallStats, DbError> {
-    let pattern = f.search.as_deref().map(crate::like_pattern);
+    let pattern = f.search.as_deref().map(crate::search_pattern);
     sqlx::query_as(AssertSqlSafe(format!(
         "SELECT COUNT(*) AS total_calls, \
            {} AS answered, {} AS no_answer, {} AS busy, {} AS failed, {} AS cancelled, \

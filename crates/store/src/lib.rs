@@ -344,6 +344,14 @@ pub fn like_pattern(search: &str) -> String {
     format!("%{}%", like_escape(search))
 }
 
+/// The pattern of a case-insensitive "contains" search, for
+/// `LOWER(column) LIKE $n ESCAPE '\\'`: ASCII letters lowercased as
+/// LOWER() lowercases them on both databases (others are left as they are,
+/// as SQLite's LIKE and LOWER leave them).
+pub fn search_pattern(search: &str) -> String {
+    like_pattern(&search.to_ascii_lowercase())
+}
+
 /// `ORDER BY` for `order` (one or more expressions separated by ", ", from
 /// a module's `order_column`) then `tie`, all in one direction. NULLs
 /// sort as SQLite sorts them (lowest) on both databases: PostgreSQL puts

@@ -177,12 +177,14 @@ pub fn order_column(field: &str) -> Option<&'static str> {
     })
 }
 
-/// `LIKE` is case-insensitive for ASCII on SQLite only; LOWER on both
-/// sides gives the same search on PostgreSQL.
-const FILTER: &str = " WHERE ($2 IS NULL OR LOWER(u.name) LIKE LOWER($2) ESCAPE '\\' \
-      OR LOWER(u.login) LIKE LOWER($2) ESCAPE '\\' OR LOWER(u.email) LIKE LOWER($2) ESCAPE '\\' \
-      OR LOWER(u.phone) LIKE LOWER($2) ESCAPE '\\' OR LOWER(s.username) LIKE LOWER($2) ESCAPE '\\' \
-      OR LOWER(s.extension) LIKE LOWER($2) ESCAPE '\\') \
+/// `LIKE` ignores ASCII case on SQLite only; comparing LOWER(column) with
+/// an ASCII-lowercased pattern ([`crate::search_pattern`]) searches alike
+/// on both (LOWER is ASCII-only on SQLite and under PostgreSQL's "C"
+/// collation of these columns).
+const FILTER: &str = " WHERE ($2 IS NULL OR LOWER(u.name) LIKE $2 ESCAPE '\\' \
+      OR LOWER(u.login) LIKE $2 ESCAPE '\\' OR LOWER(u.email) LIKE $2 ESCAPE '\\' \
+      OR LOWER(u.phone) LIKE $2 ESCAPE '\\' OR LOWER(s.username) LIKE $2 ESCAPE '\\' \
+      OR LOWER(s.extension) LIKE $2 ESCAPE '\\') \
     AND ($3 IS NULL OR u.role = $3) \
     AND ($4 IS NULL OR (s.id IS NOT NULL) = $4) \
     AND ($5 IS NULL OR u.active = $5)";
@@ -198,7 +200,7 @@ pub async fn list(
     offset: i64,
     now: i64,
 ) -> Result<(Vec<UserRow>, i64), DbError> {
-    let pattern = f.search.as_deref().map(crate::like_pattern);
+    let pattern = f.search.as_deref().map(crate::search_pattern);
     let order = crate::order_by(order, descending, "u.id");
     let rows: Vec<UserRow> = sqlx::query_as(AssertSqlSafe(format!(
         "{SELECT}{FILTER}{order} LIMIT $6 OFFSET $7"
