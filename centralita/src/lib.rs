@@ -206,7 +206,7 @@ pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
     }
     let db = domain::Db::open(&url)
         .await
-        .with_context(|| format!("opening database {url}"))?;
+        .context("opening the database")?;
     let http = config.http_listen()?;
     Ok(Services::new(db, domain_config(config, http)))
 }

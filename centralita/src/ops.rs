@@ -17,7 +17,7 @@ async fn open_unmigrated(cfg: &Config) -> anyhow::Result<store::Db> {
     }
     store::Db::open_unmigrated(&url)
         .await
-        .with_context(|| format!("opening database {url}"))
+        .context("opening the database")
 }
 
 /// Applies the pending migrations; returns those applied.
@@ -32,7 +32,10 @@ pub async fn migrate(cfg: &Config) -> anyhow::Result<Vec<store::Applied>> {
 /// `store::Db::backup_to`); returns the size of the copy in bytes.
 pub async fn backup(cfg: &Config, dest: &Path) -> anyhow::Result<u64> {
     let url = cfg.database_url();
-    let db_path = store::DbUrl::parse(&url)?.path().to_path_buf();
+    let Some(db_path) = store::DbUrl::parse(&url)?.path().map(Path::to_path_buf) else {
+        // PostgreSQL has its own tools for a consistent copy.
+        bail!("{}", store::ops::POSTGRES_BACKUP);
+    };
     // Opening would create an empty database: a typo in the URL must not
     // produce an empty "backup".
     if !db_path.is_file() {
@@ -70,28 +73,33 @@ pub fn check_config(cfg: &Config, file: Option<&Path>) -> anyhow::Result<Vec<Str
         None => "configuration: defaults and the environment (no --config file)".into(),
     });
     let url = cfg.database_url();
-    let db = store::DbUrl::parse(&url)?;
-    let exists = if db.path().is_file() {
-        "exists"
-    } else {
-        // The nearest directory that exists must let us create the rest.
-        if let Some(existing) = db.path().ancestors().skip(1).find(|a| a.is_dir()) {
-            let meta = std::fs::metadata(existing)
-                .with_context(|| format!("reading {}", existing.display()))?;
-            if meta.permissions().readonly() {
-                bail!(
-                    "database {}: {} is read-only, the database cannot be created there",
-                    db.path().display(),
-                    existing.display()
-                );
-            }
+    match store::DbUrl::parse(&url)? {
+        store::DbUrl::Sqlite { path } => {
+            let exists = if path.is_file() {
+                "exists"
+            } else {
+                // The nearest directory that exists must let us create the rest.
+                if let Some(existing) = path.ancestors().skip(1).find(|a| a.is_dir()) {
+                    let meta = std::fs::metadata(existing)
+                        .with_context(|| format!("reading {}", existing.display()))?;
+                    if meta.permissions().readonly() {
+                        bail!(
+                            "database {}: {} is read-only, the database cannot be created there",
+                            path.display(),
+                            existing.display()
+                        );
+                    }
+                }
+                "will be created"
+            };
+            out.push(format!("database: SQLite {} ({exists})", path.display()));
         }
-        "will be created"
-    };
-    out.push(format!(
-        "database: SQLite {} ({exists})",
-        db.path().display()
-    ));
+        // Not contacted here: `centralita migrate` (or `serve`) connects
+        // and says what is wrong with the server, the user or the database.
+        db @ store::DbUrl::Postgres { .. } => {
+            out.push(format!("database: PostgreSQL {}", db.redacted()));
+        }
+    }
     out.push(format!("data dir: {}", cfg.data_dir.display()));
     out.push(format!("http: {}", cfg.http_listen()?));
     match cfg.https()? {

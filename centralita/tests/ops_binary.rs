@@ -91,12 +91,8 @@ fn unusable_database_urls_stop_the_start_and_create_nothing() {
     std::fs::write(&a_file, b"not a directory").expect("write");
     let cases: Vec<(String, Vec<&str>)> = vec![
         (
-            "postgres://postgres@127.0.0.1/centralita".into(),
-            vec!["PostgreSQL is not supported yet", "CENTRALITA_DATABASE_URL"],
-        ),
-        (
-            "postgresql://u:p@127.0.0.1:5432/c".into(),
-            vec!["PostgreSQL is not supported yet"],
+            "postgres://postgres@127.0.0.1/".into(),
+            vec!["name the database", "CENTRALITA_DATABASE_URL"],
         ),
         ("mysql://root@127.0.0.1/c".into(), vec!["MySQL"]),
         ("nonsense".into(), vec!["not a database URL"]),
@@ -132,16 +128,72 @@ fn unusable_database_urls_stop_the_start_and_create_nothing() {
     }
     // The same refusal from the configuration file.
     let cfg = data.join("c.toml");
-    std::fs::write(
-        &cfg,
-        "database_url = \"postgres://db.internal/centralita\"\n",
-    )
-    .expect("write");
+    std::fs::write(&cfg, "database_url = \"redis://127.0.0.1/centralita\"\n").expect("write");
     let out = run_to_end(centralita(
         data,
         &["serve", "--config", cfg.to_str().expect("utf-8")],
     ));
-    assert_refused(&out, &["PostgreSQL is not supported yet"]);
+    assert_refused(&out, &["unknown database scheme"]);
+}
+
+/// A PostgreSQL URL is accepted, and a server the binary cannot use stops
+/// `serve` and `migrate` with the reason and exit code 1: never a fallback
+/// to SQLite (nothing is created in the data dir), never the password.
+/// With `CENTRALITA_TEST_DATABASE_URL` (CI's PostgreSQL pass) an unknown
+/// user and a missing database on a live server are checked too.
+#[test]
+fn unusable_postgres_servers_stop_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    // Port 1 on the loopback: nothing listens, the connection is refused.
+    let mut cases: Vec<(String, Vec<&str>)> = vec![(
+        "postgres://centralita:s3cret@127.0.0.1:1/centralita".into(),
+        vec![
+            "cannot connect to PostgreSQL",
+            "is the PostgreSQL server running",
+        ],
+    )];
+    if let Some(admin) = store::testing::postgres_admin_url() {
+        let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
+        let authority = base.split_once("://").map_or(base, |(_, a)| a);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        cases.push((
+            format!("postgres://no_such_user_h10:s3cret@{host}/postgres"),
+            vec!["no_such_user_h10", "wrong user name or password"],
+        ));
+        cases.push((
+            format!("{base}/no_such_database_h10"),
+            vec!["no_such_database_h10", "does not exist", "createdb"],
+        ));
+    }
+    let before = tree(data);
+    for (url, needles) in &cases {
+        for command in [&["serve"][..], &["migrate"]] {
+            let mut cmd = centralita(data, command);
+            cmd.env("CENTRALITA_DATABASE_URL", url);
+            let out = run_to_end(cmd);
+            assert_refused(&out, needles);
+            let err = text(&out.stderr);
+            assert!(!err.contains("s3cret"), "the password is shown: {err}");
+            assert!(!text(&out.stdout).contains("listening"), "{url}");
+        }
+        // check-config accepts the URL without contacting the server.
+        let mut cmd = centralita(data, &["check-config"]);
+        cmd.env("CENTRALITA_DATABASE_URL", url);
+        let out = run_to_end(cmd);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("database: PostgreSQL"),
+            "{}",
+            text(&out.stdout)
+        );
+        assert!(!text(&out.stdout).contains("s3cret"));
+        // backup points to pg_dump.
+        let mut cmd = centralita(data, &["backup", "copy.db"]);
+        cmd.env("CENTRALITA_DATABASE_URL", url);
+        assert_refused(&run_to_end(cmd), &["pg_dump"]);
+        assert_eq!(tree(data), before, "{url} created files");
+    }
 }
 
 #[test]
@@ -492,7 +544,7 @@ Content-Length: 0\r\n\r\n",
     let out = run_to_end({
         let mut c = centralita(data, &["serve"]);
         c.env("CENTRALITA_LOG_FORMAT", "json")
-            .env("CENTRALITA_DATABASE_URL", "postgres://h/db");
+            .env("CENTRALITA_DATABASE_URL", "postgres://u@127.0.0.1:1/db");
         c
     });
     assert_eq!(out.status.code(), Some(1));
@@ -503,7 +555,7 @@ Content-Length: 0\r\n\r\n",
     assert!(
         v["fields"]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("PostgreSQL is not supported yet")),
+            .is_some_and(|e| e.contains("cannot connect to PostgreSQL")),
         "{last}"
     );
 }

@@ -84,7 +84,7 @@ impl AuditService {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<AuditEntry>, i64), DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let (rows, total) = store::audit::list(&mut c, action, actor_id, limit, offset).await?;
         let entries = rows
             .into_iter()

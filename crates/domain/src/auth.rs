@@ -138,7 +138,7 @@ impl AuthService {
             && login.chars().count() <= validate::MAX_EMAIL
             && password.chars().count() <= validate::MAX_PASSWORD;
         let found = if ok_shape {
-            let mut c = self.ctx.db.pool().acquire().await?;
+            let mut c = self.ctx.db.conn().await?;
             store::users::credentials(&mut c, login).await?
         } else {
             None
@@ -171,7 +171,7 @@ impl AuthService {
                 if let Some(ip) = ip {
                     self.trust(id, ip, now);
                 }
-                let mut c = self.ctx.db.pool().acquire().await?;
+                let mut c = self.ctx.db.conn().await?;
                 let row = store::users::get(&mut c, id, now)
                     .await?
                     .ok_or(DomainError::InvalidCredentials)?;
@@ -241,7 +241,7 @@ impl AuthService {
             return Ok(None);
         }
         let now = now_ms();
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let Some(uid) = store::sessions::user_for(&mut c, &sha256_hex(token), now).await? else {
             return Ok(None);
         };
@@ -264,7 +264,7 @@ impl AuthService {
             return Ok(None);
         }
         let now = now_ms();
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let Some((id, uid, last_used)) =
             store::api_tokens::owner(&mut c, &sha256_hex(secret)).await?
         else {
@@ -325,7 +325,7 @@ impl AuthService {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<ApiToken>, i64), DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let (rows, total) =
             store::api_tokens::list(&mut c, limit.clamp(1, 500), offset.max(0)).await?;
         Ok((rows.into_iter().map(token_from_row).collect(), total))

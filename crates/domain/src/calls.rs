@@ -359,6 +359,8 @@ impl CallService {
         }
         let ids = recorder::call_ids(events);
         let mut tx = self.ctx.db.write().await?;
+        // Read, merge, write back: one merge at a time (see store::Lock).
+        store::lock(&mut tx, store::Lock::CallRecords).await?;
         let calls = store::calls::by_call_ids(&mut tx, &ids).await?;
         let legs = store::call_legs::for_calls(&mut tx, &ids).await?;
         let mut rec = Recorder::with_stored(
@@ -448,7 +450,7 @@ impl CallService {
 
     /// The legs of a call, by leg number (none for an unknown call).
     pub async fn legs(&self, call_id: &str) -> Result<Vec<CallLeg>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(store::call_legs::for_call(&mut c, call_id)
             .await?
             .into_iter()
@@ -457,13 +459,13 @@ impl CallService {
     }
 
     pub async fn get(&self, call_id: &str) -> Result<Option<Call>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(store::calls::get(&mut c, call_id).await?.map(call_from_row))
     }
 
     /// Open calls, optionally only those of one agent.
     pub async fn active(&self, agent_id: Option<i64>) -> Result<Vec<Call>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(store::calls::active(&mut c, agent_id)
             .await?
             .into_iter()
@@ -473,12 +475,12 @@ impl CallService {
 
     /// (open calls, open calls that were answered)
     pub async fn open_counts(&self) -> Result<(i64, i64), DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(store::calls::count_open(&mut c).await?)
     }
 
     pub async fn history(&self, q: &CallQuery) -> Result<(Vec<Call>, i64), DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let (order, desc) = match q.order.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
             None => ("c.start_time", true),
             Some(o) => {
@@ -505,7 +507,7 @@ impl CallService {
     }
 
     pub async fn stats(&self, q: &CallQuery) -> Result<CallStats, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let s = store::calls::stats(&mut c, &q.filter()).await?;
         let avg = |sum: i64, n: i64| if n > 0 { sum / n } else { 0 };
         let rate = if s.total_calls > 0 {

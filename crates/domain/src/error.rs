@@ -34,7 +34,7 @@ pub enum DomainError {
     #[error("{message}")]
     NotAllowed { code: &'static str, message: String },
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[from] store::DbError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -56,18 +56,29 @@ impl DomainError {
 
     /// Maps a UNIQUE violation of a users or sip_accounts column to a
     /// conflict on that field; anything else stays a database error.
-    pub(crate) fn from_write(err: sqlx::Error) -> Self {
+    ///
+    /// PostgreSQL names the violated constraint, so a concurrent writer
+    /// that took the value between our check and our write is reported on
+    /// the right field. SQLite does not; there the explicit checks made
+    /// inside the write transaction (`BEGIN IMMEDIATE` serialises writers)
+    /// have already reported any duplicate, and a violation left over
+    /// still means "taken", with the field unknown.
+    pub(crate) fn from_write(err: store::DbError) -> Self {
         if store::check_violation(&err) {
             // The only CHECK a request can trip: users need a login or an email.
             return Self::invalid("login", "login or email is required");
         }
-        match store::unique_violation(&err).as_deref() {
-            Some("users.login") => Self::conflict("login"),
-            Some("users.email") => Self::conflict("email"),
-            Some("sip_accounts.extension") => Self::conflict("extension"),
-            Some("sip_accounts.username") => Self::conflict("sipUsername"),
-            Some("sip_accounts.user_id") => Self::conflict("sipAccount"),
-            _ => Self::Db(err),
+        match store::unique_violation(&err).map(|v| v.column) {
+            Some(Some("users.login")) => Self::conflict("login"),
+            Some(Some("users.email")) => Self::conflict("email"),
+            Some(Some("sip_accounts.extension")) => Self::conflict("extension"),
+            Some(Some("sip_accounts.username")) => Self::conflict("sipUsername"),
+            Some(Some("sip_accounts.user_id")) => Self::conflict("sipAccount"),
+            Some(_) => Self::Conflict {
+                field: "value",
+                message: "a value that must be unique is already taken".into(),
+            },
+            None => Self::Db(err),
         }
     }
 }

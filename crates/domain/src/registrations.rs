@@ -106,7 +106,7 @@ impl RegistrationService {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<RegistrationRecord>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(store::registrations::unexpired(&mut c, to_ms(now))
             .await?
             .into_iter()
@@ -118,7 +118,7 @@ impl RegistrationService {
         &self,
         username: &str,
     ) -> Result<Vec<RegistrationRecord>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(
             store::registrations::unexpired_for(&mut c, username, now_ms())
                 .await?
@@ -132,7 +132,7 @@ impl RegistrationService {
     pub async fn list_with_extension(
         &self,
     ) -> Result<Vec<(RegistrationRecord, String)>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(
             store::registrations::unexpired_with_extension(&mut c, now_ms())
                 .await?
@@ -143,7 +143,7 @@ impl RegistrationService {
     }
 
     pub async fn count_unexpired(&self) -> Result<i64, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(store::registrations::count_unexpired(&mut c, now_ms()).await?)
     }
 

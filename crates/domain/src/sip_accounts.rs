@@ -99,9 +99,6 @@ pub fn ha1_pair(username: &str, realm: &str, password: &str) -> (String, String)
     )
 }
 
-/// Attempts before giving up on a username/extension collision.
-const MAX_ALLOCATION_ATTEMPTS: usize = 8;
-
 /// Creates the SIP account of `user_id` inside the caller's write
 /// transaction: username from `name` (suffix on collision), the next
 /// extension, a fresh password. Returns the account id and the credentials.
@@ -113,44 +110,35 @@ pub(crate) async fn create_in_tx(
 ) -> Result<(i64, SipCredentials), DomainError> {
     let now = now_ms();
     let base = sc::username_slug(name);
-    for _ in 0..MAX_ALLOCATION_ATTEMPTS {
-        let username = free_username(c, &base).await?;
-        let extension = store::sip_accounts::next_extension(c, ctx.cfg.extension_start)
-            .await?
-            .to_string();
-        let password = sc::generate_password();
-        let (md5, sha256) = ha1_pair(&username, &ctx.cfg.sip_domain, &password);
-        let new = NewSipAccount {
-            user_id,
-            username: &username,
-            extension: &extension,
-            ha1_md5: &md5,
-            ha1_sha256: &sha256,
-        };
-        match store::sip_accounts::insert(c, &new, now).await {
-            Ok(id) => {
-                let creds = SipCredentials {
-                    username,
-                    password,
-                    extension,
-                    domain: ctx.cfg.sip_domain.clone(),
-                };
-                return Ok((id, creds));
-            }
-            // The UNIQUE constraints are the last guard; BEGIN IMMEDIATE
-            // already serialises writers, so this is rare. Try again.
-            Err(e)
-                if matches!(
-                    store::unique_violation(&e).as_deref(),
-                    Some("sip_accounts.extension" | "sip_accounts.username")
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(DomainError::from_write(e)),
-        }
-    }
-    Err(DomainError::conflict("extension"))
+    // Allocators wait for each other (a no-op on SQLite, whose writers are
+    // already serialised), so the username and extension chosen below are
+    // still free at the insert.
+    store::sip_accounts::lock_allocation(c).await?;
+    let username = free_username(c, &base).await?;
+    let extension = store::sip_accounts::next_extension(c, ctx.cfg.extension_start)
+        .await?
+        .to_string();
+    let password = sc::generate_password();
+    let (md5, sha256) = ha1_pair(&username, &ctx.cfg.sip_domain, &password);
+    let new = NewSipAccount {
+        user_id,
+        username: &username,
+        extension: &extension,
+        ha1_md5: &md5,
+        ha1_sha256: &sha256,
+    };
+    // The UNIQUE constraints stay the last guard (an account created for
+    // the same user meanwhile on PostgreSQL: `sipAccount`).
+    let id = store::sip_accounts::insert(c, &new, now)
+        .await
+        .map_err(DomainError::from_write)?;
+    let creds = SipCredentials {
+        username,
+        password,
+        extension,
+        domain: ctx.cfg.sip_domain.clone(),
+    };
+    Ok((id, creds))
 }
 
 async fn free_username(c: &mut store::Conn, base: &str) -> Result<String, DomainError> {
@@ -216,7 +204,7 @@ impl SipAccountService {
         &self,
         username: &str,
     ) -> Result<Option<DigestCredentials>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let row = store::sip_accounts::by_username(&mut c, username).await?;
         let Some(row) = row.filter(|r| info(r).active) else {
             // The same second query as for an account, on an id that does
@@ -240,7 +228,7 @@ impl SipAccountService {
     /// Every enabled account's credentials (two queries), for warming a
     /// cache.
     pub async fn all_digest_credentials(&self) -> Result<Vec<DigestCredentials>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let rows = store::sip_accounts::all_enabled(&mut c).await?;
         let mut eph: HashMap<i64, Vec<Ha1>> = HashMap::new();
         for e in store::sip_ephemeral::all_unexpired(&mut c, now_ms()).await? {
@@ -267,7 +255,7 @@ impl SipAccountService {
         &self,
         extension: &str,
     ) -> Result<Option<SipAccountInfo>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(store::sip_accounts::by_extension(&mut c, extension)
             .await?
             .as_ref()
@@ -275,7 +263,7 @@ impl SipAccountService {
     }
 
     pub async fn by_username(&self, username: &str) -> Result<Option<SipAccountInfo>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(store::sip_accounts::by_username(&mut c, username)
             .await?
             .as_ref()
@@ -283,7 +271,7 @@ impl SipAccountService {
     }
 
     pub async fn by_user(&self, user_id: i64) -> Result<Option<SipAccountInfo>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(store::sip_accounts::by_user(&mut c, user_id)
             .await?
             .as_ref()

@@ -201,6 +201,11 @@ impl UserService {
 
         let now = now_ms();
         let mut tx = self.ctx.db.write().await?;
+        if let Some(field) =
+            store::users::taken(&mut tx, login.as_deref(), email.as_deref(), None).await?
+        {
+            return Err(DomainError::conflict(field));
+        }
         let id = store::users::insert(
             &mut tx,
             &store::users::NewUser {
@@ -252,7 +257,7 @@ impl UserService {
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<User>, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         Ok(store::users::get(&mut c, id, now_ms())
             .await?
             .map(user_from_row))
@@ -291,7 +296,7 @@ impl UserService {
             has_sip: q.has_sip,
             active: q.active,
         };
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let (rows, total) = store::users::list(
             &mut c,
             &filter,
@@ -306,7 +311,7 @@ impl UserService {
     }
 
     pub async fn stats(&self) -> Result<UserStats, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let s = store::users::stats(&mut c).await?;
         Ok(UserStats {
             total_users: s.total_users,
@@ -364,6 +369,16 @@ impl UserService {
                 code: "cannot_modify_self",
                 message: "you cannot deactivate or demote your own account".into(),
             });
+        }
+        if let Some(field) = store::users::taken(
+            &mut tx,
+            ch.login.clone().flatten().as_deref(),
+            ch.email.clone().flatten().as_deref(),
+            Some(id),
+        )
+        .await?
+        {
+            return Err(DomainError::conflict(field));
         }
         store::users::update(&mut tx, id, &ch, now)
             .await
@@ -494,7 +509,7 @@ impl UserService {
         password: Option<&str>,
     ) -> Result<Option<String>, DomainError> {
         {
-            let mut c = self.ctx.db.pool().acquire().await?;
+            let mut c = self.ctx.db.conn().await?;
             if store::users::count(&mut c).await? > 0 {
                 return Ok(None);
             }
@@ -525,7 +540,7 @@ impl UserService {
         password: &str,
     ) -> Result<i64, DomainError> {
         let id = {
-            let mut c = self.ctx.db.pool().acquire().await?;
+            let mut c = self.ctx.db.conn().await?;
             store::users::credentials(&mut c, login.trim())
                 .await?
                 .ok_or(DomainError::NotFound { what: "user" })?

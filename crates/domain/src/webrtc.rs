@@ -94,7 +94,7 @@ impl WebrtcService {
     }
 
     pub async fn get(&self) -> Result<WebrtcSettings, DomainError> {
-        let mut c = self.ctx.db.pool().acquire().await?;
+        let mut c = self.ctx.db.conn().await?;
         let r = store::webrtc::get(&mut c).await?;
         Ok(self.settings_of(r))
     }

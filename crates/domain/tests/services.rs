@@ -1,17 +1,24 @@
-//! Domain services against a real SQLite file in a temp dir.
+//! Domain services against a real database: an SQLite file in a temp dir,
+//! or a fresh PostgreSQL database when `CENTRALITA_TEST_DATABASE_URL` names
+//! a server (see `store::testing`).
 
 use std::collections::HashSet;
 
 use chrono::{Duration, SubsecRound, Utc};
 use domain::sip_credentials::{self as sc, DigestAlgorithm};
+use domain::users::UserQuery;
 use domain::{
     Actor, Db, Direction, Disposition, DomainConfig, DomainError, Event, NewUser, PasswordCost,
     RegistrationRecord, Services, UserUpdate,
 };
 
 async fn services(dir: &tempfile::TempDir) -> Services {
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let db = Db::open(&url).await.expect("open db");
+    services_at(&store::testing::fresh_database_url(dir.path())).await
+}
+
+/// Services on the database at `url` (to reopen the same one).
+async fn services_at(url: &str) -> Services {
+    let db = Db::open(url).await.expect("open db");
     let cfg = DomainConfig {
         password_cost: PasswordCost::TestOnlyCheap,
         ..Default::default()
@@ -306,7 +313,7 @@ async fn duplicate_login_is_conflict_and_changes_nothing() {
 #[tokio::test]
 async fn extension_start_is_configurable_and_non_numeric_extensions_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let url = store::testing::fresh_database_url(dir.path());
     let db = Db::open(&url).await.expect("open");
     let s = Services::new(
         db,
@@ -698,9 +705,14 @@ async fn login_rate_limit_and_sessions() {
 #[tokio::test]
 async fn server_secret_is_stable_across_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = services(&dir).await.server_secret().await.expect("secret");
+    let url = store::testing::fresh_database_url(dir.path());
+    let a = services_at(&url)
+        .await
+        .server_secret()
+        .await
+        .expect("secret");
     assert_eq!(a.len(), 64);
-    let s = services(&dir).await;
+    let s = services_at(&url).await;
     assert_eq!(s.server_secret().await.expect("secret"), a);
 }
 
@@ -1242,4 +1254,174 @@ async fn record_many_interleaved_calls() {
             assert_eq!(causes, ["no_answer", "no_answer", "no_answer"]);
         }
     }
+}
+
+/// The same login asked for by many requests at once: exactly one user is
+/// created and every other request is a conflict on `login`, on SQLite
+/// (writers serialised, the explicit check answers) and on PostgreSQL
+/// (writers side by side, the named unique index answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicate_logins_are_conflicts_on_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let s = s.clone();
+        // Different case each time: logins are unique ignoring ASCII case.
+        let login = if i % 2 == 0 { "race" } else { "RACE" };
+        tasks.push(tokio::spawn(async move {
+            s.users
+                .create(&admin(), agent(&format!("Racer {i}"), login))
+                .await
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            Ok(_) => created += 1,
+            Err(DomainError::Conflict { field: "login", .. }) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(s.users.stats().await.expect("stats").total_users, 1);
+}
+
+/// Updates that would duplicate another user's login or email are
+/// conflicts on that field; a user's own values (in any case) are not.
+#[tokio::test]
+async fn update_to_a_taken_login_or_email_is_a_conflict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let (a, _) = s
+        .users
+        .create(
+            &admin(),
+            NewUser {
+                email: Some("a@example.test".into()),
+                ..agent("A", "alpha")
+            },
+        )
+        .await
+        .expect("a");
+    let (b, _) = s
+        .users
+        .create(&admin(), agent("B", "beta"))
+        .await
+        .expect("b");
+    let err = s
+        .users
+        .update(
+            &admin(),
+            b.id,
+            UserUpdate {
+                login: Some("ALPHA".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("taken login");
+    assert!(
+        matches!(err, DomainError::Conflict { field: "login", .. }),
+        "{err:?}"
+    );
+    let err = s
+        .users
+        .update(
+            &admin(),
+            b.id,
+            UserUpdate {
+                email: Some("A@example.test".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("taken email");
+    assert!(
+        matches!(err, DomainError::Conflict { field: "email", .. }),
+        "{err:?}"
+    );
+    let same = s
+        .users
+        .update(
+            &admin(),
+            a.id,
+            UserUpdate {
+                login: Some("Alpha".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("own login in another case");
+    assert_eq!(same.login.as_deref(), Some("Alpha"));
+}
+
+/// Search ignores ASCII case and ordering puts users without a value
+/// first (ascending), the same on both databases.
+#[tokio::test]
+async fn user_search_and_order_are_the_same_on_both_databases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    for (name, login) in [
+        ("Zoe Ward", "zw"),
+        ("adam Smith", "as"),
+        ("Bob 50%", "b5"),
+        ("José Ñu", "jn"),
+    ] {
+        s.users
+            .create(&admin(), agent(name, login))
+            .await
+            .expect("create");
+    }
+    s.users
+        .create(
+            &admin(),
+            NewUser {
+                name: "no login".into(),
+                login: None,
+                email: Some("nl@example.test".into()),
+                password: "secret-password".into(),
+                role: "supervisor".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("no login");
+    let names = |q: UserQuery| {
+        let s = s.clone();
+        async move {
+            let (rows, total) = s.users.list(&q).await.expect("list");
+            assert_eq!(rows.len() as i64, total);
+            rows.into_iter().map(|u| u.name).collect::<Vec<_>>()
+        }
+    };
+    let q = |search: Option<&str>, order: &str| UserQuery {
+        search: search.map(str::to_string),
+        limit: 50,
+        order: Some(order.into()),
+        ..Default::default()
+    };
+    assert_eq!(names(q(Some("SMITH"), "name")).await, ["adam Smith"]);
+    // ASCII letters fold, others compare as they are (SQLite's LIKE).
+    assert_eq!(names(q(Some("JOSé Ñ"), "name")).await, ["José Ñu"]);
+    assert_eq!(names(q(Some("josé ñ"), "name")).await, Vec::<String>::new());
+    assert_eq!(names(q(Some("50%"), "name")).await, ["Bob 50%"]);
+    assert_eq!(names(q(Some("5_"), "name")).await, Vec::<String>::new());
+    assert_eq!(
+        names(q(None, "name")).await,
+        ["adam Smith", "Bob 50%", "José Ñu", "no login", "Zoe Ward"]
+    );
+    assert_eq!(
+        names(q(None, "login")).await,
+        ["no login", "adam Smith", "Bob 50%", "José Ñu", "Zoe Ward"]
+    );
+    assert_eq!(
+        names(q(None, "-login")).await,
+        ["Zoe Ward", "José Ñu", "Bob 50%", "adam Smith", "no login"]
+    );
+    // Extensions in numeric order; the user without one first.
+    assert_eq!(
+        names(q(None, "extension")).await,
+        ["no login", "Zoe Ward", "adam Smith", "Bob 50%", "José Ñu"]
+    );
 }

@@ -1,6 +1,6 @@
 //! `audit_log`: who changed what, when and from where.
 
-use crate::Conn;
+use crate::{Conn, DbError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
@@ -25,7 +25,7 @@ pub struct NewAudit<'a> {
     pub ip: Option<&'a str>,
 }
 
-pub async fn insert(c: &mut Conn, a: &NewAudit<'_>, now: i64) -> Result<(), sqlx::Error> {
+pub async fn insert(c: &mut Conn, a: &NewAudit<'_>, now: i64) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO audit_log (at, actor_id, actor_login, action, target_type, target_id, details, ip) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -49,7 +49,7 @@ pub async fn list(
     actor_id: Option<i64>,
     limit: i64,
     offset: i64,
-) -> Result<(Vec<AuditRow>, i64), sqlx::Error> {
+) -> Result<(Vec<AuditRow>, i64), DbError> {
     let rows = sqlx::query_as(
         "SELECT id, at, actor_id, actor_login, action, target_type, target_id, details, ip FROM audit_log \
          WHERE ($1 IS NULL OR action = $1) AND ($2 IS NULL OR actor_id = $2) \

@@ -4,9 +4,9 @@
 //! (duration, billsec) and the disposition are the domain's to compute; the
 //! store only saves them.
 
-use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
+use sqlx::AssertSqlSafe;
 
-use crate::Conn;
+use crate::{Conn, DbError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CallRow {
@@ -35,7 +35,7 @@ const SELECT: &str = "SELECT c.id, c.call_id, c.direction, c.caller_number, c.ca
 
 /// Closes an open call with the figures the domain computed. A row already
 /// closed is left as it is (false).
-pub async fn finish(c: &mut Conn, f: &FinishCall<'_>, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn finish(c: &mut Conn, f: &FinishCall<'_>, now: i64) -> Result<bool, DbError> {
     let r = sqlx::query(
         "UPDATE calls SET end_time = $2, disposition = $3, hangup_cause = $4, duration = $5, \
            billsec = $6, updated_at = $7 \
@@ -73,10 +73,11 @@ pub struct OpenCall {
 }
 
 /// Every row with no end time (after a crash or restart these are orphans).
-pub async fn open(c: &mut Conn) -> Result<Vec<OpenCall>, sqlx::Error> {
+pub async fn open(c: &mut Conn) -> Result<Vec<OpenCall>, DbError> {
     sqlx::query_as("SELECT call_id, start_time, answer_time FROM calls WHERE end_time IS NULL")
         .fetch_all(&mut *c)
         .await
+        .map_err(DbError::from)
 }
 
 /// A whole `calls` row as the domain's recorder computed it.
@@ -106,81 +107,74 @@ const IDS_PER_STATEMENT: usize = 500;
 /// Inserts each row, or, when the call exists and is still open, replaces
 /// its answer and end values (who and when it started never change). A
 /// closed row is never changed. Returns the rows written.
-pub async fn save(c: &mut Conn, rows: &[SaveCall<'_>], now: i64) -> Result<u64, sqlx::Error> {
+pub async fn save(c: &mut Conn, rows: &[SaveCall<'_>], now: i64) -> Result<u64, DbError> {
     let mut n = 0;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let sql = format!(
             "INSERT INTO calls (call_id, direction, caller_number, callee_number, agent_id, \
                callee_agent_id, start_time, answer_time, end_time, duration, billsec, disposition, \
-               hangup_cause, created_at, updated_at) ",
-        );
-        q.push_values(chunk, |mut b, r| {
-            b.push_bind(r.call_id)
-                .push_bind(r.direction)
-                .push_bind(r.caller_number)
-                .push_bind(r.callee_number)
-                .push_bind(r.agent_id)
-                .push_bind(r.callee_agent_id)
-                .push_bind(r.start_time)
-                .push_bind(r.answer_time)
-                .push_bind(r.end_time)
-                .push_bind(r.duration)
-                .push_bind(r.billsec)
-                .push_bind(r.disposition)
-                .push_bind(r.hangup_cause)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        q.push(
-            " ON CONFLICT (call_id) DO UPDATE SET answer_time = excluded.answer_time, \
+               hangup_cause, created_at, updated_at) VALUES {} \
+             ON CONFLICT (call_id) DO UPDATE SET answer_time = excluded.answer_time, \
                end_time = excluded.end_time, duration = excluded.duration, \
                billsec = excluded.billsec, disposition = excluded.disposition, \
                hangup_cause = excluded.hangup_cause, updated_at = excluded.updated_at \
              WHERE calls.end_time IS NULL",
+            crate::values_tuples(chunk.len(), 15, 1)
         );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(r.call_id)
+                .bind(r.direction)
+                .bind(r.caller_number)
+                .bind(r.callee_number)
+                .bind(r.agent_id)
+                .bind(r.callee_agent_id)
+                .bind(r.start_time)
+                .bind(r.answer_time)
+                .bind(r.end_time)
+                .bind(r.duration)
+                .bind(r.billsec)
+                .bind(r.disposition)
+                .bind(r.hangup_cause)
+                .bind(now)
+                .bind(now);
+        }
         // Not cached: its text varies with the batch, and caching it would
         // evict the hot statements of the connection's cache.
-        n += q
-            .build()
-            .persistent(false)
-            .execute(&mut *c)
-            .await?
-            .rows_affected();
+        n += q.persistent(false).execute(&mut *c).await?.rows_affected();
     }
     Ok(n)
 }
 
 /// The rows of these calls (in no particular order; unknown ids are
 /// absent).
-pub async fn by_call_ids(c: &mut Conn, call_ids: &[&str]) -> Result<Vec<CallRow>, sqlx::Error> {
+pub async fn by_call_ids(c: &mut Conn, call_ids: &[&str]) -> Result<Vec<CallRow>, DbError> {
     let mut out = Vec::new();
     for ids in call_ids.chunks(IDS_PER_STATEMENT) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("{SELECT} WHERE c.call_id IN ("));
-        let mut sep = q.separated(", ");
-        for id in ids {
-            sep.push_bind(*id);
-        }
-        q.push(")");
-        out.extend(
-            q.build_query_as::<CallRow>()
-                .persistent(false)
-                .fetch_all(&mut *c)
-                .await?,
+        let sql = format!(
+            "{SELECT} WHERE c.call_id IN ({})",
+            crate::param_list(ids.len(), 1)
         );
+        let mut q = sqlx::query_as::<_, CallRow>(AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        out.extend(q.persistent(false).fetch_all(&mut *c).await?);
     }
     Ok(out)
 }
 
-pub async fn get(c: &mut Conn, call_id: &str) -> Result<Option<CallRow>, sqlx::Error> {
+pub async fn get(c: &mut Conn, call_id: &str) -> Result<Option<CallRow>, DbError> {
     sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE c.call_id = $1")))
         .bind(call_id)
         .fetch_optional(&mut *c)
         .await
+        .map_err(DbError::from)
 }
 
 /// Open calls; with `agent` only those where that user is caller or callee.
-pub async fn active(c: &mut Conn, agent: Option<i64>) -> Result<Vec<CallRow>, sqlx::Error> {
+pub async fn active(c: &mut Conn, agent: Option<i64>) -> Result<Vec<CallRow>, DbError> {
     sqlx::query_as(AssertSqlSafe(format!(
         "{SELECT} WHERE c.end_time IS NULL AND ($1 IS NULL OR c.agent_id = $1 OR c.callee_agent_id = $1) \
          ORDER BY c.start_time DESC LIMIT 1000"
@@ -188,6 +182,7 @@ pub async fn active(c: &mut Conn, agent: Option<i64>) -> Result<Vec<CallRow>, sq
     .bind(agent)
     .fetch_all(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
 /// History filter; `None` means any.
@@ -204,8 +199,9 @@ const FILTER: &str =
     " WHERE ($1 IS NULL OR c.start_time >= $1) AND ($2 IS NULL OR c.start_time < $2) \
     AND ($3 IS NULL OR c.agent_id = $3 OR c.callee_agent_id = $3) \
     AND ($4 IS NULL OR c.disposition = $4) \
-    AND ($5 IS NULL OR c.caller_number LIKE $5 ESCAPE '\\' OR c.callee_number LIKE $5 ESCAPE '\\' \
-         OR c.call_id LIKE $5 ESCAPE '\\')";
+    AND ($5 IS NULL OR LOWER(c.caller_number) LIKE $5 ESCAPE '\\' \
+         OR LOWER(c.callee_number) LIKE $5 ESCAPE '\\' \
+         OR LOWER(c.call_id) LIKE $5 ESCAPE '\\')";
 
 /// Sortable history columns: the API's field names mapped to SQL.
 pub fn order_column(field: &str) -> Option<&'static str> {
@@ -232,11 +228,11 @@ pub async fn history(
     descending: bool,
     limit: i64,
     offset: i64,
-) -> Result<(Vec<CallRow>, i64), sqlx::Error> {
-    let pattern = f.search.as_deref().map(crate::like_pattern);
-    let dir = if descending { "DESC" } else { "ASC" };
+) -> Result<(Vec<CallRow>, i64), DbError> {
+    let pattern = f.search.as_deref().map(crate::search_pattern);
+    let order = crate::order_by(order, descending, "c.id");
     let rows = sqlx::query_as(AssertSqlSafe(format!(
-        "{SELECT}{FILTER} ORDER BY {order} {dir}, c.id {dir} LIMIT $6 OFFSET $7"
+        "{SELECT}{FILTER}{order} LIMIT $6 OFFSET $7"
     )))
     .bind(f.from)
     .bind(f.to)
@@ -274,18 +270,20 @@ pub struct CallStats {
 
 /// Figures over finished calls matching `f` (its search and disposition
 /// are honoured too).
-pub async fn stats(c: &mut Conn, f: &CallFilter) -> Result<CallStats, sqlx::Error> {
-    let pattern = f.search.as_deref().map(crate::like_pattern);
+pub async fn stats(c: &mut Conn, f: &CallFilter) -> Result<CallStats, DbError> {
+    let pattern = f.search.as_deref().map(crate::search_pattern);
     sqlx::query_as(AssertSqlSafe(format!(
         "SELECT COUNT(*) AS total_calls, \
-           COALESCE(SUM(c.disposition = 'ANSWERED'), 0) AS answered, \
-           COALESCE(SUM(c.disposition = 'NO ANSWER'), 0) AS no_answer, \
-           COALESCE(SUM(c.disposition = 'BUSY'), 0) AS busy, \
-           COALESCE(SUM(c.disposition = 'FAILED'), 0) AS failed, \
-           COALESCE(SUM(c.disposition = 'CANCELLED'), 0) AS cancelled, \
-           COALESCE(SUM(c.duration), 0) AS total_duration, \
-           COALESCE(SUM(c.billsec), 0) AS total_billsec \
-         FROM calls c{FILTER} AND c.end_time IS NOT NULL"
+           {} AS answered, {} AS no_answer, {} AS busy, {} AS failed, {} AS cancelled, \
+           {} AS total_duration, {} AS total_billsec \
+         FROM calls c{FILTER} AND c.end_time IS NOT NULL",
+        count_if("c.disposition = 'ANSWERED'"),
+        count_if("c.disposition = 'NO ANSWER'"),
+        count_if("c.disposition = 'BUSY'"),
+        count_if("c.disposition = 'FAILED'"),
+        count_if("c.disposition = 'CANCELLED'"),
+        sum("c.duration"),
+        sum("c.billsec"),
     )))
     .bind(f.from)
     .bind(f.to)
@@ -294,12 +292,26 @@ pub async fn stats(c: &mut Conn, f: &CallFilter) -> Result<CallStats, sqlx::Erro
     .bind(&pattern)
     .fetch_one(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
-pub async fn count_open(c: &mut Conn) -> Result<(i64, i64), sqlx::Error> {
+pub async fn count_open(c: &mut Conn) -> Result<(i64, i64), DbError> {
     sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(answer_time IS NOT NULL), 0) FROM calls WHERE end_time IS NULL",
+        "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN answer_time IS NOT NULL THEN 1 ELSE 0 END), 0) \
+           AS BIGINT) FROM calls WHERE end_time IS NULL",
     )
     .fetch_one(&mut *c)
     .await
+    .map_err(DbError::from)
+}
+
+/// How many rows satisfy `cond`, as a BIGINT on both databases
+/// (PostgreSQL cannot SUM a boolean, and its SUM of a BIGINT is NUMERIC).
+pub(crate) fn count_if(cond: &str) -> String {
+    format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)")
+}
+
+/// The sum of an integer column, 0 when no rows, as a BIGINT.
+pub(crate) fn sum(col: &str) -> String {
+    format!("CAST(COALESCE(SUM({col}), 0) AS BIGINT)")
 }

@@ -1,8 +1,7 @@
 //! `registrations`: the SIP location service (one row per username and
 //! contact).
 
-use crate::Conn;
-use sqlx::{QueryBuilder, Sqlite};
+use crate::{Conn, DbError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RegistrationRow {
@@ -20,7 +19,7 @@ pub struct RegistrationRow {
 }
 
 /// Inserts or replaces the binding of (username, contact).
-pub async fn upsert(c: &mut Conn, r: &RegistrationRow) -> Result<(), sqlx::Error> {
+pub async fn upsert(c: &mut Conn, r: &RegistrationRow) -> Result<(), DbError> {
     upsert_many(c, std::slice::from_ref(r)).await
 }
 
@@ -32,50 +31,54 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// per binding cost a round trip to the database thread each and limited
 /// the REGISTER rate (see `bench/REPORT.md`). Within one call the last row
 /// for a (username, contact) wins.
-pub async fn upsert_many(c: &mut Conn, rows: &[RegistrationRow]) -> Result<(), sqlx::Error> {
+pub async fn upsert_many(c: &mut Conn, rows: &[RegistrationRow]) -> Result<(), DbError> {
     // One statement cannot update the same row twice: keep the last.
     let mut last = std::collections::HashMap::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
         last.insert((r.username.as_str(), r.contact.as_str()), i);
     }
-    let unique: Vec<&RegistrationRow> = rows
+    let mut unique: Vec<&RegistrationRow> = rows
         .iter()
         .enumerate()
         .filter(|(i, r)| last.get(&(r.username.as_str(), r.contact.as_str())) == Some(i))
         .map(|(_, r)| r)
         .collect();
+    // In key order, so that two batches writing the same bindings at once
+    // on PostgreSQL lock their rows in the same order (no deadlock).
+    unique.sort_by(|a, b| (&a.username, &a.contact).cmp(&(&b.username, &b.contact)));
     for chunk in unique.chunks(ROWS_PER_STATEMENT) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let sql = format!(
             "INSERT INTO registrations (username, contact, transport, source, user_agent, \
-               instance_id, reg_id, call_id, cseq, expires_at, registered_at) ",
-        );
-        q.push_values(chunk, |mut b, r| {
-            b.push_bind(&r.username)
-                .push_bind(&r.contact)
-                .push_bind(&r.transport)
-                .push_bind(&r.source)
-                .push_bind(&r.user_agent)
-                .push_bind(&r.instance_id)
-                .push_bind(r.reg_id)
-                .push_bind(&r.call_id)
-                .push_bind(r.cseq)
-                .push_bind(r.expires_at)
-                .push_bind(r.registered_at);
-        });
-        q.push(
-            " ON CONFLICT (username, contact) DO UPDATE SET transport = excluded.transport, \
+               instance_id, reg_id, call_id, cseq, expires_at, registered_at) VALUES {} \
+             ON CONFLICT (username, contact) DO UPDATE SET transport = excluded.transport, \
                source = excluded.source, user_agent = excluded.user_agent, \
                instance_id = excluded.instance_id, reg_id = excluded.reg_id, \
                call_id = excluded.call_id, cseq = excluded.cseq, \
                expires_at = excluded.expires_at, registered_at = excluded.registered_at",
+            crate::values_tuples(chunk.len(), 11, 1)
         );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(&r.username)
+                .bind(&r.contact)
+                .bind(&r.transport)
+                .bind(&r.source)
+                .bind(&r.user_agent)
+                .bind(&r.instance_id)
+                .bind(r.reg_id)
+                .bind(&r.call_id)
+                .bind(r.cseq)
+                .bind(r.expires_at)
+                .bind(r.registered_at);
+        }
         // Not cached: its text varies with the batch size.
-        q.build().persistent(false).execute(&mut *c).await?;
+        q.persistent(false).execute(&mut *c).await?;
     }
     Ok(())
 }
 
-pub async fn remove(c: &mut Conn, username: &str, contact: &str) -> Result<u64, sqlx::Error> {
+pub async fn remove(c: &mut Conn, username: &str, contact: &str) -> Result<u64, DbError> {
     let r = sqlx::query("DELETE FROM registrations WHERE username = $1 AND contact = $2")
         .bind(username)
         .bind(contact)
@@ -84,7 +87,7 @@ pub async fn remove(c: &mut Conn, username: &str, contact: &str) -> Result<u64, 
     Ok(r.rows_affected())
 }
 
-pub async fn remove_all(c: &mut Conn, username: &str) -> Result<u64, sqlx::Error> {
+pub async fn remove_all(c: &mut Conn, username: &str) -> Result<u64, DbError> {
     let r = sqlx::query("DELETE FROM registrations WHERE username = $1")
         .bind(username)
         .execute(&mut *c)
@@ -96,20 +99,21 @@ const SELECT: &str =
     "SELECT username, contact, transport, source, user_agent, instance_id, reg_id, call_id, \
     cseq, expires_at, registered_at FROM registrations";
 
-pub async fn unexpired(c: &mut Conn, now: i64) -> Result<Vec<RegistrationRow>, sqlx::Error> {
+pub async fn unexpired(c: &mut Conn, now: i64) -> Result<Vec<RegistrationRow>, DbError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE expires_at > $1 ORDER BY username, registered_at"
     )))
     .bind(now)
     .fetch_all(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
 pub async fn unexpired_for(
     c: &mut Conn,
     username: &str,
     now: i64,
-) -> Result<Vec<RegistrationRow>, sqlx::Error> {
+) -> Result<Vec<RegistrationRow>, DbError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE username = $1 AND expires_at > $2 ORDER BY registered_at"
     )))
@@ -117,16 +121,18 @@ pub async fn unexpired_for(
     .bind(now)
     .fetch_all(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
-pub async fn count_unexpired(c: &mut Conn, now: i64) -> Result<i64, sqlx::Error> {
+pub async fn count_unexpired(c: &mut Conn, now: i64) -> Result<i64, DbError> {
     sqlx::query_scalar("SELECT COUNT(*) FROM registrations WHERE expires_at > $1")
         .bind(now)
         .fetch_one(&mut *c)
         .await
+        .map_err(DbError::from)
 }
 
-pub async fn purge_expired(c: &mut Conn, now: i64) -> Result<u64, sqlx::Error> {
+pub async fn purge_expired(c: &mut Conn, now: i64) -> Result<u64, DbError> {
     let r = sqlx::query("DELETE FROM registrations WHERE expires_at <= $1")
         .bind(now)
         .execute(&mut *c)
@@ -138,7 +144,7 @@ pub async fn purge_expired(c: &mut Conn, now: i64) -> Result<u64, sqlx::Error> {
 pub async fn unexpired_with_extension(
     c: &mut Conn,
     now: i64,
-) -> Result<Vec<(RegistrationRow, String)>, sqlx::Error> {
+) -> Result<Vec<(RegistrationRow, String)>, DbError> {
     #[derive(sqlx::FromRow)]
     struct Joined {
         #[sqlx(flatten)]

@@ -1,7 +1,7 @@
 //! `sessions`: console login sessions. Only the SHA-256 of the cookie value
 //! is stored, so a leaked database does not hand out live sessions.
 
-use crate::Conn;
+use crate::{Conn, DbError};
 
 pub async fn insert(
     c: &mut Conn,
@@ -10,7 +10,7 @@ pub async fn insert(
     now: i64,
     expires_at: i64,
     ip: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, ip) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -25,19 +25,16 @@ pub async fn insert(
 }
 
 /// The user id of an unexpired session.
-pub async fn user_for(
-    c: &mut Conn,
-    token_hash: &str,
-    now: i64,
-) -> Result<Option<i64>, sqlx::Error> {
+pub async fn user_for(c: &mut Conn, token_hash: &str, now: i64) -> Result<Option<i64>, DbError> {
     sqlx::query_scalar("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
         .bind(token_hash)
         .bind(now)
         .fetch_optional(&mut *c)
         .await
+        .map_err(DbError::from)
 }
 
-pub async fn delete(c: &mut Conn, token_hash: &str) -> Result<(), sqlx::Error> {
+pub async fn delete(c: &mut Conn, token_hash: &str) -> Result<(), DbError> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash)
         .execute(&mut *c)
@@ -45,7 +42,7 @@ pub async fn delete(c: &mut Conn, token_hash: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-pub async fn delete_for_user(c: &mut Conn, user_id: i64) -> Result<u64, sqlx::Error> {
+pub async fn delete_for_user(c: &mut Conn, user_id: i64) -> Result<u64, DbError> {
     let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *c)
@@ -53,7 +50,7 @@ pub async fn delete_for_user(c: &mut Conn, user_id: i64) -> Result<u64, sqlx::Er
     Ok(r.rows_affected())
 }
 
-pub async fn purge_expired(c: &mut Conn, now: i64) -> Result<u64, sqlx::Error> {
+pub async fn purge_expired(c: &mut Conn, now: i64) -> Result<u64, DbError> {
     let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
         .bind(now)
         .execute(&mut *c)

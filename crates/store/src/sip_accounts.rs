@@ -1,8 +1,8 @@
 //! `sip_accounts`: one SIP account per user. The password itself is never
 //! stored, only its HA1 digests for the configured realm.
 
-use crate::Conn;
-use sqlx::{QueryBuilder, Sqlite};
+use crate::flag::Flag;
+use crate::{Conn, DbError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SipAccountRow {
@@ -13,6 +13,7 @@ pub struct SipAccountRow {
     pub ha1_md5: String,
     pub ha1_sha256: String,
     pub status: String,
+    #[sqlx(try_from = "Flag")]
     pub registered: bool,
     pub last_registered_at: Option<i64>,
     pub user_agent: Option<String>,
@@ -20,6 +21,7 @@ pub struct SipAccountRow {
     pub credential_version: i64,
     /// From the joined user: display name and whether the user is active.
     pub display_name: String,
+    #[sqlx(try_from = "Flag")]
     pub user_active: bool,
 }
 
@@ -37,7 +39,7 @@ pub struct NewSipAccount<'a> {
     pub ha1_sha256: &'a str,
 }
 
-pub async fn insert(c: &mut Conn, a: &NewSipAccount<'_>, now: i64) -> Result<i64, sqlx::Error> {
+pub async fn insert(c: &mut Conn, a: &NewSipAccount<'_>, now: i64) -> Result<i64, DbError> {
     sqlx::query_scalar(
         "INSERT INTO sip_accounts (user_id, username, extension, ha1_md5, ha1_sha256, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
@@ -50,21 +52,31 @@ pub async fn insert(c: &mut Conn, a: &NewSipAccount<'_>, now: i64) -> Result<i64
     .bind(now)
     .fetch_one(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
 /// The next extension: one above the highest all-digit extension, and at
-/// least `start`. Run inside the write transaction that inserts it.
-pub async fn next_extension(c: &mut Conn, start: i64) -> Result<i64, sqlx::Error> {
-    let max: Option<i64> = sqlx::query_scalar(
+/// least `start`. Run inside the write transaction that inserts it, after
+/// [`lock_allocation`].
+pub async fn next_extension(c: &mut Conn, start: i64) -> Result<i64, DbError> {
+    let sql = if crate::is_postgres(c) {
+        "SELECT MAX(CAST(extension AS BIGINT)) FROM sip_accounts \
+         WHERE extension ~ '^[0-9]{1,18}$'"
+    } else {
         "SELECT MAX(CAST(extension AS INTEGER)) FROM sip_accounts \
-         WHERE extension <> '' AND extension NOT GLOB '*[^0-9]*' AND length(extension) <= 18",
-    )
-    .fetch_one(&mut *c)
-    .await?;
+         WHERE extension <> '' AND extension NOT GLOB '*[^0-9]*' AND length(extension) <= 18"
+    };
+    let max: Option<i64> = sqlx::query_scalar(sql).fetch_one(&mut *c).await?;
     Ok(max.map_or(start, |m| (m + 1).max(start)))
 }
 
-pub async fn username_taken(c: &mut Conn, username: &str) -> Result<bool, sqlx::Error> {
+/// Serialises the choice of new SIP usernames and extensions until the
+/// transaction ends: see [`crate::Lock::SipAllocation`].
+pub async fn lock_allocation(c: &mut Conn) -> Result<(), DbError> {
+    crate::lock(c, crate::Lock::SipAllocation).await
+}
+
+pub async fn username_taken(c: &mut Conn, username: &str) -> Result<bool, DbError> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sip_accounts WHERE username = $1")
         .bind(username)
         .fetch_one(&mut *c)
@@ -73,54 +85,53 @@ pub async fn username_taken(c: &mut Conn, username: &str) -> Result<bool, sqlx::
 }
 
 /// All usernames starting with `prefix` (for choosing a free suffix).
-pub async fn usernames_with_prefix(c: &mut Conn, prefix: &str) -> Result<Vec<String>, sqlx::Error> {
+pub async fn usernames_with_prefix(c: &mut Conn, prefix: &str) -> Result<Vec<String>, DbError> {
     let pattern = format!("{}%", crate::like_escape(prefix));
     sqlx::query_scalar("SELECT username FROM sip_accounts WHERE username LIKE $1 ESCAPE '\\'")
         .bind(pattern)
         .fetch_all(&mut *c)
         .await
+        .map_err(DbError::from)
 }
 
-pub async fn by_user(c: &mut Conn, user_id: i64) -> Result<Option<SipAccountRow>, sqlx::Error> {
+pub async fn by_user(c: &mut Conn, user_id: i64) -> Result<Option<SipAccountRow>, DbError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE s.user_id = $1"
     )))
     .bind(user_id)
     .fetch_optional(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
-pub async fn by_username(
-    c: &mut Conn,
-    username: &str,
-) -> Result<Option<SipAccountRow>, sqlx::Error> {
+pub async fn by_username(c: &mut Conn, username: &str) -> Result<Option<SipAccountRow>, DbError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE s.username = $1"
     )))
     .bind(username)
     .fetch_optional(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
-pub async fn by_extension(
-    c: &mut Conn,
-    extension: &str,
-) -> Result<Option<SipAccountRow>, sqlx::Error> {
+pub async fn by_extension(c: &mut Conn, extension: &str) -> Result<Option<SipAccountRow>, DbError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE s.extension = $1"
     )))
     .bind(extension)
     .fetch_optional(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
 /// Every account whose user is active and whose status is `active`.
-pub async fn all_enabled(c: &mut Conn) -> Result<Vec<SipAccountRow>, sqlx::Error> {
+pub async fn all_enabled(c: &mut Conn) -> Result<Vec<SipAccountRow>, DbError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE u.active = 1 AND s.status = 'active' ORDER BY s.id"
+        "{SELECT} WHERE u.active = TRUE AND s.status = 'active' ORDER BY s.id"
     )))
     .fetch_all(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
 /// Replaces the HA1s and bumps the credential version.
@@ -130,7 +141,7 @@ pub async fn set_ha1(
     md5: &str,
     sha256: &str,
     now: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE sip_accounts SET ha1_md5 = $2, ha1_sha256 = $3, credential_version = credential_version + 1, \
          updated_at = $4 WHERE id = $1",
@@ -144,7 +155,7 @@ pub async fn set_ha1(
     Ok(())
 }
 
-pub async fn set_status(c: &mut Conn, id: i64, status: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn set_status(c: &mut Conn, id: i64, status: &str, now: i64) -> Result<(), DbError> {
     sqlx::query("UPDATE sip_accounts SET status = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(status)
@@ -162,7 +173,7 @@ pub async fn set_registration_state(
     user_agent: Option<&str>,
     ip: Option<&str>,
     now: i64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, DbError> {
     let r = sqlx::query(
         "UPDATE sip_accounts SET registered = $2, \
            last_registered_at = CASE WHEN $2 THEN $5 ELSE last_registered_at END, \
@@ -199,28 +210,30 @@ pub async fn set_registration_states(
     c: &mut Conn,
     states: &[RegistrationStateRow<'_>],
     now: i64,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, DbError> {
     let mut n = 0;
     for chunk in states.chunks(STATES_PER_STATEMENT) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("WITH v(username, registered, user_agent, ip) AS (");
-        q.push_values(chunk, |mut b, s| {
-            b.push_bind(s.username)
-                .push_bind(s.registered)
-                .push_bind(s.user_agent)
-                .push_bind(s.ip);
-        });
-        q.push(") UPDATE sip_accounts SET registered = v.registered, last_registered_at = CASE WHEN v.registered THEN ");
-        q.push_bind(now);
-        q.push(
-            " ELSE sip_accounts.last_registered_at END, \
+        let now_param = chunk.len() * 4 + 1;
+        let sql = format!(
+            "WITH v(username, registered, user_agent, ip) AS (VALUES {}) \
+             UPDATE sip_accounts SET registered = v.registered, \
+               last_registered_at = CASE WHEN v.registered THEN ${now_param} \
+                 ELSE sip_accounts.last_registered_at END, \
                user_agent = COALESCE(v.user_agent, sip_accounts.user_agent), \
-               ip_address = COALESCE(v.ip, sip_accounts.ip_address), updated_at = ",
+               ip_address = COALESCE(v.ip, sip_accounts.ip_address), updated_at = ${now_param} \
+             FROM v WHERE sip_accounts.username = v.username",
+            crate::values_tuples(chunk.len(), 4, 1)
         );
-        q.push_bind(now);
-        q.push(" FROM v WHERE sip_accounts.username = v.username");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            q = q
+                .bind(s.username)
+                .bind(s.registered)
+                .bind(s.user_agent)
+                .bind(s.ip);
+        }
         n += q
-            .build()
+            .bind(now)
             .persistent(false)
             .execute(&mut *c)
             .await?
@@ -229,7 +242,7 @@ pub async fn set_registration_states(
     Ok(n)
 }
 
-pub async fn delete_for_user(c: &mut Conn, user_id: i64) -> Result<bool, sqlx::Error> {
+pub async fn delete_for_user(c: &mut Conn, user_id: i64) -> Result<bool, DbError> {
     let r = sqlx::query("DELETE FROM sip_accounts WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *c)

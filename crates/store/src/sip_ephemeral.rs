@@ -1,6 +1,6 @@
 //! `sip_ephemeral_credentials`: HA1s of short-lived softphone passwords.
 
-use crate::Conn;
+use crate::{Conn, DbError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EphemeralRow {
@@ -19,7 +19,7 @@ pub async fn insert_and_trim(
     now: i64,
     expires_at: i64,
     keep: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO sip_ephemeral_credentials (sip_account_id, ha1_md5, ha1_sha256, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -48,7 +48,7 @@ pub async fn unexpired(
     c: &mut Conn,
     account_id: i64,
     now: i64,
-) -> Result<Vec<EphemeralRow>, sqlx::Error> {
+) -> Result<Vec<EphemeralRow>, DbError> {
     sqlx::query_as(
         "SELECT sip_account_id, ha1_md5, ha1_sha256, expires_at FROM sip_ephemeral_credentials \
          WHERE sip_account_id = $1 AND expires_at > $2 ORDER BY id DESC",
@@ -57,10 +57,11 @@ pub async fn unexpired(
     .bind(now)
     .fetch_all(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
 /// Every unexpired row, newest first within an account.
-pub async fn all_unexpired(c: &mut Conn, now: i64) -> Result<Vec<EphemeralRow>, sqlx::Error> {
+pub async fn all_unexpired(c: &mut Conn, now: i64) -> Result<Vec<EphemeralRow>, DbError> {
     sqlx::query_as(
         "SELECT sip_account_id, ha1_md5, ha1_sha256, expires_at FROM sip_ephemeral_credentials \
          WHERE expires_at > $1 ORDER BY sip_account_id, id DESC",
@@ -68,9 +69,10 @@ pub async fn all_unexpired(c: &mut Conn, now: i64) -> Result<Vec<EphemeralRow>, 
     .bind(now)
     .fetch_all(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
-pub async fn delete_for_account(c: &mut Conn, account_id: i64) -> Result<u64, sqlx::Error> {
+pub async fn delete_for_account(c: &mut Conn, account_id: i64) -> Result<u64, DbError> {
     let r = sqlx::query("DELETE FROM sip_ephemeral_credentials WHERE sip_account_id = $1")
         .bind(account_id)
         .execute(&mut *c)

@@ -3,7 +3,8 @@
 
 use sqlx::AssertSqlSafe;
 
-use crate::Conn;
+use crate::flag::{Flag, OptFlag};
+use crate::{Conn, DbError};
 
 /// A user joined with its SIP account (if any). Never carries secrets.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -14,6 +15,7 @@ pub struct UserRow {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub role: String,
+    #[sqlx(try_from = "Flag")]
     pub active: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -22,6 +24,7 @@ pub struct UserRow {
     pub sip_username: Option<String>,
     pub sip_extension: Option<String>,
     pub sip_status: Option<String>,
+    #[sqlx(try_from = "OptFlag")]
     pub sip_registered: Option<bool>,
     pub sip_last_registered_at: Option<i64>,
     pub sip_user_agent: Option<String>,
@@ -50,7 +53,7 @@ pub struct NewUser<'a> {
     pub active: bool,
 }
 
-pub async fn insert(c: &mut Conn, u: &NewUser<'_>, now: i64) -> Result<i64, sqlx::Error> {
+pub async fn insert(c: &mut Conn, u: &NewUser<'_>, now: i64) -> Result<i64, DbError> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO users (name, login, email, phone, role, password_hash, active, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
@@ -68,12 +71,24 @@ pub async fn insert(c: &mut Conn, u: &NewUser<'_>, now: i64) -> Result<i64, sqlx
     Ok(id)
 }
 
-pub async fn get(c: &mut Conn, id: i64, now: i64) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn get(c: &mut Conn, id: i64, now: i64) -> Result<Option<UserRow>, DbError> {
     sqlx::query_as(AssertSqlSafe(format!("{SELECT} WHERE u.id = $2")))
         .bind(now)
         .bind(id)
         .fetch_optional(&mut *c)
         .await
+        .map_err(DbError::from)
+}
+
+/// `col = $n` ignoring ASCII case: SQLite's login and email columns are
+/// `COLLATE NOCASE`; PostgreSQL's unique indexes are on `LOWER(col)`, and
+/// this form uses them.
+fn same_text(c: &Conn, col: &str, param: &str) -> String {
+    if crate::is_postgres(c) {
+        format!("LOWER({col}) = LOWER({param})")
+    } else {
+        format!("{col} = {param}")
+    }
 }
 
 /// Id, password hash and active flag of the user whose login or email is
@@ -81,21 +96,55 @@ pub async fn get(c: &mut Conn, id: i64, now: i64) -> Result<Option<UserRow>, sql
 pub async fn credentials(
     c: &mut Conn,
     login_or_email: &str,
-) -> Result<Option<(i64, String, bool)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, password_hash, active FROM users WHERE login = $1 OR email = $1 \
-         ORDER BY (login = $1) DESC LIMIT 1",
-    )
+) -> Result<Option<(i64, String, bool)>, DbError> {
+    let login = same_text(c, "login", "$1");
+    let email = same_text(c, "email", "$1");
+    let row: Option<(i64, String, Flag)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT id, password_hash, active FROM users WHERE {login} OR {email} \
+         ORDER BY ({login}) DESC LIMIT 1"
+    )))
     .bind(login_or_email)
     .fetch_optional(&mut *c)
-    .await
+    .await?;
+    Ok(row.map(|(id, hash, active)| (id, hash, active.0)))
 }
 
-pub async fn password_hash(c: &mut Conn, id: i64) -> Result<Option<String>, sqlx::Error> {
+/// Which of `login` and `email` another user than `except` already has
+/// ("login" first), compared as the unique constraints compare them.
+///
+/// The domain asks this inside its write transaction before inserting or
+/// updating: SQLite's violation does not name the constraint, and there
+/// `BEGIN IMMEDIATE` keeps the answer true until the commit. On
+/// PostgreSQL the named constraint still catches a concurrent writer.
+pub async fn taken(
+    c: &mut Conn,
+    login: Option<&str>,
+    email: Option<&str>,
+    except: Option<i64>,
+) -> Result<Option<&'static str>, DbError> {
+    for (field, value) in [("login", login), ("email", email)] {
+        let Some(value) = value else { continue };
+        let cond = same_text(c, field, "$1");
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM users WHERE {cond} AND ($2 IS NULL OR id <> $2)"
+        )))
+        .bind(value)
+        .bind(except)
+        .fetch_one(&mut *c)
+        .await?;
+        if n > 0 {
+            return Ok(Some(field));
+        }
+    }
+    Ok(None)
+}
+
+pub async fn password_hash(c: &mut Conn, id: i64) -> Result<Option<String>, DbError> {
     sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *c)
         .await
+        .map_err(DbError::from)
 }
 
 /// Filters of a user listing. `None` means "any".
@@ -111,23 +160,31 @@ pub struct ListFilter {
 pub fn order_column(field: &str) -> Option<&'static str> {
     Some(match field {
         "id" => "u.id",
-        "name" => "u.name COLLATE NOCASE",
-        "login" => "u.login",
-        "email" => "u.email",
+        // LOWER on both databases: SQLite's is ASCII-only like its NOCASE.
+        "name" => "LOWER(u.name)",
+        "login" => "LOWER(u.login)",
+        "email" => "LOWER(u.email)",
         "role" => "u.role",
         "active" => "u.active",
         "createdAt" => "u.created_at",
         "updatedAt" => "u.updated_at",
         "lastLoginAt" => "u.last_login_at",
-        "extension" => "CAST(s.extension AS INTEGER)",
+        // Numeric order for the all-digit extensions the server allocates,
+        // without a CAST that PostgreSQL would refuse on any other text.
+        "extension" => "LENGTH(s.extension), s.extension",
         "sipUsername" => "s.username",
         _ => return None,
     })
 }
 
-const FILTER: &str = " WHERE ($2 IS NULL OR u.name LIKE $2 ESCAPE '\\' OR u.login LIKE $2 ESCAPE '\\' \
-      OR u.email LIKE $2 ESCAPE '\\' OR u.phone LIKE $2 ESCAPE '\\' OR s.username LIKE $2 ESCAPE '\\' \
-      OR s.extension LIKE $2 ESCAPE '\\') \
+/// `LIKE` ignores ASCII case on SQLite only; comparing LOWER(column) with
+/// an ASCII-lowercased pattern ([`crate::search_pattern`]) searches alike
+/// on both (LOWER is ASCII-only on SQLite and under PostgreSQL's "C"
+/// collation of these columns).
+const FILTER: &str = " WHERE ($2 IS NULL OR LOWER(u.name) LIKE $2 ESCAPE '\\' \
+      OR LOWER(u.login) LIKE $2 ESCAPE '\\' OR LOWER(u.email) LIKE $2 ESCAPE '\\' \
+      OR LOWER(u.phone) LIKE $2 ESCAPE '\\' OR LOWER(s.username) LIKE $2 ESCAPE '\\' \
+      OR LOWER(s.extension) LIKE $2 ESCAPE '\\') \
     AND ($3 IS NULL OR u.role = $3) \
     AND ($4 IS NULL OR (s.id IS NOT NULL) = $4) \
     AND ($5 IS NULL OR u.active = $5)";
@@ -142,11 +199,11 @@ pub async fn list(
     limit: i64,
     offset: i64,
     now: i64,
-) -> Result<(Vec<UserRow>, i64), sqlx::Error> {
-    let pattern = f.search.as_deref().map(crate::like_pattern);
-    let dir = if descending { "DESC" } else { "ASC" };
+) -> Result<(Vec<UserRow>, i64), DbError> {
+    let pattern = f.search.as_deref().map(crate::search_pattern);
+    let order = crate::order_by(order, descending, "u.id");
     let rows: Vec<UserRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "{SELECT}{FILTER} ORDER BY {order} {dir}, u.id {dir} LIMIT $6 OFFSET $7"
+        "{SELECT}{FILTER}{order} LIMIT $6 OFFSET $7"
     )))
     .bind(now)
     .bind(&pattern)
@@ -180,17 +237,19 @@ pub struct Stats {
     pub registered: i64,
 }
 
-pub async fn stats(c: &mut Conn) -> Result<Stats, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT COUNT(*) AS total_users, \
-           COALESCE(SUM(u.role = 'agent'), 0) AS agents, \
-           COALESCE(SUM(u.active = 1), 0) AS active, \
-           COALESCE(SUM(u.role = 'agent' AND s.id IS NOT NULL), 0) AS agents_with_sip, \
-           COALESCE(SUM(s.registered = 1), 0) AS registered \
+pub async fn stats(c: &mut Conn) -> Result<Stats, DbError> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT COUNT(*) AS total_users, {} AS agents, {} AS active, {} AS agents_with_sip, \
+           {} AS registered \
          FROM users u LEFT JOIN sip_accounts s ON s.user_id = u.id",
-    )
+        crate::calls::count_if("u.role = 'agent'"),
+        crate::calls::count_if("u.active = TRUE"),
+        crate::calls::count_if("u.role = 'agent' AND s.id IS NOT NULL"),
+        crate::calls::count_if("s.registered = TRUE"),
+    )))
     .fetch_one(&mut *c)
     .await
+    .map_err(DbError::from)
 }
 
 /// Changes to a user; `None` leaves a field as it is. For the nullable
@@ -207,12 +266,7 @@ pub struct UserChanges {
 }
 
 /// Applies `ch`; returns false if the user does not exist.
-pub async fn update(
-    c: &mut Conn,
-    id: i64,
-    ch: &UserChanges,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
+pub async fn update(c: &mut Conn, id: i64, ch: &UserChanges, now: i64) -> Result<bool, DbError> {
     let r = sqlx::query(
         "UPDATE users SET \
            name = COALESCE($2, name), \
@@ -242,7 +296,7 @@ pub async fn update(
     Ok(r.rows_affected() > 0)
 }
 
-pub async fn touch_login(c: &mut Conn, id: i64, now: i64) -> Result<(), sqlx::Error> {
+pub async fn touch_login(c: &mut Conn, id: i64, now: i64) -> Result<(), DbError> {
     sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1")
         .bind(id)
         .bind(now)
@@ -251,7 +305,7 @@ pub async fn touch_login(c: &mut Conn, id: i64, now: i64) -> Result<(), sqlx::Er
     Ok(())
 }
 
-pub async fn delete(c: &mut Conn, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn delete(c: &mut Conn, id: i64) -> Result<bool, DbError> {
     let r = sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
         .execute(&mut *c)
@@ -259,16 +313,13 @@ pub async fn delete(c: &mut Conn, id: i64) -> Result<bool, sqlx::Error> {
     Ok(r.rows_affected() > 0)
 }
 
-pub async fn count(c: &mut Conn) -> Result<i64, sqlx::Error> {
+pub async fn count(c: &mut Conn) -> Result<i64, DbError> {
     sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(&mut *c)
         .await
+        .map_err(DbError::from)
 }
 
-pub async fn exists_login(c: &mut Conn, login: &str) -> Result<bool, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE login = $1")
-        .bind(login)
-        .fetch_one(&mut *c)
-        .await?;
-    Ok(n > 0)
+pub async fn exists_login(c: &mut Conn, login: &str) -> Result<bool, DbError> {
+    Ok(taken(c, Some(login), None, None).await?.is_some())
 }

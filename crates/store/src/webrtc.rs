@@ -1,6 +1,6 @@
 //! `webrtc_settings`: the single row of STUN/TURN and WebSocket URL settings.
 
-use crate::Conn;
+use crate::{Conn, DbError};
 
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct WebrtcRow {
@@ -11,7 +11,7 @@ pub struct WebrtcRow {
     pub ws_url: Option<String>,
 }
 
-pub async fn get(c: &mut Conn) -> Result<WebrtcRow, sqlx::Error> {
+pub async fn get(c: &mut Conn) -> Result<WebrtcRow, DbError> {
     let row: Option<WebrtcRow> = sqlx::query_as(
         "SELECT stun_server, turn_server, turn_username, turn_password, ws_url FROM webrtc_settings WHERE id = 1",
     )
@@ -20,7 +20,7 @@ pub async fn get(c: &mut Conn) -> Result<WebrtcRow, sqlx::Error> {
     Ok(row.unwrap_or_default())
 }
 
-pub async fn put(c: &mut Conn, r: &WebrtcRow, now: i64) -> Result<(), sqlx::Error> {
+pub async fn put(c: &mut Conn, r: &WebrtcRow, now: i64) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO webrtc_settings (id, stun_server, turn_server, turn_username, turn_password, ws_url, updated_at) \
          VALUES (1, $1, $2, $3, $4, $5, $6) \

@@ -1,8 +1,17 @@
-//! Opening a real SQLite file: pragmas, migrations, constraints.
+//! Opening a real database (SQLite, or PostgreSQL when
+//! `CENTRALITA_TEST_DATABASE_URL` names a server): pragmas, migrations,
+//! constraints, the batch writes.
 
-use store::Db;
+use sqlx::Connection;
+use store::{Backend, Db};
 
+/// A fresh database of this run's kind (see `store::testing`).
 async fn open(dir: &tempfile::TempDir) -> Db {
+    let url = store::testing::fresh_database_url(dir.path());
+    Db::open(&url).await.expect("open")
+}
+
+async fn open_sqlite(dir: &tempfile::TempDir) -> Db {
     Db::open(&format!(
         "sqlite://{}",
         dir.path().join("sub/dir/s.db").display()
@@ -11,10 +20,12 @@ async fn open(dir: &tempfile::TempDir) -> Db {
     .expect("open")
 }
 
+/// SQLite's own settings: on every run, whichever database the rest uses.
 #[tokio::test]
 async fn creates_the_file_with_wal_and_foreign_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(&dir).await;
+    let db = open_sqlite(&dir).await;
+    assert_eq!(db.backend(), Backend::Sqlite);
     assert!(
         dir.path().join("sub/dir/s.db").exists(),
         "parent directories and file created"
@@ -33,15 +44,44 @@ async fn creates_the_file_with_wal_and_foreign_keys() {
         .fetch_one(db.pool())
         .await
         .expect("pragma");
-    assert!(timeout >= 1000);
+    assert_eq!(timeout, 10_000);
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(db.pool())
+        .await
+        .expect("pragma");
+    assert_eq!(sync, 1, "NORMAL");
     db.close().await;
     // reopening applies no migration twice
-    let db = open(&dir).await;
+    let db = open_sqlite(&dir).await;
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
         .fetch_one(db.pool())
         .await
         .expect("count");
     assert_eq!(n, 2, "both migrations, once each");
+}
+
+/// Both databases: the migrations apply once, and the pool reports its use.
+#[tokio::test]
+async fn reopening_applies_no_migration_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = store::testing::fresh_database_url(dir.path());
+    let db = Db::open(&url).await.expect("open");
+    let expected = match store::testing::postgres_admin_url() {
+        Some(_) => Backend::Postgres,
+        None => Backend::Sqlite,
+    };
+    assert_eq!(db.backend(), expected);
+    let (size, idle) = db.pool_stats();
+    assert!(size >= 1 && idle <= size, "{size} {idle}");
+    db.close().await;
+    let db = Db::open(&url).await.expect("reopen");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(db.pool())
+        .await
+        .expect("count");
+    assert_eq!(n, 2, "both migrations, once each");
+    assert!(db.migrate().await.expect("migrate").is_empty());
+    db.close().await;
 }
 
 #[tokio::test]
@@ -59,8 +99,28 @@ async fn constraints_guard_the_data() {
         active: true,
     };
     let id = store::users::insert(&mut tx, &u, 1).await.expect("insert");
+    // What the domain asks before writing: taken, ignoring ASCII case.
+    assert_eq!(
+        store::users::taken(&mut tx, Some("A"), None, None)
+            .await
+            .expect("taken"),
+        Some("login")
+    );
+    assert_eq!(
+        store::users::taken(&mut tx, Some("A"), None, Some(id))
+            .await
+            .expect("taken"),
+        None,
+        "a user's own login is not taken"
+    );
+    assert!(store::users::exists_login(&mut tx, "A").await.expect("q"));
+    let found = store::users::credentials(&mut tx, "A").await.expect("q");
+    assert_eq!(found.map(|(i, _, active)| (i, active)), Some((id, true)));
+    // A statement that fails aborts a PostgreSQL transaction: each runs in
+    // a savepoint of its own (dropped, it rolls back).
+    let mut sp = tx.begin().await.expect("savepoint");
     let err = store::users::insert(
-        &mut tx,
+        &mut sp,
         &store::users::NewUser {
             login: Some("A"),
             ..u.clone()
@@ -69,12 +129,17 @@ async fn constraints_guard_the_data() {
     )
     .await
     .expect_err("duplicate login (case-insensitive)");
-    assert_eq!(
-        store::unique_violation(&err).as_deref(),
-        Some("users.login")
-    );
+    drop(sp);
+    let column = store::unique_violation(&err).expect("unique").column;
+    match db.backend() {
+        // Named by its constraint.
+        Backend::Postgres => assert_eq!(column, Some("users.login")),
+        // SQLite names no constraint; only its message does, not read.
+        Backend::Sqlite => assert_eq!(column, None),
+    }
+    let mut sp = tx.begin().await.expect("savepoint");
     let err = store::users::insert(
-        &mut tx,
+        &mut sp,
         &store::users::NewUser {
             login: None,
             ..u.clone()
@@ -83,9 +148,12 @@ async fn constraints_guard_the_data() {
     )
     .await
     .expect_err("no login and no email");
+    drop(sp);
     assert!(store::check_violation(&err));
+    assert!(store::unique_violation(&err).is_none());
+    let mut sp = tx.begin().await.expect("savepoint");
     let err = store::users::insert(
-        &mut tx,
+        &mut sp,
         &store::users::NewUser {
             login: Some("b"),
             role: "god",
@@ -95,6 +163,7 @@ async fn constraints_guard_the_data() {
     )
     .await
     .expect_err("bad role");
+    drop(sp);
     assert!(store::check_violation(&err));
     let acct = store::sip_accounts::NewSipAccount {
         user_id: id,
@@ -106,6 +175,18 @@ async fn constraints_guard_the_data() {
     store::sip_accounts::insert(&mut tx, &acct, 1)
         .await
         .expect("account");
+    let mut sp = tx.begin().await.expect("savepoint");
+    let err = store::sip_accounts::insert(&mut sp, &acct, 1)
+        .await
+        .expect_err("second account of the user");
+    drop(sp);
+    assert!(store::unique_violation(&err).is_some());
+    if db.backend() == Backend::Postgres {
+        assert_eq!(
+            store::unique_violation(&err).and_then(|v| v.column),
+            Some("sip_accounts.user_id")
+        );
+    }
     assert_eq!(
         store::sip_accounts::next_extension(&mut tx, 1000)
             .await
@@ -132,7 +213,12 @@ async fn constraints_guard_the_data() {
         expires_at: 10,
         registered_at: 1,
     };
-    assert!(store::registrations::upsert(&mut tx, &reg).await.is_err());
+    let mut sp = tx.begin().await.expect("savepoint");
+    let err = store::registrations::upsert(&mut sp, &reg)
+        .await
+        .expect_err("unknown username");
+    drop(sp);
+    assert!(err.is_foreign_key_violation(), "{err}");
     // deleting the user cascades to the account
     assert!(store::users::delete(&mut tx, id).await.expect("delete"));
     assert!(store::sip_accounts::by_username(&mut tx, "a")
@@ -299,16 +385,13 @@ async fn calls_and_legs_save_as_whole_rows() {
         },
     ];
     for (i, row) in bad.iter().enumerate() {
-        let err = store::call_legs::upsert(&mut tx, std::slice::from_ref(row))
+        let mut sp = tx.begin().await.expect("savepoint");
+        let err = store::call_legs::upsert(&mut sp, std::slice::from_ref(row))
             .await
             .expect_err("refused");
-        let kind = err.as_database_error().map(|e| e.kind());
+        drop(sp);
         assert!(
-            matches!(
-                kind,
-                Some(sqlx::error::ErrorKind::ForeignKeyViolation)
-                    | Some(sqlx::error::ErrorKind::CheckViolation)
-            ),
+            err.is_foreign_key_violation() || store::check_violation(&err),
             "row {i}: {err}"
         );
     }
@@ -323,7 +406,8 @@ async fn calls_and_legs_save_as_whole_rows() {
             .expect("close"),
         3
     );
-    // (A failed statement rolls back only itself: the transaction goes on.)
+    // (Each failed statement rolled back only its savepoint: the
+    // transaction goes on.)
     let mut ends: Vec<_> = store::call_legs::for_calls(&mut tx, &["a", "b"])
         .await
         .expect("q")
