@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_centralita");
 const ADMIN_PASSWORD: &str = "admin-password-for-ops-tests";
 
-/// A command of the binary with a clean environment for `data`.
+/// A command of the binary with a clean environment for `data`, on the
+/// default SQLite file in it: most of these tests are about that file
+/// (what `migrate`, `check-config` and `backup` do with it). The PostgreSQL
+/// paths have `unusable_postgres_servers_stop_the_start`; the tests that
+/// serve calls switch to the run's database with `.test_database(data)`.
 fn centralita(data: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
@@ -28,7 +32,7 @@ fn centralita(data: &Path, args: &[&str]) -> Command {
         .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
         .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
         .env("CENTRALITA_SIP_LISTEN", "127.0.0.1:0")
-        .test_database(data)
+        .env_remove("CENTRALITA_DATABASE_URL")
         .env_remove("CENTRALITA_CONFIG")
         .env_remove("CENTRALITA_LOG_FORMAT")
         .env_remove("CENTRALITA_METRICS_LISTEN")
@@ -449,7 +453,8 @@ fn json_log_format_gives_one_json_object_per_line() {
     let data = dir.path();
     let log = data.join("stderr.log");
     let mut cmd = centralita(data, &["serve"]);
-    cmd.env("CENTRALITA_LOG_FORMAT", "json")
+    cmd.test_database(data)
+        .env("CENTRALITA_LOG_FORMAT", "json")
         .env("RUST_LOG", "debug,sqlx=warn");
     let file = std::fs::File::create(&log).expect("log file");
     let mut srv = serve(cmd, Stdio::from(file));
@@ -663,7 +668,8 @@ fn metrics_need_an_admin_and_move_with_registrations_and_calls() {
     let metrics_port = support::free_ports(1, false, true);
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let mut cmd = centralita(data, &["serve"]);
-    cmd.env("CENTRALITA_METRICS_LISTEN", &metrics_addr)
+    cmd.test_database(data)
+        .env("CENTRALITA_METRICS_LISTEN", &metrics_addr)
         .env("CENTRALITA_SIP_DOMAIN", "pbx.test")
         .env("CENTRALITA_SIP_AUTH_FAIL_LIMIT", "1000")
         .env("RUST_LOG", "warn");

@@ -249,8 +249,13 @@ fn help_and_readme_agree_with_the_settings() {
     assert_names_real_settings(
         "README.md",
         &readme,
-        // Read by clap, and by the browser tests.
-        &["CENTRALITA_CONFIG", "CENTRALITA_BIN"],
+        // Read by clap, by the browser tests, and by the Rust tests
+        // (store::testing: which database the test run uses).
+        &[
+            "CENTRALITA_CONFIG",
+            "CENTRALITA_BIN",
+            store::testing::TEST_DATABASE_ENV,
+        ],
     );
     // The README's table shows defaults as `| `VAR` | `value` |`.
     let settings = centralita::config::settings();

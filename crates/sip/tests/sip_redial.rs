@@ -84,10 +84,7 @@ async fn restart(srv: TestServer, tweak: impl FnOnce(&mut sip::SipConfig)) -> Te
     srv.sip.end_all_calls();
     srv.sip.shutdown();
     srv.sip.drain(Duration::from_secs(5)).await;
-    let url = format!(
-        "sqlite://{}",
-        srv.dir.path().join("centralita.db").display()
-    );
+    let url = store::testing::database_url(srv.dir.path());
     let TestServer { dir, .. } = srv;
     tokio::time::sleep(Duration::from_millis(200)).await;
     TestServer::start_with(dir, &url, tweak).await

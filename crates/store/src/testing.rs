@@ -7,8 +7,10 @@
 //! server instead, so the same test runs against PostgreSQL. The throwaway
 //! cluster is removed with everything in it when the run ends.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::Connection;
@@ -47,25 +49,22 @@ pub fn fresh_database_url(dir: &Path) -> String {
 }
 
 /// The URL of the test database that belongs to the directory `dir`, the
-/// same on every call (restart tests reopen it): `sqlite://{dir}/centralita.db`,
-/// or a PostgreSQL database created on first use and remembered in
-/// `{dir}/test-database-url`.
+/// same on every call in this process (restart tests reopen it):
+/// `sqlite://{dir}/centralita.db`, or a PostgreSQL database created on first
+/// use. Nothing is written into `dir` (tests check what a command created).
 pub fn database_url(dir: &Path) -> String {
     if postgres_admin_url().is_none() {
         return fresh_database_url(dir);
     }
-    let remembered = dir.join("test-database-url");
-    if let Ok(url) = std::fs::read_to_string(&remembered) {
-        return url;
-    }
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        panic!("cannot create {}: {e}", dir.display());
-    }
-    let url = fresh_database_url(dir);
-    if let Err(e) = std::fs::write(&remembered, &url) {
-        panic!("cannot write {}: {e}", remembered.display());
-    }
-    url
+    static BY_DIR: Mutex<Option<HashMap<PathBuf, String>>> = Mutex::new(None);
+    let mut by_dir = BY_DIR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    by_dir
+        .get_or_insert_with(HashMap::new)
+        .entry(dir.to_path_buf())
+        .or_insert_with(|| fresh_database_url(dir))
+        .clone()
 }
 
 fn unique_name() -> String {
