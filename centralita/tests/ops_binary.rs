@@ -815,6 +815,16 @@ fn metrics_need_an_admin_and_move_with_registrations_and_calls() {
         "{m2}"
     );
     assert_eq!(get(&m2, "centralita_active_calls"), 0.0, "{m2}");
+    // The pool: some connection was opened for all that, none beyond its maximum.
+    let pool = |state: &str| {
+        get(
+            &m2,
+            &format!(r#"centralita_db_pool_connections{{state="{state}"}}"#),
+        )
+    };
+    assert!(pool("max") >= 1.0, "{m2}");
+    assert!(pool("in_use") + pool("idle") >= 1.0, "{m2}");
+    assert!(pool("in_use") + pool("idle") <= pool("max"), "{m2}");
     // The CDR and registration writers have written batches: their lag is
     // measured (above zero: a batch waits at least for the writer's tick)
     // and below the time the test took.

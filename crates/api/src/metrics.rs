@@ -126,6 +126,10 @@ fn describe() {
         "How long the oldest write of the last batch waited for the database (writer=registrations|cdrs)"
     );
     describe_gauge!(
+        "centralita_db_pool_connections",
+        "Database connections open in the pool (state=in_use|idle) and its maximum (state=max)"
+    );
+    describe_gauge!(
         "process_resident_memory_bytes",
         Unit::Bytes,
         "Resident set size of the process"
@@ -188,6 +192,15 @@ pub fn render(state: &AppState) -> Option<String> {
             .set(s.write_lag_registrations_us as f64 / 1e6);
         metrics::gauge!("centralita_store_write_lag_seconds", "writer" => "cdrs")
             .set(s.write_lag_cdrs_us as f64 / 1e6);
+    }
+    let (open, idle) = state.services.db.pool_stats();
+    let max = state.services.db.pool_max();
+    for (kind, n) in [
+        ("in_use", open.saturating_sub(idle)),
+        ("idle", idle),
+        ("max", max),
+    ] {
+        metrics::gauge!("centralita_db_pool_connections", "state" => kind).set(f64::from(n));
     }
     if let Some(rss) = resident_bytes() {
         metrics::gauge!("process_resident_memory_bytes").set(rss as f64);

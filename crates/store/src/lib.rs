@@ -296,6 +296,11 @@ impl Db {
         (self.pool.size(), idle)
     }
 
+    /// The most connections the pool opens.
+    pub fn pool_max(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+
     /// Closes the pool (on SQLite, checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;

@@ -67,6 +67,14 @@ pub fn database_url(dir: &Path) -> String {
         .clone()
 }
 
+/// Runs one statement of a test's own (moving a session's expiry into the
+/// past, say) and returns the rows it touched, so that tests in other
+/// crates need no database driver of their own.
+pub async fn execute(db: &crate::Db, sql: &'static str) -> Result<u64, crate::DbError> {
+    let done = sqlx::query(sql).execute(db.pool()).await?;
+    Ok(done.rows_affected())
+}
+
 fn unique_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()

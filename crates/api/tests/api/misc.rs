@@ -198,19 +198,18 @@ async fn expired_session_is_refused() {
     let app = TestApp::new().await;
     let admin = app.admin().await;
     assert_eq!(app.get("/api/auth/me", &admin).await.status, StatusCode::OK);
-    sqlx_expire_sessions(&app).await;
+    expire_sessions(&app).await;
     let r = app.get("/api/auth/me", &admin).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["error"]["code"], "unauthorized");
 }
 
-async fn sqlx_expire_sessions(app: &TestApp) {
+async fn expire_sessions(app: &TestApp) {
     // Move every session's expiry into the past, as if 12 h had gone by.
-    let r = sqlx::query("UPDATE sessions SET expires_at = 1")
-        .execute(app.services.db.pool())
+    let rows = store::testing::execute(&app.services.db, "UPDATE sessions SET expires_at = 1")
         .await
         .expect("update");
-    assert!(r.rows_affected() > 0);
+    assert!(rows > 0);
 }
 
 #[tokio::test]
