@@ -48,7 +48,7 @@ pub async fn for_calls(c: &mut Conn, call_ids: &[&str]) -> Result<Vec<LegRow>, D
     for ids in call_ids.chunks(IDS_PER_STATEMENT) {
         let sql = format!(
             "SELECT {COLUMNS} FROM call_legs WHERE call_id IN ({})",
-            crate::param_list(ids.len(), 1)
+            crate::param_list(crate::sigil(c), ids.len(), 1)
         );
         let mut q = sqlx::query_as::<_, LegRow>(AssertSqlSafe(sql));
         for id in ids {
@@ -71,7 +71,7 @@ pub async fn upsert(c: &mut Conn, rows: &[LegRow]) -> Result<u64, DbError> {
                answered_at = excluded.answered_at, ended_at = excluded.ended_at, \
                end_cause = excluded.end_cause, sip_code = excluded.sip_code \
              WHERE call_legs.ended_at IS NULL",
-            crate::values_tuples(chunk.len(), 11, 1)
+            crate::values_tuples(crate::sigil(c), chunk.len(), 11, 1)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for r in chunk {

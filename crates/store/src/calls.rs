@@ -119,7 +119,7 @@ pub async fn save(c: &mut Conn, rows: &[SaveCall<'_>], now: i64) -> Result<u64, 
                billsec = excluded.billsec, disposition = excluded.disposition, \
                hangup_cause = excluded.hangup_cause, updated_at = excluded.updated_at \
              WHERE calls.end_time IS NULL",
-            crate::values_tuples(chunk.len(), 15, 1)
+            crate::values_tuples(crate::sigil(c), chunk.len(), 15, 1)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for r in chunk {
@@ -154,7 +154,7 @@ pub async fn by_call_ids(c: &mut Conn, call_ids: &[&str]) -> Result<Vec<CallRow>
     for ids in call_ids.chunks(IDS_PER_STATEMENT) {
         let sql = format!(
             "{SELECT} WHERE c.call_id IN ({})",
-            crate::param_list(ids.len(), 1)
+            crate::param_list(crate::sigil(c), ids.len(), 1)
         );
         let mut q = sqlx::query_as::<_, CallRow>(AssertSqlSafe(sql));
         for id in ids {

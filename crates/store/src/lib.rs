@@ -378,8 +378,23 @@ pub(crate) fn order_by(order: &str, descending: bool, tie: &str) -> String {
 /// `($1, $2), ($3, $4)`: the tuples of a multi-row `VALUES` with `rows`
 /// rows of `cols` parameters, numbered from `first`. (sqlx's QueryBuilder
 /// writes `?` for the Any driver, which PostgreSQL does not accept.)
-pub(crate) fn values_tuples(rows: usize, cols: usize, first: usize) -> String {
-    let mut out = String::with_capacity(rows * cols * 5);
+/// The placeholder sigil for long parameter lists on `c`'s database:
+/// PostgreSQL takes only `$N`; SQLite takes `$N` too, but as a *named*
+/// parameter whose name it looks up in a linear list at prepare time, so a
+/// 500-row batch (5,000+ parameters) costs a quadratic prepare. `?N` is a
+/// plain number to SQLite.
+pub(crate) fn sigil(c: &Conn) -> char {
+    if c.backend_name() == "SQLite" {
+        '?'
+    } else {
+        '$'
+    }
+}
+
+/// `(p1, p2, ...), (...)`: `rows` tuples of `cols` numbered placeholders
+/// from `first` on, each `sigil` + number (see [`sigil`]).
+pub(crate) fn values_tuples(sigil: char, rows: usize, cols: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 6);
     let mut n = first;
     for r in 0..rows {
         if r > 0 {
@@ -390,7 +405,7 @@ pub(crate) fn values_tuples(rows: usize, cols: usize, first: usize) -> String {
             if col > 0 {
                 out.push_str(", ");
             }
-            out.push('$');
+            out.push(sigil);
             out.push_str(&n.to_string());
             n += 1;
         }
@@ -399,10 +414,10 @@ pub(crate) fn values_tuples(rows: usize, cols: usize, first: usize) -> String {
     out
 }
 
-/// `$1, $2, $3`: an `IN (...)` list of `n` parameters numbered from `first`.
-pub(crate) fn param_list(n: usize, first: usize) -> String {
+/// `p1, p2, ...`: `n` numbered placeholders from `first` on.
+pub(crate) fn param_list(sigil: char, n: usize, first: usize) -> String {
     (first..first + n)
-        .map(|i| format!("${i}"))
+        .map(|i| format!("{sigil}{i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -411,8 +426,9 @@ pub(crate) fn param_list(n: usize, first: usize) -> String {
 mod tests {
     #[test]
     fn placeholders_are_numbered_in_order() {
-        assert_eq!(super::values_tuples(2, 2, 1), "($1, $2), ($3, $4)");
-        assert_eq!(super::values_tuples(1, 3, 4), "($4, $5, $6)");
-        assert_eq!(super::param_list(3, 2), "$2, $3, $4");
+        assert_eq!(super::values_tuples('$', 2, 2, 1), "($1, $2), ($3, $4)");
+        assert_eq!(super::values_tuples('?', 1, 3, 4), "(?4, ?5, ?6)");
+        assert_eq!(super::param_list('$', 3, 2), "$2, $3, $4");
+        assert_eq!(super::param_list('?', 2, 1), "?1, ?2");
     }
 }

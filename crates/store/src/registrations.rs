@@ -55,7 +55,7 @@ pub async fn upsert_many(c: &mut Conn, rows: &[RegistrationRow]) -> Result<(), D
                instance_id = excluded.instance_id, reg_id = excluded.reg_id, \
                call_id = excluded.call_id, cseq = excluded.cseq, \
                expires_at = excluded.expires_at, registered_at = excluded.registered_at",
-            crate::values_tuples(chunk.len(), 11, 1)
+            crate::values_tuples(crate::sigil(c), chunk.len(), 11, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for r in chunk {

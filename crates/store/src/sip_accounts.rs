@@ -222,7 +222,7 @@ pub async fn set_registration_states(
                user_agent = COALESCE(v.user_agent, sip_accounts.user_agent), \
                ip_address = COALESCE(v.ip, sip_accounts.ip_address), updated_at = ${now_param} \
              FROM v WHERE sip_accounts.username = v.username",
-            crate::values_tuples(chunk.len(), 4, 1)
+            crate::values_tuples(crate::sigil(c), chunk.len(), 4, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for s in chunk {
