@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::provision::{ProvisionError, Provisioned};
 use super::{
     agents, audit, auth, events, health, hr, metrics, provision, ready, sip_ws, telephony,
 };
@@ -52,7 +53,7 @@ pub const BEARER_AUTH: &str = "bearerAuth";
         (name = "sip", description = "SIP over WebSocket (RFC 7118) for softphones"),
         (name = "system", description = "Health, readiness, metrics and this document"),
     ),
-    components(schemas(ErrorBody, Done)),
+    components(schemas(ErrorBody, Done, Provisioned, ProvisionError)),
     modifiers(&SecuritySchemes),
 )]
 struct ApiDoc;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use domain::webrtc::IceServer;
 use domain::DomainError;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -57,6 +57,39 @@ pub struct ProvisionError {
     pub message: String,
 }
 
+/// Every answer of the two provisioning paths (one list for both; its
+/// schemas are registered in `routes::openapi`).
+#[derive(IntoResponses)]
+pub enum ProvisionAnswers {
+    /// SIP credentials
+    #[response(status = 200)]
+    Ok(Provisioned),
+    /// Malformed JSON
+    #[response(status = 400)]
+    BadRequest(ProvisionError),
+    /// Invalid credentials (or no session without a body)
+    #[response(status = 401)]
+    Unauthorized(ProvisionError),
+    /// The SIP account is inactive
+    #[response(status = 403)]
+    Forbidden(ProvisionError),
+    /// The user has no SIP account
+    #[response(status = 404)]
+    NotFound(ProvisionError),
+    /// Unknown, missing or too long field
+    #[response(status = 422)]
+    Invalid(ProvisionError),
+    /// Too many attempts; `Retry-After`
+    #[response(status = 429, headers(("Retry-After" = u64, description = "seconds")))]
+    TooMany(ProvisionError),
+    /// Server fault
+    #[response(status = 500)]
+    Internal(ProvisionError),
+    /// Password checks saturated; `Retry-After`
+    #[response(status = 503, headers(("Retry-After" = u64, description = "seconds")))]
+    Busy(ProvisionError),
+}
+
 fn error(status: StatusCode, message: &str) -> Response {
     (
         status,
@@ -99,19 +132,7 @@ fn internal(e: impl std::fmt::Display) -> Response {
     tag = "provisioning",
     request_body(content = Option<ProvisionBody>, description = "Optional: empty to use the session or bearer token", content_type = "application/json"),
     security((), ("cookieAuth" = []), ("bearerAuth" = [])),
-    responses(
-        (status = 200, description = "SIP credentials", body = Provisioned),
-        (status = 400, description = "Malformed JSON", body = ProvisionError),
-        (status = 401, description = "Invalid credentials (or no session without a body)", body = ProvisionError),
-        (status = 403, description = "The SIP account is inactive", body = ProvisionError),
-        (status = 404, description = "The user has no SIP account", body = ProvisionError),
-        (status = 422, description = "Unknown, missing or too long field", body = ProvisionError),
-        (status = 429, description = "Too many attempts; `Retry-After`", body = ProvisionError,
-            headers(("Retry-After" = u64, description = "seconds"))),
-        (status = 500, description = "Server fault", body = ProvisionError),
-        (status = 503, description = "Password checks saturated; `Retry-After`", body = ProvisionError,
-            headers(("Retry-After" = u64, description = "seconds"))),
-    ),
+    responses(ProvisionAnswers),
 )]
 async fn provision(
     State(st): State<AppState>,
@@ -206,19 +227,7 @@ async fn provision(
     tag = "provisioning",
     request_body(content = Option<ProvisionBody>, description = "Optional: empty to use the session or bearer token", content_type = "application/json"),
     security((), ("cookieAuth" = []), ("bearerAuth" = [])),
-    responses(
-        (status = 200, description = "SIP credentials", body = Provisioned),
-        (status = 400, description = "Malformed JSON", body = ProvisionError),
-        (status = 401, description = "Invalid credentials (or no session without a body)", body = ProvisionError),
-        (status = 403, description = "The SIP account is inactive", body = ProvisionError),
-        (status = 404, description = "The user has no SIP account", body = ProvisionError),
-        (status = 422, description = "Unknown, missing or too long field", body = ProvisionError),
-        (status = 429, description = "Too many attempts; `Retry-After`", body = ProvisionError,
-            headers(("Retry-After" = u64, description = "seconds"))),
-        (status = 500, description = "Server fault", body = ProvisionError),
-        (status = 503, description = "Password checks saturated; `Retry-After`", body = ProvisionError,
-            headers(("Retry-After" = u64, description = "seconds"))),
-    ),
+    responses(ProvisionAnswers),
 )]
 async fn provision_php(
     st: State<AppState>,
