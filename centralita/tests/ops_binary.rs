@@ -473,17 +473,7 @@ fn json_log_format_gives_one_json_object_per_line() {
         bob_port,
         &[]
     )));
-    let callee = sipp_on(&srv, data, "uas_busy.xml", None, bob_port, &[]);
-    std::thread::sleep(Duration::from_millis(300));
-    let alice_csv = csv(data, "alice.csv", &alice, &alice_pw);
-    assert!(sipp_ok(sipp(
-        &srv,
-        data,
-        "uac_busy.xml",
-        Some(&alice_csv),
-        &["-s", &bob_ext]
-    )));
-    assert!(sipp_ok(callee));
+    busy_call(&srv, data, (&alice, &alice_pw), bob_port, &bob_ext);
     // A request that fails authentication and an unknown route: logged too.
     support::http_request(&srv.http, "GET", "/api/agents", None, None);
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
@@ -603,6 +593,23 @@ fn sample(text: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
+}
+
+/// A call from `caller` (SIP username, password) to the extension of a
+/// sipp callee on `callee_port` that answers 486 Busy Here; both sides
+/// must finish their scenario.
+fn busy_call(srv: &Running, dir: &Path, caller: (&str, &str), callee_port: u16, callee_ext: &str) {
+    let callee = sipp_on(srv, dir, "uas_busy.xml", None, callee_port, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let caller_csv = csv(dir, "caller.csv", caller.0, caller.1);
+    assert!(sipp_ok(sipp(
+        srv,
+        dir,
+        "uac_busy.xml",
+        Some(&caller_csv),
+        &["-s", callee_ext]
+    )));
+    assert!(sipp_ok(callee));
 }
 
 fn sipp(srv: &Running, dir: &Path, scenario: &str, csv: Option<&Path>, extra: &[&str]) -> Child {
@@ -789,17 +796,7 @@ fn metrics_need_an_admin_and_move_with_registrations_and_calls() {
             > get(&m0, "centralita_sip_auth_failures_total"),
         "{m1}"
     );
-    let callee = sipp_on(&srv, data, "uas_busy.xml", None, bob_port, &[]);
-    std::thread::sleep(Duration::from_millis(300));
-    let alice_csv = csv(data, "alice.csv", &alice, &alice_pw);
-    assert!(sipp_ok(sipp(
-        &srv,
-        data,
-        "uac_busy.xml",
-        Some(&alice_csv),
-        &["-s", &bob_ext]
-    )));
-    assert!(sipp_ok(callee));
+    busy_call(&srv, data, (&alice, &alice_pw), bob_port, &bob_ext);
     let busy = r#"centralita_calls_total{disposition="BUSY"}"#;
     let t0 = Instant::now();
     let m2 = loop {
