@@ -10,4 +10,5 @@
 //! carriers, WebRTC toward browsers) lives in [`packet`] and [`codec`].
 
 pub mod codec;
+pub mod core;
 pub mod packet;
