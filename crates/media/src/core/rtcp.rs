@@ -413,7 +413,7 @@ pub fn write_packet(packet: &RtcpPacket, out: &mut Vec<u8>) -> Result<(), RtcpEr
                 // The null item ending the list, then zeros to a 32-bit
                 // boundary (at least one zero byte).
                 out.push(0);
-                while (out.len() - start) % 4 != 0 {
+                while !(out.len() - start).is_multiple_of(4) {
                     out.push(0);
                 }
             }
@@ -429,7 +429,7 @@ pub fn write_packet(packet: &RtcpPacket, out: &mut Vec<u8>) -> Result<(), RtcpEr
                 let len = u8::try_from(reason.len()).map_err(|_| RtcpError::TextTooLong)?;
                 out.push(len);
                 out.extend_from_slice(reason.as_bytes());
-                while (out.len() - start) % 4 != 0 {
+                while !(out.len() - start).is_multiple_of(4) {
                     out.push(0);
                 }
             }
@@ -441,7 +441,7 @@ pub fn write_packet(packet: &RtcpPacket, out: &mut Vec<u8>) -> Result<(), RtcpEr
             }
             out.extend_from_slice(&[0; 4]);
             out.extend_from_slice(body);
-            while (out.len() - start) % 4 != 0 {
+            while !(out.len() - start).is_multiple_of(4) {
                 out.push(0);
             }
             *count as usize
@@ -568,7 +568,7 @@ mod tests {
             ssrc: 1,
             reports: vec![block()],
         });
-        let bytes = build_compound(&[rr.clone()]).expect("build");
+        let bytes = build_compound(std::slice::from_ref(&rr)).expect("build");
         // V=2, RC=1, PT=201, length 7 words (8 - 1).
         assert_eq!(&bytes[..4], &[0x81, 201, 0, 7]);
         assert_eq!(bytes.len(), 32);
