@@ -21,6 +21,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::packet::RtpPacket;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DtmfError {
     #[error("telephone-event payload of {0} bytes, need 4")]
@@ -301,6 +303,12 @@ impl DtmfReceiver {
         Ok(())
     }
 
+    /// [`handle_packet`](Self::handle_packet) for an RTP packet of the
+    /// negotiated telephone-event payload type.
+    pub fn handle_rtp(&mut self, packet: &RtpPacket, now: Instant) -> Result<(), DtmfError> {
+        self.handle_packet(packet.timestamp, &packet.payload, now)
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.current.map(|c| c.last_seen + self.timeout)
@@ -446,8 +454,21 @@ mod tests {
                 }
             }
         }
+        // The same through RtpPacket.
+        let p = generate(d('7'), Duration::from_millis(40), 10, 8000, 99_000)[0];
+        let packet = RtpPacket {
+            payload_type: 101,
+            sequence: 1,
+            timestamp: p.timestamp,
+            ssrc: 1,
+            marker: p.marker,
+            payload: bytes::Bytes::copy_from_slice(&p.event.to_bytes()),
+        };
+        rx.handle_rtp(&packet, t0 + Duration::from_secs(1))
+            .expect("rtp");
+        digits.extend(rx.poll_digit());
         let chars: String = digits.iter().filter_map(|r| r.digit.to_char()).collect();
-        assert_eq!(chars, "159#");
+        assert_eq!(chars, "159#7");
         assert!(digits.iter().all(|r| r.ended_by == DigitEnd::EndBit));
         assert_eq!(digits[0].duration, Duration::from_millis(160));
         assert_eq!(rx.poll_timeout(), None);

@@ -11,6 +11,34 @@
 //! Frames are slices so the same functions serve the relay's transcoding,
 //! the recorder and, later, the mixer; the `*_into` forms reuse a buffer.
 
+use crate::codec::Codec;
+
+/// The codec given to [`decode_into`]/[`encode_into`] is not G.711.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not G.711")]
+pub struct NotG711(pub Codec);
+
+/// Decodes a PCMU or PCMA payload, appending to `out` (the entry point the
+/// recorder and the mixer use, whatever law a leg negotiated).
+pub fn decode_into(codec: Codec, payload: &[u8], out: &mut Vec<i16>) -> Result<(), NotG711> {
+    match codec {
+        Codec::Pcmu => decode_ulaw_into(payload, out),
+        Codec::Pcma => decode_alaw_into(payload, out),
+        other => return Err(NotG711(other)),
+    }
+    Ok(())
+}
+
+/// Encodes PCM as PCMU or PCMA, appending to `out`.
+pub fn encode_into(codec: Codec, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), NotG711> {
+    match codec {
+        Codec::Pcmu => encode_ulaw_into(pcm, out),
+        Codec::Pcma => encode_alaw_into(pcm, out),
+        other => return Err(NotG711(other)),
+    }
+    Ok(())
+}
+
 /// µ-law code → linear sample, for all 256 codes.
 static ULAW_TO_LINEAR: [i16; 256] = build_ulaw_table();
 /// A-law code → linear sample, for all 256 codes.
@@ -252,6 +280,26 @@ mod tests {
         assert_eq!(ulaw_to_linear(ULAW_SILENCE), 0);
         assert_eq!(linear_to_alaw(0), ALAW_SILENCE);
         assert_eq!(alaw_to_linear(ALAW_SILENCE), 8);
+    }
+
+    #[test]
+    fn dispatch_by_codec() {
+        let mut pcm = Vec::new();
+        decode_into(Codec::Pcma, &[ALAW_SILENCE], &mut pcm).expect("pcma");
+        decode_into(Codec::Pcmu, &[ULAW_SILENCE], &mut pcm).expect("pcmu");
+        assert_eq!(pcm, vec![8, 0]);
+        let mut bytes = Vec::new();
+        encode_into(Codec::Pcmu, &[0], &mut bytes).expect("pcmu");
+        encode_into(Codec::Pcma, &[0], &mut bytes).expect("pcma");
+        assert_eq!(bytes, vec![ULAW_SILENCE, ALAW_SILENCE]);
+        assert_eq!(
+            decode_into(Codec::Opus, &[1], &mut pcm),
+            Err(NotG711(Codec::Opus))
+        );
+        assert_eq!(
+            encode_into(Codec::Opus, &[1], &mut bytes),
+            Err(NotG711(Codec::Opus))
+        );
     }
 
     #[test]

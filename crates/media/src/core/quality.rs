@@ -37,6 +37,7 @@
 
 use std::time::Duration;
 
+use super::stats::{ReceiveSnapshot, RemoteReception};
 use crate::codec::Codec;
 
 /// R0 − Is at G.107's default parameters (see the module docs).
@@ -85,6 +86,38 @@ pub struct QualityInput {
     pub round_trip: Option<Duration>,
     /// Packet time in ms (20 for our streams).
     pub ptime_ms: f64,
+}
+
+impl QualityInput {
+    /// The direction we receive on a leg, from our own statistics
+    /// (cumulative loss) and the leg's RTT if RTCP gave one. `None` for a
+    /// codec that carries no speech.
+    pub fn inbound(
+        codec: Codec,
+        received: &ReceiveSnapshot,
+        round_trip: Option<Duration>,
+        ptime_ms: f64,
+    ) -> Option<Self> {
+        Some(QualityInput {
+            impairment: CodecImpairment::for_codec(codec)?,
+            loss: received.loss_ratio,
+            jitter_ms: received.jitter_ms,
+            round_trip,
+            ptime_ms,
+        })
+    }
+
+    /// The direction we send, as the peer's last report describes it
+    /// (its fraction lost for the last interval and its jitter).
+    pub fn outbound(codec: Codec, remote: &RemoteReception, ptime_ms: f64) -> Option<Self> {
+        Some(QualityInput {
+            impairment: CodecImpairment::for_codec(codec)?,
+            loss: remote.fraction_lost as f64 / 256.0,
+            jitter_ms: remote.jitter_ms,
+            round_trip: remote.round_trip,
+            ptime_ms,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -282,6 +315,44 @@ mod tests {
         assert_eq!(
             CodecImpairment::for_codec(Codec::Pcma),
             Some(CodecImpairment::G711_PLC)
+        );
+    }
+
+    #[test]
+    fn from_leg_statistics() {
+        use crate::core::stats::ReceiveStats;
+        use std::time::Instant;
+        // 10 % loss measured by ReceiveStats → fair-to-poor, not good.
+        let t0 = Instant::now();
+        let mut stats = ReceiveStats::new(8000);
+        for n in 0..200u32 {
+            if n % 10 != 3 {
+                stats.record_header(
+                    1,
+                    n as u16,
+                    n * 160,
+                    160,
+                    t0 + Duration::from_millis(20 * n as u64),
+                );
+            }
+        }
+        let input =
+            QualityInput::inbound(Codec::Pcmu, &stats.snapshot(), None, 20.0).expect("speech");
+        assert!((input.loss - 0.1).abs() < 1e-9);
+        let e = estimate(&input);
+        assert_eq!(e.class, QualityClass::Poor);
+        let remote = RemoteReception {
+            fraction_lost: 0,
+            cumulative_lost: 0,
+            jitter_ms: 2.0,
+            round_trip: Some(Duration::from_millis(40)),
+            received_at: t0,
+        };
+        let out = QualityInput::outbound(Codec::Opus, &remote, 20.0).expect("speech");
+        assert_eq!(estimate(&out).class, QualityClass::Good);
+        assert!(
+            QualityInput::outbound(Codec::TelephoneEvent { clock_rate: 8000 }, &remote, 20.0)
+                .is_none()
         );
     }
 }

@@ -8,6 +8,9 @@
 //! - [`SendStats`]: the direction we send: the counters a sender report
 //!   needs, and what the peer's report blocks say about our stream (its loss,
 //!   jitter, and the round-trip time).
+//! - [`LegStats`]: both directions of one leg, fed with the RTCP the peer
+//!   sends ([`LegStats::handle_rtcp`]) and producing ours
+//!   ([`LegStats::build_report`]: SR or RR, plus SDES CNAME).
 //!
 //! One deviation from A.1: a new source is still validated with
 //! `MIN_SEQUENTIAL` = 2 sequential packets, but once validated the
@@ -19,7 +22,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::rtcp::{NtpClock, NtpTime, ReportBlock, SenderReport};
+use super::rtcp::{
+    build_compound, NtpClock, NtpTime, ReceiverReport, ReportBlock, RtcpError, RtcpPacket,
+    SdesChunk, SenderReport,
+};
 use crate::packet::RtpPacket;
 
 const RTP_SEQ_MOD: u32 = 1 << 16;
@@ -472,6 +478,65 @@ impl SendStats {
     }
 }
 
+/// Both directions of one leg and the RTCP between us and its peer.
+#[derive(Debug, Clone)]
+pub struct LegStats {
+    pub receive: ReceiveStats,
+    pub send: SendStats,
+}
+
+impl LegStats {
+    /// `our_ssrc` is the SSRC we send with on this leg; `clock_rate` the
+    /// negotiated audio codec's RTP clock.
+    pub fn new(our_ssrc: u32, clock_rate: u32) -> Self {
+        LegStats {
+            receive: ReceiveStats::new(clock_rate),
+            send: SendStats::new(our_ssrc, clock_rate),
+        }
+    }
+
+    /// Takes in a parsed compound RTCP packet from the peer: an SR from the
+    /// source we receive gives the LSR of our next report; report blocks
+    /// about our SSRC give the peer's view of our stream and the RTT.
+    pub fn handle_rtcp(&mut self, packets: &[RtcpPacket], arrival: Instant, clock: &NtpClock) {
+        for packet in packets {
+            if let RtcpPacket::SenderReport(sr) = packet {
+                if self.receive.ssrc().is_none_or(|s| s == sr.ssrc) {
+                    self.receive.handle_sender_report(sr.ntp_time, arrival);
+                }
+            }
+            for block in packet.report_blocks() {
+                self.send.handle_report_block(block, arrival, clock);
+            }
+        }
+    }
+
+    /// Our compound RTCP packet at `now`: an SR when we have sent media
+    /// (else an RR), with a report block about the source we receive (when
+    /// one is validated), then SDES with our CNAME. Starts a new reporting
+    /// interval for the fraction lost.
+    pub fn build_report(
+        &mut self,
+        now: Instant,
+        clock: &NtpClock,
+        cname: &str,
+    ) -> Result<Vec<u8>, RtcpError> {
+        let blocks: Vec<ReportBlock> = self.receive.report_block(now).into_iter().collect();
+        let first = match self.send.sender_report(now, clock, blocks.clone()) {
+            Some(sr) => RtcpPacket::SenderReport(sr),
+            None => RtcpPacket::ReceiverReport(ReceiverReport {
+                ssrc: self.send.ssrc(),
+                reports: blocks,
+            }),
+        };
+        let sdes = RtcpPacket::SourceDescription(vec![SdesChunk {
+            ssrc: self.send.ssrc(),
+            cname: Some(cname.to_string()),
+        }]);
+        build_compound(&[first, sdes])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,5 +771,58 @@ mod tests {
         let s = stats.snapshot();
         assert!(s.loss_ratio >= 0.0 && s.loss_ratio <= 1.0);
         assert_eq!(s.packets, 50_000);
+    }
+
+    #[test]
+    fn two_legs_exchange_reports_and_measure_rtt() {
+        use crate::core::rtcp::parse_compound;
+        // A and B stream to each other over a path with 15 ms one-way delay;
+        // B loses every 20th packet from A.
+        let t0 = Instant::now();
+        let clock_a = NtpClock::new(t0, NtpTime::from_unix(Duration::from_secs(1_800_000_000)));
+        // B's wall clock is off by 3 s: RTT does not care.
+        let clock_b = NtpClock::new(t0, NtpTime::from_unix(Duration::from_secs(1_800_000_003)));
+        let mut a = LegStats::new(0xa, 8000);
+        let mut b = LegStats::new(0xb, 8000);
+        let delay = Duration::from_millis(15);
+        for n in 0..250u32 {
+            let at = t0 + PTIME * n;
+            a.send.record_sent(n * 160, 160, at);
+            if n % 20 != 7 {
+                b.receive
+                    .record_header(0xa, n as u16, n * 160, 160, at + delay);
+            }
+            b.send.record_sent(n * 160, 160, at);
+            a.receive
+                .record_header(0xb, n as u16, n * 160, 160, at + delay);
+        }
+        // A sends its SR at 5 s; B gets it 15 ms later.
+        let t_sr = t0 + Duration::from_secs(5);
+        let sr = a.build_report(t_sr, &clock_a, "a@test").expect("sr");
+        let parsed = parse_compound(&sr).expect("parse");
+        assert!(matches!(parsed[0], RtcpPacket::SenderReport(_)));
+        assert!(
+            matches!(&parsed[1], RtcpPacket::SourceDescription(c) if c[0].cname.as_deref() == Some("a@test"))
+        );
+        b.handle_rtcp(&parsed, t_sr + delay, &clock_b);
+        // B answers 100 ms later; A reads it 15 ms after that.
+        let t_rr = t_sr + delay + Duration::from_millis(100);
+        let rr = b.build_report(t_rr, &clock_b, "b@test").expect("rr");
+        let parsed = parse_compound(&rr).expect("parse");
+        let block = parsed[0].report_blocks()[0];
+        assert_eq!(block.ssrc, 0xa);
+        assert_eq!(block.cumulative_lost, 13);
+        assert_eq!(block.fraction_lost, (13 * 256 / 250) as u8);
+        a.handle_rtcp(&parsed, t_rr + delay, &clock_a);
+        let rtt = a.send.round_trip().expect("rtt").as_secs_f64() * 1000.0;
+        assert!((rtt - 30.0).abs() < 0.1, "{rtt}");
+        assert_eq!(a.send.remote().map(|r| r.cumulative_lost), Some(13));
+        // Before any media was sent, a leg reports with an RR.
+        let mut quiet = LegStats::new(0xc, 8000);
+        let rr = quiet.build_report(t0, &clock_a, "c").expect("rr");
+        assert!(matches!(
+            parse_compound(&rr).expect("parse")[0],
+            RtcpPacket::ReceiverReport(_)
+        ));
     }
 }
