@@ -130,6 +130,8 @@ impl TelephoneEvent {
 pub const UPDATE_INTERVAL: Duration = Duration::from_millis(50);
 /// Spacing of the end-packet retransmissions (one packet time).
 pub const END_REPEAT_INTERVAL: Duration = Duration::from_millis(20);
+/// Longer tones are cut to this (a key press; bounds the packet count).
+pub const MAX_TONE: Duration = Duration::from_secs(8);
 /// The usual volume (−10 dBm0).
 pub const DEFAULT_VOLUME: u8 = 10;
 
@@ -149,9 +151,9 @@ pub struct EventPacket {
 /// `clock_rate`) of the moment the tone starts. Packet k goes out at
 /// k × 50 ms and carries the duration covered once its interval has
 /// played, up to the tone's length; the first that reaches the length has
-/// the end bit and is sent three times, 20 ms apart. The 16-bit duration
-/// field limits one event to 65535 units (8.2 s at 8 kHz); longer tones
-/// are cut there (RFC 4733's segmenting is not needed for key presses).
+/// the end bit and is sent three times, 20 ms apart. Tones are cut to
+/// [`MAX_TONE`] and to the 16-bit duration field (65535 units, 1.4 s at
+/// 48 kHz); RFC 4733's long-event segmenting is not needed for key presses.
 pub fn generate(
     digit: Digit,
     duration: Duration,
@@ -162,11 +164,13 @@ pub fn generate(
     let units = |d: Duration| -> u16 {
         (d.as_nanos() * clock_rate as u128 / 1_000_000_000).min(u16::MAX as u128) as u16
     };
-    let total = units(duration).max(1);
+    let total = units(duration.min(MAX_TONE)).max(1);
+    // At least one unit per update, so odd clock rates still terminate.
+    let step = units(UPDATE_INTERVAL).max(1);
     let mut packets = Vec::new();
-    let mut k: u32 = 0;
+    let mut k: u16 = 0;
     loop {
-        let covered = units(UPDATE_INTERVAL * (k + 1)).min(total);
+        let covered = step.saturating_mul(k.saturating_add(1)).min(total);
         let end = covered >= total || covered == u16::MAX;
         let event = TelephoneEvent {
             event: digit.event(),
@@ -174,7 +178,7 @@ pub fn generate(
             volume: volume & 0x3f,
             duration: covered,
         };
-        let offset = UPDATE_INTERVAL * k;
+        let offset = UPDATE_INTERVAL * k as u32;
         if end {
             for r in 0..3 {
                 packets.push(EventPacket {
@@ -434,9 +438,18 @@ mod tests {
         assert_eq!(short.len(), 3);
         assert!(short[0].marker && short[0].event.end);
         assert!(!short[1].marker && !short[2].marker);
-        // Very long: capped at the 16-bit duration.
+        // Very long: capped at 8 s (64000 units at 8 kHz), and at the
+        // 16-bit field at 48 kHz.
         let long = generate(d('0'), Duration::from_secs(20), 10, 8000, 0);
+        assert_eq!(long.last().map(|p| p.event.duration), Some(64_000));
+        let long = generate(d('0'), Duration::from_secs(20), 10, 48_000, 0);
         assert_eq!(long.last().map(|p| p.event.duration), Some(u16::MAX));
+        // Nonsense clock rates (from a peer's SDP) still end quickly.
+        for rate in [0, 1, 7, u32::MAX] {
+            let packets = generate(d('0'), Duration::from_secs(3600), 10, rate, 0);
+            assert!(packets.len() <= 200, "{rate}: {}", packets.len());
+            assert!(packets.last().is_some_and(|p| p.event.end));
+        }
     }
 
     #[test]

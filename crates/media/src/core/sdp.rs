@@ -422,11 +422,27 @@ impl SessionDescription {
 
     /// The first audio m-line with a port, as the relay sees it.
     pub fn audio(&self) -> Option<AudioView> {
-        let (index, media) = self
+        let index = self
             .media
             .iter()
-            .enumerate()
-            .find(|(_, m)| m.kind == "audio" && m.port != 0)?;
+            .position(|m| m.kind == "audio" && m.port != 0)?;
+        self.audio_at(index)
+    }
+
+    /// The first audio m-line with a port and a plain RTP profile: the one
+    /// we answer (an offer may list RTP/SAVP first and RTP/AVP as a
+    /// fallback).
+    pub fn plain_audio(&self) -> Option<AudioView> {
+        let index = self
+            .media
+            .iter()
+            .position(|m| m.kind == "audio" && m.port != 0 && m.is_plain_rtp())?;
+        self.audio_at(index)
+    }
+
+    /// The audio view of m-line `index`.
+    pub fn audio_at(&self, index: usize) -> Option<AudioView> {
+        let media = self.media.get(index)?;
         let connection = media.connection.as_ref().or(self.connection.as_ref());
         let ip = connection.and_then(Connection::ip);
         let on_hold_address = connection.is_some_and(Connection::is_hold);

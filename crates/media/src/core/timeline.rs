@@ -61,6 +61,8 @@ impl Timeline {
 /// differ by more than this, the stream is re-anchored.
 pub const DEFAULT_MAX_DRIFT: Duration = Duration::from_millis(500);
 
+const POSITION_LIMIT: i128 = 1 << 60;
+
 #[derive(Debug, Clone, Copy)]
 struct Anchor {
     ssrc: u32,
@@ -177,8 +179,11 @@ impl StreamClock {
 
 impl Anchor {
     fn place(&self, timeline: &Timeline, rtp_timestamp: u32, clock_rate: u32) -> i64 {
-        let ticks = rtp_timestamp.wrapping_sub(self.rtp_timestamp) as i32 as i64;
-        self.position + ticks * timeline.sample_rate() as i64 / clock_rate.max(1) as i64
+        let ticks = rtp_timestamp.wrapping_sub(self.rtp_timestamp) as i32 as i128;
+        let offset = ticks * timeline.sample_rate() as i128 / clock_rate.max(1) as i128;
+        // Clamped far inside i64 so later arithmetic on positions cannot
+        // overflow whatever the clock rates.
+        (self.position as i128 + offset).clamp(-POSITION_LIMIT, POSITION_LIMIT) as i64
     }
 }
 

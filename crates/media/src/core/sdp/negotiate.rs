@@ -169,7 +169,7 @@ impl LocalSdp {
 
     /// Our answer to `offer` (see the module docs for the rules).
     pub fn answer(&mut self, offer: &SessionDescription, local: &LocalAudio) -> Answer {
-        let remote = offer.audio();
+        let remote = offer.plain_audio();
         let mut negotiated = None;
         let mut media = Vec::with_capacity(offer.media.len());
         for (index, offered) in offer.media.iter().enumerate() {

@@ -296,6 +296,15 @@ fn other_m_lines_and_no_common_codec_get_port_zero() {
     assert!(answer.audio.is_none());
     assert_eq!(answer.sdp.media[0].port, 0);
 
+    // SRTP offered first with a plain fallback line: the plain one is used.
+    let fallback = ASTERISK_OFFER.replace("RTP/AVP", "RTP/SAVP")
+        + "m=audio 10058 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    let answer = local.answer(&parse(&fallback), &ours());
+    let audio = answer.audio.expect("fallback line");
+    assert_eq!((audio.index, audio.codec), (1, Codec::Pcma));
+    assert_eq!(answer.sdp.media[0].port, 0);
+    assert_eq!(answer.sdp.media[0].protocol, "RTP/SAVP");
+
     // A first audio line with port 0 is skipped for the next audio line.
     let two = SIPP_OFFER.replace("m=audio 6000", "m=audio 0") + "m=audio 6002 RTP/AVP 8\r\n";
     let answer = local.answer(&parse(&two), &ours());
