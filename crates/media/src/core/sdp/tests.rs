@@ -4,7 +4,9 @@ use super::negotiate::{default_payload_type, read_answer};
 use super::*;
 use crate::core::testutil::Rng;
 
-/// Asterisk (chan_pjsip) offering G.711 and telephone-event.
+/// Asterisk (chan_pjsip) offering G.711 and telephone-event, written after
+/// its usual form (not a capture: the transcripts in shared/asterisk hold
+/// AMI events, no SDP, and Asterisk is not installed here).
 const ASTERISK_OFFER: &str = "v=0\r\n\
 o=- 1737014623 1737014623 IN IP4 127.0.0.1\r\n\
 s=Asterisk\r\n\
@@ -19,36 +21,40 @@ a=ptime:20\r\n\
 a=maxptime:150\r\n\
 a=sendrecv\r\n";
 
-/// baresip (LF line ends here, as some stacks log/forward them), opus first.
-const BARESIP_OFFER: &str = "v=0
-o=- 1417064181 3178405540 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio 10112 RTP/AVP 96 0 8 101
-b=AS:64
-a=rtpmap:96 opus/48000/2
-a=fmtp:96 stereo=1;sprop-stereo=1
-a=rtpmap:0 PCMU/8000
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=sendrecv
-a=label:1
-a=ssrc:2411298463 cname:43c3a3b4-7a1e-4f0e
-a=rtcp-rsize
-a=ptime:20
-";
-
-/// linphone: session-level rtcp-xr, many codecs, telephone-event at three
-/// rates, a video m-line after the audio one.
-const LINPHONE_OFFER: &str = "v=0\r\n\
-o=alice 3065 2553 IN IP4 127.0.0.1\r\n\
-s=Talk\r\n\
+/// baresip 1.0.0 (Debian baresip-core, modules opus, g722, g711), captured
+/// here: its INVITE to a UDP listener on 127.0.0.1.
+const BARESIP_OFFER: &str = "v=0\r\n\
+o=- 4073902164 836798568 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
 c=IN IP4 127.0.0.1\r\n\
 t=0 0\r\n\
+a=tool:baresip 1.0.0\r\n\
+m=audio 41000 RTP/AVP 96 9 0 8 101\r\n\
+a=rtpmap:96 opus/48000/2\r\n\
+a=fmtp:96 stereo=1;sprop-stereo=1\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=sendrecv\r\n\
+a=label:1\r\n\
+a=rtcp-rsize\r\n\
+a=ssrc:320787559 cname:sip:alice@127.0.0.1\r\n\
+a=minptime:20\r\n\
+a=ptime:20\r\n";
+
+/// linphonec (Debian linphone-cli, liblinphone 5.1) with its default
+/// configuration, captured here the same way: session-level rtcp-xr, many
+/// codecs, telephone-event at three rates, and an IPv6 `c=` (the host's
+/// interface address, although it called 127.0.0.1).
+const LINPHONE_OFFER: &str = "v=0\r\n\
+o=linphone 2188 552 IN IP6 fd00::2\r\n\
+s=Talk\r\n\
+c=IN IP6 fd00::2\r\n\
+t=0 0\r\n\
 a=rtcp-xr:rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics\r\n\
-m=audio 7078 RTP/AVP 96 97 98 18 0 8 101 99 100\r\n\
+m=audio 42094 RTP/AVP 96 97 98 0 8 18 99 100 101\r\n\
 a=rtpmap:96 opus/48000/2\r\n\
 a=fmtp:96 useinbandfec=1\r\n\
 a=rtpmap:97 speex/16000\r\n\
@@ -56,14 +62,18 @@ a=fmtp:97 vbr=on\r\n\
 a=rtpmap:98 speex/8000\r\n\
 a=fmtp:98 vbr=on\r\n\
 a=fmtp:18 annexb=yes\r\n\
-a=rtpmap:101 telephone-event/48000\r\n\
-a=rtpmap:99 telephone-event/16000\r\n\
-a=rtpmap:100 telephone-event/8000\r\n\
-a=rtcp-fb:* trr-int 1000\r\n\
-a=rtcp-fb:* ccm tmmbr\r\n\
-m=video 9078 RTP/AVP 96\r\n\
-a=rtpmap:96 VP8/90000\r\n\
-a=rtcp-fb:* trr-int 1000\r\n";
+a=rtpmap:99 telephone-event/48000\r\n\
+a=rtpmap:100 telephone-event/16000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=rtcp-fb:* trr-int 5000\r\n\
+a=rtcp-fb:* ccm tmmbr\r\n";
+
+/// The linphone offer with a video m-line after the audio one (what it
+/// sends with video enabled).
+fn linphone_with_video() -> String {
+    LINPHONE_OFFER.to_string()
+        + "m=video 9078 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:* trr-int 1000\r\n"
+}
 
 /// sipp's stock UAC offer (PCMU only, no rtpmap needed for PT 0).
 const SIPP_OFFER: &str = "v=0\r\n\
@@ -73,13 +83,15 @@ c=IN IP4 127.0.0.1\r\n\
 t=0 0\r\n\
 m=audio 6000 RTP/AVP 0\r\n";
 
-/// A carrier: media-level c=, a=rtcp with its own address, G.729 first.
+/// A carrier (written, not captured): media-level c=, b=, a=rtcp with its
+/// own address, G.729 first.
 const CARRIER_OFFER: &str = "v=0\r\n\
 o=Sonus_UAC 27431 1965 IN IP4 192.0.2.10\r\n\
 s=SIP Media Capabilities\r\n\
 t=0 0\r\n\
 m=audio 24570 RTP/AVP 18 0 101\r\n\
 c=IN IP4 192.0.2.20\r\n\
+b=AS:80\r\n\
 a=rtpmap:18 G729/8000\r\n\
 a=fmtp:18 annexb=no\r\n\
 a=rtpmap:0 PCMU/8000\r\n\
@@ -123,9 +135,11 @@ fn parses_asterisk_offer() {
 
 #[test]
 fn parses_lf_only_and_keeps_unknown_attributes() {
-    let sdp = parse(BARESIP_OFFER);
+    // baresip's offer with LF line ends, as some stacks forward bodies.
+    let sdp = parse(&BARESIP_OFFER.replace("\r\n", "\n"));
+    assert_eq!(sdp, parse(BARESIP_OFFER));
+    assert_eq!(sdp.attributes[0].name, "tool");
     let m = &sdp.media[0];
-    assert_eq!(m.other_lines, vec!["b=AS:64".to_string()]);
     assert!(m
         .attributes
         .iter()
@@ -134,14 +148,24 @@ fn parses_lf_only_and_keeps_unknown_attributes() {
         .attributes
         .iter()
         .any(|a| a.name == "ssrc"
-            && a.value.as_deref() == Some("2411298463 cname:43c3a3b4-7a1e-4f0e")));
+            && a.value.as_deref() == Some("320787559 cname:sip:alice@127.0.0.1")));
     let audio = sdp.audio().expect("audio");
     assert_eq!(audio.formats[0].codec, Some(Codec::Opus));
     assert_eq!(audio.formats[0].channels, Some(2));
+    assert_eq!(
+        (audio.formats[1].encoding.as_str(), audio.formats[1].codec),
+        ("G722", None)
+    );
+    assert_eq!(audio.ptime, Some(20));
     // Re-serialised with CRLF and parsed again: the same description.
     let again = parse(&sdp.to_string());
     assert_eq!(again, sdp);
-    assert!(sdp.to_string().contains("\r\nb=AS:64\r\n"));
+    // b= lines are kept, after the media c=.
+    let carrier = parse(CARRIER_OFFER).to_string();
+    assert!(
+        carrier.contains("c=IN IP4 192.0.2.20\r\nb=AS:80\r\n"),
+        "{carrier}"
+    );
 }
 
 #[test]
@@ -151,7 +175,8 @@ fn static_payload_types_without_rtpmap() {
     assert_eq!(audio.formats[0].codec, Some(Codec::Pcmu));
     assert_eq!(audio.formats[0].encoding, "PCMU");
     let linphone = parse(LINPHONE_OFFER).audio().expect("audio");
-    let g729 = &linphone.formats[3];
+    assert_eq!(linphone.rtp, Some("[fd00::2]:42094".parse().expect("addr")));
+    let g729 = &linphone.formats[5];
     assert_eq!(
         (g729.payload_type, g729.encoding.as_str(), g729.codec),
         (18, "G729", None)
@@ -245,21 +270,33 @@ fn telephone_event_only_if_offered_and_at_the_codecs_rate() {
     assert_eq!(answer.audio.as_ref().map(|a| a.telephone_event), Some(None));
     assert!(!answer.sdp.to_string().contains("telephone-event"));
     // linphone offers opus first; with G.711 only we take PCMU (PT 0) and
-    // its 8 kHz telephone-event (PT 100), not the 48 kHz one.
+    // its 8 kHz telephone-event (PT 101), not the 48 kHz one (PT 99).
     let answer = local.answer(&parse(LINPHONE_OFFER), &ours());
     let audio = answer.audio.expect("negotiated");
     assert_eq!(
         (audio.codec, audio.telephone_event),
-        (Codec::Pcmu, Some(100))
+        (Codec::Pcmu, Some(101))
     );
-    // Supporting opus: opus (PT 96) with the 48 kHz event (PT 101).
+    // baresip: opus, G.722 first; PCMU with its event (PT 101, events 0-15).
+    let answer = local.answer(&parse(BARESIP_OFFER), &ours());
+    let audio = answer.audio.expect("negotiated");
+    assert_eq!(
+        (audio.codec, audio.payload_type, audio.telephone_event),
+        (Codec::Pcmu, 0, Some(101))
+    );
+    assert!(answer
+        .sdp
+        .to_string()
+        .contains("m=audio 30000 RTP/AVP 0 101\r\n"));
+    assert!(answer.sdp.to_string().contains("a=fmtp:101 0-15\r\n"));
+    // Supporting opus: opus (PT 96) with the 48 kHz event (PT 99).
     let mut with_opus = ours();
     with_opus.codecs = vec![Codec::Pcmu, Codec::Opus];
     let answer = local.answer(&parse(LINPHONE_OFFER), &with_opus);
     let audio = answer.audio.expect("negotiated");
     assert_eq!(
         (audio.codec, audio.payload_type, audio.telephone_event),
-        (Codec::Opus, 96, Some(101))
+        (Codec::Opus, 96, Some(99))
     );
     let text = answer.sdp.to_string();
     assert!(
@@ -276,7 +313,7 @@ fn telephone_event_only_if_offered_and_at_the_codecs_rate() {
 #[test]
 fn other_m_lines_and_no_common_codec_get_port_zero() {
     let mut local = LocalSdp::new(1, IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let answer = local.answer(&parse(LINPHONE_OFFER), &ours());
+    let answer = local.answer(&parse(&linphone_with_video()), &ours());
     assert_eq!(answer.sdp.media.len(), 2);
     assert_eq!(answer.sdp.media[1].port, 0);
     assert!(answer.sdp.to_string().contains("m=video 0 RTP/AVP 96\r\n"));
