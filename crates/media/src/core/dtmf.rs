@@ -241,9 +241,9 @@ pub struct DtmfReceiver {
     clock_rate: u32,
     timeout: Duration,
     current: Option<Ongoing>,
-    /// Timestamps of recently finished events: retransmitted end packets
-    /// and late updates of those are ignored.
-    finished: VecDeque<u32>,
+    /// Recently finished events (timestamp, event code): retransmitted end
+    /// packets and late updates of those are ignored.
+    finished: VecDeque<(u32, u8)>,
     ready: VecDeque<ReceivedDigit>,
 }
 
@@ -281,11 +281,14 @@ impl DtmfReceiver {
         let Some(digit) = event.digit() else {
             return Ok(());
         };
-        if self.finished.contains(&timestamp) {
+        if self.finished.contains(&(timestamp, event.event)) {
             return Ok(());
         }
+        // A different timestamp, or (from senders that reuse one) a
+        // different event, is a new event.
+        let same = |c: &Ongoing| c.timestamp == timestamp && c.digit == digit;
         if let Some(cur) = self.current {
-            if cur.timestamp != timestamp {
+            if !same(&cur) {
                 self.finish(cur, DigitEnd::NextEvent);
             }
         }
@@ -294,7 +297,7 @@ impl DtmfReceiver {
             digit,
             duration: self
                 .current
-                .filter(|c| c.timestamp == timestamp)
+                .filter(same)
                 .map_or(event.duration, |c| c.duration.max(event.duration)),
             last_seen: now,
         };
@@ -336,7 +339,7 @@ impl DtmfReceiver {
         if self.finished.len() == FINISHED_MEMORY {
             self.finished.pop_front();
         }
-        self.finished.push_back(cur.timestamp);
+        self.finished.push_back((cur.timestamp, cur.digit.event()));
         let nanos = cur.duration as u64 * 1_000_000_000 / self.clock_rate as u64;
         self.ready.push_back(ReceivedDigit {
             digit: cur.digit,
@@ -527,6 +530,22 @@ mod tests {
         rx.handle_packet(5000, &end.to_bytes(), deadline)
             .expect("p");
         assert_eq!(rx.poll_digit(), None);
+    }
+
+    #[test]
+    fn a_sender_reusing_one_timestamp_still_gets_both_digits() {
+        let t0 = Instant::now();
+        let mut rx = DtmfReceiver::new(8000);
+        for c in ['4', '2'] {
+            for p in generate(d(c), Duration::from_millis(100), 10, 8000, 777) {
+                rx.handle_packet(p.timestamp, &p.event.to_bytes(), t0 + p.offset)
+                    .expect("packet");
+            }
+        }
+        let got: Vec<Digit> = std::iter::from_fn(|| rx.poll_digit())
+            .map(|r| r.digit)
+            .collect();
+        assert_eq!(got, vec![d('4'), d('2')]);
     }
 
     #[test]

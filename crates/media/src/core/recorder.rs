@@ -15,6 +15,11 @@
 //! No file I/O here: [`Recorder::poll_bytes`] gives little-endian chunks
 //! for [`crate::core::wav::WavWriter::write_bytes`] in the shell.
 //!
+//! Recording rule (research/callcenter.md §0.1): record what the customer
+//! said and heard. When a supervisor barges, the shell feeds the agent side
+//! with the mix the customer hears (agent + supervisor, from the mixer); a
+//! whisper, which the customer does not hear, is not fed.
+//!
 //! Run-loop: [`Recorder::push_frame`] per decoded frame (in any order),
 //! [`Recorder::poll_samples`] / [`Recorder::poll_bytes`] from a timer (every
 //! 100 ms or so), [`Recorder::finish`] at hang-up.

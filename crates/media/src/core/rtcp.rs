@@ -224,16 +224,26 @@ pub fn is_rtcp(datagram: &[u8]) -> bool {
 /// Parses a compound RTCP packet. RFC 3550 §6.1 requires it to start with
 /// an SR or RR; every packet must be version 2 and fit its length field.
 pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, RtcpError> {
-    let mut packets = Vec::new();
-    let mut rest = buf;
-    if rest.is_empty() {
+    let packets = parse_packets(buf)?;
+    match packets.first() {
+        Some(p) if !matches!(p.packet_type(), PT_SR | PT_RR) => {
+            Err(RtcpError::NotReportFirst(p.packet_type()))
+        }
+        _ => Ok(packets),
+    }
+}
+
+/// Parses a datagram of RTCP packets that need not start with a report:
+/// reduced-size RTCP (RFC 5506, `a=rtcp-rsize`, which baresip offers and
+/// browsers use) sends lone feedback packets.
+pub fn parse_packets(buf: &[u8]) -> Result<Vec<RtcpPacket>, RtcpError> {
+    if buf.is_empty() {
         return Err(RtcpError::TooShort(0));
     }
+    let mut packets = Vec::new();
+    let mut rest = buf;
     while !rest.is_empty() {
         let (packet, used) = parse_one(rest)?;
-        if packets.is_empty() && !matches!(packet.packet_type(), PT_SR | PT_RR) {
-            return Err(RtcpError::NotReportFirst(packet.packet_type()));
-        }
         packets.push(packet);
         rest = &rest[used..];
     }
@@ -635,6 +645,9 @@ mod tests {
             parse_compound(&bytes),
             Err(RtcpError::NotReportFirst(PT_BYE))
         );
+        // Reduced-size RTCP allows it.
+        assert_eq!(parse_packets(&bytes).map(|p| p.len()), Ok(1));
+        assert_eq!(parse_packets(&[]), Err(RtcpError::TooShort(0)));
     }
 
     #[test]
@@ -743,6 +756,7 @@ mod tests {
                 }
             }
             let _ = parse_compound(&bytes);
+            let _ = parse_packets(&bytes);
             let _ = parse_compound(&rng.mutate(&valid));
         }
     }
