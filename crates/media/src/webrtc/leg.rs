@@ -396,12 +396,24 @@ impl WebRtcLeg {
                     .sdp_api()
                     .accept_offer(offer)
                     .map_err(|e| e.to_string())?;
-                Ok::<_, String>(answer.to_sdp_string())
+                // str0m only announces media (`MediaAdded`) once SRTP is up;
+                // the audio mid is needed before that, so read it here.
+                let mid = answer
+                    .media_lines
+                    .iter()
+                    .find(|m| {
+                        !m.disabled && m.rtp_params().iter().any(|p| p.spec().codec.is_audio())
+                    })
+                    .map(|m| m.mid());
+                Ok::<_, String>((mid, answer.to_sdp_string()))
             })
             .ok_or(WebRtcError::Dead)?;
         self.drain();
+        let (mid, answer) = result.map_err(WebRtcError::Sdp)?;
+        if self.mid.is_none() {
+            self.mid = mid;
+        }
         self.refresh_negotiation();
-        let answer = result.map_err(WebRtcError::Sdp)?;
         if self.mid.is_none() {
             return Err(WebRtcError::Sdp("the offer has no usable audio".into()));
         }
@@ -665,10 +677,8 @@ impl WebRtcLeg {
                 }
                 _ => {}
             },
-            Event::MediaAdded(added) => {
-                if added.kind == MediaKind::Audio && self.mid.is_none() {
-                    self.mid = Some(added.mid);
-                }
+            Event::MediaAdded(added) if added.kind == MediaKind::Audio && self.mid.is_none() => {
+                self.mid = Some(added.mid);
             }
             Event::RtpPacket(p) => {
                 let pt = *p.header.payload_type;
@@ -822,5 +832,37 @@ mod tests {
             "late packet stays in cycle 0"
         );
         assert_eq!(leg.extend_tx_seq(1), 65537);
+    }
+
+    #[test]
+    fn a_panic_inside_str0m_kills_only_the_leg() {
+        let config = WebRtcConfig::new(&WebRtcSettings::default()).expect("config");
+        let now = Instant::now();
+        let mut leg = WebRtcLeg::new(&config, now, &LegOptions::g711_first(40000)).expect("leg");
+        let mut other = WebRtcLeg::new(&config, now, &LegOptions::g711_first(40000)).expect("leg");
+        // What str0m does on a broken invariant: the documented RTP-mode
+        // misuse (`writer()` panics in RTP mode) stands in for an internal bug.
+        let out = leg.with_rtc(|rtc| rtc.writer(Mid::from("a")).is_some());
+        assert_eq!(out, None);
+        assert!(!leg.is_alive());
+        assert!(matches!(
+            leg.poll_event(),
+            Some(WebRtcEvent::Failed { reason }) if reason.contains("panicked")
+        ));
+        assert_eq!(leg.poll_timeout(), None);
+        // Every entry point is inert afterwards, none panics.
+        leg.handle_timeout(now);
+        leg.handle_receive(
+            now,
+            "127.0.0.1:1".parse().expect("a"),
+            "127.0.0.1:2".parse().expect("a"),
+            &[0x80; 40],
+        );
+        assert!(matches!(leg.create_offer(), Err(WebRtcError::Dead)));
+        assert!(leg.accept_offer("v=0").is_err());
+        assert_eq!(leg.poll_event(), None);
+        // The other leg, built from the same config, is untouched.
+        assert!(other.create_offer().is_ok());
+        assert!(other.is_alive());
     }
 }

@@ -68,7 +68,18 @@ pub(super) fn with_connection_address(sdp: &str, addr: SocketAddr) -> String {
     let mut out = String::with_capacity(sdp.len() + 32);
     for line in sdp.lines() {
         let line = line.trim_end();
-        if line.starts_with("c=IN ") {
+        if let Some(origin) = line.strip_prefix("o=") {
+            // o=<user> <session id> <version> IN IP4 <address>
+            let fields: Vec<&str> = origin.split(' ').collect();
+            if fields.len() == 6 {
+                out.push_str(&format!(
+                    "o={} {} {} IN {family} {ip}",
+                    fields[0], fields[1], fields[2]
+                ));
+            } else {
+                out.push_str(line);
+            }
+        } else if line.starts_with("c=IN ") {
             out.push_str(&format!("c=IN {family} {ip}"));
         } else if let Some(rest) = line.strip_prefix("m=") {
             let mut fields = rest.splitn(3, ' ');
@@ -119,10 +130,14 @@ mod tests {
 
     #[test]
     fn placeholders_replaced_by_the_candidate_address() {
-        let sdp = "v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0 101\r\na=rtcp:9 IN IP4 0.0.0.0\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\n";
+        let sdp = "v=0\r\no=str0m-0.25.0 42 2 IN IP4 0.0.0.0\r\nc=IN IP4 0.0.0.0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0 101\r\na=rtcp:9 IN IP4 0.0.0.0\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\n";
         let fixed = with_connection_address(sdp, "127.0.0.1:31000".parse().expect("addr"));
         assert!(!fixed.contains("0.0.0.0"), "{fixed}");
         assert!(fixed.contains("c=IN IP4 127.0.0.1\r\n"), "{fixed}");
+        assert!(
+            fixed.contains("o=str0m-0.25.0 42 2 IN IP4 127.0.0.1\r\n"),
+            "{fixed}"
+        );
         assert!(fixed.contains("m=audio 31000 UDP/TLS/RTP/SAVPF 0 101\r\n"));
         assert!(fixed.contains("a=rtcp:31000 IN IP4 127.0.0.1\r\n"));
         assert!(fixed.contains("m=video 0 UDP/TLS/RTP/SAVPF 96\r\n"));
