@@ -417,8 +417,9 @@ fn browser_offers_then_media_and_dtmf_cross_both_ways() {
         .contains(&WebRtcEvent::DirectionChanged(MediaDirection::SendRecv)));
     exchange_media(&mut net);
 
-    // Stats come on their interval, with what crossed.
-    net.run_for(Duration::from_secs(3));
+    // Stats come on their interval, with what crossed; RTT once a sender
+    // report (every 5 s for audio) has been answered by a receiver report.
+    net.run_for(Duration::from_secs(12));
     let ingress = net
         .events
         .iter()
@@ -429,10 +430,19 @@ fn browser_offers_then_media_and_dtmf_cross_both_ways() {
         .last()
         .expect("ingress stats");
     assert!(ingress.packets >= 12, "{ingress:?}");
-    assert!(net
+    let egress = net
         .events
         .iter()
-        .any(|e| matches!(e, WebRtcEvent::Stats(WebRtcStats::Egress(s)) if s.packets >= 11)));
+        .filter_map(|e| match e {
+            WebRtcEvent::Stats(WebRtcStats::Egress(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .last()
+        .expect("egress stats");
+    assert!(egress.packets >= 11, "{egress:?}");
+    assert_eq!(egress.remote_packets_lost, Some(0), "{egress:?}");
+    let rtt = egress.rtt.expect("RTT from the browser's receiver report");
+    assert!(rtt < Duration::from_millis(100), "{egress:?}");
     assert_eq!(net.leg.drop_counters().unnegotiated_rtp, 0);
 }
 
