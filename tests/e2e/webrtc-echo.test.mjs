@@ -82,6 +82,23 @@ for (const [codecs, mime] of [
       );
       assert.equal(last.state, 'connected');
       assert.equal(last.codec, mime, JSON.stringify(last));
+
+      // RFC 4733 from Chrome's RTCDTMFSender reaches the leg as telephone-event.
+      // Both clocks are negotiated and Chromium 156 picks telephone-event/8000,
+      // next to opus too (also with 48 kHz listed first in the answer: tried).
+      const before = output.join('').match(/telephone-event \d+/g)?.length ?? 0;
+      await person.page.evaluate(() => window.pc.getSenders()[0].dtmf.insertDTMF('5#', 100, 70));
+      const dtmfDeadline = Date.now() + 10000;
+      let events = [];
+      while (Date.now() < dtmfDeadline) {
+        events = output.join('').match(/telephone-event \d+ at \d+ Hz/g) ?? [];
+        if (events.length >= before + 2) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.deepEqual(events.slice(before), [
+        'telephone-event 5 at 8000 Hz',
+        'telephone-event 11 at 8000 Hz',
+      ], output.join(''));
     } finally {
       await person.close();
     }

@@ -4,7 +4,8 @@
 //! - `GET /` serves a page that offers audio from the (fake) microphone;
 //! - `POST /offer` takes the browser's SDP offer and answers with a new leg
 //!   (`?codecs=g711` puts PCMU first, the default puts opus first);
-//! - every RTP packet a leg receives is sent back to its browser unchanged.
+//! - every RTP packet a leg receives is sent back to its browser unchanged;
+//!   RFC 4733 events are also printed (`telephone-event N`), once per event.
 //!
 //! Only std: one thread, one UDP port shared by every leg and demultiplexed by
 //! ICE ufrag then source address, a non-blocking HTTP listener, both on
@@ -12,11 +13,12 @@
 //!
 //! Run: `cargo run -p media --example webrtc_echo`; it prints the page's URL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use media::codec::Codec;
 use media::webrtc::{
     LegOptions, WebRtcConfig, WebRtcDemux, WebRtcEvent, WebRtcLeg, WebRtcSettings,
 };
@@ -61,6 +63,7 @@ struct Echo {
     legs: HashMap<u64, WebRtcLeg>,
     demux: WebRtcDemux<u64>,
     next_key: u64,
+    dtmf_reported: HashSet<(u64, u32)>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -85,6 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         legs: HashMap::new(),
         demux: WebRtcDemux::new(),
         next_key: 0,
+        dtmf_reported: HashSet::new(),
     };
     println!("webrtc_echo listening on http://{}/", http.local_addr()?);
     std::io::stdout().flush()?;
@@ -145,7 +149,20 @@ impl Echo {
                 let mut echoes = Vec::new();
                 while let Some(event) = leg.poll_event() {
                     match event {
-                        WebRtcEvent::Rtp { packet, .. } => echoes.push(packet),
+                        WebRtcEvent::Rtp { packet, codec } => {
+                            // RFC 4733: report each event once, on its end packet.
+                            if let Codec::TelephoneEvent { clock_rate } = codec {
+                                // The end packet is sent three times: same timestamp.
+                                let end = packet.payload.get(1).is_some_and(|b| b & 0x80 != 0);
+                                if end && self.dtmf_reported.insert((*key, packet.timestamp)) {
+                                    println!(
+                                        "leg {key}: telephone-event {} at {clock_rate} Hz",
+                                        packet.payload.first().copied().unwrap_or(255)
+                                    );
+                                }
+                            }
+                            echoes.push(packet)
+                        }
                         WebRtcEvent::Failed { reason } => {
                             println!("leg {key} failed: {reason}");
                             dead.push(*key);
@@ -254,7 +271,11 @@ impl Echo {
                     "ufrag clash",
                 );
             }
-            println!("leg {key}: answered, ufrag {}", leg.local_ufrag());
+            let pts: Vec<_> = leg.payload_types().collect();
+            println!(
+                "leg {key}: answered, ufrag {}, payload types {pts:?}",
+                leg.local_ufrag()
+            );
             self.legs.insert(key, leg);
             return respond(&mut stream, "200 OK", "application/sdp", &answer);
         }

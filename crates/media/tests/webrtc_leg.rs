@@ -656,3 +656,33 @@ fn payload_types_outside_the_negotiation_are_dropped_both_ways() {
     );
     assert_eq!(refused, Err(SendError::UnnegotiatedPayloadType(8)));
 }
+
+#[test]
+fn a_browser_that_goes_silent_is_reported_disconnected() {
+    let mut net = Net::new(LegOptions::g711_first(40000));
+    let (offer, pending) = net.browser.offer(Direction::SendRecv);
+    let answer = net.leg.accept_offer(&offer).expect("answer");
+    net.browser.accept_answer(pending, &answer);
+    net.connect();
+    // The browser vanishes: nothing of it reaches the leg any more.
+    let silent_at = net.now;
+    let end = net.now + Duration::from_secs(30);
+    while net.now < end && !net.events.contains(&WebRtcEvent::Disconnected) {
+        net.now += Duration::from_millis(100);
+        let now = net.now;
+        net.leg.handle_timeout(now);
+        while net.leg.poll_transmit().is_some() {}
+        while let Some(e) = net.leg.poll_event() {
+            net.events.push(e);
+        }
+    }
+    assert!(
+        net.events.contains(&WebRtcEvent::Disconnected),
+        "no Disconnected within 30 s: {:?}",
+        net.events
+    );
+    // str0m 0.25's ICE-lite agent declares it after 15 s without checks
+    // (not before a few seconds: one lost consent check is no disconnection).
+    let after = net.now - silent_at;
+    assert!(after >= Duration::from_secs(2), "{after:?}");
+}

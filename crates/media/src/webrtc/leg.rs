@@ -273,6 +273,8 @@ impl WebRtcLeg {
                 };
             }
             // Telephone-event is opt-in in str0m; one payload type per clock.
+            // (Chromium sends its DTMF as telephone-event/8000 whenever that
+            // is negotiated, even next to opus: tests/e2e/webrtc-echo.)
             for (pt, rate) in [
                 (TELEPHONE_EVENT_8K_PT, Frequency::EIGHT_KHZ),
                 (TELEPHONE_EVENT_48K_PT, Frequency::FORTY_EIGHT_KHZ),
