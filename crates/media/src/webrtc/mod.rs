@@ -35,8 +35,8 @@ mod sdp;
 pub use config::{WebRtcConfig, WebRtcSettings};
 pub use demux::{classify, stun_local_ufrag, DatagramKind, WebRtcDemux};
 pub use leg::{
-    EgressStats, IngressStats, LegOptions, MediaDirection, SendError, Transmit, WebRtcEvent,
-    WebRtcLeg, WebRtcStats,
+    DropCounters, EgressStats, IngressStats, LegOptions, MediaDirection, SendError, Transmit,
+    WebRtcEvent, WebRtcLeg, WebRtcStats,
 };
 pub use sdp::check_webrtc_offer;
 
