@@ -12,3 +12,4 @@
 pub mod codec;
 pub mod core;
 pub mod packet;
+pub mod webrtc;
