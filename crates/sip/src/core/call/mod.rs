@@ -556,6 +556,18 @@ impl Call {
         ctx.send_bytes(to, bytes);
     }
 
+    /// Drops from the stored INVITEs everything but the headers responses,
+    /// ACKs and CANCELs are built from (`msg::response`, `Fork::invite`'s
+    /// uses in fork.rs): authorization, contact, SDP and the rest are read
+    /// only while the call is set up.
+    fn trim_invites(&mut self) {
+        const KEEP: &[&str] = &["Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards"];
+        self.a_invite.retain_headers(KEEP);
+        for f in &mut self.forks {
+            f.invite.retain_headers(KEEP);
+        }
+    }
+
     /// The call is over: report it, keep the dialogs a while for late
     /// retransmissions, free what is no longer needed.
     fn end(&mut self, ctx: &mut Ctx<'_>, at_ms: u64, cause: HangupCause) {
@@ -564,11 +576,8 @@ impl Call {
         }
         self.phase = Phase::Ending;
         ctx.event(&self.a.call_id, at_ms, CallEventKind::Ended { cause });
-        // While it lingers only headers are needed: free the SDP copies.
-        self.a_invite.body = Vec::new();
-        for f in &mut self.forks {
-            f.invite.body = Vec::new();
-        }
+        // While it lingers only responses, ACKs and CANCELs are built.
+        self.trim_invites();
         self.media = Default::default();
         self.session = None;
         self.deadlines = Deadlines {
