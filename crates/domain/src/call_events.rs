@@ -282,6 +282,9 @@ mod tests {
         // No RTT from RTCP: the key may be absent.
         let line = r#"{"call_id":"c","at_ms":1,"kind":{"Quality":{"leg":0,"direction":"inbound","packets":1,"lost":0,"jitter_ms":0.0,"mos":4.4,"codec":"opus"}}}"#;
         let ev: CallEvent = serde_json::from_str(line).expect("read");
-        assert!(matches!(ev.kind, CallEventKind::Quality { rtt_ms: None, .. }));
+        assert!(matches!(
+            ev.kind,
+            CallEventKind::Quality { rtt_ms: None, .. }
+        ));
     }
 }

@@ -114,10 +114,22 @@ mod tests {
         assert!((f64::from(GOOD_MIN_MOS) - mos_from_r(80.0)).abs() < 1e-3);
         assert!((f64::from(FAIR_MIN_MOS) - mos_from_r(70.0)).abs() < 1e-3);
         // Just either side of each boundary.
-        assert_eq!(QualityClass::from_mos(mos_from_r(80.5) as f32), QualityClass::Good);
-        assert_eq!(QualityClass::from_mos(mos_from_r(79.5) as f32), QualityClass::Fair);
-        assert_eq!(QualityClass::from_mos(mos_from_r(70.5) as f32), QualityClass::Fair);
-        assert_eq!(QualityClass::from_mos(mos_from_r(69.5) as f32), QualityClass::Poor);
+        assert_eq!(
+            QualityClass::from_mos(mos_from_r(80.5) as f32),
+            QualityClass::Good
+        );
+        assert_eq!(
+            QualityClass::from_mos(mos_from_r(79.5) as f32),
+            QualityClass::Fair
+        );
+        assert_eq!(
+            QualityClass::from_mos(mos_from_r(70.5) as f32),
+            QualityClass::Fair
+        );
+        assert_eq!(
+            QualityClass::from_mos(mos_from_r(69.5) as f32),
+            QualityClass::Poor
+        );
         assert_eq!(QualityClass::from_mos(1.0), QualityClass::Poor);
         assert_eq!(QualityClass::from_mos(4.5), QualityClass::Good);
     }

@@ -386,9 +386,7 @@ impl Recorder {
                 callee,
                 transport,
             } => self.start(&ev.call_id, at, *direction, caller, callee, transport),
-            CallEventKind::Quality { .. } | CallEventKind::Recording { .. } => {
-                self.attach(ev, at)
-            }
+            CallEventKind::Quality { .. } | CallEventKind::Recording { .. } => self.attach(ev, at),
             _ => self.update(ev, at),
         }
     }
@@ -396,10 +394,7 @@ impl Recorder {
     /// `Quality` and `Recording`: figures attached to a known call (and
     /// leg), ended or not; the latest by event time wins.
     fn attach(&mut self, ev: &CallEvent, at: i64) -> Result<(), Ignored> {
-        let e = self
-            .entries
-            .get(&ev.call_id)
-            .ok_or(Ignored::UnknownCall)?;
+        let e = self.entries.get(&ev.call_id).ok_or(Ignored::UnknownCall)?;
         match &ev.kind {
             CallEventKind::Quality {
                 leg,
@@ -453,9 +448,13 @@ impl Recorder {
                     dropped_frames: *dropped_frames,
                 };
                 let key = ev.call_id.clone();
-                latest(&mut self.recordings, &mut self.recording_at, key, rec, |r| {
-                    r.at_ms
-                });
+                latest(
+                    &mut self.recordings,
+                    &mut self.recording_at,
+                    key,
+                    rec,
+                    |r| r.at_ms,
+                );
             }
             // Routed here only for the two kinds above.
             _ => return self.update(ev, at),
@@ -1230,7 +1229,10 @@ mod tests {
         );
         assert_eq!(r.apply(&recording(6, "")), Err(Ignored::InvalidFigures));
         // Leg 0 exists from the start: figures for an open call apply.
-        assert_eq!(r.apply(&quality(7, 0, MediaDirection::Outbound, 4.0)), Ok(()));
+        assert_eq!(
+            r.apply(&quality(7, 0, MediaDirection::Outbound, 4.0)),
+            Ok(())
+        );
         assert_eq!(r.into_changes().quality.len(), 1);
     }
 

@@ -67,9 +67,7 @@ pub fn recording_file(dir: &Path, relative: &str) -> Result<PathBuf, RecordingPa
             }
             Component::CurDir => {}
             Component::ParentDir => return Err(RecordingPathError::Escapes),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(RecordingPathError::Absolute)
-            }
+            Component::RootDir | Component::Prefix(_) => return Err(RecordingPathError::Absolute),
         }
     }
     if names == 0 {

@@ -576,7 +576,9 @@ async fn quality_and_recordings() {
         hangup_cause: Some("caller_bye"),
         ..call("q", 1_000)
     };
-    store::calls::save(&mut tx, &[closed], 5).await.expect("call");
+    store::calls::save(&mut tx, &[closed], 5)
+        .await
+        .expect("call");
     store::call_legs::upsert(&mut tx, &[leg("q", 0, 1_000), leg("q", 1, 1_000)])
         .await
         .expect("legs");
@@ -594,7 +596,10 @@ async fn quality_and_recordings() {
     };
     store::call_quality::upsert(
         &mut tx,
-        &[row(0, "inbound", 10_000, 4.2), row(1, "outbound", 10_000, 3.9)],
+        &[
+            row(0, "inbound", 10_000, 4.2),
+            row(1, "outbound", 10_000, 3.9),
+        ],
     )
     .await
     .expect("insert");
@@ -614,7 +619,13 @@ async fn quality_and_recordings() {
     let got = store::call_quality::for_calls(&mut tx, &["q", "nobody"])
         .await
         .expect("read");
-    assert_eq!(got, [row(0, "inbound", 11_000, 4.0), row(1, "outbound", 10_000, 3.9)]);
+    assert_eq!(
+        got,
+        [
+            row(0, "inbound", 11_000, 4.0),
+            row(1, "outbound", 10_000, 3.9)
+        ]
+    );
     let no_rtt = QualityRow {
         rtt_ms: None,
         ..row(1, "inbound", 1, 4.4)
@@ -622,7 +633,9 @@ async fn quality_and_recordings() {
     store::call_quality::upsert(&mut tx, std::slice::from_ref(&no_rtt))
         .await
         .expect("no rtt");
-    let got = store::call_quality::for_calls(&mut tx, &["q"]).await.expect("read");
+    let got = store::call_quality::for_calls(&mut tx, &["q"])
+        .await
+        .expect("read");
     assert_eq!(got[1], no_rtt);
 
     for bad in [
@@ -665,7 +678,10 @@ async fn quality_and_recordings() {
             .expect("older"),
         0
     );
-    let c = store::calls::get(&mut tx, "q").await.expect("q").expect("row");
+    let c = store::calls::get(&mut tx, "q")
+        .await
+        .expect("q")
+        .expect("row");
     assert_eq!(
         (
             c.recording_path.as_deref(),
@@ -674,6 +690,12 @@ async fn quality_and_recordings() {
             c.recording_dropped_frames,
             c.end_time
         ),
-        (Some("q.wav"), Some(1_044), Some(1_000), Some(3), Some(9_000))
+        (
+            Some("q.wav"),
+            Some(1_044),
+            Some(1_000),
+            Some(3),
+            Some(9_000)
+        )
     );
 }

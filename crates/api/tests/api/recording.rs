@@ -115,7 +115,7 @@ async fn get_range(app: &TestApp, path: &str, range: Option<&str>, auth: &Auth) 
     app.raw(b.body(Body::empty()).expect("request")).await
 }
 
-fn header_of<'a>(r: &'a Resp, name: header::HeaderName) -> Option<&'a str> {
+fn header_of(r: &Resp, name: header::HeaderName) -> Option<&str> {
     r.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -421,7 +421,12 @@ async fn agents_record_calls_override() {
     // Not a boolean: refused, nothing changed.
     for bad in [json!("yes"), json!(1), json!({})] {
         let r = patch(json!({ "recordCalls": bad })).await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            r.text
+        );
     }
     assert_eq!(
         app.get(&url, &admin).await.json()["agent"]["recordCalls"],
@@ -430,12 +435,19 @@ async fn agents_record_calls_override() {
     // Admins only.
     let sup = app.login("super", "password-123").await;
     let r = app
-        .call(Method::PATCH, &url, Some(json!({"recordCalls": true})), &sup)
+        .call(
+            Method::PATCH,
+            &url,
+            Some(json!({"recordCalls": true})),
+            &sup,
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     // Audited with the value.
-    let r = app.get("/api/audit?action=user.update&limit=100", &admin).await;
+    let r = app
+        .get("/api/audit?action=user.update&limit=100", &admin)
+        .await;
     let values: Vec<_> = r.json()["entries"]
         .as_array()
         .expect("entries")

@@ -154,9 +154,7 @@ async fn call_recording(
         tracing::warn!(%call_id, path = %file_path.display(), error = %e, "recording file missing");
         AppError::NotFound("recording")
     })?;
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let ask = parse_range(range, len);
     let (status, start, end) = match ask {
         RangeAsk::Whole => (StatusCode::OK, 0, len.checked_sub(1)),
