@@ -444,6 +444,22 @@ describe('centralita console (real browser, real backend)', () => {
     assert.ok(audit.total >= 1 && audit.entries.every((e) => e.targetId === SEEDED_CALL), `audit: ${JSON.stringify(audit.entries)}`);
   });
 
+  step('recordingSetting', 'admin sets an agent\'s recording override from the agents table', ['admin'], async () => {
+    const { page } = people.admin;
+    await page.getByTestId('nav-agents').click();
+    const row = page.locator(`[data-testid=agent-row][data-login=${agents.a.login}]`);
+    await row.waitFor();
+    const id = await row.getAttribute('data-id');
+    const recordCalls = async () => JSON.parse((await adminApi(`/api/agents/${id}`)).text).agent.recordCalls;
+    assert.equal(await recordCalls(), null, 'system default at first');
+    for (const [choice, want] of [['always', true], ['never', false], ['default', null]]) {
+      await row.getByTestId('agent-recording').selectOption(choice);
+      await waitFor(async () => (await recordCalls()) === want, { timeoutMs: 10000, what: `recordCalls ${want}` });
+      // The table is drawn again from the server's answer.
+      await waitFor(async () => (await row.getByTestId('agent-recording').getAttribute('data-value')) === choice, { what: `row shows ${choice}` });
+    }
+  });
+
   step('adminPages', 'admin pages: live registrations, WebRTC settings, English', ['registered'], async () => {
     const { page } = people.admin;
     await page.getByTestId('nav-live').click();

@@ -106,8 +106,10 @@ async fn finished_call(app: &TestApp, id: &str, a: i64, b: i64, recording: Optio
 
 async fn get_range(app: &TestApp, path: &str, range: Option<&str>, auth: &Auth) -> Resp {
     let mut b = Request::builder().method(Method::GET).uri(path);
-    if let Auth::Cookie(c) = auth {
-        b = b.header(header::COOKIE, format!("centralita_session={c}"));
+    match auth {
+        Auth::Cookie(c) => b = b.header(header::COOKIE, format!("centralita_session={c}")),
+        Auth::Bearer(t) => b = b.header(header::AUTHORIZATION, format!("Bearer {t}")),
+        Auth::None => {}
     }
     if let Some(r) = range {
         b = b.header(header::RANGE, r);
@@ -312,7 +314,13 @@ async fn who_may_hear_a_recording() {
     let two = app.login("two", "password-123").await;
     let three = app.login("three", "password-123").await;
     let sup = app.login("super", "password-123").await;
+    // An API token (what scripts and integrations use) works as well.
+    let r = app
+        .post("/api/auth/tokens", json!({"name": "player"}), &admin)
+        .await;
+    let token = Auth::Bearer(r.json()["secret"].as_str().expect("secret").to_string());
     for (who, auth, want) in [
+        ("API token", &token, StatusCode::OK),
         ("caller agent", &one, StatusCode::OK),
         ("callee agent", &two, StatusCode::OK),
         ("supervisor", &sup, StatusCode::OK),
