@@ -12,3 +12,4 @@
 pub mod codec;
 pub mod packet;
 pub mod relay;
+pub mod shell;

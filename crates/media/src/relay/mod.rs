@@ -52,6 +52,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// An egress source as the shell passes it between threads.
+pub type EgressSourceBox = Box<dyn EgressSource>;
+
 /// One side of the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LegId {

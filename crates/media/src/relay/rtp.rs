@@ -189,7 +189,10 @@ mod tests {
             Err(WireError::BadVersion)
         );
         // CC = 15 but nothing follows.
-        assert_eq!(parse_rtp(&packet(0x8f, &[], &[])), Err(WireError::Truncated));
+        assert_eq!(
+            parse_rtp(&packet(0x8f, &[], &[])),
+            Err(WireError::Truncated)
+        );
         // Extension header announces 100 words.
         assert_eq!(
             parse_rtp(&packet(0x90, &[0, 0, 0, 100], &[])),
@@ -252,6 +255,9 @@ mod tests {
             let _ = validate_rtcp(&buf);
             let _ = looks_like_rtcp(&buf);
         }
-        assert!(parsed > 1000, "the bias should let many inputs parse: {parsed}");
+        assert!(
+            parsed > 1000,
+            "the bias should let many inputs parse: {parsed}"
+        );
     }
 }

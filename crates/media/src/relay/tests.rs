@@ -51,8 +51,16 @@ impl Call {
     fn with_config(config: RelayConfig) -> Call {
         let t0 = Instant::now();
         let mut relay = Relay::new(t0, config, [OUT_A, OUT_B]);
-        relay.set_leg(t0, LegId::A, params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]));
-        relay.set_leg(t0, LegId::B, params(addr(6000), &[(0, Codec::Pcmu), (96, TE)]));
+        relay.set_leg(
+            t0,
+            LegId::A,
+            params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]),
+        );
+        relay.set_leg(
+            t0,
+            LegId::B,
+            params(addr(6000), &[(0, Codec::Pcmu), (96, TE)]),
+        );
         Call { t0, relay }
     }
 
@@ -103,17 +111,25 @@ fn forwards_with_our_ssrc_and_mapped_payload_type() {
     let t = c.one(ms(20), LegId::A, addr(4000), &rtp(101, 11, 1160, 0x1111));
     assert_eq!(t.packet.payload_type, 96);
     let t = c.one(ms(20), LegId::B, addr(6000), &rtp(96, 500, 9, 0x2222));
-    assert_eq!((t.leg, t.packet.payload_type, t.packet.ssrc), (LegId::A, 101, OUT_A));
+    assert_eq!(
+        (t.leg, t.packet.payload_type, t.packet.ssrc),
+        (LegId::A, 101, OUT_A)
+    );
     // PCMA was negotiated on neither leg: dropped, counted.
-    assert!(c.send(ms(40), LegId::A, addr(4000), &rtp(8, 12, 1320, 0x1111)).is_empty());
+    assert!(c
+        .send(ms(40), LegId::A, addr(4000), &rtp(8, 12, 1320, 0x1111))
+        .is_empty());
     assert_eq!(c.relay.stats(LegId::A).dropped_payload_type, 1);
 }
 
 #[test]
 fn a_payload_type_the_other_leg_lacks_is_dropped() {
     let mut c = Call::new();
-    c.relay.set_leg(c.t0, LegId::B, params(addr(6000), &[(0, Codec::Pcmu)]));
-    assert!(c.send(ms(0), LegId::A, addr(4000), &rtp(101, 1, 0, 7)).is_empty());
+    c.relay
+        .set_leg(c.t0, LegId::B, params(addr(6000), &[(0, Codec::Pcmu)]));
+    assert!(c
+        .send(ms(0), LegId::A, addr(4000), &rtp(101, 1, 0, 7))
+        .is_empty());
     assert_eq!(c.relay.stats(LegId::A).dropped_payload_type, 1);
 }
 
@@ -122,21 +138,39 @@ fn ssrc_change_continues_sequence_and_timestamp_by_elapsed_time() {
     let mut c = Call::new();
     let mut last = None;
     for i in 0..5u16 {
-        let t = c.one(ms(20 * u64::from(i)), LegId::A, addr(4000), &rtp(0, 100 + i, 8000 + 160 * u32::from(i), 0x1111));
+        let t = c.one(
+            ms(20 * u64::from(i)),
+            LegId::A,
+            addr(4000),
+            &rtp(0, 100 + i, 8000 + 160 * u32::from(i), 0x1111),
+        );
         last = Some(t.packet);
     }
     let last = last.expect("sent");
     assert_eq!((last.sequence, last.timestamp), (104, 8640));
     // A re-INVITE brings a new source (other SSRC, random numbers) 100 ms
     // after the last packet of the old one.
-    let t = c.one(ms(180), LegId::A, addr(4000), &rtp(0, 40_000, 3_000_000_000, 0x2222));
+    let t = c.one(
+        ms(180),
+        LegId::A,
+        addr(4000),
+        &rtp(0, 40_000, 3_000_000_000, 0x2222),
+    );
     assert_eq!(t.packet.ssrc, OUT_B);
     assert_eq!(t.packet.sequence, 105);
     assert_eq!(t.packet.timestamp, 8640 + 100 * 8);
     assert!(t.packet.marker, "splice marked");
     // The new source then runs on from there, unmarked.
-    let t = c.one(ms(200), LegId::A, addr(4000), &rtp(0, 40_001, 3_000_000_160, 0x2222));
-    assert_eq!((t.packet.sequence, t.packet.timestamp), (106, 8640 + 800 + 160));
+    let t = c.one(
+        ms(200),
+        LegId::A,
+        addr(4000),
+        &rtp(0, 40_001, 3_000_000_160, 0x2222),
+    );
+    assert_eq!(
+        (t.packet.sequence, t.packet.timestamp),
+        (106, 8640 + 800 + 160)
+    );
     assert!(!t.packet.marker);
     assert_eq!(c.relay.stats(LegId::B).out_resyncs, 1);
 }
@@ -147,7 +181,12 @@ fn sequence_wrap_is_not_a_source_change() {
     let mut seqs = Vec::new();
     for (i, seq) in [65_533u16, 65_534, 65_535, 0, 1, 2].into_iter().enumerate() {
         let ts = (u32::MAX - 400).wrapping_add(160 * i as u32); // the timestamp wraps too
-        let t = c.one(ms(20 * i as u64), LegId::A, addr(4000), &rtp(0, seq, ts, 0x1111));
+        let t = c.one(
+            ms(20 * i as u64),
+            LegId::A,
+            addr(4000),
+            &rtp(0, seq, ts, 0x1111),
+        );
         seqs.push(t.packet.sequence);
         assert!(!t.packet.marker);
     }
@@ -170,13 +209,26 @@ fn nat_source_is_latched_after_probation_and_then_held() {
     let mut c = Call::new();
     // A's phone announced 10.0.0.1:4000 but its packets come from the NAT.
     for i in 0..3u16 {
-        assert!(c.send(ms(20 * u64::from(i)), LegId::A, nat(31000), &rtp(0, i, 0, 0x1111)).is_empty());
+        assert!(c
+            .send(
+                ms(20 * u64::from(i)),
+                LegId::A,
+                nat(31000),
+                &rtp(0, i, 0, 0x1111)
+            )
+            .is_empty());
     }
     assert_eq!(c.relay.stats(LegId::A).dropped_source, 3);
     assert!(c.events().is_empty());
     let t = c.one(ms(60), LegId::A, nat(31000), &rtp(0, 3, 480, 0x1111));
     assert_eq!(t.to, addr(6000));
-    assert_eq!(c.events(), vec![Event::Latched { leg: LegId::A, addr: nat(31000) }]);
+    assert_eq!(
+        c.events(),
+        vec![Event::Latched {
+            leg: LegId::A,
+            addr: nat(31000)
+        }]
+    );
     // Media toward A now goes to the NAT address, not the SDP address.
     let t = c.one(ms(70), LegId::B, addr(6000), &rtp(0, 1, 0, 0x2222));
     assert_eq!(t.to, nat(31000));
@@ -184,7 +236,9 @@ fn nat_source_is_latched_after_probation_and_then_held() {
     // while the latched one keeps talking.
     for i in 0..10u16 {
         let now = 80 + 20 * u64::from(i);
-        assert!(c.send(ms(now), LegId::A, nat(6666), &rtp(0, 900 + i, 0, 0x9999)).is_empty());
+        assert!(c
+            .send(ms(now), LegId::A, nat(6666), &rtp(0, 900 + i, 0, 0x9999))
+            .is_empty());
         c.one(ms(now), LegId::A, nat(31000), &rtp(0, 4 + i, 0, 0x1111));
     }
     assert_eq!(c.relay.latched(LegId::A), Some(nat(31000)));
@@ -196,7 +250,9 @@ fn probation_needs_consecutive_sequence_numbers_from_one_ssrc() {
     // Alternating SSRCs and gaps never complete probation.
     for i in 0..8u16 {
         let ssrc = if i % 2 == 0 { 1 } else { 2 };
-        assert!(c.send(ms(u64::from(i)), LegId::A, nat(1), &rtp(0, i * 3, 0, ssrc)).is_empty());
+        assert!(c
+            .send(ms(u64::from(i)), LegId::A, nat(1), &rtp(0, i * 3, 0, ssrc))
+            .is_empty());
     }
     assert_eq!(c.relay.latched(LegId::A), None);
 }
@@ -215,28 +271,61 @@ fn relatch_after_silence_or_after_new_sdp() {
     c.events();
     // The phone's NAT rebinds: a new port, old one silent. Within 3 s: no.
     for i in 0..4u16 {
-        assert!(c.send(ms(1000 + u64::from(i)), LegId::A, nat(2), &rtp(0, 2 + i, 0, 1)).is_empty());
+        assert!(c
+            .send(
+                ms(1000 + u64::from(i)),
+                LegId::A,
+                nat(2),
+                &rtp(0, 2 + i, 0, 1)
+            )
+            .is_empty());
     }
     // After 3 s of silence from the latched source: learned after probation.
     for i in 0..3u16 {
-        assert!(c.send(ms(3100 + u64::from(i)), LegId::A, nat(2), &rtp(0, 10 + i, 0, 1)).is_empty());
+        assert!(c
+            .send(
+                ms(3100 + u64::from(i)),
+                LegId::A,
+                nat(2),
+                &rtp(0, 10 + i, 0, 1)
+            )
+            .is_empty());
     }
     c.one(ms(3103), LegId::A, nat(2), &rtp(0, 13, 0, 1));
-    assert_eq!(c.events(), vec![Event::Latched { leg: LegId::A, addr: nat(2) }]);
+    assert_eq!(
+        c.events(),
+        vec![Event::Latched {
+            leg: LegId::A,
+            addr: nat(2)
+        }]
+    );
 
     // With relatching on silence off, only new SDP opens learning again.
-    let mut c = Call::with_config(RelayConfig { relatch_after: None, ..RelayConfig::default() });
+    let mut c = Call::with_config(RelayConfig {
+        relatch_after: None,
+        ..RelayConfig::default()
+    });
     c.one(ms(0), LegId::A, addr(4000), &rtp(0, 1, 0, 1));
     for i in 0..6u16 {
-        assert!(c.send(ms(60_000 + u64::from(i)), LegId::A, nat(2), &rtp(0, 2 + i, 0, 1)).is_empty());
+        assert!(c
+            .send(
+                ms(60_000 + u64::from(i)),
+                LegId::A,
+                nat(2),
+                &rtp(0, 2 + i, 0, 1)
+            )
+            .is_empty());
     }
     let t1 = c.at(ms(61_000));
-    c.relay.set_leg(t1, LegId::A, params(addr(4002), &[(0, Codec::Pcmu)]));
+    c.relay
+        .set_leg(t1, LegId::A, params(addr(4002), &[(0, Codec::Pcmu)]));
     // The old source still passes while the new one is learned.
     c.one(ms(61_001), LegId::A, addr(4000), &rtp(0, 2, 160, 1));
     c.one(ms(61_002), LegId::A, addr(4002), &rtp(0, 3, 320, 1));
     assert_eq!(c.relay.latched(LegId::A), Some(addr(4002)));
-    assert!(c.send(ms(61_003), LegId::A, addr(4000), &rtp(0, 4, 480, 1)).is_empty());
+    assert!(c
+        .send(ms(61_003), LegId::A, addr(4000), &rtp(0, 4, 480, 1))
+        .is_empty());
 }
 
 #[test]
@@ -252,9 +341,17 @@ fn media_timeout_fires_once_and_not_on_hold() {
         c.relay.handle_timeout(c.at(ms(t)));
         c.drain();
     }
-    let ev: Vec<Event> = c.events().into_iter().filter(|e| !matches!(e, Event::Latched { .. })).collect();
+    let ev: Vec<Event> = c
+        .events()
+        .into_iter()
+        .filter(|e| !matches!(e, Event::Latched { .. }))
+        .collect();
     assert_eq!(ev, vec![Event::MediaTimeout { leg: LegId::A }]);
-    assert_eq!(c.relay.poll_timeout(), Some(c.at(ms(31_000 + 30_000))), "only B's clock runs");
+    assert_eq!(
+        c.relay.poll_timeout(),
+        Some(c.at(ms(31_000 + 30_000))),
+        "only B's clock runs"
+    );
     c.relay.handle_timeout(c.at(ms(40_000)));
     assert!(c.events().is_empty(), "once");
     c.one(ms(40_010), LegId::A, addr(4000), &rtp(0, 2, 160, 1));
@@ -268,12 +365,19 @@ fn media_timeout_fires_once_and_not_on_hold() {
     c.relay.handle_timeout(c.at(ms(600_000)));
     c.drain();
     assert!(c.events().is_empty());
-    c.relay.set_leg(c.at(ms(600_000)), LegId::A, params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]));
+    c.relay.set_leg(
+        c.at(ms(600_000)),
+        LegId::A,
+        params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]),
+    );
     assert_eq!(c.relay.poll_timeout(), Some(c.at(ms(630_000))));
     c.relay.handle_timeout(c.at(ms(630_000)));
     assert_eq!(
         c.events(),
-        vec![Event::MediaTimeout { leg: LegId::A }, Event::MediaTimeout { leg: LegId::B }]
+        vec![
+            Event::MediaTimeout { leg: LegId::A },
+            Event::MediaTimeout { leg: LegId::B }
+        ]
     );
 }
 
@@ -281,7 +385,12 @@ fn media_timeout_fires_once_and_not_on_hold() {
 fn hold_feeds_the_held_party_from_the_egress_source_continuously() {
     let mut c = Call::new();
     for i in 0..3u16 {
-        c.one(ms(20 * u64::from(i)), LegId::A, addr(4000), &rtp(0, 50 + i, 160 * u32::from(i), 1));
+        c.one(
+            ms(20 * u64::from(i)),
+            LegId::A,
+            addr(4000),
+            &rtp(0, 50 + i, 160 * u32::from(i), 1),
+        );
     }
     // A puts B on hold (A: sendonly). B hears the tone; A hears nothing.
     let mut p = params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]);
@@ -297,18 +406,36 @@ fn hold_feeds_the_held_party_from_the_egress_source_continuously() {
         now += ms(10);
     }
     assert_eq!(music.len(), 6, "a frame every 20 ms from 100 to 200 ms");
-    assert!(music.iter().all(|t| t.leg == LegId::B && t.to == addr(6000) && t.packet.payload.len() == 160));
+    assert!(music
+        .iter()
+        .all(|t| t.leg == LegId::B && t.to == addr(6000) && t.packet.payload.len() == 160));
     let seqs: Vec<u16> = music.iter().map(|t| t.packet.sequence).collect();
-    assert_eq!(seqs, vec![53, 54, 55, 56, 57, 58], "continues the relayed stream");
-    assert_eq!(music[0].packet.timestamp, 320 + 60 * 8, "40 ms after the last relayed packet, +60 ms");
+    assert_eq!(
+        seqs,
+        vec![53, 54, 55, 56, 57, 58],
+        "continues the relayed stream"
+    );
+    assert_eq!(
+        music[0].packet.timestamp,
+        320 + 60 * 8,
+        "40 ms after the last relayed packet, +60 ms"
+    );
     assert!(music[0].packet.marker && !music[1].packet.marker);
     assert_eq!(music[1].packet.timestamp - music[0].packet.timestamp, 160);
     assert!(music.iter().all(|t| t.packet.ssrc == OUT_B));
     // Meanwhile A's audio does not reach B, and B's does not reach A.
-    assert!(c.send(ms(205), LegId::A, addr(4000), &rtp(0, 60, 2000, 1)).is_empty());
-    assert!(c.send(ms(205), LegId::B, addr(6000), &rtp(0, 1, 0, 2)).is_empty());
+    assert!(c
+        .send(ms(205), LegId::A, addr(4000), &rtp(0, 60, 2000, 1))
+        .is_empty());
+    assert!(c
+        .send(ms(205), LegId::B, addr(6000), &rtp(0, 1, 0, 2))
+        .is_empty());
     // Unhold: the music stops, relaying resumes in the same stream.
-    c.relay.set_leg(c.at(ms(210)), LegId::A, params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]));
+    c.relay.set_leg(
+        c.at(ms(210)),
+        LegId::A,
+        params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]),
+    );
     assert!(!c.relay.egress_active(LegId::B));
     let t = c.one(ms(220), LegId::A, addr(4000), &rtp(0, 61, 2160, 1));
     assert_eq!(t.packet.sequence, 59);
@@ -325,7 +452,8 @@ fn custom_egress_source_and_pcma() {
         }
     }
     let mut c = Call::new();
-    c.relay.set_leg(c.t0, LegId::B, params(addr(6000), &[(8, Codec::Pcma)]));
+    c.relay
+        .set_leg(c.t0, LegId::B, params(addr(6000), &[(8, Codec::Pcma)]));
     c.relay.set_egress_source(LegId::B, Box::new(Constant));
     let mut p = params(addr(4000), &[(0, Codec::Pcmu)]);
     p.direction = Direction::Inactive;
@@ -334,7 +462,10 @@ fn custom_egress_source_and_pcma() {
     let out = c.drain();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].packet.payload_type, 8);
-    assert!(out[0].packet.payload.iter().all(|b| *b == 0xd5), "A-law silence");
+    assert!(
+        out[0].packet.payload.iter().all(|b| *b == 0xd5),
+        "A-law silence"
+    );
 }
 
 #[test]
@@ -343,16 +474,20 @@ fn rtcp_is_terminated_and_garbage_is_not_forwarded() {
     c.one(ms(0), LegId::A, addr(4000), &rtp(0, 1, 0, 1));
     let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 1];
     let rtcp_from = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 4001));
-    c.relay.handle_datagram(c.at(ms(1)), LegId::A, Port::Rtcp, rtcp_from, &rr);
+    c.relay
+        .handle_datagram(c.at(ms(1)), LegId::A, Port::Rtcp, rtcp_from, &rr);
     // Muxed on the RTP port too.
-    c.relay.handle_datagram(c.at(ms(2)), LegId::A, Port::Rtp, addr(4000), &rr);
+    c.relay
+        .handle_datagram(c.at(ms(2)), LegId::A, Port::Rtp, addr(4000), &rr);
     assert!(c.drain().is_empty(), "never relayed");
     let ev = c.events();
     assert_eq!(ev.len(), 3, "latched + two RTCP: {ev:?}");
     assert!(matches!(ev[1], Event::Rtcp { leg: LegId::A, .. }));
     // From another host, or malformed: dropped.
-    c.relay.handle_datagram(c.at(ms(3)), LegId::A, Port::Rtcp, nat(4001), &rr);
-    c.relay.handle_datagram(c.at(ms(3)), LegId::A, Port::Rtcp, rtcp_from, &rr[..6]);
+    c.relay
+        .handle_datagram(c.at(ms(3)), LegId::A, Port::Rtcp, nat(4001), &rr);
+    c.relay
+        .handle_datagram(c.at(ms(3)), LegId::A, Port::Rtcp, rtcp_from, &rr[..6]);
     assert_eq!(c.relay.stats(LegId::A).rtcp_dropped, 2);
     assert_eq!(c.relay.stats(LegId::A).rtcp_packets, 2);
 }
@@ -376,8 +511,16 @@ fn random_datagrams_never_panic_nor_leak_through() {
             buf[1] &= 0x7f;
         }
         let leg = if next() % 2 == 0 { LegId::A } else { LegId::B };
-        let port = if next() % 4 == 0 { Port::Rtcp } else { Port::Rtp };
-        let from = if next() % 3 == 0 { addr(4000) } else { nat((next() % 4) as u16) };
+        let port = if next() % 4 == 0 {
+            Port::Rtcp
+        } else {
+            Port::Rtp
+        };
+        let from = if next() % 3 == 0 {
+            addr(4000)
+        } else {
+            nat((next() % 4) as u16)
+        };
         c.relay.handle_datagram(c.at(ms(i)), leg, port, from, &buf);
         c.relay.handle_timeout(c.at(ms(i)));
         for t in c.drain() {
@@ -388,5 +531,8 @@ fn random_datagrams_never_panic_nor_leak_through() {
         }
         c.events();
     }
-    assert!(forwarded > 0, "some random packets were valid enough to pass");
+    assert!(
+        forwarded > 0,
+        "some random packets were valid enough to pass"
+    );
 }
