@@ -23,6 +23,7 @@ OUT=${OUT:-$ROOT/bench/media/results}
 WORK=$(mktemp -d /tmp/media-bench.XXXXXX)
 RATES=${RATES-"10000 50000 100000"}
 RELAYS=${RELAYS:-"centralita minirelay rtpengine"}
+REPEAT=${REPEAT:-1}             # rounds over all rates and relays (noise)
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
 THREADS=${THREADS:-1}           # our media threads
@@ -54,7 +55,7 @@ start_relay() {
   rm -f "$WORK/ports.txt"
   case $relay in
     centralita)
-      "$OURS" -n "$calls" -o "$WORK/ports.txt" -t "$THREADS" -s "$life" 2>"$WORK/relay.log" &
+      "$OURS" -n "$calls" -o "$WORK/ports.txt" -t "$THREADS" -s "$life" -r 20000-29999 2>"$WORK/relay.log" &
       RELAY_PID=$! CTRL="-f $WORK/ports.txt" ;;
     minirelay)
       "$WORK/minirelay" -n "$calls" -o "$WORK/ports.txt" 2>"$WORK/relay.log" &
@@ -76,6 +77,15 @@ start_relay() {
   echo "$relay did not come up" >&2; exit 3
 }
 
+# Datagrams the kernel dropped because a socket of the relay ($1) had a full
+# receive buffer: the `drops` column of /proc/net/udp for its sockets.
+relay_drops() {
+  local inodes
+  inodes=$(find /proc/"$1"/fd -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n' | sort -u)
+  awk 'NR == FNR { want[$1] = 1; next } FNR > 1 && ($10 in want) { d += $13 } END { print d + 0 }' \
+    <(echo "$inodes") /proc/net/udp
+}
+
 stop_relay() {
   kill "$RELAY_PID" 2>/dev/null || true
   wait "$RELAY_PID" 2>/dev/null || true
@@ -85,24 +95,27 @@ stop_relay() {
 val() { grep -o "$1=[^ ]*" "$2" | head -1 | cut -d= -f2; }
 
 {
-  echo "| relay | offered pkt/s | forwarded pkt/s | µs CPU / pkt | p50 µs | p99 µs | loss % | relay CPU % | others' CPU % |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| relay | offered pkt/s | forwarded pkt/s | µs CPU / pkt | p50 µs | p99 µs | loss % | dropped at relay sockets | relay CPU % (user) | generator max lag ms | others' CPU % |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
 } >"$OUT/summary.md"
 
+for round in $(seq 1 "$REPEAT"); do
 for rate in $RATES; do
   calls=$((rate / 100))
   for relay in $RELAYS; do
     start_relay "$relay" "$calls"
     sleep 0.5
-    f=$OUT/$relay-$rate.txt
+    f=$OUT/$relay-$rate-r$round.txt
     # shellcheck disable=SC2086
     timeout $((WARMUP + DURATION + 60)) "$WORK/rtpload" -n "$calls" -d "$DURATION" -w "$WARMUP" $CTRL \
       -p "$RELAY_PID" -l "$relay" >"$f" 2>&1 || echo "rtpload failed for $relay at $rate" >&2
+    echo "relay_socket_drops=$(relay_drops "$RELAY_PID")" >>"$f"
     stop_relay
     cat "$WORK/relay.log" >>"$f" 2>/dev/null || true
-    echo "| $relay | $(val offered_pps "$f") | $(val fwd_pps "$f") | $(val relay0_us_per_pkt "$f") | $(val lat_us_p50 "$f") | $(val lat_us_p99 "$f") | $(val loss_pct "$f") | $(val relay0_cpu_sched_pct "$f") | $(val others_sched_pct "$f") |" >>"$OUT/summary.md"
+    echo "| $relay | $(val offered_pps "$f") | $(val fwd_pps "$f") | $(val relay0_us_per_pkt "$f") | $(val lat_us_p50 "$f") | $(val lat_us_p99 "$f") | $(val loss_pct "$f") | $(val relay_socket_drops "$f") | $(val relay0_cpu_sched_pct "$f") ($(val relay0_user_pct "$f")) | $(val gen_tick_maxlag_ms "$f") | $(val others_sched_pct "$f") |" >>"$OUT/summary.md"
     tail -1 "$OUT/summary.md"
   done
+done
 done
 
 if [ -n "$PROFILE_RATE" ] && command -v perf >/dev/null; then
@@ -116,8 +129,8 @@ if [ -n "$PROFILE_RATE" ] && command -v perf >/dev/null; then
   stop_relay
   perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 0.7 2>/dev/null \
     | grep -v '^$' | head -150 >"$OUT/perf-centralita.txt" || true
-  perf report -i "$WORK/perf.data" --stdio --no-children --sort dso 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' | head -20 >"$OUT/perf-dso.txt" || true
+  perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,sym -g none --percent-limit 0.3 2>/dev/null \
+    | grep -v "^#" | grep -v "^$" | head -60 >"$OUT/perf-flat.txt" || true
   echo "profile: $OUT/perf-centralita.txt"
 fi
 cat "$OUT/summary.md"

@@ -19,7 +19,10 @@ fn main() -> anyhow::Result<()> {
     let mut secs = 120u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or_else(|| anyhow::anyhow!("{a} needs a value"));
+        let mut val = || {
+            args.next()
+                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
+        };
         match a.as_str() {
             "-n" => n = val()?.parse()?,
             "-o" => out = Some(val()?),
@@ -62,7 +65,10 @@ fn main() -> anyhow::Result<()> {
     f.flush()?;
     drop(f);
     std::fs::rename(&tmp, &out)?;
-    eprintln!("relay_bench pid={} sessions={n} threads={threads}", std::process::id());
+    eprintln!(
+        "relay_bench pid={} sessions={n} threads={threads}",
+        std::process::id()
+    );
 
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     let mut latched = 0u64;

@@ -104,8 +104,9 @@ impl Worker {
 
     pub(crate) fn run(mut self) {
         let mut ready = vec![EpollEvent::empty(); EVENTS];
+        let mut now = Instant::now();
         loop {
-            let sleep = self.sleep_for(Instant::now());
+            let sleep = self.sleep_for(now);
             let n = match self.epoll.wait(&mut ready, sleep) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => 0,
@@ -116,7 +117,7 @@ impl Worker {
             };
             // One clock read per round: every datagram of the round is
             // stamped with it (the round is far shorter than a ptime).
-            let now = Instant::now();
+            now = Instant::now();
             let mut woken = false;
             for ev in &ready[..n] {
                 let t = ev.data();
