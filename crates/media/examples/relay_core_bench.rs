@@ -48,7 +48,11 @@ fn main() {
     for n in 0..packets {
         let call = n % calls;
         let round = (n / calls) as u16;
-        let leg = if round.is_multiple_of(2) { LegId::A } else { LegId::B };
+        let leg = if round.is_multiple_of(2) {
+            LegId::A
+        } else {
+            LegId::B
+        };
         let from = addr(if leg == LegId::A { 10_000 } else { 20_000 } + call as u16);
         write_rtp(
             &RtpPacket {

@@ -118,23 +118,23 @@ impl Worker {
             // One clock read per round: every datagram of the round is
             // stamped with it (the round is far shorter than a ptime).
             now = Instant::now();
-            let mut woken = false;
-            for ev in &ready[..n] {
-                let t = ev.data();
-                if t == WAKE {
-                    woken = true;
-                } else {
-                    self.readable(now, t);
-                }
-            }
-            self.fire_timers(now);
-            if woken {
+            // Commands first: a caller that applied SDP and then made a
+            // peer send expects the packet to meet the new SDP, even when
+            // both arrive in the same round.
+            if ready[..n].iter().any(|ev| ev.data() == WAKE) {
                 let mut sink = [0u8; 64];
                 while matches!((&self.wake).read(&mut sink), Ok(k) if k > 0) {}
                 if !self.commands_pending(now) {
                     return;
                 }
             }
+            for ev in &ready[..n] {
+                let t = ev.data();
+                if t != WAKE {
+                    self.readable(now, t);
+                }
+            }
+            self.fire_timers(now);
         }
     }
 
@@ -185,14 +185,18 @@ impl Worker {
         }))
         .is_ok();
         if ok {
-            self.service(slot);
+            self.service(slot, true);
         } else {
             self.fail(slot);
         }
     }
 
     /// Sends what the session produced, forwards its events, reschedules.
-    fn service(&mut self, slot: usize) {
+    /// `after_datagrams`: the input was received datagrams only. Those
+    /// never bring a deadline forward (they push the media timeout later
+    /// and start nothing), so with an entry already in the heap the
+    /// deadline need not be recomputed on every packet.
+    fn service(&mut self, slot: usize, after_datagrams: bool) {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return;
         };
@@ -223,6 +227,9 @@ impl Worker {
                 self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        if after_datagrams && s.scheduled.is_some() {
+            return;
+        }
         if let Some(at) = s.relay.poll_timeout() {
             // Only an earlier deadline needs a heap entry: a later one (the
             // usual case: each packet pushes the media timeout forward) is
@@ -249,7 +256,7 @@ impl Worker {
             s.scheduled = None;
             let relay = &mut s.relay;
             if catch_unwind(AssertUnwindSafe(|| relay.handle_timeout(now))).is_ok() {
-                self.service(slot);
+                self.service(slot, false);
             } else {
                 self.fail(slot);
             }
@@ -282,7 +289,7 @@ impl Worker {
                         if let Some(Some(s)) = self.sessions.get_mut(slot) {
                             s.relay.set_leg(now, leg, params);
                         }
-                        self.service(slot);
+                        self.service(slot, false);
                     }
                 }
                 Command::SetEgress { id, leg, source } => {
@@ -362,7 +369,7 @@ impl Worker {
             scheduled: None,
         });
         self.by_id.insert(id, slot);
-        self.service(slot);
+        self.service(slot, false);
         Ok(info)
     }
 
