@@ -1,5 +1,6 @@
 //! The relay over real UDP on 127.0.0.1: two plain RTP endpoints, the
-//! media thread in between.
+//! media thread in between. Port ranges sit below Linux's ephemeral range
+//! (32768–60999), so sockets other tests bind on port 0 never take them.
 
 use media::codec::Codec;
 use media::packet::RtpPacket;
@@ -64,7 +65,7 @@ async fn recv(sock: &UdpSocket) -> (RtpPacket, SocketAddr) {
 #[tokio::test]
 async fn packets_cross_with_continuous_rewritten_headers() {
     let (relay, _events) =
-        shell::start(config(42_000..=42_099, Duration::from_secs(30))).expect("start");
+        shell::start(config(31_000..=31_099, Duration::from_secs(30))).expect("start");
     let s = relay.create_session().await.expect("session");
     let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
@@ -160,7 +161,7 @@ async fn packets_cross_with_continuous_rewritten_headers() {
 #[tokio::test]
 async fn a_nat_source_is_latched_and_media_timeout_is_reported() {
     let (relay, mut events) =
-        shell::start(config(42_100..=42_199, Duration::from_millis(600))).expect("start");
+        shell::start(config(31_100..=31_199, Duration::from_millis(600))).expect("start");
     let s = relay.create_session().await.expect("session");
     let phone = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
@@ -240,12 +241,12 @@ async fn a_nat_source_is_latched_and_media_timeout_is_reported() {
 #[tokio::test]
 async fn ports_come_from_the_range_and_are_reused() {
     let (relay, _events) =
-        shell::start(config(42_200..=42_207, Duration::from_secs(30))).expect("start");
+        shell::start(config(31_200..=31_207, Duration::from_secs(30))).expect("start");
     // Four pairs: exactly two sessions.
     let s1 = relay.create_session().await.expect("first");
     let s2 = relay.create_session().await.expect("second");
     for p in s1.ports.iter().chain(&s2.ports) {
-        assert!((42_200..=42_206).contains(p) && p % 2 == 0, "{p}");
+        assert!((31_200..=31_206).contains(p) && p % 2 == 0, "{p}");
     }
     assert!(relay.create_session().await.is_err(), "range exhausted");
     relay.destroy(s1.id).await.expect("destroy");
