@@ -111,7 +111,7 @@ for rate in $RATES; do
       -p "$RELAY_PID" -l "$relay" >"$f" 2>&1 || echo "rtpload failed for $relay at $rate" >&2
     echo "relay_socket_drops=$(relay_drops "$RELAY_PID")" >>"$f"
     stop_relay
-    cat "$WORK/relay.log" >>"$f" 2>/dev/null || true
+    tail -n 20 "$WORK/relay.log" >>"$f" 2>/dev/null || true
     echo "| $relay | $(val offered_pps "$f") | $(val fwd_pps "$f") | $(val relay0_us_per_pkt "$f") | $(val lat_us_p50 "$f") | $(val lat_us_p99 "$f") | $(val loss_pct "$f") | $(val relay_socket_drops "$f") | $(val relay0_cpu_sched_pct "$f") ($(val relay0_user_pct "$f")) | $(val gen_tick_maxlag_ms "$f") | $(val others_sched_pct "$f") |" >>"$OUT/summary.md"
     tail -1 "$OUT/summary.md"
   done
