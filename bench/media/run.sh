@@ -87,6 +87,12 @@ relay_drops() {
 }
 
 stop_relay() {
+  # Ours stops by itself on a stop file and prints its counters (send drops).
+  if [ "${1:-}" = centralita ]; then
+    touch "$WORK/ports.txt.stop"
+    for _ in $(seq 1 30); do kill -0 "$RELAY_PID" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$WORK/ports.txt.stop"
+  fi
   kill "$RELAY_PID" 2>/dev/null || true
   wait "$RELAY_PID" 2>/dev/null || true
   RELAY_PID=
@@ -110,7 +116,7 @@ for rate in $RATES; do
     timeout $((WARMUP + DURATION + 60)) "$WORK/rtpload" -n "$calls" -d "$DURATION" -w "$WARMUP" $CTRL \
       -p "$RELAY_PID" -l "$relay" >"$f" 2>&1 || echo "rtpload failed for $relay at $rate" >&2
     echo "relay_socket_drops=$(relay_drops "$RELAY_PID")" >>"$f"
-    stop_relay
+    stop_relay "$relay"
     tail -n 20 "$WORK/relay.log" >>"$f" 2>/dev/null || true
     echo "| $relay | $(val offered_pps "$f") | $(val fwd_pps "$f") | $(val relay0_us_per_pkt "$f") | $(val lat_us_p50 "$f") | $(val lat_us_p99 "$f") | $(val loss_pct "$f") | $(val relay_socket_drops "$f") | $(val relay0_cpu_sched_pct "$f") ($(val relay0_user_pct "$f")) | $(val gen_tick_maxlag_ms "$f") | $(val others_sched_pct "$f") |" >>"$OUT/summary.md"
     tail -1 "$OUT/summary.md"
@@ -126,7 +132,7 @@ if [ -n "$PROFILE_RATE" ] && command -v perf >/dev/null; then
   sleep 3
   perf record -g -o "$WORK/perf.data" -p "$RELAY_PID" -- sleep "$PERF_SECS" >/dev/null 2>&1 || true
   wait "$LOAD_PID" || true
-  stop_relay
+  stop_relay centralita
   perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 0.7 2>/dev/null \
     | grep -v '^$' | head -150 >"$OUT/perf-centralita.txt" || true
   perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,sym -g none --percent-limit 0.3 2>/dev/null \

@@ -3,7 +3,8 @@
 //! `portA portB` line per session.
 //!
 //! usage: relay_bench -n SESSIONS -o ports.txt [-r 30000-39999] [-t THREADS] [-s SECONDS]
-//! Runs for SECONDS (default 120), then prints the shell's counters and exits.
+//! Runs for SECONDS (default 120) or until the file `ports.txt.stop` appears,
+//! then prints the shell's counters (send drops among them) and exits.
 
 use media::codec::Codec;
 use media::relay::{Direction, LegId, LegParams};
@@ -73,7 +74,8 @@ fn main() -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     let mut latched = 0u64;
     let mut timeouts = 0u64;
-    while std::time::Instant::now() < deadline {
+    let stop = std::path::PathBuf::from(format!("{out}.stop"));
+    while std::time::Instant::now() < deadline && !stop.exists() {
         std::thread::sleep(Duration::from_millis(200));
         while let Ok(e) = events.try_recv() {
             match e {
