@@ -124,6 +124,9 @@ pub struct RelayConfig {
     pub relatch_after: Option<Duration>,
     /// Frame length of generated audio (hold music).
     pub ptime: Duration,
+    /// Emit [`Event::Stats`] this often (live quality display); `None`:
+    /// only on request ([`Relay::stats`]).
+    pub stats_interval: Option<Duration>,
 }
 
 impl Default for RelayConfig {
@@ -135,6 +138,7 @@ impl Default for RelayConfig {
             probation: 4,
             relatch_after: Some(Duration::from_secs(3)),
             ptime: Duration::from_millis(20),
+            stats_interval: None,
         }
     }
 }
@@ -188,6 +192,9 @@ pub enum Event {
     MediaResumed { leg: LegId },
     /// A valid compound RTCP packet from the leg's peer.
     Rtcp { leg: LegId, packet: Bytes },
+    /// Counters of both legs (A, B), every `stats_interval` (boxed: the
+    /// other events are small).
+    Stats { legs: Box<[LegStats; 2]> },
 }
 
 /// A datagram to send from `leg`'s RTP port to `to`.
@@ -273,13 +280,16 @@ pub struct Relay {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pcm: Vec<i16>,
+    next_stats: Option<Instant>,
 }
 
 impl Relay {
     /// `out_ssrcs`: the SSRC of the stream sent toward A and toward B
     /// (chosen at random by the caller: the core draws no randomness).
     pub fn new(now: Instant, config: RelayConfig, out_ssrcs: [u32; 2]) -> Relay {
+        let next_stats = config.stats_interval.and_then(|d| now.checked_add(d));
         Relay {
+            next_stats,
             config,
             legs: [Leg::new(now, out_ssrcs[0]), Leg::new(now, out_ssrcs[1])],
             transmits: VecDeque::new(),
@@ -491,6 +501,15 @@ impl Relay {
             }
             self.generate(now, id);
         }
+        if let (Some(due), Some(every)) = (self.next_stats, self.config.stats_interval) {
+            if now >= due {
+                // From now, not from `due`: after a stall, one report, not a burst.
+                self.next_stats = now.checked_add(every.max(Duration::from_millis(100)));
+                self.events.push_back(Event::Stats {
+                    legs: Box::new([self.stats(LegId::A), self.stats(LegId::B)]),
+                });
+            }
+        }
     }
 
     /// Sends the hold-music frames due toward `id`.
@@ -563,6 +582,7 @@ impl Relay {
                 [media, l.egress_next]
             })
             .flatten()
+            .chain(self.next_stats)
             .min()
     }
 

@@ -536,3 +536,25 @@ fn random_datagrams_never_panic_nor_leak_through() {
         "some random packets were valid enough to pass"
     );
 }
+
+#[test]
+fn stats_are_reported_every_interval_when_asked() {
+    let mut c = Call::with_config(RelayConfig {
+        stats_interval: Some(Duration::from_secs(5)),
+        ..RelayConfig::default()
+    });
+    c.one(ms(0), LegId::A, addr(4000), &rtp(0, 1, 0, 1));
+    c.events();
+    assert_eq!(c.relay.poll_timeout(), Some(c.at(ms(5000))));
+    c.relay.handle_timeout(c.at(ms(5000)));
+    let ev = c.events();
+    let Some(Event::Stats { legs }) = ev.last() else {
+        panic!("stats expected: {ev:?}");
+    };
+    assert_eq!((legs[0].in_packets, legs[1].out_packets), (1, 1));
+    assert_eq!(c.relay.poll_timeout(), Some(c.at(ms(10_000))));
+    // Without an interval: none.
+    let mut c = Call::new();
+    c.relay.handle_timeout(c.at(ms(29_000)));
+    assert!(c.events().is_empty());
+}
