@@ -10,6 +10,8 @@
 //! carriers, WebRTC toward browsers) lives in [`packet`] and [`codec`].
 
 pub mod codec;
+pub mod core;
 pub mod packet;
 pub mod relay;
 pub mod shell;
+pub mod webrtc;

@@ -43,6 +43,7 @@ pub mod rtp;
 mod tests;
 
 use crate::codec::Codec;
+use crate::core::g711;
 use crate::packet::RtpPacket;
 use bytes::Bytes;
 use egress::{EgressSource, ToneSource, EGRESS_RATE};
@@ -535,8 +536,8 @@ impl Relay {
                 continue;
             }
             let payload: Bytes = match codec {
-                Codec::Pcma => pcm.iter().map(|s| egress::linear_to_alaw(*s)).collect(),
-                _ => pcm.iter().map(|s| egress::linear_to_ulaw(*s)).collect(),
+                Codec::Pcma => pcm.iter().map(|s| g711::linear_to_alaw(*s)).collect(),
+                _ => pcm.iter().map(|s| g711::linear_to_ulaw(*s)).collect(),
             };
             let seq = l.egress_seq;
             let ts = l.egress_ts;

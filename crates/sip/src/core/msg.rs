@@ -322,6 +322,16 @@ impl Msg {
         Ok(msg)
     }
 
+    /// Keeps only the headers named (canonical names) and drops the body,
+    /// releasing what the rest held. A stored request shrinks to what is
+    /// still built from it (responses, ACK, CANCEL) once the call has
+    /// moved on: tens of thousands of calls are held at once under load.
+    pub fn retain_headers(&mut self, names: &[&str]) {
+        self.headers.retain(|(n, _)| names.contains(&n.as_str()));
+        self.headers.shrink_to_fit();
+        self.body = Vec::new();
+    }
+
     /// First value of a header (canonical name, case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

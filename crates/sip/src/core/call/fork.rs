@@ -156,6 +156,7 @@ impl Call {
         }
         self.cancel_forks(ctx, Some(fi));
         self.final_to_a(ctx, r);
+        self.trim_invites();
     }
 
     /// Decides who refreshes the session on each leg (see

@@ -556,6 +556,25 @@ impl Call {
         ctx.send_bytes(to, bytes);
     }
 
+    /// Once the call is answered or over, the stored INVITEs shrink to
+    /// what is still read from them: no response is built from the
+    /// caller's INVITE any more (its branch, CSeq and Call-ID still match
+    /// its ACK and its transaction), and a fork's INVITE is needed only
+    /// while the fork rings (CANCEL, ACK of its final). Authorization,
+    /// Contact, SDP and the rest are read only while the call is set up;
+    /// under load tens of thousands of calls are held at once.
+    fn trim_invites(&mut self) {
+        self.a_invite.retain_headers(&["Via", "CSeq", "Call-ID"]);
+        for f in &mut self.forks {
+            if matches!(f.state, ForkState::Answered | ForkState::Done) {
+                f.invite.retain_headers(&[]);
+            } else {
+                f.invite
+                    .retain_headers(&["Via", "From", "To", "Call-ID", "Max-Forwards"]);
+            }
+        }
+    }
+
     /// The call is over: report it, keep the dialogs a while for late
     /// retransmissions, free what is no longer needed.
     fn end(&mut self, ctx: &mut Ctx<'_>, at_ms: u64, cause: HangupCause) {
@@ -564,11 +583,7 @@ impl Call {
         }
         self.phase = Phase::Ending;
         ctx.event(&self.a.call_id, at_ms, CallEventKind::Ended { cause });
-        // While it lingers only headers are needed: free the SDP copies.
-        self.a_invite.body = Vec::new();
-        for f in &mut self.forks {
-            f.invite.body = Vec::new();
-        }
+        self.trim_invites();
         self.media = Default::default();
         self.session = None;
         self.deadlines = Deadlines {
