@@ -45,4 +45,6 @@ pub mod transcode;
 pub mod wav;
 
 #[cfg(test)]
+pub(crate) mod testaudio;
+#[cfg(test)]
 pub(crate) mod testutil;
