@@ -364,3 +364,288 @@ impl Packetizer {
         Ok(packet)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::opus::OpusDecoder;
+    use crate::core::testaudio::{dominant_frequency, goertzel, rms, sine};
+    use crate::core::testutil::Rng;
+    use crate::core::wav::{header, WavFormat};
+
+    fn wav_bytes(channels: u16, sample_rate: u32, samples: &[i16]) -> Vec<u8> {
+        let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let format = WavFormat {
+            channels,
+            sample_rate,
+        };
+        let mut bytes = header(format, data.len() as u32).to_vec();
+        bytes.extend(data);
+        bytes
+    }
+
+    fn frames(source: &mut dyn FrameSource, n: usize) -> Vec<i16> {
+        (0..n).flat_map(|_| source.next_frame()).collect()
+    }
+
+    #[test]
+    fn chime_is_audible_soft_and_loops_without_clicks() {
+        let chime = LoopedAudio::chime();
+        assert_eq!(chime.len(), 32_000, "4 s at 8 kHz");
+        let mut source = chime.source();
+        let pcm = frames(&mut source, 400); // two loops
+        let (first, second) = pcm.split_at(32_000);
+        assert_eq!(first, second, "the loop repeats exactly");
+        let peak = first.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        assert!(
+            (1_500..=4_096).contains(&peak),
+            "peak {peak}: audible, under -18 dBFS"
+        );
+        let level = rms(first);
+        assert!((150.0..1_500.0).contains(&level), "rms {level}");
+        // A silence between chimes: the last 1.5 s are exactly zero.
+        assert!(first[32_000 - 12_000..].iter().all(|&s| s == 0));
+        // The two notes: E5 in the first 0.4 s, C5 after 0.5 s.
+        let (e5, c5) = (&first[400..3_200], &first[4_400..8_000]);
+        assert!(goertzel(e5, 659.25) > 5.0 * goertzel(e5, 1_000.0));
+        assert!((dominant_frequency(e5) - 660.0).abs() <= 10.0);
+        assert!((dominant_frequency(c5) - 520.0).abs() <= 10.0);
+        // No clicks: no step between neighbours beyond what the notes
+        // themselves make, across the wrap too.
+        let max_step = pcm
+            .windows(2)
+            .map(|w| (i32::from(w[1]) - i32::from(w[0])).abs())
+            .max()
+            .unwrap_or(0);
+        assert!(max_step < 2_500, "step {max_step}");
+    }
+
+    #[test]
+    fn silence_is_silent() {
+        assert!(frames(&mut Silence, 10).iter().all(|&s| s == 0));
+        let mut pcm = [7i16; 240];
+        Silence.fill(&mut pcm);
+        assert!(pcm.iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn wav_source_loops() {
+        // 250 samples: not a multiple of a frame, so frames straddle the end.
+        let ramp: Vec<i16> = (0..250).map(|i| i * 10 - 1_000).collect();
+        let audio = LoopedAudio::from_wav(&wav_bytes(1, 8_000, &ramp)).expect("8 kHz mono");
+        assert_eq!(audio.samples(), &ramp[..]);
+        let mut source = audio.source();
+        let pcm = frames(&mut source, 5);
+        for (i, s) in pcm.iter().enumerate() {
+            assert_eq!(*s, ramp[i % 250], "sample {i}");
+        }
+        // Any length (a 30 ms ptime) goes on from the same position.
+        let mut odd = [0i16; 240];
+        source.fill(&mut odd);
+        for (i, s) in odd.iter().enumerate() {
+            assert_eq!(*s, ramp[(800 + i) % 250], "sample {}", 800 + i);
+        }
+        // Each call has its own position over the same samples.
+        assert_eq!(audio.source().next_frame()[0], ramp[0]);
+    }
+
+    #[test]
+    fn wav_stereo_44_1_khz_is_refused_with_a_clear_error() {
+        let stereo: Vec<i16> = sine(4_410, 440.0, 3_000.0)
+            .iter()
+            .flat_map(|&s| [s, s])
+            .collect();
+        let err =
+            LoopedAudio::from_wav(&wav_bytes(2, 44_100, &stereo)).expect_err("stereo 44.1 kHz");
+        assert!(matches!(
+            err,
+            SourceError::Format {
+                channels: 2,
+                sample_rate: 44_100
+            }
+        ));
+        let message = err.to_string();
+        for part in [
+            "mono 16-bit PCM",
+            "8000, 16000 or 48000 Hz",
+            "2 channel(s) at 44100 Hz",
+            "sox",
+        ] {
+            assert!(message.contains(part), "{message:?} lacks {part:?}");
+        }
+        // Mono at a rate we do not resample, and stereo at 8 kHz.
+        assert!(matches!(
+            LoopedAudio::from_wav(&wav_bytes(1, 22_050, &[0; 100])),
+            Err(SourceError::Format {
+                channels: 1,
+                sample_rate: 22_050
+            })
+        ));
+        assert!(matches!(
+            LoopedAudio::from_wav(&wav_bytes(2, 8_000, &[0; 100])),
+            Err(SourceError::Format { channels: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn wav_other_encodings_empty_and_truncated_files() {
+        let mut eight_bit = wav_bytes(1, 8_000, &[0; 100]);
+        eight_bit[34] = 8; // bits per sample
+        let err = LoopedAudio::from_wav(&eight_bit).expect_err("8-bit");
+        assert!(err.to_string().contains("not 16-bit"), "{err}");
+        assert!(err.to_string().contains("sox"), "{err}");
+        assert!(matches!(
+            LoopedAudio::from_wav(&wav_bytes(1, 8_000, &[])),
+            Err(SourceError::Empty)
+        ));
+        assert!(matches!(
+            LoopedAudio::from_wav(b"not a wav at all"),
+            Err(SourceError::Wav(_))
+        ));
+        // A header that promises more than the file holds: what is there.
+        let mut truncated = wav_bytes(1, 8_000, &[1, 2, 3, 4]);
+        truncated[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        truncated.push(9); // half a sample
+        let audio = LoopedAudio::from_wav(&truncated).expect("truncated");
+        assert_eq!(audio.samples(), &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn wav_at_16_and_48_khz_is_resampled_without_aliasing() {
+        for rate in [16_000u32, 48_000] {
+            let factor = (rate / 8_000) as usize;
+            let at = |frequency: f64| -> Vec<i16> {
+                (0..rate as usize)
+                    .map(|i| {
+                        (8_000.0
+                            * (2.0 * std::f64::consts::PI * frequency * i as f64 / f64::from(rate))
+                                .sin()) as i16
+                    })
+                    .collect()
+            };
+            let tone = LoopedAudio::from_wav(&wav_bytes(1, rate, &at(1_000.0))).expect("tone");
+            assert_eq!(tone.len(), rate as usize / factor);
+            let pcm = tone.samples();
+            assert!(
+                (dominant_frequency(pcm) - 1_000.0).abs() <= 10.0,
+                "{rate} Hz"
+            );
+            let level = goertzel(pcm, 1_000.0) / 8_000.0;
+            assert!((0.95..1.05).contains(&level), "{rate} Hz: level {level}");
+            // Above 4 kHz: would fold back to an audible tone if only
+            // every n-th sample were taken.
+            let high = LoopedAudio::from_wav(&wav_bytes(1, rate, &at(6_000.0))).expect("high");
+            let folded = rms(high.samples());
+            assert!(
+                folded < 30.0,
+                "{rate} Hz: 6 kHz folded back at rms {folded}"
+            );
+            let naive: Vec<i16> = at(6_000.0).iter().step_by(factor).copied().collect();
+            assert!(rms(&naive) > 1_000.0, "the check above can fail");
+        }
+    }
+
+    #[test]
+    fn wav_garbage_never_panics() {
+        let mut rng = Rng::new(0x3a7);
+        let valid = wav_bytes(1, 16_000, &sine(400, 500.0, 1_000.0));
+        for round in 0..20_000 {
+            let bytes = if round % 2 == 0 {
+                rng.bytes(200)
+            } else {
+                rng.mutate(&valid)
+            };
+            if let Ok(audio) = LoopedAudio::from_wav(&bytes) {
+                assert!(!audio.is_empty());
+                let _ = audio.source().next_frame();
+            }
+        }
+    }
+
+    #[test]
+    fn packetizer_g711_timestamps_advance_160() {
+        for (codec, pt) in [(Codec::Pcmu, 0u8), (Codec::Pcma, 8)] {
+            let mut p = Packetizer::new(
+                codec,
+                pt,
+                42,
+                65_534,
+                u32::MAX - 159,
+                &OpusSettings::default(),
+            )
+            .expect("packetizer");
+            assert_eq!(p.ticks_per_frame(), 160);
+            let mut source = LoopedAudio::chime().source();
+            let packets: Vec<RtpPacket> = (0..5)
+                .map(|i| {
+                    if i == 3 {
+                        p.mark_next();
+                    }
+                    p.packetize(&source.next_frame()).expect("packetize")
+                })
+                .collect();
+            let seqs: Vec<u16> = packets.iter().map(|p| p.sequence).collect();
+            assert_eq!(seqs, [65_534, 65_535, 0, 1, 2]);
+            let ts: Vec<u32> = packets.iter().map(|p| p.timestamp).collect();
+            assert_eq!(ts, [u32::MAX - 159, 0, 160, 320, 480]);
+            let markers: Vec<bool> = packets.iter().map(|p| p.marker).collect();
+            assert_eq!(markers, [true, false, false, true, false]);
+            assert!(packets
+                .iter()
+                .all(|p| p.payload.len() == 160 && p.payload_type == pt && p.ssrc == 42));
+            assert_eq!(p.next_position(), (3, 640));
+        }
+        // The payload is the frame in that law.
+        let mut p =
+            Packetizer::new(Codec::Pcma, 8, 1, 0, 0, &OpusSettings::default()).expect("pcma");
+        let frame = [1_000i16; FRAME_SAMPLES];
+        let packet = p.packetize(&frame).expect("packetize");
+        assert_eq!(&packet.payload[..], &g711::encode_alaw(&frame)[..]);
+    }
+
+    #[test]
+    fn packetizer_opus_timestamps_advance_960_and_decode() {
+        let mut p = Packetizer::new(Codec::Opus, 111, 7, 0, 1_000, &OpusSettings::default())
+            .expect("packetizer");
+        assert_eq!(p.ticks_per_frame(), 960);
+        let tone = sine(FRAME_SAMPLES * 25, 800.0, 6_000.0);
+        let mut decoder = OpusDecoder::new().expect("decoder");
+        let mut decoded = Vec::new();
+        for (i, chunk) in tone.chunks_exact(FRAME_SAMPLES).enumerate() {
+            let mut frame = [0; FRAME_SAMPLES];
+            frame.copy_from_slice(chunk);
+            let packet = p.packetize(&frame).expect("packetize");
+            assert_eq!(packet.timestamp, 1_000 + 960 * i as u32);
+            assert_eq!(packet.sequence, i as u16);
+            assert_eq!(packet.payload_type, 111);
+            let mut pcm = [0i16; crate::core::opus::MAX_PACKET_SAMPLES];
+            let n = decoder.decode(&packet.payload, &mut pcm).expect("decode");
+            assert_eq!(n, FRAME_SAMPLES);
+            decoded.extend_from_slice(&pcm[..n]);
+        }
+        assert!((dominant_frequency(&decoded[1_000..]) - 800.0).abs() <= 20.0);
+    }
+
+    #[test]
+    fn packetizer_refuses_telephone_event() {
+        let refused = Packetizer::new(
+            Codec::TelephoneEvent { clock_rate: 8_000 },
+            101,
+            1,
+            0,
+            0,
+            &OpusSettings::default(),
+        );
+        assert!(matches!(refused, Err(PacketizeError::NotAudio(_))));
+    }
+
+    #[test]
+    fn sources_and_coders_can_move_to_the_call_thread() {
+        fn send<T: Send>() {}
+        send::<LoopSource>();
+        send::<Silence>();
+        send::<Packetizer>();
+        send::<crate::core::transcode::Transcoder>();
+        send::<Box<dyn FrameSource>>();
+    }
+}
