@@ -1,0 +1,170 @@
+//! CPU cost of transcoding, per 20 ms frame and per call.
+//!
+//! `cargo run --release -p media --example transcode_bench [seconds]`
+//!
+//! Feeds `seconds` (default 60) of a speech-like signal through the two
+//! transcoders of a call (opus → PCMU toward the phone, PCMU → opus toward
+//! the browser) and reports µs of this thread's CPU time per frame
+//! (`/proc/thread-self/schedstat`, so time the scheduler gave to the other
+//! builds on this shared machine is not counted; the best of 3 runs), then
+//! transcoded calls per core. The opus input is what a browser sends:
+//! libopus at 48 kHz, VoIP, 32 kb/s, decoded by the transcoder at 8 kHz.
+//! The PCMU → opus cost is also shown per encoder complexity. A report,
+//! not a test: nothing here asserts.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use media::codec::Codec;
+use media::core::egress::{Packetizer, FRAME_SAMPLES};
+use media::core::opus::OpusSettings;
+use media::core::transcode::Transcoder;
+use media::packet::RtpPacket;
+
+/// An example's error: shown and the run ends.
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// A voice-like test signal at `rate`: a glottal-pulse-rich harmonic series
+/// whose pitch glides, syllables (3 per second) and a pause every 2 s, a
+/// little noise. The encoder's work depends on the content; a pure tone
+/// would flatter it.
+fn speech_like(seconds: usize, rate: usize) -> Vec<i16> {
+    let mut out = Vec::with_capacity(seconds * rate);
+    let mut phase = 0.0f64;
+    let mut seed: u32 = 0x2545_f491;
+    for i in 0..seconds * rate {
+        let t = i as f64 / rate as f64;
+        let f0 = 120.0 + 50.0 * (2.0 * std::f64::consts::PI * 0.4 * t).sin();
+        phase += 2.0 * std::f64::consts::PI * f0 / rate as f64;
+        let syllable = (0.5 + 0.5 * (2.0 * std::f64::consts::PI * 3.0 * t).sin()).powi(2);
+        let talking = if t % 2.0 < 1.6 { 1.0 } else { 0.0 };
+        let mut voiced = 0.0;
+        for h in 1..=20 {
+            // A formant-ish emphasis around 500 Hz and 1.5 kHz.
+            let f = h as f64 * f0;
+            let gain = 1.0 / h as f64
+                * (1.0
+                    + 2.0 * (-((f - 500.0) / 200.0).powi(2)).exp()
+                    + (-((f - 1_500.0) / 300.0).powi(2)).exp());
+            if f < rate as f64 / 2.0 {
+                voiced += gain * (h as f64 * phase).sin();
+            }
+        }
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let noise = (f64::from(seed >> 16) / 65_536.0 - 0.5) * 0.02;
+        out.push(((voiced * 0.15 * syllable * talking + noise) * 16_000.0) as i16);
+    }
+    out
+}
+
+/// CPU time of the calling thread, in ns (Linux schedstat: on-CPU time).
+fn thread_cpu_ns() -> Result<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat")?;
+    Ok(s.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or("unexpected /proc/thread-self/schedstat")?)
+}
+
+/// Best of 3: µs of CPU per input packet for `t` over `input`.
+fn measure(
+    mut make: impl FnMut() -> Result<Transcoder>,
+    input: &[RtpPacket],
+) -> Result<(f64, f64)> {
+    let mut best = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        let mut t = make()?;
+        let mut out = Vec::with_capacity(4);
+        let (cpu0, wall0) = (thread_cpu_ns()?, Instant::now());
+        for p in input {
+            out.clear();
+            t.push(p, &mut out)?;
+        }
+        let cpu = (thread_cpu_ns()? - cpu0) as f64 / 1_000.0 / input.len() as f64;
+        let wall = wall0.elapsed().as_secs_f64() * 1e6 / input.len() as f64;
+        best = (best.0.min(cpu), best.1.min(wall));
+    }
+    Ok(best)
+}
+
+fn main() -> Result<()> {
+    let seconds: usize = match std::env::args().nth(1) {
+        Some(s) => s.parse()?,
+        None => 60,
+    };
+    let settings = OpusSettings::default();
+
+    // PCMU input, as a phone sends it.
+    let pcm = speech_like(seconds, 8_000);
+    let mut packetizer = Packetizer::new(Codec::Pcmu, 0, 1, 0, 0, &settings)?;
+    let mut pcmu = Vec::new();
+    for chunk in pcm.chunks_exact(FRAME_SAMPLES) {
+        let mut frame = [0; FRAME_SAMPLES];
+        frame.copy_from_slice(chunk);
+        pcmu.push(packetizer.packetize(&frame)?);
+    }
+
+    // Opus input, as a browser sends it: 48 kHz, 20 ms, 32 kb/s.
+    let wide = speech_like(seconds, 48_000);
+    let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)?;
+    encoder.set_bitrate(opus::Bitrate::Bits(32_000))?;
+    encoder.set_inband_fec(true)?;
+    encoder.set_packet_loss_perc(5)?;
+    let mut buf = [0u8; 4_000];
+    let mut browser = Vec::new();
+    for (i, frame) in wide.chunks_exact(960).enumerate() {
+        let n = encoder.encode(frame, &mut buf)?;
+        browser.push(RtpPacket {
+            payload_type: 111,
+            sequence: i as u16,
+            timestamp: 960 * i as u32,
+            ssrc: 2,
+            marker: false,
+            payload: Bytes::copy_from_slice(&buf[..n]),
+        });
+    }
+
+    println!(
+        "transcode_bench: {} frames of 20 ms per run ({seconds} s), best of 3, CPU µs per frame",
+        pcmu.len()
+    );
+    let (down, down_wall) = measure(
+        || Ok(Transcoder::new(Codec::Opus, Codec::Pcmu, 0, &settings)?),
+        &browser,
+    )?;
+    println!("  opus (browser, 48 kHz 32 kb/s) -> PCMU   {down:6.1} µs  (wall {down_wall:.1})");
+    let mut up = 0.0;
+    for complexity in [0u8, 1, 3, 5, 9] {
+        let s = OpusSettings {
+            complexity,
+            ..settings
+        };
+        let (cpu, wall) = measure(
+            || Ok(Transcoder::new(Codec::Pcmu, Codec::Opus, 111, &s)?),
+            &pcmu,
+        )?;
+        let default = if complexity == settings.complexity {
+            up = cpu;
+            "  <- default"
+        } else {
+            ""
+        };
+        println!(
+            "  PCMU -> opus (complexity {complexity}, {} kb/s, FEC)  {cpu:6.1} µs  (wall {wall:.1}){default}",
+            settings.bitrate / 1_000
+        );
+    }
+    let (g711, _) = measure(
+        || Ok(Transcoder::new(Codec::Pcmu, Codec::Pcma, 8, &settings)?),
+        &pcmu,
+    )?;
+    println!("  PCMU -> PCMA                              {g711:6.1} µs");
+    // A call: 50 frames per second in each direction.
+    let per_call_ms = 50.0 * (down + up) / 1_000.0;
+    println!(
+        "one transcoded call (both directions, default settings): {per_call_ms:.2} ms CPU per second \
+         => {:.0} calls per core (codec work only; the relay's packet I/O comes on top)",
+        1_000.0 / per_call_ms
+    );
+    Ok(())
+}
