@@ -75,13 +75,11 @@ pub struct OpusSettings {
     /// transcoded.
     pub complexity: u8,
     /// Target bit rate in bit/s. 32 kb/s by default, half of G.711's 64
-    /// and what browsers send: narrowband speech alone needs about 16, but
-    /// libopus 1.3.1 adds in-band FEC only from about 20 kb/s at 8 kHz
-    /// (at 16 and 18 kb/s a lost frame came back as plain PLC), and the
-    /// FEC then takes its share: at 24 kb/s with 10 % loss planned, a
-    /// 2.5 kHz tone came back 3.6 dB low, at 32 kb/s 0.3 dB (the tests
-    /// `fec_recovers_the_content_of_a_lost_frame` and
-    /// `pcmu_opus_pcmu_round_trip_keeps_frequency_and_level` check both).
+    /// and about what browsers send: narrowband speech alone needs about
+    /// 16, but libopus 1.3.1 adds in-band FEC only from about 20 kb/s at
+    /// 8 kHz (at 16 and 18 kb/s a lost frame came back as plain PLC; the
+    /// test `fec_recovers_the_content_of_a_lost_frame` checks it), and the
+    /// FEC takes its share of the rate.
     pub bitrate: u32,
     /// In-band FEC (LBRR): each packet carries a coarse copy of the previous
     /// one, which the receiver's decoder uses when a packet is lost.
