@@ -66,13 +66,12 @@ pub struct OpusSettings {
     /// 0..=10. 1 by default, for the budget: 240 transcoded calls per core
     /// leave about 83 µs of CPU per 20 ms for both directions, the relay's
     /// packet I/O included. Measured here (`examples/transcode_bench.rs`,
-    /// 24 kb/s, FEC on): PCMU → opus costs 32 µs per frame at complexity 1,
-    /// 64 µs at 2 (where SILK's delayed-decision quantiser starts), 69 at
-    /// 3, 160 at libopus's default of 9; opus → PCMU 20 µs. The round
-    /// trip's waveform SNR above 300 Hz does not improve with complexity
-    /// (12.8 dB at 1, 12.0 dB at 3: the higher levels shape noise for the
-    /// ear, which this cannot measure). Raise it where few calls are
-    /// transcoded.
+    /// 32 kb/s, FEC on): PCMU → opus costs 37 µs per frame at complexity 1,
+    /// 66 µs at 2 (where SILK's delayed-decision quantiser starts), 72 at
+    /// 3, 164 at libopus's default of 9; opus → PCMU 20 µs. The round
+    /// trip's waveform SNR above 300 Hz is the same at every level (12.3
+    /// dB: the higher levels shape noise for the ear, which this cannot
+    /// measure). Raise it where few calls are transcoded.
     pub complexity: u8,
     /// Target bit rate in bit/s. 32 kb/s by default, half of G.711's 64
     /// and about what browsers send: narrowband speech alone needs about
