@@ -14,6 +14,7 @@
 
 use std::time::Instant;
 
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use media::codec::Codec;
 use media::core::egress::{Packetizer, FRAME_SAMPLES};
@@ -21,8 +22,6 @@ use media::core::opus::OpusSettings;
 use media::core::transcode::Transcoder;
 use media::packet::RtpPacket;
 
-/// An example's error: shown and the run ends.
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// A voice-like test signal at `rate`: a glottal-pulse-rich harmonic series
 /// whose pitch glides, syllables (3 per second) and a pause every 2 s, a
@@ -59,11 +58,12 @@ fn speech_like(seconds: usize, rate: usize) -> Vec<i16> {
 
 /// CPU time of the calling thread, in ns (Linux schedstat: on-CPU time).
 fn thread_cpu_ns() -> Result<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat")?;
-    Ok(s.split_whitespace()
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .context("reading /proc/thread-self/schedstat")?;
+    s.split_whitespace()
         .next()
         .and_then(|v| v.parse().ok())
-        .ok_or("unexpected /proc/thread-self/schedstat")?)
+        .context("parsing /proc/thread-self/schedstat")
 }
 
 /// Best of 3: µs of CPU per input packet for `t` over `input`.
@@ -143,7 +143,7 @@ fn high_pass(x: &[i16]) -> Vec<i16> {
 
 fn main() -> Result<()> {
     let seconds: usize = match std::env::args().nth(1) {
-        Some(s) => s.parse()?,
+        Some(s) => s.parse().context("seconds")?,
         None => 60,
     };
     let settings = OpusSettings::default();
