@@ -22,7 +22,6 @@ use media::core::opus::OpusSettings;
 use media::core::transcode::Transcoder;
 use media::packet::RtpPacket;
 
-
 /// A voice-like test signal at `rate`: a glottal-pulse-rich harmonic series
 /// whose pitch glides, syllables (3 per second) and a pause every 2 s, a
 /// little noise. The encoder's work depends on the content; a pure tone
