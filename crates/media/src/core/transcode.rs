@@ -217,6 +217,7 @@ impl Transcoder {
         let (in_ticks, out_ticks) = (ticks(self.from), ticks(self.to));
         let mut previous = None;
         let mut lost = 0u16;
+        let mut restart = self.last.is_some();
         let out_timestamp = match self.last {
             Some(l) if l.ssrc == packet.ssrc => {
                 let dseq = packet.sequence.wrapping_sub(l.sequence) as i16;
@@ -234,18 +235,20 @@ impl Transcoder {
                         lost = missing;
                     }
                     previous = Some(l);
+                    restart = false;
                     l.out_timestamp
                         .wrapping_add(((dts / in_ticks as i32) * out_ticks as i32) as u32)
                 } else {
-                    self.new_stream(packet.timestamp)?
+                    self.first_timestamp(packet.timestamp)
                 }
             }
-            _ => self.new_stream(packet.timestamp)?,
+            _ => self.first_timestamp(packet.timestamp),
         };
 
         let samples = match self.from {
             Codec::Opus => {
-                self.decode_opus(&packet.payload, previous.filter(|_| lost > 0), lost, out)?
+                let gap = previous.filter(|_| lost > 0);
+                self.decode_opus(&packet.payload, restart, gap, lost, out)?
             }
             law => self.decode_g711(law, &packet.payload)?,
         };
@@ -270,20 +273,20 @@ impl Transcoder {
 
     /// A stream starts (first packet, new SSRC, restart): the output
     /// timestamp is the input's in the target clock.
-    fn new_stream(&mut self, in_timestamp: u32) -> Result<u32, TranscodeError> {
-        if let (Some(decoder), Some(_)) = (self.decoder.as_mut(), self.last) {
-            decoder.reset()?;
-        }
-        Ok((in_timestamp / ticks(self.from)).wrapping_mul(ticks(self.to)))
+    fn first_timestamp(&self, in_timestamp: u32) -> u32 {
+        (in_timestamp / ticks(self.from)).wrapping_mul(ticks(self.to))
     }
 
     /// Decodes an opus packet into `self.pcm`, returning its sample count.
+    /// A `restart` (new SSRC, renumbered sender) resets the decoder first:
+    /// the old stream's state would colour the new one's first frames.
     /// After a gap (`gap` is the last packet before it, `lost` frames
     /// missing), the missing frames are produced first (they come first
     /// in the decoder's timeline), the last from `payload`'s FEC.
     fn decode_opus(
         &mut self,
         payload: &[u8],
+        restart: bool,
         gap: Option<Last>,
         lost: u16,
         out: &mut Vec<RtpPacket>,
@@ -293,10 +296,15 @@ impl Transcoder {
             .decoder
             .as_mut()
             .ok_or(TranscodeError::Unsupported { from, to })?;
-        if let Some(l) = gap {
-            // Checked before the concealment moves the decoder on, so
-            // garbage after a gap changes nothing either.
+        if restart || gap.is_some() {
+            // Checked before the state moves, so garbage after a gap or
+            // on a new SSRC changes nothing.
             opus_packet_samples(payload)?;
+        }
+        if restart {
+            decoder.reset()?;
+        }
+        if let Some(l) = gap {
             let frame = l.samples as usize;
             for i in 1..=lost {
                 let pcm = &mut self.pcm[..];
