@@ -801,6 +801,42 @@ mod tests {
     }
 
     #[test]
+    fn sixty_ms_packets_keep_their_duration_both_ways() {
+        let tone = sine(480 * 10, 1_000.0, 6_000.0);
+        let pcmu: Vec<RtpPacket> = tone
+            .chunks_exact(480)
+            .enumerate()
+            .map(|(i, c)| RtpPacket {
+                payload_type: 0,
+                sequence: i as u16,
+                timestamp: 480 * i as u32,
+                ssrc: SSRC,
+                marker: false,
+                payload: g711::encode_ulaw(c).into(),
+            })
+            .collect();
+        let opus = run(&mut transcoder(Codec::Pcmu, Codec::Opus, 111), &pcmu);
+        for w in opus.windows(2) {
+            assert_eq!(w[1].timestamp.wrapping_sub(w[0].timestamp), 2_880);
+        }
+        let mut samples = [0i16; MAX_PACKET_SAMPLES];
+        let mut decoder = OpusDecoder::new().expect("decoder");
+        assert_eq!(
+            decoder
+                .decode(&opus[0].payload, &mut samples)
+                .expect("decode"),
+            480
+        );
+        let back = run(&mut transcoder(Codec::Opus, Codec::Pcmu, 0), &opus);
+        assert!(back.iter().all(|p| p.payload.len() == 480));
+        for w in back.windows(2) {
+            assert_eq!(w[1].timestamp.wrapping_sub(w[0].timestamp), 480);
+        }
+        let pcm = decode_g711(&back, Codec::Pcmu);
+        assert!((dominant_frequency(&pcm[960..]) - 1_000.0).abs() <= 20.0);
+    }
+
+    #[test]
     fn unsupported_pairs_are_refused() {
         let s = OpusSettings::default();
         for (from, to) in [
