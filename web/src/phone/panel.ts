@@ -38,8 +38,9 @@ export function qualityDetails(q: CallQuality): string {
   return t('phone.quality.details', {
     mos: fmt(q.mos, 1),
     loss: fmt(q.lossPct, q.lossPct > 0 && q.lossPct < 10 ? 1 : 0),
-    jitter: fmt(q.jitterMs, 0),
-    rtt: q.rttMs === null ? '—' : fmt(q.rttMs, 0),
+    // Loopback and LAN figures are below a millisecond: keep a decimal there.
+    jitter: fmt(q.jitterMs, q.jitterMs < 10 ? 1 : 0),
+    rtt: q.rttMs === null ? '—' : fmt(q.rttMs, q.rttMs < 10 ? 1 : 0),
     codec: q.codec ?? '—',
   });
 }

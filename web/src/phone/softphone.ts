@@ -156,6 +156,11 @@ export class Softphone {
     return (this.session?.connection as RTCPeerConnection | undefined) ?? null;
   }
 
+  /** Whether the live quality sampling runs (only while a call is up; diagnostics and tests). */
+  get qualityPolling(): boolean {
+    return this.qualityTimer !== null;
+  }
+
   get isManual(): boolean {
     return this.mode === 'manual';
   }
