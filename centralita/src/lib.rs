@@ -180,6 +180,7 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         min_session_expires: Duration::from_secs(u64::from(cfg.sip.min_session_expires_secs)),
         max_call_duration: Duration::from_secs(u64::from(cfg.sip.max_call_duration_secs)),
         cdr_journal_dir: Some(cdr_journal_dir(cfg)),
+        on_thread_idle: Some(allocator::release_thread_cache_when_idle),
         ..Default::default()
     })
 }
@@ -588,6 +589,8 @@ mod tests {
             mapped.cdr_journal_dir.take(),
             Some(Config::default().data_dir.join("cdr-journal"))
         );
+        // Nor is the allocator hook the binary always installs.
+        assert!(mapped.on_thread_idle.take().is_some());
         assert_eq!(
             format!("{mapped:#?}"),
             format!("{:#?}", sip::SipConfig::default())
@@ -617,8 +620,14 @@ mod tests {
     /// or is listed as internal.
     #[test]
     fn every_sip_server_setting_has_a_key() {
-        // cdr_journal_dir follows data_dir (always on in the binary).
-        const INTERNAL: &[&str] = &["nonce_lifetime", "max_headers", "cdr_journal_dir"];
+        // cdr_journal_dir follows data_dir (always on in the binary);
+        // on_thread_idle is the binary's allocator hook.
+        const INTERNAL: &[&str] = &[
+            "nonce_lifetime",
+            "max_headers",
+            "cdr_journal_dir",
+            "on_thread_idle",
+        ];
         // (CENTRALITA_ variable, a non-default value, the sip::SipConfig field).
         const KEYS: &[(&str, &str, &str)] = &[
             ("CENTRALITA_SIP_LISTEN", "127.0.0.1:5999", "listen"),

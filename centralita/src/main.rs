@@ -93,6 +93,9 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // jemalloc is this binary's allocator (above): idle threads may hand
+    // their caches back (see allocator.rs).
+    centralita::allocator::enable_idle_release();
     // `serve --help` lists every setting, read from the configuration
     // structs so that it cannot fall behind them.
     let matches = Cli::command()
@@ -136,6 +139,7 @@ impl Command {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
+        .on_thread_park(centralita::allocator::release_thread_cache_when_idle)
         .enable_all()
         .build()?)
 }

@@ -134,6 +134,37 @@ async function assertAudioStopped(page, seconds, who) {
   assert.ok(end.bytesReceived - start.bytesReceived < 500, `${who}: inbound audio still flowing while on hold (${start.bytesReceived} -> ${end.bytesReceived})`);
 }
 
+/**
+ * The softphone's live quality indicator: waits for a sample, checks the
+ * class, that the details (MOS, loss, jitter, RTT, codec) are there and
+ * readable by keyboard focus, and returns the figures.
+ */
+async function assertQualityShown(page, who, shotOf = null) {
+  const indicator = page.getByTestId('call-quality');
+  await waitFor(async () => (await indicator.isVisible()) && (await indicator.getAttribute('data-quality')), {
+    timeoutMs: 10000, what: `${who}: quality indicator`,
+  });
+  const cls = await indicator.getAttribute('data-quality');
+  const text = (await page.getByTestId('call-quality-text').textContent()).trim();
+  const details = page.getByTestId('call-quality-details');
+  await page.mouse.move(0, 0);
+  // Keyboard users reach the details: the indicator takes focus and shows them.
+  assert.equal(await details.isVisible(), false, `${who}: details hidden until hover or focus`);
+  await indicator.focus();
+  await waitFor(() => details.isVisible(), { timeoutMs: 3000, what: `${who}: quality details on focus` });
+  const tip = (await details.textContent()).trim();
+  if (shotOf) await shot(shotOf, 'agent-call-quality');
+  await indicator.blur();
+  assert.equal(await indicator.getAttribute('aria-describedby'), await details.getAttribute('id'), `${who}: details are the indicator's description`);
+  // The console runs in Spanish here: decimal comma.
+  const mos = Number(/MOS\s(\d+(?:[.,]\d+)?)/.exec(tip)?.[1]?.replace(',', '.'));
+  const loss = Number(/pérdida\s(\d+(?:[.,]\d+)?)\s%/.exec(tip)?.[1]?.replace(',', '.'));
+  assert.match(tip, /jitter\s\d+(?:[.,]\d+)?\sms/, `${who}: jitter in the details: ${tip}`);
+  assert.match(tip, /RTT\s(?:\d+(?:[.,]\d+)?|—)\sms/, `${who}: RTT in the details: ${tip}`);
+  assert.match(tip, /códec\s\S+/, `${who}: codec in the details: ${tip}`);
+  return { cls, text, tip, mos, loss };
+}
+
 async function dial(page, number) {
   await page.getByTestId('phone-number').fill(number);
   await page.getByTestId('btn-call').click();
@@ -279,6 +310,17 @@ describe('centralita console (real browser, real backend)', () => {
 
     await Promise.all([assertAudioFlows(A, 3, 'A'), assertAudioFlows(B, 3, 'B')]);
     assert.equal(await A.evaluate(() => window.__samePage), true, 'navigation reloaded the page');
+
+    // Live call quality next to the timer, from getStats() through the
+    // server's E-model: a loopback call is good, MOS >= 4, no loss.
+    for (const [who, page] of [['A', A], ['B', B]]) {
+      const q = await assertQualityShown(page, who, who === 'A' ? people.a : null);
+      assert.equal(q.cls, 'good', `${who}: quality class (${q.tip})`);
+      assert.equal(q.text, 'Calidad: buena', `${who}: quality in words`);
+      assert.ok(Number.isFinite(q.mos) && q.mos >= 4, `${who}: MOS >= 4 in the details: ${q.tip}`);
+      assert.equal(q.loss, 0, `${who}: 0 % loss in the details: ${q.tip}`);
+      assert.equal(await page.evaluate(() => window.__centralitaPhone.qualityPolling), true, `${who}: sampling while the call is up`);
+    }
     await shot(people.a, 'agent-in-call-details');
 
     // The admin's live view shows the call in progress.
@@ -317,6 +359,11 @@ describe('centralita console (real browser, real backend)', () => {
     await waitOutcome(A, 'hangupRemote');
     await waitPhone(A, 'ended', 5000);
     await waitOutcome(B, 'hangupLocal');
+    // The quality indicator goes with the call, and so does the sampling.
+    for (const [who, page] of [['A', A], ['B', B]]) {
+      await waitFor(async () => !(await page.getByTestId('call-quality').isVisible()), { timeoutMs: 5000, what: `${who}: quality indicator gone after hang-up` });
+      assert.equal(await page.evaluate(() => window.__centralitaPhone.qualityPolling), false, `${who}: no sampling after hang-up`);
+    }
     const flowAfter = await A.locator('[data-testid=sip-flow-item]').evaluateAll((els) => els.map((e) => e.getAttribute('data-label')));
     assert.ok(flowAfter.includes('BYE'), `SIP flow shows BYE: ${flowAfter.join(', ')}`);
     await shot(people.a, 'agent-call-ended');

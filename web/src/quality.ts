@@ -1,7 +1,9 @@
 // Call quality and recordings as the call history shows them: the pure
 // text of the quality tooltip (unit-tested) and the recording's URL.
 
-export type QualityClass = 'good' | 'fair' | 'poor';
+import type { QualityClass } from './phone/quality';
+
+export type { QualityClass };
 
 export interface LegQuality {
   leg: number;

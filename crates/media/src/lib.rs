@@ -12,4 +12,6 @@
 pub mod codec;
 pub mod core;
 pub mod packet;
+pub mod relay;
+pub mod shell;
 pub mod webrtc;

@@ -92,6 +92,10 @@ pub struct SipConfig {
     /// dates the crash. None: no journal (CDRs are only written behind, and
     /// calls left open by a crash are closed at the next start's time).
     pub cdr_journal_dir: Option<std::path::PathBuf>,
+    /// Called on the SIP UDP thread whenever it runs out of work (its
+    /// runtime parks). The binary hands its allocator's per-thread cache
+    /// back here (`centralita/src/allocator.rs`); it must be cheap.
+    pub on_thread_idle: Option<fn()>,
 }
 
 impl Default for SipConfig {
@@ -129,6 +133,7 @@ impl Default for SipConfig {
             tls_key: None,
             tls_dial_verify: TlsDialVerify::None,
             cdr_journal_dir: None,
+            on_thread_idle: None,
         }
     }
 }
@@ -312,10 +317,11 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
     // That runtime is built last: dropping it here, inside the caller's
     // runtime, would panic, so the one error path after it shuts it down
     // in the background instead.
-    let udp_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(SipError::Thread)?;
+    let mut udp_rt = tokio::runtime::Builder::new_current_thread();
+    if let Some(idle) = config.on_thread_idle {
+        udp_rt.on_thread_park(idle);
+    }
+    let udp_rt = udp_rt.enable_all().build().map_err(SipError::Thread)?;
     let udp = {
         let _guard = udp_rt.enter();
         UdpSocket::from_std(std_udp)

@@ -14,7 +14,9 @@ use std::collections::{BTreeSet, HashMap};
 
 #[derive(Default)]
 pub struct Calls {
-    calls: HashMap<u64, Call>,
+    /// Boxed: the table keeps spare slots after growing (and twice its
+    /// size while it grows), which then cost 16 bytes each, not a `Call`.
+    calls: HashMap<u64, Box<Call>>,
     by_callid: HashMap<String, (u64, Side)>,
     /// (deadline, call)
     timers: BTreeSet<(u64, u64)>,
@@ -44,7 +46,7 @@ impl Calls {
         for (cid, side) in call.call_ids() {
             self.by_callid.insert(cid.to_string(), (id, side));
         }
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         self.reschedule(id);
     }
 
@@ -139,7 +141,7 @@ impl Calls {
         if let Some(old) = self.scheduled.remove(&id) {
             self.timers.remove(&(old, id));
         }
-        if let Some(at) = self.calls.get(&id).and_then(Call::poll_timeout) {
+        if let Some(at) = self.calls.get(&id).and_then(|c| c.poll_timeout()) {
             self.timers.insert((at, id));
             self.scheduled.insert(id, at);
         }

@@ -556,15 +556,22 @@ impl Call {
         ctx.send_bytes(to, bytes);
     }
 
-    /// Drops from the stored INVITEs everything but the headers responses,
-    /// ACKs and CANCELs are built from (`msg::response`, `Fork::invite`'s
-    /// uses in fork.rs): authorization, contact, SDP and the rest are read
-    /// only while the call is set up.
+    /// Once the call is answered or over, the stored INVITEs shrink to
+    /// what is still read from them: no response is built from the
+    /// caller's INVITE any more (its branch, CSeq and Call-ID still match
+    /// its ACK and its transaction), and a fork's INVITE is needed only
+    /// while the fork rings (CANCEL, ACK of its final). Authorization,
+    /// Contact, SDP and the rest are read only while the call is set up;
+    /// under load tens of thousands of calls are held at once.
     fn trim_invites(&mut self) {
-        const KEEP: &[&str] = &["Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards"];
-        self.a_invite.retain_headers(KEEP);
+        self.a_invite.retain_headers(&["Via", "CSeq", "Call-ID"]);
         for f in &mut self.forks {
-            f.invite.retain_headers(KEEP);
+            if matches!(f.state, ForkState::Answered | ForkState::Done) {
+                f.invite.retain_headers(&[]);
+            } else {
+                f.invite
+                    .retain_headers(&["Via", "From", "To", "Call-ID", "Max-Forwards"]);
+            }
         }
     }
 
@@ -576,7 +583,6 @@ impl Call {
         }
         self.phase = Phase::Ending;
         ctx.event(&self.a.call_id, at_ms, CallEventKind::Ended { cause });
-        // While it lingers only responses, ACKs and CANCELs are built.
         self.trim_invites();
         self.media = Default::default();
         self.session = None;

@@ -1,0 +1,593 @@
+//! The plain RTP relay of one call: two RTP/AVP legs (A and B), media from
+//! each forwarded to the other with its header rewritten.
+//!
+//! This module does no I/O and reads no clock: every input carries the
+//! `Instant` it happened at; datagrams to send, the next deadline and
+//! events for the call are polled. The shell (`crate::shell`) owns the
+//! sockets and the timers.
+//!
+//! # Run loop
+//!
+//! After every input (`handle_datagram`, `handle_timeout`, or a command such
+//! as `set_leg`), drain the outputs in this order until each returns `None`:
+//! 1. [`Relay::poll_transmit`] — send each datagram from the leg's RTP port;
+//! 2. [`Relay::poll_timeout`] — call `handle_timeout` at (or after) it;
+//! 3. [`Relay::poll_event`] — media timeouts, latching, RTCP for quality.
+//!
+//! # What it does per direction (A→B shown; B→A is the mirror)
+//! - accepts a packet on A's port only if it parses as RTP, its payload type
+//!   is one A negotiated, and its source passes latching ([`latch`]);
+//! - forwards it only if A's peer sends (`sendrecv`/`sendonly`) and B's
+//!   peer receives (`sendrecv`/`recvonly`), and B is not being fed by an
+//!   egress source (hold music);
+//! - maps the payload type to B's number for the same codec (PCMU may be 0
+//!   on both; telephone-event 101 on A and 96 on B) and drops what B did not
+//!   negotiate (no transcoding here);
+//! - rewrites SSRC, sequence number and timestamp into B's one outgoing
+//!   stream ([`rewrite`]), continuous across SSRC changes of A's source.
+//!
+//! RTCP (port + 1, or muxed on the RTP port) is terminated, not relayed: the
+//! relay rewrites SSRCs and sequence numbers, so a far-side report describes
+//! a stream the other leg never saw (wrong SSRC, wrong extended sequence,
+//! wrong loss); forwarding it would feed garbage to the receiver's quality
+//! figures. Valid compound RTCP from the leg's peer is handed up as
+//! [`Event::Rtcp`] (round-trip time, the peer's view of loss); the relay's
+//! own reports per leg come with the statistics module.
+
+pub mod egress;
+pub mod latch;
+pub mod rewrite;
+pub mod rtp;
+
+#[cfg(test)]
+mod tests;
+
+use crate::codec::Codec;
+use crate::core::g711;
+use crate::packet::RtpPacket;
+use bytes::Bytes;
+use egress::{EgressSource, ToneSource, EGRESS_RATE};
+use latch::{Latch, Verdict};
+use rewrite::{OutStream, Source};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// An egress source as the shell passes it between threads.
+pub type EgressSourceBox = Box<dyn EgressSource>;
+
+/// One side of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LegId {
+    A,
+    B,
+}
+
+impl LegId {
+    pub fn other(self) -> LegId {
+        match self {
+            LegId::A => LegId::B,
+            LegId::B => LegId::A,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            LegId::A => 0,
+            LegId::B => 1,
+        }
+    }
+}
+
+/// Which port of a leg a datagram arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    Rtp,
+    Rtcp,
+}
+
+/// The SDP direction attribute a leg's peer declared, from the peer's
+/// point of view (RFC 3264 §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    pub fn peer_sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    pub fn peer_receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// The peer put the call on hold: it does not want to hear the other
+    /// side, so the other side gets hold music.
+    pub fn holds(self) -> bool {
+        matches!(self, Direction::SendOnly | Direction::Inactive)
+    }
+}
+
+/// Per-call settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// No RTP from a sending leg for this long (not on hold) ends the call.
+    pub rtp_timeout: Duration,
+    /// Consecutive packets a new source must send before it is latched.
+    pub probation: u8,
+    /// A latched source silent this long may be replaced (NAT rebinding);
+    /// `None`: only new SDP lets the leg learn again. See [`latch`].
+    pub relatch_after: Option<Duration>,
+    /// Frame length of generated audio (hold music).
+    pub ptime: Duration,
+    /// Emit [`Event::Stats`] this often (live quality display); `None`:
+    /// only on request ([`Relay::stats`]).
+    pub stats_interval: Option<Duration>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            rtp_timeout: Duration::from_secs(30),
+            // Asterisk's strictrtp default; 80 ms of audio at 20 ms ptime
+            // (rustpbx uses 6). Only sources other than the SDP address pay it.
+            probation: 4,
+            relatch_after: Some(Duration::from_secs(3)),
+            ptime: Duration::from_millis(20),
+            stats_interval: None,
+        }
+    }
+}
+
+/// What the SDP of one leg says: where its peer wants media, which payload
+/// types mean which codec on this leg, and the direction.
+#[derive(Debug, Clone, Default)]
+pub struct LegParams {
+    /// The `c=`/`m=` address; `None` until known (latching fills it in).
+    pub remote_rtp: Option<SocketAddr>,
+    /// `a=rtcp:` or RTP port + 1.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// (payload type, codec) pairs negotiated on this leg.
+    pub codecs: Vec<(u8, Codec)>,
+    pub direction: Direction,
+}
+
+/// Counters of one leg. "in" is what the leg's peer sent us, "out" what we
+/// sent to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegStats {
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    pub out_packets: u64,
+    pub out_bytes: u64,
+    /// Frames from an egress source (hold music), included in `out_packets`.
+    pub out_generated: u64,
+    pub dropped_malformed: u64,
+    /// Payload type this leg did not negotiate (or the other leg cannot take).
+    pub dropped_payload_type: u64,
+    /// From a source that is not latched (probation or rejected).
+    pub dropped_source: u64,
+    /// Direction (hold) says not to forward.
+    pub dropped_direction: u64,
+    /// The other leg has no address yet.
+    pub dropped_no_destination: u64,
+    pub rtcp_packets: u64,
+    pub rtcp_dropped: u64,
+    /// Source changes spliced into the outgoing stream toward this leg.
+    pub out_resyncs: u64,
+}
+
+/// Something the call should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The leg's media source was learned (or changed after re-learning).
+    Latched { leg: LegId, addr: SocketAddr },
+    /// No RTP from the leg for `rtp_timeout` while not on hold.
+    MediaTimeout { leg: LegId },
+    /// RTP arrived again after a `MediaTimeout`.
+    MediaResumed { leg: LegId },
+    /// A valid compound RTCP packet from the leg's peer.
+    Rtcp { leg: LegId, packet: Bytes },
+    /// Counters of both legs (A, B), every `stats_interval` (boxed: the
+    /// other events are small).
+    Stats { legs: Box<[LegStats; 2]> },
+}
+
+/// A datagram to send from `leg`'s RTP port to `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub leg: LegId,
+    pub to: SocketAddr,
+    pub packet: RtpPacket,
+}
+
+impl Transmit {
+    /// The datagram bytes, written into `out` (its contents replaced).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        rtp::write_rtp(&self.packet, out);
+    }
+}
+
+struct Leg {
+    params: LegParams,
+    /// Codec of each payload type this leg negotiated, by PT number.
+    codec_of: [Option<Codec>; 128],
+    latch: Latch,
+    rtcp_from: Option<SocketAddr>,
+    /// When the media timeout clock (re)started: the last accepted packet,
+    /// or the moment timing became relevant (creation, end of hold).
+    timer_base: Instant,
+    timed_out: bool,
+    /// The stream we send toward this leg.
+    out: OutStream,
+    /// Hold music (or later a mixer) toward this leg.
+    egress: Box<dyn EgressSource>,
+    egress_next: Option<Instant>,
+    egress_seq: u16,
+    egress_ts: u32,
+    stats: LegStats,
+}
+
+impl Leg {
+    fn new(now: Instant, out_ssrc: u32) -> Leg {
+        Leg {
+            params: LegParams::default(),
+            codec_of: [None; 128],
+            latch: Latch::new(),
+            rtcp_from: None,
+            timer_base: now,
+            timed_out: false,
+            out: OutStream::new(out_ssrc),
+            egress: Box::new(ToneSource::new()),
+            egress_next: None,
+            egress_seq: 0,
+            egress_ts: 0,
+            stats: LegStats::default(),
+        }
+    }
+
+    /// Where media for this leg goes: the latched source, else the SDP.
+    fn destination(&self) -> Option<SocketAddr> {
+        self.latch.latched().or(self.params.remote_rtp)
+    }
+
+    fn pt_for(&self, codec: Codec) -> Option<u8> {
+        self.params
+            .codecs
+            .iter()
+            .find(|(_, c)| *c == codec)
+            .map(|(pt, _)| *pt)
+    }
+
+    /// The G.711 codec generated audio is sent in, with its PT.
+    fn egress_codec(&self) -> Option<(u8, Codec)> {
+        self.params
+            .codecs
+            .iter()
+            .copied()
+            .find(|(_, c)| matches!(c, Codec::Pcmu | Codec::Pcma))
+    }
+}
+
+/// The relay core of one call.
+pub struct Relay {
+    config: RelayConfig,
+    legs: [Leg; 2],
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    pcm: Vec<i16>,
+    next_stats: Option<Instant>,
+}
+
+impl Relay {
+    /// `out_ssrcs`: the SSRC of the stream sent toward A and toward B
+    /// (chosen at random by the caller: the core draws no randomness).
+    pub fn new(now: Instant, config: RelayConfig, out_ssrcs: [u32; 2]) -> Relay {
+        let next_stats = config.stats_interval.and_then(|d| now.checked_add(d));
+        Relay {
+            next_stats,
+            config,
+            legs: [Leg::new(now, out_ssrcs[0]), Leg::new(now, out_ssrcs[1])],
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            pcm: Vec::new(),
+        }
+    }
+
+    fn leg(&self, id: LegId) -> &Leg {
+        &self.legs[id.index()]
+    }
+
+    fn leg_mut(&mut self, id: LegId) -> &mut Leg {
+        &mut self.legs[id.index()]
+    }
+
+    pub fn stats(&self, leg: LegId) -> LegStats {
+        let l = self.leg(leg);
+        LegStats {
+            out_resyncs: l.out.resyncs(),
+            ..l.stats
+        }
+    }
+
+    pub fn latched(&self, leg: LegId) -> Option<SocketAddr> {
+        self.leg(leg).latch.latched()
+    }
+
+    pub fn params(&self, leg: LegId) -> &LegParams {
+        &self.leg(leg).params
+    }
+
+    /// Applies SDP for `leg` (initial offer/answer or a re-INVITE). A new
+    /// remote address makes the leg learn its source again; a change of
+    /// direction restarts the media-timeout clock and switches hold music.
+    pub fn set_leg(&mut self, now: Instant, leg: LegId, params: LegParams) {
+        let l = self.leg_mut(leg);
+        let moved = l.params.remote_rtp != params.remote_rtp;
+        let direction_changed = l.params.direction != params.direction;
+        l.codec_of = [None; 128];
+        for (pt, codec) in &params.codecs {
+            if let Some(slot) = l.codec_of.get_mut(usize::from(*pt)) {
+                *slot = Some(*codec);
+            }
+        }
+        l.params = params;
+        if moved {
+            l.latch.relearn();
+        }
+        if moved || direction_changed {
+            for l in &mut self.legs {
+                l.timer_base = now;
+                l.timed_out = false;
+            }
+        }
+        self.update_egress(now);
+    }
+
+    /// Replaces the egress source toward `leg` (hold music file, later a
+    /// mixer output). The default is [`ToneSource`].
+    pub fn set_egress_source(&mut self, leg: LegId, source: Box<dyn EgressSource>) {
+        self.leg_mut(leg).egress = source;
+    }
+
+    /// True while `leg` hears the egress source instead of the other leg.
+    pub fn egress_active(&self, leg: LegId) -> bool {
+        self.leg(leg).egress_next.is_some()
+    }
+
+    fn update_egress(&mut self, now: Instant) {
+        for id in [LegId::A, LegId::B] {
+            let held_by_other = self.leg(id.other()).params.direction.holds();
+            let l = self.leg_mut(id);
+            let want = held_by_other && l.params.direction.peer_receives();
+            match (want, l.egress_next.is_some()) {
+                (true, false) => l.egress_next = Some(now),
+                (false, true) => l.egress_next = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// True while the call is on hold on either side: silence is expected.
+    fn on_hold(&self) -> bool {
+        self.legs
+            .iter()
+            .any(|l| l.params.direction != Direction::SendRecv)
+    }
+
+    /// One datagram that arrived on `leg`'s `port` from `from`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        port: Port,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        if port == Port::Rtcp || rtp::looks_like_rtcp(data) {
+            self.handle_rtcp(leg, from, data);
+            return;
+        }
+        let probation = self.config.probation;
+        let relatch_after = self.config.relatch_after;
+        let on_hold = self.on_hold();
+        let l = self.leg_mut(leg);
+        let packet = match rtp::parse_rtp(data) {
+            Ok(p) => p,
+            Err(_) => {
+                l.stats.dropped_malformed += 1;
+                return;
+            }
+        };
+        let Some(codec) = l.codec_of[usize::from(packet.payload_type)] else {
+            l.stats.dropped_payload_type += 1;
+            return;
+        };
+        let sdp_addr = l.params.remote_rtp;
+        match l.latch.on_packet(
+            now,
+            from,
+            packet.ssrc,
+            packet.sequence,
+            sdp_addr,
+            probation,
+            relatch_after,
+            !on_hold,
+        ) {
+            Verdict::Accept => {}
+            Verdict::Latched(addr) => self.events.push_back(Event::Latched { leg, addr }),
+            Verdict::Probation | Verdict::Reject => {
+                self.leg_mut(leg).stats.dropped_source += 1;
+                return;
+            }
+        }
+        let l = self.leg_mut(leg);
+        l.stats.in_packets += 1;
+        l.stats.in_bytes += data.len() as u64;
+        l.timer_base = now;
+        if l.timed_out {
+            l.timed_out = false;
+            self.events.push_back(Event::MediaResumed { leg });
+        }
+        let sends = self.leg(leg).params.direction.peer_sends();
+        let to = self.leg(leg.other());
+        if !sends || !to.params.direction.peer_receives() || to.egress_next.is_some() {
+            self.leg_mut(leg).stats.dropped_direction += 1;
+            return;
+        }
+        let Some(out_pt) = to.pt_for(codec) else {
+            self.leg_mut(leg).stats.dropped_payload_type += 1;
+            return;
+        };
+        let Some(dest) = to.destination() else {
+            self.leg_mut(leg).stats.dropped_no_destination += 1;
+            return;
+        };
+        let to = self.leg_mut(leg.other());
+        let r = to.out.rewrite(
+            now,
+            Source::Ssrc(packet.ssrc),
+            packet.sequence,
+            packet.timestamp,
+            codec.clock_rate(),
+        );
+        to.stats.out_packets += 1;
+        to.stats.out_bytes += (rtp::RTP_HEADER + packet.payload.len()) as u64;
+        self.transmits.push_back(Transmit {
+            leg: leg.other(),
+            to: dest,
+            packet: RtpPacket {
+                payload_type: out_pt,
+                sequence: r.sequence,
+                timestamp: r.timestamp,
+                ssrc: r.ssrc,
+                marker: packet.marker || r.marker,
+                payload: packet.payload,
+            },
+        });
+    }
+
+    fn handle_rtcp(&mut self, leg: LegId, from: SocketAddr, data: &[u8]) {
+        let l = self.leg_mut(leg);
+        // Only from the peer's host (latched RTP source or SDP address):
+        // anything else cannot be told from injected reports.
+        let expected_ip = l.latch.latched().or(l.params.remote_rtp).map(|a| a.ip());
+        if expected_ip != Some(from.ip()) || rtp::validate_rtcp(data).is_err() {
+            l.stats.rtcp_dropped += 1;
+            return;
+        }
+        l.stats.rtcp_packets += 1;
+        l.rtcp_from = Some(from);
+        self.events.push_back(Event::Rtcp {
+            leg,
+            packet: Bytes::copy_from_slice(data),
+        });
+    }
+
+    /// Deadlines reached: media timeouts, hold-music frames.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let on_hold = self.on_hold();
+        let timeout = self.config.rtp_timeout;
+        for id in [LegId::A, LegId::B] {
+            let l = self.leg_mut(id);
+            let due = l.timer_base.checked_add(timeout);
+            if !on_hold && !l.timed_out && due.is_some_and(|d| now >= d) {
+                l.timed_out = true;
+                self.events.push_back(Event::MediaTimeout { leg: id });
+            }
+            self.generate(now, id);
+        }
+        if let (Some(due), Some(every)) = (self.next_stats, self.config.stats_interval) {
+            if now >= due {
+                // From now, not from `due`: after a stall, one report, not a burst.
+                self.next_stats = now.checked_add(every.max(Duration::from_millis(100)));
+                self.events.push_back(Event::Stats {
+                    legs: Box::new([self.stats(LegId::A), self.stats(LegId::B)]),
+                });
+            }
+        }
+    }
+
+    /// Sends the hold-music frames due toward `id`.
+    fn generate(&mut self, now: Instant, id: LegId) {
+        let ptime = self.config.ptime;
+        let frame = (u64::from(EGRESS_RATE) * ptime.as_millis() as u64 / 1000) as usize;
+        let mut pcm = std::mem::take(&mut self.pcm);
+        pcm.resize(frame.max(1), 0);
+        let l = &mut self.legs[id.index()];
+        // Never send a burst to catch up after a stall: at most 3 frames
+        // late, then restart the cadence from now.
+        while let Some(due) = l.egress_next.filter(|d| *d <= now) {
+            let next = if now.saturating_duration_since(due) > ptime * 3 {
+                now + ptime
+            } else {
+                due + ptime
+            };
+            l.egress_next = Some(next);
+            let (Some((pt, codec)), Some(dest)) = (l.egress_codec(), l.destination()) else {
+                continue;
+            };
+            if !l.egress.fill(&mut pcm) {
+                continue;
+            }
+            let payload: Bytes = match codec {
+                Codec::Pcma => pcm.iter().map(|s| g711::linear_to_alaw(*s)).collect(),
+                _ => pcm.iter().map(|s| g711::linear_to_ulaw(*s)).collect(),
+            };
+            let seq = l.egress_seq;
+            let ts = l.egress_ts;
+            l.egress_seq = seq.wrapping_add(1);
+            l.egress_ts = ts.wrapping_add(frame as u32);
+            let r = l
+                .out
+                .rewrite(due, Source::Generated, seq, ts, codec.clock_rate());
+            l.stats.out_packets += 1;
+            l.stats.out_generated += 1;
+            l.stats.out_bytes += (rtp::RTP_HEADER + payload.len()) as u64;
+            self.transmits.push_back(Transmit {
+                leg: id,
+                to: dest,
+                packet: RtpPacket {
+                    payload_type: pt,
+                    sequence: r.sequence,
+                    timestamp: r.timestamp,
+                    ssrc: r.ssrc,
+                    marker: r.marker,
+                    payload,
+                },
+            });
+        }
+        self.pcm = pcm;
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next instant `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let on_hold = self.on_hold();
+        self.legs
+            .iter()
+            .flat_map(|l| {
+                let media = if on_hold || l.timed_out {
+                    None
+                } else {
+                    l.timer_base.checked_add(self.config.rtp_timeout)
+                };
+                [media, l.egress_next]
+            })
+            .flatten()
+            .chain(self.next_stats)
+            .min()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,560 @@
+//! The relay core on virtual time: a fixed `t0` and explicit offsets, no
+//! sockets, no sleeping.
+
+use super::*;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+const TE: Codec = Codec::TelephoneEvent { clock_rate: 8000 };
+const OUT_A: u32 = 0xaaaa_0001;
+const OUT_B: u32 = 0xbbbb_0002;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), port))
+}
+
+fn nat(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), port))
+}
+
+fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    rtp::write_rtp(
+        &RtpPacket {
+            payload_type: pt,
+            sequence: seq,
+            timestamp: ts,
+            ssrc,
+            marker: false,
+            payload: Bytes::from_static(&[0x55; 160]),
+        },
+        &mut v,
+    );
+    v
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+struct Call {
+    t0: Instant,
+    relay: Relay,
+}
+
+impl Call {
+    /// A: PCMU 0 + telephone-event 101 at 10.0.0.1:4000.
+    /// B: PCMU 0 + telephone-event 96 at 10.0.0.1:6000.
+    fn new() -> Call {
+        Call::with_config(RelayConfig::default())
+    }
+
+    fn with_config(config: RelayConfig) -> Call {
+        let t0 = Instant::now();
+        let mut relay = Relay::new(t0, config, [OUT_A, OUT_B]);
+        relay.set_leg(
+            t0,
+            LegId::A,
+            params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]),
+        );
+        relay.set_leg(
+            t0,
+            LegId::B,
+            params(addr(6000), &[(0, Codec::Pcmu), (96, TE)]),
+        );
+        Call { t0, relay }
+    }
+
+    fn at(&self, offset: Duration) -> Instant {
+        self.t0 + offset
+    }
+
+    fn send(&mut self, t: Duration, leg: LegId, from: SocketAddr, data: &[u8]) -> Vec<Transmit> {
+        let now = self.at(t);
+        self.relay.handle_datagram(now, leg, Port::Rtp, from, data);
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<Transmit> {
+        std::iter::from_fn(|| self.relay.poll_transmit()).collect()
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.relay.poll_event()).collect()
+    }
+
+    fn one(&mut self, t: Duration, leg: LegId, from: SocketAddr, data: &[u8]) -> Transmit {
+        let mut out = self.send(t, leg, from, data);
+        assert_eq!(out.len(), 1, "one packet forwarded");
+        out.remove(0)
+    }
+}
+
+fn params(remote: SocketAddr, codecs: &[(u8, Codec)]) -> LegParams {
+    LegParams {
+        remote_rtp: Some(remote),
+        remote_rtcp: None,
+        codecs: codecs.to_vec(),
+        direction: Direction::SendRecv,
+    }
+}
+
+#[test]
+fn forwards_with_our_ssrc_and_mapped_payload_type() {
+    let mut c = Call::new();
+    let t = c.one(ms(0), LegId::A, addr(4000), &rtp(0, 10, 1000, 0x1111));
+    assert_eq!(t.leg, LegId::B);
+    assert_eq!(t.to, addr(6000));
+    assert_eq!(t.packet.ssrc, OUT_B);
+    assert_eq!((t.packet.sequence, t.packet.timestamp), (10, 1000));
+    assert_eq!(t.packet.payload.len(), 160);
+    // telephone-event: 101 on A is 96 on B, and back.
+    let t = c.one(ms(20), LegId::A, addr(4000), &rtp(101, 11, 1160, 0x1111));
+    assert_eq!(t.packet.payload_type, 96);
+    let t = c.one(ms(20), LegId::B, addr(6000), &rtp(96, 500, 9, 0x2222));
+    assert_eq!(
+        (t.leg, t.packet.payload_type, t.packet.ssrc),
+        (LegId::A, 101, OUT_A)
+    );
+    // PCMA was negotiated on neither leg: dropped, counted.
+    assert!(c
+        .send(ms(40), LegId::A, addr(4000), &rtp(8, 12, 1320, 0x1111))
+        .is_empty());
+    assert_eq!(c.relay.stats(LegId::A).dropped_payload_type, 1);
+}
+
+#[test]
+fn a_payload_type_the_other_leg_lacks_is_dropped() {
+    let mut c = Call::new();
+    c.relay
+        .set_leg(c.t0, LegId::B, params(addr(6000), &[(0, Codec::Pcmu)]));
+    assert!(c
+        .send(ms(0), LegId::A, addr(4000), &rtp(101, 1, 0, 7))
+        .is_empty());
+    assert_eq!(c.relay.stats(LegId::A).dropped_payload_type, 1);
+}
+
+#[test]
+fn ssrc_change_continues_sequence_and_timestamp_by_elapsed_time() {
+    let mut c = Call::new();
+    let mut last = None;
+    for i in 0..5u16 {
+        let t = c.one(
+            ms(20 * u64::from(i)),
+            LegId::A,
+            addr(4000),
+            &rtp(0, 100 + i, 8000 + 160 * u32::from(i), 0x1111),
+        );
+        last = Some(t.packet);
+    }
+    let last = last.expect("sent");
+    assert_eq!((last.sequence, last.timestamp), (104, 8640));
+    // A re-INVITE brings a new source (other SSRC, random numbers) 100 ms
+    // after the last packet of the old one.
+    let t = c.one(
+        ms(180),
+        LegId::A,
+        addr(4000),
+        &rtp(0, 40_000, 3_000_000_000, 0x2222),
+    );
+    assert_eq!(t.packet.ssrc, OUT_B);
+    assert_eq!(t.packet.sequence, 105);
+    assert_eq!(t.packet.timestamp, 8640 + 100 * 8);
+    assert!(t.packet.marker, "splice marked");
+    // The new source then runs on from there, unmarked.
+    let t = c.one(
+        ms(200),
+        LegId::A,
+        addr(4000),
+        &rtp(0, 40_001, 3_000_000_160, 0x2222),
+    );
+    assert_eq!(
+        (t.packet.sequence, t.packet.timestamp),
+        (106, 8640 + 800 + 160)
+    );
+    assert!(!t.packet.marker);
+    assert_eq!(c.relay.stats(LegId::B).out_resyncs, 1);
+}
+
+#[test]
+fn sequence_wrap_is_not_a_source_change() {
+    let mut c = Call::new();
+    let mut seqs = Vec::new();
+    for (i, seq) in [65_533u16, 65_534, 65_535, 0, 1, 2].into_iter().enumerate() {
+        let ts = (u32::MAX - 400).wrapping_add(160 * i as u32); // the timestamp wraps too
+        let t = c.one(
+            ms(20 * i as u64),
+            LegId::A,
+            addr(4000),
+            &rtp(0, seq, ts, 0x1111),
+        );
+        seqs.push(t.packet.sequence);
+        assert!(!t.packet.marker);
+    }
+    assert_eq!(seqs, vec![65_533, 65_534, 65_535, 0, 1, 2]);
+    assert_eq!(c.relay.stats(LegId::B).out_resyncs, 0);
+    // A loss gap and a late packet keep their shape (the receiver's jitter
+    // buffer needs to see them) and do not resync either.
+    let t = c.one(ms(200), LegId::A, addr(4000), &rtp(0, 10, 1000, 0x1111));
+    assert_eq!(t.packet.sequence, 10);
+    let t = c.one(ms(210), LegId::A, addr(4000), &rtp(0, 8, 700, 0x1111));
+    assert_eq!(t.packet.sequence, 8);
+    // A jump of 20,000 on the same SSRC is a restart: spliced at last + 1.
+    let t = c.one(ms(220), LegId::A, addr(4000), &rtp(0, 20_010, 5, 0x1111));
+    assert_eq!(t.packet.sequence, 11);
+    assert!(t.packet.marker);
+}
+
+#[test]
+fn nat_source_is_latched_after_probation_and_then_held() {
+    let mut c = Call::new();
+    // A's phone announced 10.0.0.1:4000 but its packets come from the NAT.
+    for i in 0..3u16 {
+        assert!(c
+            .send(
+                ms(20 * u64::from(i)),
+                LegId::A,
+                nat(31000),
+                &rtp(0, i, 0, 0x1111)
+            )
+            .is_empty());
+    }
+    assert_eq!(c.relay.stats(LegId::A).dropped_source, 3);
+    assert!(c.events().is_empty());
+    let t = c.one(ms(60), LegId::A, nat(31000), &rtp(0, 3, 480, 0x1111));
+    assert_eq!(t.to, addr(6000));
+    assert_eq!(
+        c.events(),
+        vec![Event::Latched {
+            leg: LegId::A,
+            addr: nat(31000)
+        }]
+    );
+    // Media toward A now goes to the NAT address, not the SDP address.
+    let t = c.one(ms(70), LegId::B, addr(6000), &rtp(0, 1, 0, 0x2222));
+    assert_eq!(t.to, nat(31000));
+    // Another source, even with perfect sequence numbers, is rejected
+    // while the latched one keeps talking.
+    for i in 0..10u16 {
+        let now = 80 + 20 * u64::from(i);
+        assert!(c
+            .send(ms(now), LegId::A, nat(6666), &rtp(0, 900 + i, 0, 0x9999))
+            .is_empty());
+        c.one(ms(now), LegId::A, nat(31000), &rtp(0, 4 + i, 0, 0x1111));
+    }
+    assert_eq!(c.relay.latched(LegId::A), Some(nat(31000)));
+}
+
+#[test]
+fn probation_needs_consecutive_sequence_numbers_from_one_ssrc() {
+    let mut c = Call::new();
+    // Alternating SSRCs and gaps never complete probation.
+    for i in 0..8u16 {
+        let ssrc = if i % 2 == 0 { 1 } else { 2 };
+        assert!(c
+            .send(ms(u64::from(i)), LegId::A, nat(1), &rtp(0, i * 3, 0, ssrc))
+            .is_empty());
+    }
+    assert_eq!(c.relay.latched(LegId::A), None);
+}
+
+#[test]
+fn the_sdp_address_latches_at_once() {
+    let mut c = Call::new();
+    c.one(ms(0), LegId::A, addr(4000), &rtp(0, 1, 0, 1));
+    assert_eq!(c.relay.latched(LegId::A), Some(addr(4000)));
+}
+
+#[test]
+fn relatch_after_silence_or_after_new_sdp() {
+    let mut c = Call::new();
+    c.one(ms(0), LegId::A, addr(4000), &rtp(0, 1, 0, 1));
+    c.events();
+    // The phone's NAT rebinds: a new port, old one silent. Within 3 s: no.
+    for i in 0..4u16 {
+        assert!(c
+            .send(
+                ms(1000 + u64::from(i)),
+                LegId::A,
+                nat(2),
+                &rtp(0, 2 + i, 0, 1)
+            )
+            .is_empty());
+    }
+    // After 3 s of silence from the latched source: learned after probation.
+    for i in 0..3u16 {
+        assert!(c
+            .send(
+                ms(3100 + u64::from(i)),
+                LegId::A,
+                nat(2),
+                &rtp(0, 10 + i, 0, 1)
+            )
+            .is_empty());
+    }
+    c.one(ms(3103), LegId::A, nat(2), &rtp(0, 13, 0, 1));
+    assert_eq!(
+        c.events(),
+        vec![Event::Latched {
+            leg: LegId::A,
+            addr: nat(2)
+        }]
+    );
+
+    // With relatching on silence off, only new SDP opens learning again.
+    let mut c = Call::with_config(RelayConfig {
+        relatch_after: None,
+        ..RelayConfig::default()
+    });
+    c.one(ms(0), LegId::A, addr(4000), &rtp(0, 1, 0, 1));
+    for i in 0..6u16 {
+        assert!(c
+            .send(
+                ms(60_000 + u64::from(i)),
+                LegId::A,
+                nat(2),
+                &rtp(0, 2 + i, 0, 1)
+            )
+            .is_empty());
+    }
+    let t1 = c.at(ms(61_000));
+    c.relay
+        .set_leg(t1, LegId::A, params(addr(4002), &[(0, Codec::Pcmu)]));
+    // The old source still passes while the new one is learned.
+    c.one(ms(61_001), LegId::A, addr(4000), &rtp(0, 2, 160, 1));
+    c.one(ms(61_002), LegId::A, addr(4002), &rtp(0, 3, 320, 1));
+    assert_eq!(c.relay.latched(LegId::A), Some(addr(4002)));
+    assert!(c
+        .send(ms(61_003), LegId::A, addr(4000), &rtp(0, 4, 480, 1))
+        .is_empty());
+}
+
+#[test]
+fn media_timeout_fires_once_and_not_on_hold() {
+    let mut c = Call::new();
+    c.one(ms(0), LegId::A, addr(4000), &rtp(0, 1, 0, 1));
+    c.events();
+    // B keeps talking, A falls silent.
+    let mut t = 0;
+    while t < 31_000 {
+        t += 1000;
+        c.send(ms(t), LegId::B, addr(6000), &rtp(0, t as u16, 0, 2));
+        c.relay.handle_timeout(c.at(ms(t)));
+        c.drain();
+    }
+    let ev: Vec<Event> = c
+        .events()
+        .into_iter()
+        .filter(|e| !matches!(e, Event::Latched { .. }))
+        .collect();
+    assert_eq!(ev, vec![Event::MediaTimeout { leg: LegId::A }]);
+    assert_eq!(
+        c.relay.poll_timeout(),
+        Some(c.at(ms(31_000 + 30_000))),
+        "only B's clock runs"
+    );
+    c.relay.handle_timeout(c.at(ms(40_000)));
+    assert!(c.events().is_empty(), "once");
+    c.one(ms(40_010), LegId::A, addr(4000), &rtp(0, 2, 160, 1));
+    assert_eq!(c.events(), vec![Event::MediaResumed { leg: LegId::A }]);
+
+    // On hold nobody times out, however long; unhold restarts the clock.
+    let mut c = Call::new();
+    let mut held = params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]);
+    held.direction = Direction::SendOnly;
+    c.relay.set_leg(c.at(ms(0)), LegId::A, held);
+    c.relay.handle_timeout(c.at(ms(600_000)));
+    c.drain();
+    assert!(c.events().is_empty());
+    c.relay.set_leg(
+        c.at(ms(600_000)),
+        LegId::A,
+        params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]),
+    );
+    assert_eq!(c.relay.poll_timeout(), Some(c.at(ms(630_000))));
+    c.relay.handle_timeout(c.at(ms(630_000)));
+    assert_eq!(
+        c.events(),
+        vec![
+            Event::MediaTimeout { leg: LegId::A },
+            Event::MediaTimeout { leg: LegId::B }
+        ]
+    );
+}
+
+#[test]
+fn hold_feeds_the_held_party_from_the_egress_source_continuously() {
+    let mut c = Call::new();
+    for i in 0..3u16 {
+        c.one(
+            ms(20 * u64::from(i)),
+            LegId::A,
+            addr(4000),
+            &rtp(0, 50 + i, 160 * u32::from(i), 1),
+        );
+    }
+    // A puts B on hold (A: sendonly). B hears the tone; A hears nothing.
+    let mut p = params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]);
+    p.direction = Direction::SendOnly;
+    c.relay.set_leg(c.at(ms(100)), LegId::A, p);
+    assert!(c.relay.egress_active(LegId::B));
+    assert_eq!(c.relay.poll_timeout(), Some(c.at(ms(100))));
+    let mut music = Vec::new();
+    let mut now = ms(100);
+    while now <= ms(200) {
+        c.relay.handle_timeout(c.at(now));
+        music.extend(c.drain());
+        now += ms(10);
+    }
+    assert_eq!(music.len(), 6, "a frame every 20 ms from 100 to 200 ms");
+    assert!(music
+        .iter()
+        .all(|t| t.leg == LegId::B && t.to == addr(6000) && t.packet.payload.len() == 160));
+    let seqs: Vec<u16> = music.iter().map(|t| t.packet.sequence).collect();
+    assert_eq!(
+        seqs,
+        vec![53, 54, 55, 56, 57, 58],
+        "continues the relayed stream"
+    );
+    assert_eq!(
+        music[0].packet.timestamp,
+        320 + 60 * 8,
+        "40 ms after the last relayed packet, +60 ms"
+    );
+    assert!(music[0].packet.marker && !music[1].packet.marker);
+    assert_eq!(music[1].packet.timestamp - music[0].packet.timestamp, 160);
+    assert!(music.iter().all(|t| t.packet.ssrc == OUT_B));
+    // Meanwhile A's audio does not reach B, and B's does not reach A.
+    assert!(c
+        .send(ms(205), LegId::A, addr(4000), &rtp(0, 60, 2000, 1))
+        .is_empty());
+    assert!(c
+        .send(ms(205), LegId::B, addr(6000), &rtp(0, 1, 0, 2))
+        .is_empty());
+    // Unhold: the music stops, relaying resumes in the same stream.
+    c.relay.set_leg(
+        c.at(ms(210)),
+        LegId::A,
+        params(addr(4000), &[(0, Codec::Pcmu), (101, TE)]),
+    );
+    assert!(!c.relay.egress_active(LegId::B));
+    let t = c.one(ms(220), LegId::A, addr(4000), &rtp(0, 61, 2160, 1));
+    assert_eq!(t.packet.sequence, 59);
+    assert!(t.packet.marker);
+}
+
+#[test]
+fn custom_egress_source_and_pcma() {
+    struct Constant;
+    impl EgressSource for Constant {
+        fn fill(&mut self, pcm: &mut [i16]) -> bool {
+            pcm.fill(0);
+            true
+        }
+    }
+    let mut c = Call::new();
+    c.relay
+        .set_leg(c.t0, LegId::B, params(addr(6000), &[(8, Codec::Pcma)]));
+    c.relay.set_egress_source(LegId::B, Box::new(Constant));
+    let mut p = params(addr(4000), &[(0, Codec::Pcmu)]);
+    p.direction = Direction::Inactive;
+    c.relay.set_leg(c.at(ms(0)), LegId::A, p);
+    c.relay.handle_timeout(c.at(ms(0)));
+    let out = c.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].packet.payload_type, 8);
+    assert!(
+        out[0].packet.payload.iter().all(|b| *b == 0xd5),
+        "A-law silence"
+    );
+}
+
+#[test]
+fn rtcp_is_terminated_and_garbage_is_not_forwarded() {
+    let mut c = Call::new();
+    c.one(ms(0), LegId::A, addr(4000), &rtp(0, 1, 0, 1));
+    let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 1];
+    let rtcp_from = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 4001));
+    c.relay
+        .handle_datagram(c.at(ms(1)), LegId::A, Port::Rtcp, rtcp_from, &rr);
+    // Muxed on the RTP port too.
+    c.relay
+        .handle_datagram(c.at(ms(2)), LegId::A, Port::Rtp, addr(4000), &rr);
+    assert!(c.drain().is_empty(), "never relayed");
+    let ev = c.events();
+    assert_eq!(ev.len(), 3, "latched + two RTCP: {ev:?}");
+    assert!(matches!(ev[1], Event::Rtcp { leg: LegId::A, .. }));
+    // From another host, or malformed: dropped.
+    c.relay
+        .handle_datagram(c.at(ms(3)), LegId::A, Port::Rtcp, nat(4001), &rr);
+    c.relay
+        .handle_datagram(c.at(ms(3)), LegId::A, Port::Rtcp, rtcp_from, &rr[..6]);
+    assert_eq!(c.relay.stats(LegId::A).rtcp_dropped, 2);
+    assert_eq!(c.relay.stats(LegId::A).rtcp_packets, 2);
+}
+
+#[test]
+fn random_datagrams_never_panic_nor_leak_through() {
+    let mut c = Call::new();
+    let mut s: u64 = 0x0123_4567_89ab_cdef;
+    let mut next = move || {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        s.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut forwarded = 0;
+    for i in 0..50_000u64 {
+        let len = (next() % 200) as usize;
+        let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if len > 1 && next() % 2 == 0 {
+            buf[0] = 0x80;
+            buf[1] &= 0x7f;
+        }
+        let leg = if next() % 2 == 0 { LegId::A } else { LegId::B };
+        let port = if next() % 4 == 0 {
+            Port::Rtcp
+        } else {
+            Port::Rtp
+        };
+        let from = if next() % 3 == 0 {
+            addr(4000)
+        } else {
+            nat((next() % 4) as u16)
+        };
+        c.relay.handle_datagram(c.at(ms(i)), leg, port, from, &buf);
+        c.relay.handle_timeout(c.at(ms(i)));
+        for t in c.drain() {
+            // Whatever went through is a well-formed packet in our stream.
+            assert!(t.packet.ssrc == OUT_A || t.packet.ssrc == OUT_B);
+            assert!(matches!(t.packet.payload_type, 0 | 96 | 101));
+            forwarded += 1;
+        }
+        c.events();
+    }
+    assert!(
+        forwarded > 0,
+        "some random packets were valid enough to pass"
+    );
+}
+
+#[test]
+fn stats_are_reported_every_interval_when_asked() {
+    let mut c = Call::with_config(RelayConfig {
+        stats_interval: Some(Duration::from_secs(5)),
+        ..RelayConfig::default()
+    });
+    c.one(ms(0), LegId::A, addr(4000), &rtp(0, 1, 0, 1));
+    c.events();
+    assert_eq!(c.relay.poll_timeout(), Some(c.at(ms(5000))));
+    c.relay.handle_timeout(c.at(ms(5000)));
+    let ev = c.events();
+    let Some(Event::Stats { legs }) = ev.last() else {
+        panic!("stats expected: {ev:?}");
+    };
+    assert_eq!((legs[0].in_packets, legs[1].out_packets), (1, 1));
+    assert_eq!(c.relay.poll_timeout(), Some(c.at(ms(10_000))));
+    // Without an interval: none.
+    let mut c = Call::new();
+    c.relay.handle_timeout(c.at(ms(29_000)));
+    assert!(c.events().is_empty());
+}

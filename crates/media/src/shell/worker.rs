@@ -1,0 +1,394 @@
+//! One media thread: an epoll set over its sessions' sockets, the relay
+//! cores, a deadline heap. See the module docs of `shell` for why.
+
+use super::udp::{RecvBatch, SendBatch};
+use super::{Command, SessionId, SessionInfo, ShellConfig, ShellCounters, ShellError, ShellEvent};
+use crate::relay::{LegId, LegStats, Port, Relay};
+use crate::shell::ports::{PortAllocator, PortPair};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use parking_lot::Mutex;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// Epoll token of the wake-up socket.
+const WAKE: u64 = u64::MAX;
+/// Readiness reports taken per `epoll_wait`.
+const EVENTS: usize = 256;
+/// The longest sleep: commands wake the thread anyway; this bounds how long
+/// a lost wake-up could go unnoticed.
+const MAX_SLEEP: Duration = Duration::from_millis(500);
+
+struct Session {
+    id: SessionId,
+    generation: u32,
+    relay: Relay,
+    legs: [PortPair; 2],
+    /// The deadline this session has in the heap, if any.
+    scheduled: Option<Instant>,
+}
+
+/// epoll token: slot (32 bits) | generation (28 bits) | leg (1) | rtcp (1).
+fn token(slot: usize, generation: u32, leg: LegId, port: Port) -> u64 {
+    ((slot as u64) << 32)
+        | (u64::from(generation & 0x0fff_ffff) << 4)
+        | ((leg.index() as u64) << 1)
+        | u64::from(port == Port::Rtcp)
+}
+
+fn untoken(t: u64) -> (usize, u32, LegId, Port) {
+    let slot = (t >> 32) as usize;
+    let generation = ((t >> 4) & 0x0fff_ffff) as u32;
+    let leg = if (t >> 1) & 1 == 0 {
+        LegId::A
+    } else {
+        LegId::B
+    };
+    let port = if t & 1 == 0 { Port::Rtp } else { Port::Rtcp };
+    (slot, generation, leg, port)
+}
+
+pub(crate) struct Worker {
+    config: ShellConfig,
+    ports: Arc<Mutex<PortAllocator>>,
+    commands: mpsc::Receiver<Command>,
+    wake: UnixStream,
+    events: tokio::sync::mpsc::Sender<ShellEvent>,
+    counters: Arc<ShellCounters>,
+    epoll: Epoll,
+    sessions: Vec<Option<Session>>,
+    free_slots: Vec<usize>,
+    by_id: HashMap<SessionId, usize>,
+    next_generation: u32,
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    rx: RecvBatch,
+    tx: [SendBatch; 2],
+}
+
+impl Worker {
+    pub(crate) fn new(
+        config: ShellConfig,
+        ports: Arc<Mutex<PortAllocator>>,
+        commands: mpsc::Receiver<Command>,
+        wake: UnixStream,
+        events: tokio::sync::mpsc::Sender<ShellEvent>,
+        counters: Arc<ShellCounters>,
+    ) -> Result<Worker, ShellError> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(std::io::Error::from)?;
+        epoll
+            .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))
+            .map_err(std::io::Error::from)?;
+        Ok(Worker {
+            config,
+            ports,
+            commands,
+            wake,
+            events,
+            counters,
+            epoll,
+            sessions: Vec::new(),
+            free_slots: Vec::new(),
+            by_id: HashMap::new(),
+            next_generation: 0,
+            timers: BinaryHeap::new(),
+            rx: RecvBatch::new(),
+            tx: [SendBatch::new(), SendBatch::new()],
+        })
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut ready = vec![EpollEvent::empty(); EVENTS];
+        let mut now = Instant::now();
+        loop {
+            let sleep = self.sleep_for(now);
+            let n = match self.epoll.wait(&mut ready, sleep) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "epoll_wait failed; media thread stops");
+                    return;
+                }
+            };
+            // One clock read per round: every datagram of the round is
+            // stamped with it (the round is far shorter than a ptime).
+            now = Instant::now();
+            // Commands first: a caller that applied SDP and then made a
+            // peer send expects the packet to meet the new SDP, even when
+            // both arrive in the same round.
+            if ready[..n].iter().any(|ev| ev.data() == WAKE) {
+                let mut sink = [0u8; 64];
+                while matches!((&self.wake).read(&mut sink), Ok(k) if k > 0) {}
+                if !self.commands_pending(now) {
+                    return;
+                }
+            }
+            for ev in &ready[..n] {
+                let t = ev.data();
+                if t != WAKE {
+                    self.readable(now, t);
+                }
+            }
+            self.fire_timers(now);
+        }
+    }
+
+    fn sleep_for(&self, now: Instant) -> EpollTimeout {
+        let until = self
+            .timers
+            .peek()
+            .map(|Reverse((at, _, _))| at.saturating_duration_since(now))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        // Round up: waking a little late is fine, spinning until the
+        // deadline in 0 ms waits is not.
+        let ms = until.as_micros().div_ceil(1000);
+        EpollTimeout::try_from(ms as u64).unwrap_or(EpollTimeout::NONE)
+    }
+
+    /// Datagrams are queued on one socket: relay them all.
+    fn readable(&mut self, now: Instant, t: u64) {
+        let (slot, generation, leg, port) = untoken(t);
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        if s.generation & 0x0fff_ffff != generation {
+            return;
+        }
+        let pair = &s.legs[leg.index()];
+        let fd = match port {
+            Port::Rtp => pair.rtp.as_raw_fd(),
+            Port::Rtcp => pair.rtcp.as_raw_fd(),
+        };
+        let rx = &mut self.rx;
+        match rx.recv(fd) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                // ICMP port unreachable from an earlier send shows up here
+                // (ECONNREFUSED); nothing to do but count it.
+                tracing::trace!(error = %e, "RTP receive error");
+                self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let relay = &mut s.relay;
+        let ok = catch_unwind(AssertUnwindSafe(|| {
+            for (data, from) in rx.datagrams() {
+                relay.handle_datagram(now, leg, port, from, data);
+            }
+        }))
+        .is_ok();
+        if ok {
+            self.service(slot, true);
+        } else {
+            self.fail(slot);
+        }
+    }
+
+    /// Sends what the session produced, forwards its events, reschedules.
+    /// `after_datagrams`: the input was received datagrams only. Those
+    /// never bring a deadline forward (they push the media timeout later
+    /// and start nothing), so with an entry already in the heap the
+    /// deadline need not be recomputed on every packet.
+    fn service(&mut self, slot: usize, after_datagrams: bool) {
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        let mut dropped = 0;
+        while let Some(t) = s.relay.poll_transmit() {
+            let i = t.leg.index();
+            if self.tx[i].is_full() {
+                dropped += self.tx[i].flush(s.legs[i].rtp.as_raw_fd()).dropped;
+            }
+            self.tx[i].push(t.to, |buf| t.encode(buf));
+        }
+        for i in 0..2 {
+            if !self.tx[i].is_empty() {
+                dropped += self.tx[i].flush(s.legs[i].rtp.as_raw_fd()).dropped;
+            }
+        }
+        if dropped > 0 {
+            self.counters
+                .send_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        while let Some(event) = s.relay.poll_event() {
+            let e = ShellEvent::Media {
+                session: s.id,
+                event,
+            };
+            if self.events.try_send(e).is_err() {
+                self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if after_datagrams && s.scheduled.is_some() {
+            return;
+        }
+        if let Some(at) = s.relay.poll_timeout() {
+            // Only an earlier deadline needs a heap entry: a later one (the
+            // usual case: each packet pushes the media timeout forward) is
+            // picked up when the current entry fires.
+            if s.scheduled.is_none_or(|cur| at < cur) {
+                s.scheduled = Some(at);
+                self.timers.push(Reverse((at, slot, s.generation)));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, slot, generation))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(Some(s)) = self.sessions.get_mut(slot) else {
+                continue;
+            };
+            if s.generation != generation || s.scheduled != Some(at) {
+                continue; // stale entry
+            }
+            s.scheduled = None;
+            let relay = &mut s.relay;
+            if catch_unwind(AssertUnwindSafe(|| relay.handle_timeout(now))).is_ok() {
+                self.service(slot, false);
+            } else {
+                self.fail(slot);
+            }
+        }
+    }
+
+    /// A session's core panicked: close it, tell the call.
+    fn fail(&mut self, slot: usize) {
+        if let Some(id) = self
+            .sessions
+            .get(slot)
+            .and_then(|s| s.as_ref())
+            .map(|s| s.id)
+        {
+            tracing::error!(session = id, "relay session panicked; closed");
+            self.remove(id);
+            let _ = self.events.try_send(ShellEvent::Failed { session: id });
+        }
+    }
+
+    /// Handles queued commands; false on shutdown.
+    fn commands_pending(&mut self, now: Instant) -> bool {
+        while let Ok(c) = self.commands.try_recv() {
+            match c {
+                Command::Create { id, reply } => {
+                    let _ = reply.send(self.create(now, id));
+                }
+                Command::SetLeg { id, leg, params } => {
+                    if let Some(slot) = self.by_id.get(&id).copied() {
+                        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                            s.relay.set_leg(now, leg, params);
+                        }
+                        self.service(slot, false);
+                    }
+                }
+                Command::SetEgress { id, leg, source } => {
+                    if let Some(Some(s)) =
+                        self.by_id.get(&id).and_then(|i| self.sessions.get_mut(*i))
+                    {
+                        s.relay.set_egress_source(leg, source);
+                    }
+                }
+                Command::Stats { id, reply } => {
+                    let stats = self
+                        .by_id
+                        .get(&id)
+                        .and_then(|i| self.sessions.get(*i))
+                        .and_then(|s| s.as_ref())
+                        .map(|s| [s.relay.stats(LegId::A), s.relay.stats(LegId::B)]);
+                    let _ = reply.send(stats);
+                }
+                Command::Destroy { id, reply } => {
+                    let _ = reply.send(self.remove(id));
+                }
+                Command::Shutdown => return false,
+            }
+        }
+        true
+    }
+
+    fn create(&mut self, now: Instant, id: SessionId) -> Result<SessionInfo, ShellError> {
+        let ip = self.config.bind;
+        let (a, b) = {
+            let mut ports = self.ports.lock();
+            let a = ports.bind_pair(ip)?;
+            match ports.bind_pair(ip) {
+                Ok(b) => (a, b),
+                Err(e) => {
+                    ports.release(a.port);
+                    return Err(e.into());
+                }
+            }
+        };
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.sessions.push(None);
+            self.sessions.len() - 1
+        });
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.next_generation;
+        let registered = (|| -> std::io::Result<()> {
+            for (leg, pair) in [(LegId::A, &a), (LegId::B, &b)] {
+                for (port, sock) in [(Port::Rtp, &pair.rtp), (Port::Rtcp, &pair.rtcp)] {
+                    let ev =
+                        EpollEvent::new(EpollFlags::EPOLLIN, token(slot, generation, leg, port));
+                    self.epoll.add(sock, ev)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = registered {
+            // Dropping the sockets removes them from the epoll set.
+            let mut ports = self.ports.lock();
+            ports.release(a.port);
+            ports.release(b.port);
+            self.free_slots.push(slot);
+            return Err(e.into());
+        }
+        let ssrcs = [rand::random::<u32>(), rand::random::<u32>()];
+        let relay = Relay::new(now, self.config.relay.clone(), ssrcs);
+        let info = SessionInfo {
+            id,
+            ip,
+            ports: [a.port, b.port],
+        };
+        self.sessions[slot] = Some(Session {
+            id,
+            generation,
+            relay,
+            legs: [a, b],
+            scheduled: None,
+        });
+        self.by_id.insert(id, slot);
+        self.service(slot, false);
+        Ok(info)
+    }
+
+    fn remove(&mut self, id: SessionId) -> Option<[LegStats; 2]> {
+        let slot = self.by_id.remove(&id)?;
+        let s = self.sessions.get_mut(slot)?.take()?;
+        for pair in &s.legs {
+            let _ = self.epoll.delete(&pair.rtp);
+            let _ = self.epoll.delete(&pair.rtcp);
+        }
+        let stats = [s.relay.stats(LegId::A), s.relay.stats(LegId::B)];
+        let ports = [s.legs[0].port, s.legs[1].port];
+        // Close the sockets before the ports go back to the pool.
+        drop(s);
+        let mut pool = self.ports.lock();
+        for p in ports {
+            pool.release(p);
+        }
+        self.free_slots.push(slot);
+        Some(stats)
+    }
+}
