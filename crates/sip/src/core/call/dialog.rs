@@ -27,7 +27,9 @@ impl Call {
             let branch = super::new_branch(ctx, self.id);
             let leg = &self.forks[w].leg;
             let mut ack = leg.request(ctx, "ACK", 1, &branch);
-            super::copy_body(m, &mut ack);
+            if !self.anchored {
+                super::copy_body(m, &mut ack);
+            }
             let bytes = ack.to_bytes();
             ctx.send_bytes(leg.src, bytes.clone());
             self.forks[w].ack = Some(bytes);
@@ -39,6 +41,8 @@ impl Call {
             .iter()
             .position(|a| a.from == side && a.cseq == cseq)
         else {
+            // ACK of a 2xx we gave ourselves (anchored re-INVITE).
+            ctx.txn.stop(&TxnKey::ReInvite2xx(self.id, cseq));
             return;
         };
         let a = self.reinvite_acks.remove(i);
@@ -105,6 +109,10 @@ impl Call {
             };
             let now = ctx.now_ms;
             self.end(ctx, now, cause);
+            return;
+        }
+        if method == "INVITE" && self.anchored {
+            self.local_reinvite(ctx, side, src, m);
             return;
         }
         // Relay it to the other leg with that leg's dialog state.

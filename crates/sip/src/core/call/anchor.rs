@@ -1,0 +1,111 @@
+//! Anchored media: the call's SDP goes through the media plane
+//! (`core::media`). The caller's offer opened the session in
+//! `Call::start` and each fork got our offer for its kind; here the
+//! fork's answer (183 or 2xx) becomes our answer to the caller (the same
+//! SDP in 183 and 200, so early media and the first words are not lost),
+//! re-INVITEs are answered by us for the leg that sent them (hold on one
+//! side must not renegotiate the other: the media plane plays music to
+//! the held party instead), and media events end the call.
+
+use super::{Call, Ctx, Phase, Side};
+use crate::core::media::{MediaError, MediaEvent, MediaSide};
+use crate::core::msg::{response, Msg};
+use crate::core::txn::{Owner, TxnKey};
+use crate::core::types::{Source, ALLOW};
+use domain::call_events::HangupCause;
+
+impl Call {
+    pub fn is_anchored(&self) -> bool {
+        self.anchored
+    }
+
+    /// Our answer for the caller from fork `fi`'s SDP answer.
+    pub(super) fn media_answer(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        fi: usize,
+        answer: &Msg,
+    ) -> Result<Vec<u8>, MediaError> {
+        ctx.media.answer(self.id, fi, &answer.body)
+    }
+
+    /// Puts our SDP (for the caller) into a response relayed from a fork.
+    pub(super) fn set_sdp(r: &mut Msg, sdp: Vec<u8>) {
+        r.headers.retain(|(n, _)| n != "Content-Type");
+        r.headers
+            .push(("Content-Type".into(), "application/sdp".into()));
+        r.body = sdp;
+    }
+
+    /// Forks that lost (another answered) or failed give their legs back.
+    pub(super) fn media_close_fork(&mut self, ctx: &mut Ctx<'_>, fi: usize) {
+        if self.anchored {
+            ctx.media.close_fork(self.id, fi);
+        }
+    }
+
+    /// A re-INVITE inside an anchored call: answered here for that leg.
+    pub(super) fn local_reinvite(&mut self, ctx: &mut Ctx<'_>, side: Side, src: Source, m: Msg) {
+        let media_side = match side {
+            Side::A => MediaSide::Caller,
+            Side::B(i) => MediaSide::Fork(i),
+        };
+        let local_tag = self
+            .leg(side)
+            .map(|l| l.local_tag.clone())
+            .unwrap_or_default();
+        let r = match ctx.media.reoffer(self.id, media_side, &m.body) {
+            Ok(sdp) => {
+                let mut r = response(&m, 200, "OK", Some(&local_tag));
+                r.headers
+                    .push(("Contact".into(), ctx.our_contact(src.transport)));
+                r.headers.push(("Allow".into(), ALLOW.into()));
+                if let Some(s) = &mut self.session {
+                    // A refresh of this leg; the other leg's refreshes are
+                    // its own (see README, "Anchoring").
+                    s.last_refresh_ms = ctx.now_ms;
+                    if let Some(v) = m.header("Session-Expires") {
+                        r.headers.push(("Session-Expires".into(), v.to_string()));
+                        r.headers.push(("Require".into(), "timer".into()));
+                    }
+                }
+                Self::set_sdp(&mut r, sdp);
+                r
+            }
+            Err(e) => {
+                tracing::warn!(call_id = %self.a.call_id, error = %e, "re-INVITE offer refused");
+                response(&m, 488, "Not Acceptable Here", Some(&local_tag))
+            }
+        };
+        let success = r.code().unwrap_or(0) < 300;
+        let bytes = r.to_bytes();
+        ctx.txn.remember(ctx.now_ms, &m, src, bytes.clone());
+        if success {
+            // Retransmitted until the ACK (handle_ack stops it).
+            let (cseq, _) = m.cseq();
+            ctx.txn.start(
+                ctx.now_ms,
+                TxnKey::ReInvite2xx(self.id, cseq),
+                src,
+                bytes.clone(),
+                false,
+                Owner::None,
+            );
+        }
+        ctx.send_bytes(src, bytes);
+    }
+
+    /// What the media plane noticed: media stopped, or the session failed.
+    pub fn handle_media_event(&mut self, ctx: &mut Ctx<'_>, event: &MediaEvent) {
+        if !self.anchored || self.phase != Phase::Answered {
+            return;
+        }
+        let cause = match event {
+            MediaEvent::Timeout { .. } => HangupCause::MediaTimeout,
+            MediaEvent::Failed { .. } => HangupCause::Failed,
+        };
+        tracing::info!(call_id = %self.a.call_id, cause = cause.as_str(), "media ended the call");
+        let now = ctx.now_ms;
+        self.hang_up_both(ctx, now, cause);
+    }
+}
