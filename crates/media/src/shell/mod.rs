@@ -25,9 +25,10 @@ mod ports;
 pub mod udp;
 mod worker;
 
-pub use ports::{PortAllocator, PortError};
+pub use ports::{PortAllocator, PortError, PortPair};
 
 use crate::relay::{EgressSourceBox, Event, LegId, LegParams, LegStats, RelayConfig};
+use crate::webrtc::WebRtcLeg;
 use parking_lot::Mutex;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -124,6 +125,19 @@ pub(crate) enum Command {
         id: SessionId,
         reply: oneshot::Sender<Option<[LegStats; 2]>>,
     },
+    /// A session whose ports were bound by the caller (see
+    /// [`RelayHandle::open_session`]).
+    Adopt {
+        id: SessionId,
+        legs: Box<[PortPair; 2]>,
+    },
+    /// Makes `leg` a WebRTC leg: datagrams on its RTP port go to `webrtc`,
+    /// and the relay's packets toward it are sent through it.
+    SetWebRtc {
+        id: SessionId,
+        leg: LegId,
+        webrtc: Box<WebRtcLeg>,
+    },
     Shutdown,
 }
 
@@ -154,6 +168,10 @@ pub struct ShellCounters {
 #[derive(Clone)]
 pub struct RelayHandle {
     workers: Arc<Vec<WorkerLink>>,
+    /// Shared with the media threads: [`RelayHandle::open_session`] binds
+    /// on the caller's thread.
+    ports: Arc<Mutex<PortAllocator>>,
+    bind: IpAddr,
     next_id: Arc<AtomicU64>,
     counters: Arc<ShellCounters>,
 }
@@ -203,6 +221,8 @@ pub fn start(
     Ok((
         RelayHandle {
             workers: Arc::new(workers),
+            ports,
+            bind: config.bind,
             next_id: Arc::new(AtomicU64::new(1)),
             counters,
         },
@@ -231,6 +251,55 @@ impl RelayHandle {
         let (reply, rx) = oneshot::channel();
         self.worker(id).send(Command::Create { id, reply })?;
         rx.blocking_recv().map_err(|_| ShellError::Stopped)?
+    }
+
+    /// Opens a session without waiting for the media thread: the two port
+    /// pairs are bound here (the caller needs the ports for its SDP now,
+    /// and may be on a thread that must not block, such as the SIP core's),
+    /// then handed over. Commands for the id sent afterwards are handled
+    /// after the hand-over (one queue per thread, in order).
+    pub fn open_session(&self) -> Result<SessionInfo, ShellError> {
+        let (a, b) = {
+            let mut ports = self.ports.lock();
+            let a = ports.bind_pair(self.bind)?;
+            match ports.bind_pair(self.bind) {
+                Ok(b) => (a, b),
+                Err(e) => {
+                    let port = a.port;
+                    drop(a);
+                    ports.release(port);
+                    return Err(e.into());
+                }
+            }
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let info = SessionInfo {
+            id,
+            ip: self.bind,
+            ports: [a.port, b.port],
+        };
+        self.worker(id).send(Command::Adopt {
+            id,
+            legs: Box::new([a, b]),
+        })?;
+        Ok(info)
+    }
+
+    /// Turns `leg` of session `id` into a WebRTC leg (its SDP was already
+    /// negotiated by the caller; see [`Command::SetWebRtc`]).
+    pub fn set_webrtc(
+        &self,
+        id: SessionId,
+        leg: LegId,
+        webrtc: Box<WebRtcLeg>,
+    ) -> Result<(), ShellError> {
+        self.worker(id).send(Command::SetWebRtc { id, leg, webrtc })
+    }
+
+    /// [`RelayHandle::destroy`] without waiting for the counters.
+    pub fn close_session(&self, id: SessionId) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.worker(id).send(Command::Destroy { id, reply });
     }
 
     /// Applies a leg's SDP (remote address, codecs, direction).
