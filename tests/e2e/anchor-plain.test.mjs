@@ -1,0 +1,250 @@
+// Anchored media (issue 10), browser ↔ plain RTP phone through the real
+// binary with media.anchor = always: the stock JsSIP page (Chromium, fake
+// microphone) calls a plain SIP phone made of sipp (signalling, answers
+// with PCMA) and a UDP socket of this test (its RTP: a 440 Hz A-law tone).
+// The browser must receive that audio with energy (getStats
+// totalAudioEnergy > 0) over a candidate in the media port range, the
+// phone must receive the browser's audio from the port our SDP announced,
+// and when the phone's media stops the call ends with cause media_timeout.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CentralitaServer, e2eDir, freePort, repoDir, waitFor } from './lib/server.mjs';
+import { launchPerson } from './lib/browser.mjs';
+import { jssipBuilds, startPageServer } from './lib/stockJssip.mjs';
+
+const ARTIFACTS = path.join(e2eDir, 'artifacts');
+const SIPP = path.join(repoDir, 'centralita/tests/sipp');
+const RTP_TIMEOUT_SECS = 3;
+
+/** A block of 100 UDP ports that were free a moment ago (even first). */
+async function freeRange() {
+  for (let i = 0; i < 50; i++) {
+    const first = 30000 + 2 * Math.floor(Math.random() * 15000);
+    const ok = await Promise.all([0, 20, 40, 60, 98].map((d) => new Promise((resolve) => {
+      const s = dgram.createSocket('udp4');
+      s.once('error', () => resolve(false));
+      s.bind(first + d, '127.0.0.1', () => s.close(() => resolve(true)));
+    })));
+    if (ok.every(Boolean)) return [first, first + 99];
+  }
+  throw new Error('no free port block');
+}
+
+const [rangeFirst, rangeLast] = await freeRange();
+const server = new CentralitaServer({
+  env: {
+    CENTRALITA_MEDIA_ANCHOR: 'always',
+    CENTRALITA_MEDIA_PORT_RANGE: `${rangeFirst}-${rangeLast}`,
+    CENTRALITA_MEDIA_RTP_TIMEOUT_SECS: String(RTP_TIMEOUT_SECS),
+  },
+});
+const agent = { name: 'Ana Anchor', login: 'ana-anchor', password: 'ana-Anchor-Passw0rd-1' };
+const phoneAgent = { name: 'Pepe Plain', login: 'pepe-plain', password: 'pepe-Plain-Passw0rd-2' };
+let adminCookie;
+let person;
+let pages;
+let build;
+const children = [];
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+const work = fs.mkdtempSync(path.join(ARTIFACTS, 'anchor-'));
+
+async function adminFetch(p, init = {}) {
+  const res = await fetch(`${server.baseUrl}${p}`, {
+    ...init,
+    headers: { 'Content-Type': 'application/json', Cookie: adminCookie, ...(init.headers ?? {}) },
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // Not JSON: the assertion shows the text.
+  }
+  return { status: res.status, text, json };
+}
+
+function sipp(scenario, port, extra) {
+  const child = spawn('sipp', [`127.0.0.1:${server.sipPort}`, '-sf', path.join(SIPP, scenario), '-i', '127.0.0.1',
+    '-p', String(port), '-m', '1', '-timeout', '60s', '-timeout_error', '-nostdin', '-trace_err', ...extra],
+  { cwd: work, stdio: 'ignore' });
+  children.push(child);
+  return new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+}
+
+/** A-law code of a 16-bit sample (ITU-T G.711). */
+function alaw(sample) {
+  let s = sample >> 3;
+  let mask = 0xd5;
+  if (s < 0) {
+    s = -s - 1;
+    mask = 0x55;
+  }
+  const ends = [0x1f, 0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff];
+  let seg = ends.findIndex((e) => s <= e);
+  if (seg < 0) return 0x7f ^ mask;
+  const aval = seg << 4 | (seg < 2 ? (s >> 1) & 0xf : (s >> seg) & 0xf);
+  return aval ^ mask;
+}
+
+function tonePacket(seq, ts, ssrc) {
+  const p = Buffer.alloc(12 + 160);
+  p[0] = 0x80;
+  p[1] = 8; // PCMA, what the phone answered
+  p.writeUInt16BE(seq & 0xffff, 2);
+  p.writeUInt32BE(ts >>> 0, 4);
+  p.writeUInt32BE(ssrc, 8);
+  for (let i = 0; i < 160; i++) {
+    p[12 + i] = alaw(Math.round(8000 * Math.sin(2 * Math.PI * 440 * (ts + i) / 8000)));
+  }
+  return p;
+}
+
+/** `c=`/`m=` address sipp logged after `tag`. */
+async function logged(file, tag) {
+  let addr;
+  await waitFor(() => {
+    const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    const line = text.split('\n').find((l) => l.includes(tag));
+    const m = line && /c=IN IP4 ([0-9.]+) m=audio (\d+)/.exec(line);
+    if (m) addr = { address: m[1], port: Number(m[2]) };
+    return Boolean(addr);
+  }, { timeoutMs: 15000, what: `${tag} logged by sipp in ${file}` });
+  return addr;
+}
+
+async function inbound(page) {
+  return page.evaluate(async () => {
+    const pc = window.phone.session && window.phone.session.connection;
+    if (!pc) return null;
+    const out = { packets: 0, energy: 0, level: 0, remotePort: null, sent: 0 };
+    const stats = await pc.getStats();
+    const byId = new Map();
+    stats.forEach((s) => byId.set(s.id, s));
+    stats.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+        out.packets += s.packetsReceived || 0;
+        out.energy += s.totalAudioEnergy || 0;
+        out.level = Math.max(out.level, s.audioLevel || 0);
+      }
+      if (s.type === 'outbound-rtp' && s.kind === 'audio') out.sent += s.packetsSent || 0;
+      if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
+        out.remotePort = byId.get(s.remoteCandidateId)?.port ?? null;
+      }
+    });
+    return out;
+  });
+}
+
+describe('anchored media: browser ↔ plain RTP phone', () => {
+  before(async () => {
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await server.start();
+    const res = await fetch(`${server.baseUrl}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ login: 'admin', password: server.adminPassword }),
+    });
+    assert.equal(res.status, 200);
+    adminCookie = res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+    for (const ag of [agent, phoneAgent]) {
+      const r = await adminFetch('/api/agents', {
+        method: 'POST',
+        body: JSON.stringify({ name: ag.name, login: ag.login, password: ag.password, role: 'agent' }),
+      });
+      assert.equal(r.status, 201, r.text);
+      ag.ext = r.json.sipCredentials.extension;
+      ag.sipUser = r.json.sipCredentials.username;
+      ag.sipPassword = r.json.sipCredentials.password;
+    }
+    const builds = await jssipBuilds();
+    build = builds[builds.length - 1];
+    pages = await startPageServer({ builds: [build], apiBase: server.baseUrl });
+    person = await launchPerson('anchor-a');
+  });
+
+  after(async () => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    if (person?.logs.length) fs.writeFileSync(path.join(ARTIFACTS, 'anchor-a-console.log'), person.logs.join('\n'));
+    await person?.close();
+    await pages?.close();
+    await server.stop();
+    server.cleanup();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('audio both ways through our ports, then media timeout ends the call', async () => {
+    // The plain phone registers, then waits for the call with its RTP socket.
+    const phonePort = await freePort();
+    const csv = path.join(work, 'phone.csv');
+    fs.writeFileSync(csv, `SEQUENTIAL\n${phoneAgent.sipUser};[authentication username=${phoneAgent.sipUser} password=${phoneAgent.sipPassword}];\n`);
+    assert.equal(await sipp('reg_ok.xml', phonePort, ['-inf', csv]), 0, 'the plain phone registers');
+    const rtp = dgram.createSocket('udp4');
+    await new Promise((r) => rtp.bind(0, '127.0.0.1', r));
+    let received = 0;
+    let receivedFrom = null;
+    rtp.on('message', (msg, rinfo) => {
+      if (msg.length >= 12 && msg[0] >> 6 === 2 && (msg[1] & 0x7f) === 8) {
+        received++;
+        receivedFrom = rinfo;
+      }
+    });
+    const uasLog = path.join(work, 'uas.log');
+    const callee = sipp('anchored_uas.xml', phonePort, ['-set', 'rtp', String(rtp.address().port), '-trace_logs', '-log_file', uasLog]);
+
+    // The browser agent calls the phone.
+    const A = person.page;
+    await A.goto(`${pages.baseUrl}/${build.id}/`);
+    await A.fill('#username', agent.login);
+    await A.fill('#password', agent.password);
+    await A.click('#connect');
+    await waitFor(async () => (await A.evaluate(() => window.phone.state)) === 'registered', { what: 'browser registered' });
+    await A.fill('#number', phoneAgent.ext);
+    await A.click('#call');
+    await waitFor(async () => (await A.evaluate(() => window.phone.call?.state)) === 'in-call', { what: 'call up', timeoutMs: 20000 });
+
+    // Our offer to the phone: our address and a port of the range.
+    const ours = await logged(uasLog, 'OFFER');
+    assert.equal(ours.address, '127.0.0.1');
+    assert.ok(ours.port >= rangeFirst && ours.port <= rangeLast, `offer port ${ours.port} in ${rangeFirst}-${rangeLast}`);
+
+    // The phone talks: 2.5 s of tone, 20 ms per packet.
+    const ssrc = 0x5eed1234;
+    for (let i = 0; i < 125; i++) {
+      rtp.send(tonePacket(i, i * 160, ssrc), ours.port, ours.address);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const stats = await inbound(A);
+    assert.ok(stats, 'the browser has a peer connection');
+    assert.ok(stats.packets >= 50, `browser received ${stats.packets} audio packets from the phone`);
+    assert.ok(stats.energy > 0, `the browser hears energy: totalAudioEnergy ${stats.energy}, audioLevel ${stats.level}`);
+    assert.ok(stats.remotePort >= rangeFirst && stats.remotePort <= rangeLast,
+      `the browser's media goes to the server's port (${stats.remotePort}), not to the phone`);
+    assert.ok(received >= 50, `the phone received ${received} packets of the browser's audio`);
+    assert.equal(receivedFrom.port, ours.port, 'from the port our offer named (symmetric RTP)');
+
+    // The phone's media stops: after media.rtp_timeout_secs the server ends the call.
+    const stopped = Date.now();
+    await waitFor(async () => (await A.evaluate(() => window.phone.call?.state)) === 'ended',
+      { what: 'call ended by media timeout', timeoutMs: (RTP_TIMEOUT_SECS + 10) * 1000 });
+    const waited = Date.now() - stopped;
+    assert.ok(waited >= (RTP_TIMEOUT_SECS - 1) * 1000, `ended ${waited} ms after the media stopped`);
+    const end = await A.evaluate(() => window.phone.call.end);
+    assert.equal(end.originator, 'remote', JSON.stringify(end));
+    assert.equal(await callee, 0, 'the phone got its BYE');
+    rtp.close();
+
+    const callId = await A.evaluate(() => window.phone.call.callId);
+    let row;
+    await waitFor(async () => {
+      const r = await adminFetch(`/api/telephony/calls/history?limit=50&search=${encodeURIComponent(callId)}`);
+      row = r.json?.calls?.find((c) => c.callId === callId);
+      return row?.state === 'ended';
+    }, { timeoutMs: 10000, what: 'closed CDR' });
+    assert.equal(row.hangupCause, 'media_timeout', JSON.stringify(row));
+    assert.equal(row.disposition, 'ANSWERED', JSON.stringify(row));
+  });
+});
