@@ -430,6 +430,27 @@ impl Anchor {
         let advertised = self.advertised;
         let c = self.call(call)?;
         let id = c.session.id;
+        let webrtc_leg = match side {
+            Side::Caller if c.caller_kind == Kind::WebRtc => Some(LegId::A),
+            Side::Fork(i) if matches!(c.forks.get(&i), Some(ForkMedia::WebRtc { .. })) => {
+                Some(LegId::B)
+            }
+            _ => None,
+        };
+        if let Some(l) = webrtc_leg {
+            if offer.is_empty() {
+                return Err(AnchorError::Unsupported(
+                    "a re-INVITE without SDP to a browser",
+                ));
+            }
+            let answer = relay
+                .reoffer_webrtc(id, l, text(offer)?.to_string(), Duration::from_millis(500))?
+                .map_err(AnchorError::Sdp)?;
+            if l == LegId::A {
+                c.caller_answer = Some(answer.clone());
+            }
+            return Ok(answer);
+        }
         let (leg, port, relay_leg) = match side {
             Side::Caller => (c.caller_plain.as_mut(), c.session.ports[0], LegId::A),
             Side::Fork(i) => match c.forks.get_mut(&i) {
@@ -440,9 +461,7 @@ impl Anchor {
             },
         };
         let Some(leg) = leg else {
-            return Err(AnchorError::Unsupported(
-                "re-INVITE from a WebRTC leg is not handled yet",
-            ));
+            return Err(AnchorError::Unsupported("leg not negotiated"));
         };
         if offer.is_empty() {
             return Ok(leg.last.clone());

@@ -138,6 +138,13 @@ pub(crate) enum Command {
         leg: LegId,
         webrtc: Box<WebRtcLeg>,
     },
+    /// A new offer from the browser of a WebRTC leg (hold, unhold).
+    Reoffer {
+        id: SessionId,
+        leg: LegId,
+        offer: String,
+        reply: mpsc::Sender<Result<String, String>>,
+    },
     Shutdown,
 }
 
@@ -294,6 +301,27 @@ impl RelayHandle {
         webrtc: Box<WebRtcLeg>,
     ) -> Result<(), ShellError> {
         self.worker(id).send(Command::SetWebRtc { id, leg, webrtc })
+    }
+
+    /// A re-offer from the browser of WebRTC leg `leg` (hold, unhold),
+    /// answered by its str0m instance on the media thread. Waits for that
+    /// thread (at most `wait`): a re-INVITE is rare, and its answer cannot
+    /// be built anywhere else once the leg runs there.
+    pub fn reoffer_webrtc(
+        &self,
+        id: SessionId,
+        leg: LegId,
+        offer: String,
+        wait: std::time::Duration,
+    ) -> Result<Result<String, String>, ShellError> {
+        let (reply, rx) = mpsc::channel();
+        self.worker(id).send(Command::Reoffer {
+            id,
+            leg,
+            offer,
+            reply,
+        })?;
+        rx.recv_timeout(wait).map_err(|_| ShellError::Stopped)
     }
 
     /// [`RelayHandle::destroy`] without waiting for the counters.

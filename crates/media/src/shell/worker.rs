@@ -370,6 +370,27 @@ impl Worker {
                         let _ = self.events.try_send(ShellEvent::Failed { session: id });
                     }
                 }
+                Command::Reoffer {
+                    id,
+                    leg,
+                    offer,
+                    reply,
+                } => {
+                    let slot = self.by_id.get(&id).copied();
+                    let answer = match slot
+                        .and_then(|i| self.sessions.get_mut(i))
+                        .and_then(|s| s.as_mut())
+                        .and_then(|s| s.webrtc[leg.index()].as_mut())
+                    {
+                        Some(w) => w.accept_offer(&offer).map_err(|e| e.to_string()),
+                        None => Err("no WebRTC leg there".to_string()),
+                    };
+                    let _ = reply.send(answer);
+                    if let Some(slot) = slot {
+                        // The direction change reaches the relay (hold music).
+                        self.service(slot, false);
+                    }
+                }
                 Command::SetWebRtc { id, leg, webrtc } => {
                     if let Some(slot) = self.by_id.get(&id).copied() {
                         if let Some(Some(s)) = self.sessions.get_mut(slot) {
