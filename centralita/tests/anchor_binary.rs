@@ -337,3 +337,148 @@ fn plain_phones_talk_through_the_anchored_server_and_silence_ends_the_call() {
     assert_eq!(calls[0]["hangupCause"], "media_timeout", "{}", calls[0]);
     assert_eq!(calls[0]["disposition"], "ANSWERED", "{}", calls[0]);
 }
+
+/// The caller holds (re-INVITE `sendonly`): answered by the server on that
+/// leg alone (`recvonly`), the callee is not re-INVITEd and hears the
+/// server's hold tone in the same RTP stream instead of the caller; the held
+/// caller hears nothing; after the resume audio flows both ways again.
+#[test]
+fn hold_is_answered_per_leg_and_the_other_party_hears_the_hold_tone() {
+    let srv = start();
+    let cookie = srv.login();
+    let (alice, alice_pw, _) = srv.agent(&cookie, "alice.hold");
+    let (bob, bob_pw, bob_ext) = srv.agent(&cookie, "bob.hold");
+    let bob_port = support::free_ports(1, true, true);
+    let bob_csv = srv.csv("bob.csv", &bob, &bob_pw);
+    let mut reg = srv.sipp("reg_ok.xml", Some(&bob_csv), bob_port, &[]);
+    assert!(wait(&mut reg), "register: {}", srv.errors());
+    let alice_csv = srv.csv("alice.csv", &alice, &alice_pw);
+    let phone_a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let phone_b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for s in [&phone_a, &phone_b] {
+        s.set_nonblocking(true).expect("nonblocking");
+    }
+    let port_of = |s: &UdpSocket| s.local_addr().expect("addr").port().to_string();
+    let uas_log = srv.dir.path().join("uas.log");
+    let uac_log = srv.dir.path().join("uac.log");
+    // The callee's scenario fails on any request other than the BYE: a
+    // relayed re-INVITE would make it fail.
+    let mut callee = srv.sipp(
+        "anchored_uas.xml",
+        None,
+        bob_port,
+        &[
+            "-set",
+            "rtp",
+            &port_of(&phone_b),
+            "-trace_logs",
+            "-log_file",
+            &uas_log.display().to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut caller = srv.sipp(
+        "anchored_uac_hold.xml",
+        Some(&alice_csv),
+        support::free_ports(1, true, true),
+        &[
+            "-s",
+            &bob_ext,
+            "-set",
+            "rtp",
+            &port_of(&phone_a),
+            "-trace_logs",
+            "-log_file",
+            &uac_log.display().to_string(),
+        ],
+    );
+    let ours_a = logged_address(&uac_log, "ANSWER", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no answer SDP logged: {}", srv.errors()));
+    let ours_b = logged_address(&uas_log, "OFFER", Duration::from_secs(2)).expect("offer logged");
+
+    // Phase 0: before the hold, 1: held, 2: resumed.
+    let mut at_a = [0u32; 3];
+    let mut at_b = [0u32; 3];
+    let mut toned = 0;
+    let mut ssrcs_at_b = std::collections::HashSet::new();
+    let mut buf = [0u8; 2048];
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut i = 0u16;
+    while Instant::now() < until {
+        let log = std::fs::read_to_string(&uac_log).unwrap_or_default();
+        if log.contains("HOLD") {
+            assert!(
+                log.contains("HOLD a=recvonly"),
+                "hold answered recvonly: {log}"
+            );
+        }
+        let phase = if log.contains("RESUME") {
+            2
+        } else if log.contains("HOLD") {
+            1
+        } else {
+            0
+        };
+        if caller.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        if phase != 1 {
+            let _ = phone_a.send_to(&rtp(8, 100 + i, 160 * u32::from(i), SSRC_A), ours_a);
+        }
+        let _ = phone_b.send_to(&rtp(8, 900 + i, 160 * u32::from(i), SSRC_B), ours_b);
+        i = i.wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(20));
+        while let Ok((n, _)) = phone_a.recv_from(&mut buf) {
+            if header(&buf[..n]).is_some() {
+                at_a[phase] += 1;
+            }
+        }
+        while let Ok((n, _)) = phone_b.recv_from(&mut buf) {
+            if let Some((_, ssrc)) = header(&buf[..n]) {
+                at_b[phase] += 1;
+                ssrcs_at_b.insert(ssrc);
+                // The test's phones send constant A-law silence; a tone varies.
+                let payload = &buf[12..n];
+                if phase == 1 && payload.iter().any(|b| *b != payload[0]) {
+                    toned += 1;
+                }
+            }
+        }
+    }
+    assert!(wait(&mut caller), "caller: {}", srv.errors());
+    assert!(
+        wait(&mut callee),
+        "callee (no re-INVITE may reach it): {}",
+        srv.errors()
+    );
+    assert!(
+        at_a[0] >= 20 && at_b[0] >= 20,
+        "before the hold: A {at_a:?}, B {at_b:?}"
+    );
+    // A packet or two in flight when the hold lands.
+    assert!(
+        at_a[1] <= 3,
+        "the held caller still heard the callee: {at_a:?}"
+    );
+    // The default hold tone is 0.5 s of 440 Hz every 2 s, silence between:
+    // a frame every 20 ms all along, a quarter of them toned.
+    assert!(
+        at_b[1] >= 60,
+        "the callee's stream stopped while held: {at_b:?}"
+    );
+    assert!(
+        toned >= 15,
+        "the callee heard {toned} tone packets while held ({at_b:?})"
+    );
+    assert!(
+        at_a[2] >= 20 && at_b[2] >= 20,
+        "after the resume: A {at_a:?}, B {at_b:?}"
+    );
+    assert_eq!(
+        ssrcs_at_b.len(),
+        1,
+        "hold tone and speech in one stream toward B"
+    );
+    let calls = srv.finished_calls(&cookie, 1);
+    assert_eq!(calls[0]["hangupCause"], "caller_bye", "{}", calls[0]);
+}
