@@ -49,6 +49,19 @@ impl MediaPlane for AnchorPlane {
             .map(String::into_bytes)
             .map_err(err)
     }
+    fn dtmf(&mut self, call: u64, from: MediaSide, content_type: &str, body: &[u8]) -> bool {
+        let from = match from {
+            MediaSide::Caller => Side::Caller,
+            MediaSide::Fork(i) => Side::Fork(i),
+        };
+        match self.0.dtmf(call, from, content_type, body) {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::debug!(error = %e, "DTMF INFO not converted; relayed");
+                false
+            }
+        }
+    }
     fn close_fork(&mut self, call: u64, fork: usize) {
         self.0.close_fork(call, fork);
     }

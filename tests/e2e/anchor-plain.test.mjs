@@ -5,7 +5,9 @@
 // The browser must receive that audio with energy (getStats
 // totalAudioEnergy > 0) over a candidate in the media port range, the
 // phone must receive the browser's audio from the port our SDP announced,
-// and when the phone's media stops the call ends with cause media_timeout.
+// a key the agent presses (SIP INFO, JsSIP's default) must reach the phone as
+// RFC 4733 telephone-events, and when the phone's media stops the call ends
+// with cause media_timeout.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -186,10 +188,16 @@ describe('anchored media: browser ↔ plain RTP phone', () => {
     await new Promise((r) => rtp.bind(0, '127.0.0.1', r));
     let received = 0;
     let receivedFrom = null;
+    const events = [];
     rtp.on('message', (msg, rinfo) => {
-      if (msg.length >= 12 && msg[0] >> 6 === 2 && (msg[1] & 0x7f) === 8) {
+      if (msg.length < 12 || msg[0] >> 6 !== 2) return;
+      const pt = msg[1] & 0x7f;
+      if (pt === 8) {
         received++;
         receivedFrom = rinfo;
+      } else if (pt === 101 && msg.length >= 16) {
+        // RFC 4733: event, E bit, duration; all packets of a key share a timestamp.
+        events.push({ event: msg[12], end: (msg[13] & 0x80) !== 0, ts: msg.readUInt32BE(4), marker: (msg[1] & 0x80) !== 0 });
       }
     });
     const uasLog = path.join(work, 'uas.log');
@@ -214,6 +222,8 @@ describe('anchored media: browser ↔ plain RTP phone', () => {
     // The phone talks: 2.5 s of tone, 20 ms per packet.
     const ssrc = 0x5eed1234;
     for (let i = 0; i < 125; i++) {
+      // Halfway, the agent presses 5: JsSIP sends SIP INFO (its default).
+      if (i === 60) await A.evaluate(() => window.phone.session.sendDTMF('5', { duration: 160 }));
       rtp.send(tonePacket(i, i * 160, ssrc), ours.port, ours.address);
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -225,6 +235,11 @@ describe('anchored media: browser ↔ plain RTP phone', () => {
       `the browser's media goes to the server's port (${stats.remotePort}), not to the phone`);
     assert.ok(received >= 50, `the phone received ${received} packets of the browser's audio`);
     assert.equal(receivedFrom.port, ours.port, 'from the port our offer named (symmetric RTP)');
+    // The INFO reached the phone as RFC 4733 telephone-events (PT 101, as it answered).
+    assert.ok(events.length >= 3, `telephone-events at the phone: ${JSON.stringify(events)}`);
+    assert.ok(events.every((e) => e.event === 5 && e.ts === events[0].ts), JSON.stringify(events));
+    assert.ok(events[0].marker, 'the first event packet has the marker');
+    assert.equal(events.filter((e) => e.end).length, 3, `end sent three times: ${JSON.stringify(events)}`);
 
     // The phone's media stops: after media.rtp_timeout_secs the server ends the call.
     const stopped = Date.now();

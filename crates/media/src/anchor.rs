@@ -22,6 +22,7 @@
 //!   its own str0m leg on that port, and only the winner's is installed.
 
 use crate::codec::Codec;
+use crate::core::dtmf::info;
 use crate::core::sdp::{self, LocalAudio, LocalSdp, SessionDescription};
 use crate::relay::{Direction, LegId, LegParams, RelayConfig};
 use crate::shell::{self, RelayHandle, SessionId, SessionInfo, ShellConfig, ShellEvent};
@@ -482,6 +483,60 @@ impl Anchor {
         relay.set_leg(id, relay_leg, plain_params(&n))?;
         leg.last = a.sdp.to_string();
         Ok(leg.last.clone())
+    }
+
+    /// A DTMF key signalled by SIP INFO on leg `from` (`content_type`
+    /// `application/dtmf-relay` or `application/dtmf`). When the other
+    /// leg is a plain phone the digit goes to it as RFC 4733 events and
+    /// `Ok(true)` says the INFO is answered here; `Ok(false)`: relay the
+    /// INFO as it is (the other leg is a browser, which takes INFO).
+    pub fn dtmf(
+        &mut self,
+        call: u64,
+        from: Side,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<bool, AnchorError> {
+        let relay = self.relay.clone();
+        let c = self.call(call)?;
+        let (toward, other_plain) = match from {
+            Side::Caller => {
+                let plain = c
+                    .winner
+                    .and_then(|w| c.forks.get(&w))
+                    .is_some_and(|f| matches!(f, ForkMedia::Plain { .. }));
+                (LegId::B, plain)
+            }
+            Side::Fork(_) => (LegId::A, c.caller_kind == Kind::Plain),
+        };
+        if !other_plain {
+            return Ok(false);
+        }
+        let body = text(body)?;
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let (digit, duration) = match ct.as_str() {
+            "application/dtmf-relay" => {
+                let d =
+                    info::parse_dtmf_relay(body).map_err(|e| AnchorError::Sdp(e.to_string()))?;
+                (d.digit, d.duration)
+            }
+            "application/dtmf" => (
+                info::parse_dtmf(body).map_err(|e| AnchorError::Sdp(e.to_string()))?,
+                None,
+            ),
+            _ => return Ok(false),
+        };
+        // JsSIP sends 100 ms by default; keep key presses between 40 ms and 1 s.
+        let duration = duration
+            .unwrap_or(Duration::from_millis(100))
+            .clamp(Duration::from_millis(40), Duration::from_secs(1));
+        relay.send_dtmf(c.session.id, toward, digit, duration)?;
+        Ok(true)
     }
 
     /// A fork that will not be the call's: its pending WebRTC leg goes.

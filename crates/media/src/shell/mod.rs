@@ -138,6 +138,13 @@ pub(crate) enum Command {
         leg: LegId,
         webrtc: Box<WebRtcLeg>,
     },
+    /// An RFC 4733 digit toward `toward` (see `Relay::send_dtmf`).
+    Dtmf {
+        id: SessionId,
+        toward: LegId,
+        digit: crate::core::dtmf::Digit,
+        duration: std::time::Duration,
+    },
     /// A new offer from the browser of a WebRTC leg (hold, unhold).
     Reoffer {
         id: SessionId,
@@ -322,6 +329,22 @@ impl RelayHandle {
             reply,
         })?;
         rx.recv_timeout(wait).map_err(|_| ShellError::Stopped)
+    }
+
+    /// Sends a DTMF digit as RFC 4733 events toward `toward`.
+    pub fn send_dtmf(
+        &self,
+        id: SessionId,
+        toward: LegId,
+        digit: crate::core::dtmf::Digit,
+        duration: std::time::Duration,
+    ) -> Result<(), ShellError> {
+        self.worker(id).send(Command::Dtmf {
+            id,
+            toward,
+            digit,
+            duration,
+        })
     }
 
     /// [`RelayHandle::destroy`] without waiting for the counters.

@@ -370,6 +370,22 @@ impl Worker {
                         let _ = self.events.try_send(ShellEvent::Failed { session: id });
                     }
                 }
+                Command::Dtmf {
+                    id,
+                    toward,
+                    digit,
+                    duration,
+                } => {
+                    if let Some(slot) = self.by_id.get(&id).copied() {
+                        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                            if !s.relay.send_dtmf(now, toward, digit, duration) {
+                                tracing::debug!(session = id, "no telephone-event on the leg");
+                            }
+                            s.scheduled = None;
+                        }
+                        self.service(slot, false);
+                    }
+                }
                 Command::Reoffer {
                     id,
                     leg,

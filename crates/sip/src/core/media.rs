@@ -44,6 +44,13 @@ pub trait MediaPlane: Send {
     /// A new offer from one leg inside the dialog (hold, unhold, a
     /// refresh with SDP): answered by us for that leg alone.
     fn reoffer(&mut self, call: u64, side: MediaSide, offer: &[u8]) -> Result<Vec<u8>, MediaError>;
+    /// A SIP INFO carrying a DTMF key (`application/dtmf-relay` or
+    /// `application/dtmf`) from leg `from`: true when the media plane
+    /// sent it on as RFC 4733 toward the other leg (the call answers the
+    /// INFO itself), false to relay the INFO as usual.
+    fn dtmf(&mut self, _call: u64, _from: MediaSide, _content_type: &str, _body: &[u8]) -> bool {
+        false
+    }
     /// A fork lost (another answered, it failed, it was cancelled).
     fn close_fork(&mut self, call: u64, fork: usize);
     /// The call is over: every leg and port is released.
@@ -96,6 +103,8 @@ pub struct MemoryState {
     pub closed: Vec<u64>,
     /// Refuse offers whose body contains this (tests of the 488 path).
     pub refuse: Option<String>,
+    /// DTMF INFOs taken over: (call, Content-Type, body).
+    pub dtmf: Vec<(u64, String, Vec<u8>)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -133,6 +142,15 @@ impl MediaPlane for MemoryPlane {
     }
     fn close_fork(&mut self, call: u64, fork: usize) {
         self.0.lock().close_fork(call, fork)
+    }
+    fn dtmf(&mut self, call: u64, _from: MediaSide, content_type: &str, body: &[u8]) -> bool {
+        let mut st = self.0.lock();
+        if !st.calls.contains_key(&call) {
+            return false;
+        }
+        st.dtmf
+            .push((call, content_type.to_string(), body.to_vec()));
+        true
     }
     fn close(&mut self, call: u64) {
         self.0.lock().close(call)

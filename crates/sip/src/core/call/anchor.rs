@@ -95,6 +95,19 @@ impl Call {
         ctx.send_bytes(src, bytes);
     }
 
+    /// A DTMF INFO the media plane sends on as RFC 4733 (true), or not.
+    pub(super) fn dtmf_to_media(&mut self, ctx: &mut Ctx<'_>, side: Side, m: &Msg) -> bool {
+        let ct = m.header("Content-Type").unwrap_or("");
+        if !ct.to_ascii_lowercase().starts_with("application/dtmf") {
+            return false;
+        }
+        let from = match side {
+            Side::A => MediaSide::Caller,
+            Side::B(i) => MediaSide::Fork(i),
+        };
+        ctx.media.dtmf(self.id, from, ct, &m.body)
+    }
+
     /// What the media plane noticed: media stopped, or the session failed.
     pub fn handle_media_event(&mut self, ctx: &mut Ctx<'_>, event: &MediaEvent) {
         if !self.anchored || self.phase != Phase::Answered {

@@ -115,6 +115,10 @@ impl Call {
             self.local_reinvite(ctx, side, src, m);
             return;
         }
+        if method == "INFO" && self.anchored && self.dtmf_to_media(ctx, side, &m) {
+            ctx.reply(src, &m, response(&m, 200, "OK", None));
+            return;
+        }
         // Relay it to the other leg with that leg's dialog state.
         let branch = super::new_branch(ctx, self.id);
         let Some(leg) = self.leg_mut(other) else {

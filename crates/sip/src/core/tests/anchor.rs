@@ -106,6 +106,22 @@ fn anchored_call_uses_our_sdp_everywhere() {
         .0
         .iter()
         .any(|(_, m)| m.code() == Some(200)));
+    // A DTMF INFO goes to the media plane (RFC 4733 toward the other
+    // leg) and is answered here; nothing reaches the callee.
+    let info = format!(
+        "INFO sip:centralita@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKinfo1\r\nFrom: <sip:alice@127.0.0.1>;tag=ftag\r\nTo: <sip:1001@127.0.0.1>;tag={a_tag}\r\nCall-ID: call-1\r\nCSeq: 51 INFO\r\nMax-Forwards: 70\r\nContent-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=5\r\nDuration=160\r\n"
+    );
+    let (sent, _) = feed(&mut core, 13_000, a.src, &info);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0].0, sent[0].1.code()), (a.src, Some(200)));
+    assert_eq!(
+        plane.0.lock().dtmf,
+        vec![(
+            0,
+            "application/dtmf-relay".to_string(),
+            b"Signal=5\r\nDuration=160\r\n".to_vec()
+        )]
+    );
     // Media stops: both legs get a BYE, the cause is media_timeout, the
     // session is closed.
     core.handle_media_event(20_000, MediaEvent::Timeout { call: 0 });
