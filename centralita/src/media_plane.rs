@@ -112,6 +112,21 @@ pub fn attach(cfg: &Config, server: &sip::SipServer) -> anyhow::Result<()> {
             let e = match e {
                 AnchorEvent::Timeout { call } => MediaEvent::Timeout { call },
                 AnchorEvent::Failed { call } => MediaEvent::Failed { call },
+                AnchorEvent::Dtmf {
+                    call,
+                    from_caller,
+                    digit,
+                    duration,
+                } => MediaEvent::Dtmf {
+                    call,
+                    from: if from_caller {
+                        MediaSide::Caller
+                    } else {
+                        MediaSide::Fork(0)
+                    },
+                    digit,
+                    duration_ms: duration.as_millis().min(u128::from(u32::MAX)) as u32,
+                },
             };
             if tx.send(e).await.is_err() {
                 break;

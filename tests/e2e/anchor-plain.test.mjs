@@ -6,7 +6,8 @@
 // totalAudioEnergy > 0) over a candidate in the media port range, the
 // phone must receive the browser's audio from the port our SDP announced,
 // a key the agent presses (SIP INFO, JsSIP's default) must reach the phone as
-// RFC 4733 telephone-events, and when the phone's media stops the call ends
+// RFC 4733 telephone-events and a key the phone sends in RFC 4733 must reach
+// JsSIP as an INFO (newDTMF); when the phone's media stops the call ends
 // with cause media_timeout.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -178,7 +179,7 @@ describe('anchored media: browser ↔ plain RTP phone', () => {
     fs.rmSync(work, { recursive: true, force: true });
   });
 
-  test('audio both ways through our ports, then media timeout ends the call', async () => {
+  test('audio both ways through our ports, DTMF both ways, then media timeout ends the call', async () => {
     // The plain phone registers, then waits for the call with its RTP socket.
     const phonePort = await freePort();
     const csv = path.join(work, 'phone.csv');
@@ -219,12 +220,29 @@ describe('anchored media: browser ↔ plain RTP phone', () => {
     assert.equal(ours.address, '127.0.0.1');
     assert.ok(ours.port >= rangeFirst && ours.port <= rangeLast, `offer port ${ours.port} in ${rangeFirst}-${rangeLast}`);
 
-    // The phone talks: 2.5 s of tone, 20 ms per packet.
+    // The phone talks: 2.5 s of tone, 20 ms per packet; at 1.6 s it
+    // presses 7 (RFC 4733: 100 ms, an update every 50 ms, the end ×3).
     const ssrc = 0x5eed1234;
+    let seq = 0;
+    const key = (i, dur, end) => {
+      const p = Buffer.alloc(16);
+      p[0] = 0x80;
+      p[1] = 101 | (dur === 400 ? 0x80 : 0);
+      p.writeUInt16BE(seq++ & 0xffff, 2);
+      p.writeUInt32BE(80 * 160, 4); // the key's start, one timestamp for all its packets
+      p.writeUInt32BE(ssrc, 8);
+      p[12] = 7;
+      p[13] = (end ? 0x80 : 0) | 10;
+      p.writeUInt16BE(dur, 14);
+      return p;
+    };
     for (let i = 0; i < 125; i++) {
+      if (i === 80) rtp.send(key(i, 400, false), ours.port, ours.address);
+      if (i === 82) rtp.send(key(i, 800, true), ours.port, ours.address);
+      if (i === 83 || i === 84) rtp.send(key(i, 800, true), ours.port, ours.address);
       // Halfway, the agent presses 5: JsSIP sends SIP INFO (its default).
       if (i === 60) await A.evaluate(() => window.phone.session.sendDTMF('5', { duration: 160 }));
-      rtp.send(tonePacket(i, i * 160, ssrc), ours.port, ours.address);
+      rtp.send(tonePacket(seq++, i * 160, ssrc), ours.port, ours.address);
       await new Promise((r) => setTimeout(r, 20));
     }
     const stats = await inbound(A);
@@ -240,6 +258,9 @@ describe('anchored media: browser ↔ plain RTP phone', () => {
     assert.ok(events.every((e) => e.event === 5 && e.ts === events[0].ts), JSON.stringify(events));
     assert.ok(events[0].marker, 'the first event packet has the marker');
     assert.equal(events.filter((e) => e.end).length, 3, `end sent three times: ${JSON.stringify(events)}`);
+    // The phone's key reached JsSIP as an INFO (newDTMF), exactly once.
+    const keys = await A.evaluate(() => window.phone.call.dtmfReceived);
+    assert.deepEqual(keys, ['7'], 'the browser got the phone\'s RFC 4733 key as SIP INFO');
 
     // The phone's media stops: after media.rtp_timeout_secs the server ends the call.
     const stopped = Date.now();

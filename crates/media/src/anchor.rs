@@ -79,8 +79,20 @@ pub struct AnchorSettings {
 /// What the media plane reports about a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnchorEvent {
-    Timeout { call: u64 },
-    Failed { call: u64 },
+    Timeout {
+        call: u64,
+    },
+    Failed {
+        call: u64,
+    },
+    /// RFC 4733 digit from a plain leg, for the browser on the other leg.
+    Dtmf {
+        call: u64,
+        /// The digit came from the caller's leg (else from the callee's).
+        from_caller: bool,
+        digit: char,
+        duration: Duration,
+    },
 }
 
 type Sessions = Arc<Mutex<HashMap<SessionId, u64>>>;
@@ -102,6 +114,22 @@ impl AnchorEvents {
                     event: crate::relay::Event::MediaTimeout { .. },
                 } => (session, true),
                 ShellEvent::Failed { session } => (session, false),
+                ShellEvent::Dtmf {
+                    session,
+                    leg,
+                    digit,
+                    duration,
+                } => {
+                    let Some(call) = self.sessions.lock().get(&session).copied() else {
+                        continue;
+                    };
+                    return Some(AnchorEvent::Dtmf {
+                        call,
+                        from_caller: leg == LegId::A,
+                        digit,
+                        duration,
+                    });
+                }
                 ShellEvent::Media { .. } => continue,
             };
             let Some(call) = self.sessions.lock().get(&session).copied() else {

@@ -100,6 +100,15 @@ pub enum ShellEvent {
     Failed {
         session: SessionId,
     },
+    /// A DTMF key received as RFC 4733 from plain leg `leg` whose other
+    /// leg is a browser (which gets it by SIP INFO: JsSIP reports INFO,
+    /// not in-band events, as `newDTMF`).
+    Dtmf {
+        session: SessionId,
+        leg: LegId,
+        digit: char,
+        duration: std::time::Duration,
+    },
 }
 
 pub(crate) enum Command {

@@ -3,6 +3,7 @@
 
 use super::udp::{RecvBatch, SendBatch};
 use super::{Command, SessionId, SessionInfo, ShellConfig, ShellCounters, ShellError, ShellEvent};
+use crate::core::dtmf::DtmfReceiver;
 use crate::relay::{rtp, Direction, LegId, LegStats, Port, Relay};
 use crate::shell::ports::{PortAllocator, PortPair};
 use crate::webrtc::{MediaDirection, WebRtcEvent, WebRtcLeg};
@@ -38,6 +39,9 @@ struct Session {
     /// for this str0m leg; the relay sees it as a plain leg whose peer is
     /// [`WEBRTC_PEER`] (decrypted packets in, packets to send out).
     webrtc: [Option<Box<WebRtcLeg>>; 2],
+    /// Digits from a plain leg whose other leg is a browser (see
+    /// [`ShellEvent::Dtmf`]); made when the browser leg is installed.
+    dtmf_in: [Option<Box<DtmfReceiver>>; 2],
 }
 
 /// The address the relay core knows a WebRTC leg's peer by. Packets the
@@ -204,11 +208,31 @@ impl Worker {
         let relay = &mut s.relay;
         let local = SocketAddr::new(self.config.bind, pair.port);
         let webrtc = &mut s.webrtc[leg.index()];
+        let dtmf_in = &mut s.dtmf_in[leg.index()];
+        let session = s.id;
+        let events = &self.events;
+        let counters = &self.counters;
         let ok = catch_unwind(AssertUnwindSafe(|| {
             for (data, from) in rx.datagrams() {
                 match webrtc {
                     Some(w) => w.handle_receive(now, from, local, data),
-                    None => relay.handle_datagram(now, leg, port, from, data),
+                    None => {
+                        if let Some(d) = dtmf_in {
+                            watch_dtmf(now, relay, leg, port, from, data, d);
+                            while let Some(digit) = d.poll_digit() {
+                                let e = ShellEvent::Dtmf {
+                                    session,
+                                    leg,
+                                    digit: digit.digit.to_char().unwrap_or('?'),
+                                    duration: digit.duration,
+                                };
+                                if events.try_send(e).is_err() {
+                                    counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        relay.handle_datagram(now, leg, port, from, data);
+                    }
                 }
             }
         }))
@@ -417,6 +441,10 @@ impl Worker {
                             params.direction = peer_direction(webrtc.direction());
                             s.relay.set_leg(now, leg, params);
                             s.webrtc[leg.index()] = Some(webrtc);
+                            let other = leg.other().index();
+                            if s.webrtc[other].is_none() {
+                                s.dtmf_in[other] = Some(Box::new(DtmfReceiver::new(8_000)));
+                            }
                             // Its first deadline is str0m's, not the relay's.
                             s.scheduled = None;
                         }
@@ -519,6 +547,7 @@ impl Worker {
             legs: [a, b],
             scheduled: None,
             webrtc: [None, None],
+            dtmf_in: [None, None],
         });
         self.by_id.insert(id, slot);
         self.service(slot, false);
@@ -584,4 +613,31 @@ fn webrtc_to_relay(s: &mut Session) -> bool {
         }
     }
     alive
+}
+
+/// Feeds a telephone-event packet from a plain leg's latched source (or
+/// its SDP address) to that leg's digit receiver.
+fn watch_dtmf(
+    now: Instant,
+    relay: &Relay,
+    leg: LegId,
+    port: Port,
+    from: SocketAddr,
+    data: &[u8],
+    receiver: &mut DtmfReceiver,
+) {
+    if port != Port::Rtp || rtp::looks_like_rtcp(data) {
+        return;
+    }
+    let Ok(h) = rtp::parse_rtp_header(data) else {
+        return;
+    };
+    let params = relay.params(leg);
+    let te = params.codecs.iter().any(|(pt, c)| {
+        *pt == h.payload_type && matches!(c, crate::codec::Codec::TelephoneEvent { .. })
+    });
+    let trusted = relay.latched(leg).or(params.remote_rtp) == Some(from);
+    if te && trusted {
+        let _ = receiver.handle_packet(h.timestamp, &data[h.payload_start..h.payload_end], now);
+    }
 }

@@ -125,7 +125,9 @@ impl Calls {
 
     /// A media plane event for one call.
     pub fn handle_media_event(&mut self, ctx: &mut Ctx<'_>, event: MediaEvent) {
-        let (MediaEvent::Timeout { call } | MediaEvent::Failed { call }) = event;
+        let (MediaEvent::Timeout { call }
+        | MediaEvent::Failed { call }
+        | MediaEvent::Dtmf { call, .. }) = event;
         self.with(ctx, call, |c, ctx| c.handle_media_event(ctx, &event));
     }
 

@@ -64,6 +64,15 @@ pub enum MediaEvent {
     Timeout { call: u64 },
     /// The call's media session failed (its core panicked and was closed).
     Failed { call: u64 },
+    /// A DTMF key received in the media (RFC 4733) from one leg, to be
+    /// signalled to the other leg by SIP INFO (a browser: JsSIP reports an
+    /// INFO as `newDTMF`).
+    Dtmf {
+        call: u64,
+        from: MediaSide,
+        digit: char,
+        duration_ms: u32,
+    },
 }
 
 /// The plane of a core that never anchors: every call is refused, so a

@@ -108,6 +108,48 @@ impl Call {
         ctx.media.dtmf(self.id, from, ct, &m.body)
     }
 
+    /// A digit heard in the media of leg `from`: SIP INFO
+    /// (`application/dtmf-relay`, the form JsSIP parses) to the other leg.
+    /// Its answer is only absorbed: a key press is not worth a retry.
+    fn send_dtmf_info(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        from: MediaSide,
+        digit: char,
+        duration_ms: u32,
+    ) {
+        let to = match (from, self.winner) {
+            (MediaSide::Caller, Some(w)) => Side::B(w),
+            (MediaSide::Fork(_), Some(_)) => Side::A,
+            _ => return,
+        };
+        let id = self.id;
+        let branch = super::new_branch(ctx, id);
+        let Some(leg) = self.leg_mut(to) else {
+            return;
+        };
+        leg.local_cseq += 1;
+        let leg = leg.clone();
+        let mut req = leg.request(ctx, "INFO", leg.local_cseq, &branch);
+        req.headers
+            .push(("Content-Type".into(), "application/dtmf-relay".into()));
+        req.body = format!(
+            "Signal={digit}\r\nDuration={}\r\n",
+            duration_ms.clamp(40, 5_000)
+        )
+        .into_bytes();
+        let bytes = req.to_bytes();
+        ctx.txn.start(
+            ctx.now_ms,
+            TxnKey::Client(branch),
+            leg.src,
+            bytes.clone(),
+            false,
+            Owner::None,
+        );
+        ctx.send_bytes(leg.src, bytes);
+    }
+
     /// What the media plane noticed: media stopped, or the session failed.
     pub fn handle_media_event(&mut self, ctx: &mut Ctx<'_>, event: &MediaEvent) {
         if !self.anchored || self.phase != Phase::Answered {
@@ -116,6 +158,15 @@ impl Call {
         let cause = match event {
             MediaEvent::Timeout { .. } => HangupCause::MediaTimeout,
             MediaEvent::Failed { .. } => HangupCause::Failed,
+            MediaEvent::Dtmf {
+                from,
+                digit,
+                duration_ms,
+                ..
+            } => {
+                self.send_dtmf_info(ctx, *from, *digit, *duration_ms);
+                return;
+            }
         };
         tracing::info!(call_id = %self.a.call_id, cause = cause.as_str(), "media ended the call");
         let now = ctx.now_ms;

@@ -122,6 +122,25 @@ fn anchored_call_uses_our_sdp_everywhere() {
             b"Signal=5\r\nDuration=160\r\n".to_vec()
         )]
     );
+    // A key heard in the callee's media: INFO toward the caller.
+    core.handle_media_event(
+        13_500,
+        MediaEvent::Dtmf {
+            call: 0,
+            from: crate::core::media::MediaSide::Fork(0),
+            digit: '7',
+            duration_ms: 100,
+        },
+    );
+    let (sent, _) = drain(&mut core);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0, a.src);
+    assert_eq!(sent[0].1.method(), Some("INFO"));
+    assert_eq!(
+        sent[0].1.header("Content-Type"),
+        Some("application/dtmf-relay")
+    );
+    assert_eq!(sent[0].1.body, b"Signal=7\r\nDuration=100\r\n");
     // Media stops: both legs get a BYE, the cause is media_timeout, the
     // session is closed.
     core.handle_media_event(20_000, MediaEvent::Timeout { call: 0 });
