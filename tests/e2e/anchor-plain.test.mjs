@@ -8,7 +8,10 @@
 // a key the agent presses (SIP INFO, JsSIP's default) must reach the phone as
 // RFC 4733 telephone-events and a key the phone sends in RFC 4733 must reach
 // JsSIP as an INFO (newDTMF); when the phone's media stops the call ends
-// with cause media_timeout.
+// with cause media_timeout. Then two browsers call each other anchored:
+// both send to the server's ports and hear each other, and when one holds
+// (re-INVITE answered by the server on its leg) the other hears the hold
+// tone without being re-INVITEd.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -47,8 +50,10 @@ const server = new CentralitaServer({
 });
 const agent = { name: 'Ana Anchor', login: 'ana-anchor', password: 'ana-Anchor-Passw0rd-1' };
 const phoneAgent = { name: 'Pepe Plain', login: 'pepe-plain', password: 'pepe-Plain-Passw0rd-2' };
+const agentB = { name: 'Berta Anchor', login: 'berta-anchor', password: 'berta-Anchor-Passw0rd-3' };
 let adminCookie;
 let person;
+let personB;
 let pages;
 let build;
 const children = [];
@@ -142,7 +147,7 @@ async function inbound(page) {
   });
 }
 
-describe('anchored media: browser ↔ plain RTP phone', () => {
+describe('anchored media: browser ↔ plain RTP phone, browser ↔ browser', () => {
   before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await server.start();
@@ -153,7 +158,7 @@ describe('anchored media: browser ↔ plain RTP phone', () => {
     });
     assert.equal(res.status, 200);
     adminCookie = res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
-    for (const ag of [agent, phoneAgent]) {
+    for (const ag of [agent, phoneAgent, agentB]) {
       const r = await adminFetch('/api/agents', {
         method: 'POST',
         body: JSON.stringify({ name: ag.name, login: ag.login, password: ag.password, role: 'agent' }),
@@ -167,12 +172,14 @@ describe('anchored media: browser ↔ plain RTP phone', () => {
     build = builds[builds.length - 1];
     pages = await startPageServer({ builds: [build], apiBase: server.baseUrl });
     person = await launchPerson('anchor-a');
+    personB = await launchPerson('anchor-b');
   });
 
   after(async () => {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     if (person?.logs.length) fs.writeFileSync(path.join(ARTIFACTS, 'anchor-a-console.log'), person.logs.join('\n'));
     await person?.close();
+    await personB?.close();
     await pages?.close();
     await server.stop();
     server.cleanup();
@@ -282,5 +289,53 @@ describe('anchored media: browser ↔ plain RTP phone', () => {
     }, { timeoutMs: 10000, what: 'closed CDR' });
     assert.equal(row.hangupCause, 'media_timeout', JSON.stringify(row));
     assert.equal(row.disposition, 'ANSWERED', JSON.stringify(row));
+  });
+
+  test('browser ↔ browser anchored: audio both ways over our ports; a hold gives the other party the hold tone', async () => {
+    const A = person.page;
+    const B = personB.page;
+    for (const [page, ag] of [[A, agent], [B, agentB]]) {
+      await page.goto(`${pages.baseUrl}/${build.id}/`);
+      await page.fill('#username', ag.login);
+      await page.fill('#password', ag.password);
+      await page.click('#connect');
+      await waitFor(async () => (await page.evaluate(() => window.phone.state)) === 'registered', { what: `${ag.login} registered` });
+    }
+    await A.fill('#number', agentB.ext);
+    await A.click('#call');
+    await waitFor(async () => (await B.evaluate(() => window.phone.call?.state)) === 'incoming', { what: 'B rings' });
+    await B.click('#answer');
+    for (const page of [A, B]) {
+      await waitFor(async () => (await page.evaluate(() => window.phone.call?.state)) === 'in-call', { what: 'call up' });
+    }
+    // Both browsers talk to the server (a candidate in the media range), and hear each other.
+    await new Promise((r) => setTimeout(r, 2000));
+    const [a1, b1] = await Promise.all([inbound(A), inbound(B)]);
+    for (const [who, s] of [['A', a1], ['B', b1]]) {
+      assert.ok(s.remotePort >= rangeFirst && s.remotePort <= rangeLast, `${who} sends to ${s.remotePort}, not to the server's range`);
+      assert.ok(s.packets >= 40, `${who} received ${s.packets} audio packets`);
+      assert.ok(s.energy > 0, `${who} hears energy (${s.energy})`);
+    }
+    // A holds (JsSIP's re-INVITE sendonly, answered by the server for A's
+    // leg only): B keeps receiving the server's hold tone, A receives nothing.
+    await A.evaluate(() => window.phone.session.hold());
+    await waitFor(async () => A.evaluate(() => window.phone.session?.isOnHold().local === true), { what: 'A on hold' });
+    await new Promise((r) => setTimeout(r, 500));
+    const [a2, b2] = await Promise.all([inbound(A), inbound(B)]);
+    await new Promise((r) => setTimeout(r, 2000));
+    const [a3, b3] = await Promise.all([inbound(A), inbound(B)]);
+    assert.ok(a3.packets - a2.packets <= 3, `the held browser still receives audio: ${a2.packets} -> ${a3.packets}`);
+    assert.ok(b3.packets - b2.packets >= 60, `B's stream stopped while A holds: ${b2.packets} -> ${b3.packets}`);
+    assert.ok(b3.energy > b2.energy, `B hears the hold tone: energy ${b2.energy} -> ${b3.energy}`);
+    const bState = await B.evaluate(() => window.phone.call?.state);
+    assert.equal(bState, 'in-call', 'B is not re-INVITEd by A\'s hold');
+    await A.evaluate(() => window.phone.session.unhold());
+    await new Promise((r) => setTimeout(r, 1500));
+    const a4 = await inbound(A);
+    await new Promise((r) => setTimeout(r, 1000));
+    const a5 = await inbound(A);
+    assert.ok(a5.packets - a4.packets >= 30, `A hears B again after the resume: ${a4.packets} -> ${a5.packets}`);
+    await A.click('#hangup');
+    await waitFor(async () => (await B.evaluate(() => window.phone.call?.state)) === 'ended', { what: 'B sees the end' });
   });
 });
