@@ -54,6 +54,7 @@ impl Call {
             .leg(side)
             .map(|l| l.local_tag.clone())
             .unwrap_or_default();
+        let mut refresh_other = false;
         let r = match ctx.media.reoffer(self.id, media_side, &m.body) {
             Ok(sdp) => {
                 let mut r = response(&m, 200, "OK", Some(&local_tag));
@@ -61,13 +62,15 @@ impl Call {
                     .push(("Contact".into(), ctx.our_contact(src.transport)));
                 r.headers.push(("Allow".into(), ALLOW.into()));
                 if let Some(s) = &mut self.session {
-                    // A refresh of this leg; the other leg's refreshes are
-                    // its own (see README, "Anchoring").
+                    // A refresh of this leg. The other leg used to be
+                    // refreshed by this re-INVITE relayed; now it is not,
+                    // so it gets an UPDATE of ours (below).
                     s.last_refresh_ms = ctx.now_ms;
                     if let Some(v) = m.header("Session-Expires") {
                         r.headers.push(("Session-Expires".into(), v.to_string()));
                         r.headers.push(("Require".into(), "timer".into()));
                     }
+                    refresh_other = true;
                 }
                 Self::set_sdp(&mut r, sdp);
                 r
@@ -93,6 +96,15 @@ impl Call {
             );
         }
         ctx.send_bytes(src, bytes);
+        let other = match (side, self.winner) {
+            (Side::A, Some(w)) => Some(Side::B(w)),
+            (Side::B(_), _) => Some(Side::A),
+            _ => None,
+        };
+        let pending = self.relays.values().any(|r| r.req.is_none());
+        if let (true, Some(other), false) = (refresh_other, other, pending) {
+            self.send_refresh(ctx, other);
+        }
     }
 
     /// A DTMF INFO the media plane sends on as RFC 4733 (true), or not.

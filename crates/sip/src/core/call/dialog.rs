@@ -273,9 +273,24 @@ impl Call {
         let Some(w) = self.winner else {
             return;
         };
+        self.send_refresh(ctx, Side::B(w));
+    }
+
+    /// UPDATE without a body toward `to`, refreshing its session: ours on
+    /// the callee's leg (see `send_refresh_b`), or, on an anchored call, on
+    /// the leg a refresh of the other side no longer reaches (re-INVITEs
+    /// are answered per leg there, see `anchor.rs`).
+    pub(super) fn send_refresh(&mut self, ctx: &mut Ctx<'_>, to: Side) {
         let secs = self.session.as_ref().map_or(0, |s| s.secs);
         let branch = super::new_branch(ctx, self.id);
-        let leg = &mut self.forks[w].leg;
+        let from = if to == Side::A {
+            self.winner.map_or(Side::A, Side::B)
+        } else {
+            Side::A
+        };
+        let Some(leg) = self.leg_mut(to) else {
+            return;
+        };
         leg.local_cseq += 1;
         let leg = leg.clone();
         let mut req = leg.request(ctx, "UPDATE", leg.local_cseq, &branch);
@@ -295,7 +310,7 @@ impl Call {
         self.relays.insert(
             branch,
             Relay {
-                from: Side::A,
+                from,
                 req: None,
                 src: leg.src,
                 fwd_cseq: leg.local_cseq,

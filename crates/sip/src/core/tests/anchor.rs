@@ -172,3 +172,54 @@ fn registered_core_never() -> (Core, (), Ua, Ua, Ua) {
     core.set_media_plane(Box::new(crate::core::media::NoMedia));
     (core, (), a, b1, b2)
 }
+
+/// A caller's refresh re-INVITE is answered on its leg; the callee, which
+/// no longer sees it, gets an UPDATE of ours so its session stays alive.
+#[test]
+fn a_refresh_answered_on_one_leg_refreshes_the_other_with_update() {
+    let mut c = cfg();
+    c.anchor = AnchorMode::Always;
+    c.session_expires_secs = 90;
+    let (mut core, mut a, b1, _b2) = registered_core_with(c);
+    core.set_media_plane(Box::new(MemoryPlane::default()));
+    let t0 = 10_000;
+    let (to_a, b_ack) = answered_call(&mut core, &mut a, &b1, t0, "Supported: timer\r\n", &[]);
+    assert_eq!(to_a.header("Session-Expires"), Some("90;refresher=uac"));
+    let a_tag = msg::tag(to_a.header("To").unwrap_or(""))
+        .unwrap_or("")
+        .to_string();
+    let reinv = format!(
+        "INVITE sip:centralita@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKref1\r\nFrom: <sip:alice@127.0.0.1>;tag=ftag\r\nTo: <sip:1001@127.0.0.1>;tag={a_tag}\r\nCall-ID: call-1\r\nCSeq: 10 INVITE\r\nContact: <sip:alice@127.0.0.1:5071>\r\nSession-Expires: 90;refresher=uac\r\nContent-Type: application/sdp\r\nContent-Length: 8\r\n\r\nv=0\r\nx=1"
+    );
+    let (sent, _) = feed(&mut core, t0 + 40_000, a.src, &reinv);
+    assert!(sent
+        .iter()
+        .any(|(to, m)| *to == a.src && m.code() == Some(200)));
+    let update = sent
+        .iter()
+        .find(|(to, m)| *to == b1.src && m.method() == Some("UPDATE"))
+        .expect("UPDATE to the callee")
+        .1
+        .clone();
+    assert!(
+        sent.iter().all(|(_, m)| m.method() != Some("INVITE")),
+        "{sent:?}"
+    );
+    assert_eq!(update.call_id(), b_ack.call_id());
+    assert!(update.body.is_empty());
+    let (sent, outs) = feed(
+        &mut core,
+        t0 + 40_050,
+        b1.src,
+        &reply_to(&update, 200, "t1", ""),
+    );
+    assert!(sent.is_empty(), "the UPDATE's 200 stays here: {sent:?}");
+    assert_eq!(ended_at(&outs), None);
+    core.handle_timeout(t0 + 100_000);
+    let (sent, _) = drain(&mut core);
+    assert_eq!(
+        byes_to(&sent, a.src) + byes_to(&sent, b1.src),
+        0,
+        "{sent:?}"
+    );
+}
