@@ -66,7 +66,14 @@ pub fn api_config(cfg: &Config) -> api::ApiConfig {
         body_limit: usize::try_from(cfg.http.body_limit_bytes).unwrap_or(65_536),
         mode: cfg.mode.clone(),
         served_over_tls: false,
+        recording_dir: Some(recording_dir(cfg)),
     }
+}
+
+/// Where call recordings are written and served from. `<data_dir>/recordings`
+/// until the `[media]` section's `recording_dir` is wired here.
+pub fn recording_dir(cfg: &Config) -> std::path::PathBuf {
+    cfg.data_dir.join("recordings")
 }
 
 /// Raises the soft open-file limit (`RLIMIT_NOFILE`) to the hard limit:

@@ -23,6 +23,59 @@ const agents = {
 };
 const shownPasswords = [];
 
+// A finished call the media plane would have reported (quality figures and
+// a recording), seeded before the server starts: as CDR journal lines of a
+// previous run, which the server replays into the database at start, and a
+// 1 s stereo WAV in the recording directory (<data_dir>/recordings).
+const SEEDED_CALL = 'e2e-recorded-call@127.0.0.1';
+const SEEDED_WAV = { rel: 'e2e/seeded.wav', seconds: 1, rate: 8000 };
+
+function stereoWav({ seconds, rate }) {
+  const frames = seconds * rate;
+  const buf = Buffer.alloc(44 + frames * 4);
+  buf.write('RIFF', 0);
+  buf.writeUInt32LE(36 + frames * 4, 4);
+  buf.write('WAVEfmt ', 8);
+  buf.writeUInt32LE(16, 16);
+  buf.writeUInt16LE(1, 20);
+  buf.writeUInt16LE(2, 22);
+  buf.writeUInt32LE(rate, 24);
+  buf.writeUInt32LE(rate * 4, 28);
+  buf.writeUInt16LE(4, 32);
+  buf.writeUInt16LE(16, 34);
+  buf.write('data', 36);
+  buf.writeUInt32LE(frames * 4, 40);
+  for (let i = 0; i < frames; i++) {
+    // 440 Hz on the customer's channel, 660 Hz on the agent's.
+    buf.writeInt16LE(Math.round(8000 * Math.sin(2 * Math.PI * 440 * i / rate)), 44 + i * 4);
+    buf.writeInt16LE(Math.round(8000 * Math.sin(2 * Math.PI * 660 * i / rate)), 46 + i * 4);
+  }
+  return buf;
+}
+
+function seedRecordedCall(dataDir) {
+  const t0 = Date.now() - 120000;
+  const party = (number) => ({ number, agent_id: null });
+  const q = (leg, direction, mos, rtt) => ({ Quality: { leg, direction, packets: 1500, lost: 30, jitter_ms: 6.5, rtt_ms: rtt, mos, codec: 'PCMU' } });
+  const events = [
+    [0, { Started: { direction: 'inbound', caller: party('+34600111222'), callee: party('7000'), transport: 'udp' } }],
+    [5, { LegAdded: { leg: 1, party: party('7000'), transport: 'ws' } }],
+    [900, { Answered: { leg: 1 } }],
+    [31000, { Ended: { cause: 'caller_bye' } }],
+    [31010, q(0, 'inbound', 4.3, 40)],
+    [31010, q(0, 'outbound', 4.2, null)],
+    [31010, q(1, 'inbound', 3.75, 12)],
+    [31100, { Recording: { path: SEEDED_WAV.rel, bytes: 44 + SEEDED_WAV.seconds * SEEDED_WAV.rate * 4, duration_ms: SEEDED_WAV.seconds * 1000, dropped_frames: 0 } }],
+  ];
+  const lines = events.map(([dt, kind]) => JSON.stringify({ event: { call_id: SEEDED_CALL, at_ms: t0 + dt, kind } }));
+  const journal = path.join(dataDir, 'cdr-journal');
+  fs.mkdirSync(journal, { recursive: true });
+  fs.writeFileSync(path.join(journal, 'cdr-0000000000000001.jsonl'), `${lines.join('\n')}\n`);
+  const wav = path.join(dataDir, 'recordings', SEEDED_WAV.rel);
+  fs.mkdirSync(path.dirname(wav), { recursive: true });
+  fs.writeFileSync(wav, stereoWav(SEEDED_WAV));
+}
+
 async function shot(person, name) {
   await person.page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
@@ -81,6 +134,37 @@ async function assertAudioStopped(page, seconds, who) {
   assert.ok(end.bytesReceived - start.bytesReceived < 500, `${who}: inbound audio still flowing while on hold (${start.bytesReceived} -> ${end.bytesReceived})`);
 }
 
+/**
+ * The softphone's live quality indicator: waits for a sample, checks the
+ * class, that the details (MOS, loss, jitter, RTT, codec) are there and
+ * readable by keyboard focus, and returns the figures.
+ */
+async function assertQualityShown(page, who, shotOf = null) {
+  const indicator = page.getByTestId('call-quality');
+  await waitFor(async () => (await indicator.isVisible()) && (await indicator.getAttribute('data-quality')), {
+    timeoutMs: 10000, what: `${who}: quality indicator`,
+  });
+  const cls = await indicator.getAttribute('data-quality');
+  const text = (await page.getByTestId('call-quality-text').textContent()).trim();
+  const details = page.getByTestId('call-quality-details');
+  await page.mouse.move(0, 0);
+  // Keyboard users reach the details: the indicator takes focus and shows them.
+  assert.equal(await details.isVisible(), false, `${who}: details hidden until hover or focus`);
+  await indicator.focus();
+  await waitFor(() => details.isVisible(), { timeoutMs: 3000, what: `${who}: quality details on focus` });
+  const tip = (await details.textContent()).trim();
+  if (shotOf) await shot(shotOf, 'agent-call-quality');
+  await indicator.blur();
+  assert.equal(await indicator.getAttribute('aria-describedby'), await details.getAttribute('id'), `${who}: details are the indicator's description`);
+  // The console runs in Spanish here: decimal comma.
+  const mos = Number(/MOS\s(\d+(?:[.,]\d+)?)/.exec(tip)?.[1]?.replace(',', '.'));
+  const loss = Number(/pérdida\s(\d+(?:[.,]\d+)?)\s%/.exec(tip)?.[1]?.replace(',', '.'));
+  assert.match(tip, /jitter\s\d+(?:[.,]\d+)?\sms/, `${who}: jitter in the details: ${tip}`);
+  assert.match(tip, /RTT\s(?:\d+(?:[.,]\d+)?|—)\sms/, `${who}: RTT in the details: ${tip}`);
+  assert.match(tip, /códec\s\S+/, `${who}: codec in the details: ${tip}`);
+  return { cls, text, tip, mos, loss };
+}
+
 async function dial(page, number) {
   await page.getByTestId('phone-number').fill(number);
   await page.getByTestId('btn-call').click();
@@ -111,6 +195,7 @@ function step(key, title, needs, fn) {
 describe('centralita console (real browser, real backend)', () => {
   before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
+    seedRecordedCall(server.dataDir);
     await server.start();
     people.admin = await launchPerson('admin');
     people.a = await launchPerson('agent-a');
@@ -225,6 +310,17 @@ describe('centralita console (real browser, real backend)', () => {
 
     await Promise.all([assertAudioFlows(A, 3, 'A'), assertAudioFlows(B, 3, 'B')]);
     assert.equal(await A.evaluate(() => window.__samePage), true, 'navigation reloaded the page');
+
+    // Live call quality next to the timer, from getStats() through the
+    // server's E-model: a loopback call is good, MOS >= 4, no loss.
+    for (const [who, page] of [['A', A], ['B', B]]) {
+      const q = await assertQualityShown(page, who, who === 'A' ? people.a : null);
+      assert.equal(q.cls, 'good', `${who}: quality class (${q.tip})`);
+      assert.equal(q.text, 'Calidad: buena', `${who}: quality in words`);
+      assert.ok(Number.isFinite(q.mos) && q.mos >= 4, `${who}: MOS >= 4 in the details: ${q.tip}`);
+      assert.equal(q.loss, 0, `${who}: 0 % loss in the details: ${q.tip}`);
+      assert.equal(await page.evaluate(() => window.__centralitaPhone.qualityPolling), true, `${who}: sampling while the call is up`);
+    }
     await shot(people.a, 'agent-in-call-details');
 
     // The admin's live view shows the call in progress.
@@ -263,6 +359,11 @@ describe('centralita console (real browser, real backend)', () => {
     await waitOutcome(A, 'hangupRemote');
     await waitPhone(A, 'ended', 5000);
     await waitOutcome(B, 'hangupLocal');
+    // The quality indicator goes with the call, and so does the sampling.
+    for (const [who, page] of [['A', A], ['B', B]]) {
+      await waitFor(async () => !(await page.getByTestId('call-quality').isVisible()), { timeoutMs: 5000, what: `${who}: quality indicator gone after hang-up` });
+      assert.equal(await page.evaluate(() => window.__centralitaPhone.qualityPolling), false, `${who}: no sampling after hang-up`);
+    }
     const flowAfter = await A.locator('[data-testid=sip-flow-item]').evaluateAll((els) => els.map((e) => e.getAttribute('data-label')));
     assert.ok(flowAfter.includes('BYE'), `SIP flow shows BYE: ${flowAfter.join(', ')}`);
     await shot(people.a, 'agent-call-ended');
@@ -349,6 +450,61 @@ describe('centralita console (real browser, real backend)', () => {
     await page.getByTestId('calls-apply').click();
     await page.waitForTimeout(500);
     await shot(people.admin, 'admin-calls');
+  });
+
+  step('recording', 'call history: quality badge with per-leg figures on hover, and the recording plays', ['admin'], async () => {
+    const { page } = people.admin;
+    await page.getByTestId('nav-calls').click();
+    await page.getByTestId('calls-table').waitFor();
+    const row = page.locator(`[data-testid=call-row][data-call-id="${SEEDED_CALL}"]`);
+    await row.waitFor({ timeout: 10000 });
+    // Worst MOS 3.75: fair; the tooltip lists every leg and direction.
+    const badge = row.getByTestId('call-quality');
+    assert.equal(await badge.getAttribute('data-quality'), 'fair');
+    assert.equal(await badge.getAttribute('data-mos'), '3.75');
+    const title = await badge.getAttribute('title');
+    const lines = title.split('\n');
+    assert.equal(lines.length, 3, `one line per leg and direction: ${title}`);
+    assert.match(lines[0], /MOS 4\.30, .* 1\.96 %, .* 6\.5 ms, RTT 40 ms \(PCMU\)/);
+    assert.match(lines[2], /MOS 3\.75/);
+    // Only a row with a recording has a player.
+    const others = await page.locator('[data-testid=call-row]').count();
+    assert.equal(await page.locator('[data-testid=recording-play]').count(), 1, `players among ${others} rows`);
+
+    await row.getByTestId('recording-play').click();
+    const audio = row.getByTestId('recording-audio');
+    await audio.waitFor();
+    // The browser fetched the WAV with the session and decoded it: 1 s long.
+    await waitFor(async () => (await audio.evaluate((a) => a.readyState)) >= 1, { timeoutMs: 10000, what: 'recording metadata loaded' });
+    const state = await audio.evaluate((a) => ({ duration: a.duration, error: a.error?.code ?? null }));
+    assert.equal(state.error, null);
+    assert.ok(Math.abs(state.duration - SEEDED_WAV.seconds) < 0.05, `recording duration ${state.duration}`);
+    await shot(people.admin, 'admin-call-recording');
+
+    // Seeking asks for ranges; the listen is audited.
+    const ranged = await page.evaluate(async (url) => {
+      const res = await fetch(url, { credentials: 'same-origin', headers: { Range: 'bytes=0-3' } });
+      return { status: res.status, range: res.headers.get('content-range'), text: await res.text() };
+    }, `/api/telephony/calls/${encodeURIComponent(SEEDED_CALL)}/recording`);
+    assert.deepEqual(ranged, { status: 206, range: `bytes 0-3/${44 + SEEDED_WAV.seconds * SEEDED_WAV.rate * 4}`, text: 'RIFF' });
+    const audit = JSON.parse((await adminApi('/api/audit?action=recording.listen')).text);
+    assert.ok(audit.total >= 1 && audit.entries.every((e) => e.targetId === SEEDED_CALL), `audit: ${JSON.stringify(audit.entries)}`);
+  });
+
+  step('recordingSetting', 'admin sets an agent\'s recording override from the agents table', ['admin'], async () => {
+    const { page } = people.admin;
+    await page.getByTestId('nav-agents').click();
+    const row = page.locator(`[data-testid=agent-row][data-login=${agents.a.login}]`);
+    await row.waitFor();
+    const id = await row.getAttribute('data-id');
+    const recordCalls = async () => JSON.parse((await adminApi(`/api/agents/${id}`)).text).agent.recordCalls;
+    assert.equal(await recordCalls(), null, 'system default at first');
+    for (const [choice, want] of [['always', true], ['never', false], ['default', null]]) {
+      await row.getByTestId('agent-recording').selectOption(choice);
+      await waitFor(async () => (await recordCalls()) === want, { timeoutMs: 10000, what: `recordCalls ${want}` });
+      // The table is drawn again from the server's answer.
+      await waitFor(async () => (await row.getByTestId('agent-recording').getAttribute('data-value')) === choice, { what: `row shows ${choice}` });
+    }
   });
 
   step('adminPages', 'admin pages: live registrations, WebRTC settings, English', ['registered'], async () => {

@@ -1,5 +1,6 @@
 // Thin client for the centralita HTTP API (docs/API.md). Every error comes
 // back as an ApiError carrying the HTTP status and the server's error code.
+import type { CallQuality } from './quality';
 
 export interface SipInfo {
   username: string;
@@ -25,6 +26,8 @@ export interface User {
   lastLoginAt: string | null;
   hasSipCredentials: boolean;
   sip: SipInfo | null;
+  /** null: the system default (media.recording). */
+  recordCalls?: boolean | null;
 }
 
 export interface SipCredentials {
@@ -64,6 +67,9 @@ export interface Call {
   billsec: number | null;
   disposition: string | null;
   hangupCause: string | null;
+  hasRecording?: boolean;
+  recording?: { bytes: number; durationMs: number; droppedFrames: number } | null;
+  quality?: CallQuality | null;
 }
 
 export interface CallStats {

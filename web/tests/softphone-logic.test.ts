@@ -32,3 +32,22 @@ test('failure reasons are mapped from SIP status and JsSIP cause', () => {
   assert.equal(reasonFor({ ...base, statusCode: null, cause: 'Rejected', originator: 'local', incoming: true }).key, 'reason.rejectedLocal');
   assert.equal(reasonFor({ ...base, statusCode: 603, cause: 'Rejected' }).key, 'reason.rejected');
 });
+
+test('call quality tooltip: one line per leg and direction', async () => {
+  const { qualityLines, recordingUrl } = await import('../src/quality.ts');
+  const words = { leg: 'Leg', inbound: 'in', outbound: 'out', loss: 'loss', jitter: 'jitter', rtt: 'RTT' };
+  const leg = { packets: 1000, lost: 20, lossPercent: 1.96, jitterMs: 4.5, codec: 'PCMU' };
+  const lines = qualityLines({
+    class: 'fair',
+    worstMos: 3.8,
+    legs: [
+      { ...leg, leg: 0, direction: 'inbound', rttMs: 24.4, mos: 4.3, class: 'good' },
+      { ...leg, leg: 1, direction: 'outbound', rttMs: null, mos: 3.8, class: 'fair' },
+    ],
+  }, words);
+  assert.deepEqual(lines, [
+    'Leg 0 in: MOS 4.30, loss 1.96 %, jitter 4.5 ms, RTT 24 ms (PCMU)',
+    'Leg 1 out: MOS 3.80, loss 1.96 %, jitter 4.5 ms (PCMU)',
+  ]);
+  assert.equal(recordingUrl('a b/c@x'), '/api/telephony/calls/a%20b%2Fc%40x/recording');
+});

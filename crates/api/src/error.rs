@@ -30,6 +30,9 @@ pub enum AppError {
     Busy(u64),
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A `Range` that selects nothing of a resource of `len` bytes.
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { len: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -53,6 +56,7 @@ impl AppError {
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -70,6 +74,7 @@ impl AppError {
             Self::Invalid { .. } => "invalid_field".into(),
             Self::RateLimited(_) => "rate_limited".into(),
             Self::PayloadTooLarge => "payload_too_large".into(),
+            Self::RangeNotSatisfiable { .. } => "range_not_satisfiable".into(),
             Self::Unavailable(_) => "unavailable".into(),
             Self::Busy(_) => "busy".into(),
             Self::Internal(_) => "internal".into(),
@@ -168,6 +173,12 @@ impl IntoResponse for AppError {
         if let Self::RateLimited(secs) | Self::Busy(secs) = &self {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        // RFC 9110 §15.5.17: a 416 says how long the resource is.
+        if let Self::RangeNotSatisfiable { len } = &self {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
             }
         }
         // A busy answer is expected under a login flood: not logged as a

@@ -46,6 +46,9 @@ pub struct ApiConfig {
     /// cookie gets `Secure`, `/ws` is WSS for the SIP server and softphones
     /// are handed a `wss://` URL.
     pub served_over_tls: bool,
+    /// Where call recordings are (`media.recording_dir`); the stored path
+    /// of a recording is relative to it. `None`: no recording is served.
+    pub recording_dir: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +65,7 @@ impl Default for ApiConfig {
             body_limit: 64 * 1024,
             mode: "builtin".into(),
             served_over_tls: false,
+            recording_dir: None,
         }
     }
 }

@@ -125,6 +125,7 @@ mod tests {
                 ip_address: None,
                 contacts: 0,
             }),
+            record_calls: None,
         }
     }
 
@@ -216,6 +217,9 @@ mod tests {
             billsec: 0,
             disposition: None,
             hangup_cause: None,
+            has_recording: false,
+            recording: None,
+            quality: None,
         };
         let legs = legs
             .iter()

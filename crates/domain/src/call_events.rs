@@ -24,7 +24,8 @@ pub struct Party {
     pub agent_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Not `Eq`: quality figures are floats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallEvent {
     pub call_id: String,
     /// Milliseconds since the Unix epoch, as the engine saw it.
@@ -32,7 +33,10 @@ pub struct CallEvent {
     pub kind: CallEventKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// New variants go at the end and old ones never change shape: journal
+// lines written by an older build must still read back (externally tagged
+// JSON, so a line names its variant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CallEventKind {
     /// The call was accepted for routing (after authentication). Leg 0 is
     /// the caller, reached over `transport`.
@@ -60,8 +64,67 @@ pub enum CallEventKind {
         /// The final SIP status that leg answered, if any.
         sip_code: Option<u16>,
     },
-    /// The call is over. Always the last event of a call.
+    /// The call is over. The last event that changes the CDR figures;
+    /// only `Quality` and `Recording` may follow it.
     Ended { cause: HangupCause },
+    /// The latest media figures of one leg in one direction, from the media
+    /// plane. May come several times (periodically, at the end of the leg,
+    /// after `Ended`): the one with the latest `at_ms` wins.
+    Quality {
+        leg: LegNo,
+        direction: MediaDirection,
+        /// RTP packets received (inbound) or sent (outbound).
+        packets: u64,
+        /// Packets lost (RFC 3550 cumulative lost, never negative here):
+        /// counted by us (inbound) or reported by the leg's receiver
+        /// reports (outbound).
+        lost: u64,
+        /// RFC 3550 interarrival jitter, in milliseconds.
+        jitter_ms: f32,
+        /// Round-trip time from RTCP (RFC 3550 §6.4.1), when RTCP gave one.
+        #[serde(default)]
+        rtt_ms: Option<f32>,
+        /// Estimated MOS (ITU-T G.107 E-model), 1.0..=4.5.
+        mos: f32,
+        /// The codec as SDP names it (`PCMU`, `PCMA`, `opus`).
+        codec: String,
+    },
+    /// The call's recording is finished (written and closed).
+    Recording {
+        /// Relative to the recording directory (`media.recording_dir`).
+        path: String,
+        bytes: u64,
+        duration_ms: u64,
+        /// Audio frames the recorder dropped (queue full, late frames).
+        dropped_frames: u64,
+    },
+}
+
+/// Which way the media of a [`CallEventKind::Quality`] flowed, as seen from
+/// centralita: `Inbound` is what we received from the leg's party,
+/// `Outbound` what we sent to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaDirection {
+    Inbound,
+    Outbound,
+}
+
+impl MediaDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "inbound" => Some(Self::Inbound),
+            "outbound" => Some(Self::Outbound),
+            _ => None,
+        }
+    }
 }
 
 /// Why a call or a leg ended; the stable strings are the `hangup_cause`
@@ -138,5 +201,94 @@ impl HangupCause {
             404 | 604 => Self::NotFound,
             _ => Self::Failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as builds before `Quality` and `Recording` wrote them to the
+    /// SIP shell's journal still read back, unchanged.
+    #[test]
+    fn old_journal_lines_still_read() {
+        let lines = [
+            r#"{"call_id":"c1","at_ms":1,"kind":{"Started":{"direction":"internal","caller":{"number":"1000","agent_id":7},"callee":{"number":"1001","agent_id":null},"transport":"ws"}}}"#,
+            r#"{"call_id":"c1","at_ms":2,"kind":{"LegAdded":{"leg":1,"party":{"number":"1001","agent_id":null},"transport":"udp"}}}"#,
+            r#"{"call_id":"c1","at_ms":3,"kind":{"Ringing":{"leg":1}}}"#,
+            r#"{"call_id":"c1","at_ms":4,"kind":{"Answered":{"leg":1}}}"#,
+            r#"{"call_id":"c1","at_ms":5,"kind":{"LegEnded":{"leg":1,"cause":"callee_bye","sip_code":null}}}"#,
+            r#"{"call_id":"c1","at_ms":6,"kind":{"Ended":{"cause":"caller_bye"}}}"#,
+        ];
+        let evs: Vec<CallEvent> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).expect(l))
+            .collect();
+        assert_eq!(
+            evs[0].kind,
+            CallEventKind::Started {
+                direction: Direction::Internal,
+                caller: Party {
+                    number: "1000".into(),
+                    agent_id: Some(7)
+                },
+                callee: Party {
+                    number: "1001".into(),
+                    agent_id: None
+                },
+                transport: "ws".into(),
+            }
+        );
+        assert_eq!(
+            evs[5].kind,
+            CallEventKind::Ended {
+                cause: HangupCause::CallerBye
+            }
+        );
+        // And they are written the same way today.
+        for (l, ev) in lines.iter().zip(&evs) {
+            assert_eq!(serde_json::to_string(ev).expect("json"), *l);
+        }
+    }
+
+    #[test]
+    fn quality_and_recording_round_trip() {
+        let evs = [
+            CallEvent {
+                call_id: "c1".into(),
+                at_ms: 10,
+                kind: CallEventKind::Quality {
+                    leg: 1,
+                    direction: MediaDirection::Outbound,
+                    packets: 500,
+                    lost: 3,
+                    jitter_ms: 4.5,
+                    rtt_ms: Some(22.0),
+                    mos: 4.2,
+                    codec: "PCMU".into(),
+                },
+            },
+            CallEvent {
+                call_id: "c1".into(),
+                at_ms: 11,
+                kind: CallEventKind::Recording {
+                    path: "2026/12/01/c1.wav".into(),
+                    bytes: 44 + 32_000,
+                    duration_ms: 1_000,
+                    dropped_frames: 0,
+                },
+            },
+        ];
+        for ev in evs {
+            let line = serde_json::to_string(&ev).expect("json");
+            assert_eq!(serde_json::from_str::<CallEvent>(&line).expect("read"), ev);
+        }
+        // No RTT from RTCP: the key may be absent.
+        let line = r#"{"call_id":"c","at_ms":1,"kind":{"Quality":{"leg":0,"direction":"inbound","packets":1,"lost":0,"jitter_ms":0.0,"mos":4.4,"codec":"opus"}}}"#;
+        let ev: CallEvent = serde_json::from_str(line).expect("read");
+        assert!(matches!(
+            ev.kind,
+            CallEventKind::Quality { rtt_ms: None, .. }
+        ));
     }
 }

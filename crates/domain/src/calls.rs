@@ -3,16 +3,21 @@
 //! engines' call events; rows left open by a crash are closed as FAILED at
 //! the next start.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use store::call_legs::LegRow;
-use store::calls::{CallFilter, CallRow, FinishCall, SaveCall};
+use store::call_quality::QualityRow;
+use store::calls::{CallFilter, CallRow, FinishCall, SaveCall, SaveRecording};
 
-use crate::call_events::{CallEvent, LegNo, Party};
+use crate::call_events::{CallEvent, LegNo, MediaDirection, Party};
 use crate::events::Event;
-use crate::recorder::{self, CallNotice, CallRecord, LegRecord, Recorder};
+use crate::quality::{self, CallQuality, LegQuality, QualityClass};
+use crate::recorder::{
+    self, CallNotice, CallRecord, LegRecord, QualityRecord, Recorder, RecordingRecord,
+};
 use crate::time::{from_ms, now_ms, opt_from_ms, to_ms};
 use crate::{Ctx, DomainError};
 
@@ -116,6 +121,25 @@ pub struct Call {
     pub billsec: i64,
     pub disposition: Option<String>,
     pub hangup_cause: Option<String>,
+    /// A finished recording exists (`GET .../calls/{callId}/recording`).
+    pub has_recording: bool,
+    pub recording: Option<CallRecording>,
+    /// The media figures per leg and direction and their summary; null
+    /// when the media plane reported none (calls not anchored).
+    pub quality: Option<CallQuality>,
+}
+
+/// A call's finished recording: a stereo WAV, customer left, agent right.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecording {
+    /// Relative to the recording directory; never shown.
+    #[serde(skip)]
+    pub path: String,
+    pub bytes: i64,
+    pub duration_ms: i64,
+    /// Audio frames the recorder dropped (a gap of silence each).
+    pub dropped_frames: i64,
 }
 
 fn call_from_row(r: CallRow) -> Call {
@@ -150,7 +174,85 @@ fn call_from_row(r: CallRow) -> Call {
         billsec: r.billsec,
         disposition: r.disposition,
         hangup_cause: r.hangup_cause,
+        has_recording: r.recording_path.is_some(),
+        recording: r.recording_path.map(|path| CallRecording {
+            path,
+            bytes: r.recording_bytes.unwrap_or(0),
+            duration_ms: r.recording_duration_ms.unwrap_or(0),
+            dropped_frames: r.recording_dropped_frames.unwrap_or(0),
+        }),
+        // Filled by `with_quality`.
+        quality: None,
     }
+}
+
+fn leg_quality_from_row(r: QualityRow) -> Option<(String, LegQuality)> {
+    let direction = MediaDirection::parse(&r.direction)?;
+    let packets = u64::try_from(r.packets).unwrap_or(0);
+    let lost = u64::try_from(r.lost).unwrap_or(0);
+    let mos = r.mos as f32;
+    Some((
+        r.call_id,
+        LegQuality {
+            leg: leg_no(r.leg_no),
+            direction,
+            packets,
+            lost,
+            loss_percent: quality::loss_percent(packets, lost),
+            jitter_ms: r.jitter_ms as f32,
+            rtt_ms: r.rtt_ms.map(|v| v as f32),
+            mos,
+            class: QualityClass::from_mos(mos),
+            codec: r.codec,
+        },
+    ))
+}
+
+fn quality_row(q: QualityRecord) -> QualityRow {
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    QualityRow {
+        leg_no: i64::from(q.leg),
+        direction: q.direction.as_str().into(),
+        at_ms: q.at_ms,
+        packets: int(q.packets),
+        lost: int(q.lost),
+        jitter_ms: f64::from(q.jitter_ms),
+        rtt_ms: q.rtt_ms.map(f64::from),
+        mos: f64::from(q.mos),
+        codec: q.codec,
+        call_id: q.call_id,
+    }
+}
+
+fn save_recording(r: &RecordingRecord) -> SaveRecording<'_> {
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    SaveRecording {
+        call_id: &r.call_id,
+        at: r.at_ms,
+        path: &r.path,
+        bytes: int(r.bytes),
+        duration_ms: int(r.duration_ms),
+        dropped_frames: int(r.dropped_frames),
+    }
+}
+
+/// Fills in the quality of `calls` with one query.
+async fn with_quality(c: &mut store::Conn, mut calls: Vec<Call>) -> Result<Vec<Call>, DomainError> {
+    if calls.is_empty() {
+        return Ok(calls);
+    }
+    let ids: Vec<&str> = calls.iter().map(|c| c.call_id.as_str()).collect();
+    let rows = store::call_quality::for_calls(c, &ids).await?;
+    let mut by_call: HashMap<String, Vec<LegQuality>> = HashMap::new();
+    for (id, q) in rows.into_iter().filter_map(leg_quality_from_row) {
+        by_call.entry(id).or_default().push(q);
+    }
+    for call in &mut calls {
+        if let Some(legs) = by_call.remove(&call.call_id) {
+            call.quality = quality::summarize(legs);
+        }
+    }
+    Ok(calls)
 }
 
 /// One leg of a call as the API shows it: leg 0 is the caller, legs 1..
@@ -378,6 +480,12 @@ impl CallService {
         store::calls::save(&mut tx, &rows, now).await?;
         let legs: Vec<LegRow> = changes.legs.into_iter().map(leg_row).collect();
         store::call_legs::upsert(&mut tx, &legs).await?;
+        // After the legs: a quality row refers to its leg.
+        let quality: Vec<QualityRow> = changes.quality.into_iter().map(quality_row).collect();
+        store::call_quality::upsert(&mut tx, &quality).await?;
+        let recordings: Vec<SaveRecording<'_>> =
+            changes.recordings.iter().map(save_recording).collect();
+        store::calls::save_recordings(&mut tx, &recordings, now).await?;
         tx.commit().await?;
         for n in changes.notices {
             self.ctx.events.publish(notice_event(n));
@@ -460,17 +568,20 @@ impl CallService {
 
     pub async fn get(&self, call_id: &str) -> Result<Option<Call>, DomainError> {
         let mut c = self.ctx.db.conn().await?;
-        Ok(store::calls::get(&mut c, call_id).await?.map(call_from_row))
+        let call = store::calls::get(&mut c, call_id).await?.map(call_from_row);
+        let calls = with_quality(&mut c, call.into_iter().collect()).await?;
+        Ok(calls.into_iter().next())
     }
 
     /// Open calls, optionally only those of one agent.
     pub async fn active(&self, agent_id: Option<i64>) -> Result<Vec<Call>, DomainError> {
         let mut c = self.ctx.db.conn().await?;
-        Ok(store::calls::active(&mut c, agent_id)
+        let calls = store::calls::active(&mut c, agent_id)
             .await?
             .into_iter()
             .map(call_from_row)
-            .collect())
+            .collect();
+        with_quality(&mut c, calls).await
     }
 
     /// (open calls, open calls that were answered)
@@ -503,7 +614,8 @@ impl CallService {
             q.offset.max(0),
         )
         .await?;
-        Ok((rows.into_iter().map(call_from_row).collect(), total))
+        let calls = rows.into_iter().map(call_from_row).collect();
+        Ok((with_quality(&mut c, calls).await?, total))
     }
 
     pub async fn stats(&self, q: &CallQuery) -> Result<CallStats, DomainError> {

@@ -25,13 +25,21 @@
 //!   late `Answered` neither writes a second row nor reopens one), events
 //!   for a leg that does not exist or has ended, a second answer.
 //!
+//! - the media plane's figures are attached, not part of the CDR's life:
+//!   `Quality` (one `call_quality` row per leg and direction) and
+//!   `Recording` (the recording columns of `calls`) apply to a known call
+//!   (and leg) whether it has ended or not, since they often come after
+//!   `Ended`; the latest figures win (by event time, also across batches
+//!   and journal replays), and they never change the CDR's times, billing
+//!   or disposition. Figures that are not numbers are ignored.
+//!
 //! Times are the engine's; they are clamped so that nothing ends before it
 //! began (an answer is never before the start, an end never before the
 //! answer or the leg's creation).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::call_events::{CallEvent, CallEventKind, HangupCause, LegNo, Party};
+use crate::call_events::{CallEvent, CallEventKind, HangupCause, LegNo, MediaDirection, Party};
 use crate::calls::{Direction, Disposition};
 
 /// A `calls` row as the recorder sees it. Times are epoch milliseconds.
@@ -68,6 +76,36 @@ pub struct LegRecord {
     pub ended_ms: Option<i64>,
     pub end_cause: Option<String>,
     pub sip_code: Option<u16>,
+}
+
+/// A `call_quality` row: the latest media figures of one leg in one
+/// direction. `at_ms` is the event time of the figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityRecord {
+    pub call_id: String,
+    pub leg: LegNo,
+    pub direction: MediaDirection,
+    pub at_ms: i64,
+    pub packets: u64,
+    pub lost: u64,
+    pub jitter_ms: f32,
+    pub rtt_ms: Option<f32>,
+    /// Clamped to 1.0..=4.5.
+    pub mos: f32,
+    pub codec: String,
+}
+
+/// A call's finished recording (the recording columns of `calls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRecord {
+    pub call_id: String,
+    /// Event time, so a replayed older event never replaces a newer one.
+    pub at_ms: i64,
+    /// Relative to the recording directory.
+    pub path: String,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub dropped_frames: u64,
 }
 
 /// The state a call reached, as the console's `call` events name it.
@@ -119,6 +157,9 @@ pub enum Ignored {
     AlreadyAnswered,
     /// The leg already rang (or answered).
     AlreadyRinging,
+    /// Quality figures that are not numbers (NaN, infinite, negative
+    /// jitter or RTT), or a recording without a path.
+    InvalidFigures,
 }
 
 impl Ignored {
@@ -132,6 +173,7 @@ impl Ignored {
             Self::LegEnded => "leg ended",
             Self::AlreadyAnswered => "already answered",
             Self::AlreadyRinging => "already ringing",
+            Self::InvalidFigures => "invalid figures",
         }
     }
 }
@@ -145,18 +187,27 @@ impl std::fmt::Display for Ignored {
 /// What a batch of events changed: the new value of every row that
 /// changed (insert it, or replace the open row with the same key), and
 /// the phase changes in event order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
     /// In the order the calls were first touched.
     pub calls: Vec<CallRecord>,
     /// Grouped by call in the same order, then by leg number.
     pub legs: Vec<LegRecord>,
     pub notices: Vec<CallNotice>,
+    /// The latest figures per (call, leg, direction) in the batch, in the
+    /// order first reported.
+    pub quality: Vec<QualityRecord>,
+    /// The latest recording per call in the batch.
+    pub recordings: Vec<RecordingRecord>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.calls.is_empty() && self.legs.is_empty() && self.notices.is_empty()
+        self.calls.is_empty()
+            && self.legs.is_empty()
+            && self.notices.is_empty()
+            && self.quality.is_empty()
+            && self.recordings.is_empty()
     }
 }
 
@@ -248,6 +299,28 @@ fn leg_floor(l: &LegRecord) -> i64 {
         .max(l.answered_ms.unwrap_or(i64::MIN))
 }
 
+/// Keeps in `list` the record with the latest time per `key` (the later
+/// of two with the same time: events are applied in order).
+fn latest<K: std::hash::Hash + Eq, R>(
+    list: &mut Vec<R>,
+    index: &mut HashMap<K, usize>,
+    key: K,
+    rec: R,
+    at: fn(&R) -> i64,
+) {
+    match index.get(&key) {
+        Some(&i) => {
+            if at(&rec) >= at(&list[i]) {
+                list[i] = rec;
+            }
+        }
+        None => {
+            index.insert(key, list.len());
+            list.push(rec);
+        }
+    }
+}
+
 /// Applies call events to the rows of their calls; see the module docs for
 /// the rules. One recorder per batch: build it with the stored rows of the
 /// batch's calls ([`call_ids`]), [`apply`](Self::apply) the events in
@@ -258,6 +331,12 @@ pub struct Recorder {
     /// Call ids in the order first changed.
     order: Vec<String>,
     notices: Vec<CallNotice>,
+    quality: Vec<QualityRecord>,
+    /// Index into `quality` by (call, leg, direction).
+    quality_at: HashMap<(String, LegNo, MediaDirection), usize>,
+    recordings: Vec<RecordingRecord>,
+    /// Index into `recordings` by call.
+    recording_at: HashMap<String, usize>,
 }
 
 impl Recorder {
@@ -307,8 +386,80 @@ impl Recorder {
                 callee,
                 transport,
             } => self.start(&ev.call_id, at, *direction, caller, callee, transport),
+            CallEventKind::Quality { .. } | CallEventKind::Recording { .. } => self.attach(ev, at),
             _ => self.update(ev, at),
         }
+    }
+
+    /// `Quality` and `Recording`: figures attached to a known call (and
+    /// leg), ended or not; the latest by event time wins.
+    fn attach(&mut self, ev: &CallEvent, at: i64) -> Result<(), Ignored> {
+        let e = self.entries.get(&ev.call_id).ok_or(Ignored::UnknownCall)?;
+        match &ev.kind {
+            CallEventKind::Quality {
+                leg,
+                direction,
+                packets,
+                lost,
+                jitter_ms,
+                rtt_ms,
+                mos,
+                codec,
+            } => {
+                if !e.legs.contains_key(leg) {
+                    return Err(Ignored::UnknownLeg);
+                }
+                let number = |v: f32| v.is_finite() && v >= 0.0;
+                if !number(*jitter_ms) || !rtt_ms.is_none_or(number) || !mos.is_finite() {
+                    return Err(Ignored::InvalidFigures);
+                }
+                let rec = QualityRecord {
+                    call_id: ev.call_id.clone(),
+                    leg: *leg,
+                    direction: *direction,
+                    at_ms: at,
+                    packets: *packets,
+                    lost: *lost,
+                    jitter_ms: *jitter_ms,
+                    rtt_ms: *rtt_ms,
+                    mos: mos.clamp(1.0, 4.5),
+                    codec: codec.clone(),
+                };
+                let key = (ev.call_id.clone(), *leg, *direction);
+                latest(&mut self.quality, &mut self.quality_at, key, rec, |r| {
+                    r.at_ms
+                });
+            }
+            CallEventKind::Recording {
+                path,
+                bytes,
+                duration_ms,
+                dropped_frames,
+            } => {
+                if path.is_empty() {
+                    return Err(Ignored::InvalidFigures);
+                }
+                let rec = RecordingRecord {
+                    call_id: ev.call_id.clone(),
+                    at_ms: at,
+                    path: path.clone(),
+                    bytes: *bytes,
+                    duration_ms: *duration_ms,
+                    dropped_frames: *dropped_frames,
+                };
+                let key = ev.call_id.clone();
+                latest(
+                    &mut self.recordings,
+                    &mut self.recording_at,
+                    key,
+                    rec,
+                    |r| r.at_ms,
+                );
+            }
+            // Routed here only for the two kinds above.
+            _ => return self.update(ev, at),
+        }
+        Ok(())
     }
 
     /// Any event but `Started`.
@@ -323,6 +474,8 @@ impl Recorder {
         let notice = match &ev.kind {
             // Routed to `start` by `apply`.
             CallEventKind::Started { .. } => return Err(Ignored::DuplicateStart),
+            // Routed to `attach` by `apply`; they change no row here.
+            CallEventKind::Quality { .. } | CallEventKind::Recording { .. } => return Ok(()),
             CallEventKind::LegAdded {
                 leg,
                 party,
@@ -492,6 +645,8 @@ impl Recorder {
     pub fn into_changes(mut self) -> Changes {
         let mut out = Changes {
             notices: std::mem::take(&mut self.notices),
+            quality: std::mem::take(&mut self.quality),
+            recordings: std::mem::take(&mut self.recordings),
             ..Changes::default()
         };
         for id in &self.order {
@@ -965,6 +1120,120 @@ mod tests {
                 "ignored 2: duplicate start",
             ]
         );
+    }
+
+    fn quality(at: u64, leg: LegNo, direction: MediaDirection, mos: f32) -> CallEvent {
+        ev(
+            at,
+            CallEventKind::Quality {
+                leg,
+                direction,
+                packets: 1_000,
+                lost: 10,
+                jitter_ms: 2.5,
+                rtt_ms: Some(30.0),
+                mos,
+                codec: "PCMU".into(),
+            },
+        )
+    }
+
+    fn recording(at: u64, path: &str) -> CallEvent {
+        ev(
+            at,
+            CallEventKind::Recording {
+                path: path.into(),
+                bytes: 1_044,
+                duration_ms: 1_000,
+                dropped_frames: 2,
+            },
+        )
+    }
+
+    /// Quality and recording come after the end: they attach to the ended
+    /// call without touching its CDR; the latest figures per leg and
+    /// direction win, even when a batch (a replay) brings older ones.
+    #[test]
+    fn quality_and_recording_attach_to_ended_calls() {
+        use MediaDirection::{Inbound, Outbound};
+        let stored = stored_after(&[
+            started(0),
+            added(1, 1, "udp"),
+            answered(1_000, 1),
+            ended(4_000, CallerBye),
+        ]);
+        let mut r = Recorder::with_stored([stored.0.clone()], stored.1.clone());
+        let events = [
+            quality(3_000, 1, Inbound, 4.1),
+            quality(4_100, 1, Inbound, 3.2),
+            // Older than the one before: does not replace it.
+            quality(3_500, 1, Inbound, 4.4),
+            quality(4_100, 1, Outbound, 9.0),
+            quality(4_100, 0, Inbound, 0.2),
+            recording(4_200, "a.wav"),
+            recording(4_300, "b.wav"),
+        ];
+        for e in &events {
+            assert_eq!(r.apply(e), Ok(()));
+        }
+        let ch = r.into_changes();
+        assert!(ch.calls.is_empty() && ch.legs.is_empty() && ch.notices.is_empty());
+        let got: Vec<(LegNo, MediaDirection, i64, f32)> = ch
+            .quality
+            .iter()
+            .map(|q| (q.leg, q.direction, q.at_ms - T0 as i64, q.mos))
+            .collect();
+        // MOS clamped to 1.0..=4.5.
+        assert_eq!(
+            got,
+            [
+                (1, Inbound, 4_100, 3.2),
+                (1, Outbound, 4_100, 4.5),
+                (0, Inbound, 4_100, 1.0)
+            ]
+        );
+        assert_eq!(ch.recordings.len(), 1);
+        assert_eq!(ch.recordings[0].path, "b.wav");
+        assert_eq!(
+            (ch.recordings[0].bytes, ch.recordings[0].dropped_frames),
+            (1_044, 2)
+        );
+    }
+
+    #[test]
+    fn quality_that_cannot_apply_is_ignored() {
+        let mut r = Recorder::new();
+        let mut bad_jitter = quality(10, 0, MediaDirection::Inbound, 4.0);
+        if let CallEventKind::Quality { jitter_ms, .. } = &mut bad_jitter.kind {
+            *jitter_ms = f32::NAN;
+        }
+        let mut bad_rtt = quality(10, 0, MediaDirection::Inbound, 4.0);
+        if let CallEventKind::Quality { rtt_ms, .. } = &mut bad_rtt.kind {
+            *rtt_ms = Some(-1.0);
+        }
+        assert_eq!(
+            r.apply(&quality(0, 0, MediaDirection::Inbound, 4.0)),
+            Err(Ignored::UnknownCall)
+        );
+        assert_eq!(r.apply(&recording(0, "x.wav")), Err(Ignored::UnknownCall));
+        r.apply(&started(0)).expect("start");
+        assert_eq!(
+            r.apply(&quality(5, 3, MediaDirection::Inbound, 4.0)),
+            Err(Ignored::UnknownLeg)
+        );
+        assert_eq!(r.apply(&bad_jitter), Err(Ignored::InvalidFigures));
+        assert_eq!(r.apply(&bad_rtt), Err(Ignored::InvalidFigures));
+        assert_eq!(
+            r.apply(&quality(5, 0, MediaDirection::Inbound, f32::INFINITY)),
+            Err(Ignored::InvalidFigures)
+        );
+        assert_eq!(r.apply(&recording(6, "")), Err(Ignored::InvalidFigures));
+        // Leg 0 exists from the start: figures for an open call apply.
+        assert_eq!(
+            r.apply(&quality(7, 0, MediaDirection::Outbound, 4.0)),
+            Ok(())
+        );
+        assert_eq!(r.into_changes().quality.len(), 1);
     }
 
     /// Events of several calls interleaved: rows per call, notices in

@@ -25,6 +25,10 @@ pub struct SipAccountInfo {
     pub display_name: String,
     /// The user is active and the account's status is `active`.
     pub active: bool,
+    /// The agent's recording override, for
+    /// [`crate::recording::should_record`] at call setup (`None`: the
+    /// system default).
+    pub record_calls: Option<bool>,
 }
 
 /// One pair of HA1 digests for the realm `sip.domain`, lowercase hex.
@@ -80,6 +84,7 @@ fn info(r: &SipAccountRow) -> SipAccountInfo {
         extension: r.extension.clone(),
         display_name: r.display_name.clone(),
         active: r.user_active && r.status == "active",
+        record_calls: r.record_calls,
     }
 }
 

@@ -70,6 +70,10 @@ pub struct User {
     pub last_login_at: Option<DateTime<Utc>>,
     pub has_sip_credentials: bool,
     pub sip: Option<UserSip>,
+    /// Recording of this agent's calls: null follows the system default
+    /// (`media.recording`), true always, false never (unless the other
+    /// agent of the call is recorded; see `domain::recording::should_record`).
+    pub record_calls: Option<bool>,
 }
 
 impl User {
@@ -109,6 +113,7 @@ pub(crate) fn user_from_row(r: UserRow) -> User {
         last_login_at: opt_from_ms(r.last_login_at),
         has_sip_credentials: sip.is_some(),
         sip,
+        record_calls: r.record_calls,
     }
 }
 
@@ -135,6 +140,8 @@ pub struct UserUpdate {
     pub role: Option<String>,
     pub active: Option<bool>,
     pub password: Option<String>,
+    /// `Some(None)`: follow the system default again.
+    pub record_calls: Option<Option<bool>>,
 }
 
 /// Listing parameters.
@@ -357,6 +364,10 @@ impl UserService {
             ch.password_hash = Some(self.ctx.hashes.hash(self.ctx.cfg.password_cost, p).await?);
             changed.push("password");
         }
+        if let Some(r) = u.record_calls {
+            ch.record_calls = Some(r);
+            changed.push("recordCalls");
+        }
         let now = now_ms();
         let mut tx = self.ctx.db.write().await?;
         let before = store::users::get(&mut tx, id, now)
@@ -406,7 +417,11 @@ impl UserService {
             "user.update",
             "user",
             &id.to_string(),
-            serde_json::json!({ "fields": changed }),
+            match u.record_calls {
+                // Who may be recorded is worth its value in the log.
+                Some(r) => serde_json::json!({ "fields": changed, "recordCalls": r }),
+                None => serde_json::json!({ "fields": changed }),
+            },
         )
         .await?;
         let user = store::users::get(&mut tx, id, now)

@@ -1425,3 +1425,69 @@ async fn user_search_and_order_are_the_same_on_both_databases() {
         ["no login", "Zoe Ward", "adam Smith", "Bob 50%", "José Ñu"]
     );
 }
+
+/// An agent's recording override reaches what the SIP side loads for a
+/// call (digest credentials, the cache warm-up) and decides with
+/// `should_record`; `None` again follows the system default.
+#[tokio::test]
+async fn record_calls_override_reaches_the_sip_lookup() {
+    use domain::recording::should_record;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let (a, _) = s
+        .users
+        .create(&admin(), agent("Ana", "ana"))
+        .await
+        .expect("a");
+    let (b, _) = s
+        .users
+        .create(&admin(), agent("Bea", "bea"))
+        .await
+        .expect("b");
+    let sip = |u: &domain::User| u.sip.as_ref().expect("sip").username.clone();
+    let pref = |username: String| {
+        let s = s.clone();
+        async move {
+            s.sip_accounts
+                .digest_credentials(&username)
+                .await
+                .expect("q")
+                .expect("account")
+                .account
+                .record_calls
+        }
+    };
+    assert_eq!(pref(sip(&a)).await, None);
+    let set = |id: i64, v: Option<bool>| {
+        let s = s.clone();
+        async move {
+            s.users
+                .update(
+                    &admin(),
+                    id,
+                    UserUpdate {
+                        record_calls: Some(v),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .expect("update")
+        }
+    };
+    assert_eq!(set(a.id, Some(false)).await.record_calls, Some(false));
+    assert_eq!(set(b.id, Some(true)).await.record_calls, Some(true));
+    let (pa, pb) = (pref(sip(&a)).await, pref(sip(&b)).await);
+    assert_eq!((pa, pb), (Some(false), Some(true)));
+    // Ana is exempt but Bea is recorded: the call between them is.
+    assert!(should_record(false, Some(pa), Some(pb)));
+    let all = s.sip_accounts.all_digest_credentials().await.expect("all");
+    let warm: Vec<_> = all
+        .iter()
+        .map(|c| (c.account.user_id, c.account.record_calls))
+        .collect();
+    assert!(warm.contains(&(a.id, Some(false))) && warm.contains(&(b.id, Some(true))));
+    // Back to the default.
+    assert_eq!(set(b.id, None).await.record_calls, None);
+    assert_eq!(pref(sip(&b)).await, None);
+    assert!(!should_record(true, Some(pa), None));
+}

@@ -26,11 +26,17 @@ pub struct CallRow {
     pub billsec: i64,
     pub disposition: Option<String>,
     pub hangup_cause: Option<String>,
+    /// The finished recording, relative to the recording directory.
+    pub recording_path: Option<String>,
+    pub recording_bytes: Option<i64>,
+    pub recording_duration_ms: Option<i64>,
+    pub recording_dropped_frames: Option<i64>,
 }
 
 const SELECT: &str = "SELECT c.id, c.call_id, c.direction, c.caller_number, c.callee_number, c.agent_id, \
     c.callee_agent_id, a.name AS agent_name, b.name AS callee_agent_name, c.start_time, c.answer_time, \
-    c.end_time, c.duration, c.billsec, c.disposition, c.hangup_cause \
+    c.end_time, c.duration, c.billsec, c.disposition, c.hangup_cause, c.recording_path, \
+    c.recording_bytes, c.recording_duration_ms, c.recording_dropped_frames \
     FROM calls c LEFT JOIN users a ON a.id = c.agent_id LEFT JOIN users b ON b.id = c.callee_agent_id";
 
 /// Closes an open call with the figures the domain computed. A row already
@@ -143,6 +149,49 @@ pub async fn save(c: &mut Conn, rows: &[SaveCall<'_>], now: i64) -> Result<u64, 
         // Not cached: its text varies with the batch, and caching it would
         // evict the hot statements of the connection's cache.
         n += q.persistent(false).execute(&mut *c).await?.rows_affected();
+    }
+    Ok(n)
+}
+
+/// A call's finished recording, as the domain's recorder reports it.
+#[derive(Debug, Clone)]
+pub struct SaveRecording<'a> {
+    pub call_id: &'a str,
+    /// Event time of the figures.
+    pub at: i64,
+    pub path: &'a str,
+    pub bytes: i64,
+    pub duration_ms: i64,
+    pub dropped_frames: i64,
+}
+
+/// Sets the recording of each call (ended or not), unless the stored one
+/// is newer (a replayed older event). One statement per call, inside the
+/// caller's batch transaction: a call has one recording, so a batch has
+/// at most one per call. Returns the rows written.
+pub async fn save_recordings(
+    c: &mut Conn,
+    rows: &[SaveRecording<'_>],
+    now: i64,
+) -> Result<u64, DbError> {
+    let mut n = 0;
+    for r in rows {
+        n += sqlx::query(
+            "UPDATE calls SET recording_path = $2, recording_bytes = $3, \
+               recording_duration_ms = $4, recording_dropped_frames = $5, recording_at = $6, \
+               updated_at = $7 \
+             WHERE call_id = $1 AND (recording_at IS NULL OR recording_at <= $6)",
+        )
+        .bind(r.call_id)
+        .bind(r.path)
+        .bind(r.bytes)
+        .bind(r.duration_ms)
+        .bind(r.dropped_frames)
+        .bind(r.at)
+        .bind(now)
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
     }
     Ok(n)
 }

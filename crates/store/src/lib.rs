@@ -14,6 +14,7 @@
 pub mod api_tokens;
 pub mod audit;
 pub mod call_legs;
+pub mod call_quality;
 pub mod calls;
 mod error;
 mod flag;

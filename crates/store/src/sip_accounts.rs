@@ -1,7 +1,7 @@
 //! `sip_accounts`: one SIP account per user. The password itself is never
 //! stored, only its HA1 digests for the configured realm.
 
-use crate::flag::Flag;
+use crate::flag::{Flag, OptFlag};
 use crate::{Conn, DbError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -23,12 +23,15 @@ pub struct SipAccountRow {
     pub display_name: String,
     #[sqlx(try_from = "Flag")]
     pub user_active: bool,
+    /// The user's recording override (`users.record_calls`).
+    #[sqlx(try_from = "OptFlag")]
+    pub record_calls: Option<bool>,
 }
 
 const SELECT: &str =
     "SELECT s.id, s.user_id, s.username, s.extension, s.ha1_md5, s.ha1_sha256, s.status, \
     s.registered, s.last_registered_at, s.user_agent, s.ip_address, s.credential_version, \
-    u.name AS display_name, u.active AS user_active \
+    u.name AS display_name, u.active AS user_active, u.record_calls \
     FROM sip_accounts s JOIN users u ON u.id = s.user_id";
 
 pub struct NewSipAccount<'a> {

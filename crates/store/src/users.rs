@@ -30,6 +30,9 @@ pub struct UserRow {
     pub sip_user_agent: Option<String>,
     pub sip_ip_address: Option<String>,
     pub sip_contacts: i64,
+    /// Per-agent recording override; `None` follows the system default.
+    #[sqlx(try_from = "OptFlag")]
+    pub record_calls: Option<bool>,
 }
 
 const SELECT: &str = "SELECT u.id, u.name, u.login, u.email, u.phone, u.role, u.active, \
@@ -38,7 +41,8 @@ const SELECT: &str = "SELECT u.id, u.name, u.login, u.email, u.phone, u.role, u.
     s.status AS sip_status, s.registered AS sip_registered, \
     s.last_registered_at AS sip_last_registered_at, s.user_agent AS sip_user_agent, \
     s.ip_address AS sip_ip_address, \
-    (SELECT COUNT(*) FROM registrations r WHERE r.username = s.username AND r.expires_at > $1) AS sip_contacts \
+    (SELECT COUNT(*) FROM registrations r WHERE r.username = s.username AND r.expires_at > $1) AS sip_contacts, \
+    u.record_calls \
     FROM users u LEFT JOIN sip_accounts s ON s.user_id = u.id";
 
 /// Fields of a new user.
@@ -263,6 +267,8 @@ pub struct UserChanges {
     pub role: Option<String>,
     pub active: Option<bool>,
     pub password_hash: Option<String>,
+    /// `Some(None)`: follow the system default again.
+    pub record_calls: Option<Option<bool>>,
 }
 
 /// Applies `ch`; returns false if the user does not exist.
@@ -276,7 +282,8 @@ pub async fn update(c: &mut Conn, id: i64, ch: &UserChanges, now: i64) -> Result
            role = COALESCE($9, role), \
            active = COALESCE($10, active), \
            password_hash = COALESCE($11, password_hash), \
-           updated_at = $12 \
+           updated_at = $12, \
+           record_calls = CASE WHEN $13 THEN $14 ELSE record_calls END \
          WHERE id = $1",
     )
     .bind(id)
@@ -291,6 +298,8 @@ pub async fn update(c: &mut Conn, id: i64, ch: &UserChanges, now: i64) -> Result
     .bind(ch.active)
     .bind(&ch.password_hash)
     .bind(now)
+    .bind(ch.record_calls.is_some())
+    .bind(ch.record_calls.flatten())
     .execute(&mut *c)
     .await?;
     Ok(r.rows_affected() > 0)

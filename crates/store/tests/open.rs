@@ -57,7 +57,7 @@ async fn creates_the_file_with_wal_and_foreign_keys() {
         .fetch_one(db.pool())
         .await
         .expect("count");
-    assert_eq!(n, 2, "both migrations, once each");
+    assert_eq!(n, migration_count(), "every migration, once each");
 }
 
 /// Both databases: the migrations apply once, and the pool reports its use.
@@ -79,7 +79,7 @@ async fn reopening_applies_no_migration_twice() {
         .fetch_one(db.pool())
         .await
         .expect("count");
-    assert_eq!(n, 2, "both migrations, once each");
+    assert_eq!(n, migration_count(), "every migration, once each");
     assert!(db.migrate().await.expect("migrate").is_empty());
     db.close().await;
 }
@@ -550,4 +550,152 @@ async fn registrations_and_states_are_written_in_batches() {
     assert_eq!(a.last_registered_at, Some(42));
     assert_eq!(a.user_agent.as_deref(), Some("phone/1"));
     tx.commit().await.expect("commit");
+}
+
+/// How many migrations there are (the same on both databases:
+/// `tests/schema.rs`).
+fn migration_count() -> i64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let n = std::fs::read_dir(dir).expect("migrations dir").count();
+    i64::try_from(n).expect("a few files")
+}
+
+/// Quality rows: one per (call, leg, direction), the latest by event time
+/// wins (a replayed older row changes nothing), a row needs its leg, the
+/// named constraints hold; recordings attach to closed calls, newest wins.
+#[tokio::test]
+async fn quality_and_recordings() {
+    use store::call_quality::QualityRow;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(&dir).await;
+    let mut tx = db.write().await.expect("tx");
+    let closed = store::calls::SaveCall {
+        end_time: Some(9_000),
+        duration: 8,
+        disposition: Some("FAILED"),
+        hangup_cause: Some("caller_bye"),
+        ..call("q", 1_000)
+    };
+    store::calls::save(&mut tx, &[closed], 5)
+        .await
+        .expect("call");
+    store::call_legs::upsert(&mut tx, &[leg("q", 0, 1_000), leg("q", 1, 1_000)])
+        .await
+        .expect("legs");
+    let row = |leg_no: i64, direction: &str, at_ms: i64, mos: f64| QualityRow {
+        call_id: "q".into(),
+        leg_no,
+        direction: direction.into(),
+        at_ms,
+        packets: 500,
+        lost: 5,
+        jitter_ms: 3.25,
+        rtt_ms: Some(40.5),
+        mos,
+        codec: "PCMU".into(),
+    };
+    store::call_quality::upsert(
+        &mut tx,
+        &[
+            row(0, "inbound", 10_000, 4.2),
+            row(1, "outbound", 10_000, 3.9),
+        ],
+    )
+    .await
+    .expect("insert");
+    // Newer replaces, older does not.
+    assert_eq!(
+        store::call_quality::upsert(&mut tx, &[row(0, "inbound", 11_000, 4.0)])
+            .await
+            .expect("newer"),
+        1
+    );
+    assert_eq!(
+        store::call_quality::upsert(&mut tx, &[row(0, "inbound", 10_500, 1.5)])
+            .await
+            .expect("older"),
+        0
+    );
+    let got = store::call_quality::for_calls(&mut tx, &["q", "nobody"])
+        .await
+        .expect("read");
+    assert_eq!(
+        got,
+        [
+            row(0, "inbound", 11_000, 4.0),
+            row(1, "outbound", 10_000, 3.9)
+        ]
+    );
+    let no_rtt = QualityRow {
+        rtt_ms: None,
+        ..row(1, "inbound", 1, 4.4)
+    };
+    store::call_quality::upsert(&mut tx, std::slice::from_ref(&no_rtt))
+        .await
+        .expect("no rtt");
+    let got = store::call_quality::for_calls(&mut tx, &["q"])
+        .await
+        .expect("read");
+    assert_eq!(got[1], no_rtt);
+
+    for bad in [
+        row(7, "inbound", 1, 4.0),
+        row(0, "sideways", 1, 4.0),
+        row(0, "outbound", 1, 0.5),
+        QualityRow {
+            lost: -1,
+            ..row(0, "outbound", 1, 4.0)
+        },
+    ] {
+        let mut sp = tx.begin().await.expect("savepoint");
+        let err = store::call_quality::upsert(&mut sp, std::slice::from_ref(&bad))
+            .await
+            .expect_err("refused");
+        drop(sp);
+        assert!(
+            err.is_foreign_key_violation() || store::check_violation(&err),
+            "{bad:?}: {err}"
+        );
+    }
+
+    let rec = |at: i64, path: &'static str| store::calls::SaveRecording {
+        call_id: "q",
+        at,
+        path,
+        bytes: 1_044,
+        duration_ms: 1_000,
+        dropped_frames: 3,
+    };
+    assert_eq!(
+        store::calls::save_recordings(&mut tx, &[rec(10_000, "q.wav")], 7)
+            .await
+            .expect("set"),
+        1
+    );
+    assert_eq!(
+        store::calls::save_recordings(&mut tx, &[rec(9_000, "old.wav")], 8)
+            .await
+            .expect("older"),
+        0
+    );
+    let c = store::calls::get(&mut tx, "q")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(
+        (
+            c.recording_path.as_deref(),
+            c.recording_bytes,
+            c.recording_duration_ms,
+            c.recording_dropped_frames,
+            c.end_time
+        ),
+        (
+            Some("q.wav"),
+            Some(1_044),
+            Some(1_000),
+            Some(3),
+            Some(9_000)
+        )
+    );
 }

@@ -84,6 +84,15 @@ fn declared_columns(dir: &Path) -> Columns {
         let mut table: Option<String> = None;
         for line in sql.lines() {
             let line = line.split("--").next().unwrap_or("").trim();
+            // `ALTER TABLE t ADD COLUMN c type ...;` (one per line).
+            if let Some(rest) = line.strip_prefix("ALTER TABLE ") {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                if let [t, "ADD", "COLUMN", c, ..] = words.as_slice() {
+                    let not_null = line.to_ascii_uppercase().contains("NOT NULL");
+                    out.insert((t.to_string(), c.to_string(), not_null));
+                }
+                continue;
+            }
             if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
                 table = rest.split_whitespace().next().map(str::to_string);
                 continue;
@@ -142,6 +151,9 @@ async fn both_databases_have_the_same_tables_and_columns() {
     let sqlite = sqlite_columns(&dir).await;
     assert!(sqlite.contains(&("users".into(), "login".into(), false)));
     assert!(sqlite.contains(&("call_legs".into(), "leg_no".into(), true)));
+    assert!(sqlite.contains(&("call_quality".into(), "mos".into(), true)));
+    assert!(sqlite.contains(&("calls".into(), "recording_path".into(), false)));
+    assert!(sqlite.contains(&("users".into(), "record_calls".into(), false)));
 
     let declared = declared_columns(&migrations("postgres"));
     let diff = difference(&sqlite, &declared);

@@ -1,9 +1,10 @@
 // The softphone panel: status, dial pad, call controls. Built once and
 // updated in place from the phone's snapshots, outside the routed views.
 import { h, formatDuration } from '../dom';
-import { t, onLangChange, type Key } from '../i18n';
+import { t, locale, onLangChange, type Key } from '../i18n';
 import type { Reason } from './causes';
 import { phone, type PhoneSnapshot, type ConnState } from './softphone';
+import type { CallQuality } from './quality';
 
 /** After a call ends its outcome stays in the main status line this long. */
 const ENDED_VISIBLE_MS = 6000;
@@ -29,6 +30,19 @@ export function connLabel(conn: ConnState): string {
     failed: 'conn.failed',
   };
   return t(map[conn]);
+}
+
+/** The quality indicator's details line: MOS, loss, jitter, RTT, codec. */
+export function qualityDetails(q: CallQuality): string {
+  const fmt = (v: number, digits: number) => v.toLocaleString(locale(), { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  return t('phone.quality.details', {
+    mos: fmt(q.mos, 1),
+    loss: fmt(q.lossPct, q.lossPct > 0 && q.lossPct < 10 ? 1 : 0),
+    // Loopback and LAN figures are below a millisecond: keep a decimal there.
+    jitter: fmt(q.jitterMs, q.jitterMs < 10 ? 1 : 0),
+    rtt: q.rttMs === null ? '—' : fmt(q.rttMs, q.rttMs < 10 ? 1 : 0),
+    codec: q.codec ?? '—',
+  });
 }
 
 /** The phone's overall state in the words of seeds/000. */
@@ -75,6 +89,15 @@ export function createPhonePanel(): HTMLElement {
     const peerName = h('p', { class: 'call-peer', testid: 'call-peer' });
     const peerNumber = h('p', { class: 'call-peer-number', testid: 'call-peer-number' });
     const timer = h('p', { class: 'call-timer', testid: 'call-timer', 'aria-label': t('details.duration') }, '0:00');
+    // Live quality next to the timer: colour and a word, the figures in a
+    // tooltip that shows on hover and on keyboard focus (aria-describedby
+    // gives it to screen readers too).
+    const qualityText = h('span', { class: 'call-quality-text', testid: 'call-quality-text' });
+    const qualityTip = h('span', { class: 'call-quality-tip', id: 'call-quality-details', role: 'tooltip', testid: 'call-quality-details' });
+    const quality = h('span', {
+      class: 'call-quality', testid: 'call-quality', tabindex: '0', 'aria-describedby': 'call-quality-details',
+    }, h('span', { class: 'dot', 'aria-hidden': 'true' }), qualityText, qualityTip);
+    const timerRow = h('div', { class: 'call-timer-row' }, timer, quality);
     const outcome = h('p', { class: 'call-outcome', testid: 'call-outcome' });
     const answerBtn = h('button', { type: 'button', class: 'btn btn-answer', testid: 'btn-answer', onclick: () => phone.answer() }, t('phone.answer'));
     const rejectBtn = h('button', { type: 'button', class: 'btn btn-danger', testid: 'btn-reject', onclick: () => phone.reject() }, t('phone.reject'));
@@ -84,7 +107,7 @@ export function createPhonePanel(): HTMLElement {
     const dismissBtn = h('button', { type: 'button', class: 'btn btn-ghost btn-small', testid: 'btn-dismiss', onclick: () => phone.dismissCall() }, t('common.close'));
     const detailsLink = h('a', { href: '/call-details', 'data-link': true, class: 'phone-details-link', testid: 'link-call-details' }, t('phone.details'));
     const callCard = h('section', { class: 'call-card', testid: 'call-card', 'aria-label': t('details.title') },
-      peerLabel, peerName, peerNumber, timer,
+      peerLabel, peerName, peerNumber, timerRow,
       h('div', { class: 'call-actions' }, answerBtn, rejectBtn, holdBtn, muteBtn, hangupBtn),
       outcome,
       h('div', { class: 'call-card-foot' }, detailsLink, dismissBtn));
@@ -174,6 +197,17 @@ export function createPhonePanel(): HTMLElement {
         const end = c.endedAt ?? now;
         timer.textContent = formatDuration(c.answeredAt ? (end - c.answeredAt) / 1000 : 0);
         timer.hidden = !c.answeredAt;
+        const q = callActive ? c.quality : null;
+        quality.hidden = !q;
+        if (q) {
+          quality.dataset.quality = q.class;
+          qualityText.textContent = t(`phone.quality.${q.class}` as Key);
+          qualityTip.textContent = qualityDetails(q);
+        } else {
+          delete quality.dataset.quality;
+          qualityText.textContent = '';
+          qualityTip.textContent = '';
+        }
         answerBtn.hidden = c.phase !== 'incoming';
         rejectBtn.hidden = c.phase !== 'incoming';
         hangupBtn.hidden = !callActive || c.phase === 'incoming';

@@ -8,6 +8,7 @@ import { reasonFor, type Reason } from './causes';
 import { record } from './sipTrace';
 import { keyBeep, startRingback, startRingtone, stopTone } from './ringtone';
 import { subscribeEvents, type LiveEvent } from '../events';
+import { qualityFromStats, type CallQuality, type InboundCounters } from './quality';
 
 /** Connection indicator states. */
 export type ConnState = 'unconfigured' | 'disconnected' | 'connecting' | 'registering' | 'registered' | 'failed';
@@ -39,6 +40,8 @@ export interface CallInfo {
   muted: boolean;
   reason: Reason | null;
   sipStatus: number | null;
+  /** Live quality estimate while the call is up; null before the first sample and after it ends. */
+  quality: CallQuality | null;
 }
 
 export interface PhoneSnapshot {
@@ -64,6 +67,8 @@ const MEDIA: MediaStreamConstraints = { audio: true, video: false };
  * candidates arrive together, and waiting for gathering to finish can stall
  * for tens of seconds on hosts with several interfaces. */
 const ICE_SETTLE_MS = 150;
+/** How often the live quality indicator samples getStats() while a call is up. */
+const QUALITY_POLL_MS = 2000;
 
 // JsSIP's WebSocket transport, watched for the "Call details" view: every
 // message is recorded as it crosses the wire and handed on unchanged. JsSIP
@@ -115,6 +120,7 @@ export class Softphone {
   private unsubEvents: (() => void) | null = null;
   private lastProbeAt = 0;
   private rotatedDuringCall = false;
+  private qualityTimer: number | null = null;
 
   constructor() {
     this.remoteAudio = document.createElement('audio');
@@ -148,6 +154,11 @@ export class Softphone {
   /** The peer connection of the current call (exposed for diagnostics and tests). */
   get peerConnection(): RTCPeerConnection | null {
     return (this.session?.connection as RTCPeerConnection | undefined) ?? null;
+  }
+
+  /** Whether the live quality sampling runs (only while a call is up; diagnostics and tests). */
+  get qualityPolling(): boolean {
+    return this.qualityTimer !== null;
   }
 
   get isManual(): boolean {
@@ -229,6 +240,7 @@ export class Softphone {
   /** Stops the user agent (logout). */
   stop(): void {
     this.mode = 'off';
+    this.stopQuality();
     this.unsubEvents?.();
     this.unsubEvents = null;
     this.clearRetry();
@@ -464,6 +476,7 @@ export class Softphone {
         muted: false,
         reason: null,
         sipStatus: null,
+        quality: null,
       },
     });
   }
@@ -609,6 +622,7 @@ export class Softphone {
       if (this.session !== session) return;
       stopTone();
       this.setCall({ phase: 'in-call', answeredAt: Date.now(), sipStatus: 200 });
+      this.startQuality(session);
     });
     session.on('confirmed', () => {
       if (this.session !== session) return;
@@ -618,6 +632,7 @@ export class Softphone {
         if (tracks.length) this.remoteAudio.srcObject = new MediaStream(tracks);
       }
       if (!this.snap.call?.answeredAt) this.setCall({ phase: 'in-call', answeredAt: Date.now() });
+      this.startQuality(session);
     });
     session.on('hold', (e: { originator: string }) => {
       if (this.session !== session) return;
@@ -637,6 +652,7 @@ export class Softphone {
     const finish = (phase: 'ended' | 'failed', e: { originator: string; cause: string; message?: { status_code?: number } | null }) => {
       if (this.session !== session) return;
       stopTone();
+      this.stopQuality();
       this.session = null;
       this.remoteAudio.srcObject = null;
       const c = this.snap.call;
@@ -652,7 +668,7 @@ export class Softphone {
       });
       // A cancelled or rejected call is an outcome, not a technical failure.
       const benign = answered || e.cause === 'Canceled' || (e.originator === 'local' && e.cause === 'Rejected');
-      this.setCall({ phase: benign ? 'ended' : phase, endedAt: Date.now(), reason, sipStatus: statusCode, localHold: false, remoteHold: false });
+      this.setCall({ phase: benign ? 'ended' : phase, endedAt: Date.now(), reason, sipStatus: statusCode, localHold: false, remoteHold: false, quality: null });
       if (this.rotatedDuringCall && this.mode === 'auto') {
         this.rotatedDuringCall = false;
         void this.provisionAndStart();
@@ -660,6 +676,43 @@ export class Softphone {
     };
     session.on('ended', (e) => finish('ended', e as unknown as Parameters<typeof finish>[1]));
     session.on('failed', (e) => finish('failed', e as unknown as Parameters<typeof finish>[1]));
+  }
+
+  // ---- live quality -----------------------------------------------------
+
+  /**
+   * Samples the call's getStats() every QUALITY_POLL_MS from answer to
+   * hang-up (the timer exists only while a call is up) and publishes the
+   * E-model estimate in the call snapshot.
+   */
+  private startQuality(session: RTCSession): void {
+    if (this.qualityTimer !== null) return;
+    let prev: InboundCounters | null = null;
+    let busy = false;
+    const sample = async () => {
+      const pc = session.connection as RTCPeerConnection | undefined;
+      if (busy || this.session !== session || !pc) return;
+      busy = true;
+      try {
+        const report = await pc.getStats();
+        // The call may have ended while getStats() ran.
+        if (this.session !== session) return;
+        const q = qualityFromStats(report.values(), prev);
+        if (!q) return;
+        prev = q.counters;
+        this.setCall({ quality: q });
+      } catch (err) {
+        console.warn('reading call statistics failed', err);
+      } finally {
+        busy = false;
+      }
+    };
+    this.qualityTimer = window.setInterval(() => void sample(), QUALITY_POLL_MS);
+  }
+
+  private stopQuality(): void {
+    if (this.qualityTimer !== null) window.clearInterval(this.qualityTimer);
+    this.qualityTimer = null;
   }
 
   /** Inbound and outbound audio byte counters of the current call (diagnostics, tests). */

@@ -2,6 +2,7 @@
 import { h, formatDateTime, formatDuration } from '../dom';
 import { t, tDynamic, locale, type Key } from '../i18n';
 import type { Call, CallStats } from '../api';
+import { qualityLines, recordingUrl } from '../quality';
 
 export function pageHeader(titleKey: Key, subtitleKey: Key, ...actions: (HTMLElement | null)[]): HTMLElement {
   return h('header', { class: 'page-head' },
@@ -51,6 +52,46 @@ function directionFor(c: Call, meId: number | undefined): string {
   return tDynamic('dir', c.direction);
 }
 
+/** good / fair / poor from the call's worst MOS; every leg's figures on hover. */
+export function qualityBadge(c: Call): HTMLElement | string {
+  const q = c.quality;
+  if (!q) return '';
+  const tone = q.class === 'good' ? 'ok' : q.class === 'fair' ? 'warn' : 'bad';
+  const title = qualityLines(q, {
+    leg: t('quality.leg'),
+    inbound: t('quality.inbound'),
+    outbound: t('quality.outbound'),
+    loss: t('quality.loss'),
+    jitter: t('quality.jitter'),
+    rtt: t('quality.rtt'),
+  }).join('\n');
+  return h('span', { class: `badge badge-${tone}`, testid: 'call-quality', 'data-quality': q.class, 'data-mos': q.worstMos.toFixed(2), title },
+    `${t(`quality.${q.class}` as Key)} · ${q.worstMos.toFixed(1)}`);
+}
+
+/**
+ * A "listen" button that becomes a player: the audio element is made on
+ * demand (one request per listen, not one per row shown) and loads the
+ * recording straight from the API, same origin, so the session cookie
+ * authenticates it and the browser seeks with Range requests.
+ */
+export function recordingCell(c: Call): HTMLElement | string {
+  if (!c.hasRecording) return '';
+  const dropped = c.recording?.droppedFrames ?? 0;
+  const cell = h('div', { class: 'recording-cell', testid: 'call-recording' });
+  const button = h('button', {
+    type: 'button', class: 'btn btn-small', testid: 'recording-play',
+    onclick: () => {
+      const audio = h('audio', { controls: true, preload: 'metadata', src: recordingUrl(c.callId), testid: 'recording-audio' });
+      cell.replaceChildren(audio);
+      void audio.play().catch(() => undefined);
+    },
+  }, `▶ ${t('recording.play')}`);
+  cell.append(button);
+  if (dropped > 0) cell.append(h('small', { class: 'muted', title: t('recording.dropped', { n: dropped }) }, ' ⚠'));
+  return cell;
+}
+
 export function callsTable(calls: Call[], showAgent: boolean, meId?: number): HTMLElement {
   if (!calls.length) return h('p', { class: 'empty', testid: 'calls-empty' }, t('common.none'));
   return h('div', { class: 'table-wrap' },
@@ -64,8 +105,10 @@ export function callsTable(calls: Call[], showAgent: boolean, meId?: number): HT
         h('th', { scope: 'col', class: 'num' }, t('calls.duration')),
         h('th', { scope: 'col', class: 'num' }, t('calls.billsec')),
         h('th', { scope: 'col' }, t('calls.disposition')),
-        h('th', { scope: 'col' }, t('calls.cause')))),
-      h('tbody', null, calls.map((c) => h('tr', { testid: 'call-row', 'data-disposition': c.disposition ?? '', 'data-billsec': c.billsec ?? '' },
+        h('th', { scope: 'col' }, t('calls.cause')),
+        h('th', { scope: 'col' }, t('calls.quality')),
+        h('th', { scope: 'col' }, t('calls.recording')))),
+      h('tbody', null, calls.map((c) => h('tr', { testid: 'call-row', 'data-call-id': c.callId, 'data-disposition': c.disposition ?? '', 'data-billsec': c.billsec ?? '' },
         h('td', null, formatDateTime(c.startTime, locale())),
         h('td', null, directionFor(c, meId)),
         h('td', { class: 'mono' }, c.callerNumber),
@@ -74,7 +117,9 @@ export function callsTable(calls: Call[], showAgent: boolean, meId?: number): HT
         h('td', { class: 'num' }, formatDuration(c.duration)),
         h('td', { class: 'num', testid: 'call-billsec' }, formatDuration(c.billsec)),
         h('td', null, dispositionBadge(c.disposition)),
-        h('td', { class: 'muted', title: c.hangupCause ?? '' }, c.hangupCause ? tDynamic('cause', c.hangupCause) : ''))))));
+        h('td', { class: 'muted', title: c.hangupCause ?? '' }, c.hangupCause ? tDynamic('cause', c.hangupCause) : ''),
+        h('td', null, qualityBadge(c)),
+        h('td', null, recordingCell(c)))))));
 }
 
 export function pager(total: number, offset: number, limit: number, go: (offset: number) => void): HTMLElement {

@@ -242,6 +242,21 @@ struct AgentChanges {
     role: Option<String>,
     active: Option<bool>,
     password: Option<String>,
+    /// Record this agent's calls: `true` always, `false` never (unless the
+    /// other agent of the call is recorded), `null` the system default
+    /// (`media.recording`); absent leaves it as it is. Audited with its value.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>, nullable)]
+    record_calls: Option<Option<bool>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Update a user.
@@ -282,6 +297,7 @@ async fn update(
                 role: b.role,
                 active: b.active,
                 password: b.password,
+                record_calls: b.record_calls,
             },
         )
         .await?;

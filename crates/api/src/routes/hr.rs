@@ -351,6 +351,8 @@ async fn update(
                 role: b.account_type,
                 active: b.active,
                 password: b.password,
+                // Not a field of the seeds' HR page.
+                record_calls: None,
             },
         )
         .await?;

@@ -32,6 +32,8 @@ pub struct Resp {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub text: String,
+    /// The body as sent (`text` is its lossy UTF-8 reading).
+    pub body: Vec<u8>,
 }
 
 impl Resp {
@@ -96,6 +98,11 @@ impl TestApp {
         }
     }
 
+    /// The recording directory the router serves from (inside `dir`).
+    pub fn recording_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("recordings")
+    }
+
     /// Requests from now on come from this client address.
     pub fn set_client_ip(&mut self, ip: &str) {
         self.ip = format!("{ip}:40000").parse().expect("addr");
@@ -109,6 +116,7 @@ impl TestApp {
     pub fn router_from(&self, ip: SocketAddr) -> Router {
         let cfg = api::ApiConfig {
             console_dir: self.console_dir.clone(),
+            recording_dir: Some(self.recording_dir()),
             ..Default::default()
         };
         api::router(api::AppState::new(
@@ -128,6 +136,7 @@ impl TestApp {
             status,
             headers,
             text: String::from_utf8_lossy(&bytes).into_owned(),
+            body: bytes.to_vec(),
         }
     }
 

@@ -8,4 +8,5 @@ mod common;
 mod engine;
 mod misc;
 mod openapi;
+mod recording;
 mod seeds;

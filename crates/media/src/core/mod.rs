@@ -24,17 +24,27 @@
 //!   position-addressed sample buffer (shared by the recorder and, later,
 //!   the mixer);
 //! - [`wav`] and [`recorder`] — the stereo WAV format and the recorder that
-//!   lays both sides of a call out on one timeline.
+//!   lays both sides of a call out on one timeline;
+//! - [`opus`], [`transcode`] — opus at 8 kHz (libopus) and the per-direction
+//!   opus ↔ G.711 / PCMU ↔ PCMA transcoder with loss concealment;
+//! - [`egress`] — frame sources a leg can hear instead of (later: mixed
+//!   with) the other party: hold chime, looping WAV, silence; and the
+//!   packetizer that turns their frames into RTP.
 
 pub mod dtmf;
+pub mod egress;
 pub mod g711;
+pub mod opus;
 pub mod quality;
 pub mod recorder;
 pub mod rtcp;
 pub mod sdp;
 pub mod stats;
 pub mod timeline;
+pub mod transcode;
 pub mod wav;
 
+#[cfg(test)]
+pub(crate) mod testaudio;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -51,9 +51,35 @@ impl EgressSource for ToneSource {
     }
 }
 
+// The core's sources (`crate::core::egress`): the hold chime and an
+// operator's looping WAV, in whatever ptime the leg has.
+impl EgressSource for crate::core::egress::LoopSource {
+    fn fill(&mut self, pcm: &mut [i16]) -> bool {
+        crate::core::egress::LoopSource::fill(self, pcm);
+        true
+    }
+}
+
+impl EgressSource for crate::core::egress::Silence {
+    fn fill(&mut self, pcm: &mut [i16]) -> bool {
+        crate::core::egress::Silence::fill(self, pcm);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn core_loop_sources_feed_the_relay() {
+        let chime = crate::core::egress::LoopedAudio::chime();
+        let mut source: Box<dyn EgressSource> = Box::new(chime.source());
+        let mut frame = [0i16; 240]; // a 30 ms ptime
+        assert!(source.fill(&mut frame));
+        assert_eq!(&frame[..], &chime.samples()[..240]);
+        assert!(frame.iter().any(|s| s.abs() > 500));
+    }
 
     #[test]
     fn tone_has_a_cadence() {

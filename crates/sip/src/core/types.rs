@@ -114,7 +114,8 @@ pub enum StoreOp {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Not `Eq`: call events carry quality figures (floats).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Transmit {
         to: Source,

@@ -326,6 +326,19 @@ fn log_call_event(ev: &CallEvent) {
             "call leg ended"
         ),
         K::Ended { cause } => tracing::debug!(call_id, cause = cause.as_str(), "call ended"),
+        K::Quality {
+            leg,
+            direction,
+            mos,
+            ..
+        } => tracing::debug!(
+            call_id,
+            leg,
+            direction = direction.as_str(),
+            mos,
+            "call quality"
+        ),
+        K::Recording { path, .. } => tracing::debug!(call_id, %path, "call recording"),
     }
 }
 

@@ -90,6 +90,7 @@ export function agentsView(): View {
             h('th', { scope: 'col' }, t('agents.extension')),
             h('th', { scope: 'col' }, t('agents.sipStatus')),
             h('th', { scope: 'col' }, t('agents.status')),
+            h('th', { scope: 'col' }, t('agents.recording')),
             isAdmin ? h('th', { scope: 'col', class: 'actions-col' }, t('common.actions')) : null)),
           h('tbody', null, agents.map((u) => h('tr', { testid: 'agent-row', 'data-login': u.login ?? '', 'data-id': u.id, 'data-extension': u.sip?.extension ?? '' },
             h('td', null, h('strong', null, u.name), u.email ? h('div', { class: 'muted small' }, u.email) : null),
@@ -101,6 +102,7 @@ export function agentsView(): View {
             h('td', null, u.active
               ? h('span', { class: 'badge badge-ok' }, t('agents.active'))
               : h('span', { class: 'badge badge-bad' }, t('agents.inactive'))),
+            h('td', null, recordingSetting(u, isAdmin, act)),
             isAdmin ? h('td', null, h('div', { class: 'row-actions' },
               h('button', {
                 type: 'button', class: 'btn btn-small', testid: 'agent-regenerate',
@@ -161,6 +163,19 @@ export function agentsView(): View {
       };
     },
   };
+}
+
+/** The agent's recording override: the system default, always, never (admins change it). */
+function recordingSetting(u: User, isAdmin: boolean, act: (fn: () => Promise<void>) => Promise<void>): HTMLElement {
+  const value = u.recordCalls === true ? 'always' : u.recordCalls === false ? 'never' : 'default';
+  if (!isAdmin) return h('span', { class: 'muted', testid: 'agent-recording', 'data-value': value }, t(`agents.recording.${value}` as Key));
+  const select = h('select', { testid: 'agent-recording', 'data-value': value, 'aria-label': `${t('agents.recording')}: ${u.name}` },
+    (['default', 'always', 'never'] as const).map((v) => h('option', { value: v, selected: v === value }, t(`agents.recording.${v}` as Key))));
+  select.addEventListener('change', () => void act(async () => {
+    const recordCalls = select.value === 'always' ? true : select.value === 'never' ? false : null;
+    await api.updateAgent(u.id, { recordCalls });
+  }));
+  return select;
 }
 
 function openAddAgent(done: () => void): void {

@@ -210,7 +210,7 @@ fn csv_field(s: &str) -> String {
 
 fn calls_csv(calls: &[Call]) -> String {
     let mut out = String::from(
-        "id,callId,direction,callerNumber,calleeNumber,agentId,agentName,startTime,answerTime,endTime,duration,billsec,disposition,hangupCause\n",
+        "id,callId,direction,callerNumber,calleeNumber,agentId,agentName,startTime,answerTime,endTime,duration,billsec,disposition,hangupCause,quality,worstMos,hasRecording\n",
     );
     let t = |d: Option<DateTime<Utc>>| {
         d.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -232,6 +232,15 @@ fn calls_csv(calls: &[Call]) -> String {
             c.billsec.to_string(),
             csv_field(c.disposition.as_deref().unwrap_or("")),
             csv_field(c.hangup_cause.as_deref().unwrap_or("")),
+            c.quality
+                .as_ref()
+                .map(|q| q.class.as_str().to_string())
+                .unwrap_or_default(),
+            c.quality
+                .as_ref()
+                .map(|q| format!("{:.2}", q.worst_mos))
+                .unwrap_or_default(),
+            c.has_recording.to_string(),
         ];
         out.push_str(&row.join(","));
         out.push('\n');

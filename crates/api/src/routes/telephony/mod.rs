@@ -1,8 +1,10 @@
 //! /api/telephony, one nest: the SIP account endpoints of seeds/001
-//! (`sip`), calls: active, history with CSV, stats (`calls`), registrations
+//! (`sip`), calls: active, history with CSV, stats (`calls`), a call's
+//! recording (`recording`), registrations
 //! (`registrations`), blocked SIP sources (`security`), and the status below.
 
 mod calls;
+mod recording;
 mod registrations;
 mod security;
 mod sip;
@@ -28,6 +30,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             .routes(routes!(status))
             .merge(sip::routes())
             .merge(calls::routes())
+            .merge(recording::routes())
             .merge(registrations::routes())
             .merge(security::routes()),
     )
