@@ -31,6 +31,59 @@ pub struct Config {
     pub sip: SipConfig,
     pub auth: AuthConfig,
     pub metrics: MetricsConfig,
+    pub media: MediaConfig,
+}
+
+/// The `[media]` section: centralita in the audio path of calls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// always | when_needed | never (see the sample config for why).
+    pub anchor: String,
+    /// RTP/RTCP ports of anchored calls, "FIRST-LAST".
+    pub port_range: String,
+    /// IP address put in our SDP (and WebRTC candidates); default: the SIP
+    /// advertised host when it is an IP, else the SIP listen address.
+    pub advertised_address: Option<String>,
+    /// No RTP from a leg for this long (not on hold) ends the call.
+    pub rtp_timeout_secs: u32,
+    /// Record anchored calls (accepted; recording comes with a later change).
+    pub recording: bool,
+    /// Where recordings go; default `<data_dir>/recordings`.
+    pub recording_dir: Option<String>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            anchor: sip::SipConfig::default().anchor.as_str().into(),
+            port_range: "20000-29999".into(),
+            advertised_address: None,
+            rtp_timeout_secs: 30,
+            recording: false,
+            recording_dir: None,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// `port_range` as numbers: "20000-29999" → 20000..=29999.
+    pub fn ports(&self) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
+        let bad = || {
+            anyhow::anyhow!(
+                "media.port_range {:?} must be FIRST-LAST with 1024 <= FIRST < LAST <= 65535 \
+                 and room for a pair of ports (CENTRALITA_MEDIA_PORT_RANGE)",
+                self.port_range
+            )
+        };
+        let (a, b) = self.port_range.split_once('-').ok_or_else(bad)?;
+        let a: u16 = a.trim().parse().map_err(|_| bad())?;
+        let b: u16 = b.trim().parse().map_err(|_| bad())?;
+        if a < 1024 || b < a.saturating_add(3) {
+            return Err(bad());
+        }
+        Ok(a..=b)
+    }
 }
 
 /// The `[metrics]` section: Prometheus metrics at `/metrics`.
@@ -162,6 +215,7 @@ impl Default for Config {
             sip: SipConfig::default(),
             auth: AuthConfig::default(),
             metrics: MetricsConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -511,6 +565,25 @@ impl Config {
             );
         }
         self.metrics_listen()?;
+        if domain::media::AnchorMode::parse(&self.media.anchor).is_none() {
+            bail!(
+                "media.anchor {:?} must be always, when_needed or never (CENTRALITA_MEDIA_ANCHOR)",
+                self.media.anchor
+            );
+        }
+        self.media.ports()?;
+        if let Some(a) = &self.media.advertised_address {
+            match a.trim().parse::<std::net::IpAddr>() {
+                Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() => {}
+                _ => bail!(
+                    "media.advertised_address {a:?} must be an IP address phones and browsers \
+                     can reach, not 0.0.0.0 (CENTRALITA_MEDIA_ADVERTISED_ADDRESS)"
+                ),
+            }
+        }
+        if self.media.rtp_timeout_secs == 0 {
+            bail!("media.rtp_timeout_secs must be at least 1 (CENTRALITA_MEDIA_RTP_TIMEOUT_SECS)");
+        }
         // The URL is checked here so that every command (serve, migrate,
         // check-config) refuses a database it cannot use before anything
         // else happens, and never falls back to another one.
@@ -894,6 +967,45 @@ mod tests {
         assert_eq!(c.sip.sha256_user_agents, ["A", "B"]);
     }
 
+    #[test]
+    fn media_section_is_validated() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!(c.media.anchor, "never");
+        assert_eq!(c.media.ports().expect("range"), 20_000..=29_999);
+        for (var, value, says) in [
+            ("CENTRALITA_MEDIA_ANCHOR", "sometimes", "media.anchor"),
+            ("CENTRALITA_MEDIA_PORT_RANGE", "30000", "media.port_range"),
+            (
+                "CENTRALITA_MEDIA_PORT_RANGE",
+                "900-2000",
+                "media.port_range",
+            ),
+            (
+                "CENTRALITA_MEDIA_PORT_RANGE",
+                "4000-4001",
+                "media.port_range",
+            ),
+            (
+                "CENTRALITA_MEDIA_ADVERTISED_ADDRESS",
+                "0.0.0.0",
+                "media.advertised_address",
+            ),
+            (
+                "CENTRALITA_MEDIA_ADVERTISED_ADDRESS",
+                "pbx.test",
+                "media.advertised_address",
+            ),
+            (
+                "CENTRALITA_MEDIA_RTP_TIMEOUT_SECS",
+                "0",
+                "media.rtp_timeout_secs",
+            ),
+        ] {
+            let err = Config::load(None, env(&[(var, value)])).expect_err(value);
+            assert!(format!("{err:#}").contains(says), "{var}={value}: {err:#}");
+        }
+    }
+
     /// Every key can come from the environment, whatever its type.
     #[test]
     fn every_key_is_settable_from_the_environment() {
@@ -913,6 +1025,9 @@ mod tests {
                     "database_url" => "sqlite:///tmp/elsewhere.db".into(),
                     p if p.ends_with("tls_listen") => "127.0.0.1:2".into(),
                     "metrics.listen" => "127.0.0.1:3".into(),
+                    "media.anchor" => "always".into(),
+                    "media.port_range" => "30000-30999".into(),
+                    "media.advertised_address" => "192.0.2.7".into(),
                     p => format!("/{p}"),
                 },
             };

@@ -7,6 +7,7 @@ pub mod config;
 pub mod devcert;
 pub mod http_serve;
 pub mod logging;
+pub mod media_plane;
 pub mod ops;
 pub mod sip_backend;
 pub mod tls;
@@ -181,6 +182,8 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         max_call_duration: Duration::from_secs(u64::from(cfg.sip.max_call_duration_secs)),
         cdr_journal_dir: Some(cdr_journal_dir(cfg)),
         on_thread_idle: Some(allocator::release_thread_cache_when_idle),
+        anchor: domain::media::AnchorMode::parse(&cfg.media.anchor)
+            .with_context(|| format!("media.anchor {:?}", cfg.media.anchor))?,
         ..Default::default()
     })
 }
@@ -194,14 +197,18 @@ pub fn cdr_journal_dir(cfg: &Config) -> std::path::PathBuf {
 /// puts it behind the API as the engine and shuts it down on exit.
 pub async fn start_sip(config: &Config, services: &Services) -> anyhow::Result<sip::SipServer> {
     let backend = std::sync::Arc::new(DomainBackend::new(services.clone()));
-    sip::start(sip_config(config)?, backend)
-        .await
-        .with_context(|| {
-            format!(
-                "starting the SIP server (sip.listen = {}, CENTRALITA_SIP_LISTEN)",
-                config.sip.listen
-            )
-        })
+    let sip_cfg = sip_config(config)?;
+    let anchor = sip_cfg.anchor;
+    let server = sip::start(sip_cfg, backend).await.with_context(|| {
+        format!(
+            "starting the SIP server (sip.listen = {}, CENTRALITA_SIP_LISTEN)",
+            config.sip.listen
+        )
+    })?;
+    if anchor != domain::media::AnchorMode::Never {
+        media_plane::attach(config, &server)?;
+    }
+    Ok(server)
 }
 
 /// Opens the configured database (creating the data dir for the default
@@ -698,6 +705,8 @@ mod tests {
                 "9000",
                 "idle_connection_timeout",
             ),
+            // [media] decides whether calls are anchored.
+            ("CENTRALITA_MEDIA_ANCHOR", "when_needed", "anchor"),
         ];
         // TLS keys go together; the base has all three so each can change alone.
         let base = [

@@ -158,6 +158,9 @@ pub enum HangupCause {
     MaxDuration,
     /// The server shut down with the call up.
     Shutdown,
+    /// An anchored call's media stopped (no RTP from a leg for
+    /// `media.rtp_timeout_secs` while not on hold).
+    MediaTimeout,
     /// Any other failure (an unexpected final response).
     Failed,
     /// The server process died with the call open (crash, kill -9, power
@@ -184,6 +187,7 @@ impl HangupCause {
             Self::SessionTimerExpired => "session_timer_expired",
             Self::MaxDuration => "max_duration",
             Self::Shutdown => "shutdown",
+            Self::MediaTimeout => "media_timeout",
             Self::Failed => "failed",
             Self::ServerCrash => "server_crash",
         }

@@ -17,6 +17,7 @@ pub mod calls;
 pub mod engine;
 mod error;
 pub mod events;
+pub mod media;
 pub mod passwords;
 pub mod quality;
 pub mod ratelimit;

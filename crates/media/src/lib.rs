@@ -9,6 +9,7 @@
 //! Shared vocabulary between the legs (plain RTP/AVP toward phones and
 //! carriers, WebRTC toward browsers) lives in [`packet`] and [`codec`].
 
+pub mod anchor;
 pub mod codec;
 pub mod core;
 pub mod packet;

@@ -39,6 +39,7 @@ fn main() {
         session_expires_secs: 0,
         min_se_secs: 90,
         max_call_duration_ms: 0,
+        anchor: sip::core::media::AnchorMode::Never,
     });
     for i in 0..n {
         let u = format!("agent{i}");

@@ -96,6 +96,9 @@ pub struct SipConfig {
     /// runtime parks). The binary hands its allocator's per-thread cache
     /// back here (`centralita/src/allocator.rs`); it must be cheap.
     pub on_thread_idle: Option<fn()>,
+    /// Which calls' media goes through the media plane given to
+    /// [`SipServer::set_media_plane`] (without one, anchored calls get 488).
+    pub anchor: core::media::AnchorMode,
 }
 
 impl Default for SipConfig {
@@ -134,6 +137,7 @@ impl Default for SipConfig {
             tls_dial_verify: TlsDialVerify::None,
             cdr_journal_dir: None,
             on_thread_idle: None,
+            anchor: core::media::AnchorMode::Never,
         }
     }
 }
@@ -280,6 +284,7 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
             .as_secs()
             .clamp(90, u32::MAX as u64) as u32,
         max_call_duration_ms: config.max_call_duration.as_millis().min(u64::MAX as u128) as u64,
+        anchor: config.anchor,
     };
     let mut core = core::Core::new(core_cfg);
     let accounts = backend.all_accounts().await?;
@@ -444,6 +449,22 @@ async fn bind_udp_and_tcp(
 }
 
 impl SipServer {
+    /// Plugs in the media plane for anchored calls and feeds its events
+    /// (media timeout, failures) to the calls until the stream ends.
+    pub fn set_media_plane(
+        &self,
+        plane: Box<dyn core::media::MediaPlane>,
+        mut events: tokio::sync::mpsc::Receiver<core::media::MediaEvent>,
+    ) {
+        self.shared.core.lock().set_media_plane(plane);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                shared.feed(|core| core.handle_media_event(shell::now_ms(), e));
+            }
+        });
+    }
+
     /// Sources currently refused by the SIP edge (for admins).
     /// Lifts the ban on a source (an admin's decision) and forgets its
     /// failed attempts; false when the address was not being tracked.

@@ -50,6 +50,7 @@ fn core() -> Core {
         session_expires_secs: 0,
         min_se_secs: 90,
         max_call_duration_ms: 0,
+        anchor: sip::core::media::AnchorMode::Never,
     })
 }
 

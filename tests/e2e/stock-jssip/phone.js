@@ -108,6 +108,8 @@ function onSession(e) {
     peer: session.remote_identity.uri.user,
     state: null,
     end: null,
+    /** DTMF keys the other side sent (JsSIP's newDTMF, remote). */
+    dtmfReceived: [],
   };
   phone.calls.push(phone.call);
   setCall(incoming ? 'incoming' : 'calling');
@@ -115,6 +117,9 @@ function onSession(e) {
   session.on('peerconnection', (ev) => attachAudio(ev.peerconnection));
   session.on('progress', () => {
     if (!incoming) setCall('ringing');
+  });
+  session.on('newDTMF', (ev) => {
+    if (ev.originator === 'remote') phone.call.dtmfReceived.push(ev.dtmf.tone);
   });
   session.on('accepted', () => setCall('in-call'));
   session.on('confirmed', () => setCall('in-call'));

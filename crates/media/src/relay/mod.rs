@@ -35,6 +35,7 @@
 //! own reports per leg come with the statistics module.
 
 pub mod egress;
+mod inject;
 pub mod latch;
 pub mod rewrite;
 pub mod rtp;
@@ -282,6 +283,8 @@ pub struct Relay {
     events: VecDeque<Event>,
     pcm: Vec<i16>,
     next_stats: Option<Instant>,
+    /// RFC 4733 digits being sent toward each leg (`inject.rs`).
+    dtmf_out: [inject::DtmfOut; 2],
 }
 
 impl Relay {
@@ -296,6 +299,7 @@ impl Relay {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             pcm: Vec::new(),
+            dtmf_out: Default::default(),
         }
     }
 
@@ -435,8 +439,17 @@ impl Relay {
             self.events.push_back(Event::MediaResumed { leg });
         }
         let sends = self.leg(leg).params.direction.peer_sends();
+        // While a digit is sent toward the other leg, its events replace
+        // the audio (RFC 4733 §2.5.1.1): one source switch each way.
+        // Events already due go first, so audio never slips between them.
+        self.send_due_dtmf(now, leg.other());
+        let digit_playing = self.dtmf_out[leg.other().index()].busy(now);
         let to = self.leg(leg.other());
-        if !sends || !to.params.direction.peer_receives() || to.egress_next.is_some() {
+        if !sends
+            || !to.params.direction.peer_receives()
+            || to.egress_next.is_some()
+            || digit_playing
+        {
             self.leg_mut(leg).stats.dropped_direction += 1;
             return;
         }
@@ -501,6 +514,7 @@ impl Relay {
                 self.events.push_back(Event::MediaTimeout { leg: id });
             }
             self.generate(now, id);
+            self.send_due_dtmf(now, id);
         }
         if let (Some(due), Some(every)) = (self.next_stats, self.config.stats_interval) {
             if now >= due {
@@ -584,6 +598,7 @@ impl Relay {
             })
             .flatten()
             .chain(self.next_stats)
+            .chain(self.dtmf_out.iter().filter_map(inject::DtmfOut::next_due))
             .min()
     }
 

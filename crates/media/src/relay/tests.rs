@@ -558,3 +558,85 @@ fn stats_are_reported_every_interval_when_asked() {
     c.relay.handle_timeout(c.at(ms(29_000)));
     assert!(c.events().is_empty());
 }
+
+#[test]
+fn a_digit_sent_toward_a_leg_replaces_its_audio_for_the_event() {
+    let mut c = Call::new();
+    // Audio A → B first: the stream toward B starts.
+    let first = c.one(ms(0), LegId::A, addr(4000), &rtp(0, 10, 1000, 0x1111));
+    assert!(c.relay.send_dtmf(
+        c.at(ms(10)),
+        LegId::B,
+        crate::core::dtmf::Digit::from_char('5').expect("5"),
+        ms(100)
+    ));
+    // Over the next 300 ms: the events go out on time, audio from A is held back.
+    let mut events = Vec::new();
+    let mut audio = 0;
+    for step in 1..=15u64 {
+        let t = ms(10 + step * 20);
+        let now = c.at(t);
+        let sent = c.send(
+            t,
+            LegId::A,
+            addr(4000),
+            &rtp(0, 10 + step as u16, 1000 + 160 * step as u32, 0x1111),
+        );
+        for t in sent {
+            if t.packet.payload_type == 96 {
+                events.push(t);
+            } else {
+                audio += 1;
+            }
+        }
+        c.relay.handle_timeout(now);
+        events.extend(
+            c.drain()
+                .into_iter()
+                .filter(|t| t.packet.payload_type == 96),
+        );
+    }
+    // 100 ms: the start, an update at 50 ms that is already the end, ×3.
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(events
+        .iter()
+        .all(|t| t.leg == LegId::B && t.packet.ssrc == OUT_B));
+    let ts = events[0].packet.timestamp;
+    assert!(
+        events.iter().all(|t| t.packet.timestamp == ts),
+        "one event, one timestamp"
+    );
+    assert!(events[0].packet.marker);
+    let parsed: Vec<_> = events
+        .iter()
+        .map(|t| crate::core::dtmf::TelephoneEvent::parse(&t.packet.payload).expect("event"))
+        .collect();
+    assert!(parsed.iter().all(|e| e.event == 5));
+    assert_eq!(
+        parsed.iter().filter(|e| e.end).count(),
+        3,
+        "end sent three times"
+    );
+    assert!(events
+        .windows(2)
+        .all(|w| w[1].packet.sequence == w[0].packet.sequence.wrapping_add(1)));
+    assert!(
+        events[0].packet.sequence == first.packet.sequence.wrapping_add(1),
+        "continues the stream"
+    );
+    // Audio resumed once the event ended (100 ms + the end repeats).
+    assert!(
+        (3..=12).contains(&audio),
+        "audio packets forwarded: {audio}"
+    );
+    // No telephone-event on the leg: refused.
+    let mut c = Call::new();
+    c.relay
+        .set_leg(c.t0, LegId::B, params(addr(6000), &[(0, Codec::Pcmu)]));
+    assert!(!c.relay.send_dtmf(
+        c.t0,
+        LegId::B,
+        crate::core::dtmf::Digit::from_char('1').expect("1"),
+        ms(100)
+    ));
+}

@@ -25,9 +25,10 @@ mod ports;
 pub mod udp;
 mod worker;
 
-pub use ports::{PortAllocator, PortError};
+pub use ports::{PortAllocator, PortError, PortPair};
 
 use crate::relay::{EgressSourceBox, Event, LegId, LegParams, LegStats, RelayConfig};
+use crate::webrtc::WebRtcLeg;
 use parking_lot::Mutex;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -99,6 +100,15 @@ pub enum ShellEvent {
     Failed {
         session: SessionId,
     },
+    /// A DTMF key received as RFC 4733 from plain leg `leg` whose other
+    /// leg is a browser (which gets it by SIP INFO: JsSIP reports INFO,
+    /// not in-band events, as `newDTMF`).
+    Dtmf {
+        session: SessionId,
+        leg: LegId,
+        digit: char,
+        duration: std::time::Duration,
+    },
 }
 
 pub(crate) enum Command {
@@ -123,6 +133,33 @@ pub(crate) enum Command {
     Destroy {
         id: SessionId,
         reply: oneshot::Sender<Option<[LegStats; 2]>>,
+    },
+    /// A session whose ports were bound by the caller (see
+    /// [`RelayHandle::open_session`]).
+    Adopt {
+        id: SessionId,
+        legs: Box<[PortPair; 2]>,
+    },
+    /// Makes `leg` a WebRTC leg: datagrams on its RTP port go to `webrtc`,
+    /// and the relay's packets toward it are sent through it.
+    SetWebRtc {
+        id: SessionId,
+        leg: LegId,
+        webrtc: Box<WebRtcLeg>,
+    },
+    /// An RFC 4733 digit toward `toward` (see `Relay::send_dtmf`).
+    Dtmf {
+        id: SessionId,
+        toward: LegId,
+        digit: crate::core::dtmf::Digit,
+        duration: std::time::Duration,
+    },
+    /// A new offer from the browser of a WebRTC leg (hold, unhold).
+    Reoffer {
+        id: SessionId,
+        leg: LegId,
+        offer: String,
+        reply: mpsc::Sender<Result<String, String>>,
     },
     Shutdown,
 }
@@ -154,6 +191,10 @@ pub struct ShellCounters {
 #[derive(Clone)]
 pub struct RelayHandle {
     workers: Arc<Vec<WorkerLink>>,
+    /// Shared with the media threads: [`RelayHandle::open_session`] binds
+    /// on the caller's thread.
+    ports: Arc<Mutex<PortAllocator>>,
+    bind: IpAddr,
     next_id: Arc<AtomicU64>,
     counters: Arc<ShellCounters>,
 }
@@ -203,6 +244,8 @@ pub fn start(
     Ok((
         RelayHandle {
             workers: Arc::new(workers),
+            ports,
+            bind: config.bind,
             next_id: Arc::new(AtomicU64::new(1)),
             counters,
         },
@@ -231,6 +274,92 @@ impl RelayHandle {
         let (reply, rx) = oneshot::channel();
         self.worker(id).send(Command::Create { id, reply })?;
         rx.blocking_recv().map_err(|_| ShellError::Stopped)?
+    }
+
+    /// Opens a session without waiting for the media thread: the two port
+    /// pairs are bound here (the caller needs the ports for its SDP now,
+    /// and may be on a thread that must not block, such as the SIP core's),
+    /// then handed over. Commands for the id sent afterwards are handled
+    /// after the hand-over (one queue per thread, in order).
+    pub fn open_session(&self) -> Result<SessionInfo, ShellError> {
+        let (a, b) = {
+            let mut ports = self.ports.lock();
+            let a = ports.bind_pair(self.bind)?;
+            match ports.bind_pair(self.bind) {
+                Ok(b) => (a, b),
+                Err(e) => {
+                    let port = a.port;
+                    drop(a);
+                    ports.release(port);
+                    return Err(e.into());
+                }
+            }
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let info = SessionInfo {
+            id,
+            ip: self.bind,
+            ports: [a.port, b.port],
+        };
+        self.worker(id).send(Command::Adopt {
+            id,
+            legs: Box::new([a, b]),
+        })?;
+        Ok(info)
+    }
+
+    /// Turns `leg` of session `id` into a WebRTC leg (its SDP was already
+    /// negotiated by the caller; see [`Command::SetWebRtc`]).
+    pub fn set_webrtc(
+        &self,
+        id: SessionId,
+        leg: LegId,
+        webrtc: Box<WebRtcLeg>,
+    ) -> Result<(), ShellError> {
+        self.worker(id).send(Command::SetWebRtc { id, leg, webrtc })
+    }
+
+    /// A re-offer from the browser of WebRTC leg `leg` (hold, unhold),
+    /// answered by its str0m instance on the media thread. Waits for that
+    /// thread (at most `wait`): a re-INVITE is rare, and its answer cannot
+    /// be built anywhere else once the leg runs there.
+    pub fn reoffer_webrtc(
+        &self,
+        id: SessionId,
+        leg: LegId,
+        offer: String,
+        wait: std::time::Duration,
+    ) -> Result<Result<String, String>, ShellError> {
+        let (reply, rx) = mpsc::channel();
+        self.worker(id).send(Command::Reoffer {
+            id,
+            leg,
+            offer,
+            reply,
+        })?;
+        rx.recv_timeout(wait).map_err(|_| ShellError::Stopped)
+    }
+
+    /// Sends a DTMF digit as RFC 4733 events toward `toward`.
+    pub fn send_dtmf(
+        &self,
+        id: SessionId,
+        toward: LegId,
+        digit: crate::core::dtmf::Digit,
+        duration: std::time::Duration,
+    ) -> Result<(), ShellError> {
+        self.worker(id).send(Command::Dtmf {
+            id,
+            toward,
+            digit,
+            duration,
+        })
+    }
+
+    /// [`RelayHandle::destroy`] without waiting for the counters.
+    pub fn close_session(&self, id: SessionId) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.worker(id).send(Command::Destroy { id, reply });
     }
 
     /// Applies a leg's SDP (remote address, codecs, direction).

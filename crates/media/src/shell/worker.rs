@@ -3,13 +3,16 @@
 
 use super::udp::{RecvBatch, SendBatch};
 use super::{Command, SessionId, SessionInfo, ShellConfig, ShellCounters, ShellError, ShellEvent};
-use crate::relay::{LegId, LegStats, Port, Relay};
+use crate::core::dtmf::DtmfReceiver;
+use crate::relay::{rtp, Direction, LegId, LegStats, Port, Relay};
 use crate::shell::ports::{PortAllocator, PortPair};
+use crate::webrtc::{MediaDirection, WebRtcEvent, WebRtcLeg};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use parking_lot::Mutex;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,6 +35,31 @@ struct Session {
     legs: [PortPair; 2],
     /// The deadline this session has in the heap, if any.
     scheduled: Option<Instant>,
+    /// A leg that is a browser: its RTP port carries ICE, DTLS and SRTP
+    /// for this str0m leg; the relay sees it as a plain leg whose peer is
+    /// [`WEBRTC_PEER`] (decrypted packets in, packets to send out).
+    webrtc: [Option<Box<WebRtcLeg>>; 2],
+    /// Digits from a plain leg whose other leg is a browser (see
+    /// [`ShellEvent::Dtmf`]); made when the browser leg is installed.
+    dtmf_in: [Option<Box<DtmfReceiver>>; 2],
+}
+
+/// The address the relay core knows a WebRTC leg's peer by. Packets the
+/// leg decrypted come "from" it (so they pass latching at once: it is the
+/// leg's SDP address), and packets the relay sends "to" it go to the
+/// leg's `send_rtp`. Never a real destination.
+pub(crate) const WEBRTC_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9);
+
+/// The relay's view of a WebRTC leg's direction: what the browser does,
+/// from the server's view of the leg.
+pub(crate) fn peer_direction(d: Option<MediaDirection>) -> Direction {
+    match d.map(|d| (d.is_receiving(), d.is_sending())) {
+        // The browser sends when we receive, and receives when we send.
+        Some((true, true)) | None => Direction::SendRecv,
+        Some((true, false)) => Direction::SendOnly,
+        Some((false, true)) => Direction::RecvOnly,
+        Some((false, false)) => Direction::Inactive,
+    }
 }
 
 /// epoll token: slot (32 bits) | generation (28 bits) | leg (1) | rtcp (1).
@@ -178,9 +206,34 @@ impl Worker {
             }
         }
         let relay = &mut s.relay;
+        let local = SocketAddr::new(self.config.bind, pair.port);
+        let webrtc = &mut s.webrtc[leg.index()];
+        let dtmf_in = &mut s.dtmf_in[leg.index()];
+        let session = s.id;
+        let events = &self.events;
+        let counters = &self.counters;
         let ok = catch_unwind(AssertUnwindSafe(|| {
             for (data, from) in rx.datagrams() {
-                relay.handle_datagram(now, leg, port, from, data);
+                match webrtc {
+                    Some(w) => w.handle_receive(now, from, local, data),
+                    None => {
+                        if let Some(d) = dtmf_in {
+                            watch_dtmf(now, relay, leg, port, from, data, d);
+                            while let Some(digit) = d.poll_digit() {
+                                let e = ShellEvent::Dtmf {
+                                    session,
+                                    leg,
+                                    digit: digit.digit.to_char().unwrap_or('?'),
+                                    duration: digit.duration,
+                                };
+                                if events.try_send(e).is_err() {
+                                    counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        relay.handle_datagram(now, leg, port, from, data);
+                    }
+                }
             }
         }))
         .is_ok();
@@ -200,9 +253,23 @@ impl Worker {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return;
         };
+        let has_webrtc = s.webrtc.iter().any(Option::is_some);
+        if has_webrtc && !webrtc_to_relay(s) {
+            self.fail(slot);
+            return;
+        }
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return;
+        };
         let mut dropped = 0;
         while let Some(t) = s.relay.poll_transmit() {
             let i = t.leg.index();
+            if let Some(w) = &mut s.webrtc[i] {
+                // Not connected yet, on hold: counted by the leg, not fatal.
+                let now = Instant::now();
+                let _ = w.send_rtp(now, t.packet);
+                continue;
+            }
             if self.tx[i].is_full() {
                 dropped += self.tx[i].flush(s.legs[i].rtp.as_raw_fd()).dropped;
             }
@@ -227,10 +294,38 @@ impl Worker {
                 self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if after_datagrams && s.scheduled.is_some() {
+        if has_webrtc {
+            for (i, w) in s.webrtc.iter_mut().enumerate() {
+                if let Some(w) = w {
+                    while let Some(t) = w.poll_transmit() {
+                        if s.legs[i].rtp.send_to(&t.contents, t.destination).is_err() {
+                            dropped += 1;
+                        }
+                    }
+                }
+            }
+            if dropped > 0 {
+                self.counters
+                    .send_dropped
+                    .fetch_add(dropped as u64, Ordering::Relaxed);
+            }
+        }
+        // str0m's deadlines move earlier after input, so a session with a
+        // WebRTC leg always recomputes its own.
+        if after_datagrams && s.scheduled.is_some() && !has_webrtc {
             return;
         }
-        if let Some(at) = s.relay.poll_timeout() {
+        let webrtc_at = s
+            .webrtc
+            .iter()
+            .flatten()
+            .filter_map(|w| w.poll_timeout())
+            .min();
+        let at = match (s.relay.poll_timeout(), webrtc_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = at {
             // Only an earlier deadline needs a heap entry: a later one (the
             // usual case: each packet pushes the media timeout forward) is
             // picked up when the current entry fires.
@@ -255,7 +350,15 @@ impl Worker {
             }
             s.scheduled = None;
             let relay = &mut s.relay;
-            if catch_unwind(AssertUnwindSafe(|| relay.handle_timeout(now))).is_ok() {
+            let webrtc = &mut s.webrtc;
+            if catch_unwind(AssertUnwindSafe(|| {
+                relay.handle_timeout(now);
+                for w in webrtc.iter_mut().flatten() {
+                    w.handle_timeout(now);
+                }
+            }))
+            .is_ok()
+            {
                 self.service(slot, false);
             } else {
                 self.fail(slot);
@@ -283,6 +386,70 @@ impl Worker {
             match c {
                 Command::Create { id, reply } => {
                     let _ = reply.send(self.create(now, id));
+                }
+                Command::Adopt { id, legs } => {
+                    let [a, b] = *legs;
+                    if let Err(e) = self.install(now, id, a, b) {
+                        tracing::warn!(session = id, error = %e, "media session not installed");
+                        let _ = self.events.try_send(ShellEvent::Failed { session: id });
+                    }
+                }
+                Command::Dtmf {
+                    id,
+                    toward,
+                    digit,
+                    duration,
+                } => {
+                    if let Some(slot) = self.by_id.get(&id).copied() {
+                        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                            if !s.relay.send_dtmf(now, toward, digit, duration) {
+                                tracing::debug!(session = id, "no telephone-event on the leg");
+                            }
+                            s.scheduled = None;
+                        }
+                        self.service(slot, false);
+                    }
+                }
+                Command::Reoffer {
+                    id,
+                    leg,
+                    offer,
+                    reply,
+                } => {
+                    let slot = self.by_id.get(&id).copied();
+                    let answer = match slot
+                        .and_then(|i| self.sessions.get_mut(i))
+                        .and_then(|s| s.as_mut())
+                        .and_then(|s| s.webrtc[leg.index()].as_mut())
+                    {
+                        Some(w) => w.accept_offer(&offer).map_err(|e| e.to_string()),
+                        None => Err("no WebRTC leg there".to_string()),
+                    };
+                    let _ = reply.send(answer);
+                    if let Some(slot) = slot {
+                        // The direction change reaches the relay (hold music).
+                        self.service(slot, false);
+                    }
+                }
+                Command::SetWebRtc { id, leg, webrtc } => {
+                    if let Some(slot) = self.by_id.get(&id).copied() {
+                        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                            let mut params = s.relay.params(leg).clone();
+                            params.remote_rtp = Some(WEBRTC_PEER);
+                            params.remote_rtcp = None;
+                            params.codecs = webrtc.payload_types().collect();
+                            params.direction = peer_direction(webrtc.direction());
+                            s.relay.set_leg(now, leg, params);
+                            s.webrtc[leg.index()] = Some(webrtc);
+                            let other = leg.other().index();
+                            if s.webrtc[other].is_none() {
+                                s.dtmf_in[other] = Some(Box::new(DtmfReceiver::new(8_000)));
+                            }
+                            // Its first deadline is str0m's, not the relay's.
+                            s.scheduled = None;
+                        }
+                        self.service(slot, false);
+                    }
                 }
                 Command::SetLeg { id, leg, params } => {
                     if let Some(slot) = self.by_id.get(&id).copied() {
@@ -330,6 +497,18 @@ impl Worker {
                 }
             }
         };
+        self.install(now, id, a, b)
+    }
+
+    /// Registers a session's bound sockets and starts its relay core.
+    fn install(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        a: PortPair,
+        b: PortPair,
+    ) -> Result<SessionInfo, ShellError> {
+        let ip = self.config.bind;
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.sessions.push(None);
             self.sessions.len() - 1
@@ -367,6 +546,8 @@ impl Worker {
             relay,
             legs: [a, b],
             scheduled: None,
+            webrtc: [None, None],
+            dtmf_in: [None, None],
         });
         self.by_id.insert(id, slot);
         self.service(slot, false);
@@ -390,5 +571,73 @@ impl Worker {
         }
         self.free_slots.push(slot);
         Some(stats)
+    }
+}
+
+/// Hands what the session's WebRTC legs produced to the relay: decrypted
+/// RTP as datagrams from [`WEBRTC_PEER`], direction changes as new leg
+/// parameters. False when a leg died (the session is then closed).
+fn webrtc_to_relay(s: &mut Session) -> bool {
+    let now = Instant::now();
+    let mut buf = Vec::with_capacity(256);
+    let mut alive = true;
+    for (i, leg) in [LegId::A, LegId::B].into_iter().enumerate() {
+        let Some(w) = &mut s.webrtc[i] else {
+            continue;
+        };
+        while let Some(ev) = w.poll_event() {
+            match ev {
+                WebRtcEvent::Rtp { packet, .. } => {
+                    rtp::write_rtp(&packet, &mut buf);
+                    let relay = &mut s.relay;
+                    let ok = catch_unwind(AssertUnwindSafe(|| {
+                        relay.handle_datagram(now, leg, Port::Rtp, WEBRTC_PEER, &buf)
+                    }))
+                    .is_ok();
+                    if !ok {
+                        return false;
+                    }
+                }
+                WebRtcEvent::DirectionChanged(d) => {
+                    let mut params = s.relay.params(leg).clone();
+                    params.direction = peer_direction(Some(d));
+                    s.relay.set_leg(now, leg, params);
+                }
+                WebRtcEvent::Failed { reason } => {
+                    tracing::info!(session = s.id, %reason, "WebRTC leg failed");
+                    alive = false;
+                }
+                WebRtcEvent::Closed => alive = false,
+                WebRtcEvent::Connected | WebRtcEvent::Disconnected | WebRtcEvent::Stats(_) => {}
+            }
+        }
+    }
+    alive
+}
+
+/// Feeds a telephone-event packet from a plain leg's latched source (or
+/// its SDP address) to that leg's digit receiver.
+fn watch_dtmf(
+    now: Instant,
+    relay: &Relay,
+    leg: LegId,
+    port: Port,
+    from: SocketAddr,
+    data: &[u8],
+    receiver: &mut DtmfReceiver,
+) {
+    if port != Port::Rtp || rtp::looks_like_rtcp(data) {
+        return;
+    }
+    let Ok(h) = rtp::parse_rtp_header(data) else {
+        return;
+    };
+    let params = relay.params(leg);
+    let te = params.codecs.iter().any(|(pt, c)| {
+        *pt == h.payload_type && matches!(c, crate::codec::Codec::TelephoneEvent { .. })
+    });
+    let trusted = relay.latched(leg).or(params.remote_rtp) == Some(from);
+    if te && trusted {
+        let _ = receiver.handle_packet(h.timestamp, &data[h.payload_start..h.payload_end], now);
     }
 }

@@ -7,6 +7,7 @@ use super::call::leg::call_of_branch;
 use super::call::{Call, Lost, Plan, Side};
 use super::compact;
 use super::ctx::Ctx;
+use super::media::MediaEvent;
 use super::msg::Msg;
 use super::txn::Owner;
 use super::types::Source;
@@ -120,6 +121,14 @@ impl Calls {
         for id in ids {
             self.with(ctx, id, |call, ctx| call.handle_lost(ctx, lost));
         }
+    }
+
+    /// A media plane event for one call.
+    pub fn handle_media_event(&mut self, ctx: &mut Ctx<'_>, event: MediaEvent) {
+        let (MediaEvent::Timeout { call }
+        | MediaEvent::Failed { call }
+        | MediaEvent::Dtmf { call, .. }) = event;
+        self.with(ctx, call, |c, ctx| c.handle_media_event(ctx, &event));
     }
 
     /// The server stops: every live call is ended properly.

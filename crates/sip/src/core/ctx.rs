@@ -3,6 +3,7 @@
 //! transaction timers and the token generator. Borrowed per input, so a
 //! call owns no shared state and never sees another call.
 
+use super::media::MediaPlane;
 use super::msg::Msg;
 use super::rng::Rng;
 use super::txn::Txns;
@@ -15,6 +16,7 @@ pub struct Ctx<'a> {
     pub out: &'a mut Outbox,
     pub txn: &'a mut Txns,
     pub rng: &'a mut Rng,
+    pub media: &'a mut dyn MediaPlane,
 }
 
 impl Ctx<'_> {

@@ -9,6 +9,7 @@ use super::auth::{Auth, Authenticator};
 use super::call::{session_timer, Lost, Plan, Side};
 use super::calls::Calls;
 use super::ctx::Ctx;
+use super::media::{MediaEvent, MediaPlane, NoMedia};
 use super::msg::{self, response, Msg, ParseError, Start};
 use super::registrar::location::Binding;
 use super::registrar::Registrar;
@@ -67,6 +68,7 @@ struct Io {
     txn: Txns,
     rng: Rng,
     out: Outbox,
+    media: Box<dyn MediaPlane>,
 }
 
 impl Io {
@@ -77,6 +79,7 @@ impl Io {
             out: &mut self.out,
             txn: &mut self.txn,
             rng: &mut self.rng,
+            media: self.media.as_mut(),
         }
     }
 }
@@ -143,6 +146,7 @@ impl Core {
                 txn: Txns::default(),
                 rng: Rng::new(cfg.seed),
                 out: Outbox::new(),
+                media: Box::new(NoMedia),
                 cfg,
             },
         }
@@ -150,6 +154,12 @@ impl Core {
 
     pub fn config(&self) -> &CoreConfig {
         &self.io.cfg
+    }
+
+    /// Plugs in the media plane anchored calls use (`cfg.anchor` says
+    /// which calls are anchored; without a plane they are refused).
+    pub fn set_media_plane(&mut self, plane: Box<dyn MediaPlane>) {
+        self.io.media = plane;
     }
 
     // ---- outputs and getters ----
@@ -282,6 +292,12 @@ impl Core {
     pub fn handle_contact_lost(&mut self, now_ms: u64, to: Source) {
         let mut ctx = self.io.ctx(now_ms);
         self.calls.handle_lost(&mut ctx, Lost::Contact(to));
+    }
+
+    /// Something the media plane noticed about a call (see [`MediaEvent`]).
+    pub fn handle_media_event(&mut self, now_ms: u64, event: MediaEvent) {
+        let mut ctx = self.io.ctx(now_ms);
+        self.calls.handle_media_event(&mut ctx, event);
     }
 
     pub fn handle_timeout(&mut self, now_ms: u64) {

@@ -15,6 +15,8 @@
 //!   (`location.rs`);
 //! - `call/` — one call's state machine (its legs, forks, dialogs, session
 //!   timer); `calls.rs` — the table that finds a call;
+//! - `media.rs` — the media plane a call asks for SDP when its media is
+//!   anchored, and the events it reports back;
 //! - `txn.rs` — retransmissions and their deadlines; `msg.rs` — parsing,
 //!   validation, building; `types.rs` — the shared vocabulary.
 //!
@@ -34,6 +36,7 @@ mod compact;
 mod ctx;
 pub mod digest;
 mod endpoint;
+pub mod media;
 pub mod msg;
 pub mod registrar;
 mod rng;

@@ -42,6 +42,7 @@ fn cfg() -> CoreConfig {
         session_expires_secs: 0,
         min_se_secs: 90,
         max_call_duration_ms: 0,
+        anchor: media::AnchorMode::Never,
     }
 }
 
@@ -1248,5 +1249,6 @@ fn shutdown_ends_answered_and_ringing_calls() {
     assert_eq!(core.active_calls(), 0);
     let _ = b2;
 }
+mod anchor;
 mod attacks;
 mod redial;

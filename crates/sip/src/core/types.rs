@@ -183,6 +183,8 @@ pub struct CoreConfig {
     /// Calls longer than this are ended (last resort against a vanished
     /// phone with no session timer); 0 means no limit.
     pub max_call_duration_ms: u64,
+    /// When calls' media goes through the media plane (see `media.rs`).
+    pub anchor: super::media::AnchorMode,
 }
 
 /// Methods we handle, for `Allow`.

@@ -27,7 +27,9 @@ impl Call {
             let branch = super::new_branch(ctx, self.id);
             let leg = &self.forks[w].leg;
             let mut ack = leg.request(ctx, "ACK", 1, &branch);
-            super::copy_body(m, &mut ack);
+            if !self.anchored {
+                super::copy_body(m, &mut ack);
+            }
             let bytes = ack.to_bytes();
             ctx.send_bytes(leg.src, bytes.clone());
             self.forks[w].ack = Some(bytes);
@@ -39,6 +41,8 @@ impl Call {
             .iter()
             .position(|a| a.from == side && a.cseq == cseq)
         else {
+            // ACK of a 2xx we gave ourselves (anchored re-INVITE).
+            ctx.txn.stop(&TxnKey::ReInvite2xx(self.id, cseq));
             return;
         };
         let a = self.reinvite_acks.remove(i);
@@ -105,6 +109,14 @@ impl Call {
             };
             let now = ctx.now_ms;
             self.end(ctx, now, cause);
+            return;
+        }
+        if method == "INVITE" && self.anchored {
+            self.local_reinvite(ctx, side, src, m);
+            return;
+        }
+        if method == "INFO" && self.anchored && self.dtmf_to_media(ctx, side, &m) {
+            ctx.reply(src, &m, response(&m, 200, "OK", None));
             return;
         }
         // Relay it to the other leg with that leg's dialog state.
@@ -261,9 +273,24 @@ impl Call {
         let Some(w) = self.winner else {
             return;
         };
+        self.send_refresh(ctx, Side::B(w));
+    }
+
+    /// UPDATE without a body toward `to`, refreshing its session: ours on
+    /// the callee's leg (see `send_refresh_b`), or, on an anchored call, on
+    /// the leg a refresh of the other side no longer reaches (re-INVITEs
+    /// are answered per leg there, see `anchor.rs`).
+    pub(super) fn send_refresh(&mut self, ctx: &mut Ctx<'_>, to: Side) {
         let secs = self.session.as_ref().map_or(0, |s| s.secs);
         let branch = super::new_branch(ctx, self.id);
-        let leg = &mut self.forks[w].leg;
+        let from = if to == Side::A {
+            self.winner.map_or(Side::A, Side::B)
+        } else {
+            Side::A
+        };
+        let Some(leg) = self.leg_mut(to) else {
+            return;
+        };
         leg.local_cseq += 1;
         let leg = leg.clone();
         let mut req = leg.request(ctx, "UPDATE", leg.local_cseq, &branch);
@@ -283,7 +310,7 @@ impl Call {
         self.relays.insert(
             branch,
             Relay {
-                from: Side::A,
+                from,
                 req: None,
                 src: leg.src,
                 fwd_cseq: leg.local_cseq,

@@ -59,7 +59,18 @@ impl Call {
                 let mut r = response(&self.a_invite, code, reason, Some(&self.a.local_tag));
                 r.headers
                     .push(("Contact".into(), ctx.our_contact(self.a.src.transport)));
-                super::copy_body(&m, &mut r);
+                if self.anchored {
+                    if !m.body.is_empty() {
+                        match self.media_answer(ctx, fi, &m) {
+                            Ok(sdp) => Self::set_sdp(&mut r, sdp),
+                            Err(e) => {
+                                tracing::warn!(call_id = %self.a.call_id, error = %e, "early media answer refused")
+                            }
+                        }
+                    }
+                } else {
+                    super::copy_body(&m, &mut r);
+                }
                 self.ringing_sent = true;
                 let bytes = r.to_bytes();
                 ctx.txn
@@ -97,7 +108,38 @@ impl Call {
                 self.send_bye(ctx, Side::B(fi));
                 return;
             }
-            self.answered(ctx, fi, &m);
+            if self.anchored {
+                match self.media_answer(ctx, fi, &m) {
+                    Ok(sdp) => {
+                        self.answered(ctx, fi, &m, Some(sdp));
+                    }
+                    Err(e) => {
+                        // The answer cannot be anchored (no common codec...):
+                        // this fork ends; the caller gets 488 if it was the last.
+                        tracing::warn!(call_id = %self.a.call_id, error = %e, "answer refused by the media plane");
+                        let fork = &mut self.forks[fi];
+                        fork.state = ForkState::Done;
+                        fork.code = 488;
+                        let branch = super::new_branch(ctx, self.id);
+                        let ack = fork.leg.request(ctx, "ACK", 1, &branch);
+                        ctx.send(fork.leg.src, &ack);
+                        self.send_bye(ctx, Side::B(fi));
+                        self.media_close_fork(ctx, fi);
+                        ctx.event(
+                            &self.a.call_id,
+                            now,
+                            CallEventKind::LegEnded {
+                                leg: fi as u32 + 1,
+                                cause: HangupCause::Failed,
+                                sip_code: Some(488),
+                            },
+                        );
+                        self.fork_failed(ctx);
+                    }
+                }
+            } else {
+                self.answered(ctx, fi, &m, None);
+            }
             return;
         }
         // Non-2xx final: ACK hop by hop (same branch as the INVITE).
@@ -115,6 +157,7 @@ impl Call {
         ack.headers.push(("CSeq".into(), "1 ACK".into()));
         ack.body.clear();
         ctx.send(fork.leg.src, &ack);
+        self.media_close_fork(ctx, fi);
         let cause = if self.phase == Phase::Ringing {
             HangupCause::from_sip_code(code)
         } else {
@@ -134,7 +177,8 @@ impl Call {
 
     /// Fork `fi` answered first: it wins, the others are cancelled, the
     /// caller gets the 200 with the callee's SDP.
-    fn answered(&mut self, ctx: &mut Ctx<'_>, fi: usize, m: &Msg) {
+    /// `sdp`: our answer for the caller when the call is anchored.
+    fn answered(&mut self, ctx: &mut Ctx<'_>, fi: usize, m: &Msg, sdp: Option<Vec<u8>>) {
         let now = ctx.now_ms;
         self.winner = Some(fi);
         self.phase = Phase::Answered;
@@ -145,7 +189,10 @@ impl Call {
             .push(("Contact".into(), ctx.our_contact(self.a.src.transport)));
         r.headers.push(("Allow".into(), ALLOW.into()));
         self.settle_session_timer(ctx, m, &mut r);
-        super::copy_body(m, &mut r);
+        match sdp {
+            Some(sdp) => Self::set_sdp(&mut r, sdp),
+            None => super::copy_body(m, &mut r),
+        }
         ctx.event(
             &self.a.call_id,
             now,
@@ -155,6 +202,11 @@ impl Call {
             self.deadlines.max_duration = Some(now + ctx.cfg.max_call_duration_ms);
         }
         self.cancel_forks(ctx, Some(fi));
+        for i in 0..self.forks.len() {
+            if i != fi {
+                self.media_close_fork(ctx, i);
+            }
+        }
         self.final_to_a(ctx, r);
         self.trim_invites();
     }

@@ -10,9 +10,10 @@
 //! Files: `fork.rs` (the ringing phase: responses of the forks, CANCEL,
 //! failure), `dialog.rs` (ACK, CANCEL, BYE and relayed in-dialog requests),
 //! `leg.rs` (dialog state and request building), `session_timer.rs`
-//! (RFC 4028). SDP is relayed unchanged; `media` is where a media session
-//! per side hangs once media is anchored.
+//! (RFC 4028), `anchor.rs` (anchored media: SDP goes through the media
+//! plane). Without anchoring SDP is relayed unchanged.
 
+mod anchor;
 mod dialog;
 mod fork;
 pub mod leg;
@@ -22,8 +23,9 @@ use super::ctx::Ctx;
 use super::msg::{self, response, strip_param, Msg};
 use super::registrar::location::Binding;
 use super::txn::{Owner, TxnKey};
-use super::types::{Account, Source, ALLOW, UDP_FLOW};
+use super::types::{Account, Source, Transport, ALLOW, UDP_FLOW};
 use domain::call_events::{CallEventKind, HangupCause, Party};
+use domain::media::{self as media_policy, LegKind};
 use domain::routing::AgentTarget;
 use leg::{copy_body, new_branch, Leg};
 use std::collections::HashMap;
@@ -147,6 +149,9 @@ pub struct Call {
     session_secs: u32,
     session: Option<SessionTimer>,
     pub media: [MediaLeg; 2],
+    /// The call's media goes through the media plane (`anchor.rs`): SDP
+    /// toward every leg is ours, re-INVITEs are answered per leg.
+    anchored: bool,
 }
 
 /// Where a new call goes and under which terms.
@@ -189,10 +194,32 @@ impl Call {
                 .unwrap_or_default(),
             src,
         };
+        let is_ws = |t: Transport| matches!(t, Transport::Ws | Transport::Wss);
+        let caller_kind = LegKind::of(Some(&m.body), is_ws(src.transport));
+        let fork_kinds: Vec<LegKind> = plan
+            .contacts
+            .iter()
+            .map(|b| LegKind::of(None, is_ws(b.src.transport)))
+            .collect();
+        // A late offer (INVITE without SDP) is relayed as before: anchoring
+        // it needs an offer of ours toward the caller in the 200.
+        let mut anchored =
+            !m.body.is_empty() && media_policy::anchors(ctx.cfg.anchor, caller_kind, &fork_kinds);
+        let mut refused = false;
+        if anchored {
+            if let Err(e) = ctx.media.open(id, caller_kind, &m.body) {
+                tracing::warn!(call_id = %m.call_id(), error = %e, "media plane refused the caller's offer");
+                anchored = false;
+                refused = true;
+            }
+        }
         let display = plan.caller.display_name.replace(['"', '\\'], "");
         let host = ctx.cfg.local_host.clone();
         let mut forks = Vec::with_capacity(plan.contacts.len());
-        for b in plan.contacts {
+        for (b, kind) in plan.contacts.iter().zip(&fork_kinds) {
+            if refused {
+                break;
+            }
             let leg = Leg {
                 call_id: format!("{}@centralita", ctx.token()),
                 local_tag: ctx.token(),
@@ -222,7 +249,22 @@ impl Call {
                 inv.headers
                     .push(("Min-SE".into(), ctx.cfg.min_se_secs.max(90).to_string()));
             }
-            copy_body(&m, &mut inv);
+            if anchored {
+                match ctx.media.offer(id, forks.len(), *kind) {
+                    Ok(sdp) => {
+                        inv.headers
+                            .push(("Content-Type".into(), "application/sdp".into()));
+                        inv.body = sdp;
+                    }
+                    Err(e) => {
+                        // This contact cannot be offered media: it is not rung.
+                        tracing::warn!(call_id = %m.call_id(), error = %e, "no media offer for a fork");
+                        continue;
+                    }
+                }
+            } else {
+                copy_body(&m, &mut inv);
+            }
             let bytes = inv.to_bytes();
             ctx.txn.start(
                 now,
@@ -260,7 +302,8 @@ impl Call {
         }
         let mut media: [MediaLeg; 2] = Default::default();
         media[0].last_sdp = m.body.clone();
-        Call {
+        let no_forks = forks.is_empty();
+        let mut call = Call {
             id,
             phase: Phase::Ringing,
             a,
@@ -277,7 +320,21 @@ impl Call {
             session_secs: plan.session_secs,
             session: None,
             media,
+            anchored,
+        };
+        if refused || (anchored && no_forks) {
+            // Nothing rings: the caller's offer (or every contact) cannot
+            // be given media.
+            let r = response(
+                &call.a_invite,
+                488,
+                "Not Acceptable Here",
+                Some(&call.a.local_tag),
+            );
+            call.final_to_a(ctx, r);
+            call.end(ctx, now, HangupCause::Failed);
         }
+        call
     }
 
     // ---- getters ----
@@ -584,6 +641,9 @@ impl Call {
         self.phase = Phase::Ending;
         ctx.event(&self.a.call_id, at_ms, CallEventKind::Ended { cause });
         self.trim_invites();
+        if self.anchored {
+            ctx.media.close(self.id);
+        }
         self.media = Default::default();
         self.session = None;
         self.deadlines = Deadlines {

@@ -1,0 +1,591 @@
+//! Anchored calls: the media plane the SIP B2BUA asks for SDP.
+//!
+//! One relay session per call (`shell`): leg A is the caller, leg B the
+//! callee. Everything here runs on the caller's thread (the SIP core's)
+//! and never waits for the media thread: the ports are bound here
+//! ([`RelayHandle::open_session`]), SDP is built here (plain RTP/AVP with
+//! `core::sdp`, WebRTC with str0m's `accept_offer`/`create_offer` on a
+//! [`WebRtcLeg`] that is then handed to the media thread), and the media
+//! thread only receives commands.
+//!
+//! What is decided where:
+//! - whether a call is anchored: the SIP side (`domain::media::anchors`);
+//! - codecs: G.711 passes through untouched. The caller's offer fixes the
+//!   candidates (its G.711 codecs, in its order; opus too between two
+//!   browsers); each fork is offered those; the codec the answering fork
+//!   picks is the one our answer gives the caller, so both legs use the
+//!   same codec and the relay only maps payload-type numbers. No common
+//!   codec is an error (transcoding is another module's job);
+//! - the caller's answer is built once, at the first SDP answer of a fork
+//!   (183 or 200), and repeated, so 183 and 200 carry the same SDP;
+//! - plain forks share leg B's port (one offer per call); a WebRTC fork gets
+//!   its own str0m leg on that port, and only the winner's is installed.
+
+use crate::codec::Codec;
+use crate::core::dtmf::info;
+use crate::core::sdp::{self, LocalAudio, LocalSdp, SessionDescription};
+use crate::relay::{Direction, LegId, LegParams, RelayConfig};
+use crate::shell::{self, RelayHandle, SessionId, SessionInfo, ShellConfig, ShellEvent};
+use crate::webrtc::{LegOptions, WebRtcConfig, WebRtcLeg, WebRtcSettings};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a leg speaks (the SIP side decides it from SDP and transport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    WebRtc,
+    Plain,
+}
+
+/// A leg of an anchored call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Caller,
+    Fork(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    #[error("media: {0}")]
+    Shell(#[from] shell::ShellError),
+    #[error("WebRTC: {0}")]
+    WebRtc(#[from] crate::webrtc::WebRtcError),
+    #[error("SDP: {0}")]
+    Sdp(String),
+    #[error("no common codec: {0} (transcoding is not available)")]
+    NoCodec(String),
+    #[error("no media session for call {0}")]
+    NoCall(u64),
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+/// `[media]` as the plane needs it.
+#[derive(Debug, Clone)]
+pub struct AnchorSettings {
+    /// Address the RTP sockets bind to.
+    pub bind: IpAddr,
+    /// Address our SDP announces (and the WebRTC host candidate); never
+    /// unspecified.
+    pub advertised: IpAddr,
+    pub port_range: RangeInclusive<u16>,
+    pub rtp_timeout: Duration,
+}
+
+/// What the media plane reports about a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnchorEvent {
+    Timeout {
+        call: u64,
+    },
+    Failed {
+        call: u64,
+    },
+    /// RFC 4733 digit from a plain leg, for the browser on the other leg.
+    Dtmf {
+        call: u64,
+        /// The digit came from the caller's leg (else from the callee's).
+        from_caller: bool,
+        digit: char,
+        duration: Duration,
+    },
+}
+
+type Sessions = Arc<Mutex<HashMap<SessionId, u64>>>;
+
+/// The event side: shell events translated to calls.
+pub struct AnchorEvents {
+    rx: tokio::sync::mpsc::Receiver<ShellEvent>,
+    sessions: Sessions,
+}
+
+impl AnchorEvents {
+    /// The next event for a call still open; `None` when the plane stopped.
+    pub async fn recv(&mut self) -> Option<AnchorEvent> {
+        loop {
+            let ev = self.rx.recv().await?;
+            let (session, timeout) = match ev {
+                ShellEvent::Media {
+                    session,
+                    event: crate::relay::Event::MediaTimeout { .. },
+                } => (session, true),
+                ShellEvent::Failed { session } => (session, false),
+                ShellEvent::Dtmf {
+                    session,
+                    leg,
+                    digit,
+                    duration,
+                } => {
+                    let Some(call) = self.sessions.lock().get(&session).copied() else {
+                        continue;
+                    };
+                    return Some(AnchorEvent::Dtmf {
+                        call,
+                        from_caller: leg == LegId::A,
+                        digit,
+                        duration,
+                    });
+                }
+                ShellEvent::Media { .. } => continue,
+            };
+            let Some(call) = self.sessions.lock().get(&session).copied() else {
+                continue;
+            };
+            return Some(if timeout {
+                AnchorEvent::Timeout { call }
+            } else {
+                AnchorEvent::Failed { call }
+            });
+        }
+    }
+}
+
+/// One side's SDP state on a plain leg.
+struct PlainLeg {
+    local: LocalSdp,
+    /// The last SDP we sent on this leg (answer or offer).
+    last: String,
+    /// Codec and payload types in use on the leg.
+    codec: Option<Codec>,
+}
+
+enum ForkMedia {
+    Plain {
+        leg: Box<PlainLeg>,
+        offer: Box<SessionDescription>,
+    },
+    /// Our offer's leg, until the fork answers (then it goes to the media thread).
+    WebRtc {
+        leg: Option<Box<WebRtcLeg>>,
+        codecs: Vec<Codec>,
+    },
+}
+
+struct CallMedia {
+    session: SessionInfo,
+    caller_kind: Kind,
+    caller_offer: String,
+    /// Codecs the caller offered that we can pass through, in its order.
+    caller_codecs: Vec<Codec>,
+    caller_plain: Option<PlainLeg>,
+    caller_answer: Option<String>,
+    forks: HashMap<usize, ForkMedia>,
+    winner: Option<usize>,
+}
+
+/// The production media plane.
+pub struct Anchor {
+    relay: RelayHandle,
+    webrtc: WebRtcConfig,
+    advertised: IpAddr,
+    calls: HashMap<u64, CallMedia>,
+    sessions: Sessions,
+}
+
+/// Starts the media threads.
+pub fn start(settings: &AnchorSettings) -> Result<(Anchor, AnchorEvents), AnchorError> {
+    if settings.advertised.is_unspecified() {
+        return Err(AnchorError::Unsupported(
+            "the advertised media address cannot be 0.0.0.0 or ::",
+        ));
+    }
+    let (relay, rx) = shell::start(ShellConfig {
+        bind: settings.bind,
+        port_range: settings.port_range.clone(),
+        relay: RelayConfig {
+            rtp_timeout: settings.rtp_timeout,
+            ..RelayConfig::default()
+        },
+        ..ShellConfig::default()
+    })?;
+    let webrtc = WebRtcConfig::new(&WebRtcSettings {
+        addresses: vec![settings.advertised],
+        ..WebRtcSettings::default()
+    })?;
+    let sessions = Sessions::default();
+    Ok((
+        Anchor {
+            relay,
+            webrtc,
+            advertised: settings.advertised,
+            calls: HashMap::new(),
+            sessions: sessions.clone(),
+        },
+        AnchorEvents { rx, sessions },
+    ))
+}
+
+fn text(sdp: &[u8]) -> Result<&str, AnchorError> {
+    std::str::from_utf8(sdp).map_err(|_| AnchorError::Sdp("not UTF-8".into()))
+}
+
+fn parse(sdp: &[u8]) -> Result<SessionDescription, AnchorError> {
+    SessionDescription::parse(text(sdp)?).map_err(|e| AnchorError::Sdp(e.to_string()))
+}
+
+fn relay_direction(d: sdp::Direction) -> Direction {
+    match d {
+        sdp::Direction::SendRecv => Direction::SendRecv,
+        sdp::Direction::SendOnly => Direction::SendOnly,
+        sdp::Direction::RecvOnly => Direction::RecvOnly,
+        sdp::Direction::Inactive => Direction::Inactive,
+    }
+}
+
+/// Relay parameters of a plain leg from what was negotiated on it.
+fn plain_params(n: &sdp::NegotiatedAudio) -> LegParams {
+    let mut codecs = vec![(n.payload_type, n.codec)];
+    if let Some(pt) = n.telephone_event {
+        codecs.push((
+            pt,
+            Codec::TelephoneEvent {
+                clock_rate: n.codec.clock_rate(),
+            },
+        ));
+    }
+    LegParams {
+        remote_rtp: n.remote.rtp,
+        remote_rtcp: n.remote.rtcp,
+        codecs,
+        direction: relay_direction(n.remote.direction),
+    }
+}
+
+impl Anchor {
+    pub fn open_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    fn call(&mut self, call: u64) -> Result<&mut CallMedia, AnchorError> {
+        self.calls.get_mut(&call).ok_or(AnchorError::NoCall(call))
+    }
+
+    /// The caller's offer: a session with both legs' ports.
+    pub fn open(&mut self, call: u64, kind: Kind, offer: &[u8]) -> Result<(), AnchorError> {
+        let parsed = parse(offer)?;
+        let audio = match kind {
+            Kind::Plain => parsed.plain_audio(),
+            Kind::WebRtc => parsed.audio(),
+        }
+        .ok_or(AnchorError::Sdp("no audio stream in the offer".into()))?;
+        let mut caller_codecs: Vec<Codec> = Vec::new();
+        for f in &audio.formats {
+            let ok = match f.codec {
+                Some(Codec::Pcmu | Codec::Pcma) => true,
+                // Opus passes through only between two browsers.
+                Some(Codec::Opus) => kind == Kind::WebRtc,
+                _ => false,
+            };
+            if let Some(c) = f.codec.filter(|_| ok) {
+                if !caller_codecs.contains(&c) {
+                    caller_codecs.push(c);
+                }
+            }
+        }
+        if caller_codecs.is_empty() {
+            return Err(AnchorError::NoCodec("the caller offers no G.711".into()));
+        }
+        let session = self.relay.open_session()?;
+        self.sessions.lock().insert(session.id, call);
+        let caller_plain = (kind == Kind::Plain).then(|| PlainLeg {
+            local: LocalSdp::new(u64::from(rand::random::<u32>()), self.advertised),
+            last: String::new(),
+            codec: None,
+        });
+        self.calls.insert(
+            call,
+            CallMedia {
+                session,
+                caller_kind: kind,
+                caller_offer: text(offer)?.to_string(),
+                caller_codecs,
+                caller_plain,
+                caller_answer: None,
+                forks: HashMap::new(),
+                winner: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Our offer toward fork `fork` (leg B's port).
+    pub fn offer(&mut self, call: u64, fork: usize, kind: Kind) -> Result<String, AnchorError> {
+        let (advertised, webrtc) = (self.advertised, self.webrtc.clone());
+        let c = self.call(call)?;
+        let port = c.session.ports[1];
+        let g711: Vec<Codec> = c
+            .caller_codecs
+            .iter()
+            .copied()
+            .filter(|c| matches!(c, Codec::Pcmu | Codec::Pcma))
+            .collect();
+        let (media, sdp) = match kind {
+            Kind::Plain => {
+                if g711.is_empty() {
+                    return Err(AnchorError::NoCodec("a plain phone needs G.711".into()));
+                }
+                let mut leg = PlainLeg {
+                    local: LocalSdp::new(u64::from(rand::random::<u32>()), advertised),
+                    last: String::new(),
+                    codec: None,
+                };
+                let offer = leg.local.offer(&LocalAudio {
+                    codecs: g711,
+                    ..LocalAudio::g711(advertised, port)
+                });
+                leg.last = offer.to_string();
+                let sdp = leg.last.clone();
+                (
+                    ForkMedia::Plain {
+                        leg: Box::new(leg),
+                        offer: Box::new(offer),
+                    },
+                    sdp,
+                )
+            }
+            Kind::WebRtc => {
+                let codecs = c.caller_codecs.clone();
+                let mut leg = WebRtcLeg::new(
+                    &webrtc,
+                    Instant::now(),
+                    &LegOptions {
+                        port,
+                        codecs: codecs.clone(),
+                    },
+                )?;
+                let sdp = leg.create_offer()?;
+                (
+                    ForkMedia::WebRtc {
+                        leg: Some(Box::new(leg)),
+                        codecs,
+                    },
+                    sdp,
+                )
+            }
+        };
+        c.forks.insert(fork, media);
+        Ok(sdp)
+    }
+
+    /// Fork `fork` answered (183 or 2xx): leg B follows its answer; the
+    /// caller's answer (built once) is returned.
+    pub fn answer(&mut self, call: u64, fork: usize, answer: &[u8]) -> Result<String, AnchorError> {
+        let relay = self.relay.clone();
+        let webrtc = self.webrtc.clone();
+        let advertised = self.advertised;
+        let c = self.call(call)?;
+        let id = c.session.id;
+        let codec = match c.forks.get_mut(&fork) {
+            None => {
+                return Err(AnchorError::Sdp(format!(
+                    "no offer was made to fork {fork}"
+                )))
+            }
+            Some(ForkMedia::Plain { leg, offer }) => {
+                let parsed = parse(answer)?;
+                let n = sdp::read_answer(offer, &parsed)
+                    .ok_or(AnchorError::NoCodec("the callee rejected audio".into()))?;
+                relay.set_leg(id, LegId::B, plain_params(&n))?;
+                leg.codec = Some(n.codec);
+                n.codec
+            }
+            Some(ForkMedia::WebRtc { leg, codecs, .. }) => {
+                let Some(mut l) = leg.take() else {
+                    // A repeated answer (183 then 200): already installed.
+                    return c
+                        .caller_answer
+                        .clone()
+                        .ok_or(AnchorError::Sdp("no answer yet".into()));
+                };
+                l.accept_answer(text(answer)?)?;
+                let chosen = codecs
+                    .iter()
+                    .copied()
+                    .find(|k| l.payload_type_for(*k).is_some())
+                    .ok_or(AnchorError::NoCodec("the browser accepted none".into()))?;
+                relay.set_webrtc(id, LegId::B, l)?;
+                chosen
+            }
+        };
+        c.winner = Some(fork);
+        if let Some(a) = &c.caller_answer {
+            return Ok(a.clone());
+        }
+        let port = c.session.ports[0];
+        let answer = match c.caller_kind {
+            Kind::Plain => {
+                let offer = parse(c.caller_offer.as_bytes())?;
+                let leg = c
+                    .caller_plain
+                    .as_mut()
+                    .ok_or(AnchorError::Unsupported("caller leg state lost"))?;
+                let a = leg.local.answer(
+                    &offer,
+                    &LocalAudio {
+                        codecs: vec![codec],
+                        ..LocalAudio::g711(advertised, port)
+                    },
+                );
+                let n = a.audio.ok_or(AnchorError::NoCodec(format!(
+                    "the caller cannot take {codec:?}"
+                )))?;
+                relay.set_leg(id, LegId::A, plain_params(&n))?;
+                leg.codec = Some(n.codec);
+                leg.last = a.sdp.to_string();
+                leg.last.clone()
+            }
+            Kind::WebRtc => {
+                let mut codecs = vec![codec];
+                codecs.extend(c.caller_codecs.iter().copied().filter(|k| *k != codec));
+                let mut l = WebRtcLeg::new(&webrtc, Instant::now(), &LegOptions { port, codecs })?;
+                let a = l.accept_offer(&c.caller_offer)?;
+                relay.set_webrtc(id, LegId::A, Box::new(l))?;
+                a
+            }
+        };
+        c.caller_answer = Some(answer.clone());
+        Ok(answer)
+    }
+
+    /// A re-INVITE offer from one leg (hold, unhold): answered for that
+    /// leg alone; the relay follows its direction (the other party hears
+    /// the egress source while it holds).
+    pub fn reoffer(&mut self, call: u64, side: Side, offer: &[u8]) -> Result<String, AnchorError> {
+        let relay = self.relay.clone();
+        let advertised = self.advertised;
+        let c = self.call(call)?;
+        let id = c.session.id;
+        let webrtc_leg = match side {
+            Side::Caller if c.caller_kind == Kind::WebRtc => Some(LegId::A),
+            Side::Fork(i) if matches!(c.forks.get(&i), Some(ForkMedia::WebRtc { .. })) => {
+                Some(LegId::B)
+            }
+            _ => None,
+        };
+        if let Some(l) = webrtc_leg {
+            if offer.is_empty() {
+                return Err(AnchorError::Unsupported(
+                    "a re-INVITE without SDP to a browser",
+                ));
+            }
+            let answer = relay
+                .reoffer_webrtc(id, l, text(offer)?.to_string(), Duration::from_millis(500))?
+                .map_err(AnchorError::Sdp)?;
+            if l == LegId::A {
+                c.caller_answer = Some(answer.clone());
+            }
+            return Ok(answer);
+        }
+        let (leg, port, relay_leg) = match side {
+            Side::Caller => (c.caller_plain.as_mut(), c.session.ports[0], LegId::A),
+            Side::Fork(i) => match c.forks.get_mut(&i) {
+                Some(ForkMedia::Plain { leg, .. }) => {
+                    (Some(&mut **leg), c.session.ports[1], LegId::B)
+                }
+                _ => (None, 0, LegId::B),
+            },
+        };
+        let Some(leg) = leg else {
+            return Err(AnchorError::Unsupported("leg not negotiated"));
+        };
+        if offer.is_empty() {
+            return Ok(leg.last.clone());
+        }
+        let codec = leg
+            .codec
+            .ok_or(AnchorError::Unsupported("leg not negotiated"))?;
+        let a = leg.local.answer(
+            &parse(offer)?,
+            &LocalAudio {
+                codecs: vec![codec],
+                ..LocalAudio::g711(advertised, port)
+            },
+        );
+        let n = a
+            .audio
+            .ok_or(AnchorError::NoCodec(format!("re-offer without {codec:?}")))?;
+        relay.set_leg(id, relay_leg, plain_params(&n))?;
+        leg.last = a.sdp.to_string();
+        Ok(leg.last.clone())
+    }
+
+    /// A DTMF key signalled by SIP INFO on leg `from` (`content_type`
+    /// `application/dtmf-relay` or `application/dtmf`). When the other
+    /// leg is a plain phone the digit goes to it as RFC 4733 events and
+    /// `Ok(true)` says the INFO is answered here; `Ok(false)`: relay the
+    /// INFO as it is (the other leg is a browser, which takes INFO).
+    pub fn dtmf(
+        &mut self,
+        call: u64,
+        from: Side,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<bool, AnchorError> {
+        let relay = self.relay.clone();
+        let c = self.call(call)?;
+        let (toward, other_plain) = match from {
+            Side::Caller => {
+                let plain = c
+                    .winner
+                    .and_then(|w| c.forks.get(&w))
+                    .is_some_and(|f| matches!(f, ForkMedia::Plain { .. }));
+                (LegId::B, plain)
+            }
+            Side::Fork(_) => (LegId::A, c.caller_kind == Kind::Plain),
+        };
+        if !other_plain {
+            return Ok(false);
+        }
+        let body = text(body)?;
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let (digit, duration) = match ct.as_str() {
+            "application/dtmf-relay" => {
+                let d =
+                    info::parse_dtmf_relay(body).map_err(|e| AnchorError::Sdp(e.to_string()))?;
+                (d.digit, d.duration)
+            }
+            "application/dtmf" => (
+                info::parse_dtmf(body).map_err(|e| AnchorError::Sdp(e.to_string()))?,
+                None,
+            ),
+            _ => return Ok(false),
+        };
+        // JsSIP sends 100 ms by default; keep key presses between 40 ms and 1 s.
+        let duration = duration
+            .unwrap_or(Duration::from_millis(100))
+            .clamp(Duration::from_millis(40), Duration::from_secs(1));
+        relay.send_dtmf(c.session.id, toward, digit, duration)?;
+        Ok(true)
+    }
+
+    /// A fork that will not be the call's: its pending WebRTC leg goes.
+    pub fn close_fork(&mut self, call: u64, fork: usize) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            if c.winner != Some(fork) {
+                c.forks.remove(&fork);
+            }
+        }
+    }
+
+    /// The call ended: the session and its ports are released.
+    pub fn close(&mut self, call: u64) {
+        if let Some(c) = self.calls.remove(&call) {
+            self.sessions.lock().remove(&c.session.id);
+            self.relay.close_session(c.session.id);
+        }
+    }
+
+    /// Stops the media threads.
+    pub fn shutdown(&self) {
+        self.relay.shutdown();
+    }
+}

@@ -1,0 +1,223 @@
+//! The media plane as the sans-IO core sees it: a small synchronous
+//! interface a call uses while it handles an INVITE or a response (SDP in,
+//! SDP out), and the events the media plane reports back as inputs
+//! ([`super::Core::handle_media_event`]).
+//!
+//! The core never touches a socket: the production plane
+//! (`media::anchor`, wired by the shell) binds its UDP ports and builds
+//! SDP on the calling thread and hands the legs to its media threads;
+//! [`MemoryPlane`] does the same bookkeeping in memory for the core's
+//! tests. Whether a call is anchored at all is `domain::media::anchors`.
+
+pub use domain::media::{AnchorMode, LegKind};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Which leg of an anchored call: the caller, or fork `i` of the callee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaSide {
+    Caller,
+    Fork(usize),
+}
+
+/// Why the media plane refused something: the call answers 488 (offer) or
+/// ends (answer), and the reason is logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MediaError(pub String);
+
+/// What a call asks of the media plane. `call` is the core's call id.
+///
+/// Order for one call: `open` (the caller's offer), `offer` per fork,
+/// `answer` for the fork whose SDP answer arrives (183 or 2xx; every call
+/// returns the same SDP for the caller, so 183 and 200 carry the same
+/// answer), `close_fork` for losing forks, `reoffer` for in-dialog
+/// re-INVITEs, `close` when the call ends.
+pub trait MediaPlane: Send {
+    /// Opens the call's media session with the caller's offer.
+    fn open(&mut self, call: u64, caller: LegKind, offer: &[u8]) -> Result<(), MediaError>;
+    /// Our offer toward fork `fork`, whose contact is of kind `kind`.
+    fn offer(&mut self, call: u64, fork: usize, kind: LegKind) -> Result<Vec<u8>, MediaError>;
+    /// The SDP answer of fork `fork`; returns our answer for the caller.
+    fn answer(&mut self, call: u64, fork: usize, answer: &[u8]) -> Result<Vec<u8>, MediaError>;
+    /// A new offer from one leg inside the dialog (hold, unhold, a
+    /// refresh with SDP): answered by us for that leg alone.
+    fn reoffer(&mut self, call: u64, side: MediaSide, offer: &[u8]) -> Result<Vec<u8>, MediaError>;
+    /// A SIP INFO carrying a DTMF key (`application/dtmf-relay` or
+    /// `application/dtmf`) from leg `from`: true when the media plane
+    /// sent it on as RFC 4733 toward the other leg (the call answers the
+    /// INFO itself), false to relay the INFO as usual.
+    fn dtmf(&mut self, _call: u64, _from: MediaSide, _content_type: &str, _body: &[u8]) -> bool {
+        false
+    }
+    /// A fork lost (another answered, it failed, it was cancelled).
+    fn close_fork(&mut self, call: u64, fork: usize);
+    /// The call is over: every leg and port is released.
+    fn close(&mut self, call: u64);
+}
+
+/// What the media plane reports about a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// No RTP from a leg for the configured timeout while not on hold.
+    Timeout { call: u64 },
+    /// The call's media session failed (its core panicked and was closed).
+    Failed { call: u64 },
+    /// A DTMF key received in the media (RFC 4733) from one leg, to be
+    /// signalled to the other leg by SIP INFO (a browser: JsSIP reports an
+    /// INFO as `newDTMF`).
+    Dtmf {
+        call: u64,
+        from: MediaSide,
+        digit: char,
+        duration_ms: u32,
+    },
+}
+
+/// The plane of a core that never anchors: every call is refused, so a
+/// misconfigured anchor mode fails loudly instead of sending our SDP nowhere.
+#[derive(Debug, Default)]
+pub struct NoMedia;
+
+impl MediaPlane for NoMedia {
+    fn open(&mut self, _: u64, _: LegKind, _: &[u8]) -> Result<(), MediaError> {
+        Err(MediaError("no media plane configured".into()))
+    }
+    fn offer(&mut self, _: u64, _: usize, _: LegKind) -> Result<Vec<u8>, MediaError> {
+        Err(MediaError("no media plane configured".into()))
+    }
+    fn answer(&mut self, _: u64, _: usize, _: &[u8]) -> Result<Vec<u8>, MediaError> {
+        Err(MediaError("no media plane configured".into()))
+    }
+    fn reoffer(&mut self, _: u64, _: MediaSide, _: &[u8]) -> Result<Vec<u8>, MediaError> {
+        Err(MediaError("no media plane configured".into()))
+    }
+    fn close_fork(&mut self, _: u64, _: usize) {}
+    fn close(&mut self, _: u64) {}
+}
+
+/// A deterministic in-memory plane for tests: SDP bodies name the call,
+/// the leg and a version, so a test can see which SDP went where, and the
+/// plane records what is open. Clones share the state, so a test keeps one
+/// while the core owns the other.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryPlane(pub Arc<Mutex<MemoryState>>);
+
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    /// Open calls: caller kind, forks with their kinds, our caller answer.
+    pub calls: HashMap<u64, MemoryCall>,
+    /// Every call ever closed, in order.
+    pub closed: Vec<u64>,
+    /// Refuse offers whose body contains this (tests of the 488 path).
+    pub refuse: Option<String>,
+    /// DTMF INFOs taken over: (call, Content-Type, body).
+    pub dtmf: Vec<(u64, String, Vec<u8>)>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct MemoryCall {
+    pub caller: Option<LegKind>,
+    pub forks: HashMap<usize, LegKind>,
+    pub closed_forks: Vec<usize>,
+    pub caller_answer: Option<Vec<u8>>,
+    pub reoffers: u32,
+}
+
+impl MemoryState {
+    fn sdp(call: u64, leg: &str, version: u32) -> Vec<u8> {
+        format!(
+            "v=0\r\no=centralita {call} {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+             t=0 0\r\nm=audio {} RTP/AVP 0\r\na=x-leg:{leg}\r\n",
+            20_000 + call * 10
+        )
+        .into_bytes()
+    }
+}
+
+impl MediaPlane for MemoryPlane {
+    fn open(&mut self, call: u64, caller: LegKind, offer: &[u8]) -> Result<(), MediaError> {
+        self.0.lock().open(call, caller, offer)
+    }
+    fn offer(&mut self, call: u64, fork: usize, kind: LegKind) -> Result<Vec<u8>, MediaError> {
+        self.0.lock().offer(call, fork, kind)
+    }
+    fn answer(&mut self, call: u64, fork: usize, sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
+        self.0.lock().answer(call, fork, sdp)
+    }
+    fn reoffer(&mut self, call: u64, side: MediaSide, offer: &[u8]) -> Result<Vec<u8>, MediaError> {
+        self.0.lock().reoffer(call, side, offer)
+    }
+    fn close_fork(&mut self, call: u64, fork: usize) {
+        self.0.lock().close_fork(call, fork)
+    }
+    fn dtmf(&mut self, call: u64, _from: MediaSide, content_type: &str, body: &[u8]) -> bool {
+        let mut st = self.0.lock();
+        if !st.calls.contains_key(&call) {
+            return false;
+        }
+        st.dtmf
+            .push((call, content_type.to_string(), body.to_vec()));
+        true
+    }
+    fn close(&mut self, call: u64) {
+        self.0.lock().close(call)
+    }
+}
+
+impl MemoryState {
+    pub fn open(&mut self, call: u64, caller: LegKind, offer: &[u8]) -> Result<(), MediaError> {
+        if let Some(r) = &self.refuse {
+            if String::from_utf8_lossy(offer).contains(r.as_str()) {
+                return Err(MediaError("refused".into()));
+            }
+        }
+        self.calls.entry(call).or_default().caller = Some(caller);
+        Ok(())
+    }
+    pub fn offer(&mut self, call: u64, fork: usize, kind: LegKind) -> Result<Vec<u8>, MediaError> {
+        let c = self
+            .calls
+            .get_mut(&call)
+            .ok_or_else(|| MediaError("no session".into()))?;
+        c.forks.insert(fork, kind);
+        Ok(MemoryState::sdp(call, &format!("fork{fork}"), 1))
+    }
+    pub fn answer(&mut self, call: u64, _fork: usize, _sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
+        let c = self
+            .calls
+            .get_mut(&call)
+            .ok_or_else(|| MediaError("no session".into()))?;
+        Ok(c.caller_answer
+            .get_or_insert_with(|| MemoryState::sdp(call, "caller", 1))
+            .clone())
+    }
+    pub fn reoffer(
+        &mut self,
+        call: u64,
+        side: MediaSide,
+        _offer: &[u8],
+    ) -> Result<Vec<u8>, MediaError> {
+        let c = self
+            .calls
+            .get_mut(&call)
+            .ok_or_else(|| MediaError("no session".into()))?;
+        c.reoffers += 1;
+        let leg = match side {
+            MediaSide::Caller => "caller".to_string(),
+            MediaSide::Fork(i) => format!("fork{i}"),
+        };
+        Ok(MemoryState::sdp(call, &leg, 1 + c.reoffers))
+    }
+    pub fn close_fork(&mut self, call: u64, fork: usize) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.closed_forks.push(fork);
+        }
+    }
+    pub fn close(&mut self, call: u64) {
+        if self.calls.remove(&call).is_some() {
+            self.closed.push(call);
+        }
+    }
+}
