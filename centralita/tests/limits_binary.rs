@@ -86,8 +86,9 @@ impl Running {
     }
 }
 
-/// Longest the tests spend opening their connections.
-const OPENING_BUDGET: Duration = Duration::from_secs(4);
+/// Longest the tests spend opening their connections. On two busy cores
+/// (the whole suite beside it) opening 1,024 took more than 4 s (764 opened).
+const OPENING_BUDGET: Duration = Duration::from_secs(8);
 
 /// Room for the test's own sockets (the server's limit is set apart).
 fn raise_own_limit() {
@@ -223,7 +224,8 @@ fn slowloris_does_not_take_http_down() {
 #[test]
 fn idle_sip_connections_do_not_take_the_server_down() {
     raise_own_limit();
-    let srv = start(&[("CENTRALITA_SIP_UNAUTHENTICATED_TIMEOUT_SECS", "3")]);
+    // Longer than the opening budget: none is closed before all are open.
+    let srv = start(&[("CENTRALITA_SIP_UNAUTHENTICATED_TIMEOUT_SECS", "9")]);
     let log = srv.log();
     assert!(
         log.contains("max_connections=768"),
@@ -268,8 +270,8 @@ fn idle_sip_connections_do_not_take_the_server_down() {
         answer.starts_with("SIP/2.0 200"),
         "a new SIP client was not served: {answer:?}"
     );
-    // The idle ones are all closed after the unauthenticated timeout (3 s).
-    let closed = count_closed(&mut idle, Instant::now() + Duration::from_secs(7));
+    // The idle ones are all closed after the unauthenticated timeout (9 s).
+    let closed = count_closed(&mut idle, Instant::now() + Duration::from_secs(13));
     assert_eq!(closed, idle.len(), "idle SIP connections still open");
     let log = srv.log();
     assert!(
