@@ -47,7 +47,8 @@ pub struct MediaConfig {
     pub advertised_address: Option<String>,
     /// No RTP from a leg for this long (not on hold) ends the call.
     pub rtp_timeout_secs: u32,
-    /// Record anchored calls (accepted; recording comes with a later change).
+    /// Record anchored calls (stereo WAV, customer left, agent right),
+    /// unless an agent's own setting says otherwise.
     pub recording: bool,
     /// Where recordings go; default `<data_dir>/recordings`.
     pub recording_dir: Option<String>,
@@ -60,7 +61,7 @@ impl Default for MediaConfig {
             port_range: "20000-29999".into(),
             advertised_address: None,
             rtp_timeout_secs: 30,
-            recording: false,
+            recording: sip::SipConfig::default().record_calls,
             recording_dir: None,
         }
     }

@@ -70,10 +70,13 @@ pub fn api_config(cfg: &Config) -> api::ApiConfig {
     }
 }
 
-/// Where call recordings are written and served from. `<data_dir>/recordings`
-/// until the `[media]` section's `recording_dir` is wired here.
+/// Where call recordings are written and served from: `media.recording_dir`,
+/// default `<data_dir>/recordings`.
 pub fn recording_dir(cfg: &Config) -> std::path::PathBuf {
-    cfg.data_dir.join("recordings")
+    match cfg.media.recording_dir.as_deref().map(str::trim) {
+        Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
+        _ => cfg.data_dir.join("recordings"),
+    }
 }
 
 /// Raises the soft open-file limit (`RLIMIT_NOFILE`) to the hard limit:
@@ -184,6 +187,7 @@ pub fn sip_config(cfg: &Config) -> anyhow::Result<sip::SipConfig> {
         on_thread_idle: Some(allocator::release_thread_cache_when_idle),
         anchor: domain::media::AnchorMode::parse(&cfg.media.anchor)
             .with_context(|| format!("media.anchor {:?}", cfg.media.anchor))?,
+        record_calls: cfg.media.recording,
         ..Default::default()
     })
 }
@@ -707,6 +711,7 @@ mod tests {
             ),
             // [media] decides whether calls are anchored.
             ("CENTRALITA_MEDIA_ANCHOR", "when_needed", "anchor"),
+            ("CENTRALITA_MEDIA_RECORDING", "true", "record_calls"),
         ];
         // TLS keys go together; the base has all three so each can change alone.
         let base = [

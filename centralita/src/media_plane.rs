@@ -1,16 +1,54 @@
 //! The SIP core's media plane (`sip::core::media::MediaPlane`) over
-//! `media::anchor`: a thin translation of names and errors, plus the task
-//! that hands media events (timeouts, failures) to the calls.
+//! `media::anchor`: a thin translation of names and errors, where a call's
+//! recording goes, and the task that hands media events (timeouts,
+//! failures, DTMF, quality and recording reports) to the calls.
 
 use crate::config::Config;
 use anyhow::Context;
-use media::anchor::{self, Anchor, AnchorEvent, AnchorSettings, Kind, Side};
-use sip::core::media::{LegKind, MediaError, MediaEvent, MediaPlane, MediaSide};
+use domain::call_events::{CallEventKind, MediaDirection};
+use media::anchor::{self, Anchor, AnchorEvent, AnchorSettings, Customer, Kind, Record, Side};
+use media::relay::quality::{DirectionQuality, LegQuality};
+use sip::core::media::{
+    LegKind, MediaError, MediaEvent, MediaPlane, MediaSide, OpenCall, RecordCustomer,
+};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+/// Call-ID of each open media session, for reports that come after the
+/// call is gone from the SIP core.
+type CallIds = Arc<parking_lot::Mutex<HashMap<u64, String>>>;
+
 /// `media::anchor::Anchor` as the SIP core sees it.
-pub struct AnchorPlane(pub Anchor);
+pub struct AnchorPlane {
+    anchor: Anchor,
+    recording_dir: PathBuf,
+    call_ids: CallIds,
+}
+
+/// Where a call's recording goes, relative to the recording directory:
+/// one folder per day (`YYYY/MM/DD`), the file named after the Call-ID
+/// with anything but `[A-Za-z0-9._-]` replaced (a Call-ID is the caller's
+/// choice: it must not name a path).
+pub fn recording_relative_path(call_id: &str, day: chrono::NaiveDate) -> String {
+    let mut name: String = call_id
+        .chars()
+        .take(120)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        name.insert(0, 'c');
+    }
+    format!("{}/{name}.wav", day.format("%Y/%m/%d"))
+}
 
 fn kind(k: LegKind) -> Kind {
     match k {
@@ -24,17 +62,38 @@ fn err(e: anchor::AnchorError) -> MediaError {
 }
 
 impl MediaPlane for AnchorPlane {
-    fn open(&mut self, call: u64, caller: LegKind, offer: &[u8]) -> Result<(), MediaError> {
-        self.0.open(call, kind(caller), offer).map_err(err)
+    fn open(
+        &mut self,
+        call: u64,
+        caller: LegKind,
+        offer: &[u8],
+        info: &OpenCall<'_>,
+    ) -> Result<(), MediaError> {
+        let record = info.record.map(|customer| {
+            let relative = recording_relative_path(info.call_id, chrono::Utc::now().date_naive());
+            Record {
+                path: self.recording_dir.join(&relative),
+                relative,
+                customer: match customer {
+                    RecordCustomer::Caller => Customer::Caller,
+                    RecordCustomer::Callee => Customer::Callee,
+                },
+            }
+        });
+        self.anchor
+            .open(call, kind(caller), offer, record)
+            .map_err(err)?;
+        self.call_ids.lock().insert(call, info.call_id.to_string());
+        Ok(())
     }
     fn offer(&mut self, call: u64, fork: usize, k: LegKind) -> Result<Vec<u8>, MediaError> {
-        self.0
+        self.anchor
             .offer(call, fork, kind(k))
             .map(String::into_bytes)
             .map_err(err)
     }
     fn answer(&mut self, call: u64, fork: usize, sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
-        self.0
+        self.anchor
             .answer(call, fork, sdp)
             .map(String::into_bytes)
             .map_err(err)
@@ -44,7 +103,7 @@ impl MediaPlane for AnchorPlane {
             MediaSide::Caller => Side::Caller,
             MediaSide::Fork(i) => Side::Fork(i),
         };
-        self.0
+        self.anchor
             .reoffer(call, side, offer)
             .map(String::into_bytes)
             .map_err(err)
@@ -54,7 +113,7 @@ impl MediaPlane for AnchorPlane {
             MediaSide::Caller => Side::Caller,
             MediaSide::Fork(i) => Side::Fork(i),
         };
-        match self.0.dtmf(call, from, content_type, body) {
+        match self.anchor.dtmf(call, from, content_type, body) {
             Ok(taken) => taken,
             Err(e) => {
                 tracing::debug!(error = %e, "DTMF INFO not converted; relayed");
@@ -63,10 +122,10 @@ impl MediaPlane for AnchorPlane {
         }
     }
     fn close_fork(&mut self, call: u64, fork: usize) {
-        self.0.close_fork(call, fork);
+        self.anchor.close_fork(call, fork);
     }
     fn close(&mut self, call: u64) {
-        self.0.close(call);
+        self.anchor.close(call);
     }
 }
 
@@ -96,6 +155,74 @@ pub fn advertised_address(cfg: &Config) -> anyhow::Result<IpAddr> {
     })
 }
 
+fn quality_events(legs: &[(u32, LegQuality)]) -> Vec<CallEventKind> {
+    let one = |leg: u32, direction, codec: &str, q: &DirectionQuality| CallEventKind::Quality {
+        leg,
+        direction,
+        packets: q.packets,
+        lost: q.lost,
+        jitter_ms: q.jitter_ms as f32,
+        rtt_ms: q.rtt.map(|d| d.as_secs_f32() * 1000.0),
+        mos: q.mos as f32,
+        codec: codec.to_string(),
+    };
+    let mut out = Vec::new();
+    for (leg, q) in legs {
+        let codec = q.codec.sdp_name();
+        if let Some(i) = &q.inbound {
+            out.push(one(*leg, MediaDirection::Inbound, codec, i));
+        }
+        if let Some(o) = &q.outbound {
+            out.push(one(*leg, MediaDirection::Outbound, codec, o));
+        }
+    }
+    out
+}
+
+/// A media event as the SIP core takes it (`None`: nothing for it).
+fn media_event(e: AnchorEvent, call_ids: &CallIds) -> Option<MediaEvent> {
+    Some(match e {
+        AnchorEvent::Timeout { call } => MediaEvent::Timeout { call },
+        AnchorEvent::Failed { call } => MediaEvent::Failed { call },
+        AnchorEvent::Dtmf {
+            call,
+            from_caller,
+            digit,
+            duration,
+        } => MediaEvent::Dtmf {
+            call,
+            from: if from_caller {
+                MediaSide::Caller
+            } else {
+                MediaSide::Fork(0)
+            },
+            digit,
+            duration_ms: duration.as_millis().min(u128::from(u32::MAX)) as u32,
+        },
+        AnchorEvent::Quality { call, legs, last } => {
+            // A recorded call's recording report comes after this one.
+            let call_id = if last {
+                call_ids.lock().remove(&call)?
+            } else {
+                call_ids.lock().get(&call).cloned()?
+            };
+            MediaEvent::Report {
+                call_id,
+                kinds: quality_events(&legs),
+            }
+        }
+        AnchorEvent::Recording { call, report } => MediaEvent::Report {
+            call_id: call_ids.lock().remove(&call)?,
+            kinds: vec![report.map(|report| CallEventKind::Recording {
+                path: report.relative,
+                bytes: report.bytes,
+                duration_ms: report.duration.as_millis().min(u128::from(u64::MAX)) as u64,
+                dropped_frames: report.dropped_frames,
+            })?],
+        },
+    })
+}
+
 /// Starts the media threads and plugs them into the SIP server.
 pub fn attach(cfg: &Config, server: &sip::SipServer) -> anyhow::Result<()> {
     let listen: SocketAddr = cfg.sip.listen.parse().context("sip.listen")?;
@@ -106,34 +233,24 @@ pub fn attach(cfg: &Config, server: &sip::SipServer) -> anyhow::Result<()> {
         rtp_timeout: Duration::from_secs(u64::from(cfg.media.rtp_timeout_secs.max(1))),
     };
     let (plane, mut events) = anchor::start(&settings).context("starting the media plane")?;
+    let call_ids = CallIds::default();
+    let plane = AnchorPlane {
+        anchor: plane,
+        recording_dir: crate::recording_dir(cfg),
+        call_ids: call_ids.clone(),
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move {
         while let Some(e) = events.recv().await {
-            let e = match e {
-                AnchorEvent::Timeout { call } => MediaEvent::Timeout { call },
-                AnchorEvent::Failed { call } => MediaEvent::Failed { call },
-                AnchorEvent::Dtmf {
-                    call,
-                    from_caller,
-                    digit,
-                    duration,
-                } => MediaEvent::Dtmf {
-                    call,
-                    from: if from_caller {
-                        MediaSide::Caller
-                    } else {
-                        MediaSide::Fork(0)
-                    },
-                    digit,
-                    duration_ms: duration.as_millis().min(u128::from(u32::MAX)) as u32,
-                },
+            let Some(e) = media_event(e, &call_ids) else {
+                continue;
             };
             if tx.send(e).await.is_err() {
                 break;
             }
         }
     });
-    server.set_media_plane(Box::new(AnchorPlane(plane)), rx);
+    server.set_media_plane(Box::new(plane), rx);
     tracing::info!(
         anchor = %cfg.media.anchor,
         advertised = %settings.advertised,

@@ -48,6 +48,7 @@ fn account(c: DigestCredentials) -> Account {
         extension: c.account.extension,
         user_id: Some(c.account.user_id),
         display_name: c.account.display_name,
+        record_calls: c.account.record_calls,
         secrets: c
             .ha1
             .into_iter()

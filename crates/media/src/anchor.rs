@@ -24,13 +24,17 @@
 use crate::codec::Codec;
 use crate::core::dtmf::info;
 use crate::core::sdp::{self, LocalAudio, LocalSdp, SessionDescription};
+use crate::relay::quality::LegQuality;
 use crate::relay::{Direction, LegId, LegParams, RelayConfig};
-use crate::shell::{self, RelayHandle, SessionId, SessionInfo, ShellConfig, ShellEvent};
+use crate::shell::{
+    self, RecordSpec, RecordingReport, RelayHandle, SessionId, SessionInfo, ShellConfig, ShellEvent,
+};
 use crate::webrtc::{LegOptions, WebRtcConfig, WebRtcLeg, WebRtcSettings};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,8 +80,28 @@ pub struct AnchorSettings {
     pub rtp_timeout: Duration,
 }
 
-/// What the media plane reports about a call.
+/// Whose voice goes on channel 0 (the customer) of a call's recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Customer {
+    Caller,
+    Callee,
+}
+
+/// A call to record: where, and who the customer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The file (`recording_dir` joined with `relative`).
+    pub path: PathBuf,
+    /// The path stored with the call, relative to the recording directory.
+    pub relative: String,
+    pub customer: Customer,
+}
+
+/// A leg's number in the call's record: 0 the caller, `n + 1` fork `n`.
+pub type LegNumber = u32;
+
+/// What the media plane reports about a call.
+#[derive(Debug, Clone, PartialEq)]
 pub enum AnchorEvent {
     Timeout {
         call: u64,
@@ -93,9 +117,32 @@ pub enum AnchorEvent {
         digit: char,
         duration: Duration,
     },
+    /// The call's media is closed: quality per leg over the whole call.
+    /// `last`: no report of this call follows (it was not recorded).
+    Quality {
+        call: u64,
+        legs: Vec<(LegNumber, LegQuality)>,
+        last: bool,
+    },
+    /// The call's recording is complete (`None`: nothing could be
+    /// recorded); always the call's last report.
+    Recording {
+        call: u64,
+        report: Option<RecordingReport>,
+    },
 }
 
-type Sessions = Arc<Mutex<HashMap<SessionId, u64>>>;
+/// What the event side knows of a session (kept after the call closes its
+/// media, until the last report of the session is out).
+#[derive(Debug, Clone, Copy)]
+struct SessionCall {
+    call: u64,
+    /// The leg number of the callee's (winning) leg.
+    callee_leg: LegNumber,
+    recorded: bool,
+}
+
+type Sessions = Arc<Mutex<HashMap<SessionId, SessionCall>>>;
 
 /// The event side: shell events translated to calls.
 pub struct AnchorEvents {
@@ -104,43 +151,68 @@ pub struct AnchorEvents {
 }
 
 impl AnchorEvents {
-    /// The next event for a call still open; `None` when the plane stopped.
+    /// The next event for a call; `None` when the plane stopped.
     pub async fn recv(&mut self) -> Option<AnchorEvent> {
         loop {
             let ev = self.rx.recv().await?;
-            let (session, timeout) = match ev {
-                ShellEvent::Media {
-                    session,
-                    event: crate::relay::Event::MediaTimeout { .. },
-                } => (session, true),
-                ShellEvent::Failed { session } => (session, false),
-                ShellEvent::Dtmf {
-                    session,
-                    leg,
-                    digit,
-                    duration,
-                } => {
-                    let Some(call) = self.sessions.lock().get(&session).copied() else {
-                        continue;
-                    };
-                    return Some(AnchorEvent::Dtmf {
-                        call,
-                        from_caller: leg == LegId::A,
-                        digit,
-                        duration,
-                    });
-                }
-                ShellEvent::Media { .. } => continue,
-            };
-            let Some(call) = self.sessions.lock().get(&session).copied() else {
-                continue;
-            };
-            return Some(if timeout {
-                AnchorEvent::Timeout { call }
-            } else {
-                AnchorEvent::Failed { call }
-            });
+            if let Some(e) = self.translate(ev) {
+                return Some(e);
+            }
         }
+    }
+
+    fn translate(&mut self, ev: ShellEvent) -> Option<AnchorEvent> {
+        let session = match &ev {
+            ShellEvent::Media { session, .. }
+            | ShellEvent::Failed { session }
+            | ShellEvent::Dtmf { session, .. }
+            | ShellEvent::Closed { session, .. }
+            | ShellEvent::Recorded { session, .. } => *session,
+        };
+        let mut sessions = self.sessions.lock();
+        let s = *sessions.get(&session)?;
+        let call = s.call;
+        Some(match ev {
+            ShellEvent::Media {
+                event: crate::relay::Event::MediaTimeout { .. },
+                ..
+            } => AnchorEvent::Timeout { call },
+            ShellEvent::Media { .. } => return None,
+            ShellEvent::Failed { .. } => AnchorEvent::Failed { call },
+            ShellEvent::Dtmf {
+                leg,
+                digit,
+                duration,
+                ..
+            } => AnchorEvent::Dtmf {
+                call,
+                from_caller: leg == LegId::A,
+                digit,
+                duration,
+            },
+            ShellEvent::Closed { quality, .. } => {
+                if !s.recorded {
+                    sessions.remove(&session);
+                }
+                let [a, b] = *quality;
+                let legs = [(0, a), (s.callee_leg, b)]
+                    .into_iter()
+                    .filter_map(|(n, q)| Some((n, q?)))
+                    .collect();
+                AnchorEvent::Quality {
+                    call,
+                    legs,
+                    last: !s.recorded,
+                }
+            }
+            ShellEvent::Recorded { report, .. } => {
+                sessions.remove(&session);
+                AnchorEvent::Recording {
+                    call,
+                    report: report.map(|r| *r),
+                }
+            }
+        })
     }
 }
 
@@ -265,7 +337,13 @@ impl Anchor {
     }
 
     /// The caller's offer: a session with both legs' ports.
-    pub fn open(&mut self, call: u64, kind: Kind, offer: &[u8]) -> Result<(), AnchorError> {
+    pub fn open(
+        &mut self,
+        call: u64,
+        kind: Kind,
+        offer: &[u8],
+        record: Option<Record>,
+    ) -> Result<(), AnchorError> {
         let parsed = parse(offer)?;
         let audio = match kind {
             Kind::Plain => parsed.plain_audio(),
@@ -290,7 +368,29 @@ impl Anchor {
             return Err(AnchorError::NoCodec("the caller offers no G.711".into()));
         }
         let session = self.relay.open_session()?;
-        self.sessions.lock().insert(session.id, call);
+        self.sessions.lock().insert(
+            session.id,
+            SessionCall {
+                call,
+                callee_leg: 1,
+                recorded: record.is_some(),
+            },
+        );
+        if let Some(r) = record {
+            let spec = RecordSpec {
+                path: r.path,
+                relative: r.relative,
+                customer: match r.customer {
+                    Customer::Caller => LegId::A,
+                    Customer::Callee => LegId::B,
+                },
+            };
+            if let Err(e) = self.relay.record(session.id, spec) {
+                self.sessions.lock().remove(&session.id);
+                self.relay.close_session(session.id);
+                return Err(e.into());
+            }
+        }
         let caller_plain = (kind == Kind::Plain).then(|| PlainLeg {
             local: LocalSdp::new(u64::from(rand::random::<u32>()), self.advertised),
             last: String::new(),
@@ -412,6 +512,10 @@ impl Anchor {
             }
         };
         c.winner = Some(fork);
+        if let Some(s) = self.sessions.lock().get_mut(&id) {
+            s.callee_leg = fork as LegNumber + 1;
+        }
+        let c = self.call(call)?;
         if let Some(a) = &c.caller_answer {
             return Ok(a.clone());
         }
@@ -578,8 +682,9 @@ impl Anchor {
 
     /// The call ended: the session and its ports are released.
     pub fn close(&mut self, call: u64) {
+        // The session's entry in `sessions` stays until its reports
+        // (quality, then the recording) are out: see `AnchorEvents`.
         if let Some(c) = self.calls.remove(&call) {
-            self.sessions.lock().remove(&c.session.id);
             self.relay.close_session(c.session.id);
         }
     }

@@ -23,4 +23,14 @@ impl Codec {
             Codec::TelephoneEvent { clock_rate } => clock_rate,
         }
     }
+
+    /// The encoding name SDP gives it (`a=rtpmap`).
+    pub fn sdp_name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+            Codec::Opus => "opus",
+            Codec::TelephoneEvent { .. } => "telephone-event",
+        }
+    }
 }

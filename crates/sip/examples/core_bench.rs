@@ -40,6 +40,7 @@ fn main() {
         min_se_secs: 90,
         max_call_duration_ms: 0,
         anchor: sip::core::media::AnchorMode::Never,
+        record_calls: false,
     });
     for i in 0..n {
         let u = format!("agent{i}");
@@ -53,6 +54,7 @@ fn main() {
                 sha256: digest::ha1(Algorithm::Sha256, &u, "bench", "pw"),
                 expires_at_ms: None,
             }],
+            record_calls: None,
         });
     }
     let src = Source {

@@ -99,6 +99,9 @@ pub struct SipConfig {
     /// Which calls' media goes through the media plane given to
     /// [`SipServer::set_media_plane`] (without one, anchored calls get 488).
     pub anchor: core::media::AnchorMode,
+    /// Record anchored calls unless the agents' overrides say otherwise
+    /// (`domain::recording::should_record`; `media.recording`).
+    pub record_calls: bool,
 }
 
 impl Default for SipConfig {
@@ -138,6 +141,7 @@ impl Default for SipConfig {
             cdr_journal_dir: None,
             on_thread_idle: None,
             anchor: core::media::AnchorMode::Never,
+            record_calls: false,
         }
     }
 }
@@ -285,6 +289,7 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
             .clamp(90, u32::MAX as u64) as u32,
         max_call_duration_ms: config.max_call_duration.as_millis().min(u64::MAX as u128) as u64,
         anchor: config.anchor,
+        record_calls: config.record_calls,
     };
     let mut core = core::Core::new(core_cfg);
     let accounts = backend.all_accounts().await?;

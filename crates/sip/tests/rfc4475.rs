@@ -51,6 +51,7 @@ fn core() -> Core {
         min_se_secs: 90,
         max_call_duration_ms: 0,
         anchor: sip::core::media::AnchorMode::Never,
+        record_calls: false,
     })
 }
 

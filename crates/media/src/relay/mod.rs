@@ -37,6 +37,7 @@
 pub mod egress;
 mod inject;
 pub mod latch;
+pub mod quality;
 pub mod rewrite;
 pub mod rtp;
 
@@ -49,6 +50,7 @@ use crate::packet::RtpPacket;
 use bytes::Bytes;
 use egress::{EgressSource, ToneSource, EGRESS_RATE};
 use latch::{Latch, Verdict};
+use quality::{LegQuality, LegTracker, PeerReports};
 use rewrite::{OutStream, Source};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -232,6 +234,8 @@ struct Leg {
     egress_seq: u16,
     egress_ts: u32,
     stats: LegStats,
+    /// Quality figures, from the first speech packet either way.
+    quality: Option<Box<LegTracker>>,
 }
 
 impl Leg {
@@ -249,6 +253,7 @@ impl Leg {
             egress_seq: 0,
             egress_ts: 0,
             stats: LegStats::default(),
+            quality: None,
         }
     }
 
@@ -285,7 +290,25 @@ pub struct Relay {
     next_stats: Option<Instant>,
     /// RFC 4733 digits being sent toward each leg (`inject.rs`).
     dtmf_out: [inject::DtmfOut; 2],
+    /// Speech frames for the recorder, when the call is recorded.
+    tap: Option<VecDeque<TapFrame>>,
 }
+
+/// A speech packet one leg's peer sent, as accepted (before any hold or
+/// direction rule), for the call recorder. The payload shares the
+/// packet's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapFrame {
+    pub leg: LegId,
+    pub codec: Codec,
+    pub ssrc: u32,
+    pub timestamp: u32,
+    pub payload: Bytes,
+}
+
+/// Frames kept for the shell between two drains; more means the shell
+/// stopped draining, and the oldest are dropped.
+const TAP_LIMIT: usize = 256;
 
 impl Relay {
     /// `out_ssrcs`: the SSRC of the stream sent toward A and toward B
@@ -300,7 +323,24 @@ impl Relay {
             events: VecDeque::new(),
             pcm: Vec::new(),
             dtmf_out: Default::default(),
+            tap: None,
         }
+    }
+
+    /// Starts (or stops) handing accepted speech frames to
+    /// [`poll_tap`](Self::poll_tap) for a recording.
+    pub fn set_tap(&mut self, on: bool) {
+        self.tap = on.then(VecDeque::new);
+    }
+
+    pub fn poll_tap(&mut self) -> Option<TapFrame> {
+        self.tap.as_mut()?.pop_front()
+    }
+
+    /// Quality of `leg` so far (`None` before any speech either way);
+    /// `peer` is what a WebRTC stack learned from the browser's RTCP.
+    pub fn quality(&self, leg: LegId, peer: Option<&PeerReports>) -> Option<LegQuality> {
+        self.leg(leg).quality.as_ref().map(|q| q.report(peer))
     }
 
     fn leg(&self, id: LegId) -> &Leg {
@@ -394,7 +434,7 @@ impl Relay {
         data: &[u8],
     ) {
         if port == Port::Rtcp || rtp::looks_like_rtcp(data) {
-            self.handle_rtcp(leg, from, data);
+            self.handle_rtcp(now, leg, from, data);
             return;
         }
         let probation = self.config.probation;
@@ -434,6 +474,32 @@ impl Relay {
         l.stats.in_packets += 1;
         l.stats.in_bytes += data.len() as u64;
         l.timer_base = now;
+        if !matches!(codec, Codec::TelephoneEvent { .. }) {
+            let our_ssrc = l.out.ssrc();
+            l.quality
+                .get_or_insert_with(|| Box::new(LegTracker::new(now, our_ssrc, codec)))
+                .received(
+                    codec,
+                    packet.ssrc,
+                    packet.sequence,
+                    packet.timestamp,
+                    packet.payload.len(),
+                    now,
+                );
+            if let Some(tap) = &mut self.tap {
+                if tap.len() >= TAP_LIMIT {
+                    tap.pop_front();
+                }
+                tap.push_back(TapFrame {
+                    leg,
+                    codec,
+                    ssrc: packet.ssrc,
+                    timestamp: packet.timestamp,
+                    payload: packet.payload.clone(),
+                });
+            }
+        }
+        let l = self.leg_mut(leg);
         if l.timed_out {
             l.timed_out = false;
             self.events.push_back(Event::MediaResumed { leg });
@@ -471,6 +537,12 @@ impl Relay {
         );
         to.stats.out_packets += 1;
         to.stats.out_bytes += (rtp::RTP_HEADER + packet.payload.len()) as u64;
+        if !matches!(codec, Codec::TelephoneEvent { .. }) {
+            let our_ssrc = to.out.ssrc();
+            to.quality
+                .get_or_insert_with(|| Box::new(LegTracker::new(now, our_ssrc, codec)))
+                .sent(codec, r.timestamp, packet.payload.len(), now);
+        }
         self.transmits.push_back(Transmit {
             leg: leg.other(),
             to: dest,
@@ -485,7 +557,7 @@ impl Relay {
         });
     }
 
-    fn handle_rtcp(&mut self, leg: LegId, from: SocketAddr, data: &[u8]) {
+    fn handle_rtcp(&mut self, now: Instant, leg: LegId, from: SocketAddr, data: &[u8]) {
         let l = self.leg_mut(leg);
         // Only from the peer's host (latched RTP source or SDP address):
         // anything else cannot be told from injected reports.
@@ -496,6 +568,9 @@ impl Relay {
         }
         l.stats.rtcp_packets += 1;
         l.rtcp_from = Some(from);
+        if let Some(q) = &mut l.quality {
+            q.rtcp(data, now);
+        }
         self.events.push_back(Event::Rtcp {
             leg,
             packet: Bytes::copy_from_slice(data),

@@ -22,11 +22,14 @@
 //! under `catch_unwind`; a call that panics is closed and reported.
 
 mod ports;
+mod recording;
 pub mod udp;
 mod worker;
 
 pub use ports::{PortAllocator, PortError, PortPair};
+pub use recording::{RecordSpec, RecordingReport};
 
+use crate::relay::quality::LegQuality;
 use crate::relay::{EgressSourceBox, Event, LegId, LegParams, LegStats, RelayConfig};
 use crate::webrtc::WebRtcLeg;
 use parking_lot::Mutex;
@@ -90,7 +93,7 @@ pub struct SessionInfo {
 }
 
 /// What the media plane tells the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ShellEvent {
     Media {
         session: SessionId,
@@ -108,6 +111,18 @@ pub enum ShellEvent {
         leg: LegId,
         digit: char,
         duration: std::time::Duration,
+    },
+    /// The session was closed: the quality of each leg (A, B) over the
+    /// call (`None`: no speech either way on that leg).
+    Closed {
+        session: SessionId,
+        quality: Box<[Option<LegQuality>; 2]>,
+    },
+    /// The session's recording is complete (after [`ShellEvent::Closed`]);
+    /// `None`: nothing could be recorded (no audio, or the file failed).
+    Recorded {
+        session: SessionId,
+        report: Option<Box<RecordingReport>>,
     },
 }
 
@@ -154,6 +169,11 @@ pub(crate) enum Command {
         digit: crate::core::dtmf::Digit,
         duration: std::time::Duration,
     },
+    /// Record the session from now on.
+    Record {
+        id: SessionId,
+        spec: RecordSpec,
+    },
     /// A new offer from the browser of a WebRTC leg (hold, unhold).
     Reoffer {
         id: SessionId,
@@ -185,6 +205,8 @@ pub struct ShellCounters {
     pub events_dropped: AtomicU64,
     pub send_dropped: AtomicU64,
     pub recv_errors: AtomicU64,
+    /// Recording frames dropped because the recording queue was full.
+    pub recording_dropped: AtomicU64,
 }
 
 /// Control handle; cheap to clone, usable from any thread or task.
@@ -197,6 +219,8 @@ pub struct RelayHandle {
     bind: IpAddr,
     next_id: Arc<AtomicU64>,
     counters: Arc<ShellCounters>,
+    recorder: recording::RecorderLink,
+    recorder_thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 /// Starts the media threads. Returns the handle and the event stream.
@@ -206,6 +230,7 @@ pub fn start(
     let ports = Arc::new(Mutex::new(PortAllocator::new(config.port_range.clone())?));
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(config.event_queue.max(1));
     let counters = Arc::new(ShellCounters::default());
+    let (recorder, recorder_thread) = recording::spawn(events_tx.clone())?;
     let mut workers = Vec::new();
     for n in 0..config.threads.max(1) {
         let (tx, rx) = mpsc::channel();
@@ -215,16 +240,17 @@ pub fn start(
         // The batch buffers hold raw pointers (not Send): the worker is
         // built on its own thread, which reports whether that worked.
         let (init_tx, init_rx) = mpsc::channel();
-        let (cfg, ports, events, counters) = (
+        let (cfg, ports, events, counters, rec) = (
             config.clone(),
             ports.clone(),
             events_tx.clone(),
             counters.clone(),
+            recorder.clone(),
         );
         let thread = std::thread::Builder::new()
             .name(format!("media-{n}"))
             .spawn(move || {
-                match worker::Worker::new(cfg, ports, rx, wake_rx, events, counters) {
+                match worker::Worker::new(cfg, ports, rx, wake_rx, events, counters, rec) {
                     Ok(w) => {
                         let _ = init_tx.send(Ok(()));
                         w.run();
@@ -248,6 +274,8 @@ pub fn start(
             bind: config.bind,
             next_id: Arc::new(AtomicU64::new(1)),
             counters,
+            recorder,
+            recorder_thread: Arc::new(Mutex::new(Some(recorder_thread))),
         },
         events_rx,
     ))
@@ -362,6 +390,12 @@ impl RelayHandle {
         let _ = self.worker(id).send(Command::Destroy { id, reply });
     }
 
+    /// Records the session into `spec.path` (a stereo WAV; the report comes
+    /// as [`ShellEvent::Recorded`] after the session is closed).
+    pub fn record(&self, id: SessionId, spec: RecordSpec) -> Result<(), ShellError> {
+        self.worker(id).send(Command::Record { id, spec })
+    }
+
     /// Applies a leg's SDP (remote address, codecs, direction).
     pub fn set_leg(&self, id: SessionId, leg: LegId, params: LegParams) -> Result<(), ShellError> {
         self.worker(id).send(Command::SetLeg { id, leg, params })
@@ -407,6 +441,10 @@ impl RelayHandle {
             if let Some(t) = w.thread.lock().take() {
                 let _ = t.join();
             }
+        }
+        self.recorder.shutdown();
+        if let Some(t) = self.recorder_thread.lock().take() {
+            let _ = t.join();
         }
     }
 }

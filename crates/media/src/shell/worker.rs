@@ -1,12 +1,14 @@
 //! One media thread: an epoll set over its sessions' sockets, the relay
 //! cores, a deadline heap. See the module docs of `shell` for why.
 
+use super::recording::RecorderLink;
 use super::udp::{RecvBatch, SendBatch};
 use super::{Command, SessionId, SessionInfo, ShellConfig, ShellCounters, ShellError, ShellEvent};
 use crate::core::dtmf::DtmfReceiver;
+use crate::relay::quality::PeerReports;
 use crate::relay::{rtp, Direction, LegId, LegStats, Port, Relay};
 use crate::shell::ports::{PortAllocator, PortPair};
-use crate::webrtc::{MediaDirection, WebRtcEvent, WebRtcLeg};
+use crate::webrtc::{MediaDirection, WebRtcEvent, WebRtcLeg, WebRtcStats};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use parking_lot::Mutex;
 use std::cmp::Reverse;
@@ -42,6 +44,10 @@ struct Session {
     /// Digits from a plain leg whose other leg is a browser (see
     /// [`ShellEvent::Dtmf`]); made when the browser leg is installed.
     dtmf_in: [Option<Box<DtmfReceiver>>; 2],
+    /// What a browser leg's RTCP told str0m (loss and RTT of our stream).
+    peer: [PeerReports; 2],
+    /// The session is recorded; frames the recording queue refused.
+    recording: Option<u64>,
 }
 
 /// The address the relay core knows a WebRTC leg's peer by. Packets the
@@ -97,6 +103,7 @@ pub(crate) struct Worker {
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
     rx: RecvBatch,
     tx: [SendBatch; 2],
+    recorder: RecorderLink,
 }
 
 impl Worker {
@@ -107,6 +114,7 @@ impl Worker {
         wake: UnixStream,
         events: tokio::sync::mpsc::Sender<ShellEvent>,
         counters: Arc<ShellCounters>,
+        recorder: RecorderLink,
     ) -> Result<Worker, ShellError> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(std::io::Error::from)?;
         epoll
@@ -127,6 +135,7 @@ impl Worker {
             timers: BinaryHeap::new(),
             rx: RecvBatch::new(),
             tx: [SendBatch::new(), SendBatch::new()],
+            recorder,
         })
     }
 
@@ -285,6 +294,17 @@ impl Worker {
                 .send_dropped
                 .fetch_add(dropped as u64, Ordering::Relaxed);
         }
+        if let Some(dropped) = &mut s.recording {
+            let now = Instant::now();
+            while let Some(frame) = s.relay.poll_tap() {
+                if !self.recorder.frame(s.id, now, frame) {
+                    *dropped += 1;
+                    self.counters
+                        .recording_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         while let Some(event) = s.relay.poll_event() {
             let e = ShellEvent::Media {
                 session: s.id,
@@ -375,8 +395,10 @@ impl Worker {
             .map(|s| s.id)
         {
             tracing::error!(session = id, "relay session panicked; closed");
-            self.remove(id);
+            // Failed before the session's closing report, which ends what
+            // the event side knows of the session.
             let _ = self.events.try_send(ShellEvent::Failed { session: id });
+            self.remove(id);
         }
     }
 
@@ -475,6 +497,15 @@ impl Worker {
                         .map(|s| [s.relay.stats(LegId::A), s.relay.stats(LegId::B)]);
                     let _ = reply.send(stats);
                 }
+                Command::Record { id, spec } => {
+                    if let Some(Some(s)) =
+                        self.by_id.get(&id).and_then(|i| self.sessions.get_mut(*i))
+                    {
+                        self.recorder.start(id, spec);
+                        s.relay.set_tap(true);
+                        s.recording = Some(0);
+                    }
+                }
                 Command::Destroy { id, reply } => {
                     let _ = reply.send(self.remove(id));
                 }
@@ -548,6 +579,8 @@ impl Worker {
             scheduled: None,
             webrtc: [None, None],
             dtmf_in: [None, None],
+            peer: Default::default(),
+            recording: None,
         });
         self.by_id.insert(id, slot);
         self.service(slot, false);
@@ -562,6 +595,20 @@ impl Worker {
             let _ = self.epoll.delete(&pair.rtcp);
         }
         let stats = [s.relay.stats(LegId::A), s.relay.stats(LegId::B)];
+        let quality = [LegId::A, LegId::B].map(|l| {
+            let peer = s.webrtc[l.index()].as_ref().map(|_| &s.peer[l.index()]);
+            s.relay.quality(l, peer)
+        });
+        let closed = ShellEvent::Closed {
+            session: id,
+            quality: Box::new(quality),
+        };
+        if self.events.try_send(closed).is_err() {
+            self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(dropped) = s.recording {
+            self.recorder.stop(id, dropped);
+        }
         let ports = [s.legs[0].port, s.legs[1].port];
         // Close the sockets before the ports go back to the pool.
         drop(s);
@@ -608,11 +655,37 @@ fn webrtc_to_relay(s: &mut Session) -> bool {
                     alive = false;
                 }
                 WebRtcEvent::Closed => alive = false,
-                WebRtcEvent::Connected | WebRtcEvent::Disconnected | WebRtcEvent::Stats(_) => {}
+                WebRtcEvent::Stats(stats) => note_peer_reports(&mut s.peer[i], &stats),
+                WebRtcEvent::Connected | WebRtcEvent::Disconnected => {}
             }
         }
     }
     alive
+}
+
+/// Keeps what str0m learned from a browser's RTCP about our stream.
+fn note_peer_reports(peer: &mut PeerReports, stats: &WebRtcStats) {
+    match stats {
+        WebRtcStats::Egress(e) => {
+            if let Some(loss) = e.loss {
+                peer.outbound_loss = Some(f64::from(loss));
+            }
+            if e.remote_packets_lost.is_some() {
+                peer.outbound_lost = e.remote_packets_lost;
+            }
+            if e.remote_jitter_rtp.is_some() {
+                peer.outbound_jitter_rtp = e.remote_jitter_rtp;
+            }
+            if e.rtt.is_some() {
+                peer.rtt = e.rtt;
+            }
+        }
+        WebRtcStats::Ingress(i) => {
+            if i.rtt.is_some() {
+                peer.rtt = i.rtt;
+            }
+        }
+    }
 }
 
 /// Feeds a telephone-event packet from a plain leg's latched source (or

@@ -125,9 +125,19 @@ impl Calls {
 
     /// A media plane event for one call.
     pub fn handle_media_event(&mut self, ctx: &mut Ctx<'_>, event: MediaEvent) {
-        let (MediaEvent::Timeout { call }
-        | MediaEvent::Failed { call }
-        | MediaEvent::Dtmf { call, .. }) = event;
+        let call = match &event {
+            MediaEvent::Timeout { call }
+            | MediaEvent::Failed { call }
+            | MediaEvent::Dtmf { call, .. } => *call,
+            MediaEvent::Report { call_id, kinds } => {
+                // For the record only: the call may be long gone.
+                let now = ctx.now_ms;
+                for kind in kinds {
+                    ctx.event(call_id, now, kind.clone());
+                }
+                return;
+            }
+        };
         self.with(ctx, call, |c, ctx| c.handle_media_event(ctx, &event));
     }
 

@@ -617,6 +617,11 @@ impl Core {
                     Plan {
                         caller: &caller,
                         callee: &target,
+                        callee_record_calls: self
+                            .auth
+                            .accounts
+                            .cached(&Lookup::Username(target.username.clone()))
+                            .and_then(|a| a.record_calls),
                         contacts: &contacts,
                         session_secs,
                     },

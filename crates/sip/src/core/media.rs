@@ -9,6 +9,7 @@
 //! [`MemoryPlane`] does the same bookkeeping in memory for the core's
 //! tests. Whether a call is anchored at all is `domain::media::anchors`.
 
+pub use domain::call_events::CallEventKind;
 pub use domain::media::{AnchorMode, LegKind};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -27,6 +28,24 @@ pub enum MediaSide {
 #[error("{0}")]
 pub struct MediaError(pub String);
 
+/// Whose voice is channel 0 (the customer) of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordCustomer {
+    Caller,
+    Callee,
+}
+
+/// What the media plane needs to know of a call when it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenCall<'a> {
+    /// The call's id in its record (the caller's Call-ID): the media
+    /// plane's reports ([`MediaEvent::Report`]) name the call by it, as
+    /// they may arrive after the call is gone from the core.
+    pub call_id: &'a str,
+    /// Record the call (`domain::recording::should_record` said so).
+    pub record: Option<RecordCustomer>,
+}
+
 /// What a call asks of the media plane. `call` is the core's call id.
 ///
 /// Order for one call: `open` (the caller's offer), `offer` per fork,
@@ -36,7 +55,13 @@ pub struct MediaError(pub String);
 /// re-INVITEs, `close` when the call ends.
 pub trait MediaPlane: Send {
     /// Opens the call's media session with the caller's offer.
-    fn open(&mut self, call: u64, caller: LegKind, offer: &[u8]) -> Result<(), MediaError>;
+    fn open(
+        &mut self,
+        call: u64,
+        caller: LegKind,
+        offer: &[u8],
+        info: &OpenCall<'_>,
+    ) -> Result<(), MediaError>;
     /// Our offer toward fork `fork`, whose contact is of kind `kind`.
     fn offer(&mut self, call: u64, fork: usize, kind: LegKind) -> Result<Vec<u8>, MediaError>;
     /// The SDP answer of fork `fork`; returns our answer for the caller.
@@ -58,7 +83,7 @@ pub trait MediaPlane: Send {
 }
 
 /// What the media plane reports about a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
     /// No RTP from a leg for the configured timeout while not on hold.
     Timeout { call: u64 },
@@ -73,6 +98,13 @@ pub enum MediaEvent {
         digit: char,
         duration_ms: u32,
     },
+    /// What the media plane measured or wrote for a call (quality per leg
+    /// and direction, the recording), for the call's record. It usually
+    /// arrives after the call ended, so it names the call by `call_id`.
+    Report {
+        call_id: String,
+        kinds: Vec<CallEventKind>,
+    },
 }
 
 /// The plane of a core that never anchors: every call is refused, so a
@@ -81,7 +113,7 @@ pub enum MediaEvent {
 pub struct NoMedia;
 
 impl MediaPlane for NoMedia {
-    fn open(&mut self, _: u64, _: LegKind, _: &[u8]) -> Result<(), MediaError> {
+    fn open(&mut self, _: u64, _: LegKind, _: &[u8], _: &OpenCall<'_>) -> Result<(), MediaError> {
         Err(MediaError("no media plane configured".into()))
     }
     fn offer(&mut self, _: u64, _: usize, _: LegKind) -> Result<Vec<u8>, MediaError> {
@@ -114,6 +146,8 @@ pub struct MemoryState {
     pub refuse: Option<String>,
     /// DTMF INFOs taken over: (call, Content-Type, body).
     pub dtmf: Vec<(u64, String, Vec<u8>)>,
+    /// Every open: the call's record id and whether it is recorded.
+    pub opened: Vec<(String, Option<RecordCustomer>)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -137,8 +171,16 @@ impl MemoryState {
 }
 
 impl MediaPlane for MemoryPlane {
-    fn open(&mut self, call: u64, caller: LegKind, offer: &[u8]) -> Result<(), MediaError> {
-        self.0.lock().open(call, caller, offer)
+    fn open(
+        &mut self,
+        call: u64,
+        caller: LegKind,
+        offer: &[u8],
+        info: &OpenCall<'_>,
+    ) -> Result<(), MediaError> {
+        let mut st = self.0.lock();
+        st.opened.push((info.call_id.to_string(), info.record));
+        st.open(call, caller, offer)
     }
     fn offer(&mut self, call: u64, fork: usize, kind: LegKind) -> Result<Vec<u8>, MediaError> {
         self.0.lock().offer(call, fork, kind)

@@ -43,11 +43,13 @@ fn cfg() -> CoreConfig {
         min_se_secs: 90,
         max_call_duration_ms: 0,
         anchor: media::AnchorMode::Never,
+        record_calls: false,
     }
 }
 
 fn account(user: &str, ext: &str, pass: &str) -> Account {
     Account {
+        record_calls: None,
         username: user.into(),
         extension: ext.into(),
         user_id: Some(ext.parse().unwrap_or(0)),

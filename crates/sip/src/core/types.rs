@@ -69,6 +69,8 @@ pub struct Account {
     pub user_id: Option<i64>,
     pub display_name: String,
     pub secrets: Vec<Ha1>,
+    /// The agent's recording override (`None`: the system default).
+    pub record_calls: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -185,6 +187,8 @@ pub struct CoreConfig {
     pub max_call_duration_ms: u64,
     /// When calls' media goes through the media plane (see `media.rs`).
     pub anchor: super::media::AnchorMode,
+    /// The system default for recording anchored calls.
+    pub record_calls: bool,
 }
 
 /// Methods we handle, for `Allow`.

@@ -170,6 +170,7 @@ impl Call {
         let cause = match event {
             MediaEvent::Timeout { .. } => HangupCause::MediaTimeout,
             MediaEvent::Failed { .. } => HangupCause::Failed,
+            MediaEvent::Report { .. } => return,
             MediaEvent::Dtmf {
                 from,
                 digit,

@@ -20,6 +20,7 @@ pub mod leg;
 pub mod session_timer;
 
 use super::ctx::Ctx;
+use super::media::{OpenCall, RecordCustomer};
 use super::msg::{self, response, strip_param, Msg};
 use super::registrar::location::Binding;
 use super::txn::{Owner, TxnKey};
@@ -158,6 +159,8 @@ pub struct Call {
 pub struct Plan<'a> {
     pub caller: &'a Account,
     pub callee: &'a AgentTarget,
+    /// The callee agent's recording override (`None`: system default).
+    pub callee_record_calls: Option<bool>,
     pub contacts: &'a [Binding],
     /// Session interval to offer (0: none).
     pub session_secs: u32,
@@ -207,7 +210,19 @@ impl Call {
             !m.body.is_empty() && media_policy::anchors(ctx.cfg.anchor, caller_kind, &fork_kinds);
         let mut refused = false;
         if anchored {
-            if let Err(e) = ctx.media.open(id, caller_kind, &m.body) {
+            // Both parties are agents here: each has a say (trunk calls
+            // will pass `None` for the customer's side).
+            let record = domain::recording::should_record(
+                ctx.cfg.record_calls,
+                Some(plan.caller.record_calls),
+                Some(plan.callee_record_calls),
+            )
+            .then_some(RecordCustomer::Caller);
+            let info = OpenCall {
+                call_id: m.call_id(),
+                record,
+            };
+            if let Err(e) = ctx.media.open(id, caller_kind, &m.body, &info) {
                 tracing::warn!(call_id = %m.call_id(), error = %e, "media plane refused the caller's offer");
                 anchored = false;
                 refused = true;

@@ -223,3 +223,66 @@ fn a_refresh_answered_on_one_leg_refreshes_the_other_with_update() {
         "{sent:?}"
     );
 }
+
+#[test]
+fn recording_follows_the_system_default_and_reports_reach_the_record() {
+    use crate::core::media::RecordCustomer;
+    use domain::call_events::MediaDirection;
+    // Off by default: the plane is told not to record.
+    let (mut core, plane, mut a, _, _) = anchored_core();
+    start_call(&mut core, &mut a, "1001", 5_000);
+    {
+        let st = plane.0.lock();
+        assert_eq!(st.opened.len(), 1);
+        assert_eq!(st.opened[0].1, None);
+        assert!(!st.opened[0].0.is_empty(), "the call's record id");
+    }
+    // On for the system: recorded, the caller on the customer channel.
+    let mut c = cfg();
+    c.anchor = AnchorMode::Always;
+    c.record_calls = true;
+    let (mut core, mut a, _, _) = registered_core_with(c);
+    let plane = MemoryPlane::default();
+    core.set_media_plane(Box::new(plane.clone()));
+    start_call(&mut core, &mut a, "1001", 5_000);
+    let call_id = {
+        let st = plane.0.lock();
+        assert_eq!(st.opened[0].1, Some(RecordCustomer::Caller));
+        st.opened[0].0.clone()
+    };
+    // The media plane's report comes as call events under that id, even
+    // for a call the core no longer knows.
+    let quality = CallEventKind::Quality {
+        leg: 0,
+        direction: MediaDirection::Inbound,
+        packets: 250,
+        lost: 2,
+        jitter_ms: 3.0,
+        rtt_ms: None,
+        mos: 4.3,
+        codec: "PCMU".into(),
+    };
+    core.handle_media_event(
+        9_000,
+        MediaEvent::Report {
+            call_id: call_id.clone(),
+            kinds: vec![quality.clone()],
+        },
+    );
+    core.handle_media_event(
+        9_100,
+        MediaEvent::Report {
+            call_id: "gone@elsewhere".into(),
+            kinds: vec![quality.clone()],
+        },
+    );
+    let (_, outs) = drain(&mut core);
+    let reported: Vec<&str> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Call(ev) if ev.kind == quality => Some(ev.call_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported, vec![call_id.as_str(), "gone@elsewhere"]);
+}
