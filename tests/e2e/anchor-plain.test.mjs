@@ -11,7 +11,10 @@
 // with cause media_timeout. Then two browsers call each other anchored:
 // both send to the server's ports and hear each other, and when one holds
 // (re-INVITE answered by the server on its leg) the other hears the hold
-// tone without being re-INVITEd.
+// tone without being re-INVITEd. Recording is on: the first call's CDR
+// links a stereo WAV (served with Range) with the browser's audio in one
+// channel and the phone's tone in the other, and carries quality per leg
+// and direction.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -46,6 +49,8 @@ const server = new CentralitaServer({
     CENTRALITA_MEDIA_ANCHOR: 'always',
     CENTRALITA_MEDIA_PORT_RANGE: `${rangeFirst}-${rangeLast}`,
     CENTRALITA_MEDIA_RTP_TIMEOUT_SECS: String(RTP_TIMEOUT_SECS),
+    // Every call is recorded (the system default of a site that records).
+    CENTRALITA_MEDIA_RECORDING: 'true',
   },
 });
 const agent = { name: 'Ana Anchor', login: 'ana-anchor', password: 'ana-Anchor-Passw0rd-1' };
@@ -145,6 +150,48 @@ async function inbound(page) {
     });
     return out;
   });
+}
+
+/** Channels of a 16-bit PCM WAV: { channels, rate, samples: Int16Array[] }. */
+function parseWav(buf) {
+  assert.equal(buf.toString('ascii', 0, 4), 'RIFF');
+  assert.equal(buf.toString('ascii', 8, 12), 'WAVE');
+  let off = 12;
+  let fmt;
+  while (off + 8 <= buf.length) {
+    const id = buf.toString('ascii', off, off + 4);
+    const len = buf.readUInt32LE(off + 4);
+    if (id === 'fmt ') {
+      fmt = { channels: buf.readUInt16LE(off + 10), rate: buf.readUInt32LE(off + 12), bits: buf.readUInt16LE(off + 22) };
+    } else if (id === 'data') {
+      assert.ok(fmt, 'fmt before data');
+      assert.equal(fmt.bits, 16);
+      const frames = Math.floor(Math.min(len, buf.length - off - 8) / (2 * fmt.channels));
+      const samples = Array.from({ length: fmt.channels }, () => new Int16Array(frames));
+      for (let i = 0; i < frames; i++) {
+        for (let c = 0; c < fmt.channels; c++) samples[c][i] = buf.readInt16LE(off + 8 + 2 * (i * fmt.channels + c));
+      }
+      return { ...fmt, samples };
+    }
+    off += 8 + len + (len & 1);
+  }
+  throw new Error('no data chunk');
+}
+
+/** Zero crossings per second of the loudest second of a channel. */
+function loudest(samples, rate) {
+  let best = { rms: 0, crossings: 0 };
+  for (let start = 0; start + rate <= samples.length; start += rate / 2) {
+    let sum = 0;
+    let crossings = 0;
+    for (let i = start; i < start + rate; i++) {
+      sum += samples[i] * samples[i];
+      if (i > start && (samples[i] >= 0) !== (samples[i - 1] >= 0)) crossings++;
+    }
+    const rms = Math.sqrt(sum / rate);
+    if (rms > best.rms) best = { rms, crossings };
+  }
+  return best;
 }
 
 describe('anchored media: browser ↔ plain RTP phone, browser ↔ browser', () => {
@@ -289,6 +336,47 @@ describe('anchored media: browser ↔ plain RTP phone, browser ↔ browser', () 
     }, { timeoutMs: 10000, what: 'closed CDR' });
     assert.equal(row.hangupCause, 'media_timeout', JSON.stringify(row));
     assert.equal(row.disposition, 'ANSWERED', JSON.stringify(row));
+
+    // Quality and the recording come after the call's end (the media
+    // session reports them when it closes).
+    await waitFor(async () => {
+      const r = await adminFetch(`/api/telephony/calls/history?limit=50&search=${encodeURIComponent(callId)}`);
+      row = r.json?.calls?.find((c) => c.callId === callId);
+      return row?.hasRecording && row?.quality;
+    }, { timeoutMs: 10000, what: 'recording and quality on the CDR' });
+    const q = row.quality;
+    assert.ok(['good', 'fair', 'poor'].includes(q.class), JSON.stringify(q));
+    // Leg 0 is the caller (the browser), leg 1 the phone.
+    const phoneIn = q.legs.find((l) => l.leg === 1 && l.direction === 'inbound');
+    assert.ok(phoneIn, `the phone's leg, inbound: ${JSON.stringify(q.legs)}`);
+    assert.equal(phoneIn.codec, 'PCMA', JSON.stringify(phoneIn));
+    // Its RFC 4733 packets share the sequence space and are not loss.
+    assert.ok(phoneIn.packets >= 125 && phoneIn.lost === 0, JSON.stringify(phoneIn));
+    assert.ok(phoneIn.mos > 4, `a clean G.711 stream on loopback scores ${phoneIn.mos}`);
+    const browserIn = q.legs.find((l) => l.leg === 0 && l.direction === 'inbound');
+    assert.ok(browserIn?.packets > 50, `the browser's leg, inbound: ${JSON.stringify(q.legs)}`);
+    assert.ok(q.legs.some((l) => l.leg === 1 && l.direction === 'outbound' && l.packets > 50),
+      `what we sent the phone: ${JSON.stringify(q.legs)}`);
+    assert.ok(row.recording.durationMs >= 2000, JSON.stringify(row.recording));
+
+    // The recording, as a player asks for it: the head first, then the rest.
+    const url = `/api/telephony/calls/${encodeURIComponent(callId)}/recording`;
+    const head = await fetch(`${server.baseUrl}${url}`, { headers: { Cookie: adminCookie, Range: 'bytes=0-43' } });
+    assert.equal(head.status, 206);
+    assert.equal(head.headers.get('content-range'), `bytes 0-43/${row.recording.bytes}`);
+    assert.equal(Buffer.from(await head.arrayBuffer()).toString('ascii', 0, 4), 'RIFF');
+    const whole = await fetch(`${server.baseUrl}${url}`, { headers: { Cookie: adminCookie } });
+    assert.equal(whole.status, 200);
+    assert.equal(whole.headers.get('content-type'), 'audio/wav');
+    const wav = parseWav(Buffer.from(await whole.arrayBuffer()));
+    assert.equal(wav.channels, 2, 'stereo: one channel per side');
+    assert.equal(wav.rate, 8000);
+    // The phone's 440 Hz tone is in one channel (≈880 crossings/s); the
+    // browser's fake microphone in the other.
+    const sides = wav.samples.map((ch) => loudest(ch, wav.rate));
+    const tone = sides.findIndex((s) => s.rms > 1500 && Math.abs(s.crossings - 880) < 60);
+    assert.ok(tone >= 0, `the phone's tone in a channel: ${JSON.stringify(sides)}`);
+    assert.ok(sides[1 - tone].rms > 100, `the browser's audio in the other: ${JSON.stringify(sides)}`);
   });
 
   test('browser ↔ browser anchored: audio both ways over our ports; a hold gives the other party the hold tone', async () => {

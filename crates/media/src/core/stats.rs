@@ -17,8 +17,9 @@
 //! probation packets are counted as received (A.1 drops them from the
 //! counts, which makes a clean 100-packet stream read 99 packets).
 //!
-//! Feed audio packets only: RFC 4733 events repeat one timestamp over many
-//! packets and would read as jitter.
+//! RFC 4733 events repeat one timestamp over many packets and would read
+//! as jitter: feed them with [`ReceiveStats::record_event`], which counts
+//! their sequence numbers only.
 
 use std::time::{Duration, Instant};
 
@@ -239,6 +240,30 @@ impl ReceiveStats {
         payload_len: usize,
         arrival: Instant,
     ) -> SeqVerdict {
+        self.count(ssrc, sequence, Some(timestamp), payload_len, arrival)
+    }
+
+    /// An RFC 4733 event packet of the same stream: it takes a sequence
+    /// number (so leaving it out would read as loss) but repeats one
+    /// timestamp, so it says nothing about jitter.
+    pub fn record_event(
+        &mut self,
+        ssrc: u32,
+        sequence: u16,
+        payload_len: usize,
+        arrival: Instant,
+    ) -> SeqVerdict {
+        self.count(ssrc, sequence, None, payload_len, arrival)
+    }
+
+    fn count(
+        &mut self,
+        ssrc: u32,
+        sequence: u16,
+        timestamp: Option<u32>,
+        payload_len: usize,
+        arrival: Instant,
+    ) -> SeqVerdict {
         self.packets += 1;
         self.bytes += payload_len as u64;
         self.last_arrival = Some(arrival);
@@ -256,6 +281,9 @@ impl ReceiveStats {
             .source
             .get_or_insert_with(|| SeqState::new(ssrc, sequence));
         let verdict = source.update_seq(sequence);
+        let Some(timestamp) = timestamp else {
+            return verdict;
+        };
         if verdict == SeqVerdict::Valid {
             // A.8: transit = arrival (in RTP units) − RTP timestamp; both
             // wrap, only differences matter.

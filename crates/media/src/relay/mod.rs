@@ -474,7 +474,11 @@ impl Relay {
         l.stats.in_packets += 1;
         l.stats.in_bytes += data.len() as u64;
         l.timer_base = now;
-        if !matches!(codec, Codec::TelephoneEvent { .. }) {
+        if matches!(codec, Codec::TelephoneEvent { .. }) {
+            if let Some(q) = &mut l.quality {
+                q.received_event(packet.ssrc, packet.sequence, packet.payload.len(), now);
+            }
+        } else {
             let our_ssrc = l.out.ssrc();
             l.quality
                 .get_or_insert_with(|| Box::new(LegTracker::new(now, our_ssrc, codec)))

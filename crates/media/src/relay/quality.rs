@@ -98,6 +98,14 @@ impl LegTracker {
             .record_header(ssrc, sequence, timestamp, len, at);
     }
 
+    /// An RFC 4733 event packet the leg's peer sent us (in the speech
+    /// stream's sequence space).
+    pub fn received_event(&mut self, ssrc: u32, sequence: u16, len: usize, at: Instant) {
+        if self.received {
+            self.stats.receive.record_event(ssrc, sequence, len, at);
+        }
+    }
+
     /// A speech packet we sent the leg's peer.
     pub fn sent(&mut self, codec: Codec, timestamp: u32, len: usize, at: Instant) {
         if !self.received {
@@ -225,5 +233,29 @@ mod tests {
         // Garbage RTCP is ignored, never a panic.
         t.rtcp(&[0x80, 0xc9, 0, 1, 0, 0], t0);
         t.rtcp(&[], t0);
+    }
+
+    #[test]
+    fn telephone_events_in_the_stream_are_not_loss() {
+        let t0 = Instant::now();
+        let mut t = LegTracker::new(t0, 1, Codec::Pcmu);
+        // 50 speech packets, then 5 event packets on the next sequence
+        // numbers (one timestamp), then 50 more speech packets.
+        let mut seq = 0u16;
+        let mut at = t0;
+        for n in 0u32..100 {
+            if n == 50 {
+                for _ in 0..5 {
+                    t.received_event(9, seq, 4, at);
+                    seq += 1;
+                }
+            }
+            at += Duration::from_millis(20);
+            t.received(Codec::Pcmu, 9, seq, n * 160, 160, at);
+            seq += 1;
+        }
+        let inbound = t.report(None).inbound.expect("inbound");
+        assert_eq!(inbound.lost, 0, "{inbound:?}");
+        assert!(inbound.jitter_ms < 1.0, "{inbound:?}");
     }
 }
