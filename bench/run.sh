@@ -65,10 +65,12 @@ cleanup() {
 trap cleanup EXIT
 
 # centralita serve with its default configuration, but for addresses and the
-# data dir (and no console assets: the benchmark does not serve pages).
+# data dir (and no console assets: the benchmark does not serve pages), and
+# media.anchor = never: this compares signalling with Kamailio, which relays
+# SDP untouched (the media relay has its own benchmark, bench/media/).
 start_centralita() { # data_dir log_prefix
   env CENTRALITA_DATA_DIR="$1" CENTRALITA_HTTP_LISTEN=$C_HTTP CENTRALITA_SIP_LISTEN=$C_SIP \
-      CENTRALITA_METRICS_LISTEN=$C_METRICS \
+      CENTRALITA_METRICS_LISTEN=$C_METRICS CENTRALITA_MEDIA_ANCHOR=never \
       CENTRALITA_ADMIN_PASSWORD=$ADMIN_PW CENTRALITA_CONSOLE_DIR="$WORK/no-console" \
       ${CENTRALITA_ENV:-} "$BIN" serve >"$2.out" 2>"$2.err" &
   C_PID=$!

@@ -57,7 +57,11 @@ pub struct MediaConfig {
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
-            anchor: sip::SipConfig::default().anchor.as_str().into(),
+            // A call center wants every call in the media path: recording,
+            // quality figures, hold music and NAT-proof audio all need it.
+            // (`sip::SipConfig` defaults to `never`: the library alone has
+            // no media plane to anchor with.)
+            anchor: domain::media::AnchorMode::Always.as_str().into(),
             port_range: "20000-29999".into(),
             advertised_address: None,
             rtp_timeout_secs: 30,
@@ -971,7 +975,7 @@ mod tests {
     #[test]
     fn media_section_is_validated() {
         let c = Config::load(None, env(&[])).expect("defaults");
-        assert_eq!(c.media.anchor, "never");
+        assert_eq!(c.media.anchor, "always");
         assert_eq!(c.media.ports().expect("range"), 20_000..=29_999);
         for (var, value, says) in [
             ("CENTRALITA_MEDIA_ANCHOR", "sometimes", "media.anchor"),
@@ -1026,7 +1030,7 @@ mod tests {
                     "database_url" => "sqlite:///tmp/elsewhere.db".into(),
                     p if p.ends_with("tls_listen") => "127.0.0.1:2".into(),
                     "metrics.listen" => "127.0.0.1:3".into(),
-                    "media.anchor" => "always".into(),
+                    "media.anchor" => "when_needed".into(),
                     "media.port_range" => "30000-30999".into(),
                     "media.advertised_address" => "192.0.2.7".into(),
                     p => format!("/{p}"),

@@ -602,6 +602,10 @@ mod tests {
         );
         // Nor is the allocator hook the binary always installs.
         assert!(mapped.on_thread_idle.take().is_some());
+        // Nor anchoring, a [media] key whose default is the binary's own
+        // (`MediaConfig::default`: the library alone has no media plane).
+        assert_eq!(mapped.anchor, domain::media::AnchorMode::Always);
+        mapped.anchor = sip::SipConfig::default().anchor;
         assert_eq!(
             format!("{mapped:#?}"),
             format!("{:#?}", sip::SipConfig::default())

@@ -2,9 +2,10 @@
 //! its default configuration: baresip 1.0 and linphonec (liblinphone 5.1),
 //! both Debian packages, register (the caller over UDP, the callee over
 //! TCP), call another agent, talk and hang up. Each call must leave one
-//! ANSWERED CDR row, and RTP must flow both ways between the two clients,
-//! counted on the loopback interface (media is not anchored by the server
-//! yet: the clients send it to each other).
+//! ANSWERED CDR row, and RTP must flow both ways through the server's media
+//! ports (`media.anchor = always` by default), counted on the loopback
+//! interface: each client sends to and receives from the server's port
+//! range, and nothing goes straight from one client to the other.
 //!
 //! Every process a test starts is killed by PID when the test ends, also
 //! when it fails (`support::Reaped`), and every wait has a deadline. A
@@ -27,6 +28,8 @@ use clients::{Agent, Phone, PhoneSetup, Server, Workdir};
 const TALK: Duration = Duration::from_secs(4);
 /// The longest any one step (registering, answering, hanging up) may take.
 const STEP: Duration = Duration::from_secs(20);
+/// `media.port_range` of the default configuration.
+const SERVER_MEDIA: std::ops::RangeInclusive<u16> = 20_000..=29_999;
 
 /// One server with two agents, alice (the caller) and bob.
 struct Office {
@@ -121,14 +124,25 @@ impl Office {
 
         // RTP in flight when the BYE went out has arrived by now.
         std::thread::sleep(Duration::from_millis(300));
-        let (ab, ba) = (capture.count(&a_rtp, &b_rtp), capture.count(&b_rtp, &a_rtp));
-        eprintln!(
-            "RTP alice->bob {ab} packets, bob->alice {ba}; {}",
-            capture.summary()
+        let direct = capture.count(&a_rtp, &b_rtp) + capture.count(&b_rtp, &a_rtp);
+        // A port of the server's range that is neither client's.
+        let server = |port: u16| {
+            SERVER_MEDIA.contains(&port) && !a_rtp.contains(&port) && !b_rtp.contains(&port)
+        };
+        let [a_out, a_in, b_out, b_in] = [
+            capture.count_where(|p| a_rtp.contains(&p.sport) && server(p.dport)),
+            capture.count_where(|p| server(p.sport) && a_rtp.contains(&p.dport)),
+            capture.count_where(|p| b_rtp.contains(&p.sport) && server(p.dport)),
+            capture.count_where(|p| server(p.sport) && b_rtp.contains(&p.dport)),
+        ];
+        let counts = format!(
+            "alice->server {a_out}, server->alice {a_in}, bob->server {b_out}, \
+             server->bob {b_in}, straight between them {direct}"
         );
+        eprintln!("RTP {counts}; {}", capture.summary());
         assert!(
-            ab > 50 && ba > 50,
-            "RTP alice->bob {ab}, bob->alice {ba}; {}\n{}",
+            a_out > 50 && a_in > 50 && b_out > 50 && b_in > 50 && direct == 0,
+            "RTP {counts}; {}\n{}",
             capture.summary(),
             diag()
         );

@@ -1,7 +1,6 @@
-//! Counts the UDP packets two clients send each other on the loopback
-//! interface. The server does not anchor media yet: the SDP is relayed and
-//! RTP goes straight from one client to the other, so "audio both ways"
-//! means packets from each client's RTP port range to the other's.
+//! Counts the UDP packets two clients' RTP ports send and receive on the
+//! loopback interface: straight to each other (media not anchored), or to
+//! and from the server's media ports (anchored, the default).
 //!
 //! dumpcap (Debian package tshark; it needs CAP_NET_RAW, which root has)
 //! writes pcap to a pipe and flushes every packet, so killing it at the
@@ -33,7 +32,7 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts capturing UDP between ports of `a` and ports of `b` (either
+    /// Starts capturing UDP to or from ports of `a` or of `b` (either
     /// direction); returns once dumpcap is capturing.
     pub fn start(a: &RangeInclusive<u16>, b: &RangeInclusive<u16>) -> Capture {
         let (a, b) = (
@@ -41,7 +40,7 @@ impl Capture {
             format!("{}-{}", b.start(), b.end()),
         );
         let filter = format!(
-            "udp and ((src portrange {a} and dst portrange {b}) or (src portrange {b} and dst portrange {a}))"
+            "udp and (portrange {a} or portrange {b})"
         );
         let mut cmd = Command::new("dumpcap");
         cmd.args(["-i", "lo", "-f", &filter, "-w", "-", "-P", "-q"])
@@ -73,11 +72,15 @@ impl Capture {
 
     /// Packets from a port in `from` to a port in `to`.
     pub fn count(&self, from: &RangeInclusive<u16>, to: &RangeInclusive<u16>) -> usize {
+        self.count_where(|p| from.contains(&p.sport) && to.contains(&p.dport))
+    }
+
+    pub fn count_where(&self, keep: impl Fn(&Packet) -> bool) -> usize {
         self.packets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|p| from.contains(&p.sport) && to.contains(&p.dport))
+            .filter(|p| keep(p))
             .count()
     }
 
