@@ -275,25 +275,29 @@ describe('anchored media: browser ↔ plain RTP phone, browser ↔ browser', () 
     assert.ok(ours.port >= rangeFirst && ours.port <= rangeLast, `offer port ${ours.port} in ${rangeFirst}-${rangeLast}`);
 
     // The phone talks: 2.5 s of tone, 20 ms per packet; at 1.6 s it
-    // presses 7 (RFC 4733: 100 ms, an update every 50 ms, the end ×3).
+    // presses 7 (RFC 4733: 100 ms, an update every 50 ms, the end ×3); at
+    // 2 s it presses 9 and all of that key's end packets are lost, so only
+    // the server's receiver timeout can complete it.
     const ssrc = 0x5eed1234;
     let seq = 0;
-    const key = (i, dur, end) => {
+    const key = (event, start, dur, end) => {
       const p = Buffer.alloc(16);
       p[0] = 0x80;
       p[1] = 101 | (dur === 400 ? 0x80 : 0);
       p.writeUInt16BE(seq++ & 0xffff, 2);
-      p.writeUInt32BE(80 * 160, 4); // the key's start, one timestamp for all its packets
+      p.writeUInt32BE(start * 160, 4); // the key's start, one timestamp for all its packets
       p.writeUInt32BE(ssrc, 8);
-      p[12] = 7;
+      p[12] = event;
       p[13] = (end ? 0x80 : 0) | 10;
       p.writeUInt16BE(dur, 14);
       return p;
     };
     for (let i = 0; i < 125; i++) {
-      if (i === 80) rtp.send(key(i, 400, false), ours.port, ours.address);
-      if (i === 82) rtp.send(key(i, 800, true), ours.port, ours.address);
-      if (i === 83 || i === 84) rtp.send(key(i, 800, true), ours.port, ours.address);
+      if (i === 80) rtp.send(key(7, 80, 400, false), ours.port, ours.address);
+      if (i === 82) rtp.send(key(7, 80, 800, true), ours.port, ours.address);
+      if (i === 83 || i === 84) rtp.send(key(7, 80, 800, true), ours.port, ours.address);
+      if (i === 100) rtp.send(key(9, 100, 400, false), ours.port, ours.address);
+      if (i === 102) rtp.send(key(9, 100, 800, false), ours.port, ours.address);
       // Halfway, the agent presses 5: JsSIP sends SIP INFO (its default).
       if (i === 60) await A.evaluate(() => window.phone.session.sendDTMF('5', { duration: 160 }));
       rtp.send(tonePacket(seq++, i * 160, ssrc), ours.port, ours.address);
@@ -312,9 +316,12 @@ describe('anchored media: browser ↔ plain RTP phone, browser ↔ browser', () 
     assert.ok(events.every((e) => e.event === 5 && e.ts === events[0].ts), JSON.stringify(events));
     assert.ok(events[0].marker, 'the first event packet has the marker');
     assert.equal(events.filter((e) => e.end).length, 3, `end sent three times: ${JSON.stringify(events)}`);
-    // The phone's key reached JsSIP as an INFO (newDTMF), exactly once.
+    // The phone's keys reached JsSIP as INFOs (newDTMF), each exactly once,
+    // the one without end packets too (closed by the receiver's timeout).
+    await waitFor(async () => (await A.evaluate(() => window.phone.call.dtmfReceived.length)) >= 2,
+      { what: 'both keys at the browser', timeoutMs: 3000 }).catch(() => {});
     const keys = await A.evaluate(() => window.phone.call.dtmfReceived);
-    assert.deepEqual(keys, ['7'], 'the browser got the phone\'s RFC 4733 key as SIP INFO');
+    assert.deepEqual(keys, ['7', '9'], 'the browser got the phone\'s RFC 4733 keys as SIP INFO');
 
     // The phone's media stops: after media.rtp_timeout_secs the server ends the call.
     const stopped = Date.now();

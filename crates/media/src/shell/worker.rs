@@ -228,17 +228,7 @@ impl Worker {
                     None => {
                         if let Some(d) = dtmf_in {
                             watch_dtmf(now, relay, leg, port, from, data, d);
-                            while let Some(digit) = d.poll_digit() {
-                                let e = ShellEvent::Dtmf {
-                                    session,
-                                    leg,
-                                    digit: digit.digit.to_char().unwrap_or('?'),
-                                    duration: digit.duration,
-                                };
-                                if events.try_send(e).is_err() {
-                                    counters.events_dropped.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
+                            report_digits(session, leg, d, events, counters);
                         }
                         relay.handle_datagram(now, leg, port, from, data);
                     }
@@ -332,7 +322,15 @@ impl Worker {
         }
         // str0m's deadlines move earlier after input, so a session with a
         // WebRTC leg always recomputes its own.
-        if after_datagrams && s.scheduled.is_some() && !has_webrtc {
+        // A digit in progress has its own, short deadline (its end packets
+        // may all be lost), earlier than what the heap holds.
+        let digit_at = s
+            .dtmf_in
+            .iter()
+            .flatten()
+            .filter_map(|d| d.poll_timeout())
+            .min();
+        if after_datagrams && s.scheduled.is_some() && !has_webrtc && digit_at.is_none() {
             return;
         }
         let webrtc_at = s
@@ -341,10 +339,10 @@ impl Worker {
             .flatten()
             .filter_map(|w| w.poll_timeout())
             .min();
-        let at = match (s.relay.poll_timeout(), webrtc_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let at = [s.relay.poll_timeout(), webrtc_at, digit_at]
+            .into_iter()
+            .flatten()
+            .min();
         if let Some(at) = at {
             // Only an earlier deadline needs a heap entry: a later one (the
             // usual case: each packet pushes the media timeout forward) is
@@ -371,10 +369,20 @@ impl Worker {
             s.scheduled = None;
             let relay = &mut s.relay;
             let webrtc = &mut s.webrtc;
+            let dtmf_in = &mut s.dtmf_in;
+            let session = s.id;
+            let (events, counters) = (&self.events, &self.counters);
             if catch_unwind(AssertUnwindSafe(|| {
                 relay.handle_timeout(now);
                 for w in webrtc.iter_mut().flatten() {
                     w.handle_timeout(now);
+                }
+                for (i, d) in dtmf_in.iter_mut().enumerate() {
+                    if let Some(d) = d {
+                        d.handle_timeout(now);
+                        let leg = if i == 0 { LegId::A } else { LegId::B };
+                        report_digits(session, leg, d, events, counters);
+                    }
                 }
             }))
             .is_ok()
@@ -684,6 +692,28 @@ fn note_peer_reports(peer: &mut PeerReports, stats: &WebRtcStats) {
             if i.rtt.is_some() {
                 peer.rtt = i.rtt;
             }
+        }
+    }
+}
+
+/// Hands the digits `receiver` completed to the call (a digit whose end
+/// packets were all lost completes by its timeout, from `fire_timers`).
+fn report_digits(
+    session: SessionId,
+    leg: LegId,
+    receiver: &mut DtmfReceiver,
+    events: &tokio::sync::mpsc::Sender<ShellEvent>,
+    counters: &ShellCounters,
+) {
+    while let Some(digit) = receiver.poll_digit() {
+        let e = ShellEvent::Dtmf {
+            session,
+            leg,
+            digit: digit.digit.to_char().unwrap_or('?'),
+            duration: digit.duration,
+        };
+        if events.try_send(e).is_err() {
+            counters.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
