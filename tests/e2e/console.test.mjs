@@ -283,7 +283,7 @@ describe('centralita console (real browser, real backend)', () => {
     await shot(people.admin, 'admin-agents-registered');
   });
 
-  step('answered', 'A calls B, B answers, audio both ways, hold stops it, resume restores it, B hangs up', ['registered'], async () => {
+  step('answered', 'A calls B, B answers, audio both ways through the server, A's hold gives B the hold tone, resume restores it, B hangs up', ['registered'], async () => {
     const A = people.a.page;
     const B = people.b.page;
     await dial(A, agents.b.ext);
@@ -338,12 +338,15 @@ describe('centralita console (real browser, real backend)', () => {
     await A.getByTestId('btn-mute').click();
     await waitFor(async () => (await A.getByTestId('btn-mute').getAttribute('aria-pressed')) === 'false', { what: 'unmuted' });
 
-    // Hold: B stops receiving audio.
+    // Hold: the media goes through the server (media.anchor = always, the
+    // default), which answers A's re-INVITE on A's leg only: A stops
+    // receiving, B is not re-INVITEd and hears the server's hold tone in
+    // the same stream instead of A.
     await A.getByTestId('btn-hold').click();
     await waitPhone(A, 'on-hold');
-    await waitPhone(B, 'on-hold');
     await A.waitForTimeout(1000);
-    await assertAudioStopped(B, 2, 'B');
+    await Promise.all([assertAudioStopped(A, 2, 'A'), assertAudioFlows(B, 2, 'B (hold tone)')]);
+    assert.equal(await B.getByTestId('phone-state').getAttribute('data-state'), 'in-call', 'B is not re-INVITEd by A\'s hold');
     await shot(people.a, 'agent-on-hold');
 
     // Resume: audio flows again on both sides.
