@@ -298,9 +298,9 @@ impl Leg {
     }
 
     /// The codec (with its PT) audio in `from`, which this leg did not
-    /// negotiate, is transcoded into: its G.711 (cheapest, and the other
-    /// law costs no decoder state), else its opus. `None`: nothing here
-    /// `from` can be turned into.
+    /// negotiate, is transcoded into: its G.711 (PCMU ↔ PCMA costs almost
+    /// nothing, G.711 → opus an encoder), else its opus. `None`: nothing
+    /// here `from` can be turned into.
     fn transcode_target(&self, from: Codec) -> Option<(u8, Codec)> {
         let opus = || {
             self.params
