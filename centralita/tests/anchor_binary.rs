@@ -2,7 +2,8 @@
 //! plain SIP phones (sipp for the signalling, UDP sockets of this test for
 //! their RTP) call each other; RTP must cross the server both ways with
 //! rewritten SSRCs, from and to ports of the configured range that our SDP
-//! announced; a call whose media stops ends with cause `media_timeout`.
+//! announced; a call whose media stops ends with cause `media_timeout`; a
+//! PCMU-only caller and a PCMA-only callee hear each other transcoded.
 
 mod support;
 use support::{Reaped, TestDatabase};
@@ -479,6 +480,175 @@ fn hold_is_answered_per_leg_and_the_other_party_hears_the_hold_tone() {
         1,
         "hold tone and speech in one stream toward B"
     );
+    let calls = srv.finished_calls(&cookie, 1);
+    assert_eq!(calls[0]["hangupCause"], "caller_bye", "{}", calls[0]);
+}
+
+/// The payload formats of the m-line `tag` logged by sipp (`RTP/AVP 0 8 101`
+/// gives "0 8 101"; the caller's scenario logs the first one only).
+fn logged_formats(log: &Path, tag: &str) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains(tag))?;
+    Some(line.split("RTP/AVP ").nth(1)?.trim().to_string())
+}
+
+/// 20 ms of a sine at 8 kHz, `frame` frames into it.
+fn tone(frequency: f64, frame: u16) -> Vec<i16> {
+    (0..160u32)
+        .map(|i| {
+            let n = f64::from(u32::from(frame) * 160 + i);
+            (8000.0 * (2.0 * std::f64::consts::PI * frequency * n / 8000.0).sin()).round() as i16
+        })
+        .collect()
+}
+
+fn rtp_with(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// The largest difference between a received frame and the tone it should
+/// carry: two G.711 quantisations (one law to the other) stay within a few
+/// percent; anything else (the other law's bytes read as this one, noise)
+/// is thousands off.
+fn max_error(got: &[i16], want: &[i16]) -> i32 {
+    if got.len() != want.len() {
+        return i32::MAX;
+    }
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The caller offers PCMU only and the callee answers PCMA only: nothing in
+/// common, so the server answers the caller PCMU and transcodes. Each phone
+/// receives its own law, carrying the other's tone sample for sample.
+#[test]
+fn a_pcmu_caller_and_a_pcma_callee_hear_each_other_through_transcoding() {
+    use media::codec::Codec;
+    use media::core::g711;
+    let srv = start();
+    let cookie = srv.login();
+    let (alice, alice_pw, _) = srv.agent(&cookie, "alice.transcode");
+    let (bob, bob_pw, bob_ext) = srv.agent(&cookie, "bob.transcode");
+    let bob_port = support::free_ports(1, true, true);
+    let bob_csv = srv.csv("bob.csv", &bob, &bob_pw);
+    let mut reg = srv.sipp("reg_ok.xml", Some(&bob_csv), bob_port, &[]);
+    assert!(wait(&mut reg), "register: {}", srv.errors());
+    let alice_csv = srv.csv("alice.csv", &alice, &alice_pw);
+    let phone_a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let phone_b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for s in [&phone_a, &phone_b] {
+        s.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+    }
+    let port_of = |s: &UdpSocket| s.local_addr().expect("addr").port().to_string();
+    let uas_log = srv.dir.path().join("uas.log");
+    let uac_log = srv.dir.path().join("uac.log");
+    // anchored_uas.xml answers PCMA (8) and telephone-event only.
+    let mut callee = srv.sipp(
+        "anchored_uas.xml",
+        None,
+        bob_port,
+        &[
+            "-set",
+            "rtp",
+            &port_of(&phone_b),
+            "-trace_logs",
+            "-log_file",
+            &uas_log.display().to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut caller = srv.sipp(
+        "anchored_uac_pcmu.xml",
+        Some(&alice_csv),
+        support::free_ports(1, true, true),
+        &[
+            "-s",
+            &bob_ext,
+            "-set",
+            "rtp",
+            &port_of(&phone_a),
+            "-trace_logs",
+            "-log_file",
+            &uac_log.display().to_string(),
+        ],
+    );
+    let ours_a = logged_address(&uac_log, "ANSWER", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no answer SDP logged: {}", srv.errors()));
+    let ours_b = logged_address(&uas_log, "OFFER", Duration::from_secs(2)).expect("offer logged");
+    // The callee was offered the caller's PCMU, then PCMA to transcode to;
+    // the caller was answered its own PCMU.
+    let offered = logged_formats(&uas_log, "OFFER").expect("offer m-line");
+    assert!(offered.starts_with("0 8"), "offer to the callee: {offered}");
+    let answered = logged_formats(&uac_log, "ANSWER").expect("answer m-line");
+    assert_eq!(answered, "0", "answer to the caller");
+
+    let (mut at_a, mut at_b) = (0, 0);
+    let mut buf = [0u8; 2048];
+    let mut b_source = None;
+    // What each phone sent, by sequence number, to compare with what the
+    // other one hears.
+    let (a_tone, b_tone) = (1000.0, 440.0);
+    for i in 0..50u16 {
+        std::thread::sleep(Duration::from_millis(20));
+        let mut ulaw = Vec::new();
+        g711::encode_into(Codec::Pcmu, &tone(a_tone, i), &mut ulaw).expect("µ-law");
+        phone_a
+            .send_to(
+                &rtp_with(0, 1000 + i, 160 * u32::from(i), SSRC_A, &ulaw),
+                ours_a,
+            )
+            .expect("send A");
+        if let Ok((n, from)) = phone_b.recv_from(&mut buf) {
+            let d = &buf[..n];
+            let (pt, ssrc) = header(d).expect("RTP at B");
+            assert_eq!(pt, 8, "B hears PCMA, its only codec");
+            assert_ne!(ssrc, SSRC_A);
+            assert_eq!(from, ours_b);
+            let seq = u16::from_be_bytes([d[2], d[3]]);
+            let mut pcm = Vec::new();
+            g711::decode_into(Codec::Pcma, &d[12..], &mut pcm).expect("A-law");
+            let err = max_error(&pcm, &tone(a_tone, seq.wrapping_sub(1000)));
+            assert!(err < 600, "B heard A's tone off by {err} (packet {seq})");
+            at_b += 1;
+            b_source = Some(from);
+        }
+        if let Some(to) = b_source {
+            let mut alaw = Vec::new();
+            g711::encode_into(Codec::Pcma, &tone(b_tone, i), &mut alaw).expect("A-law");
+            phone_b
+                .send_to(
+                    &rtp_with(8, 7000 + i, 160 * u32::from(i), SSRC_B, &alaw),
+                    to,
+                )
+                .expect("send B");
+        }
+        if let Ok((n, from)) = phone_a.recv_from(&mut buf) {
+            let d = &buf[..n];
+            let (pt, ssrc) = header(d).expect("RTP at A");
+            assert_eq!(pt, 0, "A hears PCMU, its only codec");
+            assert_ne!(ssrc, SSRC_B);
+            assert_eq!(from, ours_a);
+            let seq = u16::from_be_bytes([d[2], d[3]]);
+            let mut pcm = Vec::new();
+            g711::decode_into(Codec::Pcmu, &d[12..], &mut pcm).expect("µ-law");
+            let err = max_error(&pcm, &tone(b_tone, seq.wrapping_sub(7000)));
+            assert!(err < 600, "A heard B's tone off by {err} (packet {seq})");
+            at_a += 1;
+        }
+    }
+    assert!(at_b >= 40, "B received {at_b} of 50 packets");
+    assert!(at_a >= 35, "A received {at_a} packets");
+    assert!(wait(&mut caller), "caller: {}", srv.errors());
+    assert!(wait(&mut callee), "callee: {}", srv.errors());
     let calls = srv.finished_calls(&cookie, 1);
     assert_eq!(calls[0]["hangupCause"], "caller_bye", "{}", calls[0]);
 }

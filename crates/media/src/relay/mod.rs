@@ -21,8 +21,14 @@
 //!   peer receives (`sendrecv`/`recvonly`), and B is not being fed by an
 //!   egress source (hold music);
 //! - maps the payload type to B's number for the same codec (PCMU may be 0
-//!   on both; telephone-event 101 on A and 96 on B) and drops what B did not
-//!   negotiate (no transcoding here);
+//!   on both; telephone-event 101 on A and 96 on B);
+//! - transcodes audio in a codec B did not negotiate into B's codec
+//!   (G.711 first, else opus) with this direction's
+//!   [`Transcoder`](crate::core::transcode::Transcoder), created at the first
+//!   such packet and replaced when new SDP changes either leg's codecs; the
+//!   common case (a codec both legs have) is never decoded. Telephone-event
+//!   is never transcoded: an event at a clock rate B lacks is dropped and
+//!   counted;
 //! - rewrites SSRC, sequence number and timestamp into B's one outgoing
 //!   stream ([`rewrite`]), continuous across SSRC changes of A's source.
 //!
@@ -46,6 +52,8 @@ mod tests;
 
 use crate::codec::Codec;
 use crate::core::g711;
+use crate::core::opus::OpusSettings;
+use crate::core::transcode::Transcoder;
 use crate::packet::RtpPacket;
 use bytes::Bytes;
 use egress::{EgressSource, ToneSource, EGRESS_RATE};
@@ -131,6 +139,8 @@ pub struct RelayConfig {
     /// Emit [`Event::Stats`] this often (live quality display); `None`:
     /// only on request ([`Relay::stats`]).
     pub stats_interval: Option<Duration>,
+    /// Encoder settings for audio transcoded toward an opus leg.
+    pub opus: OpusSettings,
 }
 
 impl Default for RelayConfig {
@@ -143,6 +153,7 @@ impl Default for RelayConfig {
             relatch_after: Some(Duration::from_secs(3)),
             ptime: Duration::from_millis(20),
             stats_interval: None,
+            opus: OpusSettings::default(),
         }
     }
 }
@@ -183,6 +194,13 @@ pub struct LegStats {
     pub rtcp_dropped: u64,
     /// Source changes spliced into the outgoing stream toward this leg.
     pub out_resyncs: u64,
+    /// Packets toward this leg made by transcoding the other leg's audio
+    /// (concealed frames for lost opus packets included), included in
+    /// `out_packets`.
+    pub out_transcoded: u64,
+    /// Packets from this leg that could not be transcoded (garbage
+    /// payload, a frame size the encoder refuses, a codec failure).
+    pub transcode_errors: u64,
 }
 
 /// Something the call should know.
@@ -278,6 +296,31 @@ impl Leg {
             .copied()
             .find(|(_, c)| matches!(c, Codec::Pcmu | Codec::Pcma))
     }
+
+    /// The codec (with its PT) audio in `from`, which this leg did not
+    /// negotiate, is transcoded into: its G.711 (PCMU ↔ PCMA costs almost
+    /// nothing, G.711 → opus an encoder), else its opus. `None`: nothing
+    /// here `from` can be turned into.
+    fn transcode_target(&self, from: Codec) -> Option<(u8, Codec)> {
+        let opus = || {
+            self.params
+                .codecs
+                .iter()
+                .copied()
+                .find(|(_, c)| *c == Codec::Opus)
+        };
+        match from {
+            Codec::Pcmu | Codec::Pcma => self.egress_codec().or_else(opus),
+            Codec::Opus => self.egress_codec(),
+            Codec::TelephoneEvent { .. } => None,
+        }
+    }
+}
+
+/// The transcoder of one direction, with the payload type it stamps.
+struct Transcoding {
+    transcoder: Transcoder,
+    payload_type: u8,
 }
 
 /// The relay core of one call.
@@ -292,6 +335,12 @@ pub struct Relay {
     dtmf_out: [inject::DtmfOut; 2],
     /// Speech frames for the recorder, when the call is recorded.
     tap: Option<VecDeque<TapFrame>>,
+    /// Per direction, by the leg the audio comes from: the transcoder in
+    /// use when the other leg lacks that leg's codec (boxed: most calls
+    /// never need one).
+    transcoders: [Option<Box<Transcoding>>; 2],
+    /// Scratch for a transcoder's output packets.
+    transcoded: Vec<RtpPacket>,
 }
 
 /// A speech packet one leg's peer sent, as accepted (before any hold or
@@ -324,6 +373,8 @@ impl Relay {
             pcm: Vec::new(),
             dtmf_out: Default::default(),
             tap: None,
+            transcoders: Default::default(),
+            transcoded: Vec::new(),
         }
     }
 
@@ -373,6 +424,7 @@ impl Relay {
     pub fn set_leg(&mut self, now: Instant, leg: LegId, params: LegParams) {
         let l = self.leg_mut(leg);
         let moved = l.params.remote_rtp != params.remote_rtp;
+        let codecs_changed = l.params.codecs != params.codecs;
         let direction_changed = l.params.direction != params.direction;
         l.codec_of = [None; 128];
         for (pt, codec) in &params.codecs {
@@ -383,6 +435,12 @@ impl Relay {
         l.params = params;
         if moved {
             l.latch.relearn();
+        }
+        if codecs_changed {
+            // Either direction may now pass through, or need another
+            // pair or payload type; the next packet that needs one
+            // creates it afresh (a new decoder state for a new stream).
+            self.transcoders = Default::default();
         }
         if moved || direction_changed {
             for l in &mut self.legs {
@@ -523,15 +581,39 @@ impl Relay {
             self.leg_mut(leg).stats.dropped_direction += 1;
             return;
         }
-        let Some(out_pt) = to.pt_for(codec) else {
-            self.leg_mut(leg).stats.dropped_payload_type += 1;
-            return;
+        let dest = to.destination();
+        let (out_pt, target) = match to.pt_for(codec) {
+            Some(pt) => (pt, None),
+            None => match to.transcode_target(codec) {
+                Some((pt, target)) => (pt, Some(target)),
+                None => {
+                    self.leg_mut(leg).stats.dropped_payload_type += 1;
+                    return;
+                }
+            },
         };
-        let Some(dest) = to.destination() else {
+        let Some(dest) = dest else {
             self.leg_mut(leg).stats.dropped_no_destination += 1;
             return;
         };
-        let to = self.leg_mut(leg.other());
+        match target {
+            None => self.forward(now, leg.other(), dest, codec, out_pt, packet),
+            Some(target) => self.transcode(now, leg, dest, codec, target, out_pt, &packet),
+        }
+    }
+
+    /// Sends `packet` (in `codec`, to carry `payload_type`) toward `toward`
+    /// at `dest`, rewritten into that leg's outgoing stream.
+    fn forward(
+        &mut self,
+        now: Instant,
+        toward: LegId,
+        dest: SocketAddr,
+        codec: Codec,
+        payload_type: u8,
+        packet: RtpPacket,
+    ) {
+        let to = self.leg_mut(toward);
         let r = to.out.rewrite(
             now,
             Source::Ssrc(packet.ssrc),
@@ -548,10 +630,10 @@ impl Relay {
                 .sent(codec, r.timestamp, packet.payload.len(), now);
         }
         self.transmits.push_back(Transmit {
-            leg: leg.other(),
+            leg: toward,
             to: dest,
             packet: RtpPacket {
-                payload_type: out_pt,
+                payload_type,
                 sequence: r.sequence,
                 timestamp: r.timestamp,
                 ssrc: r.ssrc,
@@ -559,6 +641,60 @@ impl Relay {
                 payload: packet.payload,
             },
         });
+    }
+
+    /// Audio from `leg` in `codec`, which the other leg lacks: transcoded
+    /// into `target` (`payload_type` on the other leg) by this direction's
+    /// transcoder, and each packet it makes forwarded like a relayed one
+    /// (same rewrite, same counters, the target's clock rate).
+    #[allow(clippy::too_many_arguments)]
+    fn transcode(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        dest: SocketAddr,
+        codec: Codec,
+        target: Codec,
+        payload_type: u8,
+        packet: &RtpPacket,
+    ) {
+        let slot = &mut self.transcoders[leg.index()];
+        let fits = slot.as_ref().is_some_and(|t| {
+            t.transcoder.from_codec() == codec
+                && t.transcoder.to_codec() == target
+                && t.payload_type == payload_type
+        });
+        if !fits {
+            match Transcoder::new(codec, target, payload_type, &self.config.opus) {
+                Ok(transcoder) => {
+                    *slot = Some(Box::new(Transcoding {
+                        transcoder,
+                        payload_type,
+                    }))
+                }
+                Err(_) => {
+                    *slot = None;
+                    self.leg_mut(leg).stats.transcode_errors += 1;
+                    return;
+                }
+            }
+        }
+        let Some(t) = slot.as_mut() else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.transcoded);
+        out.clear();
+        // On an error nothing was produced and the transcoder's state is
+        // unchanged: the packet is dropped, the next good one goes on.
+        if t.transcoder.push(packet, &mut out).is_err() {
+            self.leg_mut(leg).stats.transcode_errors += 1;
+        }
+        let toward = leg.other();
+        for p in out.drain(..) {
+            self.leg_mut(toward).stats.out_transcoded += 1;
+            self.forward(now, toward, dest, target, payload_type, p);
+        }
+        self.transcoded = out;
     }
 
     fn handle_rtcp(&mut self, now: Instant, leg: LegId, from: SocketAddr, data: &[u8]) {

@@ -640,3 +640,304 @@ fn a_digit_sent_toward_a_leg_replaces_its_audio_for_the_event() {
         ms(100)
     ));
 }
+
+// --- Transcoding: legs that share no codec ---------------------------------
+
+use crate::core::egress::{Packetizer, FRAME_SAMPLES};
+use crate::core::opus::{OpusDecoder, MAX_PACKET_SAMPLES};
+use crate::core::testaudio::{dominant_frequency, goertzel, rms, sine};
+
+const TE48: Codec = Codec::TelephoneEvent { clock_rate: 48_000 };
+
+/// A leg's RTP packet with the given payload.
+fn rtp_with(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    rtp::write_rtp(
+        &RtpPacket {
+            payload_type: pt,
+            sequence: seq,
+            timestamp: ts,
+            ssrc,
+            marker: false,
+            payload: Bytes::copy_from_slice(payload),
+        },
+        &mut v,
+    );
+    v
+}
+
+/// `pcm` as 20 ms packets of `codec` (the core's own packetizer: opus
+/// from the core's libopus encoder).
+fn packets(codec: Codec, pt: u8, ssrc: u32, pcm: &[i16], seq: u16, ts: u32) -> Vec<RtpPacket> {
+    let mut p = Packetizer::new(
+        codec,
+        pt,
+        ssrc,
+        seq,
+        ts,
+        &crate::core::opus::OpusSettings::default(),
+    )
+    .expect("packetizer");
+    pcm.chunks_exact(FRAME_SAMPLES)
+        .map(|c| {
+            let mut frame = [0; FRAME_SAMPLES];
+            frame.copy_from_slice(c);
+            p.packetize(&frame).expect("packetize")
+        })
+        .collect()
+}
+
+fn encoded(p: &RtpPacket) -> Vec<u8> {
+    let mut v = Vec::new();
+    rtp::write_rtp(p, &mut v);
+    v
+}
+
+/// A: PCMU 0 + telephone-event 101; B: PCMA 8 + telephone-event 96.
+fn ulaw_alaw_call() -> Call {
+    let mut c = Call::new();
+    c.relay.set_leg(
+        c.t0,
+        LegId::B,
+        params(addr(6000), &[(8, Codec::Pcma), (96, TE)]),
+    );
+    c
+}
+
+#[test]
+fn pcmu_and_pcma_legs_are_transcoded_both_ways() {
+    let mut c = ulaw_alaw_call();
+    let tone = sine(8 * FRAME_SAMPLES, 1000.0, 8000.0);
+    // A → B: µ-law in, A-law out, the same samples (G.711 both sides).
+    let mut at_b = Vec::new();
+    for (i, frame) in tone.chunks_exact(FRAME_SAMPLES).enumerate() {
+        let i = i as u16;
+        let payload = g711::encode_ulaw(frame);
+        let t = c.one(
+            ms(20 * u64::from(i)),
+            LegId::A,
+            addr(4000),
+            &rtp_with(0, 100 + i, 16_000 + 160 * u32::from(i), 0x1111, &payload),
+        );
+        assert_eq!((t.leg, t.to), (LegId::B, addr(6000)));
+        assert_eq!(t.packet.payload_type, 8, "B's PCMA number");
+        assert_eq!(t.packet.ssrc, OUT_B);
+        assert_eq!(
+            (t.packet.sequence, t.packet.timestamp),
+            (100 + i, 16_000 + 160 * u32::from(i)),
+            "numbers kept: one 20 ms packet for one"
+        );
+        let expected: Vec<u8> = payload
+            .iter()
+            .map(|&u| g711::linear_to_alaw(g711::ulaw_to_linear(u)))
+            .collect();
+        assert_eq!(&t.packet.payload[..], &expected[..]);
+        at_b.extend(g711::decode_alaw(&t.packet.payload));
+    }
+    assert_eq!(dominant_frequency(&at_b), 1000.0);
+    assert!((rms(&at_b) / rms(&tone) - 1.0).abs() < 0.05, "level kept");
+    // B → A: A-law in, µ-law out.
+    let payload = g711::encode_alaw(&sine(FRAME_SAMPLES, 440.0, 4000.0));
+    let t = c.one(
+        ms(200),
+        LegId::B,
+        addr(6000),
+        &rtp_with(8, 7, 960, 0x2222, &payload),
+    );
+    assert_eq!(
+        (t.leg, t.packet.payload_type, t.packet.ssrc),
+        (LegId::A, 0, OUT_A)
+    );
+    let expected: Vec<u8> = payload
+        .iter()
+        .map(|&a| g711::linear_to_ulaw(g711::alaw_to_linear(a)))
+        .collect();
+    assert_eq!(&t.packet.payload[..], &expected[..]);
+    // Telephone-event (8 kHz both sides) is mapped, not transcoded.
+    let t = c.one(
+        ms(220),
+        LegId::A,
+        addr(4000),
+        &rtp(101, 108, 17_280, 0x1111),
+    );
+    assert_eq!(t.packet.payload_type, 96);
+    assert_eq!(&t.packet.payload[..], &[0x55; 160][..]);
+    // Counted: what was transcoded toward each leg.
+    let (a, b) = (c.relay.stats(LegId::A), c.relay.stats(LegId::B));
+    assert_eq!((b.out_transcoded, b.out_packets), (8, 9));
+    assert_eq!((a.out_transcoded, a.out_packets), (1, 1));
+    assert_eq!(a.transcode_errors + b.transcode_errors, 0);
+    // An empty payload is an error of the transcoder: dropped, counted,
+    // and the stream goes on.
+    assert!(c
+        .send(
+            ms(240),
+            LegId::A,
+            addr(4000),
+            &rtp_with(0, 109, 17_440, 0x1111, &[])
+        )
+        .is_empty());
+    assert_eq!(c.relay.stats(LegId::A).transcode_errors, 1);
+    let t = c.one(
+        ms(260),
+        LegId::A,
+        addr(4000),
+        &rtp_with(0, 110, 17_600, 0x1111, &[0xff; 160]),
+    );
+    assert_eq!(t.packet.sequence, 110);
+    assert!(
+        t.packet.payload.iter().all(|&b| b == 0xd5),
+        "µ-law 0 is A-law 0"
+    );
+}
+
+#[test]
+fn opus_and_pcmu_legs_are_transcoded_with_the_tone_kept() {
+    let mut c = Call::new();
+    // A is a browser with opus only (and events at 48 kHz only).
+    c.relay.set_leg(
+        c.t0,
+        LegId::A,
+        params(addr(4000), &[(111, Codec::Opus), (110, TE48)]),
+    );
+    // A → B: 1 s of a 1 kHz tone in opus, the first 10 packets at 48 kHz
+    // timestamps from 96,000.
+    let tone = sine(50 * FRAME_SAMPLES, 1000.0, 8000.0);
+    let opus = packets(Codec::Opus, 111, 0x1111, &tone, 500, 96_000);
+    let mut pcm = Vec::new();
+    for (i, p) in opus.iter().enumerate() {
+        let t = c.one(ms(20 * i as u64), LegId::A, addr(4000), &encoded(p));
+        assert_eq!(
+            (t.leg, t.packet.payload_type, t.packet.ssrc),
+            (LegId::B, 0, OUT_B)
+        );
+        assert_eq!(t.packet.sequence, 500 + i as u16);
+        assert_eq!(
+            t.packet.timestamp,
+            16_000 + 160 * i as u32,
+            "the 48 kHz clock ÷ 6"
+        );
+        assert_eq!(t.packet.payload.len(), FRAME_SAMPLES, "20 ms of µ-law");
+        pcm.extend(g711::decode_ulaw(&t.packet.payload));
+    }
+    // Past the codec's start-up: the tone, at its level (±25 %), and
+    // nothing at the wrong frequency.
+    let steady = &pcm[10 * FRAME_SAMPLES..];
+    assert_eq!(dominant_frequency(steady), 1000.0);
+    let level = goertzel(steady, 1000.0);
+    assert!((6000.0..10_000.0).contains(&level), "1 kHz at {level}");
+    assert!(goertzel(steady, 500.0) < level / 20.0);
+
+    // B → A: a 440 Hz tone in µ-law becomes opus at A's number, 960 ticks
+    // per 20 ms; A's decoder hears 440 Hz.
+    let tone = sine(50 * FRAME_SAMPLES, 440.0, 8000.0);
+    let ulaw = packets(Codec::Pcmu, 0, 0x2222, &tone, 9000, 320);
+    let mut decoder = OpusDecoder::new().expect("decoder");
+    let mut frame = [0i16; MAX_PACKET_SAMPLES];
+    let mut pcm = Vec::new();
+    let mut first_ts = None;
+    for (i, p) in ulaw.iter().enumerate() {
+        let t = c.one(ms(1000 + 20 * i as u64), LegId::B, addr(6000), &encoded(p));
+        assert_eq!(
+            (t.leg, t.packet.payload_type, t.packet.ssrc),
+            (LegId::A, 111, OUT_A)
+        );
+        assert_eq!(t.packet.sequence, 9000u16.wrapping_add(i as u16));
+        let ts0 = *first_ts.get_or_insert(t.packet.timestamp);
+        assert_eq!(t.packet.timestamp.wrapping_sub(ts0), 960 * i as u32);
+        assert!(t.packet.payload.len() < 160, "opus, not G.711");
+        let n = decoder
+            .decode(&t.packet.payload, &mut frame)
+            .expect("decode");
+        assert_eq!(n, FRAME_SAMPLES);
+        pcm.extend_from_slice(&frame[..n]);
+    }
+    let steady = &pcm[10 * FRAME_SAMPLES..];
+    assert_eq!(dominant_frequency(steady), 440.0);
+    assert!(goertzel(steady, 440.0) > 5000.0);
+
+    // Events at 8 kHz toward a leg with events at 48 kHz only: not
+    // transcoded, dropped and counted.
+    let dropped = c.relay.stats(LegId::B).dropped_payload_type;
+    assert!(c
+        .send(
+            ms(2100),
+            LegId::B,
+            addr(6000),
+            &rtp(101, 9050, 8320, 0x2222)
+        )
+        .is_empty());
+    assert_eq!(c.relay.stats(LegId::B).dropped_payload_type, dropped + 1);
+    assert_eq!(c.relay.stats(LegId::B).out_transcoded, 50);
+    assert_eq!(c.relay.stats(LegId::A).out_transcoded, 50);
+    // Garbage in the opus payload: refused by the transcoder, counted,
+    // nothing sent; the stream goes on.
+    let mut rng = crate::core::testutil::Rng::new(7);
+    let mut errors = 0;
+    for i in 0..200u16 {
+        let garbage = rng.mutate(&opus[i as usize % opus.len()].payload);
+        let out = c.send(
+            ms(2200 + u64::from(i) * 20),
+            LegId::A,
+            addr(4000),
+            &rtp_with(111, 600 + i, 200_000 + 960 * u32::from(i), 0x1111, &garbage),
+        );
+        errors += usize::from(out.is_empty());
+        assert!(out
+            .iter()
+            .all(|t| t.packet.payload_type == 0 && t.packet.payload.len() % 40 == 0));
+    }
+    assert_eq!(c.relay.stats(LegId::A).transcode_errors as usize, errors);
+    assert!(errors > 0, "some mutations do not decode");
+}
+
+#[test]
+fn new_codecs_by_set_leg_replace_the_transcoder() {
+    let mut c = ulaw_alaw_call();
+    let frame = sine(FRAME_SAMPLES, 1000.0, 8000.0);
+    let ulaw = g711::encode_ulaw(&frame);
+    let send = |c: &mut Call, i: u16| {
+        c.one(
+            ms(20 * u64::from(i)),
+            LegId::A,
+            addr(4000),
+            &rtp_with(0, i, 160 * u32::from(i), 0x1111, &ulaw),
+        )
+    };
+    let t = send(&mut c, 0);
+    assert_eq!((t.packet.payload_type, t.packet.payload.len()), (8, 160));
+    // B's re-INVITE: opus only. The next packet is opus at B's number.
+    c.relay.set_leg(
+        c.at(ms(30)),
+        LegId::B,
+        params(addr(6000), &[(107, Codec::Opus)]),
+    );
+    let t = send(&mut c, 2);
+    assert_eq!(t.packet.payload_type, 107);
+    let mut decoder = OpusDecoder::new().expect("decoder");
+    let mut out = [0i16; MAX_PACKET_SAMPLES];
+    let n = decoder
+        .decode(&t.packet.payload, &mut out)
+        .expect("B receives opus");
+    assert_eq!(n, FRAME_SAMPLES);
+    // PCMA again but at another number: a new transcoder stamps it.
+    c.relay.set_leg(
+        c.at(ms(50)),
+        LegId::B,
+        params(addr(6000), &[(100, Codec::Pcma)]),
+    );
+    let t = send(&mut c, 3);
+    assert_eq!((t.packet.payload_type, t.packet.payload.len()), (100, 160));
+    // PCMU: passed through untouched, nothing transcoded any more.
+    let before = c.relay.stats(LegId::B).out_transcoded;
+    c.relay.set_leg(
+        c.at(ms(70)),
+        LegId::B,
+        params(addr(6000), &[(0, Codec::Pcmu)]),
+    );
+    let t = send(&mut c, 4);
+    assert_eq!(t.packet.payload_type, 0);
+    assert_eq!(&t.packet.payload[..], &ulaw[..]);
+    assert_eq!(c.relay.stats(LegId::B).out_transcoded, before);
+    assert_eq!(before, 3);
+}
