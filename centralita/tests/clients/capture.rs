@@ -39,9 +39,7 @@ impl Capture {
             format!("{}-{}", a.start(), a.end()),
             format!("{}-{}", b.start(), b.end()),
         );
-        let filter = format!(
-            "udp and (portrange {a} or portrange {b})"
-        );
+        let filter = format!("udp and (portrange {a} or portrange {b})");
         let mut cmd = Command::new("dumpcap");
         cmd.args(["-i", "lo", "-f", &filter, "-w", "-", "-P", "-q"])
             .stdin(Stdio::null())

@@ -2,7 +2,7 @@
 //! (sessions, API tokens, login rate limiting), SIP accounts and their
 //! digest credentials, registrations, calls/CDR (the recorder turns the
 //! engines' call events into `calls` and `call_legs` rows), routing
-//! decisions, who may see what (`access`), WebRTC settings, the audit log
+//! decisions and the outbound dial plan with its toll-fraud rules (`dialplan`), who may see what (`access`), WebRTC settings, the audit log
 //! and the event bus; and the
 //! interface every PBX engine implements for the API (`engine`).
 //!
@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod call_events;
 pub mod calls;
+pub mod dialplan;
 pub mod engine;
 mod error;
 pub mod events;
