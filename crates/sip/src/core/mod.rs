@@ -15,6 +15,8 @@
 //!   (`location.rs`);
 //! - `call/` — one call's state machine (its legs, forks, dialogs, session
 //!   timer); `calls.rs` — the table that finds a call;
+//! - `outbound_reg/` — our own registrations to carriers (trunks), a
+//!   client state machine the endpoint feeds responses and time to;
 //! - `media.rs` — the media plane a call asks for SDP when its media is
 //!   anchored, and the events it reports back;
 //! - `txn.rs` — retransmissions and their deadlines; `msg.rs` — parsing,
@@ -38,6 +40,7 @@ pub mod digest;
 mod endpoint;
 pub mod media;
 pub mod msg;
+pub mod outbound_reg;
 pub mod registrar;
 mod rng;
 pub mod security;
