@@ -386,6 +386,51 @@ async fn wrong_password_is_rejected_after_one_retry_not_a_loop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registrar_that_is_down_is_retried_with_backoff_until_it_is_up() {
+    // Over TCP a registrar that is down refuses the connection at once,
+    // so the failures and the backoff show without waiting for timer F.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let srv = server().await;
+    let mut events = srv.trunk_events();
+    srv.set_trunk_registrations(vec![trunk(port, SECRET, Transport::Tcp)])
+        .await
+        .expect("valid settings");
+    let mut retries = Vec::new();
+    for _ in 0..2 {
+        match next_event(&mut events, Duration::from_secs(5)).await {
+            TrunkEventKind::Failed {
+                reason,
+                retry_at_ms: Some(at),
+            } => {
+                assert!(reason.contains("connection"), "{reason}");
+                let st = srv.trunk_statuses();
+                retries.push(at.saturating_sub(st[0].since_ms));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // 1 s then 2 s, each ±20 %.
+    assert!((800..=1_200).contains(&retries[0]), "{retries:?}");
+    assert!((1_600..=2_400).contains(&retries[1]), "{retries:?}");
+    let st = srv.trunk_statuses();
+    assert!(matches!(st[0].state, TrunkRegState::Failed { .. }));
+    assert_eq!(st[0].failures, 2);
+
+    let kam = Kamailio::start(dir.path(), port).await;
+    loop {
+        match next_event(&mut events, Duration::from_secs(10)).await {
+            TrunkEventKind::Failed { .. } => continue,
+            TrunkEventKind::Registered { expires_secs: 10 } => break,
+            other => panic!("{other:?}\n{}", kam.log_text()),
+        }
+    }
+    assert_eq!(srv.trunk_statuses()[0].failures, 0);
+    assert!(reaches_us(port).await);
+    srv.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_settings_are_refused_and_change_nothing() {
     let srv = server().await;
     let mut t = trunk(5060, SECRET, Transport::Udp);
