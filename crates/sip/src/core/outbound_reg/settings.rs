@@ -243,19 +243,20 @@ mod tests {
 
     #[test]
     fn refuses_settings_that_would_break_the_message() {
-        let cases: Vec<Box<dyn Fn(&mut TrunkRegistration)>> = vec![
-            Box::new(|r| r.registrar = "carrier.test:0".into()),
-            Box::new(|r| r.registrar = "carrier.test:99999".into()),
-            Box::new(|r| r.registrar = "carrier test".into()),
-            Box::new(|r| r.aor = "sip:carrier.test".into()),
-            Box::new(|r| r.aor = "sip:a@b\r\nX-Evil: 1".into()),
-            Box::new(|r| r.contact_user = "a>b".into()),
-            Box::new(|r| r.contact_user = String::new()),
-            Box::new(|r| r.auth_username = "a\"b".into()),
-            Box::new(|r| r.expires_secs = 0),
-            Box::new(|r| r.retry_interval_secs = 0),
-            Box::new(|r| r.transport = Transport::Ws),
-            Box::new(|r| r.key = String::new()),
+        // Each case breaks one setting of a valid registration.
+        let cases: Vec<fn(&mut TrunkRegistration)> = vec![
+            |r| r.registrar = "carrier.test:0".into(),
+            |r| r.registrar = "carrier.test:99999".into(),
+            |r| r.registrar = "carrier test".into(),
+            |r| r.aor = "sip:carrier.test".into(),
+            |r| r.aor = "sip:a@b\r\nX-Evil: 1".into(),
+            |r| r.contact_user = "a>b".into(),
+            |r| r.contact_user = String::new(),
+            |r| r.auth_username = "a\"b".into(),
+            |r| r.expires_secs = 0,
+            |r| r.retry_interval_secs = 0,
+            |r| r.transport = Transport::Ws,
+            |r| r.key = String::new(),
         ];
         for (i, f) in cases.iter().enumerate() {
             let mut r = reg("a");
