@@ -61,6 +61,12 @@ modparam("registrar", "max_expires", 3600)
 request_route {{
     if (is_method("REGISTER")) {{
         xlog("L_NOTICE", "REGISTER-SEEN cseq=$cs expires=$hdr(Expires) auth=$hdr(Authorization)\n");
+        # An overloaded carrier, for the AOR user "overloaded".
+        if ($fU == "overloaded") {{
+            append_to_reply("Retry-After: 2\r\n");
+            sl_send_reply("503", "Service Unavailable");
+            exit;
+        }}
         if (!pv_auth_check("{REALM}", "{SECRET}", "0", "1")) {{
             auth_challenge("{REALM}", "1");
             exit;
@@ -382,6 +388,53 @@ async fn wrong_password_is_rejected_after_one_retry_not_a_loop() {
         TrunkEventKind::Registered { expires_secs: 10 }
     );
     assert!(reaches_us(port).await);
+
+    // Shutting down (the binary calls end_all_calls first) unregisters.
+    srv.end_all_calls();
+    let mut gone = false;
+    for _ in 0..20 {
+        if code(&options(port, "trunk1", Duration::from_secs(1)).await) == Some(404) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "unregistered at shutdown: {}", kam.log_text());
+    srv.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_of_a_503_is_honoured() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let kam = Kamailio::start(dir.path(), port).await;
+    let srv = server().await;
+    let mut events = srv.trunk_events();
+    let mut t = trunk(port, SECRET, Transport::Udp);
+    t.aor = "sip:overloaded@127.0.0.1".into();
+    t.retry_interval_secs = 60;
+    srv.set_trunk_registrations(vec![t])
+        .await
+        .expect("valid settings");
+    let mut at = Vec::new();
+    for _ in 0..2 {
+        match next_event(&mut events, Duration::from_secs(5)).await {
+            TrunkEventKind::Failed {
+                reason,
+                retry_at_ms: Some(retry),
+            } => {
+                assert!(reason.starts_with("503"), "{reason}");
+                at.push((srv.trunk_statuses()[0].since_ms, retry));
+            }
+            other => panic!("{other:?}\n{}", kam.log_text()),
+        }
+    }
+    // Retry-After: 2 (not the 60 s retry interval), both times.
+    for (failed, retry) in &at {
+        assert_eq!(retry - failed, 2_000, "{at:?}");
+    }
+    assert!((1_900..=2_600).contains(&(at[1].0 - at[0].0)), "{at:?}");
+    assert_eq!(kam.registers_seen().len(), 2);
     srv.shutdown();
 }
 
