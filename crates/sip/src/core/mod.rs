@@ -25,7 +25,8 @@
 //! Run-loop contract (what `shell` does):
 //! 1. feed an input: [`Core::handle_datagram`], [`Core::handle_lookup`],
 //!    [`Core::handle_flow_closed`], [`Core::invalidate_account`],
-//!    [`Core::handle_timeout`] or [`Core::handle_shutdown`];
+//!    [`Core::handle_timeout`], [`Core::handle_shutdown`],
+//!    [`Core::set_trunk_registrations`] or [`Core::force_trunk_registration`];
 //! 2. drain [`Core::poll_output`] until it returns `None`, carrying out each
 //!    [`Output`] (send bytes, look an account up, persist, record a call event);
 //! 3. call `handle_timeout` again no later than [`Core::poll_timeout`].

@@ -58,12 +58,19 @@ impl crate::SipServer {
         &self,
         regs: Vec<TrunkRegistration>,
     ) -> Result<(), TrunkConfigError> {
+        let mut targets = Vec::with_capacity(regs.len());
+        for r in &regs {
+            targets.push(r.target()?);
+        }
+        // All at once: one slow name must not hold up the others.
+        let addrs = futures_util::future::join_all(
+            targets.iter().map(|t| resolve(&t.host, t.port, self.local)),
+        )
+        .await;
         let mut resolved = Vec::with_capacity(regs.len());
-        for r in regs {
-            let target = r.target()?;
-            let addr = resolve(&target.host, target.port, self.local).await;
+        for ((r, t), addr) in regs.into_iter().zip(&targets).zip(addrs) {
             if addr.is_none() {
-                tracing::warn!(trunk = %r.key, host = %target.host, "cannot resolve the trunk's registrar");
+                tracing::warn!(trunk = %r.key, host = %t.host, "cannot resolve the trunk's registrar");
             }
             resolved.push((r, addr));
         }
