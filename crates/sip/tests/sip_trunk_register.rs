@@ -446,7 +446,10 @@ async fn a_registrar_that_is_down_is_retried_with_backoff_until_it_is_up() {
     let port = free_port();
     let srv = server().await;
     let mut events = srv.trunk_events();
-    srv.set_trunk_registrations(vec![trunk(port, SECRET, Transport::Tcp)])
+    // By name this time: the shell resolves it (from /etc/hosts).
+    let mut t = trunk(port, SECRET, Transport::Tcp);
+    t.registrar = format!("localhost:{port}");
+    srv.set_trunk_registrations(vec![t])
         .await
         .expect("valid settings");
     let mut retries = Vec::new();
