@@ -4,7 +4,9 @@
 
 use super::*;
 use crate::core::digest::{expected_response, ha1, parse_authorization, Algorithm};
-use crate::core::msg::{response, Limits};
+use crate::core::msg::{self, response, Limits};
+use crate::core::txn::{T2, TIMEOUT};
+use crate::core::types::Transport;
 
 const LOCAL: &str = "127.0.0.1:5060";
 const REGISTRAR: ([u8; 4], u16) = ([127, 0, 0, 1], 5070);
