@@ -202,6 +202,22 @@ fn challenge_answered_once_then_registered_and_refreshed_with_the_same_call_id()
 }
 
 #[test]
+fn a_longer_grant_than_asked_is_taken_as_what_was_asked() {
+    let (mut rig, r1) = Rig::one(reg("t1"));
+    rig.answer(
+        &r1,
+        200,
+        "OK",
+        &[("Contact", "<sip:trunk1@127.0.0.1:5060>;expires=7200")],
+    );
+    assert_eq!(
+        rig.events(),
+        [TrunkEventKind::Registered { expires_secs: 300 }]
+    );
+    assert_eq!(rig.status().next_attempt_ms, Some(270_000));
+}
+
+#[test]
 fn refresh_timing_follows_the_granted_expiry() {
     assert_eq!(refresh_after(3600), 3570);
     assert_eq!(refresh_after(120), 90);

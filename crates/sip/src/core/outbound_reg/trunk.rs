@@ -292,6 +292,10 @@ impl Trunk {
                     .and_then(|v| v.trim().parse::<u32>().ok())
             })
             .unwrap_or(asked)
+            // A registrar may shorten the interval, not lengthen it (RFC
+            // 3261 10.3): a longer grant is refreshed as if we had got what
+            // we asked for, early but never late.
+            .min(asked)
     }
 
     pub(super) fn registered(&mut self, io: &mut Io, now_ms: u64, granted: u32) {
