@@ -258,8 +258,8 @@ impl OutboundRegs {
     /// (resolved by the caller; `None`: it could not be, and the trunk is
     /// `Failed` until set again). Unchanged trunks carry on; removed ones
     /// unregister; changed ones unregister the old binding and register
-    /// anew once the old binding is gone; new ones register, spread over a few seconds. On an
-    /// error nothing changes.
+    /// anew once it is gone; new ones register, spread over a few
+    /// seconds. On an error nothing changes.
     pub fn set(
         &mut self,
         now_ms: u64,
@@ -311,7 +311,8 @@ impl OutboundRegs {
             if kept.contains(&r.key) {
                 continue;
             }
-            // A changed trunk (its old self is leaving) registers at once.
+            // A changed trunk registers as soon as its old binding is gone
+            // (see `waiting_keys`), not after a start-up spread.
             let changed = self.trunks.iter().any(|t| t.cfg.key == r.key);
             let delay = if changed || spread == 0 {
                 0
