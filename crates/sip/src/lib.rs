@@ -12,6 +12,9 @@ mod engine;
 mod shell;
 
 pub use backend::{AccountChange, Backend, BackendError, MemoryBackend, RegistrationState};
+pub use core::outbound_reg::{
+    TrunkConfigError, TrunkEvent, TrunkEventKind, TrunkRegState, TrunkRegistration, TrunkStatus,
+};
 pub use core::{Account, BindingRecord, Lookup, SecurityNotice, Transport};
 pub use shell::journal::{recover as recover_cdr_journal, Recovered};
 

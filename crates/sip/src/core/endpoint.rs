@@ -11,6 +11,7 @@ use super::calls::Calls;
 use super::ctx::Ctx;
 use super::media::{MediaEvent, MediaPlane, NoMedia};
 use super::msg::{self, response, Msg, ParseError, Start};
+use super::outbound_reg::{OutboundRegs, TrunkConfigError, TrunkRegistration, TrunkStatus};
 use super::registrar::location::Binding;
 use super::registrar::Registrar;
 use super::rng::Rng;
@@ -32,6 +33,8 @@ pub struct Core {
     auth: Authenticator,
     registrar: Registrar,
     calls: Calls,
+    /// Our own registrations to carriers (trunks).
+    trunks: OutboundRegs,
     last_sweep_ms: u64,
     /// Requests dropped because their User-Agent is a scanner's.
     scanners_dropped: u64,
@@ -138,6 +141,7 @@ impl Core {
                 cfg.max_contacts,
             ),
             calls: Calls::default(),
+            trunks: OutboundRegs::new(cfg.seed.rotate_left(17), cfg.local_host.clone()),
             last_sweep_ms: 0,
             scanners_dropped: 0,
             registers: 0,
@@ -175,6 +179,7 @@ impl Core {
             Some(sweep),
             self.io.txn.next_deadline(),
             self.calls.next_deadline(),
+            self.trunks.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -222,6 +227,11 @@ impl Core {
         self.calls.live()
     }
 
+    /// Every trunk's outbound registration.
+    pub fn trunk_statuses(&self) -> Vec<TrunkStatus> {
+        self.trunks.statuses()
+    }
+
     // ---- inputs ----
 
     /// Loads an account into the cache (warm-up or refresh).
@@ -252,6 +262,25 @@ impl Core {
             .account_guard_mut()
             .trust(&r.username, r.source.ip(), r.registered_at_ms);
         self.registrar.restore(r);
+    }
+
+    /// Replaces the set of trunks that register to carriers (see
+    /// [`OutboundRegs::set`]); on an error nothing changes.
+    pub fn set_trunk_registrations(
+        &mut self,
+        now_ms: u64,
+        regs: Vec<(TrunkRegistration, Option<std::net::SocketAddr>)>,
+    ) -> Result<(), TrunkConfigError> {
+        let r = self.trunks.set(now_ms, regs);
+        self.drain_trunks();
+        r
+    }
+
+    /// Registers trunk `key` now (see [`OutboundRegs::force`]).
+    pub fn force_trunk_registration(&mut self, now_ms: u64, key: &str) -> bool {
+        let found = self.trunks.force(now_ms, key);
+        self.drain_trunks();
+        found
     }
 
     /// Answer to an [`Output::Lookup`]: the parked requests are replayed.
@@ -292,6 +321,9 @@ impl Core {
     pub fn handle_contact_lost(&mut self, now_ms: u64, to: Source) {
         let mut ctx = self.io.ctx(now_ms);
         self.calls.handle_lost(&mut ctx, Lost::Contact(to));
+        // It may be a trunk's registrar we connected to.
+        self.trunks.handle_transport_lost(now_ms, to);
+        self.drain_trunks();
     }
 
     /// Something the media plane noticed about a call (see [`MediaEvent`]).
@@ -316,6 +348,8 @@ impl Core {
             self.calls.handle_txn_timeout(&mut ctx, owner);
         }
         self.calls.handle_timeout(&mut ctx);
+        self.trunks.handle_timeout(now_ms);
+        self.drain_trunks();
     }
 
     /// The server is stopping: every call ends properly (BYE or CANCEL on
@@ -323,6 +357,9 @@ impl Core {
     pub fn handle_shutdown(&mut self, now_ms: u64) {
         let mut ctx = self.io.ctx(now_ms);
         self.calls.handle_shutdown(&mut ctx);
+        // Trunks unregister (Expires: 0) while the sockets are still open.
+        self.trunks.shutdown(now_ms);
+        self.drain_trunks();
     }
 
     /// One datagram, WebSocket message or framed stream message.
@@ -402,6 +439,12 @@ impl Core {
     }
 
     fn handle_response(&mut self, now_ms: u64, m: Msg) {
+        if OutboundRegs::owns(m.top_branch()) {
+            // An answer to one of our trunk REGISTERs, never a call's.
+            self.trunks.handle_response(now_ms, &m);
+            self.drain_trunks();
+            return;
+        }
         let code = m.code().unwrap_or(0);
         let branch = m.top_branch().to_string();
         let (_, method) = m.cseq();
@@ -666,6 +709,19 @@ impl Core {
     fn flow_authenticated(&mut self, src: Source) {
         if src.flow != UDP_FLOW {
             self.io.out.push_back(Output::FlowAuthenticated(src.flow));
+        }
+    }
+
+    /// Moves what the trunk registrations produced into the outbox.
+    fn drain_trunks(&mut self) {
+        while let Some(t) = self.trunks.poll_transmit() {
+            self.io.out.push_back(Output::Transmit {
+                to: t.to,
+                data: t.data,
+            });
+        }
+        while let Some(e) = self.trunks.poll_event() {
+            self.io.out.push_back(Output::Trunk(e));
         }
     }
 

@@ -15,6 +15,8 @@
 //!   (`location.rs`);
 //! - `call/` — one call's state machine (its legs, forks, dialogs, session
 //!   timer); `calls.rs` — the table that finds a call;
+//! - `outbound_reg/` — our own registrations to carriers (trunks), a
+//!   client state machine the endpoint feeds responses and time to;
 //! - `media.rs` — the media plane a call asks for SDP when its media is
 //!   anchored, and the events it reports back;
 //! - `txn.rs` — retransmissions and their deadlines; `msg.rs` — parsing,
@@ -23,7 +25,8 @@
 //! Run-loop contract (what `shell` does):
 //! 1. feed an input: [`Core::handle_datagram`], [`Core::handle_lookup`],
 //!    [`Core::handle_flow_closed`], [`Core::invalidate_account`],
-//!    [`Core::handle_timeout`] or [`Core::handle_shutdown`];
+//!    [`Core::handle_timeout`], [`Core::handle_shutdown`],
+//!    [`Core::set_trunk_registrations`] or [`Core::force_trunk_registration`];
 //! 2. drain [`Core::poll_output`] until it returns `None`, carrying out each
 //!    [`Output`] (send bytes, look an account up, persist, record a call event);
 //! 3. call `handle_timeout` again no later than [`Core::poll_timeout`].
@@ -38,6 +41,7 @@ pub mod digest;
 mod endpoint;
 pub mod media;
 pub mod msg;
+pub mod outbound_reg;
 pub mod registrar;
 mod rng;
 pub mod security;

@@ -1254,3 +1254,4 @@ fn shutdown_ends_answered_and_ringing_calls() {
 mod anchor;
 mod attacks;
 mod redial;
+mod trunks;

@@ -134,6 +134,8 @@ pub enum Output {
     /// A protection started (an address banned, an account guarded): for
     /// the operator's live view and alerts. Already logged by the core.
     Security(SecurityNotice),
+    /// A trunk's outbound registration changed (see `outbound_reg`).
+    Trunk(super::outbound_reg::TrunkEvent),
 }
 
 /// What [`Output::Security`] reports.

@@ -9,6 +9,7 @@ mod dial;
 pub(crate) mod journal;
 pub(crate) mod tls;
 pub(crate) mod tls_client;
+mod trunks;
 mod udp;
 mod writer;
 
@@ -57,6 +58,8 @@ pub(crate) struct Shared {
     pub backend: Arc<dyn Backend>,
     pub writers: Writers,
     pub shutdown: watch::Sender<bool>,
+    /// Trunk registration events (see `trunks.rs`).
+    pub trunk_events: tokio::sync::broadcast::Sender<crate::core::outbound_reg::TrunkEvent>,
     /// The runtime `start` was called on: lookups and writers run there, the
     /// UDP loop and the timer run on their own thread.
     pub main: tokio::runtime::Handle,
@@ -87,6 +90,7 @@ impl Shared {
             backend,
             writers,
             shutdown,
+            trunk_events: trunks::channel(),
             main: tokio::runtime::Handle::current(),
             max_bytes,
         })
@@ -167,6 +171,7 @@ impl Shared {
             Output::Call(ev) => self.writers.cdrs(vec![ev], now_ms()),
             Output::FlowAuthenticated(flow) => self.conns.authenticated(flow),
             Output::Security(notice) => self.backend.security_notice(notice),
+            Output::Trunk(e) => self.trunk_event(e),
         }
     }
 

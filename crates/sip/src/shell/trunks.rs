@@ -1,0 +1,106 @@
+//! Trunk registrations on the running server: resolving each registrar
+//! (the sans-IO core cannot), handing the set to the core, and publishing
+//! the state changes. REGISTERs leave from the server's own UDP socket (or
+//! over a TCP connection the shell opens, see `dial.rs`), so the carrier
+//! sees the address it will send calls to; their answers come back
+//! through the ordinary receive path and the endpoint routes them to
+//! `core::outbound_reg` by Via branch.
+
+use super::{now_ms, Shared};
+use crate::core::outbound_reg::{TrunkConfigError, TrunkEvent, TrunkRegistration, TrunkStatus};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// Events kept for a slow subscriber before it starts missing some.
+pub(crate) const EVENT_BUFFER: usize = 256;
+
+/// How long resolving one registrar's name may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Shared {
+    /// Publishes a trunk registration event (nobody listening is fine).
+    pub(crate) fn trunk_event(&self, e: TrunkEvent) {
+        match &e.kind {
+            crate::core::outbound_reg::TrunkEventKind::Registered { expires_secs } => {
+                tracing::debug!(trunk = %e.key, expires_secs, "trunk registered")
+            }
+            kind => tracing::info!(trunk = %e.key, ?kind, "trunk registration"),
+        }
+        let _ = self.trunk_events.send(e);
+    }
+}
+
+/// The address REGISTERs for `host:port` go to: an IP literal as it is,
+/// a name through the resolver, preferring the family of our own socket.
+async fn resolve(host: &str, port: u16, local: SocketAddr) -> Option<SocketAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)))
+        .await
+        .ok()?
+        .ok()?;
+    let all: Vec<SocketAddr> = found.collect();
+    all.iter()
+        .find(|a| a.is_ipv4() == local.is_ipv4())
+        .or(all.first())
+        .copied()
+}
+
+impl crate::SipServer {
+    /// Replaces the set of trunks that register to carriers: unchanged
+    /// trunks carry on, removed ones unregister, changed ones re-register,
+    /// new ones register (spread over a few seconds). Registrar names are
+    /// resolved now; one that does not resolve leaves its trunk `Failed`
+    /// until the next call. A bad setting is an error and changes nothing.
+    pub async fn set_trunk_registrations(
+        &self,
+        regs: Vec<TrunkRegistration>,
+    ) -> Result<(), TrunkConfigError> {
+        let mut targets = Vec::with_capacity(regs.len());
+        for r in &regs {
+            targets.push(r.target()?);
+        }
+        // All at once: one slow name must not hold up the others.
+        let addrs = futures_util::future::join_all(
+            targets.iter().map(|t| resolve(&t.host, t.port, self.local)),
+        )
+        .await;
+        let mut resolved = Vec::with_capacity(regs.len());
+        for ((r, t), addr) in regs.into_iter().zip(&targets).zip(addrs) {
+            if addr.is_none() {
+                tracing::warn!(trunk = %r.key, host = %t.host, "cannot resolve the trunk's registrar");
+            }
+            resolved.push((r, addr));
+        }
+        let shared = &self.shared;
+        let mut result = Ok(());
+        shared.feed(|c| result = c.set_trunk_registrations(now_ms(), resolved));
+        result
+    }
+
+    /// Every trunk's registration now, by key.
+    pub fn trunk_statuses(&self) -> Vec<TrunkStatus> {
+        self.shared.core.lock().trunk_statuses()
+    }
+
+    /// Trunk registration events from now on (a subscriber that falls more
+    /// than a few hundred events behind is told it lagged).
+    pub fn trunk_events(&self) -> broadcast::Receiver<TrunkEvent> {
+        self.shared.trunk_events.subscribe()
+    }
+
+    /// Registers trunk `key` now ("force register"); false when unknown.
+    pub fn force_trunk_registration(&self, key: &str) -> bool {
+        let mut found = false;
+        self.shared
+            .feed(|c| found = c.force_trunk_registration(now_ms(), key));
+        found
+    }
+}
+
+/// The sender trunk events are published on.
+pub(crate) fn channel() -> broadcast::Sender<TrunkEvent> {
+    broadcast::channel(EVENT_BUFFER).0
+}
