@@ -1811,9 +1811,9 @@ impl TrunkService {
             .ok_or(DomainError::NotFound { what: "trunk" })?;
         let before = TrunkSettings::from_row(&before_row)?;
         let after = resolve(input, Some(&before))?;
-        if after.name.to_lowercase() != before.name.to_lowercase()
-            && store::trunks::name_taken(&mut tx, &after.name, Some(id)).await?
-        {
+        // Asked even when the name did not change: the database's idea of
+        // "the same name" (ASCII case folded) is the one that counts.
+        if store::trunks::name_taken(&mut tx, &after.name, Some(id)).await? {
             return Err(DomainError::conflict("name"));
         }
         let owned = after.values();
