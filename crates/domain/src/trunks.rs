@@ -2396,6 +2396,51 @@ mod tests {
         );
     }
 
+    /// Concurrent creates of one name on a real database (SQLite, or
+    /// PostgreSQL when the run asks): one trunk, the others a conflict on
+    /// `name`, one audit entry.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_creates_of_one_name_make_one_trunk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&store::testing::fresh_database_url(dir.path()))
+            .await
+            .expect("open");
+        let svc = TrunkService::new(db.clone());
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let svc = svc.clone();
+            let name = if i % 2 == 0 { "Same Name" } else { "SAME name" };
+            let body = input(serde_json::json!({"name": name, "host": "h.test"}));
+            tasks.push(tokio::spawn(async move {
+                svc.create(&Actor::system(), &body).await
+            }));
+        }
+        let (mut ok, mut conflicts) = (0, 0);
+        for t in tasks {
+            match t.await.expect("join") {
+                Ok(_) => ok += 1,
+                Err(DomainError::Conflict { field: "name", .. }) => conflicts += 1,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!((ok, conflicts), (1, 7));
+        let (list, total) = svc
+            .list(&TrunkQuery {
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!((list.len(), total), (1, 1));
+        let mut c = db.conn().await.expect("conn");
+        let (entries, n) = store::audit::list(&mut c, Some("trunk.create"), None, 50, 0)
+            .await
+            .expect("audit");
+        assert_eq!((entries.len(), n), (1, 1));
+        drop(c);
+        db.close().await;
+    }
+
     #[test]
     fn names_serialize_as_they_parse() {
         for k in TrunkKind::ALL {
