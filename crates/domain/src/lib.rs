@@ -29,6 +29,7 @@ pub mod routing;
 pub mod sip_accounts;
 pub mod sip_credentials;
 mod time;
+pub mod trunks;
 pub mod users;
 pub mod validate;
 pub mod webrtc;

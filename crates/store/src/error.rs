@@ -68,6 +68,7 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str)] = &[
         "registrations_username_contact_key",
         "registrations.username",
     ),
+    ("trunks_name_key", "trunks.name"),
 ];
 
 /// If `err` is a UNIQUE constraint violation: which column, when the

@@ -25,6 +25,7 @@ pub mod settings;
 pub mod sip_accounts;
 pub mod sip_ephemeral;
 pub mod testing;
+pub mod trunks;
 pub mod users;
 pub mod webrtc;
 

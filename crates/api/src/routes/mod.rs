@@ -12,6 +12,7 @@ pub mod provision;
 pub mod ready;
 pub mod sip_ws;
 pub mod telephony;
+pub mod trunks;
 
 use crate::error::AppError;
 
