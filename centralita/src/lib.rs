@@ -11,6 +11,7 @@ pub mod media_plane;
 pub mod ops;
 pub mod sip_backend;
 pub mod tls;
+pub mod trunks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -345,6 +346,10 @@ impl Server {
         if let Some(s) = &sip {
             // Phones are told the port actually bound (`sip.listen` may say 0).
             api_cfg.sip_port = s.local_addr().port();
+        }
+        if let Some(s) = &sip {
+            // Trunks register to their carriers while the server runs.
+            trunks::spawn(self.services.clone(), s.clone());
         }
         // The API sees the builtin SIP server only as an engine.
         let engine = sip

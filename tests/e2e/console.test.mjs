@@ -283,7 +283,7 @@ describe('centralita console (real browser, real backend)', () => {
     await shot(people.admin, 'admin-agents-registered');
   });
 
-  step('answered', 'A calls B, B answers, audio both ways through the server, A's hold gives B the hold tone, resume restores it, B hangs up', ['registered'], async () => {
+  step('answered', 'A calls B, B answers, audio both ways through the server, a hold by A gives B the hold tone, resume restores it, B hangs up', ['registered'], async () => {
     const A = people.a.page;
     const B = people.b.page;
     await dial(A, agents.b.ext);

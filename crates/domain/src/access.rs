@@ -89,6 +89,8 @@ impl Scope {
             } => sip_ids.contains(caller_number) || sip_ids.contains(callee_number),
             // Attacks and bans are for the staff who can act on them.
             Event::Security { .. } => false,
+            // Carrier trunks are the staff's business.
+            Event::Trunk { .. } => false,
         }
     }
 }

@@ -53,6 +53,54 @@ pub trait Engine: Send + Sync {
     /// just its `inbound` sender) closes the flow; `outbound` ending means
     /// the engine closed it and the socket should be closed too.
     fn attach_flow(&self, peer: SocketAddr, secure: bool) -> Result<FlowHandle, FlowRefused>;
+
+    /// The registration of trunk `trunk_id` to its carrier, as it stands
+    /// now; `None` when the engine does not register that trunk.
+    fn trunk_registration(&self, _trunk_id: i64) -> Option<TrunkRegistrationView> {
+        None
+    }
+
+    /// Registers trunk `trunk_id` now (an admin's "force register"); false
+    /// when the engine does not register that trunk.
+    fn force_trunk_registration(&self, _trunk_id: i64) -> bool {
+        false
+    }
+
+    /// Sends a SIP OPTIONS to `host:port` over `transport` (`udp`, `tcp`)
+    /// from the engine's own address and reports the far end's final
+    /// answer (a trunk's "test connection").
+    fn probe(&self, _host: String, _port: u16, _transport: &'static str) -> ProbeFuture {
+        Box::pin(async { Err("this engine cannot send OPTIONS".to_string()) })
+    }
+}
+
+/// What [`Engine::probe`] resolves to: the answer, or why there was none.
+pub type ProbeFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<ProbeAnswer, String>> + Send + 'static>,
+>;
+
+/// The final answer to an OPTIONS probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeAnswer {
+    pub status: u16,
+    pub reason: String,
+    /// From sending the request to the final answer.
+    pub rtt_ms: u64,
+}
+
+/// A trunk's registration to its carrier, live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkRegistrationView {
+    /// `registering`, `registered`, `rejected`, `failed`, `unregistered`.
+    pub state: String,
+    pub since: DateTime<Utc>,
+    pub last_registered_at: Option<DateTime<Utc>>,
+    /// When the carrier's binding expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The next REGISTER (refresh or retry), if one is planned.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Failed attempts in a row.
+    pub failures: u32,
 }
 
 /// Live figures of an engine.

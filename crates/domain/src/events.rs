@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// One event. JSON: `{"type": "registration" | "call" | "agent" | "security", "at": ..., ...}`
+/// One event. JSON: `{"type": "registration" | "call" | "agent" | "security" | "trunk", "at": ..., ...}`
 /// with camelCase fields.
 #[derive(Serialize, Clone, Debug)]
 #[serde(
@@ -47,6 +47,16 @@ pub enum Event {
         kind: String,
         ip: String,
         username: Option<String>,
+    },
+    /// A trunk changed (`created`, `updated`, `deleted`: the SIP server
+    /// re-reads the trunks) or its registration did (`registered`,
+    /// `rejected`, `failed`, `unregistered`, with the far end's answer in
+    /// `detail`).
+    Trunk {
+        at: DateTime<Utc>,
+        id: i64,
+        action: String,
+        detail: Option<String>,
     },
 }
 

@@ -41,7 +41,10 @@ pub use audit::{AuditEntry, AuditService};
 pub use auth::{ApiToken, AuthService, LoginOutcome};
 pub use call_events::{CallEvent, CallEventKind, HangupCause, LegNo, MediaDirection, Party};
 pub use calls::{Call, CallLeg, CallService, CallStats, Direction, Disposition};
-pub use engine::{BlockedSource, Engine, EngineStatus, FlowHandle, FlowRefused};
+pub use engine::{
+    BlockedSource, Engine, EngineStatus, FlowHandle, FlowRefused, ProbeAnswer, ProbeFuture,
+    TrunkRegistrationView,
+};
 pub use error::DomainError;
 pub use events::{Event, EventBus};
 pub use recorder::Recorder;

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use store::trunks::{ListFilter, TrunkRow, TrunkValues};
 
 use crate::time::{from_ms, now_ms, opt_from_ms};
-use crate::{audit, Actor, Db, DomainError, Services};
+use crate::{audit, Actor, Db, DomainError, Event, EventBus, Services};
 
 // ---------------------------------------------------------------------
 // Vocabulary
@@ -1662,12 +1662,17 @@ pub struct TrunkQuery {
 #[derive(Clone, Debug)]
 pub struct TrunkService {
     db: Db,
+    events: Option<EventBus>,
 }
 
 impl Services {
-    /// The trunk service over this database.
+    /// The trunk service over this database; its changes are published on
+    /// the event bus (the SIP server follows them).
     pub fn trunks(&self) -> TrunkService {
-        TrunkService::new(self.db.clone())
+        TrunkService {
+            db: self.db.clone(),
+            events: Some(self.events.clone()),
+        }
     }
 }
 
@@ -1682,7 +1687,18 @@ fn write_error(e: store::DbError) -> DomainError {
 
 impl TrunkService {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, events: None }
+    }
+
+    fn publish(&self, id: i64, action: &str, detail: Option<String>) {
+        if let Some(bus) = &self.events {
+            bus.publish(Event::Trunk {
+                at: Utc::now(),
+                id,
+                action: action.to_string(),
+                detail,
+            });
+        }
     }
 
     /// Creates a trunk; its kind's preset fills what `input` leaves out.
@@ -1714,6 +1730,7 @@ impl TrunkService {
             .await?
             .ok_or(DomainError::NotFound { what: "trunk" })?;
         tx.commit().await?;
+        self.publish(id, "created", None);
         Trunk::from_row(&row)
     }
 
@@ -1834,6 +1851,7 @@ impl TrunkService {
             .await?
             .ok_or(DomainError::NotFound { what: "trunk" })?;
         tx.commit().await?;
+        self.publish(id, "updated", None);
         Trunk::from_row(&row)
     }
 
@@ -1853,7 +1871,18 @@ impl TrunkService {
         )
         .await?;
         tx.commit().await?;
+        self.publish(id, "deleted", None);
         Ok(())
+    }
+
+    /// The settings of every `active` trunk (secrets included), lowest
+    /// priority first: what the SIP server registers and routes with.
+    pub async fn active_settings(&self) -> Result<Vec<(i64, TrunkSettings)>, DomainError> {
+        let mut c = self.db.conn().await?;
+        let rows = store::trunks::active_by_priority(&mut c).await?;
+        rows.iter()
+            .map(|r| Ok((r.id, TrunkSettings::from_row(r)?)))
+            .collect()
     }
 
     /// The effective SIP configuration of a stored trunk.
@@ -1862,10 +1891,29 @@ impl TrunkService {
     }
 
     /// What the SIP side saw of the trunk's registration. False for an
-    /// unknown trunk (deleted meanwhile).
+    /// unknown trunk (deleted meanwhile). Published as a `trunk` event
+    /// with the state (`registered`, `rejected`, ...) as its action.
     pub async fn report_registration(
         &self,
         id: i64,
+        registered: bool,
+        error: Option<&str>,
+    ) -> Result<bool, DomainError> {
+        self.report_registration_state(
+            id,
+            if registered { "registered" } else { "failed" },
+            registered,
+            error,
+        )
+        .await
+    }
+
+    /// [`report_registration`](Self::report_registration) with the
+    /// registration state's own name.
+    pub async fn report_registration_state(
+        &self,
+        id: i64,
+        state: &str,
         registered: bool,
         error: Option<&str>,
     ) -> Result<bool, DomainError> {
@@ -1873,6 +1921,9 @@ impl TrunkService {
         let found =
             store::trunks::set_registration_state(&mut tx, id, registered, error, now_ms()).await?;
         tx.commit().await?;
+        if found {
+            self.publish(id, state, error.map(str::to_string));
+        }
         Ok(found)
     }
 

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::core::outbound_reg::TrunkRegState;
 use crate::SipServer;
 
 impl domain::Engine for SipServer {
@@ -52,5 +53,46 @@ impl domain::Engine for SipServer {
         secure: bool,
     ) -> Result<domain::FlowHandle, domain::FlowRefused> {
         self.shared.attach_websocket(peer, secure)
+    }
+
+    /// Trunks are registered under their id as the key (see the binary's
+    /// `trunks` module).
+    fn trunk_registration(&self, trunk_id: i64) -> Option<domain::TrunkRegistrationView> {
+        let key = trunk_id.to_string();
+        let s = self.trunk_statuses().into_iter().find(|s| s.key == key)?;
+        let at = |ms: u64| chrono::DateTime::from_timestamp_millis(ms as i64);
+        let state = match s.state {
+            TrunkRegState::Idle | TrunkRegState::Registering => "registering",
+            TrunkRegState::Registered { .. } => "registered",
+            TrunkRegState::Rejected { .. } => "rejected",
+            TrunkRegState::Failed { .. } => "failed",
+            TrunkRegState::Unregistering | TrunkRegState::Unregistered => "unregistered",
+        };
+        Some(domain::TrunkRegistrationView {
+            state: state.to_string(),
+            since: at(s.since_ms).unwrap_or_default(),
+            last_registered_at: s.registered_at_ms.and_then(at),
+            expires_at: s.expires_at_ms.and_then(at),
+            next_attempt_at: s.next_attempt_ms.and_then(at),
+            failures: s.failures,
+        })
+    }
+
+    fn force_trunk_registration(&self, trunk_id: i64) -> bool {
+        SipServer::force_trunk_registration(self, &trunk_id.to_string())
+    }
+
+    fn probe(&self, host: String, port: u16, transport: &'static str) -> domain::ProbeFuture {
+        let ip = self.local_addr().ip();
+        Box::pin(async move {
+            crate::shell::probe::probe(ip, &host, port, transport)
+                .await
+                .map(|a| domain::ProbeAnswer {
+                    status: a.status,
+                    reason: a.reason,
+                    rtt_ms: a.rtt.as_millis() as u64,
+                })
+                .map_err(|e| e.to_string())
+        })
     }
 }

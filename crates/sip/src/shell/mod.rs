@@ -7,6 +7,7 @@
 pub(crate) mod conns;
 mod dial;
 pub(crate) mod journal;
+pub(crate) mod probe;
 pub(crate) mod tls;
 pub(crate) mod tls_client;
 mod trunks;

@@ -1,0 +1,302 @@
+//! Trunks through the real binary: an administrator adds a trunk with the
+//! REST API and the running server registers it to the carrier — Kamailio
+//! (Debian package `kamailio`) on 127.0.0.1 standing in for an ITSP that
+//! demands digest authentication — and the trunk's live state follows
+//! what the carrier answered; `force_register` and `test_connection`
+//! (an OPTIONS) report the far end; a wrong password ends "rejected"
+//! without a retry loop; deleting the trunk unregisters it.
+
+mod support;
+use support::{Reaped, TestDatabase};
+
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN_PASSWORD: &str = "admin-password-for-trunk-tests";
+const SECRET: &str = "carrier-secret-9";
+const REALM: &str = "carrier.test";
+
+fn kamailio_config(port: u16) -> String {
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+listen=udp:127.0.0.1:{port}
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "textops.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "min_expires", 5)
+modparam("registrar", "max_expires", 3600)
+
+request_route {{
+    if (is_method("REGISTER")) {{
+        xlog("L_NOTICE", "REGISTER-SEEN user=$fU expires=$hdr(Expires)\n");
+        if (!pv_auth_check("{REALM}", "{SECRET}", "0", "1")) {{
+            auth_challenge("{REALM}", "1");
+            exit;
+        }}
+        if (!save("location")) {{
+            sl_reply_error();
+        }}
+        exit;
+    }}
+    if (is_method("OPTIONS") && $rU == $null) {{
+        sl_send_reply("200", "Carrier Alive");
+        exit;
+    }}
+    sl_send_reply("403", "Forbidden");
+}}
+"#
+    )
+}
+
+struct Kamailio {
+    child: Reaped,
+    log: std::path::PathBuf,
+    port: u16,
+}
+
+impl Kamailio {
+    fn start(dir: &Path) -> Kamailio {
+        let port = support::free_ports(1, true, false);
+        let cfg = dir.join("kamailio.cfg");
+        std::fs::write(&cfg, kamailio_config(port)).expect("write kamailio.cfg");
+        let log = dir.join("kamailio.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new("kamailio");
+        cmd.arg("-f")
+            .arg(&cfg)
+            .args(["-DD", "-E", "-m", "32", "-M", "8"])
+            .stdout(Stdio::null())
+            .stderr(file);
+        let child = Reaped::spawn("kamailio", &mut cmd);
+        let k = Kamailio { child, log, port };
+        // Ready when it answers an OPTIONS.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        probe
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let me = probe.local_addr().expect("address");
+        let options = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKready\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=r\r\nTo: <sip:127.0.0.1>\r\n\
+             Call-ID: ready@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        let mut buf = [0u8; 2048];
+        for _ in 0..50 {
+            let _ = probe.send_to(options.as_bytes(), ("127.0.0.1", port));
+            if let Ok(n) = probe.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200") {
+                    return k;
+                }
+            }
+        }
+        panic!("kamailio did not answer within 10 s: {}", k.log_text());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn registers(&self, user: &str) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("REGISTER-SEEN") && l.contains(&format!("user={user} ")))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+struct Server {
+    _child: Reaped,
+    http: String,
+    cookie: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_centralita"));
+        cmd.arg("serve")
+            .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
+            .env("CENTRALITA_SIP_LISTEN", "127.0.0.1:0")
+            .env("CENTRALITA_MEDIA_ANCHOR", "never")
+            .env("CENTRALITA_DATA_DIR", dir)
+            .env("CENTRALITA_CONSOLE_DIR", dir.join("no-console"))
+            .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
+            .env("CENTRALITA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .test_database(dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("TRUNK_TEST_LOG").unwrap_or("warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = Reaped::spawn("centralita", &mut cmd);
+        let lines = support::stdout_lines(&mut child.child);
+        let http = support::wait_for_http(&lines).0;
+        let body = json!({"login": "admin", "password": ADMIN_PASSWORD}).to_string();
+        let (status, head, text) =
+            support::http_request(&http, "POST", "/api/auth/login", Some(&body), None);
+        assert_eq!(status, 200, "{text}");
+        Server {
+            _child: child,
+            cookie: support::session_cookie(&head),
+            http,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|b| b.to_string());
+        let (status, _, text) = support::http_request(
+            &self.http,
+            method,
+            path,
+            body.as_deref(),
+            Some(&self.cookie),
+        );
+        let v = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    fn create_trunk(&self, name: &str, user: &str, password: &str, carrier: u16) -> i64 {
+        let (status, v) = self.call(
+            "POST",
+            "/api/telephony/trunks",
+            Some(json!({
+                "name": name, "kind": "nat_provider", "host": "127.0.0.1", "port": carrier,
+                "transport": "udp", "outboundAuthUsername": user,
+                "outboundAuthPassword": password, "registrationExpiration": 60,
+                "registrationRetryInterval": 10,
+            })),
+        );
+        assert_eq!(status, 201, "{v}");
+        assert_eq!(
+            v["trunk"]["sendsRegistration"], true,
+            "nat_provider registers: {v}"
+        );
+        v["trunk"]["id"].as_i64().expect("id")
+    }
+
+    /// Polls the trunk until `done` holds (10 s at most).
+    fn wait_trunk(&self, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (status, v) = self.call("GET", &format!("/api/telephony/trunks/{id}"), None);
+            assert_eq!(status, 200, "{v}");
+            if done(&v["trunk"]) {
+                return v["trunk"].clone();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "trunk {id}: {what}; it is {}",
+                v["trunk"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_trunk_added_by_the_api_registers_to_the_carrier_and_reports_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let carrier = Kamailio::start(dir.path());
+    let server = Server::start(dir.path());
+
+    // The right password: registered, and the live state says so.
+    let good = server.create_trunk("Carrier main", "acct1", SECRET, carrier.port);
+    let t = server.wait_trunk(good, "registered", |t| t["registered"] == true);
+    assert!(t["lastRegisteredAt"].is_string(), "{t}");
+    assert!(t["lastError"].is_null(), "{t}");
+    assert_eq!(
+        carrier.registers("acct1").len(),
+        2,
+        "one challenged, one with credentials"
+    );
+
+    // Force register: a fresh REGISTER now, answered with the outcome.
+    let (status, v) = server.call(
+        "POST",
+        &format!("/api/telephony/trunks/{good}/force_register"),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["registration"]["state"], "registered", "{v}");
+    assert!(
+        carrier.registers("acct1").len() >= 3,
+        "the forced REGISTER reached the carrier"
+    );
+
+    // Test connection: the carrier's answer to an OPTIONS, and the registration.
+    let (status, v) = server.call(
+        "POST",
+        &format!("/api/telephony/trunks/{good}/test_connection"),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["options"]["status"], 200, "{v}");
+    assert_eq!(v["result"]["options"]["reason"], "Carrier Alive", "{v}");
+    assert_eq!(v["result"]["registration"]["state"], "registered", "{v}");
+
+    // A wrong password: rejected after one answer to the challenge, then
+    // no loop; the far end's refusal is the trunk's last error.
+    let bad = server.create_trunk("Carrier wrong", "acct2", "not-the-secret", carrier.port);
+    let t = server.wait_trunk(bad, "rejected", |t| t["lastError"].is_string());
+    assert_eq!(t["registered"], false, "{t}");
+    let err = t["lastError"].as_str().expect("error text");
+    assert!(err.starts_with("401") || err.starts_with("403"), "{err}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        carrier.registers("acct2").len(),
+        2,
+        "no retry loop on a wrong password"
+    );
+    let (_, v) = server.call(
+        "POST",
+        &format!("/api/telephony/trunks/{bad}/test_connection"),
+        None,
+    );
+    assert_eq!(v["result"]["registration"]["state"], "rejected", "{v}");
+
+    // A trunk that does not register cannot be forced to.
+    let (status, v) = server.call(
+        "PATCH",
+        &format!("/api/telephony/trunks/{bad}"),
+        Some(json!({"sendsRegistration": false})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = server.call(
+        "POST",
+        &format!("/api/telephony/trunks/{bad}/force_register"),
+        None,
+    );
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "trunk_not_registering", "{v}");
+
+    // Deleting the registered trunk unregisters it at the carrier.
+    let (status, _) = server.call("DELETE", &format!("/api/telephony/trunks/{good}"), None);
+    assert_eq!(status, 200);
+    let t0 = Instant::now();
+    while !carrier
+        .registers("acct1")
+        .iter()
+        .any(|l| l.contains("expires=0"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no unregister: {:?}",
+            carrier.registers("acct1")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(carrier.child);
+}
