@@ -102,29 +102,27 @@ export function trunksView(): View {
 
       const table = (trunks: Trunk[]) => {
         if (!trunks.length) return h('p', { class: 'empty', testid: 'trunks-empty' }, t('common.none'));
-        return h('div', { class: 'table-wrap' }, h('table', { class: 'table', testid: 'trunks-table' },
+        return h('div', { class: 'table-wrap' }, h('table', { class: 'table trunks-table', testid: 'trunks-table' },
           h('thead', null, h('tr', null,
             h('th', { scope: 'col' }, t('trunks.name')),
             h('th', { scope: 'col' }, t('trunks.provider')),
             h('th', { scope: 'col' }, t('trunks.address')),
-            h('th', { scope: 'col' }, t('trunks.status')),
-            h('th', { scope: 'col' }, t('trunks.registration')),
+            h('th', { scope: 'col' }, t('trunks.status'), ' / ', t('trunks.registration')),
             h('th', { scope: 'col', class: 'num' }, t('trunks.channels')),
             h('th', { scope: 'col', class: 'num' }, t('trunks.priority')),
-            h('th', { scope: 'col', class: 'num' }, t('trunks.counters')),
+            h('th', { scope: 'col', class: 'num', title: t('trunks.countersHint') }, t('trunks.counters'), h('div', { class: 'th-hint' }, t('trunks.countersHint'))),
             h('th', { scope: 'col', class: 'actions-col' }, t('common.actions')))),
           h('tbody', null, trunks.map((tr) => h('tr', { testid: 'trunk-row', 'data-id': tr.id, 'data-name': tr.name },
             h('td', null, h('strong', { testid: 'trunk-name' }, tr.name), tr.description ? h('div', { class: 'muted small' }, tr.description) : null),
             h('td', { testid: 'trunk-kind', 'data-kind': tr.kind, 'data-provider': tr.provider },
               tDynamic('trunkProvider', tr.provider), h('div', { class: 'muted small' }, tDynamic('trunkKind', tr.kind))),
             h('td', { class: 'mono', testid: 'trunk-address' }, `${tr.host}:${tr.port}`, h('div', { class: 'muted small' }, tr.transport.toUpperCase())),
-            h('td', null, statusBadge(tr.status)),
-            h('td', null, registrationCell(tr)),
+            h('td', null, h('div', { class: 'trunk-state' }, statusBadge(tr.status), registrationCell(tr))),
             h('td', { class: 'num', testid: 'trunk-channels', 'data-value': tr.maxChannels }, tr.maxChannels === 0 ? t('trunks.unlimited') : tr.maxChannels),
             h('td', { class: 'num', testid: 'trunk-priority' }, tr.priority),
-            h('td', { class: 'num mono', testid: 'trunk-counters', title: t('trunks.counters') },
+            h('td', { class: 'num mono nowrap', testid: 'trunk-counters', title: t('trunks.countersHint') },
               `${tr.totalCalls} / `, h('span', { class: 'text-ok' }, tr.successfulCalls), ' / ', h('span', { class: 'text-bad' }, tr.failedCalls)),
-            h('td', null, h('div', { class: 'row-actions' },
+            h('td', null, h('div', { class: 'row-actions trunk-actions' },
               h('button', { type: 'button', class: 'btn btn-small', testid: 'trunk-edit', onclick: () => void act(async () => {
                 const fresh = await api.trunk(tr.id);
                 openTrunkForm(fresh.trunk, () => void load());
