@@ -349,6 +349,34 @@ describe('console trunks page (real browser, real backend)', () => {
     });
   }
 
+  step('remove-password', 'removing the stored password: refused while authenticating, done once authentication is off', ['duplicate'], async () => {
+    const { page } = people.admin;
+    await row(page, 'Carrier Two').getByTestId('trunk-edit').click();
+    await page.getByTestId('trunk-form').waitFor();
+    await tab(page, 'auth');
+    assert.equal(await page.getByTestId('trunk-form-inboundAuthPassword').getAttribute('data-has-secret'), 'false');
+    assert.equal(await page.getByTestId('trunk-form-clearInboundPassword').isVisible(), false, 'nothing stored, nothing to remove');
+    await page.getByTestId('trunk-form-clearOutboundPassword').check();
+    assert.equal(await page.getByTestId('trunk-form-outboundAuthPassword').isDisabled(), true);
+    await page.getByTestId('trunk-form-submit').click();
+    const error = page.getByTestId('trunk-form-error');
+    await waitFor(async () => (await error.getAttribute('data-status')) === '422', { what: '422 for sendsAuth without a password' });
+    assert.equal(await error.getAttribute('data-field'), 'outboundAuthPassword');
+    const id = Number(await row(page, 'Carrier Two').getAttribute('data-id'));
+    assert.equal((await call(people.admin, 'GET', `/api/telephony/trunks/${id}`)).json.trunk.hasSecret, true, 'unchanged after a refusal');
+    await page.getByTestId('trunk-form-sendsAuth').uncheck();
+    await page.getByTestId('trunk-form-submit').click();
+    await waitFor(async () => (await page.getByTestId('trunk-form-notice').getAttribute('data-kind')) === 'saved', { what: 'saved without password' });
+    const got = (await call(people.admin, 'GET', `/api/telephony/trunks/${id}`)).json.trunk;
+    assert.equal(got.hasSecret, false);
+    assert.equal(got.sendsAuth, false);
+    assert.equal(await page.getByTestId('trunk-form-clearOutboundPassword').isVisible(), false, 'nothing left to remove');
+    assert.equal(await page.getByTestId('trunk-form-outboundAuthPassword').isDisabled(), false);
+    assert.equal(await page.getByTestId('trunk-form-outboundAuthPassword').getAttribute('placeholder'), '');
+    await page.getByTestId('trunk-form-cancel').click();
+    await page.getByTestId('trunk-dialog').waitFor({ state: 'detached' });
+  });
+
   step('delete', 'deletes a trunk after confirming', ['duplicate'], async () => {
     const { page } = people.admin;
     const id = Number(await row(page, 'Carrier Two').getAttribute('data-id'));

@@ -184,6 +184,9 @@ export interface TrunkFormValues {
   trustRemotePartyId: boolean;
   inboundMatch: string;
   advancedSettings: string;
+  /** Remove the stored password (sends `null`); only offered when one is stored. */
+  clearOutboundPassword: boolean;
+  clearInboundPassword: boolean;
 }
 
 export type BoolField = { [K in keyof TrunkFormValues]: TrunkFormValues[K] extends boolean ? K : never }[keyof TrunkFormValues];
@@ -220,7 +223,7 @@ export function newTrunkValues(): TrunkFormValues {
     registrationExpiration: '3600', registrationRetryInterval: '60', registrationMaxRetries: '10', registrationForbiddenRetryInterval: '0',
     rtpSymmetric: false, forceRport: false, rewriteContact: false, qualifyFrequency: '0', mediaAddress: '', dtmfMode: 'rfc4733',
     sessionTimers: 'yes', sessionExpires: '1800', sessionMinSe: '90', pai: '', sendPai: false, trustRemotePartyId: false,
-    inboundMatch: '', advancedSettings: '{}',
+    inboundMatch: '', advancedSettings: '{}', clearOutboundPassword: false, clearInboundPassword: false,
   }, 'custom');
 }
 
@@ -244,6 +247,7 @@ export function trunkToValues(tr: Trunk): TrunkFormValues {
     pai: s(tr.pai), sendPai: tr.sendPai, trustRemotePartyId: tr.trustRemotePartyId,
     inboundMatch: tr.inboundMatch.join('\n'),
     advancedSettings: JSON.stringify(tr.advancedSettings ?? {}, null, 2),
+    clearOutboundPassword: false, clearInboundPassword: false,
   };
 }
 
@@ -298,7 +302,7 @@ const BOOLS = [
  * seeds/003 sends it. Numbers must be whole (the ranges are the server's);
  * an empty number is left out (create: preset or default; update: kept);
  * an empty optional text is `null` (cleared); an empty password is left
- * out (kept).
+ * out (kept), a typed one replaces it, "remove" sends `null`.
  */
 export function buildBody(v: TrunkFormValues): Record<string, unknown> {
   const body: Record<string, unknown> = {};
@@ -316,8 +320,10 @@ export function buildBody(v: TrunkFormValues): Record<string, unknown> {
   body.codecs = codecs;
   body.inboundMatch = parseList(v.inboundMatch);
   body.advancedSettings = parseAdvanced(v.advancedSettings);
-  if (v.outboundAuthPassword !== '') body.outboundAuthPassword = v.outboundAuthPassword;
-  if (v.inboundAuthPassword !== '') body.inboundAuthPassword = v.inboundAuthPassword;
+  if (v.clearOutboundPassword) body.outboundAuthPassword = null;
+  else if (v.outboundAuthPassword !== '') body.outboundAuthPassword = v.outboundAuthPassword;
+  if (v.clearInboundPassword) body.inboundAuthPassword = null;
+  else if (v.inboundAuthPassword !== '') body.inboundAuthPassword = v.inboundAuthPassword;
   if (!body.name) throw new FormError('name', 'is required');
   if (!body.host) throw new FormError('host', 'is required');
   return body;
@@ -338,6 +344,7 @@ const TAB_OF: Record<string, Tab> = {
   status: 'basic', maxChannels: 'basic', priority: 'basic', codecs: 'basic',
   sendsAuth: 'auth', outboundAuthUsername: 'auth', outboundAuthPassword: 'auth', outboundAuthRealm: 'auth', fromUser: 'auth',
   fromDomain: 'auth', acceptsAuth: 'auth', inboundAuthUsername: 'auth', inboundAuthPassword: 'auth',
+  clearOutboundPassword: 'auth', clearInboundPassword: 'auth',
   sendsRegistration: 'registration', acceptsRegistrations: 'registration', registrationServerUri: 'registration',
   registrationClientUri: 'registration', registrationExpiration: 'registration', registrationRetryInterval: 'registration',
   registrationMaxRetries: 'registration', registrationForbiddenRetryInterval: 'registration',

@@ -69,6 +69,10 @@ test('form values become typed fields; bad ones name their field', () => {
   assert.deepEqual(body.inboundMatch, ['127.0.0.1', '10.0.0.0/8', 'pbx.test']);
   assert.equal(body.outboundAuthPassword, 'se cret ', 'a password is sent as typed');
   assert.deepEqual(body.advancedSettings, { a: [1] });
+  const cleared = buildBody({ ...v, clearOutboundPassword: true, clearInboundPassword: true, inboundAuthPassword: 'x' });
+  assert.equal(cleared.outboundAuthPassword, null, '"remove" sends null even with something typed');
+  assert.equal(cleared.inboundAuthPassword, null);
+  for (const k of ['clearOutboundPassword', 'clearInboundPassword']) assert.ok(!(k in cleared), `${k} is the form's, not the API's`);
 
   const fieldOf = (patch: Record<string, string>) => {
     try {

@@ -243,9 +243,13 @@ function openTrunkForm(initial: Trunk | null, changed: () => void): void {
     sendPai: box('sendPai'), trustRemotePartyId: box('trustRemotePartyId'),
     inboundMatch: h('textarea', { testid: 'trunk-form-inboundMatch', rows: 3, spellcheck: 'false' }),
     advancedSettings: h('textarea', { testid: 'trunk-form-advancedSettings', rows: 10, spellcheck: 'false', class: 'mono' }),
+    clearOutboundPassword: box('clearOutboundPassword'), clearInboundPassword: box('clearInboundPassword'),
   };
   const isBool = (k: keyof TrunkFormValues): k is BoolField => inputs[k] instanceof HTMLInputElement && (inputs[k] as HTMLInputElement).type === 'checkbox';
 
+  const check = (k: BoolField, label: Key) => h('label', { class: 'check', for: inputs[k].id }, inputs[k], ' ', t(label));
+  const clearOutLabel = check('clearOutboundPassword', 'trunkForm.clearPassword');
+  const clearInLabel = check('clearInboundPassword', 'trunkForm.clearPassword');
   const read = (): TrunkFormValues => {
     const v = {} as Record<string, string | boolean>;
     for (const k of Object.keys(inputs) as (keyof TrunkFormValues)[]) v[k] = isBool(k) ? inputs[k].checked : inputs[k].value;
@@ -256,6 +260,8 @@ function openTrunkForm(initial: Trunk | null, changed: () => void): void {
       if (isBool(k)) inputs[k].checked = v[k] as boolean;
       else inputs[k].value = v[k] as string;
     }
+    inputs.outboundAuthPassword.disabled = inputs.clearOutboundPassword.checked;
+    inputs.inboundAuthPassword.disabled = inputs.clearInboundPassword.checked;
   };
   const setSecrets = (tr: Trunk | null) => {
     // Write-only: the form never has the stored password, only whether one exists.
@@ -263,7 +269,16 @@ function openTrunkForm(initial: Trunk | null, changed: () => void): void {
     (inputs.inboundAuthPassword as HTMLInputElement).placeholder = tr?.hasInboundSecret ? t('trunkForm.unchanged') : '';
     inputs.outboundAuthPassword.dataset.hasSecret = String(!!tr?.hasSecret);
     inputs.inboundAuthPassword.dataset.hasSecret = String(!!tr?.hasInboundSecret);
+    clearOutLabel.hidden = !tr?.hasSecret;
+    clearInLabel.hidden = !tr?.hasInboundSecret;
   };
+  // "Remove" and a new password exclude each other.
+  for (const [pw, clear] of [[inputs.outboundAuthPassword, inputs.clearOutboundPassword], [inputs.inboundAuthPassword, inputs.clearInboundPassword]] as const) {
+    clear.addEventListener('change', () => {
+      pw.disabled = clear.checked;
+      if (clear.checked) pw.value = '';
+    });
+  }
   write(initial ? trunkToValues(initial) : newTrunkValues());
   setSecrets(initial);
 
@@ -340,7 +355,6 @@ function openTrunkForm(initial: Trunk | null, changed: () => void): void {
     panels.set(tab, p);
     return p;
   };
-  const check = (k: BoolField, label: Key) => h('label', { class: 'check', for: inputs[k].id }, inputs[k], ' ', t(label));
   const f = (k: TextField, label: Key, hint?: Key) => field(t(label), inputs[k], hint ? t(hint) : undefined);
   const row = (...children: HTMLElement[]) => h('div', { class: 'field-row' }, children);
 
@@ -442,11 +456,13 @@ function openTrunkForm(initial: Trunk | null, changed: () => void): void {
       h('h3', null, t('trunkForm.outbound')),
       check('sendsAuth', 'trunkForm.sendsAuth'),
       row(f('outboundAuthUsername', 'trunkForm.outboundUser'), f('outboundAuthPassword', 'trunkForm.outboundPassword', 'trunkForm.passwordHint')),
+      clearOutLabel,
       f('outboundAuthRealm', 'trunkForm.realm'),
       row(f('fromUser', 'trunkForm.fromUser'), f('fromDomain', 'trunkForm.fromDomain')),
       h('h3', null, t('trunkForm.inbound')),
       check('acceptsAuth', 'trunkForm.acceptsAuth'),
-      row(f('inboundAuthUsername', 'trunkForm.inboundUser'), f('inboundAuthPassword', 'trunkForm.inboundPassword', 'trunkForm.passwordHint'))),
+      row(f('inboundAuthUsername', 'trunkForm.inboundUser'), f('inboundAuthPassword', 'trunkForm.inboundPassword', 'trunkForm.passwordHint')),
+      clearInLabel),
     panel('registration',
       check('sendsRegistration', 'trunkForm.sendsRegistration'),
       f('registrationServerUri', 'trunkForm.serverUri', 'trunkForm.serverUriHint'),
