@@ -102,6 +102,14 @@ describe('console trunks page (real browser, real backend)', () => {
     await page.getByTestId('trunks-empty').waitFor();
     assert.equal(new URL(page.url()).pathname, '/admin/trunks');
     assert.equal(await page.getByTestId('nav-trunks').getAttribute('aria-current'), 'page');
+    assert.equal((await page.locator('h1').textContent()).trim(), 'Troncales SIP');
+    // English too; the rest of the steps read the Spanish words.
+    await page.getByTestId('lang-switch').click();
+    await waitFor(async () => (await page.locator('h1').textContent()).trim() === 'SIP trunks', { what: 'English title' });
+    assert.equal((await page.getByTestId('nav-trunks').textContent()).trim(), 'Trunks');
+    assert.equal((await page.getByTestId('add-trunk').textContent()).trim(), '+ New trunk');
+    await page.getByTestId('lang-switch').click();
+    await waitFor(async () => (await page.locator('h1').textContent()).trim() === 'Troncales SIP', { what: 'Spanish again' });
   });
 
   step('create', 'creates a nat_provider trunk through the tabs; the preset shows before and after save', ['open'], async () => {
@@ -348,6 +356,56 @@ describe('console trunks page (real browser, real backend)', () => {
       assert.equal(await page.getByTestId('trunk-result').isVisible(), false);
     });
   }
+
+  // While main does not route the two endpoints yet (404), their documented
+  // 200 / 409 / 503 answers are served to the page by the browser, so the
+  // panel's rendering of each is checked now; once the server answers them
+  // itself, the steps above check the real answers and this one stands down.
+  step('action-shapes', 'the result panel renders the documented test_connection and force_register answers', ['action-test', 'action-force'], async (t) => {
+    const { page } = people.admin;
+    const real = await call(people.admin, 'POST', `/api/telephony/trunks/${trunk.id}/force_register`);
+    if (real.status !== 404) {
+      t.skip(`the server answers force_register itself (${real.status}); checked above`);
+      return;
+    }
+    const now = new Date().toISOString();
+    const reg = { state: 'registered', since: now, lastRegisteredAt: now, expiresAt: new Date(Date.now() + 600000).toISOString(), nextAttemptAt: null, failures: 0, lastError: null };
+    const answers = [
+      ['trunk-force-register', 'force_register', 200, { success: true, registration: reg }, 'ok'],
+      ['trunk-test', 'test_connection', 200, { success: true, result: { options: { status: 200, reason: 'OK', rttMs: 12 }, registration: { ...reg, state: 'failed', failures: 3, lastError: '403 Forbidden' }, error: null } }, 'ok'],
+      ['trunk-test', 'test_connection', 200, { success: true, result: { options: null, registration: null, error: 'no answer to OPTIONS within 5 s' } }, 'ok'],
+      ['trunk-force-register', 'force_register', 409, { success: false, error: { code: 'trunk_not_registering', message: 'the trunk does not register' } }, 'not_registering'],
+      ['trunk-test', 'test_connection', 503, { success: false, error: { code: 'service_unavailable', message: 'no SIP server' } }, 'no_sip'],
+    ];
+    const panel = page.getByTestId('trunk-result');
+    for (const [button, endpoint, status, body, outcome] of answers) {
+      const url = `**/api/telephony/trunks/${trunk.id}/${endpoint}`;
+      await page.route(url, (route) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) }));
+      await row(page, trunk.name).getByTestId(button).click();
+      await waitFor(async () => (await panel.getAttribute('data-outcome')) === outcome, { what: `${endpoint} ${status} shown as ${outcome}` });
+      const text = await panel.textContent();
+      if (endpoint === 'force_register' && status === 200) {
+        assert.equal(await panel.getByTestId('trunk-result-state').getAttribute('data-state'), 'registered');
+        assert.match(text, /Caduca:/);
+      }
+      if (endpoint === 'test_connection' && status === 200 && body.result.options) {
+        assert.equal(await panel.getByTestId('trunk-result-options').getAttribute('data-status'), '200');
+        assert.match(text, /200 OK \(12 ms\)/);
+        assert.equal(await panel.getByTestId('trunk-result-state').getAttribute('data-state'), 'failed');
+        assert.match(text, /403 Forbidden/);
+        assert.match(text, /Fallos seguidos: 3/);
+        await shot(people.admin, 'trunks-result-test-ok');
+      }
+      if (endpoint === 'test_connection' && status === 200 && !body.result.options) {
+        assert.match(await panel.getByTestId('trunk-result-message').textContent(), /no answer to OPTIONS/);
+        assert.equal(await panel.getByTestId('trunk-result-state').count(), 0);
+      }
+      if (status !== 200) assert.ok((await panel.getByTestId('trunk-result-message').textContent()).trim().length > 5);
+      await page.unroute(url);
+    }
+    await shot(people.admin, 'trunks-result-shapes');
+    await page.getByTestId('trunk-result-close').click();
+  });
 
   step('remove-password', 'removing the stored password: refused while authenticating, done once authentication is off', ['duplicate'], async () => {
     const { page } = people.admin;
