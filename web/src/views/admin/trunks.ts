@@ -67,19 +67,26 @@ export function trunksView(): View {
         }, 250);
       };
 
+      // A later click owns the panel: an earlier answer arriving after it is dropped.
+      let resultSeq = 0;
       const showResult = (action: 'test' | 'force', tr: Trunk, run: () => Promise<HTMLElement[]>) => {
+        const seq = ++resultSeq;
         const title = h('h2', null, t(action === 'test' ? 'trunks.result.test' : 'trunks.result.force', { name: tr.name }));
         const close = h('button', { type: 'button', class: 'btn btn-small', testid: 'trunk-result-close', onclick: () => { resultPanel.hidden = true; } }, t('common.close'));
         const body = h('div', { testid: 'trunk-result-body' }, t('trunks.result.running'));
         resultPanel.dataset.action = action;
+        resultPanel.dataset.trunkId = String(tr.id);
         resultPanel.dataset.outcome = 'running';
         mount(resultPanel, h('div', { class: 'trunk-result-head' }, title, close), body);
         resultPanel.hidden = false;
         void (async () => {
           try {
-            mount(body, ...(await run()));
+            const lines = await run();
+            if (seq !== resultSeq) return;
+            mount(body, ...lines);
             resultPanel.dataset.outcome = 'ok';
           } catch (err) {
+            if (seq !== resultSeq) return;
             const outcome = err instanceof ApiError ? actionOutcome(err.status, err.code) : 'error';
             resultPanel.dataset.outcome = outcome;
             const msg = err instanceof Error ? err.message : String(err);
@@ -136,7 +143,7 @@ export function trunksView(): View {
               h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', testid: 'trunk-delete', onclick: () => void act(async () => {
                 if (!(await confirmDialog(t('trunks.confirmDelete', { name: tr.name }), t('trunks.delete'), true))) return;
                 await api.deleteTrunk(tr.id);
-                if (resultPanel.textContent?.includes(tr.name)) resultPanel.hidden = true;
+                if (resultPanel.dataset.trunkId === String(tr.id)) resultPanel.hidden = true;
               }) }, t('trunks.delete')))))))));
       };
 
@@ -368,6 +375,8 @@ function openTrunkForm(initial: Trunk | null, changed: () => void): void {
     clearInvalid();
     error.textContent = msg;
     error.dataset.field = fieldName ?? '';
+    error.dataset.code = '';
+    error.dataset.status = '';
     error.hidden = false;
     if (!fieldName) return;
     const tab = tabOfField(fieldName);
@@ -383,15 +392,16 @@ function openTrunkForm(initial: Trunk | null, changed: () => void): void {
       showError(t('trunkForm.invalid', { field: err.field, msg: err.message.slice(err.field.length + 2) }), err.field);
     } else if (err instanceof ApiError && err.code === 'duplicate_trunk_name') {
       showError(t('trunkForm.duplicate'), 'name');
-      error.dataset.code = err.code;
     } else if (err instanceof ApiError && err.status === 422) {
       const fieldName = errorField(err.message);
       showError(fieldName ? t('trunkForm.invalid', { field: fieldName, msg: err.message.slice(err.message.indexOf(':') + 1).trim() }) : t('common.error', { msg: err.message }), fieldName);
     } else {
       showError(t('common.error', { msg: err instanceof Error ? err.message : String(err) }), null);
     }
-    if (err instanceof ApiError) error.dataset.code = err.code;
-    if (err instanceof ApiError) error.dataset.status = String(err.status);
+    if (err instanceof ApiError) {
+      error.dataset.code = err.code;
+      error.dataset.status = String(err.status);
+    }
   };
 
   const previewBtn = h('button', {
