@@ -269,6 +269,9 @@ describe('console trunks page (real browser, real backend)', () => {
     assert.match(text, /username=acct-two/);
     assert.match(text, /password=\*{8}/);
     assert.ok(!text.includes(SECRET));
+    // Changing the form retires the preview of the old values.
+    await page.getByTestId('trunk-form-outboundAuthUsername').fill('acct-two');
+    await pre.waitFor({ state: 'hidden' });
 
     await page.getByTestId('trunk-form-submit').click();
     const error = page.getByTestId('trunk-form-error');

@@ -427,6 +427,9 @@ function openTrunkForm(initial: Trunk | null, changed: () => void): void {
   openDialog((close) => [
     h('form', {
       class: 'trunk-form', testid: 'trunk-form', novalidate: true,
+      // A preview of values since changed would mislead: it goes until asked again.
+      oninput: () => { previewBox.hidden = true; },
+      onchange: () => { previewBox.hidden = true; },
       onsubmit: async (ev: Event) => {
         ev.preventDefault();
         error.hidden = true;
