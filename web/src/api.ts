@@ -1,6 +1,7 @@
 // Thin client for the centralita HTTP API (docs/API.md). Every error comes
 // back as an ApiError carrying the HTTP status and the server's error code.
 import type { CallQuality } from './quality';
+import type { Trunk, TrunkPreview, TrunkRegistration, TrunkTestResult } from './trunks';
 
 export interface SipInfo {
   username: string;
@@ -210,6 +211,16 @@ export const api = {
   callStats: (q: Query) => request<{ stats: CallStats }>('GET', '/api/telephony/calls/stats', undefined, q),
   activeCalls: () => request<{ count: number; calls: ActiveCall[] }>('GET', '/api/telephony/calls/active'),
   registrations: () => request<{ total: number; registrations: Registration[] }>('GET', '/api/telephony/registrations'),
+
+  trunks: (q: Query) => request<{ total: number; trunks: Trunk[] }>('GET', '/api/telephony/trunks', undefined, q),
+  trunk: (id: number) => request<{ trunk: Trunk }>('GET', `/api/telephony/trunks/${id}`),
+  createTrunk: (body: Record<string, unknown>) => request<{ trunk: Trunk }>('POST', '/api/telephony/trunks', body),
+  updateTrunk: (id: number, body: Record<string, unknown>) => request<{ trunk: Trunk }>('PUT', `/api/telephony/trunks/${id}`, body),
+  deleteTrunk: (id: number) => request<unknown>('DELETE', `/api/telephony/trunks/${id}`),
+  trunkPreview: (id: number) => request<TrunkPreview>('GET', `/api/telephony/trunks/${id}/preview_config`),
+  previewTrunkInput: (body: Record<string, unknown>) => request<TrunkPreview>('POST', '/api/telephony/trunks/preview_config', body),
+  testTrunk: (id: number) => request<{ result: TrunkTestResult }>('POST', `/api/telephony/trunks/${id}/test_connection`),
+  forceRegisterTrunk: (id: number) => request<{ registration: TrunkRegistration }>('POST', `/api/telephony/trunks/${id}/force_register`),
 };
 
 export function historyCsvUrl(q: Query): string {

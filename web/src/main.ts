@@ -16,6 +16,7 @@ import { agentsView } from './views/admin/agents';
 import { webrtcView } from './views/admin/webrtc';
 import { callsView } from './views/admin/calls';
 import { liveView } from './views/admin/live';
+import { trunksView } from './views/admin/trunks';
 
 const app = document.getElementById('app') as HTMLElement;
 const topbar = h('header', { class: 'topbar', testid: 'topbar' });
@@ -31,6 +32,8 @@ interface NavItem {
   path: string;
   key: Key;
   staff?: boolean;
+  /** Admins only (the API answers 403 to others). */
+  admin?: boolean;
 }
 
 const NAV: NavItem[] = [
@@ -41,6 +44,7 @@ const NAV: NavItem[] = [
   { path: '/admin/calls', key: 'nav.calls', staff: true },
   { path: '/admin/live', key: 'nav.live', staff: true },
   { path: '/admin/webrtc', key: 'nav.webrtc', staff: true },
+  { path: '/admin/trunks', key: 'nav.trunks', staff: true, admin: true },
 ];
 
 function connIndicator(): HTMLElement {
@@ -74,7 +78,7 @@ function renderTopbar(): void {
     return;
   }
   const path = currentPath();
-  const items = NAV.filter((n) => !n.staff || isStaff(user));
+  const items = NAV.filter((n) => (!n.staff || isStaff(user)) && (!n.admin || user.role === 'admin'));
   const nav = h('nav', { class: 'nav', 'aria-label': t('nav.main') },
     items.map((n) => h('a', {
       href: n.path, 'data-link': true, class: 'nav-link', testid: `nav-${n.path.split('/').pop()}`,
@@ -129,6 +133,7 @@ function resolve(path: string): View {
         return liveView();
     }
   }
+  if (user.role === 'admin' && path === '/admin/trunks') return trunksView();
   return notFound;
 }
 
