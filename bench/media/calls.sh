@@ -63,7 +63,9 @@ for round in $(seq 1 "$REPEAT"); do
 done
 
 if [ -n "$PROFILE_CALLS" ] && command -v perf >/dev/null; then
-  d=$((PERF_SECS + 4))
+  # System calls of the media thread for 3 s, then a profile with DWARF
+  # call graphs (release builds have no frame pointers).
+  d=$((PERF_SECS + 8))
   "$BIN" -n "$PROFILE_CALLS" -w 2 -d "$d" >"$WORK/out.txt" 2>"$WORK/err.txt" &
   BENCH_PID=$!
   for _ in $(seq 1 600); do
@@ -73,14 +75,20 @@ if [ -n "$PROFILE_CALLS" ] && command -v perf >/dev/null; then
   done
   tid=$(grep -o 'media_tid=[0-9]*' "$WORK/err.txt" | cut -d= -f2)
   sleep 3
-  perf record -g -o "$WORK/perf.data" -t "$tid" -- sleep "$PERF_SECS" >/dev/null 2>&1 || true
+  perf stat -e 'syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_sendto' \
+    -t "$tid" -- sleep 3 2>"$OUT/calls-$TAG-syscalls.txt" >/dev/null || true
+  perf record -F 999 --call-graph dwarf,16384 -o "$WORK/perf.data" -t "$tid" -- sleep "$PERF_SECS" >/dev/null 2>&1 || true
   wait "$BENCH_PID" || true
   BENCH_PID=
   cp "$WORK/out.txt" "$OUT/calls-$TAG-profile-run.txt"
-  perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 0.7 2>/dev/null \
-    | grep -v '^$' | head -250 >"$OUT/calls-$TAG-perf.txt" || true
+  # Inclusive time of the media thread's functions (where the time goes by
+  # caller), then the flat self-time list.
+  perf report -i "$WORK/perf.data" --stdio --children --sort sym -g none --percent-limit 1.5 2>/dev/null \
+    | grep -v "^#" | grep -v "^$" | head -120 >"$OUT/calls-$TAG-perf-children.txt" || true
   perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,sym -g none --percent-limit 0.25 2>/dev/null \
     | grep -v "^#" | grep -v "^$" | head -90 >"$OUT/calls-$TAG-perf-flat.txt" || true
-  echo "profile: $OUT/calls-$TAG-perf-flat.txt"
+  perf report -i "$WORK/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null \
+    | grep -v "^#" | grep -v "^$" | head -20 >"$OUT/calls-$TAG-perf-dso.txt" || true
+  echo "profile: $OUT/calls-$TAG-perf-*.txt"
 fi
 [ -f "$SUMMARY" ] && cat "$SUMMARY"

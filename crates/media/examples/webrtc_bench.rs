@@ -1,7 +1,7 @@
 //! Anchored WebRTC ↔ plain RTP calls through the real media shell: what
 //! one call costs the media thread, and in memory.
 //!
-//! usage: webrtc_bench -n CALLS [-w WARMUP_S] [-d SECONDS] [-r LOW-HIGH]
+//! usage: webrtc_bench -n CALLS [-w WARMUP_S] [-d SECONDS] [-r LOW-HIGH] [-p PEER_THREADS]
 //!
 //! This process is the server side: `shell::start` with one media thread,
 //! and per call a session whose leg A is a [`WebRtcLeg`] (installed the way
@@ -38,6 +38,7 @@ struct Args {
     duration: u64,
     range: (u16, u16),
     peer: bool,
+    peer_threads: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -47,6 +48,7 @@ fn parse_args() -> anyhow::Result<Args> {
         duration: 15,
         range: (20_000, 29_999),
         peer: false,
+        peer_threads: 2,
     };
     let mut args = std::env::args().skip(1);
     while let Some(k) = args.next() {
@@ -65,9 +67,10 @@ fn parse_args() -> anyhow::Result<Args> {
                     .ok_or_else(|| anyhow::anyhow!("-r LOW-HIGH"))?;
                 a.range = (lo.parse()?, hi.parse()?);
             }
+            "-p" => a.peer_threads = val()?.parse()?,
             "--peer" => a.peer = true,
             _ => anyhow::bail!(
-                "usage: webrtc_bench -n CALLS [-w WARMUP_S] [-d SECONDS] [-r LOW-HIGH]"
+                "usage: webrtc_bench -n CALLS [-w WARMUP_S] [-d SECONDS] [-r LOW-HIGH] [-p PEER_THREADS]"
             ),
         }
     }
@@ -196,6 +199,8 @@ fn server(a: &Args) -> anyhow::Result<()> {
             &a.warmup.to_string(),
             "-d",
             &a.duration.to_string(),
+            "-p",
+            &a.peer_threads.to_string(),
         ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -312,7 +317,7 @@ fn server(a: &Args) -> anyhow::Result<()> {
          us_per_call_s={per_call_s_us:.1} calls_per_core={:.0} us_per_pkt={:.2} \
          forwarded_pkts={forwarded} loss_b2p_pct={:.3} loss_p2b_pct={:.3} \
          setup_media_cpu_ms_per_call={:.3} answer_phase_media_cpu_ms={:.1} \
-         rss_empty_kib={rss_empty} rss_base_kib={} rss_setup_kib={} rss_media_kib={} \
+         rss_empty_kib={rss_empty} rss_base_kib={} rss_setup_kib={} rss_start_kib={} rss_media_kib={} \
          kib_per_call_setup={:.1} kib_per_call_media={:.1} \
          media_timeouts={timeouts} failed={failed} send_dropped={send_dropped} \
          recv_errors={recv_errors} dtls_setup_answer={setup_role} loadavg={}",
@@ -327,6 +332,7 @@ fn server(a: &Args) -> anyhow::Result<()> {
         (setup.media_ns - base.media_ns) as f64 / 1e6,
         base.rss,
         conn.rss,
+        start.rss,
         end.rss,
         (conn.rss as f64 - base.rss as f64) / n,
         (end.rss as f64 - base.rss as f64) / n,
@@ -717,28 +723,99 @@ mod peer {
         )?;
         out.flush()?;
 
-        // Media: send times spread evenly over one ptime.
+        // Media, on several threads: the browsers cost the peer about what
+        // the server's legs cost it, and one starved peer thread (other
+        // builds share the cores) would make the server's figures the
+        // generator's. Send times spread evenly over one ptime.
         let start = Instant::now() + Duration::from_millis(5);
-        for i in 0..a.calls {
-            let at = start + PTIME * i as u32 / a.calls as u32;
-            p.heap.push(Reverse((at, i as u32, 0)));
-        }
-        p.sending = true;
         let w0 = start + Duration::from_secs(a.warmup);
         let w1 = w0 + Duration::from_secs(a.duration);
-        p.window = Some((w0, w1));
-        p.run_until(w0.min(hard_stop))?;
+        let n = a.calls;
+        let threads = a.peer_threads.clamp(1, n);
+        let mut groups: Vec<Peer> = Vec::new();
+        for _ in 0..threads {
+            groups.push(Peer {
+                calls: Vec::new(),
+                epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+                heap: BinaryHeap::new(),
+                epoch,
+                window: Some((w0, w1)),
+                sending: true,
+                b2p: Dir::default(),
+                p2b: Dir::default(),
+                max_lag: Duration::ZERO,
+                buf: vec![0u8; 2048],
+                bad: p.bad,
+            });
+        }
+        for (g, mut c) in std::mem::take(&mut p.calls).into_iter().enumerate() {
+            let q = &mut groups[g % threads];
+            let i = q.calls.len();
+            q.epoll.add(
+                &c.bsock,
+                EpollEvent::new(EpollFlags::EPOLLIN, (i as u64) << 1),
+            )?;
+            q.epoll.add(
+                &c.plain,
+                EpollEvent::new(EpollFlags::EPOLLIN, ((i as u64) << 1) | 1),
+            )?;
+            let at = start + PTIME * g as u32 / n as u32;
+            q.heap.push(Reverse((at, i as u32, 0)));
+            c.scheduled = Some(c.timeout);
+            q.heap.push(Reverse((c.timeout, i as u32, 1)));
+            q.calls.push(c);
+        }
+        drop(p);
+        let workers: Vec<_> = groups
+            .into_iter()
+            .map(|mut q| {
+                std::thread::spawn(move || -> anyhow::Result<(Peer, u64)> {
+                    q.run_until(w0.min(hard_stop))?;
+                    let cpu0 = super::own_thread_cpu_ns()?;
+                    q.max_lag = Duration::ZERO;
+                    q.run_until(w1.min(hard_stop))?;
+                    let cpu = super::own_thread_cpu_ns()? - cpu0;
+                    // Late packets of the window still count for a second.
+                    q.sending = false;
+                    q.run_until((w1 + Duration::from_secs(1)).min(hard_stop))?;
+                    Ok((q, cpu))
+                })
+            })
+            .collect();
+        std::thread::sleep(w0.saturating_duration_since(Instant::now()));
         writeln!(out, "START")?;
         out.flush()?;
-        let cpu0 = super::own_thread_cpu_ns()?;
-        p.max_lag = Duration::ZERO;
-        p.run_until(w1.min(hard_stop))?;
+        std::thread::sleep(w1.saturating_duration_since(Instant::now()));
         writeln!(out, "END")?;
         out.flush()?;
-        let cpu1 = super::own_thread_cpu_ns()?;
-        // Late packets of the window still count for a second.
-        p.sending = false;
-        p.run_until((Instant::now() + Duration::from_secs(1)).min(hard_stop))?;
+        let mut p = Peer {
+            calls: Vec::new(),
+            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            heap: BinaryHeap::new(),
+            epoch,
+            window: None,
+            sending: false,
+            b2p: Dir::default(),
+            p2b: Dir::default(),
+            max_lag: Duration::ZERO,
+            buf: Vec::new(),
+            bad: 0,
+        };
+        let mut cpu_ns = 0;
+        for w in workers {
+            let (q, cpu) = w
+                .join()
+                .map_err(|_| anyhow::anyhow!("a peer thread panicked"))??;
+            cpu_ns += cpu;
+            p.b2p.sent += q.b2p.sent;
+            p.b2p.recv += q.b2p.recv;
+            p.b2p.lat_us.extend(q.b2p.lat_us);
+            p.p2b.sent += q.p2b.sent;
+            p.p2b.recv += q.p2b.recv;
+            p.p2b.lat_us.extend(q.p2b.lat_us);
+            p.max_lag = p.max_lag.max(q.max_lag);
+            p.bad += q.bad;
+        }
         let pct = |v: &mut Vec<u32>, q: f64| -> u32 {
             if v.is_empty() {
                 return 0;
@@ -758,7 +835,7 @@ mod peer {
             p.p2b.sent,
             p.p2b.recv,
             p.max_lag.as_millis(),
-            (cpu1 - cpu0) as f64 / 1e7 / a.duration as f64,
+            cpu_ns as f64 / 1e7 / a.duration as f64,
             p.bad,
         )?;
         out.flush()?;
