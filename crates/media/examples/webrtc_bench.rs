@@ -480,10 +480,10 @@ mod peer {
                     Output::Event(e) => match e {
                         Event::Connected => c.connected = true,
                         Event::MediaAdded(m) => c.mid = Some(m.mid),
-                        Event::RtpPacket(p) => {
-                            if !Self::arrived(epoch, now, &p.payload, &mut self.p2b) {
-                                self.bad += 1;
-                            }
+                        Event::RtpPacket(p)
+                            if !Self::arrived(epoch, now, &p.payload, &mut self.p2b) =>
+                        {
+                            self.bad += 1;
                         }
                         _ => {}
                     },
