@@ -29,6 +29,17 @@ const EVENTS: usize = 256;
 /// The longest sleep: commands wake the thread anyway; this bounds how long
 /// a lost wake-up could go unnoticed.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
+/// A WebRTC leg's deadlines are rounded up to this grid. What str0m asks
+/// `handle_timeout` for while media flows (TWCC feedback every 50 ms,
+/// sender and receiver reports, ICE consent, stats) tolerates being a
+/// little late, and `send_rtp` already runs str0m's timeout handling with
+/// every packet the leg sends (every 20 ms): with the grid, that packet
+/// usually gets there first, and the heap entry finds nothing due
+/// (`fire_timers` then only reschedules). Deadlines that did come due share
+/// grid points, so they fire in one round. The relay's own deadlines (hold
+/// music frames, DTMF) and the digit receiver's stay exact.
+/// Measured in `bench/media/REPORT.md` ("WebRTC ↔ RTP calls").
+const WEBRTC_TIMER_GRAIN: Duration = Duration::from_millis(20);
 
 struct Session {
     id: SessionId,
@@ -101,6 +112,8 @@ pub(crate) struct Worker {
     by_id: HashMap<SessionId, usize>,
     next_generation: u32,
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    /// Origin of the [`WEBRTC_TIMER_GRAIN`] grid.
+    epoch: Instant,
     rx: RecvBatch,
     tx: [SendBatch; 2],
     recorder: RecorderLink,
@@ -133,6 +146,7 @@ impl Worker {
             by_id: HashMap::new(),
             next_generation: 0,
             timers: BinaryHeap::new(),
+            epoch: Instant::now(),
             rx: RecvBatch::new(),
             tx: [SendBatch::new(), SendBatch::new()],
             recorder,
@@ -261,11 +275,14 @@ impl Worker {
             return;
         };
         let mut dropped = 0;
+        let mut now = None;
         while let Some(t) = s.relay.poll_transmit() {
             let i = t.leg.index();
             if let Some(w) = &mut s.webrtc[i] {
                 // Not connected yet, on hold: counted by the leg, not fatal.
-                let now = Instant::now();
+                // What str0m makes of it is sent below, with the leg's
+                // other datagrams.
+                let now = *now.get_or_insert_with(Instant::now);
                 let _ = w.send_rtp(now, t.packet);
                 continue;
             }
@@ -273,6 +290,25 @@ impl Worker {
                 dropped += self.tx[i].flush(s.legs[i].rtp.as_raw_fd()).dropped;
             }
             self.tx[i].push(t.to, |buf| t.encode(buf));
+        }
+        // A WebRTC leg's datagrams (SRTP of what the relay sent it above,
+        // RTCP and STUN str0m produced on input or timeout) go out like a
+        // plain leg's: one sendmmsg per socket and round of this session,
+        // rather than a sendto each. (The relay never addresses a WebRTC
+        // leg's socket directly, so its batch holds str0m's datagrams only.)
+        for (i, w) in s.webrtc.iter_mut().enumerate() {
+            let Some(w) = w else {
+                continue;
+            };
+            while let Some(t) = w.poll_transmit() {
+                if self.tx[i].is_full() {
+                    dropped += self.tx[i].flush(s.legs[i].rtp.as_raw_fd()).dropped;
+                }
+                self.tx[i].push(t.destination, |buf| {
+                    buf.clear();
+                    buf.extend_from_slice(&t.contents);
+                });
+            }
         }
         for i in 0..2 {
             if !self.tx[i].is_empty() {
@@ -304,46 +340,19 @@ impl Worker {
                 self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if has_webrtc {
-            for (i, w) in s.webrtc.iter_mut().enumerate() {
-                if let Some(w) = w {
-                    while let Some(t) = w.poll_transmit() {
-                        if s.legs[i].rtp.send_to(&t.contents, t.destination).is_err() {
-                            dropped += 1;
-                        }
-                    }
-                }
-            }
-            if dropped > 0 {
-                self.counters
-                    .send_dropped
-                    .fetch_add(dropped as u64, Ordering::Relaxed);
-            }
-        }
         // str0m's deadlines move earlier after input, so a session with a
         // WebRTC leg always recomputes its own.
         // A digit in progress has its own, short deadline (its end packets
         // may all be lost), earlier than what the heap holds.
-        let digit_at = s
+        let digit_in_progress = s
             .dtmf_in
             .iter()
             .flatten()
-            .filter_map(|d| d.poll_timeout())
-            .min();
-        if after_datagrams && s.scheduled.is_some() && !has_webrtc && digit_at.is_none() {
+            .any(|d| d.poll_timeout().is_some());
+        if after_datagrams && s.scheduled.is_some() && !has_webrtc && !digit_in_progress {
             return;
         }
-        let webrtc_at = s
-            .webrtc
-            .iter()
-            .flatten()
-            .filter_map(|w| w.poll_timeout())
-            .min();
-        let at = [s.relay.poll_timeout(), webrtc_at, digit_at]
-            .into_iter()
-            .flatten()
-            .min();
-        if let Some(at) = at {
+        if let Some(at) = deadline(s, self.epoch) {
             // Only an earlier deadline needs a heap entry: a later one (the
             // usual case: each packet pushes the media timeout forward) is
             // picked up when the current entry fires.
@@ -367,6 +376,18 @@ impl Worker {
                 continue; // stale entry
             }
             s.scheduled = None;
+            // Work done since the entry was pushed may have met the
+            // deadline (a WebRTC leg's str0m timeouts run with every packet
+            // it sends): then there is nothing to handle yet.
+            match deadline(s, self.epoch) {
+                None => continue,
+                Some(due) if due > now => {
+                    s.scheduled = Some(due);
+                    self.timers.push(Reverse((due, slot, generation)));
+                    continue;
+                }
+                Some(_) => {}
+            }
             let relay = &mut s.relay;
             let webrtc = &mut s.webrtc;
             let dtmf_in = &mut s.dtmf_in;
@@ -629,6 +650,42 @@ impl Worker {
     }
 }
 
+/// When the session next needs `handle_timeout`: the earliest deadline of
+/// its relay core, WebRTC legs (rounded up to [`WEBRTC_TIMER_GRAIN`]) and
+/// digit receivers. Each is a pure reading of current state, so it can be
+/// asked again when a heap entry fires.
+fn deadline(s: &Session, epoch: Instant) -> Option<Instant> {
+    let digit_at = s
+        .dtmf_in
+        .iter()
+        .flatten()
+        .filter_map(|d| d.poll_timeout())
+        .min();
+    let webrtc_at = s
+        .webrtc
+        .iter()
+        .flatten()
+        .filter_map(|w| w.poll_timeout())
+        .min()
+        .map(|at| round_up(epoch, at, WEBRTC_TIMER_GRAIN));
+    [s.relay.poll_timeout(), webrtc_at, digit_at]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// The first point of the grid `epoch + k × grain` at or after `at` (a
+/// deadline before `epoch`, such as str0m's "already happened", is due at
+/// once).
+fn round_up(epoch: Instant, at: Instant, grain: Duration) -> Instant {
+    let g = grain.as_nanos().max(1);
+    let k = at.saturating_duration_since(epoch).as_nanos().div_ceil(g);
+    u64::try_from(k * g)
+        .ok()
+        .and_then(|ns| epoch.checked_add(Duration::from_nanos(ns)))
+        .unwrap_or(at)
+}
+
 /// Hands what the session's WebRTC legs produced to the relay: decrypted
 /// RTP as datagrams from [`WEBRTC_PEER`], direction changes as new leg
 /// parameters. False when a leg died (the session is then closed).
@@ -742,5 +799,30 @@ fn watch_dtmf(
     let trusted = relay.latched(leg).or(params.remote_rtp) == Some(from);
     if te && trusted {
         let _ = receiver.handle_packet(h.timestamp, &data[h.payload_start..h.payload_end], now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webrtc_deadlines_round_up_to_the_grid() {
+        let epoch = Instant::now();
+        let g = Duration::from_millis(20);
+        let ms = |n: u64| epoch + Duration::from_millis(n);
+        assert_eq!(round_up(epoch, ms(0), g), ms(0));
+        assert_eq!(round_up(epoch, ms(1), g), ms(20));
+        assert_eq!(round_up(epoch, ms(20), g), ms(20));
+        assert_eq!(round_up(epoch, ms(20) + Duration::from_nanos(1), g), ms(40));
+        // Never earlier than asked, never more than one grain later.
+        for n in [3u64, 17, 39, 1_001, 86_400_000] {
+            let at = ms(n) + Duration::from_micros(n % 997);
+            let r = round_up(epoch, at, g);
+            assert!(r >= at && r - at < g, "{n}: {r:?} vs {at:?}");
+        }
+        // "Already happened" (before the grid's origin) is due at once.
+        let past = epoch.checked_sub(Duration::from_secs(5)).unwrap_or(epoch);
+        assert_eq!(round_up(epoch, past, g), epoch);
     }
 }
