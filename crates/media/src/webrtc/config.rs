@@ -92,7 +92,18 @@ impl WebRtcConfig {
             // Passthrough: decrypted RTP packets out, our RTP packets in; no
             // depacketizing, no reorder buffer, no added latency.
             .set_rtp_mode(true)
-            .set_stats_interval(Some(settings.stats_interval));
+            .set_stats_interval(Some(settings.stats_interval))
+            // Header extensions: audio level and MID (BUNDLE) only. No
+            // transport-wide congestion control: it is for adapting video
+            // bitrates, G.711 cannot adapt and opus adapts from RTCP, while
+            // its sequence numbers and feedback every 50 ms cost a fifth of
+            // the media thread per call (bench/media/REPORT.md).
+            .set_extension_map({
+                let mut exts = str0m::rtp::ExtensionMap::empty();
+                exts.set(1, str0m::rtp::Extension::AudioLevel);
+                exts.set(4, str0m::rtp::Extension::RtpMid);
+                exts
+            });
         let fingerprint = Self::probe_fingerprint(&rtc)?;
         Ok(WebRtcConfig {
             rtc,
