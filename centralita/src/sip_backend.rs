@@ -49,6 +49,9 @@ fn account(c: DigestCredentials) -> Account {
         user_id: Some(c.account.user_id),
         display_name: c.account.display_name,
         record_calls: c.account.record_calls,
+        // Outbound dial rights: the policy's default until the agents'
+        // permissions are stored (issue 11).
+        dial: None,
         secrets: c
             .ha1
             .into_iter()

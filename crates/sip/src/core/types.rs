@@ -71,6 +71,9 @@ pub struct Account {
     pub secrets: Vec<Ha1>,
     /// The agent's recording override (`None`: the system default).
     pub record_calls: Option<bool>,
+    /// What the agent may dial through trunks (`None`: the outbound
+    /// policy's default, internal-only unless configured).
+    pub dial: Option<super::outbound::DialRights>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
