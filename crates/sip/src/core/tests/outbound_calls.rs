@@ -90,7 +90,7 @@ fn carrier_reply(req: &Msg, code: u16, extra: &[(&str, &str)]) -> String {
     for (n, v) in extra {
         r.headers.push((n.to_string(), v.to_string()));
     }
-    if code == 200 {
+    if code == 200 || code == 183 {
         r.headers
             .push(("Contact".into(), "<sip:carrier@127.0.0.1:5091>".into()));
         r.headers
@@ -326,4 +326,83 @@ fn concurrent_outbound_calls_per_caller_are_limited() {
         cdr_finish(&outs),
         Some(HangupCause::OutboundConcurrentLimit)
     );
+}
+
+#[test]
+fn anchored_trunk_calls_offer_our_sdp_to_each_carrier_in_turn() {
+    use crate::core::media::{AnchorMode, LegKind, MemoryPlane};
+    let mut c = cfg();
+    c.anchor = AnchorMode::Always;
+    let (mut core, mut a, _, _) = registered_core_with(c);
+    let plane = MemoryPlane::default();
+    core.set_media_plane(Box::new(plane.clone()));
+    let addr = |p: u16| Some(SocketAddr::from(([127, 0, 0, 1], p)));
+    core.set_outbound_trunks(
+        vec![(trunk(1, T1, 0), addr(T1)), (trunk(2, T2, 1), addr(T2))],
+        policy(),
+    )
+    .expect("valid");
+    let (sent, _) = dial(&mut core, &mut a, "912345678", "c1", 2_000);
+    let [inv1] = &to(&sent, T1)[..] else {
+        panic!("{sent:?}")
+    };
+    assert!(String::from_utf8_lossy(&inv1.body).contains("a=x-leg:fork0"));
+    let (sent, _) = feed_raw(&mut core, 2_100, udp(T1), &carrier_reply(inv1, 500, &[]));
+    let [inv2] = &to(&sent, T2)[..] else {
+        panic!("{sent:?}")
+    };
+    // The failed carrier's leg is closed; the next one gets its own offer.
+    assert!(String::from_utf8_lossy(&inv2.body).contains("a=x-leg:fork1"));
+    {
+        let st = plane.0.lock();
+        let call = st.calls.values().next().expect("session open");
+        assert_eq!(call.caller, Some(LegKind::Plain));
+        assert_eq!(call.closed_forks, vec![0]);
+    }
+    let (sent, _) = feed_raw(&mut core, 2_200, udp(T2), &carrier_reply(inv2, 183, &[]));
+    let early = to(&sent, a.src.peer.port())[0].clone();
+    assert_eq!(early.code(), Some(183));
+    assert!(String::from_utf8_lossy(&early.body).contains("a=x-leg:caller"));
+    let (sent, _) = feed_raw(&mut core, 2_300, udp(T2), &carrier_reply(inv2, 200, &[]));
+    let ok = to(&sent, a.src.peer.port())[0].clone();
+    assert_eq!(ok.code(), Some(200));
+    assert_eq!(ok.body, early.body, "same SDP in 183 and 200");
+}
+
+#[test]
+fn the_caller_cancelling_cancels_the_authenticated_invite_and_frees_the_channel() {
+    let (mut core, mut a) = core_with(vec![trunk(1, T1, 0)]);
+    let (sent, _) = dial(&mut core, &mut a, "912345678", "c1", 2_000);
+    let [inv] = &to(&sent, T1)[..] else {
+        panic!("{sent:?}")
+    };
+    let challenge = "Digest realm=\"carrier.test\", nonce=\"n1\"";
+    let (sent, _) = feed_raw(
+        &mut core,
+        2_100,
+        udp(T1),
+        &carrier_reply(inv, 401, &[("WWW-Authenticate", challenge)]),
+    );
+    let inv2 = to(&sent, T1)[1].clone();
+    assert!(inv2.header("Authorization").is_some());
+    let (sent, _) = feed_raw(&mut core, 2_200, udp(T1), &carrier_reply(&inv2, 180, &[]));
+    assert_eq!(to(&sent, a.src.peer.port())[0].code(), Some(180));
+    let cancel = format!(
+        "CANCEL sip:912345678@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKinv{c}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=ftag\r\nTo: <sip:912345678@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: {c} CANCEL\r\nContent-Length: 0\r\n\r\n",
+        c = a.cseq
+    );
+    let (sent, outs) = feed_raw(&mut core, 3_000, a.src, &cancel);
+    let c = to(&sent, T1);
+    let [c] = &c[..] else { panic!("{sent:?}") };
+    assert_eq!(c.method(), Some("CANCEL"));
+    // CANCEL matches the INVITE it cancels: same branch and CSeq number.
+    assert_eq!(c.cseq(), (2, "CANCEL"));
+    assert_eq!(c.top_branch(), inv2.top_branch());
+    assert_eq!(cdr_finish(&outs), Some(HangupCause::Cancelled));
+    assert_eq!(core.trunk_channels_in_use(1), 0);
+    // The caller's count is given back too: three more calls fit.
+    for i in 0..3 {
+        let (sent, _) = dial(&mut core, &mut a, "912345678", &format!("n{i}"), 4_000 + i);
+        assert_eq!(to(&sent, T1).len(), 1, "call {i}");
+    }
 }
