@@ -257,6 +257,13 @@ impl Backend for DomainBackend {
             sip::SecurityNotice::AccountGuarded { username, ip } => {
                 ("account_guarded", ip, Some(username))
             }
+            // Toll-fraud signs: the kind is the refusal's cause.
+            sip::SecurityNotice::OutboundRefused {
+                username,
+                ip,
+                cause,
+                ..
+            } => (cause.as_str(), ip, Some(username)),
         };
         self.services.events.publish(domain::Event::Security {
             at: Utc::now(),

@@ -709,6 +709,24 @@ impl Core {
                 reason,
                 cause,
             } => {
+                use domain::call_events::HangupCause as H;
+                if matches!(
+                    cause,
+                    H::DestinationBlocked
+                        | H::DialNotPermitted
+                        | H::OutboundConcurrentLimit
+                        | H::OutboundHourlyLimit
+                ) {
+                    tracing::warn!(user = %caller.username, peer = %src.peer, number = %dialled, cause = cause.as_str(), "outbound call refused");
+                    self.io.out.push_back(Output::Security(
+                        super::SecurityNotice::OutboundRefused {
+                            username: caller.username.clone(),
+                            ip: src.peer.ip(),
+                            number: dialled.clone(),
+                            cause,
+                        },
+                    ));
+                }
                 let r = response(&m, code, reason, Some(&a_tag));
                 self.final_without_call(now_ms, src, &m, r);
                 self.io

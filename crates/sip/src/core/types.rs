@@ -152,6 +152,16 @@ pub enum SecurityNotice {
         username: String,
         ip: std::net::IpAddr,
     },
+    /// The dial plan refused an outbound call of `username` for a reason
+    /// that smells of toll fraud: a blocked destination, beyond its
+    /// permission, or over its concurrent/hourly limit (`cause` says
+    /// which; `number` as dialled, at most 64 characters).
+    OutboundRefused {
+        username: String,
+        ip: std::net::IpAddr,
+        number: String,
+        cause: domain::call_events::HangupCause,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -116,6 +116,18 @@ fn refusals_answer_with_the_dial_plan_code_and_cause() {
         assert_eq!(sent[0].1.code(), Some(code), "{number}");
         assert_eq!(cdr_finish(&outs), Some(cause), "{number}");
         assert!(to(&sent, T1).is_empty());
+        // Fraud-like refusals are security notices too; no route is not.
+        let notice = outs.iter().find_map(|o| match o {
+            Output::Security(SecurityNotice::OutboundRefused {
+                username,
+                number,
+                cause,
+                ..
+            }) => Some((username.as_str(), number.as_str(), *cause)),
+            _ => None,
+        });
+        let expected = (code == 403).then_some(("alice", number, cause));
+        assert_eq!(notice, expected, "{number}");
     }
     assert_eq!(core.trunk_channels_in_use(1), 0);
 }
