@@ -98,6 +98,16 @@ impl Call {
             if let Some(c) = m.first_in_header("Contact") {
                 fork.leg.remote_target = msg::addr_uri(c).to_string();
             }
+            if fork.trunk_id.is_some() && fork.state != ForkState::Answered {
+                // A carrier's proxies may record-route; phones do not, and
+                // agent legs keep going straight to the registered flow.
+                fork.leg.route = m
+                    .header_list("Record-Route")
+                    .into_iter()
+                    .rev()
+                    .map(str::to_string)
+                    .collect();
+            }
             if fork.state == ForkState::Answered {
                 // Retransmitted 2xx: our ACK was lost.
                 if let Some(ack) = fork.ack.clone() {

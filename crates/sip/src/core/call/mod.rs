@@ -209,6 +209,7 @@ impl Call {
                 .map(|c| msg::addr_uri(c).to_string())
                 .unwrap_or_default(),
             src,
+            route: Vec::new(),
         };
         let is_ws = |t: Transport| matches!(t, Transport::Ws | Transport::Wss);
         let caller_kind = LegKind::of(Some(&m.body), is_ws(src.transport));
@@ -257,6 +258,7 @@ impl Call {
                 local_cseq: 1,
                 remote_target: b.uri.clone(),
                 src: b.src,
+                route: Vec::new(),
             };
             let branch = new_branch(ctx, id);
             let mut inv = leg.request(ctx, "INVITE", 1, &branch);

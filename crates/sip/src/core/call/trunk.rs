@@ -78,6 +78,7 @@ impl Call {
                 .map(|c| msg::addr_uri(c).to_string())
                 .unwrap_or_default(),
             src,
+            route: Vec::new(),
         };
         let is_ws = matches!(src.transport, Transport::Ws | Transport::Wss);
         let caller_kind = LegKind::of(Some(&m.body), is_ws);
@@ -189,6 +190,7 @@ impl Call {
                     trunk.transport.as_str()
                 ),
                 src: dest,
+                route: Vec::new(),
             };
             let fi = self.forks.len();
             let branch = new_branch(ctx, self.id);
