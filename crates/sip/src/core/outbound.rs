@@ -293,3 +293,122 @@ impl Outbound {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(id: i64) -> OutboundTrunk {
+        OutboundTrunk {
+            id,
+            name: "carrier".into(),
+            host: "sip.carrier.test".into(),
+            port: 5060,
+            transport: Transport::Udp,
+            auth_username: "trunk".into(),
+            secret: "hunter2".into(),
+            realm: None,
+            from_user: None,
+            from_domain: None,
+            send_pai: false,
+            max_channels: 2,
+            priority: 0,
+            active: true,
+            registers: false,
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused_and_change_nothing() {
+        let mut o = Outbound::default();
+        o.set(vec![(t(1), None)], OutboundPolicy::default())
+            .expect("valid");
+        let bad: Vec<(&str, OutboundTrunk)> = vec![
+            (
+                "host",
+                OutboundTrunk {
+                    host: "a b".into(),
+                    ..t(2)
+                },
+            ),
+            (
+                "host",
+                OutboundTrunk {
+                    host: "h\r\nX: y".into(),
+                    ..t(2)
+                },
+            ),
+            (
+                "host",
+                OutboundTrunk {
+                    host: "h:5060".into(),
+                    ..t(2)
+                },
+            ),
+            ("port", OutboundTrunk { port: 0, ..t(2) }),
+            (
+                "transport",
+                OutboundTrunk {
+                    transport: Transport::Ws,
+                    ..t(2)
+                },
+            ),
+            (
+                "from_user",
+                OutboundTrunk {
+                    from_user: Some("a>b".into()),
+                    ..t(2)
+                },
+            ),
+            (
+                "secret",
+                OutboundTrunk {
+                    secret: "a\"b".into(),
+                    ..t(2)
+                },
+            ),
+        ];
+        for (what, trunk) in bad {
+            let e = o
+                .set(vec![(trunk, None)], OutboundPolicy::default())
+                .expect_err(what);
+            assert!(
+                matches!(e, OutboundTrunkError::Invalid { id: 2, .. }),
+                "{what}: {e}"
+            );
+        }
+        assert_eq!(
+            o.set(vec![(t(3), None), (t(3), None)], OutboundPolicy::default()),
+            Err(OutboundTrunkError::Duplicate(3))
+        );
+        assert!(o.trunk(1).is_some(), "the old set stays");
+        assert!(!format!("{:?}", t(1)).contains("hunter2"));
+    }
+
+    #[test]
+    fn channels_and_callers_are_counted() {
+        let mut o = Outbound::default();
+        let addr = Some(SocketAddr::from(([127, 0, 0, 1], 5060)));
+        o.set(vec![(t(1), addr)], OutboundPolicy::default())
+            .expect("valid");
+        assert!(o.reserve(1) && o.reserve(1));
+        assert!(!o.reserve(1), "max_channels 2");
+        assert!(!o.reserve(9), "unknown trunk");
+        o.release(1);
+        assert_eq!(o.channels_in_use(1), 1);
+        let st = o.states(|_| false);
+        assert_eq!((st[0].channels_in_use, st[0].active), (1, true));
+
+        o.caller_started("ana", 0);
+        o.caller_started("ana", 1_000);
+        o.caller_ended("ana");
+        let u = o.usage("ana", 2_000);
+        assert_eq!((u.concurrent, u.last_hour), (1, 2));
+        // An hour later the first start no longer counts.
+        assert_eq!(o.usage("ana", HOUR_MS).last_hour, 1);
+        o.caller_ended("ana");
+        o.sweep(HOUR_MS + 1_000);
+        assert_eq!(o.usage("ana", HOUR_MS + 1_000).last_hour, 0);
+        assert!(o.callers.is_empty(), "forgotten once nothing counts");
+    }
+}
