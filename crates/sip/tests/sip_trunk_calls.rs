@@ -31,6 +31,8 @@ debug=2
 log_stderror=yes
 children=1
 listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+tcp_children=1
 listen=udp:127.0.0.1:{broken_port}
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "tm.so"
@@ -73,7 +75,7 @@ request_route {{
         exit;
     }}
     if (is_method("INVITE")) {{
-        xlog("L_NOTICE", "INVITE-SEEN port=$Rp ruri=$ru from=$fu pai=$hdr(P-Asserted-Identity) auth=$hdr(Proxy-Authorization)\n");
+        xlog("L_NOTICE", "INVITE-SEEN port=$Rp proto=$pr ruri=$ru from=$fu pai=$hdr(P-Asserted-Identity) auth=$hdr(Proxy-Authorization)\n");
         if ($Rp == {broken_port}) {{
             sl_send_reply("503", "Service Unavailable");
             exit;
@@ -365,6 +367,7 @@ async fn call_out_through_kamailio_with_digest_and_the_agent_hangs_up() {
     // Challenged once, then the INVITE with our credentials, caller ID and PAI.
     assert_eq!(seen.len(), 2, "{seen:#?}");
     assert!(seen[0].contains("auth=<null>"), "{seen:#?}");
+    assert!(seen.iter().all(|l| l.contains("proto=udp")), "{seen:#?}");
     assert!(seen[1].contains("username=\"trunk1\""), "{seen:#?}");
     assert!(
         seen[1].contains(&format!("ruri=sip:{NUMBER}@127.0.0.1")),
@@ -428,5 +431,27 @@ async fn a_carrier_answering_503_fails_over_to_the_next_trunk() {
         ),
         (0, 0)
     );
+    srv.sip.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_out_over_tcp() {
+    let mut t = trunk(1, 0, 0);
+    t.transport = Transport::Tcp;
+    let (srv, kam) = call_out(vec![t], "uac_call.xml", false).await;
+    let seen = kam.invites_seen();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert!(
+        seen.iter().all(|l| l.contains("proto=tcp")) && seen[1].contains(";transport=tcp"),
+        "{seen:#?}"
+    );
+    let log = kam.log_text();
+    assert!(
+        log.contains("IN-DIALOG BYE") && !log.contains("NO-ROUTE"),
+        "{log}"
+    );
+    let c = only_cdr(&srv).await;
+    assert_eq!(c.hangup_cause.as_deref(), Some("caller_bye"));
+    assert_eq!(srv.sip.trunk_channels_in_use(1), 0);
     srv.sip.shutdown();
 }
