@@ -418,3 +418,28 @@ fn the_caller_cancelling_cancels_the_authenticated_invite_and_frees_the_channel(
         assert_eq!(to(&sent, T1).len(), 1, "call {i}");
     }
 }
+
+#[test]
+fn a_late_answer_from_a_carrier_given_up_is_acked_and_hung_up() {
+    let (mut core, mut a) = core_with(vec![trunk(1, T1, 0), trunk(2, T2, 1)]);
+    let (sent, _) = dial(&mut core, &mut a, "912345678", "c1", 2_000);
+    let inv1 = to(&sent, T1)[0].clone();
+    core.handle_timeout(2_000 + crate::core::call::CARRIER_RESPONSE_MS);
+    let (sent, _) = drain(&mut core);
+    let inv2 = to(&sent, T2)[0].clone();
+    assert_eq!(inv2.method(), Some("INVITE"));
+    assert_eq!(core.trunk_channels_in_use(1), 0);
+    // The first carrier wakes up and answers: it gets ACK and BYE, the
+    // caller hears nothing of it and the second attempt goes on.
+    let (sent, outs) = feed_raw(&mut core, 8_000, udp(T1), &carrier_reply(&inv1, 200, &[]));
+    let methods: Vec<_> = to(&sent, T1)
+        .iter()
+        .map(|m| m.method().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(methods, ["ACK", "BYE"]);
+    assert!(to(&sent, a.src.peer.port()).is_empty(), "{sent:?}");
+    assert_eq!(cdr_finish(&outs), None);
+    let (sent, _) = feed_raw(&mut core, 8_100, udp(T2), &carrier_reply(&inv2, 200, &[]));
+    assert_eq!(to(&sent, a.src.peer.port())[0].code(), Some(200));
+    assert_eq!(core.trunk_channels_in_use(2), 1);
+}
