@@ -19,7 +19,8 @@ pub struct OutboundTrunk {
     pub id: i64,
     /// Shown in CDR legs as `trunk:<name>`.
     pub name: String,
-    /// The carrier's SIP host (IP literal or name, resolved by the shell).
+    /// The carrier's SIP host: a name (resolved by the shell), an IPv4
+    /// literal or a bracketed IPv6 literal (`[2001:db8::1]`).
     pub host: String,
     pub port: u16,
     /// UDP or TCP.

@@ -94,9 +94,11 @@ impl crate::SipServer {
         for t in &trunks {
             t.validate()?;
         }
-        let addrs = futures_util::future::join_all(
-            trunks.iter().map(|t| resolve(&t.host, t.port, self.local)),
-        )
+        let addrs = futures_util::future::join_all(trunks.iter().map(|t| {
+            // An IPv6 literal is bracketed, as in the URIs we build.
+            let host = t.host.trim_start_matches('[').trim_end_matches(']');
+            resolve(host, t.port, self.local)
+        }))
         .await;
         let mut resolved = Vec::with_capacity(trunks.len());
         for (t, addr) in trunks.into_iter().zip(addrs) {
