@@ -49,6 +49,9 @@ fn account(c: DigestCredentials) -> Account {
         user_id: Some(c.account.user_id),
         display_name: c.account.display_name,
         record_calls: c.account.record_calls,
+        // Outbound dial rights: the policy's default until the agents'
+        // permissions are stored (issue 11).
+        dial: None,
         secrets: c
             .ha1
             .into_iter()
@@ -254,6 +257,13 @@ impl Backend for DomainBackend {
             sip::SecurityNotice::AccountGuarded { username, ip } => {
                 ("account_guarded", ip, Some(username))
             }
+            // Toll-fraud signs: the kind is the refusal's cause.
+            sip::SecurityNotice::OutboundRefused {
+                username,
+                ip,
+                cause,
+                ..
+            } => (cause.as_str(), ip, Some(username)),
         };
         self.services.events.publish(domain::Event::Security {
             at: Utc::now(),

@@ -167,6 +167,20 @@ pub enum HangupCause {
     /// loss): the row is closed at the next start, at the last moment the
     /// server was known to be alive.
     ServerCrash,
+    // Outbound (trunk) refusals: the names are `dialplan::Refusal::cause()`,
+    // so the CDR and the security event say the same thing.
+    /// The dialled number is not a phone number.
+    InvalidNumber,
+    /// The destination is on the blocked list (premium rate, satellite).
+    DestinationBlocked,
+    /// The caller may not dial that far (national, international).
+    DialNotPermitted,
+    /// The caller already has its maximum of simultaneous outbound calls.
+    OutboundConcurrentLimit,
+    /// The caller reached its outbound calls per hour.
+    OutboundHourlyLimit,
+    /// No trunk could carry the call (none usable, or every one failed).
+    NoTrunkAvailable,
 }
 
 impl HangupCause {
@@ -190,6 +204,12 @@ impl HangupCause {
             Self::MediaTimeout => "media_timeout",
             Self::Failed => "failed",
             Self::ServerCrash => "server_crash",
+            Self::InvalidNumber => "invalid_number",
+            Self::DestinationBlocked => "destination_blocked",
+            Self::DialNotPermitted => "dial_not_permitted",
+            Self::OutboundConcurrentLimit => "outbound_concurrent_limit",
+            Self::OutboundHourlyLimit => "outbound_hourly_limit",
+            Self::NoTrunkAvailable => "no_trunk_available",
         }
     }
 

@@ -55,6 +55,7 @@ fn main() {
                 expires_at_ms: None,
             }],
             record_calls: None,
+            dial: None,
         });
     }
     let src = Source {

@@ -12,6 +12,7 @@ mod engine;
 mod shell;
 
 pub use backend::{AccountChange, Backend, BackendError, MemoryBackend, RegistrationState};
+pub use core::outbound::{DialRights, OutboundPolicy, OutboundTrunk, OutboundTrunkError};
 pub use core::outbound_reg::{
     TrunkConfigError, TrunkEvent, TrunkEventKind, TrunkRegState, TrunkRegistration, TrunkStatus,
 };

@@ -4,7 +4,7 @@
 //! ordered set so the endpoint's `poll_timeout` is cheap.
 
 use super::call::leg::call_of_branch;
-use super::call::{Call, Lost, Plan, Side};
+use super::call::{Call, Lost, Plan, Side, TrunkPlan};
 use super::compact;
 use super::ctx::Ctx;
 use super::media::MediaEvent;
@@ -51,6 +51,25 @@ impl Calls {
         self.reschedule(id);
     }
 
+    /// Creates a call out through trunks and lets it send its first INVITE.
+    pub fn start_trunk(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        src: Source,
+        m: Msg,
+        a_tag: String,
+        plan: TrunkPlan<'_>,
+    ) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let call = Call::start_trunk(ctx, id, src, m, a_tag, plan);
+        for (cid, side) in call.call_ids() {
+            self.by_callid.insert(cid.to_string(), (id, side));
+        }
+        self.calls.insert(id, Box::new(call));
+        self.reschedule(id);
+    }
+
     /// Runs `f` on call `id`, then updates its deadline (or forgets it).
     pub fn with<R>(
         &mut self,
@@ -59,7 +78,14 @@ impl Calls {
         f: impl FnOnce(&mut Call, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
         let call = self.calls.get_mut(&id)?;
+        let legs = call.legs();
         let r = f(call, ctx);
+        if call.legs() != legs {
+            // A trunk call failed over: its new leg's Call-ID routes here too.
+            for (cid, side) in call.call_ids().skip(legs + 1) {
+                self.by_callid.insert(cid.to_string(), (id, side));
+            }
+        }
         self.reschedule(id);
         Some(r)
     }

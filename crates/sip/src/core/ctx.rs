@@ -17,6 +17,8 @@ pub struct Ctx<'a> {
     pub txn: &'a mut Txns,
     pub rng: &'a mut Rng,
     pub media: &'a mut dyn MediaPlane,
+    /// Trunks, channels in use and outbound counts per caller.
+    pub outbound: &'a mut super::outbound::Outbound,
 }
 
 impl Ctx<'_> {

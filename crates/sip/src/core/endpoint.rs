@@ -6,11 +6,12 @@
 //! back into it.
 
 use super::auth::{Auth, Authenticator};
-use super::call::{session_timer, Lost, Plan, Side};
+use super::call::{session_timer, Lost, Plan, Side, TrunkPlan};
 use super::calls::Calls;
 use super::ctx::Ctx;
 use super::media::{MediaEvent, MediaPlane, NoMedia};
 use super::msg::{self, response, Msg, ParseError, Start};
+use super::outbound::{Outbound, OutboundPolicy, OutboundTrunk, OutboundTrunkError};
 use super::outbound_reg::{OutboundRegs, TrunkConfigError, TrunkRegistration, TrunkStatus};
 use super::registrar::location::Binding;
 use super::registrar::Registrar;
@@ -72,6 +73,7 @@ struct Io {
     rng: Rng,
     out: Outbox,
     media: Box<dyn MediaPlane>,
+    outbound: Outbound,
 }
 
 impl Io {
@@ -83,6 +85,7 @@ impl Io {
             txn: &mut self.txn,
             rng: &mut self.rng,
             media: self.media.as_mut(),
+            outbound: &mut self.outbound,
         }
     }
 }
@@ -92,6 +95,16 @@ struct CachedDirectory<'a> {
     auth: &'a Authenticator,
     registrar: &'a Registrar,
     now_ms: u64,
+    /// `None` when no trunk is configured.
+    outbound: Option<OutboundView<'a>>,
+}
+
+/// The outbound figures of one decision, gathered before it.
+struct OutboundView<'a> {
+    policy: &'a OutboundPolicy,
+    trunks: Vec<domain::dialplan::TrunkState>,
+    rights: super::outbound::DialRights,
+    usage: domain::dialplan::OutboundUsage,
 }
 
 impl Directory for CachedDirectory<'_> {
@@ -119,6 +132,18 @@ impl Directory for CachedDirectory<'_> {
             .iter()
             .filter(|b| b.expires_at_ms > self.now_ms && b.reachable())
             .count()
+    }
+
+    fn outbound(&self, _caller: &routing::Caller<'_>) -> Option<routing::Outbound<'_>> {
+        let o = self.outbound.as_ref()?;
+        Some(routing::Outbound {
+            routes: &o.policy.routes,
+            plan: &o.policy.plan,
+            trunks: &o.trunks,
+            permission: o.rights.permission,
+            limits: o.rights.limits,
+            usage: o.usage,
+        })
     }
 }
 
@@ -151,6 +176,7 @@ impl Core {
                 rng: Rng::new(cfg.seed),
                 out: Outbox::new(),
                 media: Box::new(NoMedia),
+                outbound: Outbound::default(),
                 cfg,
             },
         }
@@ -276,6 +302,21 @@ impl Core {
         r
     }
 
+    /// Replaces the trunks calls go out through and the dial plan (see
+    /// [`Outbound::set`]); on an error nothing changes.
+    pub fn set_outbound_trunks(
+        &mut self,
+        trunks: Vec<(OutboundTrunk, Option<std::net::SocketAddr>)>,
+        policy: OutboundPolicy,
+    ) -> Result<(), OutboundTrunkError> {
+        self.io.outbound.set(trunks, policy)
+    }
+
+    /// Channels of trunk `id` in use now.
+    pub fn trunk_channels_in_use(&self, id: i64) -> u32 {
+        self.io.outbound.channels_in_use(id)
+    }
+
     /// Registers trunk `key` now (see [`OutboundRegs::force`]).
     pub fn force_trunk_registration(&mut self, now_ms: u64, key: &str) -> bool {
         let found = self.trunks.force(now_ms, key);
@@ -339,6 +380,7 @@ impl Core {
             let ext_of = |u: &str| accounts.extension_of(u).unwrap_or("").to_string();
             self.registrar.expire(now_ms, &ext_of, &mut self.io.out);
             self.auth.purge(now_ms);
+            self.io.outbound.sweep(now_ms);
             self.io.txn.compact();
             self.calls.compact();
         }
@@ -602,6 +644,29 @@ impl Core {
                 }
             }
         };
+        let outbound = if self.io.outbound.has_trunks() {
+            let usage = self.io.outbound.usage(&caller.username, now_ms);
+            let statuses = self.trunks.statuses();
+            let registered = |key: &str| {
+                statuses.iter().any(|s| {
+                    s.key == key
+                        && matches!(
+                            s.state,
+                            super::outbound_reg::TrunkRegState::Registered { .. }
+                        )
+                })
+            };
+            Some(OutboundView {
+                policy: &self.io.outbound.policy,
+                trunks: self.io.outbound.states(registered),
+                rights: caller
+                    .dial
+                    .unwrap_or(self.io.outbound.policy.default_rights),
+                usage,
+            })
+        } else {
+            None
+        };
         let decision = routing::decide(
             &routing::Caller {
                 username: &caller.username,
@@ -613,6 +678,7 @@ impl Core {
                 auth: &self.auth,
                 registrar: &self.registrar,
                 now_ms,
+                outbound,
             },
         );
         let callee = match &decision {
@@ -624,14 +690,43 @@ impl Core {
                 number: dialled.clone(),
                 agent_id: None,
             },
+            Decision::Trunks {
+                number_for_trunk, ..
+            } => Party {
+                number: number_for_trunk.clone(),
+                agent_id: None,
+            },
         };
-        self.started(now_ms, src, &m, &caller, callee);
+        let direction = if matches!(decision, Decision::Trunks { .. }) {
+            Direction::Outbound
+        } else {
+            Direction::Internal
+        };
+        self.started(now_ms, src, &m, &caller, callee, direction);
         match decision {
             Decision::Reject {
                 code,
                 reason,
                 cause,
             } => {
+                use domain::call_events::HangupCause as H;
+                if matches!(
+                    cause,
+                    H::DestinationBlocked
+                        | H::DialNotPermitted
+                        | H::OutboundConcurrentLimit
+                        | H::OutboundHourlyLimit
+                ) {
+                    tracing::warn!(user = %caller.username, peer = %src.peer, number = %dialled, cause = cause.as_str(), "outbound call refused");
+                    self.io.out.push_back(Output::Security(
+                        super::SecurityNotice::OutboundRefused {
+                            username: caller.username.clone(),
+                            ip: src.peer.ip(),
+                            number: dialled.clone(),
+                            cause,
+                        },
+                    ));
+                }
                 let r = response(&m, code, reason, Some(&a_tag));
                 self.final_without_call(now_ms, src, &m, r);
                 self.io
@@ -641,6 +736,26 @@ impl Core {
                         at_ms: now_ms,
                         kind: CallEventKind::Ended { cause },
                     }));
+            }
+            Decision::Trunks {
+                number_for_trunk,
+                trunk_ids_in_order,
+                ..
+            } => {
+                self.io.outbound.caller_started(&caller.username, now_ms);
+                let mut ctx = self.io.ctx(now_ms);
+                self.calls.start_trunk(
+                    &mut ctx,
+                    src,
+                    m,
+                    a_tag,
+                    TrunkPlan {
+                        caller: &caller,
+                        number: number_for_trunk,
+                        trunk_ids: trunk_ids_in_order,
+                        session_secs,
+                    },
+                );
             }
             Decision::Agent(target) => {
                 let contacts: Vec<Binding> = self
@@ -673,14 +788,22 @@ impl Core {
         }
     }
 
-    fn started(&mut self, now_ms: u64, src: Source, m: &Msg, caller: &Arc<Account>, callee: Party) {
+    fn started(
+        &mut self,
+        now_ms: u64,
+        src: Source,
+        m: &Msg,
+        caller: &Arc<Account>,
+        callee: Party,
+        direction: Direction,
+    ) {
         self.io
             .out
             .push_back(Output::Call(domain::call_events::CallEvent {
                 call_id: m.call_id().to_string(),
                 at_ms: now_ms,
                 kind: CallEventKind::Started {
-                    direction: Direction::Internal,
+                    direction,
                     caller: Party {
                         number: caller.extension.clone(),
                         agent_id: caller.user_id,

@@ -41,6 +41,7 @@ pub mod digest;
 mod endpoint;
 pub mod media;
 pub mod msg;
+pub mod outbound;
 pub mod outbound_reg;
 pub mod registrar;
 mod rng;

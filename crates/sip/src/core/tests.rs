@@ -50,6 +50,7 @@ fn cfg() -> CoreConfig {
 fn account(user: &str, ext: &str, pass: &str) -> Account {
     Account {
         record_calls: None,
+        dial: None,
         username: user.into(),
         extension: ext.into(),
         user_id: Some(ext.parse().unwrap_or(0)),
@@ -1253,5 +1254,6 @@ fn shutdown_ends_answered_and_ringing_calls() {
 }
 mod anchor;
 mod attacks;
+mod outbound_calls;
 mod redial;
 mod trunks;

@@ -71,6 +71,9 @@ pub struct Account {
     pub secrets: Vec<Ha1>,
     /// The agent's recording override (`None`: the system default).
     pub record_calls: Option<bool>,
+    /// What the agent may dial through trunks (`None`: the outbound
+    /// policy's default, internal-only unless configured).
+    pub dial: Option<super::outbound::DialRights>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -148,6 +151,16 @@ pub enum SecurityNotice {
     AccountGuarded {
         username: String,
         ip: std::net::IpAddr,
+    },
+    /// The dial plan refused an outbound call of `username` for a reason
+    /// that smells of toll fraud: a blocked destination, beyond its
+    /// permission, or over its concurrent/hourly limit (`cause` says
+    /// which; `number` as dialled, at most 64 characters).
+    OutboundRefused {
+        username: String,
+        ip: std::net::IpAddr,
+        number: String,
+        cause: domain::call_events::HangupCause,
     },
 }
 

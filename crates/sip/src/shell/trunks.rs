@@ -7,6 +7,7 @@
 //! `core::outbound_reg` by Via branch.
 
 use super::{now_ms, Shared};
+use crate::core::outbound::{OutboundPolicy, OutboundTrunk, OutboundTrunkError};
 use crate::core::outbound_reg::{TrunkConfigError, TrunkEvent, TrunkRegistration, TrunkStatus};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -78,6 +79,43 @@ impl crate::SipServer {
         let mut result = Ok(());
         shared.feed(|c| result = c.set_trunk_registrations(now_ms(), resolved));
         result
+    }
+
+    /// Replaces the trunks calls go out through and the outbound dial plan.
+    /// Hosts are resolved now (all at once); a trunk whose host does not
+    /// resolve is skipped by routing until the next call. Calls up keep
+    /// their channels counted. A bad setting is an error and changes
+    /// nothing.
+    pub async fn set_outbound_trunks(
+        &self,
+        trunks: Vec<OutboundTrunk>,
+        policy: OutboundPolicy,
+    ) -> Result<(), OutboundTrunkError> {
+        for t in &trunks {
+            t.validate()?;
+        }
+        let addrs = futures_util::future::join_all(trunks.iter().map(|t| {
+            // An IPv6 literal is bracketed, as in the URIs we build.
+            let host = t.host.trim_start_matches('[').trim_end_matches(']');
+            resolve(host, t.port, self.local)
+        }))
+        .await;
+        let mut resolved = Vec::with_capacity(trunks.len());
+        for (t, addr) in trunks.into_iter().zip(addrs) {
+            if addr.is_none() {
+                tracing::warn!(trunk = t.id, host = %t.host, "cannot resolve the trunk's host");
+            }
+            resolved.push((t, addr));
+        }
+        let mut result = Ok(());
+        self.shared
+            .feed(|c| result = c.set_outbound_trunks(resolved, policy));
+        result
+    }
+
+    /// Channels of trunk `id` in use now (calls ringing or up through it).
+    pub fn trunk_channels_in_use(&self, id: i64) -> u32 {
+        self.shared.core.lock().trunk_channels_in_use(id)
     }
 
     /// Every trunk's registration now, by key.

@@ -26,7 +26,7 @@ impl Call {
             }
             let branch = super::new_branch(ctx, self.id);
             let leg = &self.forks[w].leg;
-            let mut ack = leg.request(ctx, "ACK", 1, &branch);
+            let mut ack = leg.request(ctx, "ACK", self.forks[w].cseq, &branch);
             if !self.anchored {
                 super::copy_body(m, &mut ack);
             }

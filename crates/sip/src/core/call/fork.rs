@@ -40,6 +40,14 @@ impl Call {
         let to_tag = msg::tag(m.header("To").unwrap_or(""))
             .unwrap_or("")
             .to_string();
+        if self.abandoned_trunk_response(ctx, fi, &m) {
+            return;
+        }
+        let fork = &mut self.forks[fi];
+        if fork.trunk_id.is_some() && fork.state == ForkState::Calling {
+            // The carrier is there: it gets the whole ring time now.
+            self.deadlines.carrier = None;
+        }
         let fork = &mut self.forks[fi];
         if !to_tag.is_empty() && fork.leg.remote_tag.is_empty() {
             fork.leg.remote_tag = to_tag;
@@ -90,6 +98,16 @@ impl Call {
             if let Some(c) = m.first_in_header("Contact") {
                 fork.leg.remote_target = msg::addr_uri(c).to_string();
             }
+            if fork.trunk_id.is_some() && fork.state != ForkState::Answered {
+                // A carrier's proxies may record-route; phones do not, and
+                // agent legs keep going straight to the registered flow.
+                fork.leg.route = m
+                    .header_list("Record-Route")
+                    .into_iter()
+                    .rev()
+                    .map(str::to_string)
+                    .collect();
+            }
             if fork.state == ForkState::Answered {
                 // Retransmitted 2xx: our ACK was lost.
                 if let Some(ack) = fork.ack.clone() {
@@ -103,7 +121,7 @@ impl Call {
                 // Late answer on a losing fork or after a cancel: ACK and BYE it.
                 fork.state = ForkState::Done;
                 let branch = super::new_branch(ctx, self.id);
-                let ack = fork.leg.request(ctx, "ACK", 1, &branch);
+                let ack = fork.leg.request(ctx, "ACK", fork.cseq, &branch);
                 ctx.send(fork.leg.src, &ack);
                 self.send_bye(ctx, Side::B(fi));
                 return;
@@ -121,7 +139,7 @@ impl Call {
                         fork.state = ForkState::Done;
                         fork.code = 488;
                         let branch = super::new_branch(ctx, self.id);
-                        let ack = fork.leg.request(ctx, "ACK", 1, &branch);
+                        let ack = fork.leg.request(ctx, "ACK", fork.cseq, &branch);
                         ctx.send(fork.leg.src, &ack);
                         self.send_bye(ctx, Side::B(fi));
                         self.media_close_fork(ctx, fi);
@@ -154,9 +172,16 @@ impl Call {
             .retain(|(n, _)| matches!(n.as_str(), "Via" | "From" | "Call-ID" | "Max-Forwards"));
         ack.headers
             .push(("To".into(), m.header("To").unwrap_or("").to_string()));
-        ack.headers.push(("CSeq".into(), "1 ACK".into()));
+        ack.headers
+            .push(("CSeq".into(), format!("{} ACK", fork.cseq)));
         ack.body.clear();
         ctx.send(fork.leg.src, &ack);
+        if matches!(code, 401 | 407)
+            && self.phase == Phase::Ringing
+            && self.answer_challenge(ctx, fi, &m)
+        {
+            return;
+        }
         self.media_close_fork(ctx, fi);
         let cause = if self.phase == Phase::Ringing {
             HangupCause::from_sip_code(code)
@@ -272,7 +297,8 @@ impl Call {
                     "Via" | "From" | "To" | "Call-ID" | "Max-Forwards"
                 )
             });
-            c.headers.push(("CSeq".into(), "1 CANCEL".into()));
+            c.headers
+                .push(("CSeq".into(), format!("{} CANCEL", f.cseq)));
             c.body.clear();
             let bytes = c.to_bytes();
             ctx.txn.start(
@@ -300,6 +326,10 @@ impl Call {
     /// fails with the most telling code (busy beats the rest).
     pub(super) fn fork_failed(&mut self, ctx: &mut Ctx<'_>) {
         if self.phase != Phase::Ringing || self.forks.iter().any(|f| f.state != ForkState::Done) {
+            return;
+        }
+        if self.trunk.is_some() {
+            self.trunk_failed(ctx);
             return;
         }
         let codes: Vec<u16> = self.forks.iter().map(|f| f.code).collect();

@@ -17,6 +17,9 @@ pub struct Leg {
     pub remote_target: String,
     /// The flow to reach the other party over.
     pub src: Source,
+    /// Route set (RFC 3261 12.1.2: the 2xx's Record-Route, reversed) of a
+    /// carrier leg whose proxies record-route; empty for phones.
+    pub route: Vec<String>,
 }
 
 /// A new branch for a request of call `call`. The call id rides in the
@@ -52,6 +55,13 @@ impl Leg {
                 ),
             ),
             ("Max-Forwards".to_string(), "70".to_string()),
+        ];
+        // Loose routing only (`;lr`): the Request-URI stays the remote
+        // target and the request still goes to `src`, the first hop.
+        if !self.remote_tag.is_empty() {
+            headers.extend(self.route.iter().map(|r| ("Route".to_string(), r.clone())));
+        }
+        headers.extend([
             (
                 "From".to_string(),
                 format!("{};tag={}", self.local_uri, self.local_tag),
@@ -59,7 +69,7 @@ impl Leg {
             ("To".to_string(), to),
             ("Call-ID".to_string(), self.call_id.clone()),
             ("CSeq".to_string(), format!("{cseq} {method}")),
-        ];
+        ]);
         if method != "ACK" && method != "CANCEL" {
             headers.push(("Contact".to_string(), ctx.our_contact(t)));
         }

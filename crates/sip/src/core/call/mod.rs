@@ -18,6 +18,9 @@ mod dialog;
 mod fork;
 pub mod leg;
 pub mod session_timer;
+mod trunk;
+
+pub use trunk::{TrunkPlan, CARRIER_RESPONSE_MS};
 
 use super::ctx::Ctx;
 use super::media::{OpenCall, RecordCustomer};
@@ -79,6 +82,12 @@ struct Fork {
     code: u16,
     ack: Option<Vec<u8>>,
     ringing_reported: bool,
+    /// CSeq number of `invite` (2 after answering a trunk's challenge).
+    cseq: u32,
+    /// The trunk this fork goes out through (a carrier leg).
+    trunk_id: Option<i64>,
+    /// A 401/407 was answered once already: another one is final.
+    auth_tried: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +137,8 @@ struct SessionTimer {
 #[derive(Debug, Default)]
 struct Deadlines {
     ring: Option<u64>,
+    /// A trunk's INVITE got no response at all yet (`trunk.rs`).
+    carrier: Option<u64>,
     max_duration: Option<u64>,
     linger: Option<u64>,
 }
@@ -153,6 +164,8 @@ pub struct Call {
     /// The call's media goes through the media plane (`anchor.rs`): SDP
     /// toward every leg is ours, re-INVITEs are answered per leg.
     anchored: bool,
+    /// A call out through trunks (`trunk.rs`).
+    trunk: Option<trunk::TrunkCall>,
 }
 
 /// Where a new call goes and under which terms.
@@ -196,6 +209,7 @@ impl Call {
                 .map(|c| msg::addr_uri(c).to_string())
                 .unwrap_or_default(),
             src,
+            route: Vec::new(),
         };
         let is_ws = |t: Transport| matches!(t, Transport::Ws | Transport::Wss);
         let caller_kind = LegKind::of(Some(&m.body), is_ws(src.transport));
@@ -244,6 +258,7 @@ impl Call {
                 local_cseq: 1,
                 remote_target: b.uri.clone(),
                 src: b.src,
+                route: Vec::new(),
             };
             let branch = new_branch(ctx, id);
             let mut inv = leg.request(ctx, "INVITE", 1, &branch);
@@ -313,6 +328,9 @@ impl Call {
                 code: 0,
                 ack: None,
                 ringing_reported: false,
+                cseq: 1,
+                trunk_id: None,
+                auth_tried: false,
             });
         }
         let mut media: [MediaLeg; 2] = Default::default();
@@ -336,6 +354,7 @@ impl Call {
             session: None,
             media,
             anchored,
+            trunk: None,
         };
         if refused || (anchored && no_forks) {
             // Nothing rings: the caller's offer (or every contact) cannot
@@ -369,6 +388,11 @@ impl Call {
         )
     }
 
+    /// How many destination legs the call has tried so far.
+    pub fn legs(&self) -> usize {
+        self.forks.len()
+    }
+
     /// Up (ringing or answered), as opposed to lingering after its end.
     pub fn is_live(&self) -> bool {
         self.phase != Phase::Ending
@@ -389,6 +413,7 @@ impl Call {
         let session = self.session.as_ref().map(|s| self.session_deadline(s));
         [
             self.deadlines.ring,
+            self.deadlines.carrier,
             self.deadlines.max_duration,
             self.deadlines.linger,
             session,
@@ -439,6 +464,10 @@ impl Call {
                 self.final_to_a(ctx, r);
                 self.end(ctx, now, HangupCause::NoAnswer);
             }
+        }
+        if self.deadlines.carrier.is_some_and(|t| t <= now) {
+            self.deadlines.carrier = None;
+            self.carrier_silent(ctx);
         }
         if self.deadlines.max_duration.is_some_and(|t| t <= now) {
             self.deadlines.max_duration = None;
@@ -654,6 +683,7 @@ impl Call {
             return;
         }
         self.phase = Phase::Ending;
+        self.release_trunk(ctx);
         ctx.event(&self.a.call_id, at_ms, CallEventKind::Ended { cause });
         self.trim_invites();
         if self.anchored {

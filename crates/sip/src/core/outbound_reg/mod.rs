@@ -41,7 +41,7 @@
 //! [`OutboundRegs::poll_event`], and call `handle_timeout` again no later
 //! than [`OutboundRegs::poll_timeout`].
 
-mod client_auth;
+pub(crate) mod client_auth;
 mod settings;
 #[cfg(test)]
 mod tests;
