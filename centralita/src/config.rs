@@ -32,6 +32,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub metrics: MetricsConfig,
     pub media: MediaConfig,
+    pub dialplan: DialplanConfig,
 }
 
 /// The `[media]` section: centralita in the audio path of calls.
@@ -88,6 +89,123 @@ impl MediaConfig {
             return Err(bad());
         }
         Ok(a..=b)
+    }
+}
+
+/// The `[dialplan]` section: which dialled numbers (that are no agent) go
+/// out through the trunks, how numbers are written here, and what agents
+/// may dial (the toll-fraud gate, `domain::dialplan`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DialplanConfig {
+    /// Country calling code of the call center (E.164, no `+`).
+    pub country_code: String,
+    /// What precedes an international number besides `+` (`00`, `011`).
+    pub international_prefix: String,
+    /// Trunk prefix of national numbers (`0` in the UK, France, Germany;
+    /// empty where there is none).
+    pub national_prefix: String,
+    /// Patterns (PBX notation: `X` digit, `Z` 1-9, `N` 2-9, `[1-5]`, `.`
+    /// one or more) of the numbers that go out through the trunks, all
+    /// active trunks by priority.
+    pub outbound_patterns: Vec<String>,
+    /// Leading characters removed before the number goes to the trunk.
+    pub strip: u32,
+    /// Added in front after `strip` (e.g. `+34`).
+    pub prepend: String,
+    /// What agents may dial: internal | national | international.
+    pub agent_permission: String,
+    /// Simultaneous outbound calls per agent (0: no limit).
+    pub max_concurrent_outbound: u32,
+    /// Outbound calls per agent in the last hour (0: no limit).
+    pub max_outbound_per_hour: u32,
+    /// E.164 prefixes (no `+`) nobody may dial.
+    pub blocked_prefixes: Vec<String>,
+}
+
+impl Default for DialplanConfig {
+    fn default() -> Self {
+        let plan = domain::dialplan::NumberingPlan::default();
+        let limits = domain::dialplan::OutboundLimits::default();
+        Self {
+            country_code: plan.country_code,
+            international_prefix: plan.international_prefixes.join(","),
+            national_prefix: plan.national_prefix,
+            // Full numbers only: an unknown 4-digit extension must be
+            // "not found", not a call to the carrier.
+            outbound_patterns: vec!["_+X.".into(), "_XXXXXX.".into()],
+            strip: 0,
+            prepend: String::new(),
+            // Customers here, not abroad: international dialling is the
+            // toll fraud target and has to be granted on purpose.
+            agent_permission: domain::dialplan::DialPermission::National.as_str().into(),
+            max_concurrent_outbound: limits.max_concurrent,
+            max_outbound_per_hour: limits.max_per_hour,
+            blocked_prefixes: plan.blocked_prefixes,
+        }
+    }
+}
+
+impl DialplanConfig {
+    /// The policy the SIP server routes outbound calls with; a bad pattern
+    /// or permission is a configuration error naming its key.
+    pub fn policy(&self) -> anyhow::Result<sip::OutboundPolicy> {
+        use domain::dialplan::{
+            DialPermission, NumberingPlan, OutboundLimits, OutboundRoute, Pattern,
+        };
+        if self.country_code.is_empty() || !self.country_code.chars().all(|c| c.is_ascii_digit()) {
+            bail!(
+                "dialplan.country_code {:?} must be digits, e.g. 34 (CENTRALITA_DIALPLAN_COUNTRY_CODE)",
+                self.country_code
+            );
+        }
+        let mut patterns = Vec::new();
+        for p in &self.outbound_patterns {
+            patterns.push(Pattern::parse(p).map_err(|e| {
+                anyhow::anyhow!(
+                    "dialplan.outbound_patterns: {e} (CENTRALITA_DIALPLAN_OUTBOUND_PATTERNS)"
+                )
+            })?);
+        }
+        let permission = DialPermission::parse(&self.agent_permission).ok_or_else(|| {
+            anyhow::anyhow!(
+                "dialplan.agent_permission {:?} must be internal, national or international \
+                 (CENTRALITA_DIALPLAN_AGENT_PERMISSION)",
+                self.agent_permission
+            )
+        })?;
+        let routes = if patterns.is_empty() {
+            Vec::new()
+        } else {
+            vec![OutboundRoute {
+                name: "outbound".into(),
+                patterns,
+                strip: self.strip as usize,
+                prepend: self.prepend.clone(),
+                trunks: Vec::new(),
+            }]
+        };
+        Ok(sip::OutboundPolicy {
+            routes,
+            plan: NumberingPlan {
+                country_code: self.country_code.clone(),
+                international_prefixes: self
+                    .international_prefix
+                    .split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+                national_prefix: self.national_prefix.clone(),
+                blocked_prefixes: self.blocked_prefixes.clone(),
+            },
+            default_rights: sip::DialRights {
+                permission,
+                limits: OutboundLimits {
+                    max_concurrent: self.max_concurrent_outbound,
+                    max_per_hour: self.max_outbound_per_hour,
+                },
+            },
+        })
     }
 }
 
@@ -221,6 +339,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             metrics: MetricsConfig::default(),
             media: MediaConfig::default(),
+            dialplan: DialplanConfig::default(),
         }
     }
 }
@@ -589,6 +708,7 @@ impl Config {
         if self.media.rtp_timeout_secs == 0 {
             bail!("media.rtp_timeout_secs must be at least 1 (CENTRALITA_MEDIA_RTP_TIMEOUT_SECS)");
         }
+        self.dialplan.policy()?;
         // The URL is checked here so that every command (serve, migrate,
         // check-config) refuses a database it cannot use before anything
         // else happens, and never falls back to another one.
@@ -979,6 +1099,21 @@ mod tests {
         assert_eq!(c.media.ports().expect("range"), 20_000..=29_999);
         for (var, value, says) in [
             ("CENTRALITA_MEDIA_ANCHOR", "sometimes", "media.anchor"),
+            (
+                "CENTRALITA_DIALPLAN_AGENT_PERMISSION",
+                "everywhere",
+                "dialplan.agent_permission",
+            ),
+            (
+                "CENTRALITA_DIALPLAN_OUTBOUND_PATTERNS",
+                "_X.X",
+                "dialplan.outbound_patterns",
+            ),
+            (
+                "CENTRALITA_DIALPLAN_COUNTRY_CODE",
+                "+34",
+                "dialplan.country_code",
+            ),
             ("CENTRALITA_MEDIA_PORT_RANGE", "30000", "media.port_range"),
             (
                 "CENTRALITA_MEDIA_PORT_RANGE",
@@ -1018,6 +1153,9 @@ mod tests {
             let value = match &s.default {
                 Some(toml::Value::Integer(i)) => (i + 1).to_string(),
                 Some(toml::Value::Boolean(b)) => (!b).to_string(),
+                Some(toml::Value::Array(_)) if s.path() == "dialplan.outbound_patterns" => {
+                    "_9X.,_00X.".to_string()
+                }
                 Some(toml::Value::Array(_)) => "x,y".to_string(),
                 _ => match s.path().as_str() {
                     "sip.listen" | "http.listen" => "127.0.0.1:1".into(),
@@ -1033,6 +1171,8 @@ mod tests {
                     "media.anchor" => "when_needed".into(),
                     "media.port_range" => "30000-30999".into(),
                     "media.advertised_address" => "192.0.2.7".into(),
+                    "dialplan.agent_permission" => "international".into(),
+                    "dialplan.country_code" => "44".into(),
                     p => format!("/{p}"),
                 },
             };

@@ -349,7 +349,11 @@ impl Server {
         }
         if let Some(s) = &sip {
             // Trunks register to their carriers while the server runs.
-            trunks::spawn(self.services.clone(), s.clone());
+            trunks::spawn(
+                self.services.clone(),
+                s.clone(),
+                self.config.dialplan.policy()?,
+            );
         }
         // The API sees the builtin SIP server only as an engine.
         let engine = sip

@@ -1,15 +1,21 @@
-//! Keeps the SIP server's trunk registrations in step with the `trunks`
-//! table: at start, and again after every trunk change (the domain's
-//! `trunk` events); and writes what the carriers answered back to the
-//! trunk's live state (registered, last registered at, last error), which
-//! the console shows.
+//! Keeps the SIP server's trunks in step with the `trunks` table — the
+//! registrations to carriers and the trunks outbound calls go through —
+//! at start and again after every trunk change (the domain's `trunk`
+//! events); and writes what the carriers answered back to the trunk's live
+//! state (registered, last registered at, last error), which the console
+//! shows.
 //!
 //! A trunk registers when it is `active` and `sendsRegistration`; its key
-//! in the SIP server is its id, so a rename keeps the binding.
+//! in the SIP server is its id, so a rename keeps the binding. Every
+//! `active` trunk carries outbound calls (a registering one only while it
+//! is registered), by priority, under the `[dialplan]` policy.
 
 use domain::trunks::{TrunkSettings, TrunkTransport};
 use domain::{Event, Services};
-use sip::{SipServer, Transport, TrunkEvent, TrunkEventKind, TrunkRegistration};
+use sip::{
+    OutboundPolicy, OutboundTrunk, SipServer, Transport, TrunkEvent, TrunkEventKind,
+    TrunkRegistration,
+};
 use tokio::sync::broadcast::error::RecvError;
 
 /// The registration of trunk `id`, or why it cannot register.
@@ -62,6 +68,41 @@ pub fn registration_of(id: i64, s: &TrunkSettings) -> Result<TrunkRegistration, 
     Ok(r)
 }
 
+/// The trunk outbound calls of the dial plan may use, or why not.
+pub fn outbound_of(id: i64, s: &TrunkSettings) -> Result<OutboundTrunk, String> {
+    let transport = match s.transport {
+        TrunkTransport::Udp => Transport::Udp,
+        TrunkTransport::Tcp => Transport::Tcp,
+        other => {
+            return Err(format!(
+                "calls over {} are not supported yet (udp or tcp)",
+                other.as_str()
+            ))
+        }
+    };
+    Ok(OutboundTrunk {
+        id,
+        name: s.name.clone(),
+        host: host_in_uri(&s.host),
+        port: s.port,
+        transport,
+        auth_username: s.outbound_username.clone().unwrap_or_default(),
+        secret: s
+            .outbound_secret
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default(),
+        realm: s.outbound_realm.clone(),
+        from_user: s.from_user.clone(),
+        from_domain: s.from_domain.clone(),
+        send_pai: s.send_pai,
+        max_channels: s.max_channels,
+        priority: i32::try_from(s.priority).unwrap_or(i32::MAX),
+        active: true,
+        registers: s.sends_registration,
+    })
+}
+
 fn host_in_uri(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
@@ -70,12 +111,24 @@ fn host_in_uri(host: &str) -> String {
     }
 }
 
-/// Reads the trunks and hands the ones that register to the SIP server;
-/// a trunk whose settings cannot register gets that as its last error.
-pub async fn sync(services: &Services, sip: &SipServer) -> anyhow::Result<()> {
+/// Reads the trunks and hands them to the SIP server: the ones that
+/// register, and all of them for outbound calls; a trunk whose settings
+/// cannot be used gets that as its last error.
+pub async fn sync(
+    services: &Services,
+    sip: &SipServer,
+    policy: &OutboundPolicy,
+) -> anyhow::Result<()> {
     let trunks = services.trunks();
     let mut regs = Vec::new();
+    let mut outbound = Vec::new();
     for (id, s) in trunks.active_settings().await? {
+        match outbound_of(id, &s) {
+            Ok(t) => outbound.push(t),
+            Err(why) => {
+                tracing::warn!(trunk = id, name = %s.name, %why, "trunk cannot carry calls");
+            }
+        }
         if !s.sends_registration {
             continue;
         }
@@ -89,20 +142,25 @@ pub async fn sync(services: &Services, sip: &SipServer) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!(trunks = regs.len(), "trunks registering to carriers");
+    tracing::info!(
+        registering = regs.len(),
+        outbound = outbound.len(),
+        "trunks handed to the SIP server"
+    );
     sip.set_trunk_registrations(regs).await?;
+    sip.set_outbound_trunks(outbound, policy.clone()).await?;
     Ok(())
 }
 
 /// Follows trunk changes and registration outcomes until the event
 /// streams end (server shutdown).
-pub fn spawn(services: Services, sip: SipServer) {
+pub fn spawn(services: Services, sip: SipServer, policy: OutboundPolicy) {
     let mut changes = services.events.subscribe();
     let mut outcomes = sip.trunk_events();
     let trunks = services.trunks();
     let (svc, server) = (services.clone(), sip.clone());
     tokio::spawn(async move {
-        if let Err(e) = sync(&svc, &server).await {
+        if let Err(e) = sync(&svc, &server, &policy).await {
             tracing::error!(error = %e, "loading the trunks for registration");
         }
         loop {
@@ -110,14 +168,14 @@ pub fn spawn(services: Services, sip: SipServer) {
                 Ok(Event::Trunk { action, .. })
                     if matches!(action.as_str(), "created" | "updated" | "deleted") =>
                 {
-                    if let Err(e) = sync(&svc, &server).await {
+                    if let Err(e) = sync(&svc, &server, &policy).await {
                         tracing::error!(error = %e, "reloading the trunks for registration");
                     }
                 }
                 Ok(_) => {}
                 // Missed some: read everything again.
                 Err(RecvError::Lagged(_)) => {
-                    if let Err(e) = sync(&svc, &server).await {
+                    if let Err(e) = sync(&svc, &server, &policy).await {
                         tracing::error!(error = %e, "reloading the trunks for registration");
                     }
                 }
