@@ -4,7 +4,10 @@
 //! demands digest authentication — and the trunk's live state follows
 //! what the carrier answered; `force_register` and `test_connection`
 //! (an OPTIONS) report the far end; a wrong password ends "rejected"
-//! without a retry loop; deleting the trunk unregisters it.
+//! without a retry loop; deleting the trunk unregisters it. And the
+//! toll-fraud gate in front of the trunks: an agent without permission
+//! cannot dial abroad, and a number no trunk can carry is refused, each
+//! with its cause in the CDR.
 
 mod support;
 use support::{Reaped, TestDatabase};
@@ -120,6 +123,7 @@ impl Kamailio {
 struct Server {
     _child: Reaped,
     http: String,
+    sip: String,
     cookie: String,
 }
 
@@ -144,6 +148,7 @@ impl Server {
         let mut child = Reaped::spawn("centralita", &mut cmd);
         let lines = support::stdout_lines(&mut child.child);
         let http = support::wait_for_http(&lines).0;
+        let sip = support::wait_for_sip(&lines);
         let body = json!({"login": "admin", "password": ADMIN_PASSWORD}).to_string();
         let (status, head, text) =
             support::http_request(&http, "POST", "/api/auth/login", Some(&body), None);
@@ -152,6 +157,7 @@ impl Server {
             _child: child,
             cookie: support::session_cookie(&head),
             http,
+            sip,
         }
     }
 
@@ -299,4 +305,98 @@ fn a_trunk_added_by_the_api_registers_to_the_carrier_and_reports_it() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(carrier.child);
+}
+
+/// An agent calls `number` with sipp (digest-authenticated INVITE) and
+/// expects a refusal; returns the CDR row of that call.
+fn refused_call(server: &Server, dir: &Path, user: &str, password: &str, number: &str) -> Value {
+    let csv = dir.join(format!("{number}.csv"));
+    std::fs::write(
+        &csv,
+        format!("SEQUENTIAL\n{user};[authentication username={user} password={password}];\n"),
+    )
+    .expect("csv");
+    let port = support::free_ports(1, true, false);
+    let status = Command::new("sipp")
+        .arg(&server.sip)
+        .arg("-sf")
+        .arg(
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_refused.xml"),
+        )
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
+        .args([
+            "-s",
+            number,
+            "-timeout",
+            "20s",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .arg("-inf")
+        .arg(&csv)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("sipp (Debian package sip-tester)");
+    let errors: String = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        status.success(),
+        "{number}: sipp expected 403 or 503: {errors}"
+    );
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = server.call("GET", "/api/telephony/calls/history?limit=50", None);
+        if let Some(c) = v["calls"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["calleeNumber"] == number))
+        {
+            return c.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no CDR for {number}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_agent_without_permission_cannot_dial_abroad_and_no_trunk_is_a_clear_failure() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Defaults: agents may dial national numbers, not international ones.
+    let server = Server::start(dir.path());
+    let (status, v) = server.call(
+        "POST",
+        "/api/agents",
+        Some(json!({"name": "Dana Dialer", "login": "dana", "password": "console-pass-123", "role": "agent"})),
+    );
+    assert_eq!(status, 201, "{v}");
+    let user = v["sipCredentials"]["username"]
+        .as_str()
+        .expect("user")
+        .to_string();
+    let password = v["sipCredentials"]["password"]
+        .as_str()
+        .expect("pw")
+        .to_string();
+
+    // Abroad (Paris): refused by the toll-fraud gate before any trunk.
+    let c = refused_call(&server, dir.path(), &user, &password, "0033142685300");
+    assert_eq!(c["hangupCause"], "dial_not_permitted", "{c}");
+    assert_eq!(c["disposition"], "FAILED", "{c}");
+    // A satellite number: blocked for everybody.
+    let c = refused_call(&server, dir.path(), &user, &password, "+881612345678");
+    assert_eq!(c["hangupCause"], "destination_blocked", "{c}");
+    // A national number the agent may dial, but no trunk exists yet.
+    let c = refused_call(&server, dir.path(), &user, &password, "912345678");
+    assert_eq!(c["hangupCause"], "no_trunk_available", "{c}");
+    assert_eq!(c["direction"], "outbound", "{c}");
 }

@@ -184,6 +184,19 @@ pub enum HangupCause {
 }
 
 impl HangupCause {
+    /// A refusal of the outbound dial plan (the call was on its way out).
+    pub fn is_outbound_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::InvalidNumber
+                | Self::DestinationBlocked
+                | Self::DialNotPermitted
+                | Self::OutboundConcurrentLimit
+                | Self::OutboundHourlyLimit
+                | Self::NoTrunkAvailable
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CallerBye => "caller_bye",

@@ -644,29 +644,33 @@ impl Core {
                 }
             }
         };
-        let outbound = if self.io.outbound.has_trunks() {
-            let usage = self.io.outbound.usage(&caller.username, now_ms);
-            let statuses = self.trunks.statuses();
-            let registered = |key: &str| {
-                statuses.iter().any(|s| {
-                    s.key == key
-                        && matches!(
-                            s.state,
-                            super::outbound_reg::TrunkRegState::Registered { .. }
-                        )
+        // The dial plan applies as soon as it has routes, trunks or not: a
+        // number it sends out is then refused by the toll-fraud gate or
+        // as "no trunk available", never "not found".
+        let outbound =
+            if self.io.outbound.has_trunks() || !self.io.outbound.policy.routes.is_empty() {
+                let usage = self.io.outbound.usage(&caller.username, now_ms);
+                let statuses = self.trunks.statuses();
+                let registered = |key: &str| {
+                    statuses.iter().any(|s| {
+                        s.key == key
+                            && matches!(
+                                s.state,
+                                super::outbound_reg::TrunkRegState::Registered { .. }
+                            )
+                    })
+                };
+                Some(OutboundView {
+                    policy: &self.io.outbound.policy,
+                    trunks: self.io.outbound.states(registered),
+                    rights: caller
+                        .dial
+                        .unwrap_or(self.io.outbound.policy.default_rights),
+                    usage,
                 })
+            } else {
+                None
             };
-            Some(OutboundView {
-                policy: &self.io.outbound.policy,
-                trunks: self.io.outbound.states(registered),
-                rights: caller
-                    .dial
-                    .unwrap_or(self.io.outbound.policy.default_rights),
-                usage,
-            })
-        } else {
-            None
-        };
         let decision = routing::decide(
             &routing::Caller {
                 username: &caller.username,
@@ -697,10 +701,12 @@ impl Core {
                 agent_id: None,
             },
         };
-        let direction = if matches!(decision, Decision::Trunks { .. }) {
-            Direction::Outbound
-        } else {
-            Direction::Internal
+        // A call the dial plan sent out, or refused on its way out (toll
+        // fraud gate, no trunk), is an outbound call in the CDR.
+        let direction = match &decision {
+            Decision::Trunks { .. } => Direction::Outbound,
+            Decision::Reject { cause, .. } if cause.is_outbound_refusal() => Direction::Outbound,
+            _ => Direction::Internal,
         };
         self.started(now_ms, src, &m, &caller, callee, direction);
         match decision {
