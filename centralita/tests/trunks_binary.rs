@@ -21,7 +21,7 @@ const ADMIN_PASSWORD: &str = "admin-password-for-trunk-tests";
 const SECRET: &str = "carrier-secret-9";
 const REALM: &str = "carrier.test";
 
-fn kamailio_config(port: u16) -> String {
+fn kamailio_config(port: u16, customer_port: u16) -> String {
     format!(
         r#"#!KAMAILIO
 debug=2
@@ -31,6 +31,8 @@ listen=udp:127.0.0.1:{port}
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "tm.so"
 loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "siputils.so"
 loadmodule "pv.so"
 loadmodule "xlog.so"
 loadmodule "textops.so"
@@ -42,6 +44,32 @@ modparam("registrar", "min_expires", 5)
 modparam("registrar", "max_expires", 3600)
 
 request_route {{
+    if (has_totag()) {{
+        # In-dialog: relayed to the Request-URI (the customer's Contact),
+        # along the recorded route when there is one.
+        xlog("L_NOTICE", "IN-DIALOG $rm to $ru\n");
+        loose_route();
+        t_relay();
+        exit;
+    }}
+    if (is_method("CANCEL|ACK")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    if (is_method("INVITE")) {{
+        xlog("L_NOTICE", "INVITE-SEEN ruri=$ru from=$fu auth=$hdr(Proxy-Authorization)\n");
+        if (!pv_auth_check("{REALM}", "{SECRET}", "0", "0")) {{
+            auth_challenge("{REALM}", "1");
+            exit;
+        }}
+        consume_credentials();
+        record_route();
+        $ru = "sip:" + $rU + "@127.0.0.1:{customer_port}";
+        t_relay();
+        exit;
+    }}
     if (is_method("REGISTER")) {{
         xlog("L_NOTICE", "REGISTER-SEEN user=$fU expires=$hdr(Expires)\n");
         if (!pv_auth_check("{REALM}", "{SECRET}", "0", "1")) {{
@@ -70,10 +98,12 @@ struct Kamailio {
 }
 
 impl Kamailio {
-    fn start(dir: &Path) -> Kamailio {
+    /// Kamailio on a free port; INVITEs it authenticates go on to the
+    /// customer at `customer_port`.
+    fn start(dir: &Path, customer_port: u16) -> Kamailio {
         let port = support::free_ports(1, true, false);
         let cfg = dir.join("kamailio.cfg");
-        std::fs::write(&cfg, kamailio_config(port)).expect("write kamailio.cfg");
+        std::fs::write(&cfg, kamailio_config(port, customer_port)).expect("write kamailio.cfg");
         let log = dir.join("kamailio.log");
         let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new("kamailio");
@@ -215,7 +245,7 @@ impl Server {
 #[test]
 fn a_trunk_added_by_the_api_registers_to_the_carrier_and_reports_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let carrier = Kamailio::start(dir.path());
+    let carrier = Kamailio::start(dir.path(), 9);
     let server = Server::start(dir.path());
 
     // The right password: registered, and the live state says so.
@@ -307,6 +337,25 @@ fn a_trunk_added_by_the_api_registers_to_the_carrier_and_reports_it() {
     drop(carrier.child);
 }
 
+/// The CDR row of the call to `number` once it ended (5 s at most).
+fn cdr_of(server: &Server, number: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = server.call("GET", "/api/telephony/calls/history?limit=50", None);
+        if let Some(c) = v["calls"].as_array().and_then(|a| {
+            a.iter()
+                .find(|c| c["calleeNumber"] == number && c["state"] == "ended")
+        }) {
+            return c.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no CDR for {number}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// An agent calls `number` with sipp (digest-authenticated INVITE) and
 /// expects a refusal; returns the CDR row of that call.
 fn refused_call(server: &Server, dir: &Path, user: &str, password: &str, number: &str) -> Value {
@@ -351,21 +400,7 @@ fn refused_call(server: &Server, dir: &Path, user: &str, password: &str, number:
         status.success(),
         "{number}: sipp expected 403 or 503: {errors}"
     );
-    let t0 = Instant::now();
-    loop {
-        let (_, v) = server.call("GET", "/api/telephony/calls/history?limit=50", None);
-        if let Some(c) = v["calls"]
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["calleeNumber"] == number))
-        {
-            return c.clone();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "no CDR for {number}: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cdr_of(server, number)
 }
 
 #[test]
@@ -399,4 +434,155 @@ fn an_agent_without_permission_cannot_dial_abroad_and_no_trunk_is_a_clear_failur
     let c = refused_call(&server, dir.path(), &user, &password, "912345678");
     assert_eq!(c["hangupCause"], "no_trunk_available", "{c}");
     assert_eq!(c["direction"], "outbound", "{c}");
+}
+
+/// sipp with a scenario of `tests/sipp`, in `dir`, output discarded.
+fn sipp(dir: &Path, scenario: &str, port: u16, extra: &[&str]) -> Command {
+    let mut cmd = Command::new("sipp");
+    cmd.arg("-sf")
+        .arg(
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/sipp")
+                .join(scenario),
+        )
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
+        .args([
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+#[test]
+fn an_agent_calls_a_customer_through_the_trunk_the_admin_added() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let customer_port = support::free_ports(1, true, false);
+    let carrier = Kamailio::start(dir.path(), customer_port);
+    let server = Server::start(dir.path());
+    let trunk = server.create_trunk("Carrier out", "acct9", SECRET, carrier.port);
+    let (status, v) = server.call(
+        "PATCH",
+        &format!("/api/telephony/trunks/{trunk}"),
+        Some(json!({"fromUser": "34910000000"})),
+    );
+    assert_eq!(status, 200, "{v}");
+    // A registering trunk carries calls once it is registered.
+    server.wait_trunk(trunk, "registered", |t| t["registered"] == true);
+    let (status, v) = server.call(
+        "POST",
+        "/api/agents",
+        Some(json!({"name": "Omar Out", "login": "omar", "password": "console-pass-123", "role": "agent"})),
+    );
+    assert_eq!(status, 201, "{v}");
+    let user = v["sipCredentials"]["username"]
+        .as_str()
+        .expect("user")
+        .to_string();
+    let password = v["sipCredentials"]["password"]
+        .as_str()
+        .expect("pw")
+        .to_string();
+
+    // The customer's phone, behind the carrier.
+    let mut customer = Reaped::spawn(
+        "sipp customer",
+        &mut sipp(dir.path(), "uas_answer.xml", customer_port, &[]),
+    );
+    // The agent dials the customer's national number.
+    let number = "912345678";
+    let csv = dir.path().join("agent.csv");
+    std::fs::write(
+        &csv,
+        format!("SEQUENTIAL\n{user};[authentication username={user} password={password}];\n"),
+    )
+    .expect("csv");
+    let agent_port = support::free_ports(1, true, false);
+    let csv_arg = csv.to_string_lossy().to_string();
+    let agent = sipp(
+        dir.path(),
+        "uac_call.xml",
+        agent_port,
+        &["-s", number, "-inf", &csv_arg],
+    )
+    .arg(&server.sip)
+    .status()
+    .expect("sipp (Debian package sip-tester)");
+    assert!(
+        agent.success(),
+        "the agent's call failed: {}",
+        carrier.log_text()
+    );
+    let t0 = Instant::now();
+    while matches!(customer.child.try_wait(), Ok(None)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the customer's call did not end (customer port {customer_port}, carrier {}): {:?} {}\n{}",
+            carrier.port,
+            std::fs::read_dir(dir.path())
+                .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()),
+            sipp_logs(dir.path()),
+            carrier.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        customer.child.wait().map(|s| s.success()).unwrap_or(false),
+        "the customer's phone saw the call fail"
+    );
+
+    // The carrier challenged the INVITE once and saw our caller ID.
+    let invites: Vec<String> = carrier
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("INVITE-SEEN"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        invites.len(),
+        2,
+        "challenged once, then authenticated: {invites:?}"
+    );
+    assert!(invites[1].contains("from=sip:34910000000@"), "{invites:?}");
+    assert!(invites[1].contains("ruri=sip:912345678@"), "{invites:?}");
+
+    let c = cdr_of(&server, number);
+    assert_eq!(c["direction"], "outbound", "{c}");
+    assert_eq!(c["disposition"], "ANSWERED", "{c}");
+    let call_id = c["callId"].as_str().expect("call id");
+    let (status, v) = server.call("GET", &format!("/api/telephony/calls/{call_id}"), None);
+    assert_eq!(status, 200, "{v}");
+    let legs = v["legs"].as_array().expect("legs");
+    assert!(
+        legs.iter()
+            .any(|l| l["transport"] == "trunk:Carrier out" && l["answeredAt"].is_string()),
+        "the answered leg is the trunk: {v}"
+    );
+}
+
+/// What the sipp runs in `dir` logged (messages and errors), for failures.
+fn sipp_logs(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.ends_with("errors.log") || n.ends_with("messages.log")
+        })
+        .map(|e| {
+            format!(
+                "== {}\n{}",
+                e.file_name().to_string_lossy(),
+                std::fs::read_to_string(e.path()).unwrap_or_default()
+            )
+        })
+        .collect()
 }
