@@ -201,7 +201,9 @@ pub fn cdr_journal_dir(cfg: &Config) -> std::path::PathBuf {
 /// Starts the SIP server over the domain services; [`Server::serve_with_sip`]
 /// puts it behind the API as the engine and shuts it down on exit.
 pub async fn start_sip(config: &Config, services: &Services) -> anyhow::Result<sip::SipServer> {
-    let backend = std::sync::Arc::new(DomainBackend::new(services.clone()));
+    let limits = config.dialplan.policy()?.default_rights.limits;
+    let backend =
+        std::sync::Arc::new(DomainBackend::new(services.clone()).with_dial_limits(limits));
     let sip_cfg = sip_config(config)?;
     let anchor = sip_cfg.anchor;
     let server = sip::start(sip_cfg, backend).await.with_context(|| {

@@ -15,11 +15,23 @@ use tokio::sync::{broadcast, mpsc};
 /// The adapter the binary hands to [`sip::start`].
 pub struct DomainBackend {
     services: Services,
+    /// Outbound limits that go with an agent's own dial permission.
+    dial_limits: domain::dialplan::OutboundLimits,
 }
 
 impl DomainBackend {
     pub fn new(services: Services) -> Self {
-        DomainBackend { services }
+        DomainBackend {
+            services,
+            dial_limits: domain::dialplan::OutboundLimits::default(),
+        }
+    }
+
+    /// The per-agent outbound limits (`dialplan.max_*`), applied with an
+    /// agent's own dial permission.
+    pub fn with_dial_limits(mut self, limits: domain::dialplan::OutboundLimits) -> Self {
+        self.dial_limits = limits;
+        self
     }
 
     /// The digest realm the HA1s were computed with (`sip_domain`).
@@ -42,16 +54,18 @@ fn at(ms: u64) -> DateTime<Utc> {
         .unwrap_or_else(Utc::now)
 }
 
-fn account(c: DigestCredentials) -> Account {
+fn account(c: DigestCredentials, limits: domain::dialplan::OutboundLimits) -> Account {
     Account {
         username: c.account.username,
         extension: c.account.extension,
         user_id: Some(c.account.user_id),
         display_name: c.account.display_name,
         record_calls: c.account.record_calls,
-        // Outbound dial rights: the policy's default until the agents'
-        // permissions are stored (issue 11).
-        dial: None,
+        // The agent's own dial permission, or the dial plan's default.
+        dial: c
+            .account
+            .dial_permission
+            .map(|permission| sip::DialRights { permission, limits }),
         secrets: c
             .ha1
             .into_iter()
@@ -80,7 +94,7 @@ impl Backend for DomainBackend {
                 .digest_credentials(&username)
                 .await
                 .map_err(err)?
-                .map(account))
+                .map(|c| account(c, self.dial_limits)))
         })
     }
 
@@ -95,7 +109,7 @@ impl Backend for DomainBackend {
             Ok(all
                 .into_iter()
                 .filter(|c| c.account.active)
-                .map(account)
+                .map(|c| account(c, self.dial_limits))
                 .collect())
         })
     }

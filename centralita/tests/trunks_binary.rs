@@ -434,6 +434,34 @@ fn an_agent_without_permission_cannot_dial_abroad_and_no_trunk_is_a_clear_failur
     let c = refused_call(&server, dir.path(), &user, &password, "912345678");
     assert_eq!(c["hangupCause"], "no_trunk_available", "{c}");
     assert_eq!(c["direction"], "outbound", "{c}");
+
+    // The admin grants this agent international dialling: abroad now gets
+    // as far as the trunks (none here); a bad value changes nothing.
+    let id = v["agent"]["id"].as_i64().expect("agent id");
+    let (status, bad) = server.call(
+        "PATCH",
+        &format!("/api/agents/{id}"),
+        Some(json!({"dialPermission": "everywhere"})),
+    );
+    assert_eq!(status, 422, "{bad}");
+    let (status, a) = server.call(
+        "PATCH",
+        &format!("/api/agents/{id}"),
+        Some(json!({"dialPermission": "international"})),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["agent"]["dialPermission"], "international", "{a}");
+    let c = refused_call(&server, dir.path(), &user, &password, "0033142685301");
+    assert_eq!(c["hangupCause"], "no_trunk_available", "{c}");
+    // Internal only: not even national numbers.
+    let (status, a) = server.call(
+        "PATCH",
+        &format!("/api/agents/{id}"),
+        Some(json!({"dialPermission": "internal"})),
+    );
+    assert_eq!(status, 200, "{a}");
+    let c = refused_call(&server, dir.path(), &user, &password, "912345679");
+    assert_eq!(c["hangupCause"], "dial_not_permitted", "{c}");
 }
 
 /// sipp with a scenario of `tests/sipp`, in `dir`, output discarded.

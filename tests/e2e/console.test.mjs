@@ -510,6 +510,21 @@ describe('centralita console (real browser, real backend)', () => {
     }
   });
 
+  step('dialingSetting', 'admin sets what an agent may dial from the agents table', ['admin'], async () => {
+    const { page } = people.admin;
+    await page.getByTestId('nav-agents').click();
+    const row = page.locator(`[data-testid=agent-row][data-login=${agents.a.login}]`);
+    await row.waitFor();
+    const id = await row.getAttribute('data-id');
+    const dialPermission = async () => JSON.parse((await adminApi(`/api/agents/${id}`)).text).agent.dialPermission;
+    assert.equal(await dialPermission(), null, 'system default at first');
+    for (const [choice, want] of [['international', 'international'], ['internal', 'internal'], ['default', null]]) {
+      await row.getByTestId('agent-dialing').selectOption(choice);
+      await waitFor(async () => (await dialPermission()) === want, { timeoutMs: 10000, what: `dialPermission ${want}` });
+      await waitFor(async () => (await row.getByTestId('agent-dialing').getAttribute('data-value')) === choice, { what: `row shows ${choice}` });
+    }
+  });
+
   step('adminPages', 'admin pages: live registrations, WebRTC settings, English', ['registered'], async () => {
     const { page } = people.admin;
     await page.getByTestId('nav-live').click();

@@ -29,7 +29,11 @@ export interface User {
   sip: SipInfo | null;
   /** null: the system default (media.recording). */
   recordCalls?: boolean | null;
+  /** What the agent may dial; null: the system default (dialplan.agent_permission). */
+  dialPermission?: DialPermission | null;
 }
+
+export type DialPermission = 'internal' | 'national' | 'international';
 
 export interface SipCredentials {
   username: string;

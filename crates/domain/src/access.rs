@@ -128,6 +128,7 @@ mod tests {
                 contacts: 0,
             }),
             record_calls: None,
+            dial_permission: None,
         }
     }
 

@@ -140,7 +140,8 @@ pub fn parse_number(plan: &NumberingPlan, raw: &str) -> Result<Number, NumberErr
 }
 
 /// What an agent (or a role) may dial beyond the internal extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DialPermission {
     /// Other agents only: the safe default for a new agent.
     #[default]

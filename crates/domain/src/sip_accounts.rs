@@ -29,6 +29,8 @@ pub struct SipAccountInfo {
     /// [`crate::recording::should_record`] at call setup (`None`: the
     /// system default).
     pub record_calls: Option<bool>,
+    /// The agent's dial permission (`None`: the dial plan's default).
+    pub dial_permission: Option<crate::dialplan::DialPermission>,
 }
 
 /// One pair of HA1 digests for the realm `sip.domain`, lowercase hex.
@@ -85,6 +87,10 @@ fn info(r: &SipAccountRow) -> SipAccountInfo {
         display_name: r.display_name.clone(),
         active: r.user_active && r.status == "active",
         record_calls: r.record_calls,
+        dial_permission: r
+            .dial_permission
+            .as_deref()
+            .and_then(crate::dialplan::DialPermission::parse),
     }
 }
 

@@ -74,6 +74,10 @@ pub struct User {
     /// (`media.recording`), true always, false never (unless the other
     /// agent of the call is recorded; see `domain::recording::should_record`).
     pub record_calls: Option<bool>,
+    /// What this agent may dial beyond the extensions: `internal`,
+    /// `national` or `international`; null follows the system default
+    /// (`dialplan.agent_permission`).
+    pub dial_permission: Option<String>,
 }
 
 impl User {
@@ -114,6 +118,7 @@ pub(crate) fn user_from_row(r: UserRow) -> User {
         has_sip_credentials: sip.is_some(),
         sip,
         record_calls: r.record_calls,
+        dial_permission: r.dial_permission,
     }
 }
 
@@ -142,6 +147,8 @@ pub struct UserUpdate {
     pub password: Option<String>,
     /// `Some(None)`: follow the system default again.
     pub record_calls: Option<Option<bool>>,
+    /// `Some(None)`: follow the system default again.
+    pub dial_permission: Option<Option<String>>,
 }
 
 /// Listing parameters.
@@ -368,6 +375,18 @@ impl UserService {
             ch.record_calls = Some(r);
             changed.push("recordCalls");
         }
+        if let Some(p) = &u.dial_permission {
+            if let Some(v) = p {
+                if crate::dialplan::DialPermission::parse(v).is_none() {
+                    return Err(DomainError::invalid(
+                        "dialPermission",
+                        "must be internal, national, international or null",
+                    ));
+                }
+            }
+            ch.dial_permission = Some(p.clone());
+            changed.push("dialPermission");
+        }
         let now = now_ms();
         let mut tx = self.ctx.db.write().await?;
         let before = store::users::get(&mut tx, id, now)
@@ -411,18 +430,18 @@ impl UserService {
         if u.password.is_some() && !deactivated {
             store::sessions::delete_for_user(&mut tx, id).await?;
         }
-        audit::record(
-            &mut tx,
-            actor,
-            "user.update",
-            "user",
-            &id.to_string(),
-            match u.record_calls {
-                // Who may be recorded is worth its value in the log.
-                Some(r) => serde_json::json!({ "fields": changed, "recordCalls": r }),
-                None => serde_json::json!({ "fields": changed }),
-            },
-        )
+        audit::record(&mut tx, actor, "user.update", "user", &id.to_string(), {
+            // Who may be recorded, and who may dial where, are worth
+            // their values in the log.
+            let mut d = serde_json::json!({ "fields": changed });
+            if let Some(r) = u.record_calls {
+                d["recordCalls"] = serde_json::json!(r);
+            }
+            if let Some(p) = &u.dial_permission {
+                d["dialPermission"] = serde_json::json!(p);
+            }
+            d
+        })
         .await?;
         let user = store::users::get(&mut tx, id, now)
             .await?

@@ -26,12 +26,14 @@ pub struct SipAccountRow {
     /// The user's recording override (`users.record_calls`).
     #[sqlx(try_from = "OptFlag")]
     pub record_calls: Option<bool>,
+    /// The user's dial permission (`users.dial_permission`).
+    pub dial_permission: Option<String>,
 }
 
 const SELECT: &str =
     "SELECT s.id, s.user_id, s.username, s.extension, s.ha1_md5, s.ha1_sha256, s.status, \
     s.registered, s.last_registered_at, s.user_agent, s.ip_address, s.credential_version, \
-    u.name AS display_name, u.active AS user_active, u.record_calls \
+    u.name AS display_name, u.active AS user_active, u.record_calls, u.dial_permission \
     FROM sip_accounts s JOIN users u ON u.id = s.user_id";
 
 pub struct NewSipAccount<'a> {

@@ -33,6 +33,8 @@ pub struct UserRow {
     /// Per-agent recording override; `None` follows the system default.
     #[sqlx(try_from = "OptFlag")]
     pub record_calls: Option<bool>,
+    /// internal | national | international; `None` follows the system default.
+    pub dial_permission: Option<String>,
 }
 
 const SELECT: &str = "SELECT u.id, u.name, u.login, u.email, u.phone, u.role, u.active, \
@@ -42,7 +44,7 @@ const SELECT: &str = "SELECT u.id, u.name, u.login, u.email, u.phone, u.role, u.
     s.last_registered_at AS sip_last_registered_at, s.user_agent AS sip_user_agent, \
     s.ip_address AS sip_ip_address, \
     (SELECT COUNT(*) FROM registrations r WHERE r.username = s.username AND r.expires_at > $1) AS sip_contacts, \
-    u.record_calls \
+    u.record_calls, u.dial_permission \
     FROM users u LEFT JOIN sip_accounts s ON s.user_id = u.id";
 
 /// Fields of a new user.
@@ -269,6 +271,8 @@ pub struct UserChanges {
     pub password_hash: Option<String>,
     /// `Some(None)`: follow the system default again.
     pub record_calls: Option<Option<bool>>,
+    /// `Some(None)`: follow the system default again.
+    pub dial_permission: Option<Option<String>>,
 }
 
 /// Applies `ch`; returns false if the user does not exist.
@@ -283,7 +287,8 @@ pub async fn update(c: &mut Conn, id: i64, ch: &UserChanges, now: i64) -> Result
            active = COALESCE($10, active), \
            password_hash = COALESCE($11, password_hash), \
            updated_at = $12, \
-           record_calls = CASE WHEN $13 THEN $14 ELSE record_calls END \
+           record_calls = CASE WHEN $13 THEN $14 ELSE record_calls END, \
+           dial_permission = CASE WHEN $15 THEN $16 ELSE dial_permission END \
          WHERE id = $1",
     )
     .bind(id)
@@ -300,6 +305,8 @@ pub async fn update(c: &mut Conn, id: i64, ch: &UserChanges, now: i64) -> Result
     .bind(now)
     .bind(ch.record_calls.is_some())
     .bind(ch.record_calls.flatten())
+    .bind(ch.dial_permission.is_some())
+    .bind(ch.dial_permission.clone().flatten())
     .execute(&mut *c)
     .await?;
     Ok(r.rows_affected() > 0)

@@ -248,6 +248,13 @@ struct AgentChanges {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<bool>, nullable)]
     record_calls: Option<Option<bool>>,
+    /// What the agent may dial beyond the extensions: `internal`,
+    /// `national`, `international`, or `null` for the system default
+    /// (`dialplan.agent_permission`); absent leaves it as it is. Audited
+    /// with its value.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    dial_permission: Option<Option<String>>,
 }
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -298,6 +305,7 @@ async fn update(
                 active: b.active,
                 password: b.password,
                 record_calls: b.record_calls,
+                dial_permission: b.dial_permission,
             },
         )
         .await?;

@@ -351,8 +351,9 @@ async fn update(
                 role: b.account_type,
                 active: b.active,
                 password: b.password,
-                // Not a field of the seeds' HR page.
+                // Not fields of the seeds' HR page.
                 record_calls: None,
+                dial_permission: None,
             },
         )
         .await?;

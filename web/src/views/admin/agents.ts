@@ -2,7 +2,7 @@
 // live SIP status, add agent, credentials shown once, regenerate, deactivate, delete.
 import { h, mount } from '../../dom';
 import { t, tDynamic, type Key } from '../../i18n';
-import { api, ApiError, type User } from '../../api';
+import { api, ApiError, type DialPermission, type User } from '../../api';
 import type { View } from '../../router';
 import { confirmDialog, openDialog, showCredentials } from '../../dialogs';
 import { subscribeEvents } from '../../events';
@@ -91,6 +91,7 @@ export function agentsView(): View {
             h('th', { scope: 'col' }, t('agents.sipStatus')),
             h('th', { scope: 'col' }, t('agents.status')),
             h('th', { scope: 'col' }, t('agents.recording')),
+            h('th', { scope: 'col' }, t('agents.dialing')),
             isAdmin ? h('th', { scope: 'col', class: 'actions-col' }, t('common.actions')) : null)),
           h('tbody', null, agents.map((u) => h('tr', { testid: 'agent-row', 'data-login': u.login ?? '', 'data-id': u.id, 'data-extension': u.sip?.extension ?? '' },
             h('td', null, h('strong', null, u.name), u.email ? h('div', { class: 'muted small' }, u.email) : null),
@@ -103,6 +104,7 @@ export function agentsView(): View {
               ? h('span', { class: 'badge badge-ok' }, t('agents.active'))
               : h('span', { class: 'badge badge-bad' }, t('agents.inactive'))),
             h('td', null, recordingSetting(u, isAdmin, act)),
+            h('td', null, dialingSetting(u, isAdmin, act)),
             isAdmin ? h('td', null, h('div', { class: 'row-actions' },
               h('button', {
                 type: 'button', class: 'btn btn-small', testid: 'agent-regenerate',
@@ -174,6 +176,19 @@ function recordingSetting(u: User, isAdmin: boolean, act: (fn: () => Promise<voi
   select.addEventListener('change', () => void act(async () => {
     const recordCalls = select.value === 'always' ? true : select.value === 'never' ? false : null;
     await api.updateAgent(u.id, { recordCalls });
+  }));
+  return select;
+}
+
+/** What the agent may dial beyond the extensions (toll-fraud gate); admins change it. */
+function dialingSetting(u: User, isAdmin: boolean, act: (fn: () => Promise<void>) => Promise<void>): HTMLElement {
+  const value = u.dialPermission ?? 'default';
+  if (!isAdmin) return h('span', { class: 'muted', testid: 'agent-dialing', 'data-value': value }, t(`agents.dialing.${value}` as Key));
+  const select = h('select', { testid: 'agent-dialing', 'data-value': value, 'aria-label': `${t('agents.dialing')}: ${u.name}` },
+    (['default', 'internal', 'national', 'international'] as const).map((v) => h('option', { value: v, selected: v === value }, t(`agents.dialing.${v}` as Key))));
+  select.addEventListener('change', () => void act(async () => {
+    const dialPermission = select.value === 'default' ? null : select.value as DialPermission;
+    await api.updateAgent(u.id, { dialPermission });
   }));
   return select;
 }
