@@ -593,6 +593,13 @@ fn an_agent_calls_a_customer_through_the_trunk_the_admin_added() {
             .any(|l| l["transport"] == "trunk:Carrier out" && l["answeredAt"].is_string()),
         "the answered leg is the trunk: {v}"
     );
+    // The trunk's counters follow from the CDR: one call, successful.
+    let t = server.wait_trunk(trunk, "counted", |t| t["totalCalls"] == 1);
+    assert_eq!(
+        (t["successfulCalls"].as_i64(), t["failedCalls"].as_i64()),
+        (Some(1), Some(0)),
+        "{t}"
+    );
 }
 
 /// What the sipp runs in `dir` logged (messages and errors), for failures.

@@ -465,6 +465,13 @@ impl CallService {
         store::lock(&mut tx, store::Lock::CallRecords).await?;
         let calls = store::calls::by_call_ids(&mut tx, &ids).await?;
         let legs = store::call_legs::for_calls(&mut tx, &ids).await?;
+        // Legs already ended before this batch: a trunk attempt is counted
+        // once, when its leg ends.
+        let ended_before: std::collections::HashSet<(String, i64)> = legs
+            .iter()
+            .filter(|l| l.ended_at.is_some())
+            .map(|l| (l.call_id.clone(), l.leg_no))
+            .collect();
         let mut rec = Recorder::with_stored(
             calls.into_iter().map(record_from_row),
             legs.into_iter().map(leg_record_from_row),
@@ -480,6 +487,20 @@ impl CallService {
         store::calls::save(&mut tx, &rows, now).await?;
         let legs: Vec<LegRow> = changes.legs.into_iter().map(leg_row).collect();
         store::call_legs::upsert(&mut tx, &legs).await?;
+        // Per-trunk counters follow from the CDR legs: every attempt
+        // through a trunk (`trunk:<name>`) that ended here counts, as
+        // successful when the carrier's leg answered.
+        for l in &legs {
+            let Some(name) = l.transport.strip_prefix("trunk:") else {
+                continue;
+            };
+            if l.ended_at.is_none() || ended_before.contains(&(l.call_id.clone(), l.leg_no)) {
+                continue;
+            }
+            if let Some(id) = store::trunks::id_by_name(&mut tx, name).await? {
+                store::trunks::count_call(&mut tx, id, l.answered_at.is_some()).await?;
+            }
+        }
         // After the legs: a quality row refers to its leg.
         let quality: Vec<QualityRow> = changes.quality.into_iter().map(quality_row).collect();
         store::call_quality::upsert(&mut tx, &quality).await?;

@@ -340,6 +340,17 @@ pub async fn name_taken(c: &mut Conn, name: &str, except: Option<i64>) -> Result
     Ok(n > 0)
 }
 
+/// The id of the trunk named `name` (ASCII case ignored, as names are
+/// unique), if any.
+pub async fn id_by_name(c: &mut Conn, name: &str) -> Result<Option<i64>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM trunks WHERE LOWER(name) = LOWER($1) LIMIT 1")
+            .bind(name)
+            .fetch_optional(&mut *c)
+            .await?,
+    )
+}
+
 /// Filters of a trunk listing; `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
