@@ -359,46 +359,20 @@ fn cdr_of(server: &Server, number: &str) -> Value {
 /// An agent calls `number` with sipp (digest-authenticated INVITE) and
 /// expects a refusal; returns the CDR row of that call.
 fn refused_call(server: &Server, dir: &Path, user: &str, password: &str, number: &str) -> Value {
-    let csv = dir.join(format!("{number}.csv"));
-    std::fs::write(
-        &csv,
-        format!("SEQUENTIAL\n{user};[authentication username={user} password={password}];\n"),
+    let csv = agent_csv(dir, number, user, password);
+    let status = sipp(
+        dir,
+        "uac_refused.xml",
+        support::free_ports(1, true, false),
+        &["-s", number, "-inf", &csv],
     )
-    .expect("csv");
-    let port = support::free_ports(1, true, false);
-    let status = Command::new("sipp")
-        .arg(&server.sip)
-        .arg("-sf")
-        .arg(
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_refused.xml"),
-        )
-        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
-        .args([
-            "-s",
-            number,
-            "-timeout",
-            "20s",
-            "-timeout_error",
-            "-nostdin",
-        ])
-        .arg("-inf")
-        .arg(&csv)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("sipp (Debian package sip-tester)");
-    let errors: String = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    .arg(&server.sip)
+    .status()
+    .expect("sipp (Debian package sip-tester)");
     assert!(
         status.success(),
-        "{number}: sipp expected 403 or 503: {errors}"
+        "{number}: sipp expected 403 or 503: {}",
+        sipp_logs(dir)
     );
     cdr_of(server, number)
 }
@@ -526,14 +500,8 @@ fn an_agent_calls_a_customer_through_the_trunk_the_admin_added() {
     );
     // The agent dials the customer's national number.
     let number = "912345678";
-    let csv = dir.path().join("agent.csv");
-    std::fs::write(
-        &csv,
-        format!("SEQUENTIAL\n{user};[authentication username={user} password={password}];\n"),
-    )
-    .expect("csv");
     let agent_port = support::free_ports(1, true, false);
-    let csv_arg = csv.to_string_lossy().to_string();
+    let csv_arg = agent_csv(dir.path(), "agent", &user, &password);
     let agent = sipp(
         dir.path(),
         "uac_call.xml",
@@ -620,4 +588,15 @@ fn sipp_logs(dir: &Path) -> String {
             )
         })
         .collect()
+}
+
+/// A sipp injection file with the agent's digest credentials; its path.
+fn agent_csv(dir: &Path, name: &str, user: &str, password: &str) -> String {
+    let csv = dir.join(format!("{name}.csv"));
+    std::fs::write(
+        &csv,
+        format!("SEQUENTIAL\n{user};[authentication username={user} password={password}];\n"),
+    )
+    .expect("csv");
+    csv.to_string_lossy().to_string()
 }
