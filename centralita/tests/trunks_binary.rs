@@ -223,6 +223,27 @@ impl Server {
         v["trunk"]["id"].as_i64().expect("id")
     }
 
+    /// Creates an agent; returns (id, SIP username, SIP password).
+    fn create_agent(&self, name: &str, login: &str) -> (i64, String, String) {
+        let (status, v) = self.call(
+            "POST",
+            "/api/agents",
+            Some(json!({"name": name, "login": login, "password": "console-pass-123", "role": "agent"})),
+        );
+        assert_eq!(status, 201, "{v}");
+        let text = |k: &str| {
+            v["sipCredentials"][k]
+                .as_str()
+                .expect("credential")
+                .to_string()
+        };
+        (
+            v["agent"]["id"].as_i64().expect("agent id"),
+            text("username"),
+            text("password"),
+        )
+    }
+
     /// Polls the trunk until `done` holds (10 s at most).
     fn wait_trunk(&self, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let t0 = Instant::now();
@@ -382,20 +403,7 @@ fn an_agent_without_permission_cannot_dial_abroad_and_no_trunk_is_a_clear_failur
     let dir = tempfile::tempdir().expect("temp dir");
     // Defaults: agents may dial national numbers, not international ones.
     let server = Server::start(dir.path());
-    let (status, v) = server.call(
-        "POST",
-        "/api/agents",
-        Some(json!({"name": "Dana Dialer", "login": "dana", "password": "console-pass-123", "role": "agent"})),
-    );
-    assert_eq!(status, 201, "{v}");
-    let user = v["sipCredentials"]["username"]
-        .as_str()
-        .expect("user")
-        .to_string();
-    let password = v["sipCredentials"]["password"]
-        .as_str()
-        .expect("pw")
-        .to_string();
+    let (id, user, password) = server.create_agent("Dana Dialer", "dana");
 
     // Abroad (Paris): refused by the toll-fraud gate before any trunk.
     let c = refused_call(&server, dir.path(), &user, &password, "0033142685300");
@@ -411,7 +419,6 @@ fn an_agent_without_permission_cannot_dial_abroad_and_no_trunk_is_a_clear_failur
 
     // The admin grants this agent international dialling: abroad now gets
     // as far as the trunks (none here); a bad value changes nothing.
-    let id = v["agent"]["id"].as_i64().expect("agent id");
     let (status, bad) = server.call(
         "PATCH",
         &format!("/api/agents/{id}"),
@@ -478,20 +485,7 @@ fn an_agent_calls_a_customer_through_the_trunk_the_admin_added() {
     assert_eq!(status, 200, "{v}");
     // A registering trunk carries calls once it is registered.
     server.wait_trunk(trunk, "registered", |t| t["registered"] == true);
-    let (status, v) = server.call(
-        "POST",
-        "/api/agents",
-        Some(json!({"name": "Omar Out", "login": "omar", "password": "console-pass-123", "role": "agent"})),
-    );
-    assert_eq!(status, 201, "{v}");
-    let user = v["sipCredentials"]["username"]
-        .as_str()
-        .expect("user")
-        .to_string();
-    let password = v["sipCredentials"]["password"]
-        .as_str()
-        .expect("pw")
-        .to_string();
+    let (_, user, password) = server.create_agent("Omar Out", "omar");
 
     // The customer's phone, behind the carrier.
     let mut customer = Reaped::spawn(
