@@ -179,24 +179,16 @@ pub struct Plan<'a> {
     pub session_secs: u32,
 }
 
-impl Call {
-    /// Starts a call: 100 Trying to the caller, an INVITE to every contact.
-    pub fn start(
-        ctx: &mut Ctx<'_>,
-        id: u64,
-        src: Source,
-        m: Msg,
-        a_tag: String,
-        plan: Plan<'_>,
-    ) -> Call {
-        let now = ctx.now_ms;
-        let trying = response(&m, 100, "Trying", None);
+impl Leg {
+    /// The caller's leg of a new call, after answering its INVITE with 100
+    /// Trying (remembered by the transaction layer for retransmissions).
+    fn caller(ctx: &mut Ctx<'_>, src: Source, m: &Msg, a_tag: String) -> Leg {
+        let trying = response(m, 100, "Trying", None);
         let bytes = trying.to_bytes();
-        ctx.txn.remember(now, &m, src, bytes.clone());
+        ctx.txn.remember(ctx.now_ms, m, src, bytes.clone());
         ctx.send_bytes(src, bytes);
-
         let from = m.header("From").unwrap_or("");
-        let a = Leg {
+        Leg {
             call_id: m.call_id().to_string(),
             local_tag: a_tag,
             remote_tag: msg::tag(from).unwrap_or("").to_string(),
@@ -210,7 +202,22 @@ impl Call {
                 .unwrap_or_default(),
             src,
             route: Vec::new(),
-        };
+        }
+    }
+}
+
+impl Call {
+    /// Starts a call: 100 Trying to the caller, an INVITE to every contact.
+    pub fn start(
+        ctx: &mut Ctx<'_>,
+        id: u64,
+        src: Source,
+        m: Msg,
+        a_tag: String,
+        plan: Plan<'_>,
+    ) -> Call {
+        let now = ctx.now_ms;
+        let a = Leg::caller(ctx, src, &m, a_tag);
         let is_ws = |t: Transport| matches!(t, Transport::Ws | Transport::Wss);
         let caller_kind = LegKind::of(Some(&m.body), is_ws(src.transport));
         let fork_kinds: Vec<LegKind> = plan

@@ -10,7 +10,7 @@
 use super::leg::{copy_body, new_branch, Leg};
 use super::{session_timer, Call, Ctx, Deadlines, Fork, ForkState, MediaLeg, Phase};
 use crate::core::media::{OpenCall, RecordCustomer};
-use crate::core::msg::{self, response, strip_param, Msg};
+use crate::core::msg::{self, response, Msg};
 use crate::core::outbound_reg::client_auth::{self, Answer};
 use crate::core::txn::{Owner, TxnKey};
 use crate::core::types::{Account, Source, Transport, ALLOW};
@@ -59,27 +59,7 @@ impl Call {
         plan: TrunkPlan<'_>,
     ) -> Call {
         let now = ctx.now_ms;
-        let trying = response(&m, 100, "Trying", None);
-        let bytes = trying.to_bytes();
-        ctx.txn.remember(now, &m, src, bytes.clone());
-        ctx.send_bytes(src, bytes);
-
-        let from = m.header("From").unwrap_or("");
-        let a = Leg {
-            call_id: m.call_id().to_string(),
-            local_tag: a_tag,
-            remote_tag: msg::tag(from).unwrap_or("").to_string(),
-            local_uri: strip_param(m.header("To").unwrap_or(""), "tag"),
-            remote_uri: strip_param(from, "tag"),
-            local_cseq: 1,
-            remote_target: m
-                .header_list("Contact")
-                .first()
-                .map(|c| msg::addr_uri(c).to_string())
-                .unwrap_or_default(),
-            src,
-            route: Vec::new(),
-        };
+        let a = Leg::caller(ctx, src, &m, a_tag);
         let is_ws = matches!(src.transport, Transport::Ws | Transport::Wss);
         let caller_kind = LegKind::of(Some(&m.body), is_ws);
         let carrier = LegKind::of(None, false);
