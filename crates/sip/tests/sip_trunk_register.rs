@@ -103,6 +103,21 @@ impl Kamailio {
     }
 
     async fn spawn(&mut self) {
+        // A restart can find the port still held for a moment (the old
+        // instance's children closing their sockets): Kamailio then exits at
+        // once, and is started again.
+        for _ in 0..10 {
+            if self.try_spawn().await {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("kamailio did not answer within 10 s: {}", self.log_text());
+    }
+
+    /// Starts Kamailio and waits until it answers; false when it exited
+    /// first.
+    async fn try_spawn(&mut self) -> bool {
         let cfg = self.dir.join("kamailio.cfg");
         std::fs::write(&cfg, config(self.port)).expect("write kamailio.cfg");
         let log = self.dir.join(format!("kamailio-{}.log", self.logs.len()));
@@ -123,10 +138,19 @@ impl Kamailio {
                 .await
                 .is_some()
             {
-                return;
+                return true;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                self.child = None;
+                return false;
             }
         }
-        panic!("kamailio did not answer within 10 s: {}", self.log_text());
+        self.stop();
+        false
     }
 
     /// SIGTERM to the main process (it stops its children), then wait.

@@ -47,17 +47,34 @@ pub fn sipp_dir() -> PathBuf {
 }
 
 /// A 127.0.0.1 port that was free for UDP and for TCP a moment ago, for a
-/// sipp peer (`-t u1` uses UDP, `-t t1` TCP; a port free for one transport
-/// may be taken for the other). The server under test listens on port 0.
+/// sipp or Kamailio peer (`-t u1` uses UDP, `-t t1` TCP; a port free for one
+/// transport may be taken for the other). The server under test listens on
+/// port 0.
+///
+/// Chosen below the kernel's ephemeral range (32768 and up): a peer that is
+/// restarted on the same port must find it free again, and an ephemeral
+/// port can be taken in the meantime by any outgoing connection of another
+/// test running in parallel.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP on 127.0.0.1");
-        let port = udp.local_addr().expect("UDP address").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..500 {
+        let step = NEXT.fetch_add(7_919, Ordering::Relaxed);
+        let port = (FIRST + seed.wrapping_add(step) % SPAN) as u16;
+        let udp_free = UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if udp_free && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no port free for both UDP and TCP on 127.0.0.1 in 100 tries");
+    panic!("no port free for both UDP and TCP on 127.0.0.1 in 500 tries");
 }
 
 impl TestServer {
