@@ -355,6 +355,7 @@ impl Server {
                 self.services.clone(),
                 s.clone(),
                 self.config.dialplan.policy()?,
+                self.config.sip.domain.clone(),
             );
         }
         // The API sees the builtin SIP server only as an engine.

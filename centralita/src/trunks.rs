@@ -13,8 +13,8 @@
 use domain::trunks::{TrunkSettings, TrunkTransport};
 use domain::{Event, Services};
 use sip::{
-    OutboundPolicy, OutboundTrunk, SipServer, Transport, TrunkEvent, TrunkEventKind,
-    TrunkRegistration,
+    InboundTrunkSpec, OutboundPolicy, OutboundTrunk, SipServer, Transport, TrunkEvent,
+    TrunkEventKind, TrunkRegistration,
 };
 use tokio::sync::broadcast::error::RecvError;
 
@@ -103,6 +103,42 @@ pub fn outbound_of(id: i64, s: &TrunkSettings) -> Result<OutboundTrunk, String> 
     })
 }
 
+/// How calls from trunk `id` are recognised: by its inbound credentials
+/// when it authenticates (`acceptsAuth` with a username and password; the
+/// HA1s are computed here for the server's `realm`), else by its sources:
+/// the configured `inboundMatch`, or its host at its port.
+pub fn inbound_of(id: i64, s: &TrunkSettings, realm: &str) -> InboundTrunkSpec {
+    let digest = match (&s.inbound_username, &s.inbound_secret) {
+        (Some(user), Some(secret)) if s.accepts_auth && !user.is_empty() => {
+            let (md5, sha256) = domain::sip_accounts::ha1_pair(user, realm, secret.expose());
+            Some((
+                user.clone(),
+                vec![sip::core::digest::Ha1 {
+                    md5,
+                    sha256,
+                    expires_at_ms: None,
+                }],
+            ))
+        }
+        _ => None,
+    };
+    let sources = if s.inbound_match.is_empty() {
+        // The carrier sends from the address we send to.
+        s.effective_inbound_match()
+            .into_iter()
+            .map(|h| format!("{}:{}", host_in_uri(&h), s.port))
+            .collect()
+    } else {
+        s.inbound_match.clone()
+    };
+    InboundTrunkSpec {
+        id,
+        name: s.name.clone(),
+        sources,
+        digest,
+    }
+}
+
 fn host_in_uri(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
@@ -118,11 +154,14 @@ pub async fn sync(
     services: &Services,
     sip: &SipServer,
     policy: &OutboundPolicy,
+    realm: &str,
 ) -> anyhow::Result<()> {
     let trunks = services.trunks();
     let mut regs = Vec::new();
     let mut outbound = Vec::new();
+    let mut inbound = Vec::new();
     for (id, s) in trunks.active_settings().await? {
+        inbound.push(inbound_of(id, &s, realm));
         match outbound_of(id, &s) {
             Ok(t) => outbound.push(t),
             Err(why) => {
@@ -149,18 +188,20 @@ pub async fn sync(
     );
     sip.set_trunk_registrations(regs).await?;
     sip.set_outbound_trunks(outbound, policy.clone()).await?;
+    sip.set_inbound(inbound, services.dids().routes().await?)
+        .await;
     Ok(())
 }
 
 /// Follows trunk changes and registration outcomes until the event
 /// streams end (server shutdown).
-pub fn spawn(services: Services, sip: SipServer, policy: OutboundPolicy) {
+pub fn spawn(services: Services, sip: SipServer, policy: OutboundPolicy, realm: String) {
     let mut changes = services.events.subscribe();
     let mut outcomes = sip.trunk_events();
     let trunks = services.trunks();
     let (svc, server) = (services.clone(), sip.clone());
     tokio::spawn(async move {
-        if let Err(e) = sync(&svc, &server, &policy).await {
+        if let Err(e) = sync(&svc, &server, &policy, &realm).await {
             tracing::error!(error = %e, "loading the trunks for registration");
         }
         loop {
@@ -168,14 +209,19 @@ pub fn spawn(services: Services, sip: SipServer, policy: OutboundPolicy) {
                 Ok(Event::Trunk { action, .. })
                     if matches!(action.as_str(), "created" | "updated" | "deleted") =>
                 {
-                    if let Err(e) = sync(&svc, &server, &policy).await {
+                    if let Err(e) = sync(&svc, &server, &policy, &realm).await {
+                        tracing::error!(error = %e, "reloading the trunks for registration");
+                    }
+                }
+                Ok(Event::Did { .. }) => {
+                    if let Err(e) = sync(&svc, &server, &policy, &realm).await {
                         tracing::error!(error = %e, "reloading the trunks for registration");
                     }
                 }
                 Ok(_) => {}
                 // Missed some: read everything again.
                 Err(RecvError::Lagged(_)) => {
-                    if let Err(e) = sync(&svc, &server, &policy).await {
+                    if let Err(e) = sync(&svc, &server, &policy, &realm).await {
                         tracing::error!(error = %e, "reloading the trunks for registration");
                     }
                 }

@@ -351,6 +351,97 @@ fn sigterm_with_a_call_up_hangs_up_both_legs_and_closes_the_cdr() {
     assert!(c["billsec"].as_i64().is_some_and(|b| b >= 1), "{c}");
 }
 
+/// `POST /api/telephony/call/hangup` ends a call that is up: both parties
+/// get a BYE, the CDR says `forced_hangup`. An agent may hang up only a
+/// call they are in; anything else is "not found", as is a call that is
+/// over.
+#[test]
+fn a_call_hung_up_through_the_api_ends_for_both_parties() {
+    let srv = start();
+    let cookie = srv.login();
+    let (alice, alice_pw, _) = srv.agent(&cookie, "alice.hang");
+    let (bob, bob_pw, bob_ext) = srv.agent(&cookie, "bob.hang");
+    srv.agent(&cookie, "carol.hang");
+    let bob_port = support::free_ports(1, true, true);
+    let bob_csv = srv.csv("bob.csv", &bob, &bob_pw);
+    assert!(
+        srv.run("reg_ok.xml", Some(&bob_csv), bob_port, &[]),
+        "{}",
+        srv.errors()
+    );
+    let mut callee = srv.sipp("uas_answer.xml", None, bob_port, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let alice_csv = srv.csv("alice.csv", &alice, &alice_pw);
+    let mut caller = srv.sipp(
+        "uac_call_remote_bye.xml",
+        Some(&alice_csv),
+        support::free_ports(1, true, true),
+        &["-s", &bob_ext],
+    );
+    let call_id = (0..100)
+        .find_map(|_| {
+            let (_, _, text) = srv.request(
+                "GET",
+                "/api/telephony/calls/active",
+                None,
+                Some(&cookie),
+            );
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let up = v["calls"].as_array().and_then(|a| {
+                a.iter()
+                    .find(|c| c["state"] == "answered")
+                    .and_then(|c| c["callId"].as_str().map(str::to_string))
+            });
+            if up.is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            up
+        })
+        .unwrap_or_else(|| panic!("the call was never answered: {}", srv.errors()));
+
+    let agent_login = |login: &str| {
+        let body = serde_json::json!({"login": login, "password": "console-pass-123"}).to_string();
+        let (status, head, text) = srv.request("POST", "/api/auth/login", Some(&body), None);
+        assert_eq!(status, 200, "{text}");
+        support::session_cookie(&head)
+    };
+    let hang_up = |who: &str, body: serde_json::Value| {
+        let (status, _, text) = srv.request(
+            "POST",
+            "/api/telephony/call/hangup",
+            Some(&body.to_string()),
+            Some(who),
+        );
+        (status, text)
+    };
+    let body = serde_json::json!({ "callId": call_id });
+    // Bad requests and someone else's call change nothing.
+    let (status, text) = hang_up(&cookie, serde_json::json!({}));
+    assert_eq!(status, 422, "{text}");
+    let (status, text) = hang_up(&cookie, serde_json::json!({"callId": "no-such-call"}));
+    assert_eq!(status, 404, "{text}");
+    let carol = agent_login("carol.hang");
+    let (status, text) = hang_up(&carol, body.clone());
+    assert_eq!(status, 404, "not carol's call: {text}");
+    assert!(
+        matches!(caller.try_wait(), Ok(None)),
+        "the call is still up"
+    );
+    // The caller's own CRM hangs up (seeds/001's field name).
+    let alice_session = agent_login("alice.hang");
+    let (status, text) = hang_up(&alice_session, serde_json::json!({ "channel": call_id }));
+    assert_eq!(status, 200, "{text}");
+    assert!(wait(&mut caller), "caller got no BYE: {}", srv.errors());
+    assert!(wait(&mut callee), "callee got no BYE: {}", srv.errors());
+    let calls = srv.finished_calls(&cookie, 1);
+    let c = &calls[0];
+    assert_eq!(c["disposition"], "ANSWERED", "{c}");
+    assert_eq!(c["hangupCause"], "forced_hangup", "{c}");
+    // Over: a second request finds nothing to hang up.
+    let (status, text) = hang_up(&cookie, body);
+    assert_eq!(status, 404, "{text}");
+}
+
 /// Every CDR row, paging through the history (the API returns 500 at most).
 fn all_calls(srv: &Running, cookie: &str) -> Vec<serde_json::Value> {
     let mut all = Vec::new();

@@ -594,3 +594,204 @@ fn agent_csv(dir: &Path, name: &str, user: &str, password: &str) -> String {
     .expect("csv");
     csv.to_string_lossy().to_string()
 }
+
+/// Calls from carriers: a trunk recognised by its address (no digest, as
+/// most ITSPs send) and one that authenticates with its inbound
+/// credentials; DIDs added by the API send them to an agent (a registered
+/// sipp that answers), an unknown DID is refused 404 with its cause, a
+/// catch-all DID is a data change away, and a stranger's INVITE is
+/// challenged like any unknown caller. CDRs carry the trunk and the DID.
+#[test]
+fn customers_calls_reach_the_agent_their_did_names() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let (id, user, password) = server.create_agent("Ines Inbound", "ines");
+    let (_, agent) = server.call("GET", &format!("/api/agents/{id}"), None);
+    let extension = agent["agent"]["sip"]["extension"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the agent's extension: {agent}"))
+        .to_string();
+
+    // The agent's phone registers, then waits for a call at that contact.
+    let agent_port = support::free_ports(1, true, false);
+    let csv = agent_csv(dir.path(), "ines", &user, &password);
+    let reg = sipp(dir.path(), "reg_ok.xml", agent_port, &["-inf", &csv])
+        .arg(&server.sip)
+        .status()
+        .expect("sipp (Debian package sip-tester)");
+    assert!(
+        reg.success(),
+        "the agent registers: {}",
+        sipp_logs(dir.path())
+    );
+
+    // A carrier that sends from its own address, and one that
+    // authenticates.
+    let carrier_port = support::free_ports(1, true, false);
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/trunks",
+        Some(json!({
+            "name": "Carrier in", "kind": "no_nat", "host": "127.0.0.1", "port": carrier_port,
+            "transport": "udp", "sendsRegistration": false,
+        })),
+    );
+    assert_eq!(status, 201, "{v}");
+    let trunk = v["trunk"]["id"].as_i64().expect("id");
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/trunks",
+        Some(json!({
+            "name": "Carrier auth", "kind": "no_nat", "host": "127.0.0.1", "port": 9,
+            "transport": "udp", "sendsRegistration": false, "acceptsAuth": true,
+            "inboundAuthUsername": "carrier2", "inboundAuthPassword": "inbound-secret-7",
+        })),
+    );
+    assert_eq!(status, 201, "{v}");
+    assert!(
+        !v.to_string().contains("inbound-secret-7"),
+        "secrets are write-only: {v}"
+    );
+
+    // DIDs: bad input is refused and stores nothing.
+    for bad in [
+        json!({"number": "12ab", "destination": extension}),
+        json!({"number": "+34910000001"}),
+        json!({"number": "+34910000001", "destination": extension, "trunkId": 999_999}),
+        json!({"number": "+34910000001", "destinationType": "queue", "destination": "1"}),
+    ] {
+        let (status, v) = server.call("POST", "/api/telephony/dids", Some(bad.clone()));
+        assert_eq!(status, 422, "{bad} -> {v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/dids",
+        Some(json!({"number": "+34910000001", "destination": extension, "description": "Sales"})),
+    );
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/dids",
+        Some(json!({"number": "34910000001", "destination": extension})),
+    );
+    assert_eq!(status, 201, "another spelling is another entry: {v}");
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/dids",
+        Some(json!({"number": "+34910000001", "destination": extension})),
+    );
+    assert_eq!(status, 409, "{v}");
+    let (_, v) = server.call("GET", "/api/telephony/dids", None);
+    assert_eq!(v["total"], 2, "{v}");
+
+    // An unknown DID is refused with its cause.
+    let from_carrier = |scenario: &str, did: &str| {
+        sipp(dir.path(), scenario, carrier_port, &["-s", did])
+            .arg(&server.sip)
+            .status()
+            .expect("sipp (Debian package sip-tester)")
+            .success()
+    };
+    assert!(
+        from_carrier("carrier_refused_404.xml", "34919999999"),
+        "unknown DID: {}",
+        sipp_logs(dir.path())
+    );
+    let c = cdr_of(&server, "34919999999");
+    assert_eq!(c["direction"], "inbound", "{c}");
+    assert_eq!(c["hangupCause"], "unknown_did", "{c}");
+    assert_eq!(c["did"], "34919999999", "{c}");
+    assert_eq!(c["trunk"]["name"], "Carrier in", "{c}");
+
+    // The same INVITE from an address that is no trunk is challenged.
+    let stranger = support::free_ports(1, true, false);
+    let challenged = sipp(
+        dir.path(),
+        "carrier_refused_407.xml",
+        stranger,
+        &["-s", "+34910000001"],
+    )
+    .arg(&server.sip)
+    .status()
+    .expect("sipp")
+    .success();
+    assert!(
+        challenged,
+        "a stranger is challenged: {}",
+        sipp_logs(dir.path())
+    );
+
+    // The DID rings the agent, who answers; the carrier hangs up.
+    let mut phone = Reaped::spawn(
+        "sipp agent phone",
+        &mut sipp(dir.path(), "uas_answer.xml", agent_port, &[]),
+    );
+    assert!(
+        from_carrier("carrier_call.xml", "+34910000001"),
+        "the customer's call: {}",
+        sipp_logs(dir.path())
+    );
+    let t0 = Instant::now();
+    while matches!(phone.child.try_wait(), Ok(None)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the agent's phone did not see the end"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = cdr_of(&server, &extension);
+    assert_eq!(c["direction"], "inbound", "{c}");
+    assert_eq!(c["disposition"], "ANSWERED", "{c}");
+    assert_eq!(c["callerNumber"], "+34600111222", "{c}");
+    assert_eq!(c["did"], "+34910000001", "{c}");
+    assert_eq!(c["trunk"]["id"], trunk, "{c}");
+    assert_eq!(c["calleeAgent"]["name"], "Ines Inbound", "{c}");
+    let t = server.wait_trunk(trunk, "counted", |t| t["totalCalls"] == 2);
+    assert_eq!(t["successfulCalls"], 1, "{t}");
+
+    // A catch-all sends every other number to the agent too (data only);
+    // the authenticating carrier reaches it with its credentials.
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/dids",
+        Some(json!({"number": "*", "destination": extension})),
+    );
+    assert_eq!(status, 201, "{v}");
+    let mut phone = Reaped::spawn(
+        "sipp agent phone",
+        &mut sipp(dir.path(), "uas_answer.xml", agent_port, &[]),
+    );
+    let carrier2 = agent_csv(dir.path(), "carrier2", "carrier2", "inbound-secret-7");
+    let ok = sipp(
+        dir.path(),
+        "uac_call.xml",
+        support::free_ports(1, true, false),
+        &["-s", "34912223333", "-inf", &carrier2],
+    )
+    .arg(&server.sip)
+    .status()
+    .expect("sipp")
+    .success();
+    assert!(
+        ok,
+        "the authenticating carrier's call: {}",
+        sipp_logs(dir.path())
+    );
+    let t0 = Instant::now();
+    while matches!(phone.child.try_wait(), Ok(None)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the agent's phone did not see the end"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, v) = server.call("GET", "/api/telephony/calls/history?limit=50", None);
+    let c = v["calls"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["did"] == "34912223333"))
+        .unwrap_or_else(|| panic!("the catch-all call's CDR: {v}"))
+        .clone();
+    assert_eq!(c["trunk"]["name"], "Carrier auth", "{c}");
+    assert_eq!(c["direction"], "inbound", "{c}");
+}

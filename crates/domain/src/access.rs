@@ -90,7 +90,7 @@ impl Scope {
             // Attacks and bans are for the staff who can act on them.
             Event::Security { .. } => false,
             // Carrier trunks are the staff's business.
-            Event::Trunk { .. } => false,
+            Event::Trunk { .. } | Event::Did { .. } => false,
         }
     }
 }
@@ -223,6 +223,8 @@ mod tests {
             has_recording: false,
             recording: None,
             quality: None,
+            trunk: None,
+            did: None,
         };
         let legs = legs
             .iter()

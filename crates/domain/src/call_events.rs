@@ -98,6 +98,14 @@ pub enum CallEventKind {
         /// Audio frames the recorder dropped (queue full, late frames).
         dropped_frames: u64,
     },
+    /// Where a call came from or went outside: the trunk (by name) and, for
+    /// a call from a trunk, the number the caller dialled (the DID).
+    /// Attached to the call row (each value is kept once), like
+    /// `Recording`; it never changes the CDR's times or disposition.
+    Origin {
+        trunk: Option<String>,
+        did: Option<String>,
+    },
 }
 
 /// Which way the media of a [`CallEventKind::Quality`] flowed, as seen from
@@ -181,6 +189,11 @@ pub enum HangupCause {
     OutboundHourlyLimit,
     /// No trunk could carry the call (none usable, or every one failed).
     NoTrunkAvailable,
+    /// A call from a trunk dialled a number no DID routes.
+    UnknownDid,
+    /// Ended by a hang-up request (`POST /api/telephony/call/hangup`: a
+    /// supervisor, the agent's CRM), not by either party.
+    ForcedHangup,
 }
 
 impl HangupCause {
@@ -223,6 +236,8 @@ impl HangupCause {
             Self::OutboundConcurrentLimit => "outbound_concurrent_limit",
             Self::OutboundHourlyLimit => "outbound_hourly_limit",
             Self::NoTrunkAvailable => "no_trunk_available",
+            Self::UnknownDid => "unknown_did",
+            Self::ForcedHangup => "forced_hangup",
         }
     }
 

@@ -12,7 +12,7 @@ use store::call_legs::LegRow;
 use store::call_quality::QualityRow;
 use store::calls::{CallFilter, CallRow, FinishCall, SaveCall, SaveRecording};
 
-use crate::call_events::{CallEvent, LegNo, MediaDirection, Party};
+use crate::call_events::{CallEvent, CallEventKind, LegNo, MediaDirection, Party};
 use crate::events::Event;
 use crate::quality::{self, CallQuality, LegQuality, QualityClass};
 use crate::recorder::{
@@ -127,6 +127,18 @@ pub struct Call {
     /// The media figures per leg and direction and their summary; null
     /// when the media plane reported none (calls not anchored).
     pub quality: Option<CallQuality>,
+    /// The trunk the call came in or went out through.
+    pub trunk: Option<CallTrunk>,
+    /// The number the caller dialled, for a call that came from a trunk.
+    pub did: Option<String>,
+}
+
+/// The trunk of a call (its name when it still exists).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallTrunk {
+    pub id: i64,
+    pub name: Option<String>,
 }
 
 /// A call's finished recording: a stereo WAV, customer left, agent right.
@@ -183,6 +195,11 @@ fn call_from_row(r: CallRow) -> Call {
         }),
         // Filled by `with_quality`.
         quality: None,
+        trunk: r.trunk_id.map(|id| CallTrunk {
+            id,
+            name: r.trunk_name,
+        }),
+        did: r.did,
     }
 }
 
@@ -499,6 +516,25 @@ impl CallService {
             }
             if let Some(id) = store::trunks::id_by_name(&mut tx, name).await? {
                 store::trunks::count_call(&mut tx, id, l.answered_at.is_some()).await?;
+            }
+        }
+        // The call's trunk: the first trunk leg (the carrier's leg of an
+        // outbound call), or the one an `Origin` names (a call from a
+        // trunk), with the DID it dialled.
+        for l in &legs {
+            if let Some(name) = l.transport.strip_prefix("trunk:") {
+                if let Some(id) = store::trunks::id_by_name(&mut tx, name).await? {
+                    store::calls::set_origin(&mut tx, &l.call_id, Some(id), None, now).await?;
+                }
+            }
+        }
+        for ev in events {
+            if let CallEventKind::Origin { trunk, did } = &ev.kind {
+                let id = match trunk {
+                    Some(name) => store::trunks::id_by_name(&mut tx, name).await?,
+                    None => None,
+                };
+                store::calls::set_origin(&mut tx, &ev.call_id, id, did.as_deref(), now).await?;
             }
         }
         // After the legs: a quality row refers to its leg.

@@ -434,6 +434,15 @@ impl Pattern {
         &self.source
     }
 
+    /// How many characters of a match the pattern fixes (its literals):
+    /// `_3491XXXXXXX` fixes 4. More is more specific.
+    pub fn literal_len(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| matches!(i, Item::Literal(_)))
+            .count()
+    }
+
     pub fn matches(&self, number: &str) -> bool {
         let mut chars = number.chars();
         for item in &self.items {

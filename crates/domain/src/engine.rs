@@ -66,6 +66,12 @@ pub trait Engine: Send + Sync {
         false
     }
 
+    /// Ends the call recorded as `call_id` now (a hang-up request); false
+    /// when the engine has no such call ringing or up.
+    fn hang_up(&self, _call_id: &str) -> bool {
+        false
+    }
+
     /// Sends a SIP OPTIONS to `host:port` over `transport` (`udp`, `tcp`)
     /// from the engine's own address and reports the far end's final
     /// answer (a trunk's "test connection").

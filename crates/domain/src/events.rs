@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// One event. JSON: `{"type": "registration" | "call" | "agent" | "security" | "trunk", "at": ..., ...}`
+/// One event. JSON: `{"type": "registration" | "call" | "agent" | "security" | "trunk" | "did", "at": ..., ...}`
 /// with camelCase fields.
 #[derive(Serialize, Clone, Debug)]
 #[serde(
@@ -57,6 +57,13 @@ pub enum Event {
         id: i64,
         action: String,
         detail: Option<String>,
+    },
+    /// A DID changed (`created`, `updated`, `deleted`): the SIP server
+    /// re-reads the inbound routes.
+    Did {
+        at: DateTime<Utc>,
+        id: i64,
+        action: String,
     },
 }
 

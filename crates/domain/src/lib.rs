@@ -15,6 +15,7 @@ pub mod auth;
 pub mod call_events;
 pub mod calls;
 pub mod dialplan;
+pub mod dids;
 pub mod engine;
 mod error;
 pub mod events;

@@ -476,6 +476,9 @@ impl Recorder {
             CallEventKind::Started { .. } => return Err(Ignored::DuplicateStart),
             // Routed to `attach` by `apply`; they change no row here.
             CallEventKind::Quality { .. } | CallEventKind::Recording { .. } => return Ok(()),
+            // Applied by the call service to the stored row (see
+            // `CallService::record`), not part of the recorder's figures.
+            CallEventKind::Origin { .. } => return Ok(()),
             CallEventKind::LegAdded {
                 leg,
                 party,

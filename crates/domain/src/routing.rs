@@ -9,6 +9,7 @@ use crate::dialplan::{
     self, DialPermission, NumberingPlan, OutboundLimits, OutboundRoute, OutboundUsage, Refusal,
     TrunkState,
 };
+use crate::dids::{DidTarget, InboundRoutes};
 
 /// Who is calling, as the engine authenticated them.
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +105,46 @@ pub fn decide(caller: &Caller<'_>, dialled: &str, dir: &impl Directory) -> Decis
             cause: HangupCause::NotRegistered,
         },
         Some(agent) => Decision::Agent(agent),
+    }
+}
+
+/// What a call from trunk `trunk_id` to `did` (the user part of its
+/// Request-URI) reaches: the most specific DID route (see
+/// [`crate::dids`]), an agent who must have a live contact; a number no
+/// route knows is refused as an unknown DID.
+pub fn decide_inbound(
+    did: &str,
+    trunk_id: i64,
+    routes: &InboundRoutes,
+    dir: &impl Directory,
+) -> Decision {
+    let unknown = Decision::Reject {
+        code: 404,
+        reason: "Not Found",
+        cause: HangupCause::UnknownDid,
+    };
+    if did.is_empty() || did.len() > MAX_NUMBER_LEN {
+        return unknown;
+    }
+    let Some(route) = routes.route(did, trunk_id) else {
+        return unknown;
+    };
+    match &route.target {
+        DidTarget::Reject => Decision::Reject {
+            code: 603,
+            reason: "Decline",
+            cause: HangupCause::Rejected,
+        },
+        DidTarget::Agent { extension } => match dir.agent(extension) {
+            // The DID names an agent who no longer exists.
+            None => unknown,
+            Some(agent) if dir.live_contacts(&agent.username) == 0 => Decision::Reject {
+                code: 480,
+                reason: "Temporarily Unavailable",
+                cause: HangupCause::NotRegistered,
+            },
+            Some(agent) => Decision::Agent(agent),
+        },
     }
 }
 
@@ -217,6 +258,53 @@ mod tests {
             extension: ext.into(),
             agent_id: Some(id),
         }
+    }
+
+    #[test]
+    fn inbound_calls_follow_the_did_routes() {
+        use crate::dids::{DidNumber, InboundRoute};
+        let dir = Dir {
+            agents: vec![agent("alice", "1001", 1), agent("bob", "1002", 2)],
+            contacts: HashMap::from([("alice".to_string(), 1)]),
+            out: None,
+        };
+        let to = |id, number: &str, target| InboundRoute {
+            did_id: id,
+            number: DidNumber::parse(number).expect("valid"),
+            trunk_id: None,
+            target,
+        };
+        let agent_at = |ext: &str| DidTarget::Agent {
+            extension: ext.into(),
+        };
+        let routes = InboundRoutes::new(vec![
+            to(1, "+34911000001", agent_at("1001")),
+            to(2, "+34911000002", agent_at("1002")),
+            to(3, "+34911000003", DidTarget::Reject),
+            to(4, "+34911000004", agent_at("1999")),
+        ]);
+        assert_eq!(
+            decide_inbound("+34911000001", 1, &routes, &dir),
+            Decision::Agent(agent("alice", "1001", 1))
+        );
+        let refused = |did: &str| match decide_inbound(did, 1, &routes, &dir) {
+            Decision::Reject { code, cause, .. } => (code, cause),
+            other => panic!("{did}: {other:?}"),
+        };
+        // Bob has no registered device.
+        assert_eq!(refused("34911000002"), (480, HangupCause::NotRegistered));
+        assert_eq!(refused("+34911000003"), (603, HangupCause::Rejected));
+        // An agent that was deleted, a number nobody routes, junk.
+        assert_eq!(refused("+34911000004"), (404, HangupCause::UnknownDid));
+        assert_eq!(refused("+34911000009"), (404, HangupCause::UnknownDid));
+        assert_eq!(refused(""), (404, HangupCause::UnknownDid));
+        assert_eq!(
+            refused(&"9".repeat(MAX_NUMBER_LEN + 1)),
+            (404, HangupCause::UnknownDid)
+        );
+        // The extension of an agent is not reachable from outside unless
+        // a DID routes to it.
+        assert_eq!(refused("1001"), (404, HangupCause::UnknownDid));
     }
 
     #[test]

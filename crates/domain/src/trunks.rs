@@ -920,9 +920,19 @@ fn ip(field: &'static str, v: &str) -> Result<String, DomainError> {
         .map_err(|_| DomainError::invalid(field, format!("{t:?} is not an IP address")))
 }
 
-/// An IP address, a CIDR block or a host name.
+/// An IP address, `IP:port` (over UDP only requests from that port
+/// match), a CIDR block or a host name.
 fn match_entry(v: &str) -> Result<String, DomainError> {
     let t = v.trim();
+    if let Ok(sa) = t.parse::<std::net::SocketAddr>() {
+        if sa.port() == 0 {
+            return Err(DomainError::invalid(
+                "inboundMatch",
+                format!("{t:?}: port 0"),
+            ));
+        }
+        return Ok(sa.to_string());
+    }
     if let Some((addr, prefix)) = t.split_once('/') {
         let a: IpAddr = addr.parse().map_err(|_| {
             DomainError::invalid("inboundMatch", format!("{t:?}: not an IP address before /"))

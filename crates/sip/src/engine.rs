@@ -82,6 +82,10 @@ impl domain::Engine for SipServer {
         SipServer::force_trunk_registration(self, &trunk_id.to_string())
     }
 
+    fn hang_up(&self, call_id: &str) -> bool {
+        SipServer::hang_up(self, call_id)
+    }
+
     fn probe(&self, host: String, port: u16, transport: &'static str) -> domain::ProbeFuture {
         let ip = self.local_addr().ip();
         Box::pin(async move {

@@ -18,6 +18,7 @@ pub use core::outbound_reg::{
 };
 pub use core::{Account, BindingRecord, Lookup, SecurityNotice, Transport};
 pub use shell::journal::{recover as recover_cdr_journal, Recovered};
+pub use shell::trunks::InboundTrunkSpec;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -527,6 +528,16 @@ impl SipServer {
     /// before [`SipServer::shutdown`] while connections are still open.
     pub fn end_all_calls(&self) {
         self.shared.feed(|c| c.handle_shutdown(shell::now_ms()));
+    }
+
+    /// Ends one call now (BYE both ways, or CANCEL and 503 while it
+    /// rings), its CDR closed with cause `forced_hangup`; false when no
+    /// call recorded as `call_id` is ringing or up.
+    pub fn hang_up(&self, call_id: &str) -> bool {
+        let mut found = false;
+        self.shared
+            .feed(|c| found = c.hang_up(shell::now_ms(), call_id));
+        found
     }
 
     pub fn shutdown(&self) {

@@ -31,13 +31,20 @@ pub struct CallRow {
     pub recording_bytes: Option<i64>,
     pub recording_duration_ms: Option<i64>,
     pub recording_dropped_frames: Option<i64>,
+    /// The trunk the call came in or went out through, and its name.
+    pub trunk_id: Option<i64>,
+    pub trunk_name: Option<String>,
+    /// The number dialled, for calls that came in through a trunk.
+    pub did: Option<String>,
 }
 
 const SELECT: &str = "SELECT c.id, c.call_id, c.direction, c.caller_number, c.callee_number, c.agent_id, \
     c.callee_agent_id, a.name AS agent_name, b.name AS callee_agent_name, c.start_time, c.answer_time, \
     c.end_time, c.duration, c.billsec, c.disposition, c.hangup_cause, c.recording_path, \
-    c.recording_bytes, c.recording_duration_ms, c.recording_dropped_frames \
-    FROM calls c LEFT JOIN users a ON a.id = c.agent_id LEFT JOIN users b ON b.id = c.callee_agent_id";
+    c.recording_bytes, c.recording_duration_ms, c.recording_dropped_frames, c.trunk_id, \
+    t.name AS trunk_name, c.did \
+    FROM calls c LEFT JOIN users a ON a.id = c.agent_id LEFT JOIN users b ON b.id = c.callee_agent_id \
+    LEFT JOIN trunks t ON t.id = c.trunk_id";
 
 /// Closes an open call with the figures the domain computed. A row already
 /// closed is left as it is (false).
@@ -151,6 +158,30 @@ pub async fn save(c: &mut Conn, rows: &[SaveCall<'_>], now: i64) -> Result<u64, 
         n += q.persistent(false).execute(&mut *c).await?.rows_affected();
     }
     Ok(n)
+}
+
+/// Where a call came from or went: the trunk and the DID, each set once
+/// (the first value given wins; later ones are ignored). Returns the rows
+/// written.
+pub async fn set_origin(
+    c: &mut Conn,
+    call_id: &str,
+    trunk_id: Option<i64>,
+    did: Option<&str>,
+    now: i64,
+) -> Result<u64, DbError> {
+    Ok(sqlx::query(
+        "UPDATE calls SET trunk_id = COALESCE(trunk_id, $2), did = COALESCE(did, $3), \
+           updated_at = $4 WHERE call_id = $1 AND ((trunk_id IS NULL AND $2 IS NOT NULL) \
+           OR (did IS NULL AND $3 IS NOT NULL))",
+    )
+    .bind(call_id)
+    .bind(trunk_id)
+    .bind(did)
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected())
 }
 
 /// A call's finished recording, as the domain's recorder reports it.

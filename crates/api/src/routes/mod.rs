@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod audit;
 pub mod auth;
+pub mod dids;
 pub mod events;
 pub mod health;
 pub mod hr;

@@ -21,7 +21,8 @@ use utoipa_axum::routes;
 
 use super::provision::{ProvisionError, Provisioned};
 use super::{
-    agents, audit, auth, events, health, hr, metrics, provision, ready, sip_ws, telephony, trunks,
+    agents, audit, auth, dids, events, health, hr, metrics, provision, ready, sip_ws, telephony,
+    trunks,
 };
 use crate::doc::{Done, ErrorBody};
 use crate::state::AppState;
@@ -49,6 +50,7 @@ pub const BEARER_AUTH: &str = "bearerAuth";
         (name = "hr", description = "The HR page endpoints of seeds/004 (`{\"status\": \"ok\"}` shapes)"),
         (name = "telephony", description = "PBX status, SIP accounts, calls (CDRs), registrations, SIP security"),
         (name = "trunks", description = "SIP trunks to carriers and other PBXs (admin)"),
+        (name = "dids", description = "Inbound numbers and where their calls go (admin)"),
         (name = "provisioning", description = "seeds/000: a softphone trades a login for short-lived SIP credentials"),
         (name = "events", description = "Live events over WebSocket"),
         (name = "sip", description = "SIP over WebSocket (RFC 7118) for softphones"),
@@ -101,6 +103,7 @@ pub fn api(ws_path: &str) -> OpenApiRouter<AppState> {
         .merge(hr::routes())
         .merge(telephony::routes())
         .merge(trunks::routes())
+        .merge(dids::routes())
         .merge(provision::routes())
         .merge(events::routes())
         .merge(health::routes())

@@ -30,6 +30,9 @@ pub struct Authenticator {
     /// A secret nobody knows, checked for unknown users and before a lookup.
     dummy: Ha1,
     pub accounts: AccountCache,
+    /// Carriers that answer our challenges on their calls (see
+    /// `inbound.rs`); checked before the agents' accounts, for INVITEs only.
+    pub trunk_accounts: Vec<Arc<Account>>,
 }
 
 /// Result of authenticating a request.
@@ -69,6 +72,7 @@ impl Authenticator {
             rng,
             dummy,
             accounts: AccountCache::default(),
+            trunk_accounts: Vec::new(),
         }
     }
 
@@ -137,18 +141,31 @@ impl Authenticator {
             return Auth::Refuse(response(m, code, "Forbidden", Some(challenge_tag)));
         }
         let user_key = Lookup::Username(c.username.clone());
-        let account = match self.accounts.find(user_key.clone(), now_ms, src, m, out) {
-            Found::Parked => {
-                // The same check a cached account gets before its reload
-                // (below), so a lookup does not set unknown names apart.
-                let dummy = [self.dummy.clone()];
-                let _ = self
-                    .nonces
-                    .verify(&c, method, &self.realm, &dummy, now_ms, 0);
-                return Auth::Parked;
-            }
-            Found::Account(a) => Some(a),
-            Found::Nobody => None,
+        // A carrier that authenticates its calls (never its REGISTERs: a
+        // trunk is not a device and has no binding).
+        let trunk = (method == "INVITE")
+            .then(|| {
+                self.trunk_accounts
+                    .iter()
+                    .find(|a| a.username == c.username)
+                    .cloned()
+            })
+            .flatten();
+        let account = match trunk {
+            Some(t) => Some(t),
+            None => match self.accounts.find(user_key.clone(), now_ms, src, m, out) {
+                Found::Parked => {
+                    // The same check a cached account gets before its reload
+                    // (below), so a lookup does not set unknown names apart.
+                    let dummy = [self.dummy.clone()];
+                    let _ = self
+                        .nonces
+                        .verify(&c, method, &self.realm, &dummy, now_ms, 0);
+                    return Auth::Parked;
+                }
+                Found::Account(a) => Some(a),
+                Found::Nobody => None,
+            },
         };
         let verdict = match &account {
             Some(a) => self

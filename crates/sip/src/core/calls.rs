@@ -11,6 +11,7 @@ use super::media::MediaEvent;
 use super::msg::Msg;
 use super::txn::Owner;
 use super::types::Source;
+use domain::call_events::HangupCause;
 use std::collections::{BTreeSet, HashMap};
 
 #[derive(Default)]
@@ -173,6 +174,20 @@ impl Calls {
         for id in ids {
             self.with(ctx, id, |call, ctx| call.handle_shutdown(ctx));
         }
+    }
+
+    /// Ends the call whose caller's Call-ID is `call_id` (the id in its
+    /// record) with `cause`; false when there is no such live call.
+    pub fn hang_up(&mut self, ctx: &mut Ctx<'_>, call_id: &str, cause: HangupCause) -> bool {
+        let Some(&(id, Side::A)) = self.by_callid.get(call_id) else {
+            return false;
+        };
+        self.with(ctx, id, |call, ctx| {
+            let live = call.is_live();
+            call.hang_up(ctx, cause);
+            live
+        })
+        .unwrap_or(false)
     }
 
     /// Gives back the memory of a burst of calls (see `compact.rs`).

@@ -9,6 +9,7 @@ use super::auth::{Auth, Authenticator};
 use super::call::{session_timer, Lost, Plan, Side, TrunkPlan};
 use super::calls::Calls;
 use super::ctx::Ctx;
+use super::inbound::{self, Inbound, InboundTrunk};
 use super::media::{MediaEvent, MediaPlane, NoMedia};
 use super::msg::{self, response, Msg, ParseError, Start};
 use super::outbound::{Outbound, OutboundPolicy, OutboundTrunk, OutboundTrunkError};
@@ -36,6 +37,8 @@ pub struct Core {
     calls: Calls,
     /// Our own registrations to carriers (trunks).
     trunks: OutboundRegs,
+    /// The trunks we take calls from, and the DID routes.
+    inbound: Inbound,
     last_sweep_ms: u64,
     /// Requests dropped because their User-Agent is a scanner's.
     scanners_dropped: u64,
@@ -167,6 +170,7 @@ impl Core {
             ),
             calls: Calls::default(),
             trunks: OutboundRegs::new(cfg.seed.rotate_left(17), cfg.local_host.clone()),
+            inbound: Inbound::default(),
             last_sweep_ms: 0,
             scanners_dropped: 0,
             registers: 0,
@@ -312,6 +316,17 @@ impl Core {
         self.io.outbound.set(trunks, policy)
     }
 
+    /// Replaces the trunks calls are taken from and the DID routes (see
+    /// `inbound.rs`). Calls up are not affected.
+    pub fn set_inbound(
+        &mut self,
+        trunks: Vec<InboundTrunk>,
+        routes: Arc<domain::dids::InboundRoutes>,
+    ) {
+        self.inbound.set(trunks, routes);
+        self.auth.trunk_accounts = self.inbound.accounts();
+    }
+
     /// Channels of trunk `id` in use now.
     pub fn trunk_channels_in_use(&self, id: i64) -> u32 {
         self.io.outbound.channels_in_use(id)
@@ -402,6 +417,17 @@ impl Core {
         // Trunks unregister (Expires: 0) while the sockets are still open.
         self.trunks.shutdown(now_ms);
         self.drain_trunks();
+    }
+
+    /// Ends the call recorded as `call_id` (a hang-up request); false
+    /// when no such call is ringing or up.
+    pub fn hang_up(&mut self, now_ms: u64, call_id: &str) -> bool {
+        let mut ctx = self.io.ctx(now_ms);
+        self.calls.hang_up(
+            &mut ctx,
+            call_id,
+            domain::call_events::HangupCause::ForcedHangup,
+        )
     }
 
     /// One datagram, WebSocket message or framed stream message.
@@ -585,6 +611,13 @@ impl Core {
     /// A new INVITE: authenticate the caller, decide where it goes, then
     /// refuse it or start the call.
     fn new_call(&mut self, now_ms: u64, src: Source, m: Msg) {
+        // A carrier recognised by its address: no challenge (it would not
+        // answer one), its DID decides where the call goes.
+        if let Some(trunk) = self.inbound.by_source(&src).cloned() {
+            let a_tag = self.io.rng.token();
+            self.inbound_call(now_ms, src, m, a_tag, &trunk);
+            return;
+        }
         let dialled = msg::uri_user(m.ruri()).unwrap_or("").to_string();
         // Resolve every account routing may read before verifying the
         // digest, so a parked request is verified exactly once (a second
@@ -627,22 +660,14 @@ impl Core {
             }
             Auth::Parked => return,
         };
-        let session_secs = if self.io.cfg.session_expires_secs == 0 {
-            0
-        } else {
-            match session_timer::interval_for(
-                &m,
-                self.io.cfg.session_expires_secs,
-                self.io.cfg.min_se_secs,
-            ) {
-                Ok(secs) => secs,
-                Err(min) => {
-                    let mut r = response(&m, 422, "Session Interval Too Small", Some(&a_tag));
-                    r.headers.push(("Min-SE".into(), min.to_string()));
-                    self.final_without_call(now_ms, src, &m, r);
-                    return;
-                }
-            }
+        // A carrier that answered the challenge with its trunk's inbound
+        // credentials.
+        if let Some(trunk) = self.inbound.by_account(&caller).cloned() {
+            self.inbound_call(now_ms, src, m, a_tag, &trunk);
+            return;
+        }
+        let Some(session_secs) = self.session_interval(now_ms, src, &m, &a_tag) else {
+            return;
         };
         // The dial plan applies as soon as it has routes, trunks or not: a
         // number it sends out is then refused by the toll-fraud gate or
@@ -733,15 +758,7 @@ impl Core {
                         },
                     ));
                 }
-                let r = response(&m, code, reason, Some(&a_tag));
-                self.final_without_call(now_ms, src, &m, r);
-                self.io
-                    .out
-                    .push_back(Output::Call(domain::call_events::CallEvent {
-                        call_id: m.call_id().to_string(),
-                        at_ms: now_ms,
-                        kind: CallEventKind::Ended { cause },
-                    }));
+                self.refuse_started(now_ms, src, &m, &a_tag, code, reason, cause);
             }
             Decision::Trunks {
                 number_for_trunk,
@@ -764,34 +781,193 @@ impl Core {
                 );
             }
             Decision::Agent(target) => {
-                let contacts: Vec<Binding> = self
-                    .registrar
-                    .location()
-                    .bindings(&target.username)
-                    .iter()
-                    .filter(|b| b.expires_at_ms > now_ms && b.reachable())
-                    .cloned()
-                    .collect();
-                let mut ctx = self.io.ctx(now_ms);
-                self.calls.start(
-                    &mut ctx,
-                    src,
-                    m,
-                    a_tag,
-                    Plan {
-                        caller: &caller,
-                        callee: &target,
-                        callee_record_calls: self
-                            .auth
-                            .accounts
-                            .cached(&Lookup::Username(target.username.clone()))
-                            .and_then(|a| a.record_calls),
-                        contacts: &contacts,
-                        session_secs,
-                    },
-                );
+                self.ring_agent(now_ms, src, m, a_tag, &caller, &target, session_secs);
             }
         }
+    }
+
+    /// The session interval (RFC 4028) the call will run with (0: no
+    /// timer); `None` when the request's was too small and was refused
+    /// with 422.
+    fn session_interval(&mut self, now_ms: u64, src: Source, m: &Msg, a_tag: &str) -> Option<u32> {
+        if self.io.cfg.session_expires_secs == 0 {
+            return Some(0);
+        }
+        match session_timer::interval_for(
+            m,
+            self.io.cfg.session_expires_secs,
+            self.io.cfg.min_se_secs,
+        ) {
+            Ok(secs) => Some(secs),
+            Err(min) => {
+                let mut r = response(m, 422, "Session Interval Too Small", Some(a_tag));
+                r.headers.push(("Min-SE".into(), min.to_string()));
+                self.final_without_call(now_ms, src, m, r);
+                None
+            }
+        }
+    }
+
+    /// A call from a carrier through `trunk`: the DID (the Request-URI's
+    /// user) picks the destination. The customer is the caller; the CDR
+    /// says inbound, through `trunk:<name>`, with the DID.
+    fn inbound_call(
+        &mut self,
+        now_ms: u64,
+        src: Source,
+        m: Msg,
+        a_tag: String,
+        trunk: &InboundTrunk,
+    ) {
+        let Some(session_secs) = self.session_interval(now_ms, src, &m, &a_tag) else {
+            return;
+        };
+        let did = msg::uri_user(m.ruri())
+            .filter(|u| !u.is_empty())
+            .or_else(|| msg::uri_user(msg::addr_uri(m.header("To").unwrap_or(""))))
+            .unwrap_or("")
+            .to_string();
+        let number =
+            inbound::caller_number(msg::uri_user(msg::addr_uri(m.header("From").unwrap_or(""))));
+        let decision = routing::decide_inbound(
+            &did,
+            trunk.id,
+            self.inbound.routes(),
+            &CachedDirectory {
+                auth: &self.auth,
+                registrar: &self.registrar,
+                now_ms,
+                outbound: None,
+            },
+        );
+        let callee = match &decision {
+            Decision::Agent(a) => Party {
+                number: a.extension.clone(),
+                agent_id: a.agent_id,
+            },
+            _ => Party {
+                number: did.clone(),
+                agent_id: None,
+            },
+        };
+        let transport = format!("trunk:{}", trunk.name);
+        for kind in [
+            CallEventKind::Started {
+                direction: Direction::Inbound,
+                caller: Party {
+                    number: number.clone(),
+                    agent_id: None,
+                },
+                callee,
+                transport: transport.clone(),
+            },
+            CallEventKind::Origin {
+                trunk: Some(trunk.name.clone()),
+                did: (!did.is_empty()).then(|| did.clone()),
+            },
+        ] {
+            self.io
+                .out
+                .push_back(Output::Call(domain::call_events::CallEvent {
+                    call_id: m.call_id().to_string(),
+                    at_ms: now_ms,
+                    kind,
+                }));
+        }
+        let target = match decision {
+            Decision::Agent(target) => target,
+            Decision::Reject {
+                code,
+                reason,
+                cause,
+            } => {
+                tracing::info!(trunk = %trunk.name, %did, peer = %src.peer, cause = cause.as_str(), "call from a trunk refused");
+                self.refuse_started(now_ms, src, &m, &a_tag, code, reason, cause);
+                return;
+            }
+            // Inbound routing never sends a call back out.
+            Decision::Trunks { .. } => {
+                let cause = domain::call_events::HangupCause::Failed;
+                self.refuse_started(now_ms, src, &m, &a_tag, 500, "Server Internal Error", cause);
+                return;
+            }
+        };
+        // The customer as the agent's phone shows them: their number.
+        let caller = Account {
+            username: transport,
+            extension: number.clone(),
+            user_id: None,
+            display_name: number,
+            secrets: Vec::new(),
+            record_calls: None,
+            dial: None,
+        };
+        self.ring_agent(now_ms, src, m, a_tag, &caller, &target, session_secs);
+    }
+
+    /// Answers a call whose `Started` was recorded with a final refusal,
+    /// and ends it with `cause`.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse_started(
+        &mut self,
+        now_ms: u64,
+        src: Source,
+        m: &Msg,
+        a_tag: &str,
+        code: u16,
+        reason: &str,
+        cause: domain::call_events::HangupCause,
+    ) {
+        let r = response(m, code, reason, Some(a_tag));
+        self.final_without_call(now_ms, src, m, r);
+        self.io
+            .out
+            .push_back(Output::Call(domain::call_events::CallEvent {
+                call_id: m.call_id().to_string(),
+                at_ms: now_ms,
+                kind: CallEventKind::Ended { cause },
+            }));
+    }
+
+    /// Rings every live contact of `target` for `caller`.
+    #[allow(clippy::too_many_arguments)]
+    fn ring_agent(
+        &mut self,
+        now_ms: u64,
+        src: Source,
+        m: Msg,
+        a_tag: String,
+        caller: &Account,
+        target: &AgentTarget,
+        session_secs: u32,
+    ) {
+        let contacts: Vec<Binding> = self
+            .registrar
+            .location()
+            .bindings(&target.username)
+            .iter()
+            .filter(|b| b.expires_at_ms > now_ms && b.reachable())
+            .cloned()
+            .collect();
+        let callee_record_calls = self
+            .auth
+            .accounts
+            .cached(&Lookup::Username(target.username.clone()))
+            .and_then(|a| a.record_calls);
+        let mut ctx = self.io.ctx(now_ms);
+        self.calls.start(
+            &mut ctx,
+            src,
+            m,
+            a_tag,
+            Plan {
+                caller,
+                callee: target,
+                callee_record_calls,
+                contacts: &contacts,
+                session_secs,
+            },
+        );
     }
 
     fn started(

@@ -39,6 +39,7 @@ mod compact;
 mod ctx;
 pub mod digest;
 mod endpoint;
+pub mod inbound;
 pub mod media;
 pub mod msg;
 pub mod outbound;

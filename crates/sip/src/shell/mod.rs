@@ -10,7 +10,7 @@ pub(crate) mod journal;
 pub(crate) mod probe;
 pub(crate) mod tls;
 pub(crate) mod tls_client;
-mod trunks;
+pub(crate) mod trunks;
 mod udp;
 mod writer;
 

@@ -7,6 +7,7 @@
 //! `core::outbound_reg` by Via branch.
 
 use super::{now_ms, Shared};
+use crate::core::inbound::{InboundTrunk, SourceMatch};
 use crate::core::outbound::{OutboundPolicy, OutboundTrunk, OutboundTrunkError};
 use crate::core::outbound_reg::{TrunkConfigError, TrunkEvent, TrunkRegistration, TrunkStatus};
 use std::net::{IpAddr, SocketAddr};
@@ -47,6 +48,36 @@ async fn resolve(host: &str, port: u16, local: SocketAddr) -> Option<SocketAddr>
         .find(|a| a.is_ipv4() == local.is_ipv4())
         .or(all.first())
         .copied()
+}
+
+/// A trunk calls are taken from, as configured (see
+/// [`crate::SipServer::set_inbound`]).
+#[derive(Debug, Clone)]
+pub struct InboundTrunkSpec {
+    pub id: i64,
+    pub name: String,
+    pub sources: Vec<String>,
+    /// Username and HA1s (in the server's realm) when the carrier
+    /// authenticates; its sources then do not identify it.
+    pub digest: Option<(String, Vec<crate::core::digest::Ha1>)>,
+}
+
+/// Every address of `name` or `name:port` (the port kept for UDP
+/// matching).
+async fn resolve_all(entry: &str) -> Option<Vec<SourceMatch>> {
+    let (host, port) = match entry.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p.parse::<u16>().ok()?)),
+        _ => (entry, None),
+    };
+    let found = tokio::time::timeout(
+        RESOLVE_TIMEOUT,
+        tokio::net::lookup_host((host, port.unwrap_or(0))),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let all: Vec<SourceMatch> = found.map(|a| SourceMatch::host(a.ip(), port)).collect();
+    (!all.is_empty()).then_some(all)
 }
 
 impl crate::SipServer {
@@ -111,6 +142,39 @@ impl crate::SipServer {
         self.shared
             .feed(|c| result = c.set_outbound_trunks(resolved, policy));
         result
+    }
+
+    /// Replaces the trunks calls are taken from and the DID routes. Each
+    /// source is an IP, `IP:port`, CIDR block or a host name (optionally
+    /// `name:port`), resolved now to every address it has; an entry that
+    /// is none of these or does not resolve is skipped with a warning.
+    pub async fn set_inbound(
+        &self,
+        trunks: Vec<InboundTrunkSpec>,
+        routes: std::sync::Arc<domain::dids::InboundRoutes>,
+    ) {
+        let mut ready = Vec::with_capacity(trunks.len());
+        for t in trunks {
+            let mut sources = Vec::new();
+            for entry in &t.sources {
+                match SourceMatch::parse(entry) {
+                    Ok(m) => sources.push(m),
+                    Err(_) => match resolve_all(entry).await {
+                        Some(found) => sources.extend(found),
+                        None => {
+                            tracing::warn!(trunk = %t.name, %entry, "cannot resolve an inbound source of the trunk")
+                        }
+                    },
+                }
+            }
+            ready.push(InboundTrunk {
+                id: t.id,
+                name: t.name,
+                sources,
+                digest: t.digest,
+            });
+        }
+        self.shared.feed(|c| c.set_inbound(ready, routes));
     }
 
     /// Channels of trunk `id` in use now (calls ringing or up through it).

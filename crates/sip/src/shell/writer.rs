@@ -326,6 +326,14 @@ fn log_call_event(ev: &CallEvent) {
             "call leg ended"
         ),
         K::Ended { cause } => tracing::debug!(call_id, cause = cause.as_str(), "call ended"),
+        K::Origin { trunk, did } => {
+            tracing::debug!(
+                call_id,
+                trunk = trunk.as_deref(),
+                did = did.as_deref(),
+                "call origin"
+            )
+        }
         K::Quality {
             leg,
             direction,

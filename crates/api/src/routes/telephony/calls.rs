@@ -26,6 +26,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls_history))
         .routes(routes!(calls_stats))
         .routes(routes!(call_detail))
+        .routes(routes!(call_hangup))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -112,6 +113,88 @@ async fn call_detail(
         success: true,
         call,
         legs,
+    }))
+}
+
+/// Which call to hang up: `callId` (the id of its record), or seeds/001's
+/// `channel` (an Asterisk channel name; the builtin engine takes the call
+/// id there too).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HangupRequest {
+    pub call_id: Option<String>,
+    pub channel: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HangupAnswer {
+    pub success: bool,
+    pub message: String,
+}
+
+/// Hang up a call.
+///
+/// Ends a call that is ringing or up: BYE to both parties (or CANCEL to
+/// the callee and 503 to the caller while it rings); its CDR ends with
+/// cause `forced_hangup`. Any role: agents only calls they take part in
+/// (any other is "not found"), staff any call. Audited as `call.hangup`.
+#[utoipa::path(
+    post,
+    path = "/call/hangup",
+    tag = "telephony",
+    request_body = HangupRequest,
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Hung up", body = HangupAnswer),
+        doc::Auth,
+        doc::JsonBody,
+        doc::NotFound,
+        doc::Engine,
+    ),
+)]
+async fn call_hangup(
+    State(st): State<AppState>,
+    u: CurrentUser,
+    AppJson(b): AppJson<HangupRequest>,
+) -> JsonResult<HangupAnswer> {
+    let call_id = b
+        .call_id
+        .or(b.channel)
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| AppError::invalid("callId", "required (or channel)"))?;
+    max_len("callId", &call_id, 256)?;
+    let calls = &st.services.calls;
+    let call = calls
+        .get(&call_id)
+        .await?
+        .ok_or(AppError::NotFound("call"))?;
+    let legs = calls.legs(&call_id).await?;
+    if !u.scope().may_see_call(&call, &legs) || call.end_time.is_some() {
+        return Err(AppError::NotFound("call"));
+    }
+    let engine = st
+        .engine
+        .as_ref()
+        .ok_or_else(|| AppError::Unavailable("the SIP server is not running".into()))?;
+    if !engine.hang_up(&call_id) {
+        // Its record is open but the engine has no such call (it ended a
+        // moment ago, or the row is left from before a restart).
+        return Err(AppError::NotFound("call"));
+    }
+    st.services
+        .audit
+        .log(
+            &u.actor(),
+            "call.hangup",
+            "call",
+            &call_id,
+            serde_json::json!({ "state": call.state }),
+        )
+        .await?;
+    Ok(AppJson(HangupAnswer {
+        success: true,
+        message: "Call hung up successfully".into(),
     }))
 }
 

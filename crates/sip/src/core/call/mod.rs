@@ -561,9 +561,16 @@ impl Call {
     /// The server is stopping: answered calls get a BYE on both legs,
     /// ringing ones a CANCEL toward the callee and a 503 to the caller.
     pub fn handle_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        self.hang_up(ctx, HangupCause::Shutdown);
+    }
+
+    /// Ends the call from outside (shutdown, a hang-up request): BYE on
+    /// both legs when answered; when ringing, CANCEL to the callee and 503
+    /// to the caller. Nothing when it is already ending.
+    pub fn hang_up(&mut self, ctx: &mut Ctx<'_>, cause: HangupCause) {
         let now = ctx.now_ms;
         match self.phase {
-            Phase::Answered => self.hang_up_both(ctx, now, HangupCause::Shutdown),
+            Phase::Answered => self.hang_up_both(ctx, now, cause),
             Phase::Ringing => {
                 let r = response(
                     &self.a_invite,
@@ -573,7 +580,7 @@ impl Call {
                 );
                 self.cancel_forks(ctx, None);
                 self.final_to_a(ctx, r);
-                self.end(ctx, now, HangupCause::Shutdown);
+                self.end(ctx, now, cause);
             }
             Phase::Ending => {}
         }
