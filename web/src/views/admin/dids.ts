@@ -192,7 +192,8 @@ function openDidForm(initial: Did | null, lk: Lookups, changed: () => void): voi
       showError(t('didForm.invalid', { field: err.field, msg: err.message.slice(err.field.length + 2) }), err.field, err);
     } else if (err instanceof ApiError && err.code === 'duplicate_did') {
       showError(t('didForm.duplicate'), 'number', err);
-    } else if (err instanceof ApiError && err.status === 422) {
+    } else if (err instanceof ApiError && (err.status === 422 || err.status === 400)) {
+      // A refused value (422; 400 for a body the server could not take): its message names the field.
       const f = didErrorField(err.message);
       showError(f ? t('didForm.invalid', { field: f, msg: err.message.slice(err.message.indexOf(':') + 1).trim() }) : t('common.error', { msg: err.message }), f, err);
     } else {
