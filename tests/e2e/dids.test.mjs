@@ -1,10 +1,12 @@
 // Browser tests of the console's Inbound numbers page (DIDs, issue 11)
 // against the real centralita binary: create a DID for an agent on a trunk
-// through the form, see it listed with the agent's name and the trunk's
-// name, edit it to `reject`, a carrier's call to it shows its trunk and DID
-// in the call history, the server's validation error and the 409 for a
-// duplicate shown beside the form, delete, and admin-only access. Each
-// step checks through the API that the page shows what the server holds.
+// through the form and see it listed with the agent's name and the trunk's
+// name; a carrier's call to it rings the agent's browser phone, whose call
+// details then show its trunk and DID; edit it to `reject`, after which a
+// carrier's call gets 603 and the call history shows trunk and DID; the
+// server's validation error and the 409 for a duplicate beside the form;
+// delete; admin-only access. Each step checks through the API that the
+// page shows what the server holds.
 //
 // The steps share one server, an admin and an agent, and run in order; a
 // step that depends on an earlier one is skipped when that one failed.
@@ -114,7 +116,7 @@ async function closeForm(page) {
  * socket, retransmitting until the server answers, and ACKs the final
  * response; returns its status and the Call-ID (the CDR's callId).
  */
-async function carrierInvite(did, caller) {
+async function carrierInvite(did, caller, { timeoutMs = 15000 } = {}) {
   const port = carrier.address().port;
   const callId = `e2e-${crypto.randomUUID()}@127.0.0.1`;
   const branch = `z9hG4bK${crypto.randomBytes(8).toString('hex')}`;
@@ -153,7 +155,7 @@ async function carrierInvite(did, caller) {
         sent = Date.now();
       }
       return final;
-    }, { timeoutMs: 15000, intervalMs: 50, what: `the final answer to the carrier's INVITE to ${did}` });
+    }, { timeoutMs, intervalMs: 50, what: `the final answer to the carrier's INVITE to ${did}` });
     // A non-2xx final is ACKed in its own transaction (same branch, the answer's To tag).
     send([`ACK ${target} SIP/2.0`, ...common, `To: ${final.to}`, `Call-ID: ${callId}`, 'CSeq: 1 ACK', 'Content-Length: 0', '', ''].join('\r\n'));
   } finally {
@@ -230,6 +232,11 @@ describe('console Inbound numbers page (real browser, real backend)', () => {
     });
     assert.equal(tr.status, 201, tr.text);
     TRUNK.id = tr.json.trunk.id;
+    // The agent's browser phone registers, to take the DID's call.
+    const { page } = people.agent;
+    await login(page, AGENT.login, AGENT.password);
+    await page.getByTestId('nav-phone').waitFor();
+    await waitFor(async () => (await page.getByTestId('phone-state').getAttribute('data-state')) === 'registered', { timeoutMs: 20000, what: 'the agent\'s phone registered' });
     // A second trunk, so the picker has a choice to make.
     const other = await call(people.admin, 'POST', '/api/telephony/trunks', { name: 'Other Carrier', host: '127.0.0.2', sendsRegistration: false });
     assert.equal(other.status, 201, other.text);
@@ -274,6 +281,33 @@ describe('console Inbound numbers page (real browser, real backend)', () => {
     await assertRowShows(page, d);
     assert.equal(await row(page, DID).getByTestId('did-kind').getAttribute('data-kind'), 'exact');
     await shot(people.admin, 'dids-list');
+  });
+
+  step('ring', 'a carrier\'s call to the DID rings the agent\'s phone; the call details show its trunk and DID', ['create'], async () => {
+    const A = people.agent.page;
+    const pending = carrierInvite(DID, '+34600111222', { timeoutMs: 30000 });
+    pending.catch(() => undefined);
+    await waitFor(async () => (await A.getByTestId('call-card').getAttribute('data-phase').catch(() => null)) === 'incoming', { timeoutMs: 20000, what: 'the agent\'s phone rings' });
+    assert.match(await text(A.getByTestId('call-peer')), /34600111222/);
+    await A.getByTestId('btn-reject').click();
+    const { status, callId } = await pending;
+    assert.ok(status >= 400, `the carrier hears the refusal: ${status}`);
+    let cdr = null;
+    await waitFor(async () => {
+      const res = await call(people.admin, 'GET', `/api/telephony/calls/${encodeURIComponent(callId)}`);
+      cdr = res.json?.call;
+      return res.status === 200 && cdr.state === 'ended' && cdr.trunk;
+    }, { timeoutMs: 10000, what: `the CDR of ${callId} with its trunk` });
+    assert.equal(cdr.did, DID);
+    assert.equal(cdr.calleeAgentId, AGENT.id);
+    // The agent's call details find that record (the phone's leg has the server's own Call-ID).
+    await A.getByTestId('nav-call-details').click();
+    await A.getByTestId('call-summary').waitFor();
+    await waitFor(async () => (await A.getByTestId('details-trunk').count()) === 1, { what: 'trunk line in the call details' });
+    assert.equal(await text(A.getByTestId('details-trunk')), cdr.trunk.name);
+    assert.equal(await text(A.getByTestId('details-did')), DID);
+    await shot(people.agent, 'dids-call-details');
+    await A.getByTestId('nav-phone').click();
   });
 
   step('edit-reject', 'edits the DID to reject; the form starts from the saved values', ['create'], async () => {
@@ -415,7 +449,6 @@ describe('console Inbound numbers page (real browser, real backend)', () => {
 
   step('agent', 'an agent sees no Inbound numbers entry, no page, and gets 403 from the API', ['setup'], async () => {
     const { page } = people.agent;
-    await login(page, AGENT.login, AGENT.password);
     await page.getByTestId('nav-phone').waitFor();
     assert.equal(await page.getByTestId('nav-dids').count(), 0);
     for (const [method, p, body] of [['GET', '/api/telephony/dids'], ['POST', '/api/telephony/dids', { number: '600', destination: AGENT.extension }]]) {
