@@ -2,7 +2,7 @@
 // agent by name and extension, from /api/agents) and trunk (by name, from
 // /api/telephony/trunks), the create / edit dialog and delete. Admins only.
 import { h, mount } from '../../dom';
-import { t, tDynamic } from '../../i18n';
+import { t, tDynamic, type Key } from '../../i18n';
 import { api, ApiError } from '../../api';
 import type { View } from '../../router';
 import { confirmDialog, openDialog } from '../../dialogs';
@@ -187,15 +187,20 @@ function openDidForm(initial: Did | null, lk: Lookups, changed: () => void): voi
     inputs[fieldName].setAttribute('aria-invalid', 'true');
     inputs[fieldName].focus();
   };
+  // Errors name the field by its label in the form, not by its API name.
+  const LABELS: Record<keyof DidFormValues, Key> = {
+    number: 'didForm.number', description: 'didForm.description', destinationType: 'didForm.destinationType',
+    destination: 'didForm.agent', trunkId: 'didForm.trunk', enabled: 'didForm.enabled',
+  };
   const failed = (err: unknown) => {
     if (err instanceof DidFormError) {
-      showError(t('didForm.invalid', { field: err.field, msg: err.message.slice(err.field.length + 2) }), err.field, err);
+      showError(t('didForm.invalid', { field: t(LABELS[err.field]), msg: err.message.slice(err.field.length + 2) }), err.field, err);
     } else if (err instanceof ApiError && err.code === 'duplicate_did') {
       showError(t('didForm.duplicate'), 'number', err);
     } else if (err instanceof ApiError && (err.status === 422 || err.status === 400)) {
       // A refused value (422; 400 for a body the server could not take): its message names the field.
       const f = didErrorField(err.message);
-      showError(f ? t('didForm.invalid', { field: f, msg: err.message.slice(err.message.indexOf(':') + 1).trim() }) : t('common.error', { msg: err.message }), f, err);
+      showError(f ? t('didForm.invalid', { field: t(LABELS[f]), msg: err.message.slice(err.message.indexOf(':') + 1).trim() }) : t('common.error', { msg: err.message }), f, err);
     } else {
       showError(t('common.error', { msg: err instanceof Error ? err.message : String(err) }), null, err);
     }
