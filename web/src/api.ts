@@ -2,6 +2,7 @@
 // back as an ApiError carrying the HTTP status and the server's error code.
 import type { CallQuality } from './quality';
 import type { Trunk, TrunkPreview, TrunkRegistration, TrunkTestResult } from './trunks';
+import type { Did } from './dids';
 
 export interface SipInfo {
   username: string;
@@ -75,6 +76,10 @@ export interface Call {
   hasRecording?: boolean;
   recording?: { bytes: number; durationMs: number; droppedFrames: number } | null;
   quality?: CallQuality | null;
+  /** The trunk the call came in or went out through; `name` is null once the trunk is deleted. */
+  trunk?: { id: number; name: string | null } | null;
+  /** The number the carrier's caller dialled (calls from a trunk). */
+  did?: string | null;
 }
 
 export interface CallStats {
@@ -211,6 +216,7 @@ export const api = {
   webrtcConfig: () => request<{ config: WebrtcConfig }>('GET', '/hr/webrtc-config'),
   saveWebrtcConfig: (body: Record<string, unknown>) => request<{ config: WebrtcConfig }>('PUT', '/hr/webrtc-config', body),
 
+  call: (callId: string) => request<{ call: Call }>('GET', `/api/telephony/calls/${encodeURIComponent(callId)}`),
   callHistory: (q: Query) => request<{ total: number; calls: Call[] }>('GET', '/api/telephony/calls/history', undefined, q),
   callStats: (q: Query) => request<{ stats: CallStats }>('GET', '/api/telephony/calls/stats', undefined, q),
   activeCalls: () => request<{ count: number; calls: ActiveCall[] }>('GET', '/api/telephony/calls/active'),
@@ -225,6 +231,12 @@ export const api = {
   previewTrunkInput: (body: Record<string, unknown>) => request<TrunkPreview>('POST', '/api/telephony/trunks/preview_config', body),
   testTrunk: (id: number) => request<{ result: TrunkTestResult }>('POST', `/api/telephony/trunks/${id}/test_connection`),
   forceRegisterTrunk: (id: number) => request<{ registration: TrunkRegistration }>('POST', `/api/telephony/trunks/${id}/force_register`),
+
+  dids: () => request<{ total: number; dids: Did[] }>('GET', '/api/telephony/dids'),
+  did: (id: number) => request<{ did: Did }>('GET', `/api/telephony/dids/${id}`),
+  createDid: (body: Record<string, unknown>) => request<{ did: Did }>('POST', '/api/telephony/dids', body),
+  updateDid: (id: number, body: Record<string, unknown>) => request<{ did: Did }>('PATCH', `/api/telephony/dids/${id}`, body),
+  deleteDid: (id: number) => request<unknown>('DELETE', `/api/telephony/dids/${id}`),
 };
 
 export function historyCsvUrl(q: Query): string {

@@ -17,6 +17,7 @@ import { webrtcView } from './views/admin/webrtc';
 import { callsView } from './views/admin/calls';
 import { liveView } from './views/admin/live';
 import { trunksView } from './views/admin/trunks';
+import { didsView } from './views/admin/dids';
 
 const app = document.getElementById('app') as HTMLElement;
 const topbar = h('header', { class: 'topbar', testid: 'topbar' });
@@ -45,6 +46,7 @@ const NAV: NavItem[] = [
   { path: '/admin/live', key: 'nav.live', staff: true },
   { path: '/admin/webrtc', key: 'nav.webrtc', staff: true },
   { path: '/admin/trunks', key: 'nav.trunks', staff: true, admin: true },
+  { path: '/admin/dids', key: 'nav.dids', staff: true, admin: true },
 ];
 
 function connIndicator(): HTMLElement {
@@ -134,6 +136,7 @@ function resolve(path: string): View {
     }
   }
   if (user.role === 'admin' && path === '/admin/trunks') return trunksView();
+  if (user.role === 'admin' && path === '/admin/dids') return didsView();
   return notFound;
 }
 

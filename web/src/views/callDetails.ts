@@ -1,8 +1,10 @@
 // "Call details": the SIP flow of the current or last call (seeds/002).
 import { h, mount, formatDuration } from '../dom';
 import { t, type Key } from '../i18n';
+import { api, type Call } from '../api';
 import type { View } from '../router';
-import { phone } from '../phone/softphone';
+import { currentUser } from '../session';
+import { phone, type CallInfo } from '../phone/softphone';
 import { flowFor, onTrace, type TraceEntry } from '../phone/sipTrace';
 import { reasonText } from '../phone/panel';
 import { pageHeader } from './common';
@@ -21,6 +23,31 @@ function flowRow(e: TraceEntry, t0: number): HTMLElement {
       h('pre', { class: 'flow-raw' }, e.raw)));
 }
 
+/** How far apart the phone's and the server's start of one call may be (clocks and ringing). */
+const MATCH_WINDOW_MS = 15000;
+
+/**
+ * The server's record of the phone's call, for its trunk and DID. A call
+ * this phone placed has the engine's id as its Call-ID; one it received
+ * came on the B2BUA's own leg (another Call-ID), so it is this agent's
+ * record as callee that started closest to when the phone rang.
+ */
+async function findRecord(c: CallInfo): Promise<Call | null> {
+  if (c.direction === 'outgoing') {
+    if (!c.callId) return null;
+    return (await api.call(c.callId)).call;
+  }
+  const me = currentUser();
+  if (!me) return null;
+  const list = await api.callHistory({ agentId: me.id, limit: 10, order: '-startTime' });
+  const near = list.calls
+    .filter((r) => r.calleeAgentId === me.id)
+    .map((r) => ({ r, gap: Math.abs(Date.parse(r.startTime) - c.startedAt) }))
+    .filter((x) => x.gap <= MATCH_WINDOW_MS)
+    .sort((a, b) => a.gap - b.gap);
+  return near[0]?.r ?? null;
+}
+
 export function callDetailsView(): View {
   return {
     render(root) {
@@ -30,6 +57,21 @@ export function callDetailsView(): View {
 
       // The flow is rebuilt only when it changes, so an expanded message stays open.
       let shownKey = '';
+      // The record is looked up once while the call is up and once after it
+      // ends (the server writes the trunk and DID as the call goes on).
+      let record: Call | null = null;
+      let recordKey = '';
+      const lookUp = (c: CallInfo) => {
+        const key = `${c.id}:${c.endedAt ? 'ended' : 'live'}`;
+        if (key === recordKey) return;
+        recordKey = key;
+        if (!c.endedAt) record = null;
+        findRecord(c).then((r) => {
+          if (recordKey !== key) return;
+          record = r;
+          update();
+        }).catch(() => undefined);
+      };
       const update = () => {
         const c = phone.state.call;
         if (!c) {
@@ -41,12 +83,15 @@ export function callDetailsView(): View {
         }
         empty.hidden = true;
         summary.hidden = false;
+        lookUp(c);
         const dur = c.answeredAt ? ((c.endedAt ?? Date.now()) - c.answeredAt) / 1000 : null;
         mount(summary,
           h('dt', null, t('details.peer')), h('dd', null, c.peerName ? `${c.peerName} (${c.peer})` : c.peer),
           h('dt', null, t('details.state')), h('dd', { testid: 'details-state' }, t(`state.${c.phase}` as Key), c.reason ? ` — ${reasonText(c.reason)}` : ''),
           h('dt', null, t('details.duration')), h('dd', null, formatDuration(dur)),
-          h('dt', null, t('details.callId')), h('dd', { class: 'mono' }, c.callId ?? '—'));
+          h('dt', null, t('details.callId')), h('dd', { class: 'mono' }, c.callId ?? '—'),
+          record?.trunk ? [h('dt', null, t('details.trunk')), h('dd', { testid: 'details-trunk' }, record.trunk.name ?? t('calls.unknownTrunk', { id: record.trunk.id }))] : null,
+          record?.did ? [h('dt', null, t('details.did')), h('dd', { class: 'mono', testid: 'details-did' }, record.did)] : null);
         const entries = flowFor(c.callId);
         const key = `${c.id}:${c.callId}:${entries.length}`;
         if (key === shownKey) return;

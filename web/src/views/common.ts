@@ -92,8 +92,18 @@ export function recordingCell(c: Call): HTMLElement | string {
   return cell;
 }
 
+/** The trunk a call used and the DID it dialled, in one compact cell; empty for calls between agents. */
+export function trunkCell(c: Call): HTMLElement {
+  const name = c.trunk ? (c.trunk.name ?? t('calls.unknownTrunk', { id: c.trunk.id })) : null;
+  return h('td', { testid: 'call-trunk', 'data-trunk-id': c.trunk?.id ?? '', 'data-did': c.did ?? '' },
+    name ? h('div', { testid: 'call-trunk-name' }, name) : null,
+    c.did ? h('div', { class: 'muted small mono', testid: 'call-did' }, c.did) : null);
+}
+
 export function callsTable(calls: Call[], showAgent: boolean, meId?: number): HTMLElement {
   if (!calls.length) return h('p', { class: 'empty', testid: 'calls-empty' }, t('common.none'));
+  // Only pages with a trunk call get the column: internal-only histories stay as narrow as before.
+  const showTrunk = calls.some((c) => c.trunk || c.did);
   return h('div', { class: 'table-wrap' },
     h('table', { class: 'table', testid: 'calls-table' },
       h('thead', null, h('tr', null,
@@ -102,6 +112,7 @@ export function callsTable(calls: Call[], showAgent: boolean, meId?: number): HT
         h('th', { scope: 'col' }, t('calls.from')),
         h('th', { scope: 'col' }, t('calls.to')),
         showAgent ? h('th', { scope: 'col' }, t('calls.agent')) : null,
+        showTrunk ? h('th', { scope: 'col' }, t('calls.trunk')) : null,
         h('th', { scope: 'col', class: 'num' }, t('calls.duration')),
         h('th', { scope: 'col', class: 'num' }, t('calls.billsec')),
         h('th', { scope: 'col' }, t('calls.disposition')),
@@ -114,6 +125,7 @@ export function callsTable(calls: Call[], showAgent: boolean, meId?: number): HT
         h('td', { class: 'mono' }, c.callerNumber),
         h('td', { class: 'mono' }, c.calleeNumber),
         showAgent ? h('td', null, agentsOf(c)) : null,
+        showTrunk ? trunkCell(c) : null,
         h('td', { class: 'num' }, formatDuration(c.duration)),
         h('td', { class: 'num', testid: 'call-billsec' }, formatDuration(c.billsec)),
         h('td', null, dispositionBadge(c.disposition)),
