@@ -781,7 +781,7 @@ impl Core {
                 );
             }
             Decision::Agent(target) => {
-                self.ring_agent(now_ms, src, m, a_tag, &caller, &target, session_secs);
+                self.ring_agent(now_ms, src, m, a_tag, &caller, &target, session_secs, None);
             }
         }
     }
@@ -892,6 +892,18 @@ impl Core {
                 return;
             }
         };
+        // Calls in count against the trunk's channels like calls out.
+        let inbound_channel = if self.io.outbound.trunk(trunk.id).is_some() {
+            if !self.io.outbound.reserve(trunk.id) {
+                tracing::warn!(trunk = %trunk.name, %did, "call from a trunk refused: every channel in use");
+                let cause = domain::call_events::HangupCause::TrunkAtCapacity;
+                self.refuse_started(now_ms, src, &m, &a_tag, 503, "Service Unavailable", cause);
+                return;
+            }
+            Some(trunk.id)
+        } else {
+            None
+        };
         // The customer as the agent's phone shows them: their number.
         let caller = Account {
             username: transport,
@@ -902,7 +914,16 @@ impl Core {
             record_calls: None,
             dial: None,
         };
-        self.ring_agent(now_ms, src, m, a_tag, &caller, &target, session_secs);
+        self.ring_agent(
+            now_ms,
+            src,
+            m,
+            a_tag,
+            &caller,
+            &target,
+            session_secs,
+            inbound_channel,
+        );
     }
 
     /// Answers a call whose `Started` was recorded with a final refusal,
@@ -940,6 +961,7 @@ impl Core {
         caller: &Account,
         target: &AgentTarget,
         session_secs: u32,
+        inbound_channel: Option<i64>,
     ) {
         let contacts: Vec<Binding> = self
             .registrar
@@ -966,6 +988,7 @@ impl Core {
                 callee_record_calls,
                 contacts: &contacts,
                 session_secs,
+                inbound_channel,
             },
         );
     }
