@@ -125,88 +125,83 @@ pub struct DialplanConfig {
 
 impl Default for DialplanConfig {
     fn default() -> Self {
-        let plan = domain::dialplan::NumberingPlan::default();
-        let limits = domain::dialplan::OutboundLimits::default();
+        let d = domain::dialplan_settings::DialplanSettings::default();
         Self {
-            country_code: plan.country_code,
-            international_prefix: plan.international_prefixes.join(","),
-            national_prefix: plan.national_prefix,
-            // Full numbers only: an unknown 4-digit extension must be
-            // "not found", not a call to the carrier.
-            outbound_patterns: vec!["_+X.".into(), "_XXXXXX.".into()],
-            strip: 0,
-            prepend: String::new(),
-            // Customers here, not abroad: international dialling is the
-            // toll fraud target and has to be granted on purpose.
-            agent_permission: domain::dialplan::DialPermission::National.as_str().into(),
-            max_concurrent_outbound: limits.max_concurrent,
-            max_outbound_per_hour: limits.max_per_hour,
-            blocked_prefixes: plan.blocked_prefixes,
+            country_code: d.country_code,
+            international_prefix: d.international_prefix,
+            national_prefix: d.national_prefix,
+            outbound_patterns: d.outbound_patterns,
+            strip: d.strip,
+            prepend: d.prepend,
+            agent_permission: d.agent_permission,
+            max_concurrent_outbound: d.max_concurrent_outbound,
+            max_outbound_per_hour: d.max_outbound_per_hour,
+            blocked_prefixes: d.blocked_prefixes,
         }
     }
 }
 
 impl DialplanConfig {
-    /// The policy the SIP server routes outbound calls with; a bad pattern
-    /// or permission is a configuration error naming its key.
+    /// The section as the dial plan's settings: the defaults until an
+    /// administrator saves others (`domain::dialplan_settings`).
+    pub fn settings(&self) -> domain::dialplan_settings::DialplanSettings {
+        domain::dialplan_settings::DialplanSettings {
+            country_code: self.country_code.clone(),
+            international_prefix: self.international_prefix.clone(),
+            national_prefix: self.national_prefix.clone(),
+            outbound_patterns: self.outbound_patterns.clone(),
+            strip: self.strip,
+            prepend: self.prepend.clone(),
+            agent_permission: self.agent_permission.clone(),
+            max_concurrent_outbound: self.max_concurrent_outbound,
+            max_outbound_per_hour: self.max_outbound_per_hour,
+            blocked_prefixes: self.blocked_prefixes.clone(),
+        }
+    }
+
+    /// The policy the SIP server routes outbound calls with; a bad value
+    /// is a configuration error naming its key.
     pub fn policy(&self) -> anyhow::Result<sip::OutboundPolicy> {
-        use domain::dialplan::{
-            DialPermission, NumberingPlan, OutboundLimits, OutboundRoute, Pattern,
-        };
-        if self.country_code.is_empty() || !self.country_code.chars().all(|c| c.is_ascii_digit()) {
-            bail!(
-                "dialplan.country_code {:?} must be digits, e.g. 34 (CENTRALITA_DIALPLAN_COUNTRY_CODE)",
-                self.country_code
-            );
-        }
-        let mut patterns = Vec::new();
-        for p in &self.outbound_patterns {
-            patterns.push(Pattern::parse(p).map_err(|e| {
+        policy_of(&self.settings()).map_err(|e| match e {
+            domain::DomainError::Invalid { field, message } => {
+                let key = config_key(field);
                 anyhow::anyhow!(
-                    "dialplan.outbound_patterns: {e} (CENTRALITA_DIALPLAN_OUTBOUND_PATTERNS)"
+                    "dialplan.{key}: {message} (CENTRALITA_DIALPLAN_{})",
+                    key.to_ascii_uppercase()
                 )
-            })?);
-        }
-        let permission = DialPermission::parse(&self.agent_permission).ok_or_else(|| {
-            anyhow::anyhow!(
-                "dialplan.agent_permission {:?} must be internal, national or international \
-                 (CENTRALITA_DIALPLAN_AGENT_PERMISSION)",
-                self.agent_permission
-            )
-        })?;
-        let routes = if patterns.is_empty() {
-            Vec::new()
-        } else {
-            vec![OutboundRoute {
-                name: "outbound".into(),
-                patterns,
-                strip: self.strip as usize,
-                prepend: self.prepend.clone(),
-                trunks: Vec::new(),
-            }]
-        };
-        Ok(sip::OutboundPolicy {
-            routes,
-            plan: NumberingPlan {
-                country_code: self.country_code.clone(),
-                international_prefixes: self
-                    .international_prefix
-                    .split(',')
-                    .map(|p| p.trim().to_string())
-                    .filter(|p| !p.is_empty())
-                    .collect(),
-                national_prefix: self.national_prefix.clone(),
-                blocked_prefixes: self.blocked_prefixes.clone(),
-            },
-            default_rights: sip::DialRights {
-                permission,
-                limits: OutboundLimits {
-                    max_concurrent: self.max_concurrent_outbound,
-                    max_per_hour: self.max_outbound_per_hour,
-                },
-            },
+            }
+            other => anyhow::anyhow!("dialplan: {other}"),
         })
     }
+}
+
+/// The `[dialplan]` key of a settings field (`countryCode` → `country_code`).
+fn config_key(field: &str) -> String {
+    let mut out = String::new();
+    for c in field.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The SIP server's outbound policy from dial plan settings.
+pub fn policy_of(
+    s: &domain::dialplan_settings::DialplanSettings,
+) -> Result<sip::OutboundPolicy, domain::DomainError> {
+    let c = s.compile()?;
+    Ok(sip::OutboundPolicy {
+        routes: c.routes,
+        plan: c.plan,
+        default_rights: sip::DialRights {
+            permission: c.permission,
+            limits: c.limits,
+        },
+    })
 }
 
 /// The `[metrics]` section: Prometheus metrics at `/metrics`.

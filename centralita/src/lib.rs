@@ -43,6 +43,7 @@ pub fn domain_config(cfg: &Config, http_addr: SocketAddr) -> DomainConfig {
             max_block_secs: u64::from(cfg.auth.login_max_block_secs),
         },
         default_ws_url: format!("ws://{http_addr}{}", cfg.sip.ws_path),
+        dialplan: cfg.dialplan.settings(),
     }
 }
 
@@ -351,10 +352,12 @@ impl Server {
         }
         if let Some(s) = &sip {
             // Trunks register to their carriers while the server runs.
+            // A bad `[dialplan]` is a configuration error at start.
+            self.config.dialplan.policy()?;
             trunks::spawn(
                 self.services.clone(),
                 s.clone(),
-                self.config.dialplan.policy()?,
+                self.services.dialplan(),
                 self.config.sip.domain.clone(),
             );
         }
