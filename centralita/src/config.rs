@@ -1151,6 +1151,9 @@ mod tests {
                 Some(toml::Value::Array(_)) if s.path() == "dialplan.outbound_patterns" => {
                     "_9X.,_00X.".to_string()
                 }
+                Some(toml::Value::Array(_)) if s.path() == "dialplan.blocked_prefixes" => {
+                    "803,900".to_string()
+                }
                 Some(toml::Value::Array(_)) => "x,y".to_string(),
                 _ => match s.path().as_str() {
                     "sip.listen" | "http.listen" => "127.0.0.1:1".into(),
