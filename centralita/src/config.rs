@@ -1171,6 +1171,9 @@ mod tests {
                     "media.advertised_address" => "192.0.2.7".into(),
                     "dialplan.agent_permission" => "international".into(),
                     "dialplan.country_code" => "44".into(),
+                    "dialplan.international_prefix" => "011".into(),
+                    "dialplan.national_prefix" => "0".into(),
+                    "dialplan.prepend" => "+34".into(),
                     p => format!("/{p}"),
                 },
             };
