@@ -131,11 +131,17 @@ pub fn inbound_of(id: i64, s: &TrunkSettings, realm: &str) -> InboundTrunkSpec {
     } else {
         s.inbound_match.clone()
     };
+    // The carrier may send calls to the Contact we register.
+    let contact_user = s
+        .sends_registration
+        .then(|| registration_of(id, s).ok().map(|r| r.contact_user))
+        .flatten();
     InboundTrunkSpec {
         id,
         name: s.name.clone(),
         sources,
         digest,
+        contact_user,
     }
 }
 

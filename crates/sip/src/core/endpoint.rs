@@ -822,11 +822,10 @@ impl Core {
         let Some(session_secs) = self.session_interval(now_ms, src, &m, &a_tag) else {
             return;
         };
-        let did = msg::uri_user(m.ruri())
-            .filter(|u| !u.is_empty())
-            .or_else(|| msg::uri_user(msg::addr_uri(m.header("To").unwrap_or(""))))
-            .unwrap_or("")
-            .to_string();
+        let did = trunk.did_of(
+            msg::uri_user(m.ruri()),
+            msg::uri_user(msg::addr_uri(m.header("To").unwrap_or(""))),
+        );
         let number =
             inbound::caller_number(msg::uri_user(msg::addr_uri(m.header("From").unwrap_or(""))));
         let decision = routing::decide_inbound(

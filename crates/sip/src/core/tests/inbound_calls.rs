@@ -76,6 +76,7 @@ fn inbound_core() -> Core {
                 name: "carrier7".into(),
                 sources: vec![SourceMatch::parse(&format!("127.0.0.1:{CARRIER}")).expect("valid")],
                 digest: None,
+                contact_user: None,
             },
             InboundTrunk {
                 id: 8,
@@ -89,6 +90,7 @@ fn inbound_core() -> Core {
                         expires_at_ms: None,
                     }],
                 )),
+                contact_user: None,
             },
         ],
         routes(),
