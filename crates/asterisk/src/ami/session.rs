@@ -540,7 +540,9 @@ impl Session {
 
     fn ready_message(&mut self, now: Instant, m: Message) {
         let id = m.action_id().map(str::to_string);
-        if m.response().is_some() {
+        // `OriginateResponse` is an event with a `Response:` field: only a
+        // message without `Event:` is an answer.
+        if m.response().is_some() && m.event().is_none() {
             let Some(id) = id else {
                 tracing::debug!(?m, "AMI: response without ActionID");
                 return;
@@ -882,6 +884,23 @@ mod tests {
         let names: Vec<_> = r.items().filter_map(|e| e.get("ObjectName")).collect();
         assert_eq!(names, ["1000", "1001"]);
         assert_eq!(r.events.len(), 3);
+    }
+
+    #[test]
+    fn originate_response_is_an_event() {
+        let (mut s, t0) = ready();
+        let (t, id) = id_of(&mut s, t0, Action::new("Originate").field("Async", "true"));
+        s.handle_bytes(t0, format!("Response: Success\r\nActionID: {id}\r\nMessage: Originate successfully queued\r\n\r\nEvent: OriginateResponse\r\nActionID: {id}\r\nResponse: Success\r\nReason: 4\r\n\r\n").as_bytes());
+        let outs = drain(&mut s);
+        assert!(
+            matches!(&outs[0], Output::Completed { token, result: Ok(r) } if *token == t && r.is_success()),
+            "{outs:?}"
+        );
+        assert!(
+            matches!(&outs[1], Output::Event(e) if e.event() == Some("OriginateResponse")),
+            "{outs:?}"
+        );
+        assert_eq!(outs.len(), 2);
     }
 
     #[test]
