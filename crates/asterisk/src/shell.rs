@@ -138,6 +138,9 @@ pub struct OriginateRequest {
     pub trunk: Option<String>,
     /// `"Name" <number>` shown to the agent.
     pub caller_id: Option<String>,
+    /// The trunk's P-Asserted-Identity (`pai` of the trunk model), for the
+    /// dialplan (`CENTRALITA_PAI`): PJSIP has no per-endpoint value.
+    pub pai: Option<String>,
     /// How long the agent's phone rings.
     pub ring_timeout: Duration,
     /// More channel variables for the dialplan (campaign, lead).
@@ -191,6 +194,9 @@ impl OriginateRequest {
                 return Err(ClientError::Invalid(format!("trunk {t:?}")));
             }
             vars.push(("CENTRALITA_TRUNK".to_string(), t.clone()));
+        }
+        if let Some(p) = &self.pai {
+            vars.push(("CENTRALITA_PAI".to_string(), p.clone()));
         }
         vars.extend(self.variables.iter().cloned());
         for (k, v) in vars {

@@ -376,6 +376,7 @@ async fn originate_hangup_and_reload_fields() {
         context: "centralita-outbound".into(),
         trunk: Some("carrier-1".into()),
         caller_id: Some("\"Campaign 7\" <+34911000000>".into()),
+        pai: Some("+34911000000".into()),
         ring_timeout: Duration::from_secs(30),
         variables: vec![("CENTRALITA_LEAD".into(), "123".into())],
     };
@@ -407,7 +408,11 @@ async fn originate_hangup_and_reload_fields() {
     assert_eq!(o.get("CallerID"), Some("\"Campaign 7\" <+34911000000>"));
     assert_eq!(
         o.get_all("Variable").collect::<Vec<_>>(),
-        ["CENTRALITA_TRUNK=carrier-1", "CENTRALITA_LEAD=123"]
+        [
+            "CENTRALITA_TRUNK=carrier-1",
+            "CENTRALITA_PAI=+34911000000",
+            "CENTRALITA_LEAD=123"
+        ]
     );
     let h = seen
         .iter()

@@ -138,7 +138,7 @@ pub fn trunk_section(
     if let Some(p) = &t.pai {
         check_value("pai", p)?;
         s = s.comment(format!(
-            "pai {p}: set on outgoing calls by centralita's originate (PJSIP has no per-endpoint PAI value)"
+            "pai {p}: PJSIP has no per-endpoint PAI value; originate passes it as CENTRALITA_PAI for the dialplan"
         ));
     }
     s.set("type", "wizard");
