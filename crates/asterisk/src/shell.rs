@@ -28,6 +28,10 @@ pub struct ClientConfig {
     pub addr: String,
     pub session: Config,
     pub connect_timeout: Duration,
+    /// How often the calls and contacts are listed again while connected
+    /// (ends calls whose `Hangup` was never seen, e.g. a manager.conf
+    /// `read=` filter or a lost event), besides after every login.
+    pub resync_interval: Duration,
     /// Milliseconds since the epoch, for stamping call events (AMI events
     /// carry no time). Tests may pass their own.
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
@@ -55,6 +59,7 @@ impl ClientConfig {
             addr: addr.into(),
             session,
             connect_timeout: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(300),
             clock: Arc::new(system_clock_ms),
         }
     }
@@ -233,6 +238,7 @@ impl AmiClient {
             shared: shared.clone(),
             replies: HashMap::new(),
             syncs: HashMap::new(),
+            asked_channels: HashMap::new(),
             translator: CallTranslator::new(),
             registry_sync_pending: false,
         };
@@ -354,6 +360,8 @@ struct Task {
     shared: Arc<Mutex<Shared>>,
     replies: HashMap<Token, oneshot::Sender<Result<Response, ActionError>>>,
     syncs: HashMap<Token, Resync>,
+    /// The channels tracked when `CoreShowChannels` was asked, by token.
+    asked_channels: HashMap<Token, HashSet<String>>,
     translator: CallTranslator,
     registry_sync_pending: bool,
 }
@@ -367,6 +375,7 @@ impl Task {
         let mut conn: Option<TcpStream> = None;
         let mut buf = vec![0u8; 16 * 1024];
         let mut stopped = false;
+        let mut next_resync = tokio::time::Instant::now() + self.config.resync_interval;
         loop {
             // 1. Drain the outputs.
             while let Some(out) = self.session.poll_output() {
@@ -461,6 +470,13 @@ impl Task {
                     Some(Command::Stop) | None => self.session.stop(now()),
                 },
                 () = sleep => self.session.handle_timeout(now()),
+                () = tokio::time::sleep_until(next_resync) => {
+                    next_resync = tokio::time::Instant::now() + self.config.resync_interval;
+                    if self.session.is_ready() {
+                        self.sync("PJSIPShowContacts", Resync::Contacts);
+                        self.sync("CoreShowChannels", Resync::Channels);
+                    }
+                }
             }
         }
     }
@@ -487,6 +503,10 @@ impl Task {
     fn sync(&mut self, name: &str, purpose: Resync) {
         match self.session.send_action(now(), &Action::new(name)) {
             Ok(t) => {
+                if let Resync::Channels = purpose {
+                    self.asked_channels
+                        .insert(t, self.translator.tracked_channels());
+                }
                 self.syncs.insert(t, purpose);
             }
             Err(e) => tracing::debug!(error = %e, "AMI: {name} not sent"),
@@ -510,37 +530,39 @@ impl Task {
                 self.sync("PJSIPShowRegistrationsOutbound", Resync::TrunkRegistrations);
             }
         }
+        let touched: HashSet<String> = ["Linkedid", "DestLinkedid"]
+            .iter()
+            .filter_map(|k| m.get(k).map(str::to_string))
+            .collect();
         let _ = self.events.send(ClientEvent::Ami(Arc::new(m)));
-        self.publish_calls(calls);
+        self.publish_calls(calls, touched);
         if let Some(c) = change {
             let _ = self.events.send(ClientEvent::Registration(c));
         }
     }
 
-    fn publish_calls(&mut self, calls: Vec<CallEvent>) {
-        if !calls.is_empty() {
-            let ids: HashSet<&str> = calls.iter().map(|c| c.call_id.as_str()).collect();
-            let chans: Vec<(String, Vec<String>)> = ids
-                .into_iter()
-                .map(|id| (id.to_string(), self.translator.channels_of(id)))
-                .collect();
-            let active = self.translator.active_calls();
-            self.set(|s| {
-                s.active_calls = active;
-                for (id, c) in chans {
-                    if c.is_empty() {
-                        s.call_channels.remove(&id);
-                    } else {
-                        s.call_channels.insert(id, c);
-                    }
+    /// Broadcasts call events and refreshes the shared view of the calls
+    /// they, or the AMI event behind them, touched (`touched`: Linkedids).
+    fn publish_calls(&mut self, calls: Vec<CallEvent>, mut touched: HashSet<String>) {
+        touched.extend(calls.iter().map(|c| c.call_id.clone()));
+        let chans: Vec<(String, Vec<String>)> = touched
+            .into_iter()
+            .map(|id| {
+                let c = self.translator.channels_of(&id);
+                (id, c)
+            })
+            .collect();
+        let active = self.translator.active_calls();
+        self.set(|s| {
+            s.active_calls = active;
+            for (id, c) in chans {
+                if c.is_empty() {
+                    s.call_channels.remove(&id);
+                } else {
+                    s.call_channels.insert(id, c);
                 }
-            });
-        } else {
-            // Channels join calls without call events (a dial's new leg
-            // before its DialBegin); keep the hangup map fresh cheaply.
-            let active = self.translator.active_calls();
-            self.set(|s| s.active_calls = active);
-        }
+            }
+        });
         for c in calls {
             let _ = self.events.send(ClientEvent::Call(c));
         }
@@ -554,6 +576,7 @@ impl Task {
         let Some(purpose) = self.syncs.remove(&token) else {
             return;
         };
+        let asked = self.asked_channels.remove(&token).unwrap_or_default();
         let Ok(r) = result else {
             return;
         };
@@ -575,8 +598,8 @@ impl Task {
                     .collect();
                 let mut calls = Vec::new();
                 self.translator
-                    .reconcile(self.directory.as_ref(), &live, at, &mut calls);
-                self.publish_calls(calls);
+                    .reconcile(self.directory.as_ref(), &asked, &live, at, &mut calls);
+                self.publish_calls(calls, HashSet::new());
             }
             _ => {}
         }

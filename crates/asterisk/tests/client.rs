@@ -440,10 +440,16 @@ async fn originate_hangup_and_reload_fields() {
     client.stop().await;
 }
 
-/// A `Registry` event for a registration no listing named makes the
-/// client ask for the listing, which names the trunk.
+/// A `Registry` event for a registration the listing named maps to its
+/// trunk; one no listing named (a trunk added since the login) makes the
+/// client ask for the listing again, which then names it.
 #[tokio::test]
 async fn registry_event_maps_to_the_trunk() {
+    registry_case(0).await;
+    registry_case(1).await;
+}
+
+async fn registry_case(empty_listings: usize) {
     let chunks = common::transcript("ami-transcript.raw.jsonl");
     let registry: Vec<Chunk> = chunks
         .iter()
@@ -454,7 +460,9 @@ async fn registry_event_maps_to_the_trunk() {
     // Login; then (after CoreStatus) the Registry event.
     let mut script = first_chunks(&chunks, 2);
     script.extend(registry);
-    let peer = Peer::start(vec![Script::new(script)]).await;
+    let mut script = Script::new(script);
+    script.empty_listings = empty_listings;
+    let peer = Peer::start(vec![script]).await;
     let client = AmiClient::start(config(&peer.addr, AuthMode::Plain), site());
     let mut events = client.subscribe();
     next_connected(&mut events).await;
@@ -471,13 +479,27 @@ async fn registry_event_maps_to_the_trunk() {
     })
     .await
     .expect("a registration change");
-    // The listing after login already named it.
+    let named = (empty_listings == 0).then(|| "trunk-test".to_string());
     assert_eq!(
         change,
         RegistrationChange::Trunk {
-            trunk: Some("trunk-test".into()),
+            trunk: named,
             state: TrunkRegState::Registered
         }
     );
+    // Either way the trunk's state ends up known.
+    common::eventually("the trunk's registration", Duration::from_secs(5), || {
+        client
+            .with_registrations(|r| r.trunk("trunk-test").map(|t| t.state.clone()))
+            .flatten()
+            == Some(TrunkRegState::Registered)
+    })
+    .await;
+    let asked = peer
+        .actions(0)
+        .iter()
+        .filter(|m| m.is("Action", "PJSIPShowRegistrationsOutbound"))
+        .count();
+    assert_eq!(asked, 1 + empty_listings);
     client.stop().await;
 }

@@ -246,12 +246,22 @@ impl CallTranslator {
         }
     }
 
-    /// After a reconnection: `live` are the Uniqueids Asterisk still has
-    /// (from `CoreShowChannels`). Channels we track that are gone hung up
-    /// while we were away; their calls end now.
+    /// The Uniqueids of every channel tracked now. Take this when asking
+    /// for `CoreShowChannels`, and give it to [`Self::reconcile`].
+    pub fn tracked_channels(&self) -> HashSet<String> {
+        self.owner.keys().cloned().collect()
+    }
+
+    /// After a reconnection (or periodically): `live` are the Uniqueids
+    /// Asterisk listed in `CoreShowChannels`, `asked` what we tracked when
+    /// we asked ([`Self::tracked_channels`]). Channels of `asked` that are
+    /// not live hung up while we were not listening; their calls end now.
+    /// Channels that appeared after the question are left alone: their
+    /// `Newchannel` may arrive interleaved with the listing.
     pub fn reconcile(
         &mut self,
         dir: &dyn Directory,
+        asked: &HashSet<String>,
         live: &HashSet<String>,
         at_ms: u64,
         out: &mut Vec<CallEvent>,
@@ -259,7 +269,7 @@ impl CallTranslator {
         let mut gone: Vec<(String, String)> = self
             .owner
             .iter()
-            .filter(|(u, _)| !live.contains(*u))
+            .filter(|(u, _)| asked.contains(*u) && !live.contains(*u))
             .map(|(u, l)| (u.clone(), l.clone()))
             .collect();
         gone.sort();
@@ -774,6 +784,47 @@ mod tests {
             },
             _ => Endpoint::Other,
         }
+    }
+
+    /// Events lost while disconnected: the listing after reconnecting ends
+    /// the call whose channels vanished, and only those we asked about.
+    #[test]
+    fn reconcile_ends_vanished_calls_only() {
+        let mut t = CallTranslator::new();
+        let mut out = Vec::new();
+        let d: &dyn Directory = &dir;
+        let newchan = |chan: &str, uid: &str, exten: &str| {
+            m(&[
+                ("Event", "Newchannel"),
+                ("Channel", chan),
+                ("Uniqueid", uid),
+                ("Linkedid", uid),
+                ("Exten", exten),
+                ("CallerIDNum", "1001"),
+            ])
+        };
+        t.handle(
+            d,
+            &newchan("PJSIP/1001-00000001", "1.1", "600"),
+            1_000,
+            &mut out,
+        );
+        let asked = t.tracked_channels();
+        // Appears while the listing is on its way.
+        t.handle(
+            d,
+            &newchan("PJSIP/1001-00000002", "2.2", "601"),
+            2_000,
+            &mut out,
+        );
+        out.clear();
+        t.reconcile(d, &asked, &HashSet::new(), 3_000, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].call_id, "1.1");
+        assert!(matches!(out[0].kind, CallEventKind::Ended { .. }));
+        assert!(t.is_active("2.2"));
+        assert_eq!(t.channels_of("2.2"), ["PJSIP/1001-00000002"]);
+        assert_eq!(t.active_calls(), 1);
     }
 
     /// The agent does not answer an originate: NO ANSWER, never started

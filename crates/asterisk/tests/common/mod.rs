@@ -168,6 +168,9 @@ pub struct Script {
     pub answer_pings: bool,
     /// MD5 login: the challenge to send and the secret the key must use.
     pub md5: Option<(String, String)>,
+    /// The first this many `PJSIPShowRegistrationsOutbound` the client asks
+    /// on its own get an empty listing (a trunk added since).
+    pub empty_listings: usize,
 }
 
 impl Script {
@@ -178,6 +181,7 @@ impl Script {
             close_at_end: false,
             answer_pings: true,
             md5: None,
+            empty_listings: 0,
         }
     }
 }
@@ -192,7 +196,11 @@ pub struct Seen {
 
 /// Canned answers to what the client asks on its own (keep-alive, the
 /// resync after login), from the transcripts where they have one.
-fn side_answer(m: &Message, listing: &HashMap<String, (String, String)>) -> Option<String> {
+fn side_answer(
+    m: &Message,
+    listing: &HashMap<String, (String, String)>,
+    empty: &mut usize,
+) -> Option<String> {
     let id = m.action_id()?.to_string();
     let name = m.get("Action")?;
     if name.eq_ignore_ascii_case("Ping") {
@@ -200,7 +208,12 @@ fn side_answer(m: &Message, listing: &HashMap<String, (String, String)>) -> Opti
             "Response: Success\r\nActionID: {id}\r\nPing: Pong\r\nTimestamp: 0.0\r\n\r\n"
         ));
     }
-    if let Some((orig, bytes)) = listing.get(&name.to_ascii_lowercase()) {
+    let listed = listing.get(&name.to_ascii_lowercase());
+    let skip = listed.is_some() && *empty > 0;
+    if skip {
+        *empty -= 1;
+    }
+    if let Some((orig, bytes)) = listed.filter(|_| !skip) {
         let map = HashMap::from([(orig.clone(), id)]);
         return Some(rewrite_ids(bytes, &map));
     }
@@ -329,6 +342,7 @@ async fn serve(
     };
     let record = |m: &Message| seen.lock().expect("seen").actions[conn].push(m.clone());
     let mut ids: HashMap<String, String> = HashMap::new();
+    let mut empty = script.empty_listings;
     let mut last_t: Option<f64> = None;
     for chunk in &script.chunks {
         if chunk.from_server {
@@ -392,7 +406,7 @@ async fn serve(
             if name.eq_ignore_ascii_case("Ping") && !script.answer_pings {
                 continue;
             }
-            if let Some(reply) = side_answer(&m, &listing) {
+            if let Some(reply) = side_answer(&m, &listing, &mut empty) {
                 if w.write_all(reply.as_bytes()).await.is_err() {
                     return;
                 }
@@ -408,7 +422,7 @@ async fn serve(
         if m.is("Action", "Ping") && !script.answer_pings {
             continue;
         }
-        if let Some(reply) = side_answer(&m, &listing) {
+        if let Some(reply) = side_answer(&m, &listing, &mut empty) {
             if w.write_all(reply.as_bytes()).await.is_err() {
                 return;
             }
