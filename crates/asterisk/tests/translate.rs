@@ -303,3 +303,177 @@ fn trunk_and_agent_filled_in_for_an_inbound_call() {
     assert_eq!(legs[1].party.agent_id, Some(21));
     assert_eq!(c.disposition, Some(Disposition::Answered));
 }
+
+/// One channel event in the shape the transcripts show (the fields the
+/// translator reads, plus the usual ones).
+fn chan_event(
+    event: &str,
+    chan: &str,
+    uid: &str,
+    linked: &str,
+    state: &str,
+    exten: &str,
+) -> Message {
+    Message::from_pairs([
+        ("Event", event),
+        ("Privilege", "call,all"),
+        ("Channel", chan),
+        ("ChannelStateDesc", state),
+        ("CallerIDNum", "2000"),
+        ("Context", "centralita-outbound"),
+        ("Exten", exten),
+        ("Priority", "1"),
+        ("Uniqueid", uid),
+        ("Linkedid", linked),
+    ])
+}
+
+fn with(mut m: Message, extra: &[(&str, &str)]) -> Message {
+    for (k, v) in extra {
+        m.push(*k, *v);
+    }
+    m
+}
+
+/// The originate of seeds/001, in the event shapes of the transcripts:
+/// Asterisk rings agent 2000 (leg 0, no caller channel in its DialBegin);
+/// the agent answers, the agent's channel runs the customer's number and
+/// dials it through the trunk (leg 1); the customer answers, talks 60 s
+/// and hangs up (or is busy).
+fn originate_script(customer: &str) -> Vec<(u64, Message)> {
+    let agent = "PJSIP/2000-0000000a";
+    let trunk = "PJSIP/trunk-test-0000000b";
+    let (a, b) = ("1795270000.20", "1795270000.21");
+    let dial_end = |dest: &str, uid: &str, status: &str| {
+        Message::from_pairs([
+            ("Event", "DialEnd"),
+            ("DestChannel", dest),
+            ("DestUniqueid", uid),
+            ("DestLinkedid", a),
+            ("DialStatus", status),
+        ])
+    };
+    let mut v = vec![
+        (0, chan_event("Newchannel", agent, a, a, "Down", "s")),
+        (
+            0,
+            Message::from_pairs([
+                ("Event", "DialBegin"),
+                ("DestChannel", agent),
+                ("DestUniqueid", a),
+                ("DestLinkedid", a),
+                ("DialString", "2000"),
+            ]),
+        ),
+        (1_000, chan_event("Newstate", agent, a, a, "Ringing", "s")),
+        (4_000, chan_event("Newstate", agent, a, a, "Up", "s")),
+        (4_000, dial_end(agent, a, "ANSWER")),
+        (
+            4_001,
+            chan_event("Newexten", agent, a, a, "Up", "+34911222333"),
+        ),
+        (4_002, chan_event("Newchannel", trunk, b, a, "Down", "s")),
+        (
+            4_002,
+            with(
+                chan_event("DialBegin", agent, a, a, "Up", "+34911222333"),
+                &[
+                    ("DestChannel", trunk),
+                    ("DestUniqueid", b),
+                    ("DestLinkedid", a),
+                    ("DialString", "+34911222333@trunk-test"),
+                ],
+            ),
+        ),
+        (
+            5_000,
+            Message::from_pairs([
+                ("Event", "DialState"),
+                ("DestChannel", trunk),
+                ("DestUniqueid", b),
+                ("DestLinkedid", a),
+                ("DialStatus", "RINGING"),
+            ]),
+        ),
+    ];
+    match customer {
+        "answers" => v.extend([
+            (9_000, dial_end(trunk, b, "ANSWER")),
+            (9_001, chan_event("BridgeEnter", trunk, b, a, "Up", "")),
+            (
+                9_001,
+                chan_event("BridgeEnter", agent, a, a, "Up", "+34911222333"),
+            ),
+            (69_000, chan_event("HangupRequest", trunk, b, a, "Up", "")),
+            (
+                69_001,
+                with(
+                    chan_event("Hangup", trunk, b, a, "Up", ""),
+                    &[("Cause", "16")],
+                ),
+            ),
+            (
+                69_002,
+                with(
+                    chan_event("Hangup", agent, a, a, "Up", "+34911222333"),
+                    &[("Cause", "16")],
+                ),
+            ),
+        ]),
+        _ => v.extend([
+            (7_000, dial_end(trunk, b, "BUSY")),
+            (
+                7_001,
+                with(
+                    chan_event("Hangup", trunk, b, a, "Busy", ""),
+                    &[("Cause", "17")],
+                ),
+            ),
+            (
+                7_002,
+                with(
+                    chan_event("Hangup", agent, a, a, "Up", "+34911222333"),
+                    &[("Cause", "17")],
+                ),
+            ),
+        ]),
+    }
+    v
+}
+
+#[test]
+fn originate_through_a_trunk() {
+    for (customer, disposition, billsec, duration) in [
+        ("answers", Disposition::Answered, 60, 69),
+        ("busy", Disposition::Busy, 0, 7),
+    ] {
+        let mut t = CallTranslator::new();
+        let mut events = Vec::new();
+        for (at, m) in originate_script(customer) {
+            t.handle(&Site, &m, T0_MS + at, &mut events);
+        }
+        let (calls, legs) = rows(&events);
+        let c = &calls[0];
+        assert_eq!(c.direction, Direction::Outbound, "{customer}");
+        assert_eq!(
+            (c.caller.number.as_str(), c.caller.agent_id),
+            ("2000", Some(20))
+        );
+        assert_eq!(c.callee.number, "+34911222333");
+        // The agent's ringing counts in the duration, not in billsec.
+        assert_eq!(c.start_ms, T0_MS as i64);
+        assert_eq!(c.disposition, Some(disposition), "{customer}");
+        assert_eq!((c.billsec, c.duration), (billsec, duration), "{customer}");
+        assert_eq!(legs.len(), 2);
+        assert_eq!(legs[1].transport, "trunk:trunk-test");
+        assert_eq!(legs[1].party.number, "+34911222333");
+        assert!(legs[1].ringing_ms.is_some());
+        let want_end = if customer == "answers" {
+            "callee_bye"
+        } else {
+            "busy"
+        };
+        assert_eq!(legs[1].end_cause.as_deref(), Some(want_end));
+        assert_eq!(c.hangup_cause.as_deref(), Some(want_end));
+    }
+}

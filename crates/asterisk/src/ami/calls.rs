@@ -15,7 +15,8 @@
 //! - **Started** is sent once the dialled number is known: the `Exten` of
 //!   leg 0 when it is neither empty nor `s` (an originated channel gets its
 //!   extension only after it answers), else at its first `DialBegin` or
-//!   at the end of the call.
+//!   at the end of the call; it carries the time leg 0 appeared, so the
+//!   ringing of an originate's agent counts in the call's duration.
 //! - **Ringing** from `DialState`/`Newstate` *Ringing* of a leg;
 //!   **Answered** from `DialEnd` `DialStatus: ANSWER` of a leg ≥ 1 or from
 //!   its `BridgeEnter`. A call that never dialled anybody but whose leg 0
@@ -149,6 +150,9 @@ struct Chan {
 #[derive(Debug)]
 struct Call {
     leg0: String,
+    /// When leg 0 appeared: the call's start, even when `Started` waits
+    /// for the dialled number.
+    created_ms: u64,
     started: bool,
     originated: bool,
     /// Live channels of the Linkedid, by Uniqueid.
@@ -319,6 +323,7 @@ impl CallTranslator {
                 linkedid.to_string(),
                 Call {
                     leg0: uid.to_string(),
+                    created_ms: at_ms,
                     started: false,
                     originated: false,
                     chans,
@@ -397,7 +402,7 @@ impl CallTranslator {
         };
         out.push(CallEvent {
             call_id: linkedid.to_string(),
-            at_ms,
+            at_ms: call.created_ms.min(at_ms),
             kind: CallEventKind::Started {
                 direction,
                 caller: Party {
