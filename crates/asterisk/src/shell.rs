@@ -397,8 +397,17 @@ impl Task {
                         }
                     }
                     Output::Transmit(bytes) => {
+                        // A peer that stops reading must not stall the
+                        // task (and its keep-alive) forever.
                         let ok = match conn.as_mut() {
-                            Some(c) => c.write_all(&bytes).await.is_ok(),
+                            Some(c) => matches!(
+                                tokio::time::timeout(
+                                    self.config.session.ping_timeout,
+                                    c.write_all(&bytes)
+                                )
+                                .await,
+                                Ok(Ok(()))
+                            ),
                             None => false,
                         };
                         if !ok {

@@ -503,3 +503,58 @@ async fn registry_case(empty_listings: usize) {
     assert_eq!(asked, 1 + empty_listings);
     client.stop().await;
 }
+
+/// A peer that sends the banner and then bytes without end (no line
+/// break): the client drops it at the message bound and reconnects; its
+/// memory does not follow the peer.
+#[tokio::test]
+async fn endless_line_from_a_hostile_peer() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let acc = accepted.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            acc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let _ = s
+                    .write_all(b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\nMessage: ")
+                    .await;
+                let junk = vec![b'x'; 64 * 1024];
+                // At most 64 MiB: far past the 1 MiB bound set below.
+                for _ in 0..1024 {
+                    if s.write_all(&junk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut cfg = config(&addr, AuthMode::Plain);
+    cfg.session.max_message = 1 << 20;
+    let client = AmiClient::start(cfg, site());
+    let mut events = client.subscribe();
+    let reason = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(ClientEvent::Disconnected { reason, .. }) = events.recv().await {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("the client never gave up on the endless line");
+    assert!(reason.contains("grew past"), "{reason}");
+    common::eventually("a reconnection", Duration::from_secs(5), || {
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    })
+    .await;
+    assert!(!client.is_connected());
+    client.stop().await;
+    server.abort();
+}
