@@ -68,6 +68,80 @@ impl<F: Fn(&str) -> Endpoint> Directory for F {
     }
 }
 
+/// A [`Directory`] from lists the application keeps current: agents'
+/// endpoint names (their SIP usernames) with agent id and extension, and
+/// trunks' endpoint names (`config::trunks::section_name`). Shared
+/// (`Arc`) with the AMI client and updated in place with
+/// [`StaticDirectory::replace`] when agents or trunks change.
+#[derive(Debug, Default)]
+pub struct StaticDirectory {
+    inner: std::sync::RwLock<DirectoryMaps>,
+}
+
+#[derive(Debug, Default)]
+struct DirectoryMaps {
+    endpoints: HashMap<String, Endpoint>,
+    extensions: HashMap<String, i64>,
+}
+
+impl StaticDirectory {
+    pub fn new(
+        agents: impl IntoIterator<Item = (String, i64, String)>,
+        trunks: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let d = Self::default();
+        d.replace(agents, trunks);
+        d
+    }
+
+    /// Replaces both lists: `(endpoint, agent_id, extension)` per agent,
+    /// the endpoint name per trunk.
+    pub fn replace(
+        &self,
+        agents: impl IntoIterator<Item = (String, i64, String)>,
+        trunks: impl IntoIterator<Item = String>,
+    ) {
+        let mut m = DirectoryMaps::default();
+        for t in trunks {
+            m.endpoints.insert(t.clone(), Endpoint::Trunk { name: t });
+        }
+        for (endpoint, agent_id, extension) in agents {
+            m.extensions.insert(extension.clone(), agent_id);
+            m.endpoints.insert(
+                endpoint,
+                Endpoint::Agent {
+                    agent_id,
+                    extension,
+                },
+            );
+        }
+        // A poisoned lock only means a writer panicked mid-replace; the
+        // maps it held are whole values, so take it over.
+        match self.inner.write() {
+            Ok(mut g) => *g = m,
+            Err(p) => *p.into_inner() = m,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, DirectoryMaps> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Directory for StaticDirectory {
+    fn endpoint(&self, name: &str) -> Endpoint {
+        self.read()
+            .endpoints
+            .get(name)
+            .cloned()
+            .unwrap_or(Endpoint::Other)
+    }
+
+    fn agent_by_extension(&self, number: &str) -> Option<i64> {
+        self.read().extensions.get(number).copied()
+    }
+}
+
 /// Technology and resource of a channel name: `PJSIP/2000-00000005` →
 /// (`PJSIP`, `2000`); `Local/600@from-internal-00000000;1` → (`Local`,
 /// `600@from-internal`). The resource of a PJSIP channel is its endpoint.
@@ -753,6 +827,32 @@ fn ev(call_id: &str, at_ms: u64, kind: CallEventKind) -> CallEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_directory() {
+        let d = StaticDirectory::new(
+            [("john_doe".to_string(), 7, "1000".to_string())],
+            ["Carrier_One".to_string()],
+        );
+        assert_eq!(
+            d.endpoint("john_doe"),
+            Endpoint::Agent {
+                agent_id: 7,
+                extension: "1000".into()
+            }
+        );
+        assert_eq!(d.agent_by_extension("1000"), Some(7));
+        assert_eq!(
+            d.endpoint("Carrier_One"),
+            Endpoint::Trunk {
+                name: "Carrier_One".into()
+            }
+        );
+        assert_eq!(d.endpoint("1000"), Endpoint::Other);
+        d.replace([], []);
+        assert_eq!(d.endpoint("john_doe"), Endpoint::Other);
+        assert_eq!(d.agent_by_extension("1000"), None);
+    }
 
     #[test]
     fn channel_names() {
