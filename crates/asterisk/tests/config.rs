@@ -360,3 +360,49 @@ fn atomic_write_touches_only_our_files() {
     assert!(!dir.join("nope").exists());
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn agent_from_stored_credentials() {
+    use domain::{DigestCredentials, Ha1, SipAccountInfo};
+    let account = |active: bool| SipAccountInfo {
+        id: 1,
+        user_id: 2,
+        username: "john_doe_1700000000".into(),
+        extension: "1000".into(),
+        display_name: "John Doe".into(),
+        active,
+        record_calls: None,
+        dial_permission: None,
+    };
+    let long = Ha1 {
+        md5: "632e08735bde5584914ee187a3928553".into(),
+        sha256: "x".into(),
+        expires_at: None,
+    };
+    let short = Ha1 {
+        md5: "ffffffffffffffffffffffffffffffff".into(),
+        sha256: "y".into(),
+        // Any instant: only its presence matters here.
+        expires_at: Some(Default::default()),
+    };
+    let c = DigestCredentials {
+        account: account(true),
+        ha1: vec![short.clone(), long],
+    };
+    let a = AgentAccount::from_credentials(&c, true).expect("active account");
+    assert_eq!(a.ha1_md5, "632e08735bde5584914ee187a3928553");
+    assert_eq!(
+        (a.username.as_str(), a.extension.as_str()),
+        ("john_doe_1700000000", "1000")
+    );
+    let inactive = DigestCredentials {
+        account: account(false),
+        ..c.clone()
+    };
+    assert!(AgentAccount::from_credentials(&inactive, true).is_none());
+    let only_short = DigestCredentials {
+        account: account(true),
+        ha1: vec![short],
+    };
+    assert!(AgentAccount::from_credentials(&only_short, true).is_none());
+}

@@ -34,6 +34,26 @@ impl std::fmt::Debug for AgentAccount {
     }
 }
 
+impl AgentAccount {
+    /// The account of `c` with its long-lived MD5 HA1; `None` for an
+    /// inactive account (it must not be able to register) or one without
+    /// a long-lived HA1. Short-lived softphone passwords cannot be given
+    /// to Asterisk (one `md5_cred` per auth section).
+    pub fn from_credentials(c: &domain::DigestCredentials, webrtc: bool) -> Option<Self> {
+        if !c.account.active {
+            return None;
+        }
+        let ha1 = c.ha1.iter().find(|h| h.expires_at.is_none())?;
+        Some(Self {
+            username: c.account.username.clone(),
+            extension: c.account.extension.clone(),
+            display_name: c.account.display_name.clone(),
+            ha1_md5: ha1.md5.clone(),
+            webrtc,
+        })
+    }
+}
+
 /// Site settings the agents' sections refer to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentOptions {
