@@ -558,3 +558,35 @@ async fn endless_line_from_a_hostile_peer() {
     client.stop().await;
     server.abort();
 }
+
+/// Nothing listens yet: the client retries with a growing, jittered
+/// delay, and logs in once the manager is up.
+#[tokio::test]
+async fn connects_once_asterisk_is_up() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = free.local_addr().expect("addr").to_string();
+    drop(free);
+    let client = AmiClient::start(config(&addr, AuthMode::Plain), site());
+    let mut events = client.subscribe();
+    let mut delays = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while delays.len() < 3 {
+            if let Ok(ClientEvent::Disconnected { reason, retry_in }) = events.recv().await {
+                assert!(reason.starts_with("connect failed"), "{reason}");
+                delays.push(retry_in.expect("retries"));
+            }
+        }
+    })
+    .await
+    .expect("three refused connects");
+    // 50 ms doubling up to 200 ms, each in [half, full].
+    for (d, cap) in delays.iter().zip([50u64, 100, 200]) {
+        let ms = d.as_millis() as u64;
+        assert!(ms >= cap / 2 && ms <= cap, "{delays:?}");
+    }
+    let chunks = common::transcript("ami-transcript.raw.jsonl");
+    let _peer = Peer::start_on(&addr, vec![Script::new(first_chunks(&chunks, 2))]).await;
+    next_connected(&mut events).await;
+    assert!(client.is_connected());
+    client.stop().await;
+}

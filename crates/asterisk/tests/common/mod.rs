@@ -245,7 +245,12 @@ impl Peer {
     /// Listens on 127.0.0.1:0 and serves `scripts[i]` to the i-th
     /// connection (the last one to any later connection).
     pub async fn start(scripts: Vec<Script>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on("127.0.0.1:0", scripts).await
+    }
+
+    /// The same on a given address.
+    pub async fn start_on(addr: &str, scripts: Vec<Script>) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let seen = Arc::new(Mutex::new(Seen::default()));
         // The real listing of the wizard trunk answers the client's own
