@@ -1,5 +1,5 @@
 //! Test tools: the captured AMI transcripts of a real Asterisk 22
-//! (`../shared/asterisk/*.raw.jsonl`, read at test time, never copied),
+//! (`tests/fixtures/*.raw.jsonl`, copies of `shared/asterisk`),
 //! and an AMI peer on 127.0.0.1 that replays their server bytes, answering
 //! the client's actions by ActionID.
 
@@ -22,39 +22,18 @@ pub struct Chunk {
     pub bytes: String,
 }
 
-/// `shared/asterisk`: `CARGO_MANIFEST_DIR/../../../shared/asterisk` (the
-/// project's sibling `shared/`), else `$CENTRALITA_SHARED/asterisk`, else
-/// the first ancestor of the manifest directory holding
-/// `shared/asterisk` (a git worktree lives deeper than the main checkout).
+/// The captured Asterisk files: the copies in `tests/fixtures` (the
+/// repository is self-contained: CI runs on a clean clone).
 pub fn shared_asterisk() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut tried = Vec::new();
-    let first = manifest.join("../../../shared/asterisk");
-    if first.is_dir() {
-        return first;
-    }
-    tried.push(first);
-    if let Ok(s) = std::env::var("CENTRALITA_SHARED") {
-        let p = PathBuf::from(s).join("asterisk");
-        if p.is_dir() {
-            return p;
-        }
-        tried.push(p);
-    }
-    for a in manifest.ancestors() {
-        let p = a.join("shared/asterisk");
-        if p.is_dir() {
-            return p;
-        }
-    }
-    panic!(
-        "the Asterisk transcripts are missing: looked for shared/asterisk at {tried:?} and in every \
-         ancestor of {manifest:?}; they live in the `shared/` directory beside the project \
-         (set CENTRALITA_SHARED to its path)"
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    assert!(
+        dir.is_dir(),
+        "the Asterisk transcripts are missing from {dir:?}"
     );
+    dir
 }
 
-/// The chunks of `shared/asterisk/<name>`.
+/// The chunks of `tests/fixtures/<name>`.
 pub fn transcript(name: &str) -> Vec<Chunk> {
     let path = shared_asterisk().join(name);
     let text = std::fs::read_to_string(&path)

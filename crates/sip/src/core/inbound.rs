@@ -302,7 +302,10 @@ mod tests {
             contact_user: Some("acct9".into()),
         };
         assert_eq!(t.did_of(Some("34910000001"), Some("x")), "34910000001");
-        assert_eq!(t.did_of(Some("acct9"), Some("+34910000001")), "+34910000001");
+        assert_eq!(
+            t.did_of(Some("acct9"), Some("+34910000001")),
+            "+34910000001"
+        );
         assert_eq!(t.did_of(None, Some("+34910000001")), "+34910000001");
         assert_eq!(t.did_of(Some(""), None), "");
         assert_eq!(t.did_of(Some("acct9"), None), "acct9");
