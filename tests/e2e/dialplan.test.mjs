@@ -135,6 +135,8 @@ describe('console Dial plan page (real browser, real backend)', () => {
     const navOrder = await page.locator('nav.nav a').evaluateAll((as) => as.map((a) => a.dataset.testid));
     assert.equal(navOrder.indexOf('nav-dialplan'), navOrder.indexOf('nav-dids') + 1, `after Inbound numbers: ${navOrder}`);
     assert.equal(navOrder.indexOf('nav-dids'), navOrder.indexOf('nav-trunks') + 1, `Trunks, Inbound numbers, Dial plan: ${navOrder}`);
+    // The agents page's Dialling column says where its "Default" comes from.
+    assert.equal(await page.getByTestId('agents-dialplan-link').getAttribute('href'), '/admin/dialplan');
     await page.getByTestId('nav-dialplan').click();
     await page.getByTestId('dialplan-form').waitFor();
     assert.equal(new URL(page.url()).pathname, '/admin/dialplan');
