@@ -33,6 +33,45 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub media: MediaConfig,
     pub dialplan: DialplanConfig,
+    pub asterisk: AsteriskConfig,
+}
+
+/// The `[asterisk]` section: the Asterisk (Issabel, FreePBX) that does the
+/// calls when `mode = "asterisk"` (see crates/asterisk/README.md for what
+/// it must allow).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsteriskConfig {
+    /// `host:port` of the manager interface (AMI).
+    pub ami_address: String,
+    /// The `manager.conf` user centralita logs in as.
+    pub ami_username: String,
+    /// Its secret (MD5 challenge login; sent in clear only if Asterisk
+    /// refuses the challenge).
+    pub ami_secret: Option<String>,
+    /// Where the two generated files go (`centralita_pjsip.conf`,
+    /// `centralita_pjsip_wizard.conf`, `#include`d by the site's
+    /// configuration); default `<data_dir>/asterisk`.
+    pub config_dir: Option<String>,
+    /// Dialplan context the agent's channel runs once the agent answers an
+    /// originate (it dials the customer through `${CENTRALITA_TRUNK}`).
+    pub originate_context: String,
+    /// Asterisk's WebSocket URL agents' softphones register to (e.g.
+    /// `wss://pbx.example.com:8089/ws`); default: the console's own.
+    pub ws_url: Option<String>,
+}
+
+impl Default for AsteriskConfig {
+    fn default() -> Self {
+        Self {
+            ami_address: "127.0.0.1:5038".into(),
+            ami_username: String::new(),
+            ami_secret: None,
+            config_dir: None,
+            originate_context: "centralita-originate".into(),
+            ws_url: None,
+        }
+    }
 }
 
 /// The `[media]` section: centralita in the audio path of calls.
@@ -335,6 +374,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             media: MediaConfig::default(),
             dialplan: DialplanConfig::default(),
+            asterisk: AsteriskConfig::default(),
         }
     }
 }
@@ -711,6 +751,40 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("database_url (CENTRALITA_DATABASE_URL): {e}"))?;
         if !matches!(self.mode.as_str(), "builtin" | "asterisk" | "relay") {
             bail!("mode must be builtin, asterisk or relay");
+        }
+        if self.mode == "asterisk" {
+            let a = &self.asterisk;
+            if a.ami_username.trim().is_empty() || a.ami_secret.as_deref().unwrap_or("").is_empty()
+            {
+                bail!(
+                    "mode = \"asterisk\" needs asterisk.ami_username and asterisk.ami_secret \
+                     (CENTRALITA_ASTERISK_AMI_USERNAME, CENTRALITA_ASTERISK_AMI_SECRET): the \
+                     manager.conf user centralita logs in as"
+                );
+            }
+            let port_ok = a
+                .ami_address
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !port_ok {
+                bail!(
+                    "asterisk.ami_address {:?} must be host:port, e.g. 127.0.0.1:5038 \
+                     (CENTRALITA_ASTERISK_AMI_ADDRESS)",
+                    a.ami_address
+                );
+            }
+            if a.originate_context.is_empty()
+                || !a
+                    .originate_context
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            {
+                bail!(
+                    "asterisk.originate_context {:?} must be a dialplan context name \
+                     (letters, digits, - _) (CENTRALITA_ASTERISK_ORIGINATE_CONTEXT)",
+                    a.originate_context
+                );
+            }
         }
         if let Some(p) = &self.admin_password {
             let n = p.chars().count();

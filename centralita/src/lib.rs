@@ -3,6 +3,7 @@
 //! tests start [`Server`] in-process.
 
 pub mod allocator;
+pub mod asterisk_engine;
 pub mod config;
 pub mod devcert;
 pub mod http_serve;
@@ -42,7 +43,11 @@ pub fn domain_config(cfg: &Config, http_addr: SocketAddr) -> DomainConfig {
             block_secs: u64::from(cfg.auth.login_block_secs),
             max_block_secs: u64::from(cfg.auth.login_max_block_secs),
         },
-        default_ws_url: format!("ws://{http_addr}{}", cfg.sip.ws_path),
+        // Driving an Asterisk, softphones register to its WebSocket.
+        default_ws_url: match (&cfg.asterisk.ws_url, cfg.mode.as_str()) {
+            (Some(url), "asterisk") => url.clone(),
+            _ => format!("ws://{http_addr}{}", cfg.sip.ws_path),
+        },
         dialplan: cfg.dialplan.settings(),
     }
 }
@@ -345,6 +350,25 @@ impl Server {
         sip: Option<sip::SipServer>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        self.serve_engine(sip, None, shutdown).await
+    }
+
+    /// Like [`serve`](Self::serve), with another engine than the builtin
+    /// SIP server (`mode = "asterisk"`) behind the telephony endpoints.
+    pub async fn serve_with_engine(
+        self,
+        engine: std::sync::Arc<dyn domain::Engine>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.serve_engine(None, Some(engine), shutdown).await
+    }
+
+    async fn serve_engine(
+        self,
+        sip: Option<sip::SipServer>,
+        other: Option<std::sync::Arc<dyn domain::Engine>>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let mut api_cfg = api_config(&self.config);
         if let Some(s) = &sip {
             // Phones are told the port actually bound (`sip.listen` may say 0).
@@ -364,7 +388,8 @@ impl Server {
         // The API sees the builtin SIP server only as an engine.
         let engine = sip
             .clone()
-            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn domain::Engine>);
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn domain::Engine>)
+            .or(other);
         let state = api::AppState::new(self.services.clone(), engine.clone(), api_cfg.clone());
         let app = api::router(state.clone());
         // After the router: it installs the metrics recorder.

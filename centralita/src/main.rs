@@ -271,6 +271,18 @@ async fn serve(cfg: centralita::Config) -> anyhow::Result<()> {
         println!("Created the admin account. Log in with login \"admin\" and this one-time password: {pw}");
         println!("(It is not stored anywhere in clear text; change it after logging in.)");
     }
+    if server.config.mode == "asterisk" {
+        let engine = centralita::asterisk_engine::start(&server.config, &server.services)?;
+        println!("centralita listening on http://{}", server.local_addr);
+        println!(
+            "driving Asterisk at {} (AMI); configuration in {}",
+            server.config.asterisk.ami_address,
+            centralita::asterisk_engine::config_dir(&server.config).display()
+        );
+        return server
+            .serve_with_engine(std::sync::Arc::new(engine), shutdown)
+            .await;
+    }
     let sip = centralita::start_sip(&server.config, &server.services).await?;
     println!("centralita listening on http://{}", server.local_addr);
     if let Some(https) = &server.https {

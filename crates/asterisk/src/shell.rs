@@ -324,6 +324,14 @@ impl AmiClient {
         .await
     }
 
+    /// Whether call `call_id` (the Linkedid) has live channels now.
+    pub fn knows_call(&self, call_id: &str) -> bool {
+        self.shared
+            .lock()
+            .map(|s| s.call_channels.get(call_id).is_some_and(|c| !c.is_empty()))
+            .unwrap_or(false)
+    }
+
     /// Hangs up every channel of call `call_id` (the Linkedid).
     pub async fn hangup_call(&self, call_id: &str) -> Result<usize, ClientError> {
         let chans = self

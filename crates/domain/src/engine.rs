@@ -175,4 +175,8 @@ pub enum FlowRefused {
     /// The engine is stopping or stopped.
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// This engine takes no SIP over WebSocket here: phones register to
+    /// the PBX it drives.
+    #[error("SIP over WebSocket is served by the PBX itself in this mode")]
+    NotServed,
 }
