@@ -17,12 +17,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use asterisk::ami::calls::StaticDirectory;
+use asterisk::ami::registrations::{RegistrationChange, TrunkRegState};
 use asterisk::ami::{AuthMode, Config as SessionConfig};
 use asterisk::config::trunks::{section_name, Secrets};
 use asterisk::config::{
     render_agents, render_trunks, AgentAccount, AgentOptions, ConfigDir, ConfigFile, TrunkOptions,
 };
-use asterisk::shell::{AmiClient, ClientConfig, ClientEvent};
+use asterisk::shell::{AmiClient, ClientConfig, ClientEvent, OriginateRequest};
 use domain::{Event, Services};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -32,6 +33,8 @@ use crate::config::Config;
 #[derive(Clone)]
 pub struct AsteriskEngine {
     client: AmiClient,
+    /// The dialplan context an originated agent channel runs.
+    originate_context: String,
 }
 
 impl domain::Engine for AsteriskEngine {
@@ -66,6 +69,49 @@ impl domain::Engine for AsteriskEngine {
         _secure: bool,
     ) -> Result<domain::FlowHandle, domain::FlowRefused> {
         Err(domain::FlowRefused::NotServed)
+    }
+
+    fn originate(
+        &self,
+        plan: domain::originate::OriginatePlan,
+    ) -> Option<domain::engine::OriginateFuture> {
+        // The agent's channel gets this Uniqueid; being the call's first
+        // channel it is the Linkedid, the id of the call's CDR.
+        let call_id = format!(
+            "centralita-{}-{}",
+            plan.agent_extension,
+            rand_seed() % 1_000_000_000
+        );
+        let mut variables = Vec::new();
+        if let Some(c) = plan.campaign_id {
+            variables.push(("CENTRALITA_CAMPAIGN".to_string(), c.to_string()));
+        }
+        if let Some(l) = plan.lead_id {
+            variables.push(("CENTRALITA_LEAD".to_string(), l.to_string()));
+        }
+        let req = OriginateRequest {
+            agent_endpoint: plan.agent_username.clone(),
+            customer_number: plan.number_for_trunk.clone(),
+            context: self.originate_context.clone(),
+            trunk: Some(section_name(&plan.trunk_name)),
+            // The agent's phone shows whom it is about to call.
+            caller_id: Some(format!(
+                "\"{}\" <{}>",
+                plan.number_for_trunk, plan.number_for_trunk
+            )),
+            pai: plan.trunk_pai.clone(),
+            ring_timeout: std::time::Duration::from_secs(30),
+            variables,
+            channel_id: Some(call_id.clone()),
+        };
+        let client = self.client.clone();
+        Some(Box::pin(async move {
+            client
+                .originate(&req)
+                .await
+                .map(|_| call_id)
+                .map_err(|e| e.to_string())
+        }))
     }
 
     fn hang_up(&self, call_id: &str) -> bool {
@@ -117,8 +163,12 @@ pub fn start(cfg: &Config, services: &Services) -> anyhow::Result<AsteriskEngine
         cfg.sip.domain.clone(),
     );
     spawn_recorder(services.clone(), client.clone());
+    spawn_trunk_states(services.clone(), client.clone());
     tracing::info!(ami = %a.ami_address, "driving Asterisk over AMI");
-    Ok(AsteriskEngine { client })
+    Ok(AsteriskEngine {
+        client,
+        originate_context: a.originate_context.clone(),
+    })
 }
 
 fn rand_seed() -> u64 {
@@ -221,6 +271,51 @@ fn spawn_config_sync(
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 },
+            }
+        }
+    });
+}
+
+/// Writes what Asterisk says of each trunk's registration to the trunk's
+/// live state (the trunks page, and originate's trunk choice: a trunk
+/// that registers is used only while registered).
+fn spawn_trunk_states(services: Services, client: AmiClient) {
+    let mut ami = client.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let (name, state) = match ami.recv().await {
+                Ok(ClientEvent::Registration(RegistrationChange::Trunk {
+                    trunk: Some(name),
+                    state,
+                })) => (name, state),
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            let trunks = services.trunks();
+            let Ok(all) = trunks.active_settings().await else {
+                continue;
+            };
+            let Some((id, _)) = all.iter().find(|(_, s)| section_name(&s.name) == name) else {
+                continue;
+            };
+            let registered = state == TrunkRegState::Registered;
+            let error =
+                matches!(state, TrunkRegState::Rejected | TrunkRegState::Failed).then(|| {
+                    format!(
+                        "Asterisk reports the registration {}",
+                        state.as_engine_state()
+                    )
+                });
+            if let Err(e) = trunks
+                .report_registration_state(
+                    *id,
+                    state.as_engine_state(),
+                    registered,
+                    error.as_deref(),
+                )
+                .await
+            {
+                tracing::warn!(trunk = %name, error = %e, "storing a trunk's registration state");
             }
         }
     });

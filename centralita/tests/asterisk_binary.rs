@@ -177,6 +177,15 @@ impl Ami {
     }
 }
 
+/// The extension of the only agent.
+fn v_agent_extension(call: &impl Fn(&str, &str, Option<Value>) -> (u16, Value)) -> String {
+    let (_, v) = call("GET", "/api/agents?role=agent", None);
+    v["agents"][0]["sip"]["extension"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the agent's extension: {v}"))
+        .to_string()
+}
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !done() {
@@ -281,7 +290,7 @@ fn the_binary_drives_asterisk_over_ami() {
         Some(
             json!({"name": "Carrier Main", "kind": "nat_provider", "host": "sip.carrier.test",
                     "port": 5060, "transport": "udp", "outboundAuthUsername": "acct1",
-                    "outboundAuthPassword": "trunk-pass-1"}),
+                    "outboundAuthPassword": "trunk-pass-1", "sendsRegistration": false}),
         ),
     );
     assert_eq!(status, 201, "{v}");
@@ -294,6 +303,68 @@ fn the_binary_drives_asterisk_over_ami() {
     wait_until("PJSIP reloaded after the trunk", || {
         ami.reloads() > reloads_before
     });
+
+    // Originate (seeds/001): the agent's channel first, the customer through
+    // the trunk the dial plan picks, the CDR's id known at once.
+    let extension = v_agent_extension(&call);
+    let (status, v) = call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": extension, "customerPhone": "912345678", "leadId": 7})),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["trunk"], "Carrier Main", "{v}");
+    let call_id = v["data"]["callId"].as_str().expect("call id").to_string();
+    let originate = ami
+        .seen
+        .lock()
+        .expect("lock")
+        .actions
+        .iter()
+        .find(|a| field(a, "Action") == Some("Originate"))
+        .cloned()
+        .expect("an Originate action");
+    let channel = format!("PJSIP/{sip_user}");
+    assert_eq!(field(&originate, "Channel"), Some(channel.as_str()));
+    assert_eq!(field(&originate, "Exten"), Some("912345678"));
+    assert_eq!(field(&originate, "Context"), Some("centralita-originate"));
+    assert_eq!(field(&originate, "ChannelId"), Some(call_id.as_str()));
+    let vars: Vec<&str> = originate
+        .iter()
+        .filter(|(k, _)| k == "Variable")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(vars.contains(&"CENTRALITA_TRUNK=Carrier_Main"), "{vars:?}");
+    assert!(vars.contains(&"CENTRALITA_LEAD=7"), "{vars:?}");
+    // The toll-fraud gate applies: abroad needs a permission she has not.
+    let (status, v) = call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": extension, "customerPhone": "0033123456789"})),
+    );
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["error"]["code"], "dial_not_permitted", "{v}");
+    let (status, v) = call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": "9999", "customerPhone": "912345678"})),
+    );
+    assert_eq!(status, 404, "{v}");
+    // An agent originates only from her own extension.
+    let body = json!({"login": "ana.ast", "password": "console-pass-123"}).to_string();
+    let (status, head, text) =
+        support::http_request(&http, "POST", "/api/auth/login", Some(&body), None);
+    assert_eq!(status, 200, "{text}");
+    let ana = support::session_cookie(&head);
+    let other = json!({"agentExtension": "1999", "customerPhone": "912345678"}).to_string();
+    let (status, _, text) = support::http_request(
+        &http,
+        "POST",
+        "/api/telephony/call/originate",
+        Some(&other),
+        Some(&ana),
+    );
+    assert_eq!(status, 403, "{text}");
 
     // Phones register to Asterisk: no SIP over WebSocket here.
     let mut ws = TcpStream::connect(&http).expect("connect");

@@ -804,7 +804,24 @@ fn customers_calls_reach_the_agent_their_did_names() {
 fn an_admin_changes_the_dial_plan_and_the_next_call_follows_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(dir.path());
-    let (_, user, password) = server.create_agent("Dora Dialplan", "dora");
+    let (dora, user, password) = server.create_agent("Dora Dialplan", "dora");
+    // The builtin engine cannot originate yet: a clear 501, nothing rings.
+    let (_, a) = server.call("GET", &format!("/api/agents/{dora}"), None);
+    let extension = a["agent"]["sip"]["extension"].clone();
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": extension, "customerPhone": "0033123456789"})),
+    );
+    assert_eq!(status, 403, "the toll-fraud gate comes first: {v}");
+    assert_eq!(v["error"]["code"], "dial_not_permitted", "{v}");
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": extension, "customerPhone": "912345678"})),
+    );
+    // No trunk here: the plan cannot pick one.
+    assert_eq!(status, 503, "{v}");
     let (status, v) = server.call("GET", "/api/telephony/dialplan", None);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["source"], "config", "{v}");
@@ -859,4 +876,20 @@ fn an_admin_changes_the_dial_plan_and_the_next_call_follows_it() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["source"], "config", "{v}");
     refused_with(912_345_680, "no_trunk_available");
+
+    // With a trunk the plan is complete, but the builtin engine cannot
+    // originate yet: a clear 501, and nothing rings.
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/trunks",
+        Some(json!({"name": "Spare", "host": "127.0.0.1", "port": 9, "sendsRegistration": false})),
+    );
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": extension, "customerPhone": "912345678"})),
+    );
+    assert_eq!(status, 501, "{v}");
+    assert_eq!(v["error"]["code"], "not_implemented", "{v}");
 }

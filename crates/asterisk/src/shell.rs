@@ -150,6 +150,10 @@ pub struct OriginateRequest {
     pub ring_timeout: Duration,
     /// More channel variables for the dialplan (campaign, lead).
     pub variables: Vec<(String, String)>,
+    /// The Uniqueid the agent's channel gets (`ChannelId`, Asterisk 13+):
+    /// as the first channel of the call it is also its Linkedid, the id
+    /// the call's events and CDR carry, so the caller knows it at once.
+    pub channel_id: Option<String>,
 }
 
 fn name_ok(s: &str) -> bool {
@@ -192,6 +196,12 @@ impl OriginateRequest {
             .field("Async", "true");
         if let Some(c) = &self.caller_id {
             a = a.field("CallerID", c.clone());
+        }
+        if let Some(id) = &self.channel_id {
+            if !name_ok(id) {
+                return Err(ClientError::Invalid(format!("channel id {id:?}")));
+            }
+            a = a.field("ChannelId", id.clone());
         }
         let mut vars = Vec::new();
         if let Some(t) = &self.trunk {

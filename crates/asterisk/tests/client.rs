@@ -379,6 +379,7 @@ async fn originate_hangup_and_reload_fields() {
         pai: Some("+34911000000".into()),
         ring_timeout: Duration::from_secs(30),
         variables: vec![("CENTRALITA_LEAD".into(), "123".into())],
+        channel_id: Some("centralita-orig-1".into()),
     };
     let r = client.originate(&req).await.expect("originate");
     assert_eq!(r.text(), "Originate successfully queued");
@@ -406,6 +407,7 @@ async fn originate_hangup_and_reload_fields() {
     assert_eq!(o.get("Async"), Some("true"));
     assert_eq!(o.get("Timeout"), Some("30000"));
     assert_eq!(o.get("CallerID"), Some("\"Campaign 7\" <+34911000000>"));
+    assert_eq!(o.get("ChannelId"), Some("centralita-orig-1"));
     assert_eq!(
         o.get_all("Variable").collect::<Vec<_>>(),
         [

@@ -21,6 +21,7 @@ pub mod engine;
 mod error;
 pub mod events;
 pub mod media;
+pub mod originate;
 pub mod passwords;
 pub mod quality;
 pub mod ratelimit;
