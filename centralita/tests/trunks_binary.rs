@@ -97,6 +97,21 @@ struct Kamailio {
     port: u16,
 }
 
+/// SIGTERM first: Kamailio's main process then stops its workers (a
+/// SIGKILL would leave them running, orphaned); SIGKILL only if it lingers.
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let pid = self.child.pid().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let t0 = Instant::now();
+        while matches!(self.child.child.try_wait(), Ok(None))
+            && t0.elapsed() < Duration::from_secs(3)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Kamailio {
     /// Kamailio on a free port; INVITEs it authenticates go on to the
     /// customer at `customer_port`.
@@ -355,7 +370,7 @@ fn a_trunk_added_by_the_api_registers_to_the_carrier_and_reports_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    drop(carrier.child);
+    drop(carrier);
 }
 
 /// The CDR row of the call to `number` once it ended (5 s at most).

@@ -23,14 +23,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Serialize, ToSchema)]
 pub struct DialplanAnswer {
     pub success: bool,
-    #[serde(flatten)]
-    pub dialplan: EffectiveDialplan,
+    pub settings: DialplanSettings,
+    /// `config` (the `[dialplan]` section) or `saved` (by an administrator).
+    pub source: String,
 }
 
-fn answer(dialplan: EffectiveDialplan) -> AppJson<DialplanAnswer> {
+fn answer(d: EffectiveDialplan) -> AppJson<DialplanAnswer> {
     AppJson(DialplanAnswer {
         success: true,
-        dialplan,
+        settings: d.settings,
+        source: d.source,
     })
 }
 

@@ -612,8 +612,15 @@ impl Core {
     /// refuse it or start the call.
     fn new_call(&mut self, now_ms: u64, src: Source, m: Msg) {
         // A carrier recognised by its address: no challenge (it would not
-        // answer one), its DID decides where the call goes.
-        if let Some(trunk) = self.inbound.by_source(&src).cloned() {
+        // answer one), its DID decides where the call goes. A source an
+        // agent's device registered from is that device, whatever trunk
+        // shares its address (an office NAT, a PBX on the same host).
+        let carrier = self
+            .inbound
+            .by_source(&src)
+            .filter(|_| !self.is_agent_source(&src))
+            .cloned();
+        if let Some(trunk) = carrier {
             let a_tag = self.io.rng.token();
             self.inbound_call(now_ms, src, m, a_tag, &trunk);
             return;
@@ -784,6 +791,18 @@ impl Core {
                 self.ring_agent(now_ms, src, m, a_tag, &caller, &target, session_secs, None);
             }
         }
+    }
+
+    /// Whether a live binding of some agent was registered from `src`
+    /// (same transport and address, or the same connection).
+    fn is_agent_source(&self, src: &Source) -> bool {
+        let loc = self.registrar.location();
+        loc.usernames().any(|u| {
+            loc.bindings(u).iter().any(|b| {
+                (b.src.flow != UDP_FLOW && b.src.flow == src.flow)
+                    || (b.src.transport == src.transport && b.src.peer == src.peer)
+            })
+        })
     }
 
     /// The session interval (RFC 4028) the call will run with (0: no

@@ -175,7 +175,12 @@ impl Inbound {
     }
 
     /// The trunk that does not authenticate whose sources include `src`.
+    /// Never over WebSocket: carriers do not call over it, and browsers
+    /// may share a carrier's address (the same office, the same host).
     pub fn by_source(&self, src: &Source) -> Option<&InboundTrunk> {
+        if matches!(src.transport, Transport::Ws | Transport::Wss) {
+            return None;
+        }
         self.trunks.iter().find(|t| {
             t.digest.is_none() && t.sources.iter().any(|s| s.matches(src.peer, src.transport))
         })

@@ -302,3 +302,51 @@ fn a_carrier_that_authenticates_is_recognised_by_its_credentials_only() {
     assert_eq!(sent[0].1.code(), Some(407), "{sent:?}");
     assert!(started(&outs).is_none());
 }
+
+#[test]
+fn an_agent_sharing_the_carriers_address_is_still_an_agent() {
+    let (mut core, mut a, _, _) = registered_core();
+    // Every address of the host is this trunk's (an office NAT, a PBX on
+    // the same machine): alice registered from 127.0.0.1:5071.
+    core.set_inbound(
+        vec![InboundTrunk {
+            id: 9,
+            name: "office".into(),
+            sources: vec![SourceMatch::parse("127.0.0.0/8").expect("valid")],
+            digest: None,
+            contact_user: None,
+        }],
+        routes(),
+    );
+    let (sent, outs) = feed(
+        &mut core,
+        2_000,
+        a.src,
+        &invite(&mut a, "1001", "a-1", None),
+    );
+    assert_eq!(sent[0].1.code(), Some(407), "alice is challenged: {sent:?}");
+    assert!(started(&outs).is_none());
+    // Over WebSocket nobody is a carrier.
+    let ws = Source {
+        flow: 77,
+        transport: Transport::Ws,
+        peer: SocketAddr::from(([127, 0, 0, 1], 40_000)),
+    };
+    let (sent, _) = feed(
+        &mut core,
+        2_000,
+        ws,
+        &carrier_invite(ws, "+34910000001", "w-1"),
+    );
+    assert_eq!(sent[0].1.code(), Some(407), "{sent:?}");
+    // Another port of the host is the carrier.
+    let carrier = udp(5099);
+    let (sent, outs) = feed(
+        &mut core,
+        2_000,
+        carrier,
+        &carrier_invite(carrier, "+34910000001", "c-1"),
+    );
+    assert_eq!(sent[0].1.code(), Some(100), "{sent:?}");
+    assert!(started(&outs).is_some_and(|s| s.3 == "trunk:office"));
+}
