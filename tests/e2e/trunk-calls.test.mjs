@@ -14,6 +14,13 @@
 // - Capacity: at maxChannels 1 with a call up, another agent's call fails
 //   with 503 and cause no_trunk_available; once the channel is free the
 //   same call goes out.
+// The carrier's calls are recognised by digest (acceptsAuth: centralita
+// challenges, Kamailio's uac_auth answers), because on this machine the
+// carrier's address is the browsers' too; the last test (todo) switches
+// the trunk to recognition by address, the usual case, where today the
+// agent's own WebSocket INVITE is taken for the carrier's.
+// E2E_KEEP_ARTIFACTS=1 keeps the carrier's config and log and sipp's logs
+// in artifacts/ (they are kept anyway when a test fails).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -503,7 +510,7 @@ describe('trunk calls through Kamailio standing in for a carrier', () => {
     server.cleanup();
     await carrier?.stop();
     // On failure the carrier's log, its config and sipp's logs stay in artifacts/.
-    if (!failed) fs.rmSync(work, { recursive: true, force: true });
+    if (!failed && !process.env.E2E_KEEP_ARTIFACTS) fs.rmSync(work, { recursive: true, force: true });
   });
 
   test('the agent calls a customer through the trunk: challenged by the carrier, audio both ways through our ports', async () => {
@@ -511,7 +518,7 @@ describe('trunk calls through Kamailio standing in for a carrier', () => {
     const media = await customerMedia(0);
     const uasLog = path.join(work, 'out-uas.log');
     const customer = customerSipp('trunk_customer_uas.xml', `127.0.0.1:${carrier.port}`,
-      ['-set', 'rtp', String(media.port), '-trace_logs', '-log_file', uasLog]);
+      ['-set', 'rtp', String(media.port), '-trace_logs', '-log_file', uasLog, '-trace_msg']);
     const number = '912345678';
     await dial(A, number);
 
