@@ -68,6 +68,8 @@ const server = new CentralitaServer({
     CENTRALITA_MEDIA_ANCHOR: 'always',
     CENTRALITA_MEDIA_PORT_RANGE: `${rangeFirst}-${rangeLast}`,
     CENTRALITA_SIP_DOMAIN: SIP_DOMAIN,
+    // The test waits for the SIP side to apply trunk changes by its log.
+    RUST_LOG: process.env.RUST_LOG ? `${process.env.RUST_LOG},centralita::trunks=info` : 'info',
   },
 });
 const agent = { name: 'Tere Trunk', login: 'tere-trunk', password: 'tere-Trunk-Passw0rd-1' };
@@ -486,7 +488,7 @@ describe('trunk calls through Kamailio standing in for a carrier', () => {
     assert.ok(!t.text.includes(SECRET), 'the secret is write-only');
     trunkId = t.json.trunk.id;
     await waitFor(async () => (await trunk()).registered === true,
-      { what: `the trunk registered at the carrier; carrier log:\n${carrier.log()}` });
+      { what: `the trunk registered at the carrier (its log: ${carrier.logFile})` });
     const regs = carrier.log().split('\n').filter((l) => l.includes(`REGISTER-SEEN user=${ACCOUNT} `));
     assert.ok(regs.length >= 2, `the carrier challenged the REGISTER, then accepted it: ${regs.join('\n')}`);
 
@@ -614,7 +616,7 @@ describe('trunk calls through Kamailio standing in for a carrier', () => {
     const customer = customerSipp('trunk_customer_uac.xml', `127.0.0.1:${carrier.port}`,
       ['-s', DID, '-d', '6000', '-set', 'rtp', String(media.port), '-trace_logs', '-log_file', uacLog]);
     await waitFor(async () => (await callState(A)) === 'incoming',
-      { what: `the agent's browser rings; carrier log:\n${carrier.log().split('\n').filter((l) => l.includes('CUSTOMER')).join('\n')}`, timeoutMs: 15000 });
+      { what: `the agent's browser rings (the carrier's log: ${carrier.logFile})`, timeoutMs: 15000 });
     const call = await A.evaluate(() => ({ direction: window.phone.call.direction, peer: window.phone.call.peer }));
     assert.equal(call.direction, 'incoming');
     assert.equal(call.peer, CUSTOMER, 'the browser sees the customer\'s number');
@@ -667,10 +669,12 @@ describe('trunk calls through Kamailio standing in for a carrier', () => {
   });
 
   test('at maxChannels 1 with a call up, another agent\'s call fails with 503 no_trunk_available', async () => {
+    const from = fs.statSync(server.logFile).size;
     const p = await adminFetch(`/api/telephony/trunks/${trunkId}`, { method: 'PATCH', body: JSON.stringify({ maxChannels: 1 }) });
     assert.equal(p.status, 200, p.text);
     assert.equal(p.json.trunk.maxChannels, 1);
-    // The change re-reads the trunks: wait until the trunk is registered again.
+    // The SIP side applies the change a moment after the answer.
+    await serverLogged(from, /trunks handed to the SIP server/, 'the change handed to the SIP server');
     await waitFor(async () => (await trunk()).registered === true, { what: 'the trunk registered after the change' });
 
     // Agent B's call takes the one channel.
@@ -791,12 +795,14 @@ describe('trunk calls through Kamailio standing in for a carrier', () => {
   test('a carrier recognised by its address: the customer\'s call reaches the agent, and the agent still calls out', {
     todo: 'server: a WebSocket INVITE from the trunk host\'s address is taken as the trunk\'s (unknown_did)',
   }, async () => {
+    const from = fs.statSync(server.logFile).size;
     const p = await adminFetch(`/api/telephony/trunks/${trunkId}`, {
       method: 'PATCH',
       body: JSON.stringify({ acceptsAuth: false, inboundAuthUsername: null, inboundAuthPassword: null }),
     });
     assert.equal(p.status, 200, p.text);
     assert.equal(p.json.trunk.acceptsAuth, false, p.text);
+    await serverLogged(from, /trunks handed to the SIP server/, 'the change handed to the SIP server');
     await waitFor(async () => (await trunk()).registered === true, { what: 'the trunk registered after the change' });
 
     // The customer's call: no challenge now, the carrier's address is enough.
