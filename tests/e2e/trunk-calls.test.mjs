@@ -18,9 +18,9 @@
 //   out on the carrier; each trunk counts its leg.
 // The carrier's calls are recognised by digest (acceptsAuth: centralita
 // challenges, Kamailio's uac_auth answers), because on this machine the
-// carrier's address is the browsers' too; the last test (todo) switches
-// the trunk to recognition by address, the usual case, where today the
-// agent's own WebSocket INVITE is taken for the carrier's.
+// carrier's address is the browsers' too; the last test switches the
+// trunk to recognition by address, the usual case, where the agent's own
+// WebSocket INVITE must still be the agent's.
 // E2E_KEEP_ARTIFACTS=1 keeps the carrier's config and log and sipp's logs
 // in artifacts/ (they are kept anyway when a test fails).
 import { after, before, describe, test } from 'node:test';
@@ -767,13 +767,9 @@ describe('trunk calls through Kamailio standing in for a carrier', () => {
     passed++;
   });
 
-  // The CDR's trunk is set once, by the first trunk tried (store::calls::
-  // set_origin: "the first value given wins"), so after a failover it
-  // names the trunk that refused the call, not the one that carried it
-  // (the counters, from the legs, are right).
-  test('the failover call\'s CDR names the trunk that carried it', {
-    todo: 'server: the CDR keeps the first trunk tried (503), not the one that answered',
-  }, async (t) => {
+  // After a failover the CDR names the trunk that carried the call (its
+  // leg answered), not the first one tried.
+  test('the failover call\'s CDR names the trunk that carried it', async (t) => {
     assert.ok(failover, 'the failover call happened');
     t.after(async () => {
       // The 503 trunk goes, so the next calls go straight to the carrier.
@@ -786,15 +782,9 @@ describe('trunk calls through Kamailio standing in for a carrier', () => {
   });
 
   // Most carriers do not authenticate: their calls are recognised by
-  // their address. Here that address (127.0.0.1) is the browsers' too,
-  // and the server takes every non-UDP request from the trunk's host as
-  // the trunk's (the port is only compared over UDP, the transport not at
-  // all), so the agent's own call, over WebSocket, is refused as a call
-  // from the carrier to an unknown DID (404). Marked todo until the
-  // server tells them apart; it runs, and reports what it sees.
-  test('a carrier recognised by its address: the customer\'s call reaches the agent, and the agent still calls out', {
-    todo: 'server: a WebSocket INVITE from the trunk host\'s address is taken as the trunk\'s (unknown_did)',
-  }, async () => {
+  // their address. Here that address (127.0.0.1) is the browsers' too:
+  // the agent's own call, over WebSocket, must still be the agent's.
+  test('a carrier recognised by its address: the customer\'s call reaches the agent, and the agent still calls out', async () => {
     const from = fs.statSync(server.logFile).size;
     const p = await adminFetch(`/api/telephony/trunks/${trunkId}`, {
       method: 'PATCH',
