@@ -92,6 +92,35 @@ impl MediaPlane for AnchorPlane {
             .map(String::into_bytes)
             .map_err(err)
     }
+    fn offer_limited(
+        &mut self,
+        call: u64,
+        fork: usize,
+        k: LegKind,
+        codecs: &[String],
+    ) -> Result<Vec<u8>, MediaError> {
+        let ours: Vec<media::codec::Codec> = codecs
+            .iter()
+            .filter_map(|c| match c.as_str() {
+                "pcmu" => Some(media::codec::Codec::Pcmu),
+                "pcma" => Some(media::codec::Codec::Pcma),
+                "opus" => Some(media::codec::Codec::Opus),
+                _ => None,
+            })
+            .collect();
+        if ours.is_empty() && !codecs.is_empty() {
+            // Only codecs we do not have (g729...): offering ours is the
+            // best chance (carriers take G.711).
+            tracing::warn!(
+                ?codecs,
+                "none of the trunk's codecs is one centralita speaks; offering G.711"
+            );
+        }
+        self.anchor
+            .offer_limited(call, fork, kind(k), &ours)
+            .map(String::into_bytes)
+            .map_err(err)
+    }
     fn answer(&mut self, call: u64, fork: usize, sdp: &[u8]) -> Result<Vec<u8>, MediaError> {
         self.anchor
             .answer(call, fork, sdp)

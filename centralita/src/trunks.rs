@@ -100,6 +100,7 @@ pub fn outbound_of(id: i64, s: &TrunkSettings) -> Result<OutboundTrunk, String> 
         priority: i32::try_from(s.priority).unwrap_or(i32::MAX),
         active: true,
         registers: s.sends_registration,
+        codecs: s.codecs.iter().map(|c| c.as_str().to_string()).collect(),
     })
 }
 

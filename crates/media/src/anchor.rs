@@ -465,10 +465,25 @@ impl Anchor {
 
     /// Our offer toward fork `fork` (leg B's port).
     pub fn offer(&mut self, call: u64, fork: usize, kind: Kind) -> Result<String, AnchorError> {
+        self.offer_limited(call, fork, kind, &[])
+    }
+
+    /// [`Anchor::offer`] with only the codecs of `allowed` (a trunk's
+    /// list), when it is not empty.
+    pub fn offer_limited(
+        &mut self,
+        call: u64,
+        fork: usize,
+        kind: Kind,
+        allowed: &[Codec],
+    ) -> Result<String, AnchorError> {
         let (advertised, webrtc) = (self.advertised, self.webrtc.clone());
         let c = self.call(call)?;
         let port = c.session.ports[1];
-        let codecs = fork_codecs(&c.caller_codecs, kind);
+        let mut codecs = fork_codecs(&c.caller_codecs, kind);
+        if !allowed.is_empty() {
+            codecs.retain(|k| allowed.contains(k));
+        }
         if codecs.is_empty() {
             return Err(AnchorError::NoCodec("nothing to offer the callee".into()));
         }

@@ -290,6 +290,7 @@ fn trunk(id: i64, port: u16, priority: i32) -> OutboundTrunk {
         priority,
         active: true,
         registers: false,
+        codecs: Vec::new(),
     }
 }
 

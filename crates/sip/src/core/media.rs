@@ -64,6 +64,18 @@ pub trait MediaPlane: Send {
     ) -> Result<(), MediaError>;
     /// Our offer toward fork `fork`, whose contact is of kind `kind`.
     fn offer(&mut self, call: u64, fork: usize, kind: LegKind) -> Result<Vec<u8>, MediaError>;
+    /// Like [`MediaPlane::offer`], offering only `codecs` (names as the
+    /// trunk model writes them: `pcmu`, `pcma`, `opus`) when the media
+    /// plane can use any of them; the default ignores the list.
+    fn offer_limited(
+        &mut self,
+        call: u64,
+        fork: usize,
+        kind: LegKind,
+        _codecs: &[String],
+    ) -> Result<Vec<u8>, MediaError> {
+        self.offer(call, fork, kind)
+    }
     /// The SDP answer of fork `fork`; returns our answer for the caller.
     fn answer(&mut self, call: u64, fork: usize, answer: &[u8]) -> Result<Vec<u8>, MediaError>;
     /// A new offer from one leg inside the dialog (hold, unhold, a

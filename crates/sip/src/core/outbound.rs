@@ -46,6 +46,10 @@ pub struct OutboundTrunk {
     /// only while the registration whose key is the trunk's id (as a
     /// decimal string) is registered.
     pub registers: bool,
+    /// Codecs the carrier takes (`pcmu`, `pcma`, `opus`, ...), in order:
+    /// an anchored call offers it only these. Empty: whatever the media
+    /// plane would offer.
+    pub codecs: Vec<String>,
 }
 
 impl std::fmt::Debug for OutboundTrunk {
@@ -67,6 +71,7 @@ impl std::fmt::Debug for OutboundTrunk {
             .field("priority", &self.priority)
             .field("active", &self.active)
             .field("registers", &self.registers)
+            .field("codecs", &self.codecs)
             .finish()
     }
 }
@@ -316,6 +321,7 @@ mod tests {
             priority: 0,
             active: true,
             registers: false,
+            codecs: Vec::new(),
         }
     }
 

@@ -185,7 +185,10 @@ impl Call {
             }
             self.session_headers(ctx, &mut inv);
             if self.anchored {
-                match ctx.media.offer(self.id, fi, LegKind::of(None, false)) {
+                match ctx
+                    .media
+                    .offer_limited(self.id, fi, LegKind::of(None, false), &trunk.codecs)
+                {
                     Ok(sdp) => {
                         inv.headers
                             .push(("Content-Type".into(), "application/sdp".into()));

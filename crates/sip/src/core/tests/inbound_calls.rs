@@ -51,6 +51,7 @@ fn inbound_core() -> Core {
         priority: 0,
         active: true,
         registers: false,
+        codecs: Vec::new(),
     };
     let policy = OutboundPolicy {
         routes: Vec::new(),
