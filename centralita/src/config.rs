@@ -33,6 +33,16 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub media: MediaConfig,
     pub dialplan: DialplanConfig,
+    pub relay: RelaySection,
+}
+
+/// The `[relay]` section: the PBX browsers are relayed to when
+/// `mode = "relay"` (crates/relay).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySection {
+    /// `udp:HOST:PORT` or `tcp:HOST:PORT`; required in relay mode.
+    pub upstream: Option<String>,
 }
 
 /// The `[media]` section: centralita in the audio path of calls.
@@ -340,6 +350,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             media: MediaConfig::default(),
             dialplan: DialplanConfig::default(),
+            relay: RelaySection::default(),
         }
     }
 }
@@ -717,6 +728,13 @@ impl Config {
         if !matches!(self.mode.as_str(), "builtin" | "asterisk" | "relay") {
             bail!("mode must be builtin, asterisk or relay");
         }
+        let upstream = self.relay_upstream()?;
+        if self.mode == "relay" && upstream.is_none() {
+            bail!(
+                "mode = \"relay\" needs relay.upstream, the PBX to relay browsers to: \
+                 udp:HOST:PORT or tcp:HOST:PORT (CENTRALITA_RELAY_UPSTREAM)"
+            );
+        }
         if let Some(p) = &self.admin_password {
             let n = p.chars().count();
             if !(8..=128).contains(&n) {
@@ -724,6 +742,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The PBX of relay mode, when `relay.upstream` is set.
+    pub fn relay_upstream(&self) -> anyhow::Result<Option<relay::Upstream>> {
+        match self.relay.upstream.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(u) => u
+                .parse::<relay::Upstream>()
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("relay.upstream (CENTRALITA_RELAY_UPSTREAM): {e}")),
+        }
     }
 
     /// The metrics-only listener, when `metrics.listen` is set.

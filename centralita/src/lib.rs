@@ -218,6 +218,17 @@ pub async fn start_sip(config: &Config, services: &Services) -> anyhow::Result<s
     Ok(server)
 }
 
+/// Starts the relay engine (`mode = "relay"`) toward `relay.upstream`;
+/// [`Server::serve_with_relay`] puts it behind the API.
+pub fn start_relay(config: &Config, services: &Services) -> anyhow::Result<relay::RelayEngine> {
+    let upstream = config.relay_upstream()?.context(
+        "mode = \"relay\" needs relay.upstream (CENTRALITA_RELAY_UPSTREAM), e.g. udp:10.0.0.5:5060",
+    )?;
+    let mut cfg = relay::RelayConfig::new(upstream);
+    cfg.max_message_bytes = config.sip.max_message_bytes as usize;
+    Ok(relay::RelayEngine::start(cfg, services.clone()))
+}
+
 /// Opens the configured database (creating the data dir for the default
 /// SQLite file) and builds the services, without binding anything.
 pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
@@ -344,6 +355,26 @@ impl Server {
         sip: Option<sip::SipServer>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        self.serve_engines(sip, None, shutdown).await
+    }
+
+    /// Like [`serve`](Self::serve), with the relay engine (`mode = "relay"`)
+    /// behind `/ws` and the telephony endpoints instead of the builtin SIP
+    /// server; what it queued for the database is written before exit.
+    pub async fn serve_with_relay(
+        self,
+        relay: relay::RelayEngine,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.serve_engines(None, Some(relay), shutdown).await
+    }
+
+    async fn serve_engines(
+        self,
+        sip: Option<sip::SipServer>,
+        relay: Option<relay::RelayEngine>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let mut api_cfg = api_config(&self.config);
         if let Some(s) = &sip {
             // Phones are told the port actually bound (`sip.listen` may say 0).
@@ -359,9 +390,11 @@ impl Server {
             );
         }
         // The API sees the builtin SIP server only as an engine.
-        let engine = sip
-            .clone()
-            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn domain::Engine>);
+        let engine = match (&sip, &relay) {
+            (Some(s), _) => Some(std::sync::Arc::new(s.clone()) as std::sync::Arc<dyn domain::Engine>),
+            (None, Some(r)) => Some(std::sync::Arc::new(r.clone()) as std::sync::Arc<dyn domain::Engine>),
+            (None, None) => None,
+        };
         let state = api::AppState::new(self.services.clone(), engine.clone(), api_cfg.clone());
         let app = api::router(state.clone());
         // After the router: it installs the metrics recorder.
@@ -429,6 +462,11 @@ impl Server {
             // Registration removals and CDR updates queued by the connections
             // that just closed must reach the database before it closes.
             sip.drain(std::time::Duration::from_secs(5)).await;
+        }
+        if let Some(relay) = relay {
+            relay.shutdown();
+            // Call events of the flows that just closed.
+            relay.drain(std::time::Duration::from_secs(5)).await;
         }
         self.services.db.close().await;
         Ok(())

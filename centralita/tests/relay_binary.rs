@@ -1,0 +1,680 @@
+//! Relay mode through the real `centralita` binary, with Kamailio (Debian
+//! package `kamailio`) on 127.0.0.1 standing in for the third-party PBX:
+//! registrar with digest auth for REGISTER (401) and INVITE (407), and the
+//! proxy that routes INVITEs between registered users (`lookup` +
+//! `t_relay`, with `record_route`). Two SIP-over-WebSocket clients connect
+//! to centralita's `/ws`, register through the relay answering Kamailio's
+//! challenges themselves (centralita never knows these passwords), one
+//! calls the other, the callee answers, the caller hangs up; Kamailio's log
+//! shows what it received, and the CDR comes back from
+//! `/api/telephony/calls/history`. Once over UDP, once over TCP upstream.
+
+mod support;
+use support::TestDatabase;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use md5::{Digest, Md5};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+const ADMIN_PASSWORD: &str = "admin-password-for-relay-tests";
+const REALM: &str = "pbx.test";
+
+fn kamailio_config(port: u16, users: &[(String, String)]) -> String {
+    let mut pw = String::from("    $var(pw) = \"\";\n");
+    for (u, p) in users {
+        pw.push_str(&format!(
+            "    if ($var(user) == \"{u}\") {{ $var(pw) = \"{p}\"; }}\n"
+        ));
+    }
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+tcp_children=1
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "max_expires", 3600)
+
+route[PASSWORD] {{
+{pw}}}
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    xlog("L_NOTICE", "SEEN $rm ruri=$ru proto=$pr src=$si:$sp contact=$hdr(Contact) auth=$hdr(Authorization)$hdr(Proxy-Authorization)\n");
+    if (has_totag()) {{
+        if (loose_route()) {{
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK")) {{
+            if (t_check_trans()) {{
+                t_relay();
+            }}
+            exit;
+        }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
+    if (is_method("OPTIONS")) {{
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+    if (is_method("REGISTER")) {{
+        $var(user) = $tU;
+        route(PASSWORD);
+        if (!pv_auth_check("{REALM}", "$var(pw)", "0", "1")) {{
+            auth_challenge("{REALM}", "1");
+            exit;
+        }}
+        if (!save("location")) {{
+            sl_reply_error();
+        }}
+        exit;
+    }}
+    if (is_method("INVITE")) {{
+        $var(user) = $fU;
+        route(PASSWORD);
+        if (!pv_proxy_auth_check("{REALM}", "$var(pw)", "0", "1")) {{
+            proxy_challenge("{REALM}", "1");
+            exit;
+        }}
+        consume_credentials();
+        record_route();
+        if (!lookup("location")) {{
+            sl_send_reply("404", "Not Found");
+            exit;
+        }}
+        t_relay();
+        exit;
+    }}
+    sl_send_reply("405", "Method Not Allowed");
+}}
+"#
+    )
+}
+
+/// Kamailio in the foreground, stopped by PID when dropped.
+struct Kamailio {
+    child: support::Reaped,
+    log: PathBuf,
+}
+
+impl Kamailio {
+    fn start(dir: &Path, port: u16, users: &[(String, String)]) -> Kamailio {
+        let cfg = dir.join("kamailio.cfg");
+        std::fs::write(&cfg, kamailio_config(port, users)).expect("write kamailio.cfg");
+        let log = dir.join("kamailio.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = support::Reaped::spawn(
+            "kamailio",
+            Command::new("kamailio")
+                .arg("-f")
+                .arg(&cfg)
+                .args(["-DD", "-E", "-m", "32", "-M", "8"])
+                .stdout(Stdio::null())
+                .stderr(file),
+        );
+        let k = Kamailio { child, log };
+        // Ready when it answers an OPTIONS.
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let me = sock.local_addr().expect("addr");
+        for i in 0..50 {
+            let opt = format!(
+                "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKready{i}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:probe@{REALM}>;tag=p{i}\r\nTo: <sip:127.0.0.1:{port}>\r\n\
+                 Call-ID: ready-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = sock.send_to(opt.as_bytes(), ("127.0.0.1", port));
+            let mut buf = [0u8; 2048];
+            if sock.recv(&mut buf).is_ok() {
+                return k;
+            }
+        }
+        panic!("kamailio did not answer: {}", k.log_text());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Lines Kamailio logged for requests of `method`.
+    fn seen(&self, method: &str) -> Vec<String> {
+        let needle = format!("SEEN {method} ");
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // SIGTERM first: Kamailio stops its children itself.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.pid().to_string()])
+            .status();
+        for _ in 0..60 {
+            if matches!(self.child.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn md5_hex(s: &str) -> String {
+    hex::encode(Md5::digest(s.as_bytes()))
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    headers(msg, name).into_iter().next()
+}
+
+/// Values of header `name` in order (one per line; no comma splitting).
+fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    let head = msg.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    value
+        .split([',', ';', ' '])
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+/// The `Authorization` (or `Proxy-Authorization`) value answering `challenge`.
+fn digest(challenge: &str, user: &str, password: &str, method: &str, uri: &str) -> String {
+    let realm = param(challenge, "realm").expect("realm");
+    let nonce = param(challenge, "nonce").expect("nonce");
+    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let (nc, cnonce) = ("00000001", "0a4f113b");
+    let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+         response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\""
+    )
+}
+
+/// A SIP-over-WebSocket client the way JsSIP behaves: `.invalid` Via and
+/// Contact hosts, a random contact user, `+sip.instance` and `reg-id`.
+struct Ua {
+    ws: WebSocketStream<TcpStream>,
+    user: String,
+    password: String,
+    /// The user part of our Contact (JsSIP makes it random).
+    contact_user: String,
+    host: String,
+    branch: u32,
+}
+
+impl Ua {
+    async fn connect(http: &str, user: &str, password: &str) -> Ua {
+        let tcp = TcpStream::connect(http).await.expect("connect");
+        let mut req = format!("ws://{http}/ws")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "sip".parse().expect("header value"),
+        );
+        let (ws, resp) = tokio_tungstenite::client_async(req, tcp)
+            .await
+            .expect("WebSocket upgrade");
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some("sip")
+        );
+        Ua {
+            ws,
+            user: user.into(),
+            password: password.into(),
+            contact_user: format!("c{}x", md5_hex(user).get(..6).unwrap_or("0")),
+            host: format!("{}.invalid", md5_hex(password).get(..8).unwrap_or("h")),
+            branch: 0,
+        }
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:{}@{};transport=ws>", self.contact_user, self.host)
+    }
+
+    fn via(&mut self) -> String {
+        self.branch += 1;
+        format!(
+            "SIP/2.0/WS {};branch=z9hG4bK{}b{}",
+            self.host, self.contact_user, self.branch
+        )
+    }
+
+    async fn send(&mut self, text: String) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send over WebSocket");
+    }
+
+    /// The next SIP message, provisional 100s skipped.
+    async fn recv(&mut self) -> String {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("{}: nothing received within 10 s", self.user));
+            let text = match next {
+                Some(Ok(Message::Text(t))) => t.as_str().to_string(),
+                Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                Some(Ok(_)) => continue,
+                other => panic!("{}: WebSocket ended: {other:?}", self.user),
+            };
+            if text.starts_with("SIP/2.0 100 ") {
+                continue;
+            }
+            return text;
+        }
+    }
+
+    /// REGISTER, answer the 401 from the PBX, and the final answer.
+    async fn register(&mut self) -> String {
+        let call_id = format!("reg-{}", self.contact_user);
+        let mut auth = String::new();
+        for cseq in 1..=2 {
+            let via = self.via();
+            let text = format!(
+                "REGISTER sip:{REALM} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 69\r\n\
+                 From: <sip:{u}@{REALM}>;tag=r{u}\r\nTo: <sip:{u}@{REALM}>\r\nCall-ID: {call_id}\r\n\
+                 CSeq: {cseq} REGISTER\r\nContact: {c};+sip.ice;reg-id=1;\
+                 +sip.instance=\"<urn:uuid:{u}-0000>\";expires=600\r\n{auth}Expires: 600\r\n\
+                 Supported: path, gruu, outbound\r\nUser-Agent: relay-test\r\nContent-Length: 0\r\n\r\n",
+                u = self.user,
+                c = self.contact(),
+            );
+            self.send(text).await;
+            let answer = self.recv().await;
+            if cseq == 1 {
+                assert!(answer.starts_with("SIP/2.0 401 "), "{answer}");
+                let challenge = header(&answer, "WWW-Authenticate").expect("challenge");
+                auth = format!(
+                    "Authorization: {}\r\n",
+                    digest(
+                        challenge,
+                        &self.user,
+                        &self.password,
+                        "REGISTER",
+                        &format!("sip:{REALM}")
+                    )
+                );
+                continue;
+            }
+            return answer;
+        }
+        unreachable!()
+    }
+}
+
+/// Builds a response to `req` (Via, From, To with our tag, Call-ID, CSeq,
+/// Record-Route copied).
+fn response_to(req: &str, status: &str, to_tag: &str, contact: &str, body: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for v in headers(req, "Via") {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for v in headers(req, "Record-Route") {
+        out.push_str(&format!("Record-Route: {v}\r\n"));
+    }
+    let to = header(req, "To").expect("To");
+    let to = if to.contains(";tag=") {
+        to.to_string()
+    } else {
+        format!("{to};tag={to_tag}")
+    };
+    for (n, v) in [
+        ("From", header(req, "From").expect("From").to_string()),
+        ("To", to),
+        ("Call-ID", header(req, "Call-ID").expect("Call-ID").to_string()),
+        ("CSeq", header(req, "CSeq").expect("CSeq").to_string()),
+    ] {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !contact.is_empty() {
+        out.push_str(&format!("Contact: {contact}\r\n"));
+    }
+    if !body.is_empty() {
+        out.push_str("Content-Type: application/sdp\r\n");
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    out
+}
+
+fn sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+}
+
+struct Centralita {
+    child: support::Reaped,
+    http: String,
+}
+
+fn start_centralita(dir: &Path, upstream: &str) -> Centralita {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_centralita"));
+    cmd.arg("serve")
+        .env("CENTRALITA_MODE", "relay")
+        .env("CENTRALITA_RELAY_UPSTREAM", upstream)
+        .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
+        .env("CENTRALITA_SIP_DOMAIN", REALM)
+        .env("CENTRALITA_DATA_DIR", dir)
+        .env("CENTRALITA_CONSOLE_DIR", dir.join("no-console"))
+        .env("CENTRALITA_AUTH_INSECURE_FAST_PASSWORD_HASHING", "true")
+        .env("CENTRALITA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .test_database(dir)
+        .env("RUST_LOG", "warn,relay=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = support::Reaped::spawn("centralita", &mut cmd);
+    let lines = support::stdout_lines(&mut child.child);
+    let (http, _) = support::wait_for_http(&lines);
+    let relay_line = lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("relay line");
+    assert!(
+        relay_line.starts_with(&format!("SIP relay to {upstream} for ws://")),
+        "{relay_line}"
+    );
+    Centralita { child, http }
+}
+
+impl Centralita {
+    fn login(&self) -> String {
+        let body = serde_json::json!({"login": "admin", "password": ADMIN_PASSWORD}).to_string();
+        let (status, head, text) =
+            support::http_request(&self.http, "POST", "/api/auth/login", Some(&body), None);
+        assert_eq!(status, 200, "{text}");
+        support::session_cookie(&head)
+    }
+
+    /// Creates an agent; returns (user id, extension).
+    fn agent(&self, cookie: &str, login: &str) -> (i64, String) {
+        let body = serde_json::json!({"name": login, "login": login, "password": "console-pass-123", "role": "agent"});
+        let (status, _, text) = support::http_request(
+            &self.http,
+            "POST",
+            "/api/agents",
+            Some(&body.to_string()),
+            Some(cookie),
+        );
+        assert_eq!(status, 201, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let ext = v["sipCredentials"]["extension"]
+            .as_str()
+            .expect("extension")
+            .to_string();
+        let id = v["id"]
+            .as_i64()
+            .or_else(|| v["agent"]["id"].as_i64())
+            .or_else(|| v["user"]["id"].as_i64())
+            .unwrap_or(-1);
+        (id, ext)
+    }
+
+    fn get(&self, cookie: &str, path: &str) -> serde_json::Value {
+        let (status, _, text) = support::http_request(&self.http, "GET", path, None, Some(cookie));
+        assert_eq!(status, 200, "{path}: {text}");
+        serde_json::from_str(&text).expect("json")
+    }
+}
+
+async fn call_through_the_relay(transport: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = support::free_ports(1, true, true);
+    let upstream = format!("{transport}:127.0.0.1:{port}");
+    let srv = start_centralita(dir.path(), &upstream);
+    let cookie = srv.login();
+    // The PBX's extensions are the agents' extensions: the CDR names them.
+    let (alice_id, alice) = srv.agent(&cookie, "alice.relay");
+    let (bob_id, bob) = srv.agent(&cookie, "bob.relay");
+    let users = [
+        (alice.clone(), "pbx-secret-alice".to_string()),
+        (bob.clone(), "pbx-secret-bob".to_string()),
+    ];
+    let kam = Kamailio::start(dir.path(), port, &users);
+
+    // Both register through the relay; the PBX challenges, they answer.
+    let mut a = Ua::connect(&srv.http, &alice, "pbx-secret-alice").await;
+    let mut b = Ua::connect(&srv.http, &bob, "pbx-secret-bob").await;
+    for ua in [&mut a, &mut b] {
+        let ok = ua.register().await;
+        assert!(ok.starts_with("SIP/2.0 200 "), "{ok}\n{}", kam.log_text());
+        // The client finds its own Contact in the answer, with the expiry.
+        let contact = headers(&ok, "Contact").join(", ");
+        assert!(contact.contains(&ua.contact()), "{contact}");
+        assert!(contact.contains("expires="), "{contact}");
+        // Our Via is gone; the client's is on top.
+        assert!(
+            header(&ok, "Via").is_some_and(|v| v.contains(&ua.host)),
+            "{ok}"
+        );
+    }
+    let registers = kam.seen("REGISTER");
+    assert_eq!(registers.len(), 4, "{registers:#?}");
+    for l in &registers {
+        // Kamailio got them over the configured transport, from centralita,
+        // with the Contact rewritten to the relay's address (no .invalid).
+        assert!(l.contains(&format!("proto={transport}")), "{l}");
+        assert!(!l.contains(".invalid"), "{l}");
+        assert!(l.contains("crl="), "{l}");
+    }
+    // The second REGISTER of each carried the client's own credentials.
+    assert!(registers.iter().any(|l| l.contains("Digest username=")));
+    let status = srv.get(&cookie, "/api/telephony/status");
+    assert_eq!(status["status"]["engine"], "relay", "{status}");
+    assert_eq!(status["status"]["registeredContacts"], 2, "{status}");
+
+    // Alice calls Bob: 407 from the PBX, answered, then routed to Bob.
+    let call_id = format!("relay-call-{transport}");
+    let invite = |via: &str, cseq: u32, auth: &str, contact: &str| {
+        let body = sdp(40_000);
+        format!(
+            "INVITE sip:{bob}@{REALM} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 69\r\n\
+             From: <sip:{alice}@{REALM}>;tag=alice1\r\nTo: <sip:{bob}@{REALM}>\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\n{auth}\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let via1 = a.via();
+    a.send(invite(&via1, 1, "", &a.contact())).await;
+    let challenge = a.recv().await;
+    assert!(challenge.starts_with("SIP/2.0 407 "), "{challenge}");
+    let to = header(&challenge, "To").expect("To").to_string();
+    a.send(format!(
+        "ACK sip:{bob}@{REALM} SIP/2.0\r\nVia: {via1}\r\nMax-Forwards: 69\r\n\
+         From: <sip:{alice}@{REALM}>;tag=alice1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    ))
+    .await;
+    let pa = header(&challenge, "Proxy-Authenticate").expect("Proxy-Authenticate");
+    let auth = format!(
+        "Proxy-Authorization: {}\r\n",
+        digest(
+            pa,
+            &alice,
+            "pbx-secret-alice",
+            "INVITE",
+            &format!("sip:{bob}@{REALM}")
+        )
+    );
+    let via2 = a.via();
+    a.send(invite(&via2, 2, &auth, &a.contact())).await;
+
+    // Bob gets it at his own Contact, through us, with us record-routed.
+    let inv = b.recv().await;
+    assert!(
+        inv.starts_with(&format!("INVITE sip:{}@{}", b.contact_user, b.host)),
+        "{inv}"
+    );
+    assert_eq!(header(&inv, "Call-ID"), Some(call_id.as_str()));
+    assert!(
+        header(&inv, "Via").is_some_and(|v| v.contains("relay.invalid")),
+        "{inv}"
+    );
+    let rr = headers(&inv, "Record-Route").join(", ");
+    assert!(rr.starts_with("<sip:relay.invalid"), "{rr}");
+    // Alice's Contact, as Bob sees it, is the relay's (no .invalid).
+    let alice_contact = header(&inv, "Contact").expect("Contact");
+    assert!(!alice_contact.contains(".invalid"), "{alice_contact}");
+    let bob_contact = b.contact();
+    b.send(response_to(&inv, "180 Ringing", "bob1", &bob_contact, ""))
+        .await;
+    let ringing = a.recv().await;
+    assert!(ringing.starts_with("SIP/2.0 180 "), "{ringing}");
+    b.send(response_to(&inv, "200 OK", "bob1", &bob_contact, &sdp(40_002)))
+        .await;
+    let ok = a.recv().await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    assert!(ok.contains("m=audio 40002"), "{ok}");
+
+    // Alice's dialog: remote target and route set from the 200.
+    let target = header(&ok, "Contact")
+        .and_then(|c| c.split('<').nth(1))
+        .and_then(|c| c.split('>').next())
+        .expect("Contact URI")
+        .to_string();
+    assert!(!target.contains(".invalid"), "{target}");
+    let mut route: Vec<String> = headers(&ok, "Record-Route")
+        .iter()
+        .flat_map(|v| v.split(", "))
+        .map(str::to_string)
+        .collect();
+    route.reverse();
+    assert!(route.len() >= 5, "{route:?}");
+    assert!(route[0].contains("relay.invalid"), "{route:?}");
+    let to = header(&ok, "To").expect("To").to_string();
+    let in_dialog = |via: &str, method: &str, cseq: u32| {
+        let mut s = format!("{method} {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 69\r\n");
+        for r in &route {
+            s.push_str(&format!("Route: {r}\r\n"));
+        }
+        s.push_str(&format!(
+            "From: <sip:{alice}@{REALM}>;tag=alice1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        ));
+        s
+    };
+    let via = a.via();
+    a.send(in_dialog(&via, "ACK", 2)).await;
+    let ack = b.recv().await;
+    assert!(
+        ack.starts_with(&format!("ACK sip:{}@{}", b.contact_user, b.host)),
+        "{ack}"
+    );
+    // Our own Route entries are gone by the time it reaches Bob.
+    assert!(!ack.contains("crl="), "{ack}");
+
+    // A moment of conversation, then Alice hangs up.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let via = a.via();
+    a.send(in_dialog(&via, "BYE", 3)).await;
+    let bye = b.recv().await;
+    assert!(bye.starts_with("BYE "), "{bye}");
+    b.send(response_to(&bye, "200 OK", "bob1", "", "")).await;
+    let bye_ok = a.recv().await;
+    assert!(
+        bye_ok.starts_with("SIP/2.0 200 ") && bye_ok.contains("CSeq: 3 BYE"),
+        "{bye_ok}"
+    );
+
+    // What the PBX saw: both INVITEs (challenged, authenticated), the ACK
+    // and the BYE, all over the configured transport.
+    let invites = kam.seen("INVITE");
+    assert_eq!(invites.len(), 2, "{invites:#?}");
+    assert!(invites[1].contains("Digest username="), "{invites:#?}");
+    assert!(!kam.seen("BYE").is_empty(), "{}", kam.log_text());
+    assert!(kam
+        .seen("BYE")
+        .iter()
+        .all(|l| l.contains(&format!("proto={transport}"))));
+
+    // One CDR: answered, Alice to Bob, internal, caller hung up.
+    let mut row = serde_json::Value::Null;
+    for _ in 0..100 {
+        let v = srv.get(&cookie, "/api/telephony/calls/history?limit=50");
+        let calls = v["calls"].as_array().cloned().unwrap_or_default();
+        let mine: Vec<_> = calls
+            .iter()
+            .filter(|c| c["callId"] == call_id.as_str())
+            .cloned()
+            .collect();
+        assert!(mine.len() <= 1, "one row per call: {mine:#?}");
+        if let Some(c) = mine.first().filter(|c| !c["endTime"].is_null()) {
+            row = c.clone();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!row.is_null(), "no finished CDR for {call_id}");
+    assert_eq!(row["disposition"], "ANSWERED", "{row}");
+    assert_eq!(row["hangupCause"], "caller_bye", "{row}");
+    assert_eq!(row["callerNumber"], alice.as_str(), "{row}");
+    assert_eq!(row["calleeNumber"], bob.as_str(), "{row}");
+    assert_eq!(row["direction"], "internal", "{row}");
+    assert!(row["billsec"].as_i64().is_some_and(|s| s >= 1), "{row}");
+    let _ = (alice_id, bob_id);
+    drop(a);
+    drop(b);
+    drop(kam);
+    drop(srv.child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_register_and_call_through_the_relay_over_udp() {
+    call_through_the_relay("udp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_register_and_call_through_the_relay_over_tcp() {
+    call_through_the_relay("tcp").await;
+}

@@ -1,0 +1,541 @@
+//! The tokio shell of the relay: one task per browser flow owning its
+//! upstream socket, one writer task batching call events and registration
+//! states into the database, and the [`domain::Engine`] the API sees.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::{
+    BlockedSource, CallEvent, CallEventKind, Direction, Engine, EngineStatus, FlowHandle,
+    FlowRefused, Services,
+};
+use parking_lot::Mutex;
+use sip::core::msg::{self, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cdr::CallTracker;
+use crate::core::{Action, FlowCore, Outcome, RegChange, UpTransport};
+use crate::Upstream;
+
+/// Settings of the relay engine.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub upstream: Upstream,
+    /// Largest SIP message relayed either way.
+    pub max_message_bytes: usize,
+    /// How long opening the upstream flow may take.
+    pub connect_timeout: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(upstream: Upstream) -> Self {
+        Self {
+            upstream,
+            max_message_bytes: 65_535,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Work for the writer task.
+enum Write {
+    Calls(Vec<CallEvent>),
+    Registration {
+        user: String,
+        registered: bool,
+        source: IpAddr,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+struct Inner {
+    cfg: RelayConfig,
+    next_flow: AtomicU64,
+    tracker: Mutex<CallTracker>,
+    /// Confirmed registrations by flow: (user, when the binding expires).
+    regs: Mutex<HashMap<u64, (String, Instant)>>,
+    writes: mpsc::Sender<Write>,
+    stopping: AtomicBool,
+    register_requests: AtomicU64,
+    invite_requests: AtomicU64,
+    /// Call events and registration states that did not fit in the queue.
+    writes_dropped: AtomicU64,
+}
+
+/// The relay engine: `Clone` shares it.
+#[derive(Clone)]
+pub struct RelayEngine {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+impl RelayEngine {
+    /// Starts the writer and the sweeper; must run within a tokio runtime.
+    pub fn start(cfg: RelayConfig, services: Services) -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        let inner = Arc::new(Inner {
+            cfg,
+            next_flow: AtomicU64::new(1),
+            tracker: Mutex::new(CallTracker::new()),
+            regs: Mutex::new(HashMap::new()),
+            writes: tx,
+            stopping: AtomicBool::new(false),
+            register_requests: AtomicU64::new(0),
+            invite_requests: AtomicU64::new(0),
+            writes_dropped: AtomicU64::new(0),
+        });
+        tokio::spawn(writer(services, rx));
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let evs = inner.tracker.lock().sweep(now_ms());
+                inner.queue(Write::Calls(evs));
+            }
+        });
+        Self { inner }
+    }
+
+    /// Refuses new flows from now on.
+    pub fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits (at most `timeout`) until what is queued for the database is
+    /// written.
+    pub async fn drain(&self, timeout: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.writes.send(Write::Flush(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(timeout, rx).await;
+        }
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.inner.cfg.upstream
+    }
+}
+
+impl Inner {
+    fn queue(&self, w: Write) {
+        if matches!(&w, Write::Calls(evs) if evs.is_empty()) {
+            return;
+        }
+        if self.writes.try_send(w).is_err() {
+            self.writes_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("relay: database write queue full, dropping an update");
+        }
+    }
+
+    /// Counts, tracks and records what `out` says passed.
+    fn observe(&self, flow: u64, peer: SocketAddr, out: &Outcome) {
+        if let Some(m) = &out.relayed {
+            match m.method() {
+                Some("REGISTER") => {
+                    self.register_requests.fetch_add(1, Ordering::Relaxed);
+                }
+                Some("INVITE") if m.header("To").and_then(msg::tag).is_none() => {
+                    self.invite_requests.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+            let evs = self.tracker.lock().observe(m, now_ms());
+            self.queue(Write::Calls(evs));
+        }
+        if let Some(RegChange { user, expires }) = &out.reg {
+            let registered = *expires > 0;
+            tracing::info!(flow, %peer, user, expires, "relay: registration confirmed by the PBX");
+            {
+                let mut regs = self.regs.lock();
+                if registered {
+                    let until = Instant::now() + Duration::from_secs(u64::from(*expires));
+                    regs.insert(flow, (user.clone(), until));
+                } else {
+                    regs.remove(&flow);
+                }
+            }
+            self.queue(Write::Registration {
+                user: user.clone(),
+                registered,
+                source: peer.ip(),
+            });
+        }
+    }
+
+    /// The flow is gone: its binding at the PBX points at a closed socket.
+    fn flow_closed(&self, flow: u64, peer: SocketAddr) {
+        let gone = self.regs.lock().remove(&flow);
+        if let Some((user, _)) = gone {
+            self.queue(Write::Registration {
+                user,
+                registered: false,
+                source: peer.ip(),
+            });
+        }
+    }
+}
+
+impl Engine for RelayEngine {
+    fn name(&self) -> &'static str {
+        "relay"
+    }
+
+    fn status(&self) -> EngineStatus {
+        let now = Instant::now();
+        let registered = self
+            .inner
+            .regs
+            .lock()
+            .values()
+            .filter(|(_, until)| *until > now)
+            .count() as u64;
+        EngineStatus {
+            connected: !self.inner.stopping.load(Ordering::Relaxed),
+            active_calls: self.inner.tracker.lock().active(),
+            registered_contacts: registered,
+            register_requests: self.inner.register_requests.load(Ordering::Relaxed),
+            invite_requests: self.inner.invite_requests.load(Ordering::Relaxed),
+            write_queue_depth: (self.inner.writes.max_capacity() - self.inner.writes.capacity())
+                as u64,
+            ..EngineStatus::default()
+        }
+    }
+
+    fn blocked_sources(&self) -> Vec<BlockedSource> {
+        // Authentication is the PBX's: the relay bans nobody.
+        Vec::new()
+    }
+
+    fn unblock(&self, _ip: IpAddr) -> bool {
+        false
+    }
+
+    fn attach_flow(&self, peer: SocketAddr, secure: bool) -> Result<FlowHandle, FlowRefused> {
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Err(FlowRefused::ShuttingDown);
+        }
+        let id = self.inner.next_flow.fetch_add(1, Ordering::Relaxed);
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            run_flow(&inner, id, peer, secure, in_rx, out_tx).await;
+            inner.flow_closed(id, peer);
+            tracing::debug!(flow = id, %peer, "relay: flow closed");
+        });
+        Ok(FlowHandle {
+            inbound: in_tx,
+            outbound: out_rx,
+        })
+    }
+}
+
+/// The upstream side of one flow.
+enum Up {
+    Udp(UdpSocket),
+    Tcp {
+        rd: tokio::net::tcp::OwnedReadHalf,
+        wr: tokio::net::tcp::OwnedWriteHalf,
+    },
+}
+
+impl Up {
+    async fn connect(u: &Upstream) -> std::io::Result<(Up, SocketAddr)> {
+        let addr = tokio::net::lookup_host((u.host.as_str(), u.port))
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other("the upstream host has no address"))?;
+        match u.transport {
+            UpTransport::Udp => {
+                let bind: SocketAddr = if addr.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let s = UdpSocket::bind(bind).await?;
+                // Connected: only the PBX's datagrams arrive here, and the
+                // local address is the one that reaches it.
+                s.connect(addr).await?;
+                let local = s.local_addr()?;
+                Ok((Up::Udp(s), local))
+            }
+            UpTransport::Tcp => {
+                let s = TcpStream::connect(addr).await?;
+                let _ = s.set_nodelay(true);
+                let local = s.local_addr()?;
+                let (rd, wr) = s.into_split();
+                Ok((Up::Tcp { rd, wr }, local))
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Up::Udp(s) => s.send(bytes).await.map(|_| ()),
+            Up::Tcp { wr, .. } => wr.write_all(bytes).await,
+        }
+    }
+}
+
+async fn run_flow(
+    inner: &Inner,
+    id: u64,
+    peer: SocketAddr,
+    secure: bool,
+    mut from_browser: mpsc::Receiver<Vec<u8>>,
+    to_browser: mpsc::Sender<Vec<u8>>,
+) {
+    let cfg = &inner.cfg;
+    let limits = Limits {
+        max_bytes: cfg.max_message_bytes,
+        ..Limits::default()
+    };
+    let connected = tokio::time::timeout(cfg.connect_timeout, Up::connect(&cfg.upstream)).await;
+    let (mut up, local) = match connected {
+        Ok(Ok(c)) => c,
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_string(),
+            };
+            tracing::warn!(flow = id, %peer, upstream = %cfg.upstream, error = why, "relay: cannot reach the PBX");
+            // Answer what the browser sends for a moment, then close.
+            let core = FlowCore::new(id, cfg.upstream.transport, peer, secure, limits);
+            let until = tokio::time::Instant::now() + Duration::from_secs(2);
+            while let Ok(Some(data)) = tokio::time::timeout_at(until, from_browser.recv()).await {
+                if let Some(r) = core.refuse_browser_request(&data, 503, "PBX Unreachable") {
+                    let _ = to_browser.send(r).await;
+                }
+            }
+            return;
+        }
+    };
+    tracing::debug!(flow = id, %peer, %local, upstream = %cfg.upstream, "relay: upstream flow open");
+    let mut core = FlowCore::new(id, cfg.upstream.transport, local, secure, limits);
+    let mut udp_buf = vec![0u8; 65_536];
+    let mut tcp_buf: Vec<u8> = Vec::new();
+    loop {
+        // Whole messages from the PBX (a datagram, or frames of the stream).
+        let mut from_up: Vec<Vec<u8>> = Vec::new();
+        tokio::select! {
+            m = from_browser.recv() => {
+                let Some(data) = m else { return };
+                let out = core.from_browser(&data);
+                if !dispatch(inner, &core, peer, out, &mut up, &to_browser).await {
+                    return;
+                }
+                continue;
+            }
+            r = recv_up(&mut up, &mut udp_buf, &mut tcp_buf) => match r {
+                Ok(Some(n)) => from_up.push(udp_buf[..n].to_vec()),
+                Ok(None) => {
+                    // Stream data arrived: take the complete frames.
+                    loop {
+                        match next_frame(&mut tcp_buf, cfg.max_message_bytes) {
+                            Ok(Some(frame)) => from_up.push(frame),
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!(flow = id, error = e.reason, "relay: unframeable stream from the PBX; closing");
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    if matches!(up, Up::Udp(_)) && e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        // ICMP port unreachable after a send: the PBX is
+                        // down for now; the next message may get through.
+                        tracing::debug!(flow = id, "relay: PBX port unreachable");
+                        continue;
+                    }
+                    tracing::info!(flow = id, error = %e, "relay: upstream flow closed");
+                    return;
+                }
+            }
+        }
+        for data in from_up {
+            let out = core.from_upstream(&data);
+            if !dispatch(inner, &core, peer, out, &mut up, &to_browser).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads from the PBX: `Some(n)` a datagram of n bytes in `udp_buf`,
+/// `None` more stream bytes appended to `tcp_buf`. A closed stream is an error.
+async fn recv_up(
+    up: &mut Up,
+    udp_buf: &mut [u8],
+    tcp_buf: &mut Vec<u8>,
+) -> std::io::Result<Option<usize>> {
+    match up {
+        Up::Udp(s) => s.recv(udp_buf).await.map(Some),
+        Up::Tcp { rd, .. } => {
+            let mut chunk = [0u8; 8192];
+            let n = rd.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the PBX closed the connection",
+                ));
+            }
+            tcp_buf.extend_from_slice(&chunk[..n]);
+            Ok(None)
+        }
+    }
+}
+
+/// The next whole message of a stream buffer (RFC 3261 §18.3 framing),
+/// skipping keep-alive CRLFs.
+fn next_frame(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, msg::ParseError> {
+    let lead = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+    buf.drain(..lead);
+    match msg::stream_frame_len(buf, max)? {
+        Some(n) => Ok(Some(buf.drain(..n).collect())),
+        None => Ok(None),
+    }
+}
+
+/// Sends what `out` says and records what passed; false when a side is gone.
+async fn dispatch(
+    inner: &Inner,
+    core: &FlowCore,
+    peer: SocketAddr,
+    out: Outcome,
+    up: &mut Up,
+    to_browser: &mpsc::Sender<Vec<u8>>,
+) -> bool {
+    if let Some(why) = out.refused {
+        tracing::debug!(flow = core.id(), %peer, why, "relay: not relayed");
+    }
+    inner.observe(core.id(), peer, &out);
+    match out.send {
+        Some(Action::ToUpstream(bytes)) => {
+            if let Err(e) = up.send(&bytes).await {
+                tracing::info!(flow = core.id(), error = %e, "relay: cannot send to the PBX");
+                // A UDP send error (port unreachable) is not the end of the flow.
+                return matches!(up, Up::Udp(_));
+            }
+            true
+        }
+        Some(Action::ToBrowser(bytes)) => to_browser.send(bytes).await.is_ok(),
+        None => true,
+    }
+}
+
+/// Writes call events (in batches) and registration states.
+async fn writer(services: Services, mut rx: mpsc::Receiver<Write>) {
+    // Numbers already looked up: agent id, or none.
+    let mut agents: HashMap<String, Option<(i64, String)>> = HashMap::new();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let mut events = Vec::new();
+        let mut flushes = Vec::new();
+        for w in batch {
+            match w {
+                Write::Calls(evs) => events.extend(evs),
+                Write::Flush(tx) => flushes.push(tx),
+                Write::Registration {
+                    user,
+                    registered,
+                    source,
+                } => {
+                    let username = match agent(&services, &mut agents, &user).await {
+                        Some((_, username)) => username,
+                        None => user.clone(),
+                    };
+                    // Unknown users (PBX extensions that are no agent) are ignored there.
+                    let ip = source.to_string();
+                    if let Err(e) = services
+                        .sip_accounts
+                        .set_registration_state(&username, registered, None, Some(&ip))
+                        .await
+                    {
+                        tracing::warn!(user, error = %e, "relay: cannot store a registration state");
+                    }
+                }
+            }
+        }
+        for ev in &mut events {
+            if let CallEventKind::Started {
+                direction,
+                caller,
+                callee,
+                ..
+            } = &mut ev.kind
+            {
+                caller.agent_id = agent(&services, &mut agents, &caller.number)
+                    .await
+                    .map(|a| a.0);
+                callee.agent_id = agent(&services, &mut agents, &callee.number)
+                    .await
+                    .map(|a| a.0);
+                *direction = match (caller.agent_id, callee.agent_id) {
+                    (Some(_), Some(_)) => Direction::Internal,
+                    (None, Some(_)) => Direction::Inbound,
+                    _ => Direction::Outbound,
+                };
+            }
+            if let CallEventKind::LegAdded { party, .. } = &mut ev.kind {
+                party.agent_id = agent(&services, &mut agents, &party.number)
+                    .await
+                    .map(|a| a.0);
+            }
+        }
+        if !events.is_empty() {
+            if let Err(e) = services.calls.record(&events).await {
+                tracing::warn!(error = %e, events = events.len(), "relay: cannot record call events");
+            }
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+}
+
+/// The agent (user id, SIP username) whose extension or SIP username is
+/// `number`, cached: the PBX's extension numbers are the agents' when the
+/// admin made them match.
+async fn agent(
+    services: &Services,
+    cache: &mut HashMap<String, Option<(i64, String)>>,
+    number: &str,
+) -> Option<(i64, String)> {
+    if number.is_empty() {
+        return None;
+    }
+    if let Some(hit) = cache.get(number) {
+        return hit.clone();
+    }
+    let found = match services.sip_accounts.by_extension(number).await {
+        Ok(Some(a)) => Some(a),
+        _ => services
+            .sip_accounts
+            .by_username(number)
+            .await
+            .ok()
+            .flatten(),
+    };
+    let v = found.map(|a| (a.user_id, a.username));
+    // Only hits are kept: an agent created later is found then.
+    if v.is_some() {
+        cache.insert(number.to_string(), v.clone());
+    }
+    v
+}
