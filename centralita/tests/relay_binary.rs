@@ -104,7 +104,7 @@ request_route {{
     if (is_method("INVITE")) {{
         $var(user) = $fU;
         route(PASSWORD);
-        if (!pv_proxy_auth_check("{REALM}", "$var(pw)", "0", "1")) {{
+        if (!pv_auth_check("{REALM}", "$var(pw)", "0", "1")) {{
             proxy_challenge("{REALM}", "1");
             exit;
         }}

@@ -364,6 +364,10 @@ async fn run_flow(
         }
         for data in from_up {
             let out = core.from_upstream(&data);
+            if out.send.is_none() {
+                let head = String::from_utf8_lossy(&data[..data.len().min(600)]).into_owned();
+                tracing::debug!(flow = id, why = out.refused, head, "relay: dropped from the PBX");
+            }
             if !dispatch(inner, &core, peer, out, &mut up, &to_browser).await {
                 return;
             }

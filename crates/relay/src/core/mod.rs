@@ -173,7 +173,13 @@ impl FlowCore {
         }
         let m = match Msg::parse(data, &self.limits) {
             Ok(m) => m,
-            Err(e) => return malformed(data, e, side),
+            // The PBX is not a stranger: what the strict edge parser refuses
+            // in its messages (e.g. a quoted `pub-gruu` holding `;`, which
+            // Kamailio sends in REGISTER answers) is relayed when it frames.
+            Err(e) => match (side, lenient_parse(data, &self.limits)) {
+                (Side::Upstream, Some(m)) => m,
+                _ => return malformed(data, e, side),
+            },
         };
         match (&m.start, side) {
             (Start::Request { .. }, Side::Browser) => self.request(m, Side::Browser),
@@ -495,6 +501,92 @@ fn pop_top(m: &mut Msg, name: &str) {
     }
 }
 
+/// Long names of the compact header forms (RFC 3261 §7.3.3 and extensions).
+const COMPACT: &[(&str, &str)] = &[
+    ("v", "Via"),
+    ("f", "From"),
+    ("t", "To"),
+    ("i", "Call-ID"),
+    ("m", "Contact"),
+    ("l", "Content-Length"),
+    ("c", "Content-Type"),
+    ("k", "Supported"),
+];
+
+/// Framing only: start line, headers (names in the parser's canonical
+/// form for the ones the relay reads), body by Content-Length; the five
+/// mandatory headers and a numeric CSeq must be there. `None` otherwise.
+fn lenient_parse(data: &[u8], limits: &Limits) -> Option<Msg> {
+    if data.len() > limits.max_bytes {
+        return None;
+    }
+    let text = std::str::from_utf8(data).ok()?;
+    let text = text.trim_start_matches(['\r', '\n']);
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let start_line = lines.next()?;
+    let start = if let Some(r) = start_line.strip_prefix("SIP/2.0 ") {
+        let (code, reason) = r.split_once(' ').unwrap_or((r, ""));
+        let code: u16 = code.parse().ok().filter(|c| (100..700).contains(c))?;
+        Start::Response {
+            code,
+            reason: reason.to_string(),
+        }
+    } else {
+        let mut p = start_line.split(' ');
+        let (method, uri, ver) = (p.next()?, p.next()?, p.next()?);
+        if ver != "SIP/2.0" || p.next().is_some() || method.is_empty() {
+            return None;
+        }
+        Start::Request {
+            method: method.to_string(),
+            uri: uri.to_string(),
+        }
+    };
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        if line.starts_with([' ', '\t']) {
+            let last = headers.last_mut()?;
+            last.1.push(' ');
+            last.1.push_str(line.trim());
+            continue;
+        }
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        let known = ["Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Route", "Record-Route", "Content-Length", "Expires"];
+        let canon = COMPACT
+            .iter()
+            .find(|(c, _)| name.eq_ignore_ascii_case(c))
+            .map(|(_, l)| *l)
+            .or_else(|| known.iter().copied().find(|k| name.eq_ignore_ascii_case(k)))
+            .unwrap_or(name);
+        headers.push((canon.to_string(), value.trim().to_string()));
+        if headers.len() > limits.max_headers {
+            return None;
+        }
+    }
+    let mut m = Msg {
+        start,
+        headers,
+        body: Vec::new(),
+    };
+    for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        m.header(h)?;
+    }
+    let cseq = m.header("CSeq")?;
+    cseq.split_ascii_whitespace().next()?.parse::<u32>().ok()?;
+    if let Some(mf) = m.header("Max-Forwards") {
+        mf.trim().parse::<u8>().ok()?;
+    }
+    let body = rest.as_bytes();
+    let len = match m.header("Content-Length") {
+        Some(l) => l.trim().parse::<usize>().ok()?,
+        None => body.len(),
+    };
+    m.body = body.get(..len)?.to_vec();
+    Some(m)
+}
+
 /// A message that does not parse: a request is answered (400, or what the
 /// parser says: 505, 513) when the headers needed to address an answer can
 /// be read from it; anything else is dropped.
@@ -502,7 +594,8 @@ fn malformed(data: &[u8], e: msg::ParseError, side: Side) -> Outcome {
     let text = String::from_utf8_lossy(data);
     let text = text.trim_start_matches(['\r', '\n']);
     if text.starts_with("SIP/") {
-        return Outcome::refused("malformed response", None);
+        // Nobody to answer a response to.
+        return Outcome::refused(e.reason, None);
     }
     let head = text.split("\r\n\r\n").next().unwrap_or("");
     let mut keep: Vec<(&str, &str)> = Vec::new();
