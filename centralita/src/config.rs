@@ -1086,6 +1086,41 @@ mod tests {
     }
 
     #[test]
+    fn relay_mode_needs_a_valid_upstream() {
+        let err =
+            Config::load(None, env(&[("CENTRALITA_MODE", "relay")])).expect_err("no upstream");
+        assert!(format!("{err:#}").contains("relay.upstream"), "{err:#}");
+        let err = Config::load(
+            None,
+            env(&[
+                ("CENTRALITA_MODE", "relay"),
+                ("CENTRALITA_RELAY_UPSTREAM", "pbx.example.test:5060"),
+            ]),
+        )
+        .expect_err("no transport");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("CENTRALITA_RELAY_UPSTREAM") && text.contains("udp:HOST:PORT"),
+            "{text}"
+        );
+        let c = Config::load(
+            None,
+            env(&[
+                ("CENTRALITA_MODE", "relay"),
+                ("CENTRALITA_RELAY_UPSTREAM", "tcp:pbx.example.test:5080"),
+            ]),
+        )
+        .expect("valid");
+        let u = c.relay_upstream().expect("parses").expect("set");
+        assert_eq!(
+            (u.transport, u.host.as_str(), u.port),
+            (relay::UpTransport::Tcp, "pbx.example.test", 5080)
+        );
+        // A bad upstream is refused in any mode (it would fail on switching).
+        assert!(Config::load(None, env(&[("CENTRALITA_RELAY_UPSTREAM", "tls:x:1")])).is_err());
+    }
+
+    #[test]
     fn lists_from_the_environment() {
         let ua = |v: &str| {
             Config::load(None, env(&[("CENTRALITA_SIP_SHA256_USER_AGENTS", v)]))
@@ -1191,7 +1226,9 @@ mod tests {
                     "sip.advertised_host" => "pbx.test".into(),
                     "sip.ws_path" => "/sip".into(),
                     "admin_password" => "long-enough-password".into(),
-                    "mode" => "relay".into(),
+                    // (relay also needs relay.upstream, set on its own below)
+                    "mode" => "asterisk".into(),
+                    "relay.upstream" => "udp:127.0.0.1:5060".into(),
                     "log_format" => "json".into(),
                     "sip.tls_dial_verify" => "ca".into(),
                     "database_url" => "sqlite:///tmp/elsewhere.db".into(),

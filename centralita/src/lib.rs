@@ -391,8 +391,12 @@ impl Server {
         }
         // The API sees the builtin SIP server only as an engine.
         let engine = match (&sip, &relay) {
-            (Some(s), _) => Some(std::sync::Arc::new(s.clone()) as std::sync::Arc<dyn domain::Engine>),
-            (None, Some(r)) => Some(std::sync::Arc::new(r.clone()) as std::sync::Arc<dyn domain::Engine>),
+            (Some(s), _) => {
+                Some(std::sync::Arc::new(s.clone()) as std::sync::Arc<dyn domain::Engine>)
+            }
+            (None, Some(r)) => {
+                Some(std::sync::Arc::new(r.clone()) as std::sync::Arc<dyn domain::Engine>)
+            }
             (None, None) => None,
         };
         let state = api::AppState::new(self.services.clone(), engine.clone(), api_cfg.clone());

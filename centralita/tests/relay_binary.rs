@@ -372,7 +372,10 @@ fn response_to(req: &str, status: &str, to_tag: &str, contact: &str, body: &str)
     for (n, v) in [
         ("From", header(req, "From").expect("From").to_string()),
         ("To", to),
-        ("Call-ID", header(req, "Call-ID").expect("Call-ID").to_string()),
+        (
+            "Call-ID",
+            header(req, "Call-ID").expect("Call-ID").to_string(),
+        ),
         ("CSeq", header(req, "CSeq").expect("CSeq").to_string()),
     ] {
         out.push_str(&format!("{n}: {v}\r\n"));
@@ -571,8 +574,14 @@ async fn call_through_the_relay(transport: &str) {
         .await;
     let ringing = a.recv().await;
     assert!(ringing.starts_with("SIP/2.0 180 "), "{ringing}");
-    b.send(response_to(&inv, "200 OK", "bob1", &bob_contact, &sdp(40_002)))
-        .await;
+    b.send(response_to(
+        &inv,
+        "200 OK",
+        "bob1",
+        &bob_contact,
+        &sdp(40_002),
+    ))
+    .await;
     let ok = a.recv().await;
     assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
     assert!(ok.contains("m=audio 40002"), "{ok}");

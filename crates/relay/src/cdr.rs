@@ -217,7 +217,13 @@ mod tests {
 
     fn kinds(evs: &[CallEvent]) -> Vec<String> {
         evs.iter()
-            .map(|e| format!("{:?}", e.kind).split([' ', '{']).next().unwrap_or("").to_string())
+            .map(|e| {
+                format!("{:?}", e.kind)
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect()
     }
 
@@ -247,7 +253,10 @@ mod tests {
         );
         match &all[0].kind {
             CallEventKind::Started { caller, callee, .. } => {
-                assert_eq!((caller.number.as_str(), callee.number.as_str()), ("1000", "1001"));
+                assert_eq!(
+                    (caller.number.as_str(), callee.number.as_str()),
+                    ("1000", "1001")
+                );
             }
             k => panic!("{k:?}"),
         }

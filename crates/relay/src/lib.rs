@@ -82,7 +82,13 @@ impl FromStr for Upstream {
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.host.contains(':') {
-            write!(f, "{}:[{}]:{}", self.transport.as_str(), self.host, self.port)
+            write!(
+                f,
+                "{}:[{}]:{}",
+                self.transport.as_str(),
+                self.host,
+                self.port
+            )
         } else {
             write!(f, "{}:{}:{}", self.transport.as_str(), self.host, self.port)
         }
@@ -95,7 +101,11 @@ mod tests {
 
     #[test]
     fn upstream_addresses_parse_and_print_back() {
-        for s in ["udp:127.0.0.1:5060", "tcp:pbx.example.test:5080", "udp:[::1]:5060"] {
+        for s in [
+            "udp:127.0.0.1:5060",
+            "tcp:pbx.example.test:5080",
+            "udp:[::1]:5060",
+        ] {
             let u: Upstream = s.parse().expect(s);
             assert_eq!(u.to_string(), s);
         }

@@ -366,7 +366,12 @@ async fn run_flow(
             let out = core.from_upstream(&data);
             if out.send.is_none() {
                 let head = String::from_utf8_lossy(&data[..data.len().min(600)]).into_owned();
-                tracing::debug!(flow = id, why = out.refused, head, "relay: dropped from the PBX");
+                tracing::debug!(
+                    flow = id,
+                    why = out.refused,
+                    head,
+                    "relay: dropped from the PBX"
+                );
             }
             if !dispatch(inner, &core, peer, out, &mut up, &to_browser).await {
                 return;
@@ -402,7 +407,10 @@ async fn recv_up(
 /// The next whole message of a stream buffer (RFC 3261 §18.3 framing),
 /// skipping keep-alive CRLFs.
 fn next_frame(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, msg::ParseError> {
-    let lead = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+    let lead = buf
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
     buf.drain(..lead);
     match msg::stream_frame_len(buf, max)? {
         Some(n) => Ok(Some(buf.drain(..n).collect())),

@@ -553,7 +553,19 @@ fn lenient_parse(data: &[u8], limits: &Limits) -> Option<Msg> {
         }
         let (name, value) = line.split_once(':')?;
         let name = name.trim();
-        let known = ["Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Route", "Record-Route", "Content-Length", "Expires"];
+        let known = [
+            "Via",
+            "From",
+            "To",
+            "Call-ID",
+            "CSeq",
+            "Contact",
+            "Max-Forwards",
+            "Route",
+            "Record-Route",
+            "Content-Length",
+            "Expires",
+        ];
         let canon = COMPACT
             .iter()
             .find(|(c, _)| name.eq_ignore_ascii_case(c))
@@ -574,7 +586,12 @@ fn lenient_parse(data: &[u8], limits: &Limits) -> Option<Msg> {
         m.header(h)?;
     }
     let cseq = m.header("CSeq")?;
-    cseq.split_ascii_whitespace().next()?.parse::<u32>().ok()?;
+    let mut it = cseq.split_ascii_whitespace();
+    it.next()?.parse::<u32>().ok()?;
+    let cseq_method = it.next()?;
+    if m.method().is_some_and(|x| x != cseq_method) {
+        return None;
+    }
     if let Some(mf) = m.header("Max-Forwards") {
         mf.trim().parse::<u8>().ok()?;
     }
@@ -614,7 +631,9 @@ fn malformed(data: &[u8], e: msg::ParseError, side: Side) -> Outcome {
         keep.push((canon, value.trim()));
     }
     let has = |n: &str| keep.iter().any(|(k, _)| *k == n);
-    if !["Via", "From", "To", "Call-ID", "CSeq"].iter().all(|n| has(n))
+    if !["Via", "From", "To", "Call-ID", "CSeq"]
+        .iter()
+        .all(|n| has(n))
         || head.starts_with("ACK ")
     {
         return Outcome::refused(e.reason, None);

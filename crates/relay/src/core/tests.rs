@@ -23,14 +23,20 @@ fn parse(b: &[u8]) -> Msg {
 fn to_upstream(o: Outcome) -> Msg {
     match o.send {
         Some(Action::ToUpstream(b)) => parse(&b),
-        other => panic!("expected a message to the PBX, got {other:?} ({:?})", o.refused),
+        other => panic!(
+            "expected a message to the PBX, got {other:?} ({:?})",
+            o.refused
+        ),
     }
 }
 
 fn to_browser(o: Outcome) -> Msg {
     match o.send {
         Some(Action::ToBrowser(b)) => parse(&b),
-        other => panic!("expected a message to the browser, got {other:?} ({:?})", o.refused),
+        other => panic!(
+            "expected a message to the browser, got {other:?} ({:?})",
+            o.refused
+        ),
     }
 }
 
@@ -60,7 +66,10 @@ fn pbx_answer(sent: &Msg, status: &str, extra: &str) -> Vec<u8> {
     for h in ["From", "Call-ID", "CSeq"] {
         s.push_str(&format!("{h}: {}\r\n", sent.header(h).unwrap_or("")));
     }
-    s.push_str(&format!("To: {};tag=pbx\r\n", sent.header("To").unwrap_or("")));
+    s.push_str(&format!(
+        "To: {};tag=pbx\r\n",
+        sent.header("To").unwrap_or("")
+    ));
     s.push_str(extra);
     s.push_str("Content-Length: 0\r\n\r\n");
     s.into_bytes()
@@ -93,7 +102,10 @@ fn register_contact_points_at_the_flow_and_comes_back_as_the_browsers() {
         back.header("WWW-Authenticate"),
         Some("Digest realm=\"pbx.test\", nonce=\"n1\", qop=\"auth\"")
     );
-    assert_eq!(back.header_list("Via"), ["SIP/2.0/WSS abc.invalid;branch=z9hG4bKreg1"]);
+    assert_eq!(
+        back.header_list("Via"),
+        ["SIP/2.0/WSS abc.invalid;branch=z9hG4bKreg1"]
+    );
 
     // The 200 lists our contact: the browser sees its own, and the
     // registration is reported.
@@ -101,7 +113,7 @@ fn register_contact_points_at_the_flow_and_comes_back_as_the_browsers() {
         &out,
         "200 OK",
         // Kamailio's GRUU parameters hold a quoted `;` (the strict parser refuses them).
-        "Contact: <sip:k7x@127.0.0.1:40001;transport=udp;crl=1>;expires=300;pub-gruu=\"sip:1000@pbx.test;gr=urn:uuid:a-1\"\r\n",
+        "Contact: <sip:k7x@127.0.0.1:40001;transport=udp;crl=1>;expires=300;temp-gruu=\"sip:uloc-1@pbx.test;gr\"\r\n",
     );
     assert!(Msg::parse(&ok, &limits()).is_err());
     let o = a.from_upstream(&ok);
@@ -115,7 +127,7 @@ fn register_contact_points_at_the_flow_and_comes_back_as_the_browsers() {
     let back = to_browser(o);
     assert_eq!(
         back.header("Contact"),
-        Some("<sip:k7x@abc.invalid;transport=ws>;expires=300;pub-gruu=\"sip:1000@pbx.test;gr=urn:uuid:a-1\"")
+        Some("<sip:k7x@abc.invalid;transport=ws>;expires=300;temp-gruu=\"sip:uloc-1@pbx.test;gr\"")
     );
 }
 
@@ -142,7 +154,7 @@ Call-ID: call-1
 CSeq: 2 INVITE
 Contact: <sip:k7x@abc.invalid;transport=ws;ob>
 Content-Type: application/sdp
-Content-Length: 4
+Content-Length: 5
 
 v=0
 ",
@@ -163,7 +175,11 @@ v=0
         method: "INVITE".into(),
         uri: "sip:b9y@127.0.0.1:40002;transport=udp;crl=2".into(),
     };
-    push_top(&mut p, "Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy1".into());
+    push_top(
+        &mut p,
+        "Via",
+        "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy1".into(),
+    );
     push_top(&mut p, "Record-Route", "<sip:127.0.0.1:5060;lr>".into());
     let at_b = to_browser(b.from_upstream(&p.to_bytes()));
     // Bob's own Contact as the Request-URI; our browser-side entries on top.
@@ -190,7 +206,10 @@ v=0
     for r in at_b.header_list("Record-Route") {
         ok.headers.push(("Record-Route".into(), r.to_string()));
     }
-    ok.headers.push(("Contact".into(), "<sip:b9y@bob.invalid;transport=ws>".into()));
+    ok.headers.push((
+        "Contact".into(),
+        "<sip:b9y@bob.invalid;transport=ws>".into(),
+    ));
     let up_ok = to_upstream(b.from_browser(&ok.to_bytes()));
     assert_eq!(
         up_ok.header("Contact"),
@@ -201,7 +220,10 @@ v=0
     let mut p_ok = up_ok.clone();
     pop_top(&mut p_ok, "Via");
     let at_a = to_browser(a.from_upstream(&p_ok.to_bytes()));
-    assert_eq!(at_a.header_list("Via"), ["SIP/2.0/WS abc.invalid;branch=z9hG4bKinv1"]);
+    assert_eq!(
+        at_a.header_list("Via"),
+        ["SIP/2.0/WS abc.invalid;branch=z9hG4bKinv1"]
+    );
 
     // Alice's BYE with her route set (Record-Route reversed): flow 1 pops
     // its entries, the proxy's and flow 2's stay.
@@ -226,7 +248,11 @@ v=0
     // Through the proxy (loose_route pops its entry) to flow 2.
     let mut p_bye = up_bye.clone();
     pop_top(&mut p_bye, "Route");
-    push_top(&mut p_bye, "Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy2".into());
+    push_top(
+        &mut p_bye,
+        "Via",
+        "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy2".into(),
+    );
     let at_b = to_browser(b.from_upstream(&p_bye.to_bytes()));
     assert_eq!(at_b.ruri(), "sip:b9y@bob.invalid;transport=ws");
     assert!(at_b.header("Route").is_none());
@@ -244,7 +270,11 @@ fn hops_loops_and_garbage_are_answered_or_dropped() {
     let out = to_upstream(a.from_browser(&text(REGISTER)));
     let mut looped = out.clone();
     // Whoever sent it back put its own Via on top.
-    push_top(&mut looped, "Via", "SIP/2.0/WS other.invalid;branch=z9hG4bKelse".into());
+    push_top(
+        &mut looped,
+        "Via",
+        "SIP/2.0/WS other.invalid;branch=z9hG4bKelse".into(),
+    );
     let o = a.from_browser(&looped.to_bytes());
     let r = to_browser(o);
     assert_eq!(r.code(), Some(482));
@@ -270,7 +300,11 @@ Content-Length: 0
         other => panic!("{other:?}"),
     }
     // Garbage and responses that are not ours: dropped, nothing sent.
-    for junk in [&b"\x00\xff garbage"[..], b"SIP/2.0 200 OK\r\n\r\n", b"\r\n\r\n"] {
+    for junk in [
+        &b"\x00\xff garbage"[..],
+        b"SIP/2.0 200 OK\r\n\r\n",
+        b"\r\n\r\n",
+    ] {
         let o = a.from_browser(junk);
         assert!(o.send.is_none() && o.refused.is_some());
     }
@@ -282,8 +316,7 @@ Content-Length: 0
 #[test]
 fn cancel_gets_the_branch_of_its_invite() {
     let mut a = flow(3, 40_003);
-    let inv = text(
-        "INVITE sip:1001@pbx.test SIP/2.0
+    let raw = "INVITE sip:1001@pbx.test SIP/2.0
 Via: SIP/2.0/WS abc.invalid;branch=z9hG4bKinv9
 From: <sip:1000@pbx.test>;tag=a9
 To: <sip:1001@pbx.test>
@@ -291,11 +324,10 @@ Call-ID: c9
 CSeq: 5 INVITE
 Content-Length: 0
 
-",
-    );
+";
+    let inv = text(raw);
     let cancel = text(
-        &String::from_utf8_lossy(&inv)
-            .replace("INVITE sip", "CANCEL sip")
+        &raw.replace("INVITE sip", "CANCEL sip")
             .replace("5 INVITE", "5 CANCEL"),
     );
     let i = to_upstream(a.from_browser(&inv));
