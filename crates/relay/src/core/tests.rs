@@ -229,8 +229,8 @@ v=0
     // its entries, the proxy's and flow 2's stay.
     let mut route: Vec<&str> = at_a.header_list("Record-Route");
     route.reverse();
-    let mut bye = format!(
-        "BYE sip:b9y@127.0.0.1:40002;transport=udp;crl=2 SIP/2.0\r\nVia: SIP/2.0/WS abc.invalid;branch=z9hG4bKbye1\r\nMax-Forwards: 70\r\n"
+    let mut bye = String::from(
+        "BYE sip:b9y@127.0.0.1:40002;transport=udp;crl=2 SIP/2.0\r\nVia: SIP/2.0/WS abc.invalid;branch=z9hG4bKbye1\r\nMax-Forwards: 70\r\n",
     );
     for r in &route {
         bye.push_str(&format!("Route: {r}\r\n"));
