@@ -470,15 +470,28 @@ impl Centralita {
     }
 }
 
-async fn call_through_the_relay(transport: &str) {
+/// centralita in relay mode toward Kamailio, two agents whose extensions
+/// are the PBX's users, and both clients registered through the relay.
+struct Site {
+    _dir: tempfile::TempDir,
+    srv: Centralita,
+    cookie: String,
+    kam: Kamailio,
+    a: Ua,
+    b: Ua,
+    alice: String,
+    bob: String,
+}
+
+async fn site(transport: &str) -> Site {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = support::free_ports(1, true, true);
     let upstream = format!("{transport}:127.0.0.1:{port}");
     let srv = start_centralita(dir.path(), &upstream);
     let cookie = srv.login();
     // The PBX's extensions are the agents' extensions: the CDR names them.
-    let (alice_id, alice) = srv.agent(&cookie, "alice.relay");
-    let (bob_id, bob) = srv.agent(&cookie, "bob.relay");
+    let (_, alice) = srv.agent(&cookie, "alice.relay");
+    let (_, bob) = srv.agent(&cookie, "bob.relay");
     let users = [
         (alice.clone(), "pbx-secret-alice".to_string()),
         (bob.clone(), "pbx-secret-bob".to_string()),
@@ -515,6 +528,48 @@ async fn call_through_the_relay(transport: &str) {
     let status = srv.get(&cookie, "/api/telephony/status");
     assert_eq!(status["status"]["engine"], "relay", "{status}");
     assert_eq!(status["status"]["registeredContacts"], 2, "{status}");
+    Site {
+        _dir: dir,
+        srv,
+        cookie,
+        kam,
+        a,
+        b,
+        alice,
+        bob,
+    }
+}
+
+/// The finished CDR of `call_id` (waits for it; fails on a second row).
+fn finished_cdr(srv: &Centralita, cookie: &str, call_id: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let v = srv.get(cookie, "/api/telephony/calls/history?limit=50");
+        let calls = v["calls"].as_array().cloned().unwrap_or_default();
+        let mine: Vec<_> = calls
+            .iter()
+            .filter(|c| c["callId"] == call_id)
+            .cloned()
+            .collect();
+        assert!(mine.len() <= 1, "one row per call: {mine:#?}");
+        if let Some(c) = mine.first().filter(|c| !c["endTime"].is_null()) {
+            return c.clone();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no finished CDR for {call_id}");
+}
+
+async fn call_through_the_relay(transport: &str) {
+    let Site {
+        _dir,
+        srv,
+        cookie,
+        kam,
+        mut a,
+        mut b,
+        alice,
+        bob,
+    } = site(transport).await;
 
     // Alice calls Bob: 407 from the PBX, answered, then routed to Bob.
     let call_id = format!("relay-call-{transport}");
@@ -648,34 +703,241 @@ async fn call_through_the_relay(transport: &str) {
         .all(|l| l.contains(&format!("proto={transport}"))));
 
     // One CDR: answered, Alice to Bob, internal, caller hung up.
-    let mut row = serde_json::Value::Null;
-    for _ in 0..100 {
-        let v = srv.get(&cookie, "/api/telephony/calls/history?limit=50");
-        let calls = v["calls"].as_array().cloned().unwrap_or_default();
-        let mine: Vec<_> = calls
-            .iter()
-            .filter(|c| c["callId"] == call_id.as_str())
-            .cloned()
-            .collect();
-        assert!(mine.len() <= 1, "one row per call: {mine:#?}");
-        if let Some(c) = mine.first().filter(|c| !c["endTime"].is_null()) {
-            row = c.clone();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(!row.is_null(), "no finished CDR for {call_id}");
+    let row = finished_cdr(&srv, &cookie, &call_id);
     assert_eq!(row["disposition"], "ANSWERED", "{row}");
     assert_eq!(row["hangupCause"], "caller_bye", "{row}");
     assert_eq!(row["callerNumber"], alice.as_str(), "{row}");
     assert_eq!(row["calleeNumber"], bob.as_str(), "{row}");
     assert_eq!(row["direction"], "internal", "{row}");
     assert!(row["billsec"].as_i64().is_some_and(|s| s >= 1), "{row}");
-    let _ = (alice_id, bob_id);
     drop(a);
     drop(b);
     drop(kam);
     drop(srv.child);
+}
+
+/// Alice's INVITE to Bob through the relay with the PBX's 407 answered:
+/// the authenticated INVITE as Alice sent it, and as Bob received it.
+async fn invite_bob(s: &mut Site, call_id: &str) -> (String, String) {
+    let (alice, bob) = (s.alice.clone(), s.bob.clone());
+    let contact = s.a.contact();
+    let text = |via: &str, cseq: u32, auth: &str| {
+        let body = sdp(40_010);
+        format!(
+            "INVITE sip:{bob}@{REALM} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 69\r\n\
+             From: <sip:{alice}@{REALM}>;tag=t-{call_id}\r\nTo: <sip:{bob}@{REALM}>\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\n{auth}\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let via1 = s.a.via();
+    s.a.send(text(&via1, 1, "")).await;
+    let challenge = s.a.recv().await;
+    assert!(challenge.starts_with("SIP/2.0 407 "), "{challenge}");
+    let to = header(&challenge, "To").expect("To").to_string();
+    s.a.send(format!(
+        "ACK sip:{bob}@{REALM} SIP/2.0\r\nVia: {via1}\r\nMax-Forwards: 69\r\n\
+         From: <sip:{alice}@{REALM}>;tag=t-{call_id}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    ))
+    .await;
+    let pa = header(&challenge, "Proxy-Authenticate").expect("Proxy-Authenticate");
+    let auth = format!(
+        "Proxy-Authorization: {}\r\n",
+        digest(
+            pa,
+            &alice,
+            "pbx-secret-alice",
+            "INVITE",
+            &format!("sip:{bob}@{REALM}")
+        )
+    );
+    let via2 = s.a.via();
+    let invite = text(&via2, 2, &auth);
+    s.a.send(invite.clone()).await;
+    let at_b = s.b.recv().await;
+    assert!(at_b.starts_with("INVITE "), "{at_b}");
+    assert_eq!(header(&at_b, "Call-ID"), Some(call_id));
+    (invite, at_b)
+}
+
+/// The ACK for a non-2xx final answer `resp` to `invite` (same branch).
+fn ack_for(invite: &str, resp: &str) -> String {
+    let ruri = invite
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .expect("R-URI");
+    format!(
+        "ACK {ruri} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 69\r\nFrom: {}\r\nTo: {}\r\n\
+         Call-ID: {}\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n",
+        header(invite, "Via").expect("Via"),
+        header(invite, "From").expect("From"),
+        header(resp, "To").expect("To"),
+        header(invite, "Call-ID").expect("Call-ID"),
+    )
+}
+
+/// Busy, cancelled and callee-hung-up calls through the relay: each party
+/// gets what it should (the CANCEL matches its INVITE at the PBX, the ACKs
+/// of failures are hop by hop, the callee's BYE reaches the caller at its
+/// own Contact), and each CDR says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_cancelled_and_callee_hangup_through_the_relay() {
+    let mut s = site("udp").await;
+
+    // Busy: Bob answers 486.
+    let (invite, at_b) = invite_bob(&mut s, "relay-busy").await;
+    s.b.send(response_to(&at_b, "486 Busy Here", "bob2", "", ""))
+        .await;
+    let busy = s.a.recv().await;
+    assert!(busy.starts_with("SIP/2.0 486 "), "{busy}");
+    s.a.send(ack_for(&invite, &busy)).await;
+    // The PBX acknowledges Bob's 486 itself (hop by hop).
+    let ack = s.b.recv().await;
+    assert!(
+        ack.starts_with("ACK ") && ack.contains("relay-busy"),
+        "{ack}"
+    );
+    let row = finished_cdr(&s.srv, &s.cookie, "relay-busy");
+    assert_eq!(row["disposition"], "BUSY", "{row}");
+    assert_eq!(row["hangupCause"], "busy", "{row}");
+
+    // Cancelled: Bob rings, Alice gives up.
+    let (invite, at_b) = invite_bob(&mut s, "relay-cancel").await;
+    s.b.send(response_to(
+        &at_b,
+        "180 Ringing",
+        "bob3",
+        &s.b.contact(),
+        "",
+    ))
+    .await;
+    let ringing = s.a.recv().await;
+    assert!(ringing.starts_with("SIP/2.0 180 "), "{ringing}");
+    let cancel = invite
+        .split("\r\n\r\n")
+        .next()
+        .expect("head")
+        .lines()
+        .filter(|l| {
+            !l.starts_with("Contact:")
+                && !l.starts_with("Proxy-Authorization:")
+                && !l.starts_with("Content-Type:")
+                && !l.starts_with("Content-Length:")
+        })
+        .map(|l| {
+            l.replacen("INVITE sip:", "CANCEL sip:", 1)
+                .replace("CSeq: 2 INVITE", "CSeq: 2 CANCEL")
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        + "\r\nContent-Length: 0\r\n\r\n";
+    s.a.send(cancel).await;
+    // The PBX matched the CANCEL to the INVITE (same branch from the
+    // relay): 200 to Alice, CANCEL on to Bob.
+    let cancel_ok = s.a.recv().await;
+    assert!(
+        cancel_ok.starts_with("SIP/2.0 200 ") && cancel_ok.contains("CSeq: 2 CANCEL"),
+        "{cancel_ok}"
+    );
+    let cancel_at_b = s.b.recv().await;
+    assert!(cancel_at_b.starts_with("CANCEL "), "{cancel_at_b}");
+    s.b.send(response_to(&cancel_at_b, "200 OK", "bob3", "", ""))
+        .await;
+    s.b.send(response_to(&at_b, "487 Request Terminated", "bob3", "", ""))
+        .await;
+    let terminated = s.a.recv().await;
+    assert!(terminated.starts_with("SIP/2.0 487 "), "{terminated}");
+    s.a.send(ack_for(&invite, &terminated)).await;
+    let ack = s.b.recv().await;
+    assert!(
+        ack.starts_with("ACK ") && ack.contains("relay-cancel"),
+        "{ack}"
+    );
+    let row = finished_cdr(&s.srv, &s.cookie, "relay-cancel");
+    assert_eq!(row["disposition"], "CANCELLED", "{row}");
+    assert_eq!(row["hangupCause"], "cancelled", "{row}");
+
+    // Answered, then Bob hangs up: his BYE follows his route set (the
+    // INVITE's Record-Route) to Alice's Contact as he saw it.
+    let (_, at_b) = invite_bob(&mut s, "relay-callee-bye").await;
+    s.b.send(response_to(
+        &at_b,
+        "200 OK",
+        "bob4",
+        &s.b.contact(),
+        &sdp(40_012),
+    ))
+    .await;
+    let ok = s.a.recv().await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let target = header(&ok, "Contact")
+        .and_then(|c| c.split('<').nth(1))
+        .and_then(|c| c.split('>').next())
+        .expect("Contact URI")
+        .to_string();
+    let mut route: Vec<&str> = headers(&ok, "Record-Route")
+        .into_iter()
+        .flat_map(|v| v.split(", "))
+        .collect();
+    route.reverse();
+    let via = s.a.via();
+    let mut ack = format!("ACK {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 69\r\n");
+    for r in &route {
+        ack.push_str(&format!("Route: {r}\r\n"));
+    }
+    ack.push_str(&format!(
+        "From: {}\r\nTo: {}\r\nCall-ID: relay-callee-bye\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n",
+        header(&ok, "From").expect("From"),
+        header(&ok, "To").expect("To")
+    ));
+    s.a.send(ack).await;
+    let ack_at_b = s.b.recv().await;
+    assert!(ack_at_b.starts_with("ACK "), "{ack_at_b}");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let alice_target = header(&at_b, "Contact")
+        .and_then(|c| c.split('<').nth(1))
+        .and_then(|c| c.split('>').next())
+        .expect("Alice's Contact")
+        .to_string();
+    let via = s.b.via();
+    let mut bye = format!("BYE {alice_target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 69\r\n");
+    for r in headers(&at_b, "Record-Route")
+        .into_iter()
+        .flat_map(|v| v.split(", "))
+    {
+        bye.push_str(&format!("Route: {r}\r\n"));
+    }
+    bye.push_str(&format!(
+        "From: {};tag=bob4\r\nTo: {}\r\nCall-ID: relay-callee-bye\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        header(&at_b, "To").expect("To"),
+        header(&at_b, "From").expect("From")
+    ));
+    s.b.send(bye).await;
+    let bye_at_a = s.a.recv().await;
+    // At Alice's own Contact again, with the relay's Route entries gone.
+    assert!(
+        bye_at_a.starts_with(&format!("BYE sip:{}@{}", s.a.contact_user, s.a.host)),
+        "{bye_at_a}"
+    );
+    assert!(!bye_at_a.contains("crl="), "{bye_at_a}");
+    s.a.send(response_to(&bye_at_a, "200 OK", "x", "", ""))
+        .await;
+    let bye_ok = s.b.recv().await;
+    assert!(
+        bye_ok.starts_with("SIP/2.0 200 ") && bye_ok.contains("CSeq: 1 BYE"),
+        "{bye_ok}"
+    );
+    let row = finished_cdr(&s.srv, &s.cookie, "relay-callee-bye");
+    assert_eq!(row["disposition"], "ANSWERED", "{row}");
+    assert_eq!(row["hangupCause"], "callee_bye", "{row}");
+    assert!(row["billsec"].as_i64().is_some_and(|b| b >= 1), "{row}");
+    // Every call was seen by the PBX: two INVITEs each (challenged, then
+    // authenticated).
+    assert_eq!(s.kam.seen("INVITE").len(), 6);
+    assert_eq!(s.kam.seen("CANCEL").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -313,9 +313,11 @@ impl FlowCore {
     }
 
     /// The branch for forwarding `m` from `from`: the same for a request's
-    /// retransmissions and its CANCEL (same top Via branch, Request-URI,
-    /// Call-ID, tags and CSeq number); the first part alone, found in a Via
-    /// of a request arriving on the same side, means it looped.
+    /// retransmissions, its CANCEL and the ACK of its non-2xx answer (same
+    /// top Via branch, Request-URI, Call-ID, From tag and CSeq number; not
+    /// the To tag, which that ACK has and the INVITE had not), RFC 3261
+    /// §16.11; the first part alone, found in a Via of a request arriving
+    /// on the same side, means it looped.
     fn branch(&self, m: &Msg, from: Side) -> String {
         let mut h = Md5::new();
         h.update([u8::from(from == Side::Browser)]);
@@ -323,7 +325,6 @@ impl FlowCore {
             m.ruri(),
             m.call_id(),
             m.header("From").and_then(msg::tag).unwrap_or(""),
-            m.header("To").and_then(msg::tag).unwrap_or(""),
         ] {
             h.update(part.as_bytes());
             h.update([0]);

@@ -314,7 +314,7 @@ Content-Length: 0
 }
 
 #[test]
-fn cancel_gets_the_branch_of_its_invite() {
+fn cancel_and_failure_ack_get_the_branch_of_their_invite() {
     let mut a = flow(3, 40_003);
     let raw = "INVITE sip:1001@pbx.test SIP/2.0
 Via: SIP/2.0/WS abc.invalid;branch=z9hG4bKinv9
@@ -330,8 +330,17 @@ Content-Length: 0
         &raw.replace("INVITE sip", "CANCEL sip")
             .replace("5 INVITE", "5 CANCEL"),
     );
+    // The ACK of a failure: same top Via, now with the To tag.
+    let ack = text(
+        &raw.replace("INVITE sip", "ACK sip")
+            .replace("5 INVITE", "5 ACK")
+            .replace("<sip:1001@pbx.test>\n", "<sip:1001@pbx.test>;tag=b9\n"),
+    );
     let i = to_upstream(a.from_browser(&inv));
     let c = to_upstream(a.from_browser(&cancel));
+    let k = to_upstream(a.from_browser(&ack));
+    assert_eq!(k.header("To"), Some("<sip:1001@pbx.test>;tag=b9"));
     assert_eq!(i.top_branch(), c.top_branch());
+    assert_eq!(i.top_branch(), k.top_branch());
     assert!(i.top_branch().starts_with("z9hG4bKcrl3x"));
 }
