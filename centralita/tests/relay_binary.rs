@@ -528,6 +528,29 @@ async fn site(transport: &str) -> Site {
     let status = srv.get(&cookie, "/api/telephony/status");
     assert_eq!(status["status"]["engine"], "relay", "{status}");
     assert_eq!(status["status"]["registeredContacts"], 2, "{status}");
+    // Each agent is listed with the browser's own Contact (written behind:
+    // it may take a moment).
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        let v = srv.get(&cookie, "/api/telephony/registrations");
+        listed = v["registrations"].as_array().cloned().unwrap_or_default();
+        if listed.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (ext, ua) in [(&alice, &a), (&bob, &b)] {
+        let r = listed
+            .iter()
+            .find(|r| r["extension"] == ext.as_str())
+            .unwrap_or_else(|| panic!("{ext} not listed: {listed:#?}"));
+        assert_eq!(
+            r["contact"],
+            format!("sip:{}@{};transport=ws", ua.contact_user, ua.host),
+            "{r}"
+        );
+        assert_eq!(r["transport"], "ws", "{r}");
+    }
     Site {
         _dir: dir,
         srv,
@@ -710,8 +733,22 @@ async fn call_through_the_relay(transport: &str) {
     assert_eq!(row["calleeNumber"], bob.as_str(), "{row}");
     assert_eq!(row["direction"], "internal", "{row}");
     assert!(row["billsec"].as_i64().is_some_and(|s| s >= 1), "{row}");
+    // Closing the WebSockets ends the flows: the agents are no longer
+    // listed (the PBX keeps its bindings until they expire).
     drop(a);
     drop(b);
+    let mut left = usize::MAX;
+    for _ in 0..50 {
+        let v = srv.get(&cookie, "/api/telephony/registrations");
+        left = v["registrations"].as_array().map_or(0, Vec::len);
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(left, 0, "bindings of closed flows are removed");
+    let status = srv.get(&cookie, "/api/telephony/status");
+    assert_eq!(status["status"]["registeredContacts"], 0, "{status}");
     drop(kam);
     drop(srv.child);
 }

@@ -48,7 +48,12 @@ enum Write {
     Registration {
         user: String,
         registered: bool,
-        source: IpAddr,
+        /// The browser's own Contact URI.
+        contact: String,
+        expires: u32,
+        /// The browser's address.
+        source: SocketAddr,
+        secure: bool,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -57,8 +62,9 @@ struct Inner {
     cfg: RelayConfig,
     next_flow: AtomicU64,
     tracker: Mutex<CallTracker>,
-    /// Confirmed registrations by flow: (user, when the binding expires).
-    regs: Mutex<HashMap<u64, (String, Instant)>>,
+    /// Confirmed registrations by flow: (user, contact, when the binding
+    /// expires, WSS).
+    regs: Mutex<HashMap<u64, (String, String, Instant, bool)>>,
     writes: mpsc::Sender<Write>,
     stopping: AtomicBool,
     register_requests: AtomicU64,
@@ -137,7 +143,7 @@ impl Inner {
     }
 
     /// Counts, tracks and records what `out` says passed.
-    fn observe(&self, flow: u64, peer: SocketAddr, out: &Outcome) {
+    fn observe(&self, flow: u64, peer: SocketAddr, secure: bool, out: &Outcome) {
         if let Some(m) = &out.relayed {
             match m.method() {
                 Some("REGISTER") => {
@@ -151,14 +157,19 @@ impl Inner {
             let evs = self.tracker.lock().observe(m, now_ms());
             self.queue(Write::Calls(evs));
         }
-        if let Some(RegChange { user, expires }) = &out.reg {
+        if let Some(RegChange {
+            user,
+            expires,
+            contact,
+        }) = &out.reg
+        {
             let registered = *expires > 0;
             tracing::info!(flow, %peer, user, expires, "relay: registration confirmed by the PBX");
             {
                 let mut regs = self.regs.lock();
                 if registered {
                     let until = Instant::now() + Duration::from_secs(u64::from(*expires));
-                    regs.insert(flow, (user.clone(), until));
+                    regs.insert(flow, (user.clone(), contact.clone(), until, secure));
                 } else {
                     regs.remove(&flow);
                 }
@@ -166,19 +177,26 @@ impl Inner {
             self.queue(Write::Registration {
                 user: user.clone(),
                 registered,
-                source: peer.ip(),
+                contact: contact.clone(),
+                expires: *expires,
+                source: peer,
+                secure,
             });
         }
     }
 
-    /// The flow is gone: its binding at the PBX points at a closed socket.
+    /// The flow is gone: its binding at the PBX points at a closed socket
+    /// (until it expires there), so the agent is shown unregistered.
     fn flow_closed(&self, flow: u64, peer: SocketAddr) {
         let gone = self.regs.lock().remove(&flow);
-        if let Some((user, _)) = gone {
+        if let Some((user, contact, _, secure)) = gone {
             self.queue(Write::Registration {
                 user,
                 registered: false,
-                source: peer.ip(),
+                contact,
+                expires: 0,
+                source: peer,
+                secure,
             });
         }
     }
@@ -196,7 +214,7 @@ impl Engine for RelayEngine {
             .regs
             .lock()
             .values()
-            .filter(|(_, until)| *until > now)
+            .filter(|(_, _, until, _)| *until > now)
             .count() as u64;
         EngineStatus {
             connected: !self.inner.stopping.load(Ordering::Relaxed),
@@ -330,7 +348,7 @@ async fn run_flow(
             m = from_browser.recv() => {
                 let Some(data) = m else { return };
                 let out = core.from_browser(&data);
-                if !dispatch(inner, &core, peer, out, &mut up, &to_browser).await {
+                if !dispatch(inner, &core, peer, secure, out, &mut up, &to_browser).await {
                     return;
                 }
                 continue;
@@ -373,7 +391,7 @@ async fn run_flow(
                     "relay: dropped from the PBX"
                 );
             }
-            if !dispatch(inner, &core, peer, out, &mut up, &to_browser).await {
+            if !dispatch(inner, &core, peer, secure, out, &mut up, &to_browser).await {
                 return;
             }
         }
@@ -423,6 +441,7 @@ async fn dispatch(
     inner: &Inner,
     core: &FlowCore,
     peer: SocketAddr,
+    secure: bool,
     out: Outcome,
     up: &mut Up,
     to_browser: &mpsc::Sender<Vec<u8>>,
@@ -430,7 +449,7 @@ async fn dispatch(
     if let Some(why) = out.refused {
         tracing::debug!(flow = core.id(), %peer, why, "relay: not relayed");
     }
-    inner.observe(core.id(), peer, &out);
+    inner.observe(core.id(), peer, secure, &out);
     match out.send {
         Some(Action::ToUpstream(bytes)) => {
             if let Err(e) = up.send(&bytes).await {
@@ -447,8 +466,22 @@ async fn dispatch(
 
 /// Writes call events (in batches) and registration states.
 async fn writer(services: Services, mut rx: mpsc::Receiver<Write>) {
-    // Numbers already looked up: agent id, or none.
-    let mut agents: HashMap<String, Option<(i64, String)>> = HashMap::new();
+    // Bindings listed by an earlier run: their flows died with it (in
+    // relay mode every binding in the location table is the relay's).
+    match services.registrations.list_with_extension().await {
+        Ok(stale) => {
+            for (r, _) in stale {
+                let _ = services.registrations.remove(&r.username, &r.contact).await;
+                let _ = services
+                    .sip_accounts
+                    .set_registration_state(&r.username, false, None, None)
+                    .await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "relay: cannot list stale registrations"),
+    }
+    // Numbers already looked up: the agent behind each.
+    let mut agents: HashMap<String, Option<Agent>> = HashMap::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < 256 {
@@ -466,20 +499,21 @@ async fn writer(services: Services, mut rx: mpsc::Receiver<Write>) {
                 Write::Registration {
                     user,
                     registered,
+                    contact,
+                    expires,
                     source,
+                    secure,
                 } => {
-                    let username = match agent(&services, &mut agents, &user).await {
-                        Some((_, username)) => username,
-                        None => user.clone(),
+                    let Some(a) = agent(&services, &mut agents, &user).await else {
+                        // A PBX extension that is no agent: counted, not listed.
+                        continue;
                     };
-                    // Unknown users (PBX extensions that are no agent) are ignored there.
-                    let ip = source.to_string();
-                    if let Err(e) = services
-                        .sip_accounts
-                        .set_registration_state(&username, registered, None, Some(&ip))
-                        .await
+                    if let Err(e) = save_registration(
+                        &services, &a, registered, &contact, expires, source, secure,
+                    )
+                    .await
                     {
-                        tracing::warn!(user, error = %e, "relay: cannot store a registration state");
+                        tracing::warn!(user, error = %e, "relay: cannot store a registration");
                     }
                 }
             }
@@ -494,10 +528,10 @@ async fn writer(services: Services, mut rx: mpsc::Receiver<Write>) {
             {
                 caller.agent_id = agent(&services, &mut agents, &caller.number)
                     .await
-                    .map(|a| a.0);
+                    .map(|a| a.user_id);
                 callee.agent_id = agent(&services, &mut agents, &callee.number)
                     .await
-                    .map(|a| a.0);
+                    .map(|a| a.user_id);
                 *direction = match (caller.agent_id, callee.agent_id) {
                     (Some(_), Some(_)) => Direction::Internal,
                     (None, Some(_)) => Direction::Inbound,
@@ -507,7 +541,7 @@ async fn writer(services: Services, mut rx: mpsc::Receiver<Write>) {
             if let CallEventKind::LegAdded { party, .. } = &mut ev.kind {
                 party.agent_id = agent(&services, &mut agents, &party.number)
                     .await
-                    .map(|a| a.0);
+                    .map(|a| a.user_id);
             }
         }
         if !events.is_empty() {
@@ -521,14 +555,68 @@ async fn writer(services: Services, mut rx: mpsc::Receiver<Write>) {
     }
 }
 
-/// The agent (user id, SIP username) whose extension or SIP username is
-/// `number`, cached: the PBX's extension numbers are the agents' when the
-/// admin made them match.
+/// An agent's account, as the relay needs it.
+#[derive(Debug, Clone)]
+struct Agent {
+    user_id: i64,
+    username: String,
+    extension: String,
+}
+
+/// The agent's binding in the location table (what the registrations list
+/// and the console show), its registered flag and the live event.
+async fn save_registration(
+    services: &Services,
+    a: &Agent,
+    registered: bool,
+    contact: &str,
+    expires: u32,
+    source: SocketAddr,
+    secure: bool,
+) -> Result<(), domain::DomainError> {
+    let now = chrono::Utc::now();
+    if registered {
+        services
+            .registrations
+            .save(&domain::RegistrationRecord {
+                username: a.username.clone(),
+                contact: contact.to_string(),
+                transport: if secure { "wss" } else { "ws" }.into(),
+                source: source.to_string(),
+                user_agent: None,
+                instance_id: None,
+                reg_id: None,
+                call_id: String::new(),
+                cseq: 0,
+                expires_at: now + chrono::Duration::seconds(i64::from(expires)),
+                registered_at: now,
+            })
+            .await?;
+    } else {
+        services.registrations.remove(&a.username, contact).await?;
+    }
+    let ip = source.ip().to_string();
+    services
+        .sip_accounts
+        .set_registration_state(&a.username, registered, None, Some(&ip))
+        .await?;
+    services.events.publish(domain::Event::Registration {
+        at: now,
+        username: a.username.clone(),
+        extension: a.extension.clone(),
+        registered,
+        contacts: u32::from(registered),
+    });
+    Ok(())
+}
+
+/// The agent whose extension or SIP username is `number`, cached: the
+/// PBX's extension numbers are the agents' when the admin made them match.
 async fn agent(
     services: &Services,
-    cache: &mut HashMap<String, Option<(i64, String)>>,
+    cache: &mut HashMap<String, Option<Agent>>,
     number: &str,
-) -> Option<(i64, String)> {
+) -> Option<Agent> {
     if number.is_empty() {
         return None;
     }
@@ -544,7 +632,11 @@ async fn agent(
             .ok()
             .flatten(),
     };
-    let v = found.map(|a| (a.user_id, a.username));
+    let v = found.map(|a| Agent {
+        user_id: a.user_id,
+        username: a.username,
+        extension: a.extension,
+    });
     // Only hits are kept: an agent created later is found then.
     if v.is_some() {
         cache.insert(number.to_string(), v.clone());

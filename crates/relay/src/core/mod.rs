@@ -88,6 +88,8 @@ pub enum Action {
 pub struct RegChange {
     pub user: String,
     pub expires: u32,
+    /// The browser's own Contact URI (as it wrote it).
+    pub contact: String,
 }
 
 /// What one message led to.
@@ -298,18 +300,30 @@ impl FlowCore {
             .and_then(|e| e.trim().parse::<u32>().ok())
             .unwrap_or(0);
         let id = self.id.to_string();
-        let expires = m
-            .header_list("Contact")
-            .into_iter()
-            .filter(|c| msg::param(msg::addr_uri(c), MARK) == Some(id.as_str()))
-            .map(|c| {
-                msg::param(c, "expires")
-                    .and_then(|e| e.parse::<u32>().ok())
-                    .unwrap_or(default)
-            })
-            .max()
-            .unwrap_or(0);
-        Some(RegChange { user, expires })
+        let mut contact = None;
+        let mut expires = 0;
+        for c in m.header_list("Contact") {
+            let uri = msg::addr_uri(c);
+            if msg::param(uri, MARK) != Some(id.as_str()) {
+                continue;
+            }
+            let e = msg::param(c, "expires")
+                .and_then(|e| e.parse::<u32>().ok())
+                .unwrap_or(default);
+            if contact.is_none() || e > expires {
+                expires = e;
+                contact = self.contacts.get(msg::uri_user(uri).unwrap_or("")).cloned();
+            }
+        }
+        // None of ours listed: the binding is gone; the last one we sent.
+        let contact = contact
+            .or_else(|| self.contacts.values().next().cloned())
+            .unwrap_or_default();
+        Some(RegChange {
+            user,
+            expires,
+            contact,
+        })
     }
 
     /// The branch for forwarding `m` from `from`: the same for a request's

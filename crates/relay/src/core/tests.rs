@@ -121,7 +121,8 @@ fn register_contact_points_at_the_flow_and_comes_back_as_the_browsers() {
         o.reg,
         Some(RegChange {
             user: "1000".into(),
-            expires: 300
+            expires: 300,
+            contact: "sip:k7x@abc.invalid;transport=ws".into(),
         })
     );
     let back = to_browser(o);
