@@ -41,8 +41,12 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelaySection {
-    /// `udp:HOST:PORT` or `tcp:HOST:PORT`; required in relay mode.
+    /// `udp:HOST:PORT`, `tcp:HOST:PORT` or `tls:HOST:PORT`; required in
+    /// relay mode.
     pub upstream: Option<String>,
+    /// PEM file of the CAs a `tls:` upstream's certificate must chain to;
+    /// default: the system bundle.
+    pub tls_ca: Option<String>,
 }
 
 /// The `[media]` section: centralita in the audio path of calls.
@@ -732,7 +736,7 @@ impl Config {
         if self.mode == "relay" && upstream.is_none() {
             bail!(
                 "mode = \"relay\" needs relay.upstream, the PBX to relay browsers to: \
-                 udp:HOST:PORT or tcp:HOST:PORT (CENTRALITA_RELAY_UPSTREAM)"
+                 udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (CENTRALITA_RELAY_UPSTREAM)"
             );
         }
         if let Some(p) = &self.admin_password {
@@ -1117,7 +1121,7 @@ mod tests {
             (relay::UpTransport::Tcp, "pbx.example.test", 5080)
         );
         // A bad upstream is refused in any mode (it would fail on switching).
-        assert!(Config::load(None, env(&[("CENTRALITA_RELAY_UPSTREAM", "tls:x:1")])).is_err());
+        assert!(Config::load(None, env(&[("CENTRALITA_RELAY_UPSTREAM", "wss:x:1")])).is_err());
     }
 
     #[test]
@@ -1229,6 +1233,7 @@ mod tests {
                     // (relay also needs relay.upstream, set on its own below)
                     "mode" => "asterisk".into(),
                     "relay.upstream" => "udp:127.0.0.1:5060".into(),
+                    "relay.tls_ca" => "/etc/pbx-ca.pem".into(),
                     "log_format" => "json".into(),
                     "sip.tls_dial_verify" => "ca".into(),
                     "database_url" => "sqlite:///tmp/elsewhere.db".into(),

@@ -226,7 +226,15 @@ pub fn start_relay(config: &Config, services: &Services) -> anyhow::Result<relay
     )?;
     let mut cfg = relay::RelayConfig::new(upstream);
     cfg.max_message_bytes = config.sip.max_message_bytes as usize;
-    Ok(relay::RelayEngine::start(cfg, services.clone()))
+    cfg.tls_ca = config
+        .relay
+        .tls_ca
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    relay::RelayEngine::start(cfg, services.clone())
+        .context("starting the relay (relay.upstream, relay.tls_ca)")
 }
 
 /// Opens the configured database (creating the data dir for the default

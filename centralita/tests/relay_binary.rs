@@ -402,7 +402,7 @@ struct Centralita {
     http: String,
 }
 
-fn start_centralita(dir: &Path, upstream: &str) -> Centralita {
+fn start_centralita(dir: &Path, upstream: &str, env: &[(&str, &str)]) -> Centralita {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_centralita"));
     cmd.arg("serve")
         .env("CENTRALITA_MODE", "relay")
@@ -415,6 +415,7 @@ fn start_centralita(dir: &Path, upstream: &str) -> Centralita {
         .env("CENTRALITA_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .test_database(dir)
         .env("RUST_LOG", "warn,relay=debug")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = support::Reaped::spawn("centralita", &mut cmd);
@@ -487,7 +488,7 @@ async fn site(transport: &str) -> Site {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = support::free_ports(1, true, true);
     let upstream = format!("{transport}:127.0.0.1:{port}");
-    let srv = start_centralita(dir.path(), &upstream);
+    let srv = start_centralita(dir.path(), &upstream, &[]);
     let cookie = srv.login();
     // The PBX's extensions are the agents' extensions: the CDR names them.
     let (_, alice) = srv.agent(&cookie, "alice.relay");
@@ -975,6 +976,194 @@ async fn busy_cancelled_and_callee_hangup_through_the_relay() {
     // authenticated).
     assert_eq!(s.kam.seen("INVITE").len(), 6);
     assert_eq!(s.kam.seen("CANCEL").len(), 1);
+}
+
+/// One SIP message from a stream (Content-Length framing).
+async fn read_framed<S: tokio::io::AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> String {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let text = String::from_utf8_lossy(buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let cl = header(&text[..end + 4], "Content-Length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + cl {
+                let msg: Vec<u8> = buf.drain(..end + 4 + cl).collect();
+                return String::from_utf8_lossy(&msg).into_owned();
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("the relay sent something within 10 s")
+            .expect("read");
+        assert!(n > 0, "the relay closed the TLS connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A TLS upstream: a PBX played by the test over rustls (Kamailio's TLS
+/// module is not installed here). The relay checks its certificate against
+/// `relay.tls_ca`, registers through it (401, then 200) and takes an
+/// incoming call from it over the same connection to the browser's own
+/// Contact; the browser's 486 goes back, and the CDR is an inbound BUSY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstream_registers_and_takes_an_incoming_call() {
+    use tokio::io::AsyncWriteExt;
+    centralita::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let cert = centralita::devcert::generate(&dir.path().join("tls"), &names, false).expect("cert");
+    let tls = centralita::tls::server_config(&cert.cert_path, &cert.key_path).expect("tls config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let upstream = format!("tls:127.0.0.1:{port}");
+    let ca = cert.cert_path.display().to_string();
+    let srv = start_centralita(
+        dir.path(),
+        &upstream,
+        &[("CENTRALITA_RELAY_TLS_CA", ca.as_str())],
+    );
+    let cookie = srv.login();
+    let (_, ext) = srv.agent(&cookie, "carla.relay");
+
+    let peer_ext = ext.clone();
+    let pbx = tokio::spawn(async move {
+        let (tcp, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("the relay connects")
+            .expect("accept");
+        let mut s = acceptor.accept(tcp).await.expect("TLS handshake");
+        let mut buf = Vec::new();
+        let reply = |req: &str, status: &str, extra: &str| {
+            let mut out = format!("SIP/2.0 {status}\r\n");
+            for v in headers(req, "Via") {
+                out.push_str(&format!("Via: {v}\r\n"));
+            }
+            for h in ["From", "Call-ID", "CSeq"] {
+                out.push_str(&format!("{h}: {}\r\n", header(req, h).unwrap_or("")));
+            }
+            out.push_str(&format!(
+                "To: {};tag=pbx\r\n{extra}Content-Length: 0\r\n\r\n",
+                header(req, "To").unwrap_or("")
+            ));
+            out
+        };
+        let first = read_framed(&mut s, &mut buf).await;
+        assert!(first.starts_with("REGISTER "), "{first}");
+        assert!(
+            header(&first, "Via").is_some_and(|v| v.starts_with("SIP/2.0/TLS 127.0.0.1:")),
+            "{first}"
+        );
+        let contact = header(&first, "Contact").expect("Contact").to_string();
+        assert!(contact.contains(";transport=tls;crl="), "{contact}");
+        let challenge = "WWW-Authenticate: Digest realm=\"pbx.test\", nonce=\"tls-nonce\", qop=\"auth\", algorithm=MD5\r\n";
+        s.write_all(reply(&first, "401 Unauthorized", challenge).as_bytes())
+            .await
+            .expect("write");
+        let second = read_framed(&mut s, &mut buf).await;
+        assert!(
+            header(&second, "Authorization").is_some_and(|a| a.contains("nonce=\"tls-nonce\"")),
+            "{second}"
+        );
+        let bound = header(&second, "Contact").expect("Contact").to_string();
+        let uri = bound
+            .split('<')
+            .nth(1)
+            .and_then(|c| c.split('>').next())
+            .expect("URI")
+            .to_string();
+        s.write_all(
+            reply(
+                &second,
+                "200 OK",
+                &format!("Contact: <{uri}>;expires=600\r\n"),
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+        // An incoming call for the registered user, over the same connection.
+        let body = sdp(40_020);
+        let invite = format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{port};branch=z9hG4bKpbxinv1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:5551234@pbx.test>;tag=pbx-in\r\nTo: <sip:{peer_ext}@pbx.test>\r\n\
+             Call-ID: relay-tls-in\r\nCSeq: 1 INVITE\r\nContact: <sip:5551234@127.0.0.1:{port};transport=tls>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(invite.as_bytes()).await.expect("write");
+        let answer = read_framed(&mut s, &mut buf).await;
+        let to = header(&answer, "To").unwrap_or("").to_string();
+        s.write_all(
+            format!(
+                "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{port};branch=z9hG4bKpbxinv1\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:5551234@pbx.test>;tag=pbx-in\r\nTo: {to}\r\n\
+                 Call-ID: relay-tls-in\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+        answer
+    });
+
+    let mut c = Ua::connect(&srv.http, &ext, "pbx-secret-carla").await;
+    let ok = c.register().await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    assert!(ok.contains(&c.contact()), "{ok}");
+    let inv = c.recv().await;
+    assert!(
+        inv.starts_with(&format!("INVITE sip:{}@{}", c.contact_user, c.host)),
+        "{inv}"
+    );
+    assert!(inv.contains("m=audio 40020"), "{inv}");
+    c.send(response_to(&inv, "486 Busy Here", "carla1", "", ""))
+        .await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), pbx)
+        .await
+        .expect("the PBX finished")
+        .expect("the PBX's checks held");
+    assert!(answer.starts_with("SIP/2.0 486 "), "{answer}");
+    // Our Via came off: the PBX's own is on top.
+    assert!(
+        header(&answer, "Via").is_some_and(|v| v.contains("z9hG4bKpbxinv1")),
+        "{answer}"
+    );
+    let ack = c.recv().await;
+    assert!(ack.starts_with("ACK "), "{ack}");
+    let row = finished_cdr(&srv, &cookie, "relay-tls-in");
+    assert_eq!(row["disposition"], "BUSY", "{row}");
+    assert_eq!(row["direction"], "inbound", "{row}");
+    assert_eq!(row["callerNumber"], "5551234", "{row}");
+    assert_eq!(row["calleeNumber"], ext.as_str(), "{row}");
+}
+
+/// A `tls:` upstream whose CA file cannot be read stops the start with a
+/// message naming the setting.
+#[test]
+fn tls_upstream_with_an_unreadable_ca_stops_the_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_centralita"))
+        .arg("serve")
+        .env("CENTRALITA_MODE", "relay")
+        .env("CENTRALITA_RELAY_UPSTREAM", "tls:127.0.0.1:5061")
+        .env("CENTRALITA_RELAY_TLS_CA", dir.path().join("missing.pem"))
+        .env("CENTRALITA_HTTP_LISTEN", "127.0.0.1:0")
+        .env("CENTRALITA_DATA_DIR", dir.path())
+        .env("CENTRALITA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .test_database(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("relay.tls_ca") && err.contains("missing.pem"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

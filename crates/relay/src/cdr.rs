@@ -73,10 +73,17 @@ impl CallTracker {
             if method == "INVITE" && to_tag.is_none() && !self.calls.contains_key(&call_id) {
                 let from = m.header("From").unwrap_or("");
                 let caller = msg::uri_user(msg::addr_uri(from)).unwrap_or("").to_string();
-                let callee = msg::uri_user(m.ruri())
-                    .or_else(|| msg::uri_user(msg::addr_uri(m.header("To").unwrap_or(""))))
-                    .unwrap_or("")
-                    .to_string();
+                // The number dialled: the Request-URI's user, unless the PBX
+                // already retargeted it to a browser's contact (ours, marked):
+                // then the To user (the extension called).
+                let to_user = msg::uri_user(msg::addr_uri(m.header("To").unwrap_or("")));
+                let callee = if msg::param(m.ruri(), crate::core::MARK).is_some() {
+                    to_user
+                } else {
+                    msg::uri_user(m.ruri()).or(to_user)
+                }
+                .unwrap_or("")
+                .to_string();
                 self.calls.insert(
                     call_id.clone(),
                     Track {
@@ -268,6 +275,24 @@ mod tests {
             }
         );
         assert_eq!(t.active(), 0);
+    }
+
+    #[test]
+    fn a_call_from_the_pbx_to_a_browser_contact_is_for_the_to_user() {
+        let mut t = CallTracker::new();
+        let evs = t.observe(
+            &req(
+                "INVITE",
+                "sip:k7x@127.0.0.1:5070;transport=udp;crl=3",
+                "p",
+                None,
+            ),
+            1,
+        );
+        match &evs[0].kind {
+            CallEventKind::Started { callee, .. } => assert_eq!(callee.number, "1001"),
+            k => panic!("{k:?}"),
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The relay engine (`mode = "relay"`): centralita in front of a
 //! third-party PBX (3CX and others). Browsers keep connecting to
-//! centralita's `/ws`; each browser flow gets one upstream flow (UDP or
-//! TCP) to the configured PBX, and the SIP between them is relayed with
+//! centralita's `/ws`; each browser flow gets one upstream flow (UDP,
+//! TCP or TLS) to the configured PBX, and the SIP between them is relayed with
 //! Via, Record-Route and Contact rewritten so that requests and responses
 //! find their way both ways (see [`core`]). The PBX's digest challenges
 //! pass untouched: centralita never learns the PBX passwords.
@@ -18,7 +18,7 @@ pub mod core;
 pub mod shell;
 
 pub use core::UpTransport;
-pub use shell::{RelayConfig, RelayEngine};
+pub use shell::{RelayConfig, RelayEngine, StartError};
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,8 +36,8 @@ pub struct Upstream {
 /// Why an upstream address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{0:?} is not an upstream address: write udp:HOST:PORT or tcp:HOST:PORT \
-     (tls, ws and wss are not supported yet)"
+    "{0:?} is not an upstream address: write udp:HOST:PORT, tcp:HOST:PORT or \
+     tls:HOST:PORT (ws and wss are not supported yet)"
 )]
 pub struct UpstreamError(pub String);
 
@@ -50,6 +50,7 @@ impl FromStr for Upstream {
         let transport = match t.to_ascii_lowercase().as_str() {
             "udp" => UpTransport::Udp,
             "tcp" => UpTransport::Tcp,
+            "tls" => UpTransport::Tls,
             _ => return Err(bad()),
         };
         let (host, port) = match rest.strip_prefix('[') {
@@ -114,7 +115,7 @@ mod tests {
         for bad in [
             "",
             "127.0.0.1:5060",
-            "tls:pbx:5061",
+            "ws:pbx:80",
             "wss:pbx:443",
             "udp:pbx",
             "udp:pbx:0",

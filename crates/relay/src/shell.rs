@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,10 @@ use crate::cdr::CallTracker;
 use crate::core::{Action, FlowCore, Outcome, RegChange, UpTransport};
 use crate::Upstream;
 
+/// Where the roots that check a TLS PBX's certificate come from unless
+/// [`RelayConfig::tls_ca`] says otherwise (Debian's bundle).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// Settings of the relay engine.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -30,6 +35,10 @@ pub struct RelayConfig {
     pub max_message_bytes: usize,
     /// How long opening the upstream flow may take.
     pub connect_timeout: Duration,
+    /// PEM file of the certificate authorities a `tls:` PBX's certificate
+    /// must chain to; `None`: [`SYSTEM_CA_BUNDLE`]. The certificate must
+    /// name the upstream host (checked always).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl RelayConfig {
@@ -38,8 +47,52 @@ impl RelayConfig {
             upstream,
             max_message_bytes: 65_535,
             connect_timeout: Duration::from_secs(5),
+            tls_ca: None,
         }
     }
+}
+
+/// Why the relay engine did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("reading the CA certificates {path}: {why}")]
+    TlsCa { path: String, why: String },
+    #[error("{path} holds no CA certificate rustls accepts")]
+    NoRoots { path: String },
+    #[error("building the TLS client configuration: {0}")]
+    Tls(String),
+}
+
+/// The TLS client configuration toward the PBX (ring provider, roots
+/// from `ca` or the system bundle).
+fn tls_client(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, StartError> {
+    use rustls_pki_types::pem::PemObject;
+    let path = ca.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
+    let shown = path.display().to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| StartError::TlsCa {
+            path: shown.clone(),
+            why: e.to_string(),
+        })?;
+    for c in certs {
+        let c = c.map_err(|e| StartError::TlsCa {
+            path: shown.clone(),
+            why: e.to_string(),
+        })?;
+        // A bundle may hold certificates rustls cannot use: skip those.
+        let _ = roots.add(c);
+    }
+    if roots.is_empty() {
+        return Err(StartError::NoRoots { path: shown });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
 }
 
 /// Work for the writer task.
@@ -60,6 +113,8 @@ enum Write {
 
 struct Inner {
     cfg: RelayConfig,
+    /// Set for a `tls:` upstream.
+    tls: Option<Arc<rustls::ClientConfig>>,
     next_flow: AtomicU64,
     tracker: Mutex<CallTracker>,
     /// Confirmed registrations by flow: (user, contact, when the binding
@@ -85,10 +140,16 @@ fn now_ms() -> u64 {
 
 impl RelayEngine {
     /// Starts the writer and the sweeper; must run within a tokio runtime.
-    pub fn start(cfg: RelayConfig, services: Services) -> Self {
+    /// Fails when the TLS roots for a `tls:` upstream cannot be read.
+    pub fn start(cfg: RelayConfig, services: Services) -> Result<Self, StartError> {
+        let tls = match cfg.upstream.transport {
+            UpTransport::Tls => Some(tls_client(cfg.tls_ca.as_deref())?),
+            _ => None,
+        };
         let (tx, rx) = mpsc::channel(4096);
         let inner = Arc::new(Inner {
             cfg,
+            tls,
             next_flow: AtomicU64::new(1),
             tracker: Mutex::new(CallTracker::new()),
             regs: Mutex::new(HashMap::new()),
@@ -109,7 +170,7 @@ impl RelayEngine {
                 inner.queue(Write::Calls(evs));
             }
         });
-        Self { inner }
+        Ok(Self { inner })
     }
 
     /// Refuses new flows from now on.
@@ -264,10 +325,19 @@ enum Up {
         rd: tokio::net::tcp::OwnedReadHalf,
         wr: tokio::net::tcp::OwnedWriteHalf,
     },
+    Tls {
+        rd: tokio::io::ReadHalf<TlsStream>,
+        wr: tokio::io::WriteHalf<TlsStream>,
+    },
 }
 
+type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
 impl Up {
-    async fn connect(u: &Upstream) -> std::io::Result<(Up, SocketAddr)> {
+    async fn connect(
+        u: &Upstream,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> std::io::Result<(Up, SocketAddr)> {
         let addr = tokio::net::lookup_host((u.host.as_str(), u.port))
             .await?
             .next()
@@ -293,6 +363,21 @@ impl Up {
                 let (rd, wr) = s.into_split();
                 Ok((Up::Tcp { rd, wr }, local))
             }
+            UpTransport::Tls => {
+                let cfg = tls
+                    .cloned()
+                    .ok_or_else(|| std::io::Error::other("no TLS configuration"))?;
+                let name = rustls_pki_types::ServerName::try_from(u.host.clone())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let s = TcpStream::connect(addr).await?;
+                let _ = s.set_nodelay(true);
+                let local = s.local_addr()?;
+                let s = tokio_rustls::TlsConnector::from(cfg)
+                    .connect(name, s)
+                    .await?;
+                let (rd, wr) = tokio::io::split(s);
+                Ok((Up::Tls { rd, wr }, local))
+            }
         }
     }
 
@@ -300,6 +385,10 @@ impl Up {
         match self {
             Up::Udp(s) => s.send(bytes).await.map(|_| ()),
             Up::Tcp { wr, .. } => wr.write_all(bytes).await,
+            Up::Tls { wr, .. } => {
+                wr.write_all(bytes).await?;
+                wr.flush().await
+            }
         }
     }
 }
@@ -317,7 +406,11 @@ async fn run_flow(
         max_bytes: cfg.max_message_bytes,
         ..Limits::default()
     };
-    let connected = tokio::time::timeout(cfg.connect_timeout, Up::connect(&cfg.upstream)).await;
+    let connected = tokio::time::timeout(
+        cfg.connect_timeout,
+        Up::connect(&cfg.upstream, inner.tls.as_ref()),
+    )
+    .await;
     let (mut up, local) = match connected {
         Ok(Ok(c)) => c,
         failed => {
@@ -407,9 +500,13 @@ async fn recv_up(
 ) -> std::io::Result<Option<usize>> {
     match up {
         Up::Udp(s) => s.recv(udp_buf).await.map(Some),
-        Up::Tcp { rd, .. } => {
+        Up::Tcp { .. } | Up::Tls { .. } => {
             let mut chunk = [0u8; 8192];
-            let n = rd.read(&mut chunk).await?;
+            let n = match up {
+                Up::Tcp { rd, .. } => rd.read(&mut chunk).await?,
+                Up::Tls { rd, .. } => rd.read(&mut chunk).await?,
+                Up::Udp(_) => 0,
+            };
             if n == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,

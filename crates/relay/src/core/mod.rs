@@ -50,6 +50,7 @@ pub const BROWSER_HOST: &str = "relay.invalid";
 pub enum UpTransport {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl UpTransport {
@@ -57,6 +58,7 @@ impl UpTransport {
         match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Tls => "tls",
         }
     }
 
@@ -64,6 +66,7 @@ impl UpTransport {
         match self {
             Self::Udp => "UDP",
             Self::Tcp => "TCP",
+            Self::Tls => "TLS",
         }
     }
 }
