@@ -343,6 +343,17 @@ describe('relay mode: stock JsSIP pages through centralita to a third-party PBX 
     const status = await adminFetch('/api/telephony/status');
     assert.equal(status.json.status.engine, 'relay', status.text);
     assert.equal(status.json.status.registeredContacts, 2, status.text);
+    // Listed per agent with the browser's own Contact and User-Agent
+    // (written behind the 200: may take a moment).
+    let regs = [];
+    await waitFor(async () => (regs = (await adminFetch('/api/telephony/registrations')).json.registrations).length === 2,
+      { timeoutMs: 5000, what: 'both agents listed as registered' });
+    for (const u of users) {
+      const r = regs.find((x) => x.extension === u.ext);
+      assert.ok(r, `${u.ext} listed: ${JSON.stringify(regs)}`);
+      assert.match(r.contact, /\.invalid/, JSON.stringify(r));
+      assert.match(r.userAgent ?? '', /^JsSIP /, JSON.stringify(r));
+    }
 
     await A.fill('#number', ub.ext);
     await A.click('#call');

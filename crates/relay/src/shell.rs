@@ -107,6 +107,7 @@ enum Write {
         /// The browser's address.
         source: SocketAddr,
         secure: bool,
+        user_agent: Option<String>,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -222,6 +223,7 @@ impl Inner {
             user,
             expires,
             contact,
+            user_agent,
         }) = &out.reg
         {
             let registered = *expires > 0;
@@ -242,6 +244,7 @@ impl Inner {
                 expires: *expires,
                 source: peer,
                 secure,
+                user_agent: user_agent.clone(),
             });
         }
     }
@@ -258,6 +261,7 @@ impl Inner {
                 expires: 0,
                 source: peer,
                 secure,
+                user_agent: None,
             });
         }
     }
@@ -600,16 +604,21 @@ async fn writer(services: Services, mut rx: mpsc::Receiver<Write>) {
                     expires,
                     source,
                     secure,
+                    user_agent,
                 } => {
                     let Some(a) = agent(&services, &mut agents, &user).await else {
                         // A PBX extension that is no agent: counted, not listed.
                         continue;
                     };
-                    if let Err(e) = save_registration(
-                        &services, &a, registered, &contact, expires, source, secure,
-                    )
-                    .await
-                    {
+                    let b = Binding {
+                        registered,
+                        contact: &contact,
+                        expires,
+                        source,
+                        secure,
+                        user_agent: user_agent.as_deref(),
+                    };
+                    if let Err(e) = save_registration(&services, &a, &b).await {
                         tracing::warn!(user, error = %e, "relay: cannot store a registration");
                     }
                 }
@@ -660,17 +669,32 @@ struct Agent {
     extension: String,
 }
 
+/// A binding the PBX confirmed (or that ended).
+#[derive(Debug, Clone, Copy)]
+struct Binding<'a> {
+    registered: bool,
+    contact: &'a str,
+    expires: u32,
+    source: SocketAddr,
+    secure: bool,
+    user_agent: Option<&'a str>,
+}
+
 /// The agent's binding in the location table (what the registrations list
 /// and the console show), its registered flag and the live event.
 async fn save_registration(
     services: &Services,
     a: &Agent,
-    registered: bool,
-    contact: &str,
-    expires: u32,
-    source: SocketAddr,
-    secure: bool,
+    b: &Binding<'_>,
 ) -> Result<(), domain::DomainError> {
+    let Binding {
+        registered,
+        contact,
+        expires,
+        source,
+        secure,
+        user_agent,
+    } = *b;
     let now = chrono::Utc::now();
     if registered {
         services
@@ -680,7 +704,7 @@ async fn save_registration(
                 contact: contact.to_string(),
                 transport: if secure { "wss" } else { "ws" }.into(),
                 source: source.to_string(),
-                user_agent: None,
+                user_agent: user_agent.map(str::to_string),
                 instance_id: None,
                 reg_id: None,
                 call_id: String::new(),
@@ -695,7 +719,7 @@ async fn save_registration(
     let ip = source.ip().to_string();
     services
         .sip_accounts
-        .set_registration_state(&a.username, registered, None, Some(&ip))
+        .set_registration_state(&a.username, registered, user_agent, Some(&ip))
         .await?;
     services.events.publish(domain::Event::Registration {
         at: now,

@@ -93,6 +93,8 @@ pub struct RegChange {
     pub expires: u32,
     /// The browser's own Contact URI (as it wrote it).
     pub contact: String,
+    /// The User-Agent of the browser's last REGISTER.
+    pub user_agent: Option<String>,
 }
 
 /// What one message led to.
@@ -127,6 +129,8 @@ pub struct FlowCore {
     limits: Limits,
     /// The browser's own Contact URI, by its user part.
     contacts: HashMap<String, String>,
+    /// The User-Agent of the browser's last REGISTER.
+    user_agent: Option<String>,
 }
 
 impl FlowCore {
@@ -144,6 +148,7 @@ impl FlowCore {
             secure,
             limits,
             contacts: HashMap::new(),
+            user_agent: None,
         }
     }
 
@@ -234,6 +239,9 @@ impl FlowCore {
         let dialog = creates_dialog(&out);
         let action = match from {
             Side::Browser => {
+                if m.method() == Some("REGISTER") {
+                    self.user_agent = m.header("User-Agent").map(str::to_string);
+                }
                 self.rewrite_contacts(&mut out);
                 if dialog {
                     // The PBX-side entry on top: the far end reaches us by it.
@@ -326,6 +334,7 @@ impl FlowCore {
             user,
             expires,
             contact,
+            user_agent: self.user_agent.clone(),
         })
     }
 

@@ -53,6 +53,7 @@ Call-ID: reg-1
 CSeq: 1 REGISTER
 Contact: <sip:k7x@abc.invalid;transport=ws>;+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:a-1>\";expires=600
 Expires: 600
+User-Agent: JsSIP 3.13.8
 Content-Length: 0
 
 ";
@@ -123,6 +124,7 @@ fn register_contact_points_at_the_flow_and_comes_back_as_the_browsers() {
             user: "1000".into(),
             expires: 300,
             contact: "sip:k7x@abc.invalid;transport=ws".into(),
+            user_agent: Some("JsSIP 3.13.8".into()),
         })
     );
     let back = to_browser(o);
