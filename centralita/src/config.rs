@@ -759,6 +759,16 @@ impl Config {
         }
     }
 
+    /// `relay.tls_ca`, when set.
+    pub fn relay_tls_ca(&self) -> Option<PathBuf> {
+        self.relay
+            .tls_ca
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    }
+
     /// The metrics-only listener, when `metrics.listen` is set.
     pub fn metrics_listen(&self) -> anyhow::Result<Option<SocketAddr>> {
         self.metrics

@@ -226,13 +226,7 @@ pub fn start_relay(config: &Config, services: &Services) -> anyhow::Result<relay
     )?;
     let mut cfg = relay::RelayConfig::new(upstream);
     cfg.max_message_bytes = config.sip.max_message_bytes as usize;
-    cfg.tls_ca = config
-        .relay
-        .tls_ca
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from);
+    cfg.tls_ca = config.relay_tls_ca();
     relay::RelayEngine::start(cfg, services.clone())
         .context("starting the relay (relay.upstream, relay.tls_ca)")
 }

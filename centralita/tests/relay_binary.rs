@@ -1145,7 +1145,7 @@ async fn tls_upstream_registers_and_takes_an_incoming_call() {
 /// A `tls:` upstream whose CA file cannot be read stops the start with a
 /// message naming the setting.
 #[test]
-fn tls_upstream_with_an_unreadable_ca_stops_the_start() {
+fn tls_upstream_with_an_unreadable_ca_stops_the_start_and_check_config() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = Command::new(env!("CARGO_BIN_EXE_centralita"))
         .arg("serve")
@@ -1163,6 +1163,37 @@ fn tls_upstream_with_an_unreadable_ca_stops_the_start() {
     assert!(
         err.contains("relay.tls_ca") && err.contains("missing.pem"),
         "{err}"
+    );
+    // check-config says the same without starting.
+    let out = Command::new(env!("CARGO_BIN_EXE_centralita"))
+        .arg("check-config")
+        .env("CENTRALITA_MODE", "relay")
+        .env("CENTRALITA_RELAY_UPSTREAM", "tls:127.0.0.1:5061")
+        .env("CENTRALITA_RELAY_TLS_CA", dir.path().join("missing.pem"))
+        .env("CENTRALITA_DATA_DIR", dir.path())
+        .test_database(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("relay.tls_ca") && err.contains("missing.pem"),
+        "{err}"
+    );
+    // And with a usable upstream, it names it.
+    let out = Command::new(env!("CARGO_BIN_EXE_centralita"))
+        .arg("check-config")
+        .env("CENTRALITA_MODE", "relay")
+        .env("CENTRALITA_RELAY_UPSTREAM", "udp:127.0.0.1:5060")
+        .env("CENTRALITA_DATA_DIR", dir.path())
+        .test_database(dir.path())
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("relay: browsers' SIP over /ws to udp:127.0.0.1:5060"),
+        "{text}"
     );
 }
 

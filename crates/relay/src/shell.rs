@@ -64,8 +64,8 @@ pub enum StartError {
 }
 
 /// The TLS client configuration toward the PBX (ring provider, roots
-/// from `ca` or the system bundle).
-fn tls_client(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, StartError> {
+/// from `ca` or the system bundle); `check-config` calls it too.
+pub fn tls_client(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, StartError> {
     use rustls_pki_types::pem::PemObject;
     let path = ca.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
     let shown = path.display().to_string();
