@@ -976,6 +976,25 @@ async fn busy_cancelled_and_callee_hangup_through_the_relay() {
     // authenticated).
     assert_eq!(s.kam.seen("INVITE").len(), 6);
     assert_eq!(s.kam.seen("CANCEL").len(), 1);
+
+    // Answered, then Bob's browser goes away (tab closed): no BYE will
+    // ever pass, the call ends when his flow closes.
+    let (_, at_b) = invite_bob(&mut s, "relay-callee-gone").await;
+    s.b.send(response_to(
+        &at_b,
+        "200 OK",
+        "bob5",
+        &s.b.contact(),
+        &sdp(40_014),
+    ))
+    .await;
+    let ok = s.a.recv().await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let Site { b, srv, cookie, .. } = s;
+    drop(b);
+    let row = finished_cdr(&srv, &cookie, "relay-callee-gone");
+    assert_eq!(row["disposition"], "ANSWERED", "{row}");
+    assert_eq!(row["hangupCause"], "callee_connection_lost", "{row}");
 }
 
 /// One SIP message from a stream (Content-Length framing).

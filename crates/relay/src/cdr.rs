@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use domain::{CallEvent, CallEventKind, Direction, HangupCause, Party};
 use sip::core::msg::{self, Msg};
 
+use crate::core::Side;
+
 /// Calls not answered and silent for this long are closed as failed (the
 /// caller gave up after a challenge, a message was lost).
 pub const STALE_UNANSWERED_MS: u64 = 180_000;
@@ -38,6 +40,10 @@ struct Track {
     phase: Phase,
     caller_tag: String,
     last_ms: u64,
+    /// The flow of the browser that placed the call, when one did.
+    caller_flow: Option<u64>,
+    /// Every flow the call's messages passed.
+    flows: Vec<u64>,
 }
 
 /// Calls seen so far, by Call-ID.
@@ -59,8 +65,51 @@ impl CallTracker {
             .count() as u64
     }
 
-    /// The events `m` (relayed at `now_ms`) means.
-    pub fn observe(&mut self, m: &Msg, now_ms: u64) -> Vec<CallEvent> {
+    /// The events `m` (relayed at `now_ms` on `flow`, from `side`) means.
+    pub fn observe(&mut self, m: &Msg, flow: u64, side: Side, now_ms: u64) -> Vec<CallEvent> {
+        let out = self.step(m, flow, side, now_ms);
+        if let Some(t) = self.calls.get_mut(m.call_id()) {
+            if !t.flows.contains(&flow) {
+                t.flows.push(flow);
+            }
+        }
+        out
+    }
+
+    /// A browser's flow closed: the calls it carried that are not over end
+    /// now (the browser is gone; no BYE will pass for it).
+    pub fn flow_closed(&mut self, flow: u64, now_ms: u64) -> Vec<CallEvent> {
+        let mut out = Vec::new();
+        for (id, t) in &mut self.calls {
+            if t.phase == Phase::Ended || !t.flows.contains(&flow) {
+                continue;
+            }
+            let cause = if t.caller_flow == Some(flow) {
+                HangupCause::CallerConnectionLost
+            } else {
+                HangupCause::CalleeConnectionLost
+            };
+            t.phase = Phase::Ended;
+            t.last_ms = now_ms;
+            for kind in [
+                CallEventKind::LegEnded {
+                    leg: 1,
+                    cause,
+                    sip_code: None,
+                },
+                CallEventKind::Ended { cause },
+            ] {
+                out.push(CallEvent {
+                    call_id: id.clone(),
+                    at_ms: now_ms,
+                    kind,
+                });
+            }
+        }
+        out
+    }
+
+    fn step(&mut self, m: &Msg, flow: u64, side: Side, now_ms: u64) -> Vec<CallEvent> {
         let call_id = m.call_id().to_string();
         let ev = |kind| CallEvent {
             call_id: call_id.clone(),
@@ -90,6 +139,8 @@ impl CallTracker {
                         phase: Phase::Started,
                         caller_tag: msg::tag(from).unwrap_or("").to_string(),
                         last_ms: now_ms,
+                        caller_flow: (side == Side::Browser).then_some(flow),
+                        flows: Vec::new(),
                     },
                 );
                 let callee = Party {
@@ -222,6 +273,13 @@ mod tests {
         ))
     }
 
+    impl CallTracker {
+        /// As seen on flow 1, from the browser.
+        fn observe_b(&mut self, m: &Msg, now_ms: u64) -> Vec<CallEvent> {
+            self.observe(m, 1, Side::Browser, now_ms)
+        }
+    }
+
     fn kinds(evs: &[CallEvent]) -> Vec<String> {
         evs.iter()
             .map(|e| {
@@ -252,7 +310,7 @@ mod tests {
             req("BYE", "sip:1000@127.0.0.1:5071", "b", Some("a")),
             resp(200, "BYE"),
         ] {
-            all.extend(t.observe(&m, 1_000));
+            all.extend(t.observe_b(&m, 1_000));
         }
         assert_eq!(
             kinds(&all),
@@ -280,7 +338,7 @@ mod tests {
     #[test]
     fn a_call_from_the_pbx_to_a_browser_contact_is_for_the_to_user() {
         let mut t = CallTracker::new();
-        let evs = t.observe(
+        let evs = t.observe_b(
             &req(
                 "INVITE",
                 "sip:k7x@127.0.0.1:5070;transport=udp;crl=3",
@@ -295,11 +353,40 @@ mod tests {
         }
     }
 
+    /// A browser's WebSocket closes with its call up: the call ends with
+    /// its connection lost (caller's or callee's), once.
+    #[test]
+    fn a_closed_flow_ends_its_calls() {
+        let mut t = CallTracker::new();
+        let inv = req("INVITE", "sip:1001@pbx.test", "a", None);
+        t.observe(&inv, 1, Side::Browser, 1);
+        t.observe(&inv, 2, Side::Upstream, 1);
+        t.observe(&resp(200, "INVITE"), 2, Side::Browser, 2);
+        assert!(t.flow_closed(9, 3).is_empty(), "another flow");
+        let evs = t.flow_closed(2, 3);
+        assert_eq!(
+            evs.last().map(|e| &e.kind),
+            Some(&CallEventKind::Ended {
+                cause: HangupCause::CalleeConnectionLost
+            })
+        );
+        assert!(t.flow_closed(1, 4).is_empty(), "already ended");
+        let mut t = CallTracker::new();
+        t.observe(&inv, 1, Side::Browser, 1);
+        let evs = t.flow_closed(1, 2);
+        assert_eq!(
+            evs.last().map(|e| &e.kind),
+            Some(&CallEventKind::Ended {
+                cause: HangupCause::CallerConnectionLost
+            })
+        );
+    }
+
     #[test]
     fn cancel_and_busy_end_unanswered_calls() {
         let mut t = CallTracker::new();
-        t.observe(&req("INVITE", "sip:1001@pbx.test", "a", None), 1);
-        let evs = t.observe(&req("CANCEL", "sip:1001@pbx.test", "a", None), 2);
+        t.observe_b(&req("INVITE", "sip:1001@pbx.test", "a", None), 1);
+        let evs = t.observe_b(&req("CANCEL", "sip:1001@pbx.test", "a", None), 2);
         assert_eq!(
             evs.last().map(|e| &e.kind),
             Some(&CallEventKind::Ended {
@@ -307,11 +394,11 @@ mod tests {
             })
         );
         // The 487 that follows changes nothing.
-        assert!(t.observe(&resp(487, "INVITE"), 3).is_empty());
+        assert!(t.observe_b(&resp(487, "INVITE"), 3).is_empty());
 
         let mut t = CallTracker::new();
-        t.observe(&req("INVITE", "sip:1001@pbx.test", "a", None), 1);
-        let evs = t.observe(&resp(486, "INVITE"), 2);
+        t.observe_b(&req("INVITE", "sip:1001@pbx.test", "a", None), 1);
+        let evs = t.observe_b(&resp(486, "INVITE"), 2);
         assert_eq!(
             evs.last().map(|e| &e.kind),
             Some(&CallEventKind::Ended {
@@ -323,9 +410,9 @@ mod tests {
     #[test]
     fn caller_bye_and_stale_calls() {
         let mut t = CallTracker::new();
-        t.observe(&req("INVITE", "sip:1001@pbx.test", "a", None), 1);
-        t.observe(&resp(200, "INVITE"), 2);
-        let evs = t.observe(&req("BYE", "sip:1001@x", "a", Some("b")), 3);
+        t.observe_b(&req("INVITE", "sip:1001@pbx.test", "a", None), 1);
+        t.observe_b(&resp(200, "INVITE"), 2);
+        let evs = t.observe_b(&req("BYE", "sip:1001@x", "a", Some("b")), 3);
         assert_eq!(
             evs.last().map(|e| &e.kind),
             Some(&CallEventKind::Ended {
@@ -334,7 +421,7 @@ mod tests {
         );
         // Unanswered and silent: closed by the sweep, then forgotten.
         let mut t = CallTracker::new();
-        t.observe(&req("INVITE", "sip:1001@pbx.test", "a", None), 0);
+        t.observe_b(&req("INVITE", "sip:1001@pbx.test", "a", None), 0);
         assert!(t.sweep(STALE_UNANSWERED_MS - 1).is_empty());
         let evs = t.sweep(STALE_UNANSWERED_MS);
         assert_eq!(kinds(&evs), ["Ended"]);

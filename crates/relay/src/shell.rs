@@ -216,7 +216,13 @@ impl Inner {
                 }
                 _ => {}
             }
-            let evs = self.tracker.lock().observe(m, now_ms());
+            // What the browser sends goes up; what the PBX sends goes down.
+            let side = if matches!(out.send, Some(Action::ToUpstream(_))) {
+                crate::core::Side::Browser
+            } else {
+                crate::core::Side::Upstream
+            };
+            let evs = self.tracker.lock().observe(m, flow, side, now_ms());
             self.queue(Write::Calls(evs));
         }
         if let Some(RegChange {
@@ -252,6 +258,8 @@ impl Inner {
     /// The flow is gone: its binding at the PBX points at a closed socket
     /// (until it expires there), so the agent is shown unregistered.
     fn flow_closed(&self, flow: u64, peer: SocketAddr) {
+        let evs = self.tracker.lock().flow_closed(flow, now_ms());
+        self.queue(Write::Calls(evs));
         let gone = self.regs.lock().remove(&flow);
         if let Some((user, contact, _, secure)) = gone {
             self.queue(Write::Registration {
