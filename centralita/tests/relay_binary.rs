@@ -1216,6 +1216,68 @@ fn tls_upstream_with_an_unreadable_ca_stops_the_start_and_check_config() {
     );
 }
 
+/// Over UDP the relay retransmits for the browser (which never does over
+/// its WebSocket): a PBX that loses the first REGISTER gets it again, with
+/// the same branch, about T1 (500 ms) later, and the browser gets one answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_upstream_gets_lost_requests_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    let srv = start_centralita(dir.path(), &format!("udp:127.0.0.1:{port}"), &[]);
+    let pbx = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        let mut got = Vec::new();
+        // The first copy is "lost"; the second is answered.
+        for _ in 0..2 {
+            let (n, from) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+                .await
+                .expect("a REGISTER within 5 s")
+                .expect("recv");
+            got.push((
+                std::time::Instant::now(),
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+                from,
+            ));
+        }
+        let (_, req, from) = &got[1];
+        let mut out = String::from("SIP/2.0 200 OK\r\n");
+        for v in headers(req, "Via") {
+            out.push_str(&format!("Via: {v}\r\n"));
+        }
+        for h in ["From", "To", "Call-ID", "CSeq", "Contact"] {
+            out.push_str(&format!("{h}: {}\r\n", header(req, h).unwrap_or("")));
+        }
+        out.push_str("Content-Length: 0\r\n\r\n");
+        sock.send_to(out.as_bytes(), from).await.expect("send");
+        // Nothing more: the answer stopped the retransmissions.
+        let more =
+            tokio::time::timeout(Duration::from_millis(1_500), sock.recv_from(&mut buf)).await;
+        (got, more.is_err())
+    });
+    let mut c = Ua::connect(&srv.http, "2000", "unused").await;
+    let via = c.via();
+    c.send(format!(
+        "REGISTER sip:{REALM} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n\
+         From: <sip:2000@{REALM}>;tag=r2000\r\nTo: <sip:2000@{REALM}>\r\nCall-ID: retx-1\r\n\
+         CSeq: 1 REGISTER\r\nContact: {};expires=60\r\nContent-Length: 0\r\n\r\n",
+        c.contact()
+    ))
+    .await;
+    let ok = c.recv().await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let (got, quiet) = pbx.await.expect("the PBX's checks held");
+    let gap = got[1].0.duration_since(got[0].0);
+    assert_eq!(got[0].1, got[1].1, "the same request, byte for byte");
+    assert!(
+        gap >= Duration::from_millis(400) && gap <= Duration::from_millis(1_500),
+        "{gap:?}"
+    );
+    assert!(quiet, "no retransmission after the answer");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_register_and_call_through_the_relay_over_udp() {
     call_through_the_relay("udp").await;

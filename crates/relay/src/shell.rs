@@ -20,6 +20,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cdr::CallTracker;
+use crate::core::retx::Retransmits;
 use crate::core::{Action, FlowCore, Outcome, RegChange, UpTransport};
 use crate::Upstream;
 
@@ -446,15 +447,36 @@ async fn run_flow(
     let mut core = FlowCore::new(id, cfg.upstream.transport, local, secure, limits);
     let mut udp_buf = vec![0u8; 65_536];
     let mut tcp_buf: Vec<u8> = Vec::new();
+    // Only a UDP upstream needs the relay to retransmit.
+    let mut retx = (cfg.upstream.transport == UpTransport::Udp).then(Retransmits::new);
     loop {
         // Whole messages from the PBX (a datagram, or frames of the stream).
         let mut from_up: Vec<Vec<u8>> = Vec::new();
+        let deadline = retx.as_ref().and_then(Retransmits::next_deadline);
         tokio::select! {
             m = from_browser.recv() => {
                 let Some(data) = m else { return };
                 let out = core.from_browser(&data);
+                let pending = match (&out.retransmit, &out.send, &mut retx) {
+                    (Some((branch, method)), Some(Action::ToUpstream(bytes)), Some(_)) => {
+                        Some((branch.clone(), method.clone(), bytes.clone()))
+                    }
+                    _ => None,
+                };
                 if !dispatch(inner, &core, peer, secure, out, &mut up, &to_browser).await {
                     return;
+                }
+                if let (Some((branch, method, bytes)), Some(r)) = (pending, retx.as_mut()) {
+                    r.sent(&branch, &method, bytes, Instant::now());
+                }
+                continue;
+            }
+            _ = sleep_until_opt(deadline) => {
+                if let Some(r) = retx.as_mut() {
+                    for bytes in r.due(Instant::now()) {
+                        tracing::debug!(flow = id, "relay: retransmitting to the PBX");
+                        let _ = up.send(&bytes).await;
+                    }
                 }
                 continue;
             }
@@ -487,6 +509,11 @@ async fn run_flow(
         }
         for data in from_up {
             let out = core.from_upstream(&data);
+            if let (Some(r), Some(m)) = (retx.as_mut(), &out.relayed) {
+                if let Some(code) = m.code() {
+                    r.answered(m.top_branch(), m.cseq().1, code);
+                }
+            }
             if out.send.is_none() {
                 let head = String::from_utf8_lossy(&data[..data.len().min(600)]).into_owned();
                 tracing::debug!(
@@ -500,6 +527,14 @@ async fn run_flow(
                 return;
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 

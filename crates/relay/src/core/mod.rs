@@ -36,6 +36,8 @@ use std::net::SocketAddr;
 use md5::{Digest, Md5};
 use sip::core::msg::{self, Limits, Msg, Start};
 
+pub mod retx;
+
 /// Every branch we write starts with this (then the flow id and `x`).
 pub const BRANCH_PREFIX: &str = "z9hG4bKcrl";
 /// URI parameter marking our Record-Route URIs and rewritten Contacts; its
@@ -106,6 +108,9 @@ pub struct Outcome {
     /// Why nothing was relayed (refused with an answer, or dropped).
     pub refused: Option<&'static str>,
     pub reg: Option<RegChange>,
+    /// (our branch, method) of a request sent to the PBX: what a UDP
+    /// upstream retransmits until answered ([`retx`]).
+    pub retransmit: Option<(String, String)>,
 }
 
 impl Outcome {
@@ -237,6 +242,8 @@ impl FlowCore {
         out.set_header("Max-Forwards", (mf - 1).to_string());
         self.pop_own_routes(&mut out);
         let dialog = creates_dialog(&out);
+        let retransmit =
+            (from == Side::Browser).then(|| (branch.clone(), m.method().unwrap_or("").to_string()));
         let action = match from {
             Side::Browser => {
                 if m.method() == Some("REGISTER") {
@@ -266,6 +273,7 @@ impl FlowCore {
         Outcome {
             send: Some(action),
             relayed: Some(m),
+            retransmit,
             ..Outcome::default()
         }
     }
@@ -299,6 +307,7 @@ impl FlowCore {
             relayed: Some(m),
             refused: None,
             reg,
+            retransmit: None,
         }
     }
 
