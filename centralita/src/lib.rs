@@ -227,6 +227,12 @@ pub fn start_relay(config: &Config, services: &Services) -> anyhow::Result<relay
     let mut cfg = relay::RelayConfig::new(upstream);
     cfg.max_message_bytes = config.sip.max_message_bytes as usize;
     cfg.tls_ca = config.relay_tls_ca();
+    // The builtin server's connection caps apply to the relay's flows
+    // (each holds a socket toward the PBX).
+    cfg.max_flows_per_ip = config.sip.max_connections_per_ip as usize;
+    if config.sip.max_connections > 0 {
+        cfg.max_flows = config.sip.max_connections as usize;
+    }
     relay::RelayEngine::start(cfg, services.clone())
         .context("starting the relay (relay.upstream, relay.tls_ca)")
 }

@@ -1278,6 +1278,49 @@ async fn udp_upstream_gets_lost_requests_again() {
     assert!(quiet, "no retransmission after the answer");
 }
 
+/// Each browser flow holds a socket toward the PBX: the per-address cap
+/// (`sip.max_connections_per_ip`) refuses the next WebSocket with 429, and
+/// a closed flow frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_per_address_are_capped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    let srv = start_centralita(
+        dir.path(),
+        &format!("udp:127.0.0.1:{port}"),
+        &[("CENTRALITA_SIP_MAX_CONNECTIONS_PER_IP", "2")],
+    );
+    let upgrade = |http: String| async move {
+        let tcp = TcpStream::connect(&http).await.expect("connect");
+        let mut req = format!("ws://{http}/ws")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "sip".parse().expect("value"));
+        tokio_tungstenite::client_async(req, tcp).await
+    };
+    let first = upgrade(srv.http.clone()).await.expect("first flow");
+    let _second = upgrade(srv.http.clone()).await.expect("second flow");
+    match upgrade(srv.http.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 429)
+        }
+        other => panic!("a third flow from one address: {:?}", other.map(|_| ())),
+    }
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(ws) = upgrade(srv.http.clone()).await {
+            again = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "a closed flow frees its place");
+    drop(sock);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_register_and_call_through_the_relay_over_udp() {
     call_through_the_relay("udp").await;

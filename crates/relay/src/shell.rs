@@ -40,6 +40,10 @@ pub struct RelayConfig {
     /// must chain to; `None`: [`SYSTEM_CA_BUNDLE`]. The certificate must
     /// name the upstream host (checked always).
     pub tls_ca: Option<PathBuf>,
+    /// Browser flows (and so upstream sockets) at once, from one address
+    /// and in all.
+    pub max_flows_per_ip: usize,
+    pub max_flows: usize,
 }
 
 impl RelayConfig {
@@ -49,6 +53,8 @@ impl RelayConfig {
             max_message_bytes: 65_535,
             connect_timeout: Duration::from_secs(5),
             tls_ca: None,
+            max_flows_per_ip: 100,
+            max_flows: 10_000,
         }
     }
 }
@@ -122,6 +128,8 @@ struct Inner {
     /// Confirmed registrations by flow: (user, contact, when the binding
     /// expires, WSS).
     regs: Mutex<HashMap<u64, (String, String, Instant, bool)>>,
+    /// Open flows by browser address.
+    flows: Mutex<HashMap<IpAddr, usize>>,
     writes: mpsc::Sender<Write>,
     stopping: AtomicBool,
     register_requests: AtomicU64,
@@ -155,6 +163,7 @@ impl RelayEngine {
             next_flow: AtomicU64::new(1),
             tracker: Mutex::new(CallTracker::new()),
             regs: Mutex::new(HashMap::new()),
+            flows: Mutex::new(HashMap::new()),
             writes: tx,
             stopping: AtomicBool::new(false),
             register_requests: AtomicU64::new(0),
@@ -259,6 +268,15 @@ impl Inner {
     /// The flow is gone: its binding at the PBX points at a closed socket
     /// (until it expires there), so the agent is shown unregistered.
     fn flow_closed(&self, flow: u64, peer: SocketAddr) {
+        {
+            let mut flows = self.flows.lock();
+            if let Some(n) = flows.get_mut(&peer.ip()) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    flows.remove(&peer.ip());
+                }
+            }
+        }
         let evs = self.tracker.lock().flow_closed(flow, now_ms());
         self.queue(Write::Calls(evs));
         let gone = self.regs.lock().remove(&flow);
@@ -314,6 +332,15 @@ impl Engine for RelayEngine {
     fn attach_flow(&self, peer: SocketAddr, secure: bool) -> Result<FlowHandle, FlowRefused> {
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Err(FlowRefused::ShuttingDown);
+        }
+        {
+            let mut flows = self.inner.flows.lock();
+            let total: usize = flows.values().sum();
+            let here = flows.entry(peer.ip()).or_insert(0);
+            if *here >= self.inner.cfg.max_flows_per_ip || total >= self.inner.cfg.max_flows {
+                return Err(FlowRefused::TooManyConnections(peer.ip()));
+            }
+            *here += 1;
         }
         let id = self.inner.next_flow.fetch_add(1, Ordering::Relaxed);
         let (in_tx, in_rx) = mpsc::channel(64);
