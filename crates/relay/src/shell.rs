@@ -132,6 +132,9 @@ struct Inner {
     flows: Mutex<HashMap<IpAddr, usize>>,
     writes: mpsc::Sender<Write>,
     stopping: AtomicBool,
+    /// The PBX answered our last OPTIONS, or sent something on a flow
+    /// since.
+    pbx_up: AtomicBool,
     register_requests: AtomicU64,
     invite_requests: AtomicU64,
     /// Call events and registration states that did not fit in the queue.
@@ -166,6 +169,7 @@ impl RelayEngine {
             flows: Mutex::new(HashMap::new()),
             writes: tx,
             stopping: AtomicBool::new(false),
+            pbx_up: AtomicBool::new(false),
             register_requests: AtomicU64::new(0),
             invite_requests: AtomicU64::new(0),
             writes_dropped: AtomicU64::new(0),
@@ -179,6 +183,34 @@ impl RelayEngine {
                 let Some(inner) = weak.upgrade() else { return };
                 let evs = inner.tracker.lock().sweep(now_ms());
                 inner.queue(Write::Calls(evs));
+            }
+        });
+        // Is the PBX there? OPTIONS now, then every PING_EVERY (more often
+        // while it does not answer); the console shows it as `connected`.
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut n: u64 = 0;
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                n += 1;
+                let answer = ping(&inner, n).await;
+                let up = answer.is_ok();
+                let was = inner.pbx_up.swap(up, Ordering::Relaxed);
+                match answer {
+                    Ok(code) if !was => {
+                        tracing::info!(upstream = %inner.cfg.upstream, code, "relay: the PBX answers OPTIONS")
+                    }
+                    Err(why) if was || n == 1 => {
+                        tracing::warn!(upstream = %inner.cfg.upstream, why, "relay: the PBX does not answer OPTIONS")
+                    }
+                    _ => {}
+                }
+                let wait = if up { PING_EVERY } else { PING_RETRY };
+                drop(inner);
+                tokio::time::sleep(wait).await;
             }
         });
         Ok(Self { inner })
@@ -309,7 +341,8 @@ impl Engine for RelayEngine {
             .filter(|(_, _, until, _)| *until > now)
             .count() as u64;
         EngineStatus {
-            connected: !self.inner.stopping.load(Ordering::Relaxed),
+            connected: !self.inner.stopping.load(Ordering::Relaxed)
+                && self.inner.pbx_up.load(Ordering::Relaxed),
             active_calls: self.inner.tracker.lock().active(),
             registered_contacts: registered,
             register_requests: self.inner.register_requests.load(Ordering::Relaxed),
@@ -534,6 +567,9 @@ async fn run_flow(
                 }
             }
         }
+        if !from_up.is_empty() {
+            inner.pbx_up.store(true, Ordering::Relaxed);
+        }
         for data in from_up {
             let out = core.from_upstream(&data);
             if let (Some(r), Some(m)) = (retx.as_mut(), &out.relayed) {
@@ -552,6 +588,73 @@ async fn run_flow(
             }
             if !dispatch(inner, &core, peer, secure, out, &mut up, &to_browser).await {
                 return;
+            }
+        }
+    }
+}
+
+/// How often the PBX is asked whether it is there, while it answers.
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+/// ... and while it does not.
+pub const PING_RETRY: Duration = Duration::from_secs(5);
+
+/// One OPTIONS to the PBX over a connection of its own: the final status,
+/// or why there was none (within 5 s).
+async fn ping(inner: &Inner, n: u64) -> Result<u16, String> {
+    let cfg = &inner.cfg;
+    let (mut up, local) = tokio::time::timeout(
+        cfg.connect_timeout,
+        Up::connect(&cfg.upstream, inner.tls.as_ref()),
+    )
+    .await
+    .map_err(|_| "connecting timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let u = &cfg.upstream;
+    let hostport = if u.host.contains(':') {
+        format!("[{}]:{}", u.host, u.port)
+    } else {
+        format!("{}:{}", u.host, u.port)
+    };
+    let branch = format!("{}0xping{n}", crate::core::BRANCH_PREFIX);
+    let t = u.transport.as_str().to_ascii_uppercase();
+    let options = format!(
+        "OPTIONS sip:{hostport} SIP/2.0\r\nVia: SIP/2.0/{t} {local};rport;branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:centralita-relay@{local}>;tag=ping{n}\r\n\
+         To: <sip:{hostport}>\r\nCall-ID: relay-ping-{n}-{local}\r\nCSeq: {n} OPTIONS\r\n\
+         User-Agent: centralita relay\r\nContent-Length: 0\r\n\r\n"
+    );
+    up.send(options.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let limits = Limits {
+        max_bytes: cfg.max_message_bytes,
+        ..Limits::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut udp_buf = vec![0u8; 65_536];
+    let mut tcp_buf = Vec::new();
+    loop {
+        let got = tokio::time::timeout_at(deadline, recv_up(&mut up, &mut udp_buf, &mut tcp_buf))
+            .await
+            .map_err(|_| "no answer within 5 s".to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut frames = Vec::new();
+        match got {
+            Some(n) => frames.push(udp_buf[..n].to_vec()),
+            None => {
+                while let Ok(Some(f)) = next_frame(&mut tcp_buf, cfg.max_message_bytes) {
+                    frames.push(f);
+                }
+            }
+        }
+        for f in frames {
+            let Ok(m) = msg::Msg::parse(&f, &limits) else {
+                continue;
+            };
+            if let Some(code) = m.code().filter(|c| *c >= 200) {
+                if m.top_branch() == branch {
+                    return Ok(code);
+                }
             }
         }
     }
