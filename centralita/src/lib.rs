@@ -414,8 +414,14 @@ impl Server {
         // One shutdown signal, two listeners.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sip_calls = sip.clone();
+        let relay_calls = relay.clone();
         tokio::spawn(async move {
             shutdown.await;
+            if let Some(relay) = relay_calls {
+                // Before the WebSockets close: the calls end as `shutdown`,
+                // not as a lost connection.
+                relay.shutdown();
+            }
             if let Some(sip) = sip_calls {
                 // End the calls while every connection is still open, so
                 // each leg gets its BYE (or CANCEL) and each CDR is closed.

@@ -1347,6 +1347,61 @@ async fn flows_per_address_are_capped() {
     drop(sock);
 }
 
+/// Stopping the server with a call up closes its CDR as `shutdown` (the
+/// relay keeps no journal: a row left open would stay open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_with_a_call_up_closes_its_cdr() {
+    let mut s = site("udp").await;
+    let (_, at_b) = invite_bob(&mut s, "relay-shutdown").await;
+    s.b.send(response_to(
+        &at_b,
+        "200 OK",
+        "bob6",
+        &s.b.contact(),
+        &sdp(40_016),
+    ))
+    .await;
+    let ok = s.a.recv().await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let Site {
+        _dir: dir,
+        mut srv,
+        a,
+        b,
+        kam,
+        ..
+    } = s;
+    let _ = Command::new("kill")
+        .args(["-TERM", &srv.child.pid().to_string()])
+        .status();
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Ok(Some(st)) = srv.child.child.try_wait() {
+            exited = Some(st);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        exited.is_some_and(|st| st.success()),
+        "clean stop: {exited:?}"
+    );
+    drop((a, b, kam));
+    // The row, as the next run reads it.
+    srv = start_centralita(dir.path(), "udp:127.0.0.1:9", &[]);
+    let cookie = srv.login();
+    let row = finished_cdr(&srv, &cookie, "relay-shutdown");
+    assert_eq!(row["disposition"], "ANSWERED", "{row}");
+    assert_eq!(row["hangupCause"], "shutdown", "{row}");
+    // Bindings of the previous run are gone with its flows.
+    let regs = srv.get(&cookie, "/api/telephony/registrations");
+    assert_eq!(
+        regs["registrations"].as_array().map(Vec::len),
+        Some(0),
+        "{regs}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_register_and_call_through_the_relay_over_udp() {
     call_through_the_relay("udp").await;

@@ -221,6 +221,25 @@ impl CallTracker {
         out
     }
 
+    /// Ends every call not over yet with `cause` (the server stops: no
+    /// BYE of theirs will be seen any more).
+    pub fn end_all(&mut self, cause: HangupCause, now_ms: u64) -> Vec<CallEvent> {
+        let mut out = Vec::new();
+        for (id, t) in &mut self.calls {
+            if t.phase == Phase::Ended {
+                continue;
+            }
+            t.phase = Phase::Ended;
+            t.last_ms = now_ms;
+            out.push(CallEvent {
+                call_id: id.clone(),
+                at_ms: now_ms,
+                kind: CallEventKind::Ended { cause },
+            });
+        }
+        out
+    }
+
     /// Closes calls that went silent and forgets ended ones.
     pub fn sweep(&mut self, now_ms: u64) -> Vec<CallEvent> {
         let mut out = Vec::new();
@@ -380,6 +399,16 @@ mod tests {
                 cause: HangupCause::CallerConnectionLost
             })
         );
+    }
+
+    #[test]
+    fn end_all_closes_open_calls_once() {
+        let mut t = CallTracker::new();
+        t.observe_b(&req("INVITE", "sip:1001@pbx.test", "a", None), 1);
+        let evs = t.end_all(HangupCause::Shutdown, 2);
+        assert_eq!(kinds(&evs), ["Ended"]);
+        assert!(t.end_all(HangupCause::Shutdown, 3).is_empty());
+        assert!(t.flow_closed(1, 4).is_empty());
     }
 
     #[test]

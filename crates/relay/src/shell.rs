@@ -216,9 +216,17 @@ impl RelayEngine {
         Ok(Self { inner })
     }
 
-    /// Refuses new flows from now on.
+    /// Refuses new flows from now on and ends the calls still open (cause
+    /// `shutdown`): their flows are closing with the HTTP server, and a
+    /// CDR left open would stay open (the relay keeps no journal).
     pub fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
+        let evs = self
+            .inner
+            .tracker
+            .lock()
+            .end_all(domain::HangupCause::Shutdown, now_ms());
+        self.inner.queue(Write::Calls(evs));
     }
 
     /// Waits (at most `timeout`) until what is queued for the database is
