@@ -41,10 +41,11 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelaySection {
-    /// `udp:HOST:PORT`, `tcp:HOST:PORT` or `tls:HOST:PORT`; required in
-    /// relay mode.
+    /// `udp:HOST:PORT`, `tcp:HOST:PORT`, `tls:HOST:PORT`,
+    /// `ws:HOST:PORT[/PATH]` or `wss:HOST:PORT[/PATH]`; required in relay
+    /// mode.
     pub upstream: Option<String>,
-    /// PEM file of the CAs a `tls:` upstream's certificate must chain to;
+    /// PEM file of the CAs a `tls:`/`wss:` upstream's certificate must chain to;
     /// default: the system bundle.
     pub tls_ca: Option<String>,
 }
@@ -736,7 +737,8 @@ impl Config {
         if self.mode == "relay" && upstream.is_none() {
             bail!(
                 "mode = \"relay\" needs relay.upstream, the PBX to relay browsers to: \
-                 udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (CENTRALITA_RELAY_UPSTREAM)"
+                 udp:HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT, ws:HOST:PORT[/PATH] or \
+                 wss:HOST:PORT[/PATH] (CENTRALITA_RELAY_UPSTREAM)"
             );
         }
         if let Some(p) = &self.admin_password {
@@ -1131,7 +1133,7 @@ mod tests {
             (relay::UpTransport::Tcp, "pbx.example.test", 5080)
         );
         // A bad upstream is refused in any mode (it would fail on switching).
-        assert!(Config::load(None, env(&[("CENTRALITA_RELAY_UPSTREAM", "wss:x:1")])).is_err());
+        assert!(Config::load(None, env(&[("CENTRALITA_RELAY_UPSTREAM", "sips:x:1")])).is_err());
     }
 
     #[test]

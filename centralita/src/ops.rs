@@ -146,7 +146,7 @@ pub fn check_config(cfg: &Config, file: Option<&Path>) -> anyhow::Result<Vec<Str
     if cfg.mode == "relay" {
         if let Some(u) = cfg.relay_upstream()? {
             let mut line = format!("relay: browsers' SIP over {} to {u}", cfg.sip.ws_path);
-            if u.transport == relay::UpTransport::Tls {
+            if u.transport.is_tls() {
                 let ca = cfg.relay_tls_ca();
                 relay::shell::tls_client(ca.as_deref())
                     .context("relay.tls_ca (CENTRALITA_RELAY_TLS_CA)")?;

@@ -1177,6 +1177,193 @@ async fn tls_upstream_registers_and_takes_an_incoming_call() {
     assert_eq!(row["calleeNumber"], ext.as_str(), "{row}");
 }
 
+/// A PBX's answer to `req`: Via, From, Call-ID, CSeq copied, To tagged.
+fn pbx_reply(req: &str, status: &str, extra: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for v in headers(req, "Via") {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for h in ["From", "Call-ID", "CSeq"] {
+        out.push_str(&format!("{h}: {}\r\n", header(req, h).unwrap_or("")));
+    }
+    out.push_str(&format!(
+        "To: {};tag=pbx\r\n{extra}Content-Length: 0\r\n\r\n",
+        header(req, "To").unwrap_or("")
+    ));
+    out
+}
+
+/// A byte stream under the test PBX's WebSocket: TCP or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// A `ws:`/`wss:` upstream (SIP over WebSocket toward the PBX, as a 3CX's
+/// browser endpoint is): the relay opens the WebSocket with subprotocol
+/// `sip` on the configured path (over TLS for `wss:`, the certificate
+/// checked against `relay.tls_ca`), registers through it and takes an
+/// incoming call over it; the PBX is played by the test
+/// (tokio-tungstenite server).
+async fn ws_upstream(secure: bool) {
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    centralita::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let cert = centralita::devcert::generate(&dir.path().join("tls"), &names, false).expect("cert");
+    let tls = centralita::tls::server_config(&cert.cert_path, &cert.key_path).expect("tls config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let scheme = if secure { "wss" } else { "ws" };
+    let ca = cert.cert_path.display().to_string();
+    let srv = start_centralita(
+        dir.path(),
+        &format!("{scheme}:127.0.0.1:{port}/sip"),
+        &[("CENTRALITA_RELAY_TLS_CA", ca.as_str())],
+    );
+    let cookie = srv.login();
+    let (_, ext) = srv.agent(&cookie, "dora.relay");
+    let peer_ext = ext.clone();
+    let via_t = scheme.to_ascii_uppercase();
+    let pbx = tokio::spawn(async move {
+        async fn next_text(ws: &mut WebSocketStream<Box<dyn Io>>) -> String {
+            loop {
+                let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                    .await
+                    .expect("the relay sent something within 10 s")
+                    .expect("the relay kept the WebSocket open")
+                    .expect("WebSocket message");
+                if let Message::Text(t) = m {
+                    return t.as_str().to_string();
+                }
+            }
+        }
+        // The relay's OPTIONS probes come on WebSockets of their own.
+        let (mut ws, first) = loop {
+            let (tcp, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+                .await
+                .expect("the relay connects")
+                .expect("accept");
+            let io: Box<dyn Io> = if secure {
+                Box::new(acceptor.accept(tcp).await.expect("TLS handshake"))
+            } else {
+                Box::new(tcp)
+            };
+            // The callback's type is tungstenite's (its error is an HTTP response).
+            #[allow(clippy::result_large_err)]
+            let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+                let offers_sip = req
+                    .headers()
+                    .get("Sec-WebSocket-Protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.split(',').any(|p| p.trim() == "sip"));
+                if req.uri().path() != "/sip" || !offers_sip {
+                    let mut e = ErrorResponse::new(Some("wrong path or no sip".into()));
+                    *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
+                    return Err(e);
+                }
+                resp.headers_mut().insert(
+                    "Sec-WebSocket-Protocol",
+                    "sip".parse().expect("header value"),
+                );
+                Ok(resp)
+            };
+            let mut ws = tokio_tungstenite::accept_hdr_async(io, check)
+                .await
+                .expect("WebSocket handshake on /sip with subprotocol sip");
+            let first = next_text(&mut ws).await;
+            if first.starts_with("OPTIONS ") {
+                ws.send(Message::Text(pbx_reply(&first, "200 OK", "").into()))
+                    .await
+                    .expect("send");
+                continue;
+            }
+            break (ws, first);
+        };
+        assert!(first.starts_with("REGISTER "), "{first}");
+        assert!(
+            header(&first, "Via")
+                .is_some_and(|v| v.starts_with(&format!("SIP/2.0/{via_t} 127.0.0.1:"))),
+            "{first}"
+        );
+        let contact = header(&first, "Contact").expect("Contact").to_string();
+        assert!(
+            contact.contains(&format!(";transport={scheme};crl=")),
+            "{contact}"
+        );
+        let challenge =
+            "WWW-Authenticate: Digest realm=\"pbx.test\", nonce=\"ws-nonce\", qop=\"auth\"\r\n";
+        ws.send(Message::Text(
+            pbx_reply(&first, "401 Unauthorized", challenge).into(),
+        ))
+        .await
+        .expect("send");
+        let second = next_text(&mut ws).await;
+        assert!(
+            header(&second, "Authorization").is_some_and(|a| a.contains("nonce=\"ws-nonce\"")),
+            "{second}"
+        );
+        let bound = header(&second, "Contact").expect("Contact").to_string();
+        let uri = bound
+            .split('<')
+            .nth(1)
+            .and_then(|c| c.split('>').next())
+            .expect("URI")
+            .to_string();
+        let ok = pbx_reply(
+            &second,
+            "200 OK",
+            &format!("Contact: <{uri}>;expires=600\r\n"),
+        );
+        ws.send(Message::Text(ok.into())).await.expect("send");
+        let invite = format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/{via_t} 127.0.0.1:{port};branch=z9hG4bKpbxws1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:5557777@pbx.test>;tag=pbx-ws\r\nTo: <sip:{peer_ext}@pbx.test>\r\n\
+             Call-ID: relay-ws-in\r\nCSeq: 1 INVITE\r\nContact: <sip:5557777@127.0.0.1:{port};transport={scheme}>\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        ws.send(Message::Text(invite.into())).await.expect("send");
+        next_text(&mut ws).await
+    });
+
+    let mut c = Ua::connect(&srv.http, &ext, "pbx-secret-dora").await;
+    let ok = c.register().await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let inv = c.recv().await;
+    assert!(
+        inv.starts_with(&format!("INVITE sip:{}@{}", c.contact_user, c.host)),
+        "{inv}"
+    );
+    c.send(response_to(&inv, "486 Busy Here", "dora1", "", ""))
+        .await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), pbx)
+        .await
+        .expect("the PBX finished")
+        .expect("the PBX's checks held");
+    assert!(answer.starts_with("SIP/2.0 486 "), "{answer}");
+    assert!(
+        header(&answer, "Via").is_some_and(|v| v.contains("z9hG4bKpbxws1")),
+        "{answer}"
+    );
+    let row = finished_cdr(&srv, &cookie, "relay-ws-in");
+    assert_eq!(row["disposition"], "BUSY", "{row}");
+    assert_eq!(row["calleeNumber"], ext.as_str(), "{row}");
+    let cookie = srv.login();
+    let status = srv.get(&cookie, "/api/telephony/status");
+    assert_eq!(status["status"]["connected"], true, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_upstream_registers_and_takes_an_incoming_call() {
+    ws_upstream(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_upstream_registers_and_takes_an_incoming_call() {
+    ws_upstream(true).await;
+}
+
 /// A `tls:` upstream whose CA file cannot be read stops the start with a
 /// message naming the setting.
 #[test]

@@ -1,7 +1,7 @@
 //! The relay engine (`mode = "relay"`): centralita in front of a
 //! third-party PBX (3CX and others). Browsers keep connecting to
 //! centralita's `/ws`; each browser flow gets one upstream flow (UDP,
-//! TCP or TLS) to the configured PBX, and the SIP between them is relayed with
+//! TCP, TLS, WS or WSS) to the configured PBX, and the SIP between them is relayed with
 //! Via, Record-Route and Contact rewritten so that requests and responses
 //! find their way both ways (see [`core`]). The PBX's digest challenges
 //! pass untouched: centralita never learns the PBX passwords.
@@ -31,13 +31,15 @@ pub struct Upstream {
     pub transport: UpTransport,
     pub host: String,
     pub port: u16,
+    /// The HTTP path of a `ws:`/`wss:` upstream (`/` when none is given).
+    pub path: String,
 }
 
 /// Why an upstream address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{0:?} is not an upstream address: write udp:HOST:PORT, tcp:HOST:PORT or \
-     tls:HOST:PORT (ws and wss are not supported yet)"
+    "{0:?} is not an upstream address: write udp:HOST:PORT, tcp:HOST:PORT, \
+     tls:HOST:PORT, ws:HOST:PORT[/PATH] or wss:HOST:PORT[/PATH]"
 )]
 pub struct UpstreamError(pub String);
 
@@ -51,8 +53,19 @@ impl FromStr for Upstream {
             "udp" => UpTransport::Udp,
             "tcp" => UpTransport::Tcp,
             "tls" => UpTransport::Tls,
+            "ws" => UpTransport::Ws,
+            "wss" => UpTransport::Wss,
             _ => return Err(bad()),
         };
+        // A WebSocket upstream may name its path after the port.
+        let (rest, path) = match (transport, rest.find('/')) {
+            (UpTransport::Ws | UpTransport::Wss, Some(i)) => (&rest[..i], rest[i..].to_string()),
+            (_, Some(_)) => return Err(bad()),
+            (_, None) => (rest, "/".to_string()),
+        };
+        if path.contains(char::is_whitespace) {
+            return Err(bad());
+        }
         let (host, port) = match rest.strip_prefix('[') {
             Some(v6) => {
                 let (h, p) = v6.split_once("]:").ok_or_else(bad)?;
@@ -76,23 +89,29 @@ impl FromStr for Upstream {
             transport,
             host,
             port,
+            path,
         })
+    }
+}
+
+impl Upstream {
+    /// `host:port`, bracketed for IPv6.
+    pub fn hostport(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(
-                f,
-                "{}:[{}]:{}",
-                self.transport.as_str(),
-                self.host,
-                self.port
-            )
-        } else {
-            write!(f, "{}:{}:{}", self.transport.as_str(), self.host, self.port)
+        write!(f, "{}:{}", self.transport.as_str(), self.hostport())?;
+        if matches!(self.transport, UpTransport::Ws | UpTransport::Wss) && self.path != "/" {
+            f.write_str(&self.path)?;
         }
+        Ok(())
     }
 }
 
@@ -105,18 +124,27 @@ mod tests {
         for s in [
             "udp:127.0.0.1:5060",
             "tcp:pbx.example.test:5080",
+            "tls:pbx.example.test:5061",
             "udp:[::1]:5060",
+            "ws:127.0.0.1:8088",
+            "wss:pbx.example.test:443/ws",
         ] {
             let u: Upstream = s.parse().expect(s);
             assert_eq!(u.to_string(), s);
         }
         let u: Upstream = "TCP:10.0.0.1:5061".parse().expect("upper case");
         assert_eq!((u.transport, u.port), (UpTransport::Tcp, 5061));
+        let u: Upstream = "wss:pbx.example.test:443/ws".parse().expect("wss");
+        assert_eq!(
+            (u.transport, u.host.as_str(), u.port, u.path.as_str()),
+            (UpTransport::Wss, "pbx.example.test", 443, "/ws")
+        );
         for bad in [
             "",
             "127.0.0.1:5060",
-            "ws:pbx:80",
-            "wss:pbx:443",
+            "sips:pbx:5061",
+            "udp:pbx:5060/ws",
+            "wss:pbx/ws",
             "udp:pbx",
             "udp:pbx:0",
             "udp:pbx:99999",

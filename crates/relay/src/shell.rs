@@ -156,7 +156,7 @@ impl RelayEngine {
     /// Fails when the TLS roots for a `tls:` upstream cannot be read.
     pub fn start(cfg: RelayConfig, services: Services) -> Result<Self, StartError> {
         let tls = match cfg.upstream.transport {
-            UpTransport::Tls => Some(tls_client(cfg.tls_ca.as_deref())?),
+            t if t.is_tls() => Some(tls_client(cfg.tls_ca.as_deref())?),
             _ => None,
         };
         let (tx, rx) = mpsc::channel(4096);
@@ -410,9 +410,24 @@ enum Up {
         rd: tokio::io::ReadHalf<TlsStream>,
         wr: tokio::io::WriteHalf<TlsStream>,
     },
+    /// SIP over WebSocket: one message per WebSocket message.
+    Ws {
+        sink: futures_util::stream::SplitSink<WsStream, WsMessage>,
+        stream: futures_util::stream::SplitStream<WsStream>,
+    },
 }
 
 type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+type WsMessage = tokio_tungstenite::tungstenite::Message;
+type WsStream = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+
+/// A byte stream under the WebSocket: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+fn io_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
 
 impl Up {
     async fn connect(
@@ -445,25 +460,59 @@ impl Up {
                 Ok((Up::Tcp { rd, wr }, local))
             }
             UpTransport::Tls => {
-                let cfg = tls
-                    .cloned()
-                    .ok_or_else(|| std::io::Error::other("no TLS configuration"))?;
-                let name = rustls_pki_types::ServerName::try_from(u.host.clone())
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                 let s = TcpStream::connect(addr).await?;
                 let _ = s.set_nodelay(true);
                 let local = s.local_addr()?;
-                let s = tokio_rustls::TlsConnector::from(cfg)
-                    .connect(name, s)
-                    .await?;
+                let s = tls_handshake(u, tls, s).await?;
                 let (rd, wr) = tokio::io::split(s);
                 Ok((Up::Tls { rd, wr }, local))
+            }
+            UpTransport::Ws | UpTransport::Wss => {
+                use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+                let s = TcpStream::connect(addr).await?;
+                let _ = s.set_nodelay(true);
+                let local = s.local_addr()?;
+                let (io, scheme): (Box<dyn Io>, &str) = if u.transport == UpTransport::Wss {
+                    (Box::new(tls_handshake(u, tls, s).await?), "wss")
+                } else {
+                    (Box::new(s), "ws")
+                };
+                let url = format!("{scheme}://{}{}", u.hostport(), u.path);
+                let mut req = url.into_client_request().map_err(io_error)?;
+                // RFC 7118: the `sip` subprotocol, which the PBX must accept.
+                req.headers_mut().insert(
+                    "Sec-WebSocket-Protocol",
+                    tokio_tungstenite::tungstenite::http::HeaderValue::from_static("sip"),
+                );
+                let (ws, resp) = tokio_tungstenite::client_async(req, io)
+                    .await
+                    .map_err(io_error)?;
+                let agreed = resp
+                    .headers()
+                    .get("Sec-WebSocket-Protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("sip"));
+                if !agreed {
+                    return Err(std::io::Error::other(
+                        "the PBX did not accept the WebSocket subprotocol sip",
+                    ));
+                }
+                let (sink, stream) = futures_util::StreamExt::split(ws);
+                Ok((Up::Ws { sink, stream }, local))
             }
         }
     }
 
     async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
+            Up::Ws { sink, .. } => {
+                use futures_util::SinkExt;
+                let m = match std::str::from_utf8(bytes) {
+                    Ok(t) => WsMessage::Text(t.to_string().into()),
+                    Err(_) => WsMessage::Binary(bytes.to_vec().into()),
+                };
+                sink.send(m).await.map_err(io_error)
+            }
             Up::Udp(s) => s.send(bytes).await.map(|_| ()),
             Up::Tcp { wr, .. } => wr.write_all(bytes).await,
             Up::Tls { wr, .. } => {
@@ -618,11 +667,7 @@ async fn ping(inner: &Inner, n: u64) -> Result<u16, String> {
     .map_err(|_| "connecting timed out".to_string())?
     .map_err(|e| e.to_string())?;
     let u = &cfg.upstream;
-    let hostport = if u.host.contains(':') {
-        format!("[{}]:{}", u.host, u.port)
-    } else {
-        format!("{}:{}", u.host, u.port)
-    };
+    let hostport = u.hostport();
     let branch = format!("{}0xping{n}", crate::core::BRANCH_PREFIX);
     let t = u.transport.as_str().to_ascii_uppercase();
     let options = format!(
@@ -676,8 +721,23 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// Reads from the PBX: `Some(n)` a datagram of n bytes in `udp_buf`,
-/// `None` more stream bytes appended to `tcp_buf`. A closed stream is an error.
+/// The TLS handshake toward the PBX, checking its certificate and name.
+async fn tls_handshake(
+    u: &Upstream,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    s: TcpStream,
+) -> std::io::Result<TlsStream> {
+    let cfg = tls
+        .cloned()
+        .ok_or_else(|| std::io::Error::other("no TLS configuration"))?;
+    let name = rustls_pki_types::ServerName::try_from(u.host.clone())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    tokio_rustls::TlsConnector::from(cfg).connect(name, s).await
+}
+
+/// Reads from the PBX: `Some(n)` a whole message of n bytes in `udp_buf`
+/// (a datagram, a WebSocket message), `None` more stream bytes appended to
+/// `tcp_buf`. A closed stream is an error.
 async fn recv_up(
     up: &mut Up,
     udp_buf: &mut [u8],
@@ -685,12 +745,30 @@ async fn recv_up(
 ) -> std::io::Result<Option<usize>> {
     match up {
         Up::Udp(s) => s.recv(udp_buf).await.map(Some),
+        Up::Ws { stream, .. } => loop {
+            let m = futures_util::StreamExt::next(stream)
+                .await
+                .ok_or_else(|| io_error("the PBX closed the WebSocket"))?
+                .map_err(io_error)?;
+            let data: &[u8] = match &m {
+                WsMessage::Text(t) => t.as_bytes(),
+                WsMessage::Binary(b) => b,
+                WsMessage::Close(_) => return Err(io_error("the PBX closed the WebSocket")),
+                // Pongs are answered by the library.
+                _ => continue,
+            };
+            if data.len() > udp_buf.len() {
+                return Err(io_error("message from the PBX too large"));
+            }
+            udp_buf[..data.len()].copy_from_slice(data);
+            return Ok(Some(data.len()));
+        },
         Up::Tcp { .. } | Up::Tls { .. } => {
             let mut chunk = [0u8; 8192];
             let n = match up {
                 Up::Tcp { rd, .. } => rd.read(&mut chunk).await?,
                 Up::Tls { rd, .. } => rd.read(&mut chunk).await?,
-                Up::Udp(_) => 0,
+                Up::Udp(_) | Up::Ws { .. } => 0,
             };
             if n == 0 {
                 return Err(std::io::Error::new(

@@ -53,6 +53,9 @@ pub enum UpTransport {
     Udp,
     Tcp,
     Tls,
+    /// SIP over WebSocket (RFC 7118), plain or over TLS.
+    Ws,
+    Wss,
 }
 
 impl UpTransport {
@@ -61,6 +64,8 @@ impl UpTransport {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
             Self::Tls => "tls",
+            Self::Ws => "ws",
+            Self::Wss => "wss",
         }
     }
 
@@ -69,7 +74,14 @@ impl UpTransport {
             Self::Udp => "UDP",
             Self::Tcp => "TCP",
             Self::Tls => "TLS",
+            Self::Ws => "WS",
+            Self::Wss => "WSS",
         }
+    }
+
+    /// Over TLS (the PBX's certificate is checked).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Tls | Self::Wss)
     }
 }
 
