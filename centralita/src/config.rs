@@ -33,7 +33,46 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub media: MediaConfig,
     pub dialplan: DialplanConfig,
+    pub asterisk: AsteriskConfig,
     pub relay: RelaySection,
+}
+
+/// The `[asterisk]` section: the Asterisk (Issabel, FreePBX) that does the
+/// calls when `mode = "asterisk"` (see crates/asterisk/README.md for what
+/// it must allow).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsteriskConfig {
+    /// `host:port` of the manager interface (AMI).
+    pub ami_address: String,
+    /// The `manager.conf` user centralita logs in as.
+    pub ami_username: String,
+    /// Its secret (MD5 challenge login; sent in clear only if Asterisk
+    /// refuses the challenge).
+    pub ami_secret: Option<String>,
+    /// Where the two generated files go (`centralita_pjsip.conf`,
+    /// `centralita_pjsip_wizard.conf`, `#include`d by the site's
+    /// configuration); default `<data_dir>/asterisk`.
+    pub config_dir: Option<String>,
+    /// Dialplan context the agent's channel runs once the agent answers an
+    /// originate (it dials the customer through `${CENTRALITA_TRUNK}`).
+    pub originate_context: String,
+    /// Asterisk's WebSocket URL agents' softphones register to (e.g.
+    /// `wss://pbx.example.com:8089/ws`); default: the console's own.
+    pub ws_url: Option<String>,
+}
+
+impl Default for AsteriskConfig {
+    fn default() -> Self {
+        Self {
+            ami_address: "127.0.0.1:5038".into(),
+            ami_username: String::new(),
+            ami_secret: None,
+            config_dir: None,
+            originate_context: "centralita-originate".into(),
+            ws_url: None,
+        }
+    }
 }
 
 /// The `[relay]` section: the PBX browsers are relayed to when
@@ -140,88 +179,83 @@ pub struct DialplanConfig {
 
 impl Default for DialplanConfig {
     fn default() -> Self {
-        let plan = domain::dialplan::NumberingPlan::default();
-        let limits = domain::dialplan::OutboundLimits::default();
+        let d = domain::dialplan_settings::DialplanSettings::default();
         Self {
-            country_code: plan.country_code,
-            international_prefix: plan.international_prefixes.join(","),
-            national_prefix: plan.national_prefix,
-            // Full numbers only: an unknown 4-digit extension must be
-            // "not found", not a call to the carrier.
-            outbound_patterns: vec!["_+X.".into(), "_XXXXXX.".into()],
-            strip: 0,
-            prepend: String::new(),
-            // Customers here, not abroad: international dialling is the
-            // toll fraud target and has to be granted on purpose.
-            agent_permission: domain::dialplan::DialPermission::National.as_str().into(),
-            max_concurrent_outbound: limits.max_concurrent,
-            max_outbound_per_hour: limits.max_per_hour,
-            blocked_prefixes: plan.blocked_prefixes,
+            country_code: d.country_code,
+            international_prefix: d.international_prefix,
+            national_prefix: d.national_prefix,
+            outbound_patterns: d.outbound_patterns,
+            strip: d.strip,
+            prepend: d.prepend,
+            agent_permission: d.agent_permission,
+            max_concurrent_outbound: d.max_concurrent_outbound,
+            max_outbound_per_hour: d.max_outbound_per_hour,
+            blocked_prefixes: d.blocked_prefixes,
         }
     }
 }
 
 impl DialplanConfig {
-    /// The policy the SIP server routes outbound calls with; a bad pattern
-    /// or permission is a configuration error naming its key.
+    /// The section as the dial plan's settings: the defaults until an
+    /// administrator saves others (`domain::dialplan_settings`).
+    pub fn settings(&self) -> domain::dialplan_settings::DialplanSettings {
+        domain::dialplan_settings::DialplanSettings {
+            country_code: self.country_code.clone(),
+            international_prefix: self.international_prefix.clone(),
+            national_prefix: self.national_prefix.clone(),
+            outbound_patterns: self.outbound_patterns.clone(),
+            strip: self.strip,
+            prepend: self.prepend.clone(),
+            agent_permission: self.agent_permission.clone(),
+            max_concurrent_outbound: self.max_concurrent_outbound,
+            max_outbound_per_hour: self.max_outbound_per_hour,
+            blocked_prefixes: self.blocked_prefixes.clone(),
+        }
+    }
+
+    /// The policy the SIP server routes outbound calls with; a bad value
+    /// is a configuration error naming its key.
     pub fn policy(&self) -> anyhow::Result<sip::OutboundPolicy> {
-        use domain::dialplan::{
-            DialPermission, NumberingPlan, OutboundLimits, OutboundRoute, Pattern,
-        };
-        if self.country_code.is_empty() || !self.country_code.chars().all(|c| c.is_ascii_digit()) {
-            bail!(
-                "dialplan.country_code {:?} must be digits, e.g. 34 (CENTRALITA_DIALPLAN_COUNTRY_CODE)",
-                self.country_code
-            );
-        }
-        let mut patterns = Vec::new();
-        for p in &self.outbound_patterns {
-            patterns.push(Pattern::parse(p).map_err(|e| {
+        policy_of(&self.settings()).map_err(|e| match e {
+            domain::DomainError::Invalid { field, message } => {
+                let key = config_key(field);
                 anyhow::anyhow!(
-                    "dialplan.outbound_patterns: {e} (CENTRALITA_DIALPLAN_OUTBOUND_PATTERNS)"
+                    "dialplan.{key}: {message} (CENTRALITA_DIALPLAN_{})",
+                    key.to_ascii_uppercase()
                 )
-            })?);
-        }
-        let permission = DialPermission::parse(&self.agent_permission).ok_or_else(|| {
-            anyhow::anyhow!(
-                "dialplan.agent_permission {:?} must be internal, national or international \
-                 (CENTRALITA_DIALPLAN_AGENT_PERMISSION)",
-                self.agent_permission
-            )
-        })?;
-        let routes = if patterns.is_empty() {
-            Vec::new()
-        } else {
-            vec![OutboundRoute {
-                name: "outbound".into(),
-                patterns,
-                strip: self.strip as usize,
-                prepend: self.prepend.clone(),
-                trunks: Vec::new(),
-            }]
-        };
-        Ok(sip::OutboundPolicy {
-            routes,
-            plan: NumberingPlan {
-                country_code: self.country_code.clone(),
-                international_prefixes: self
-                    .international_prefix
-                    .split(',')
-                    .map(|p| p.trim().to_string())
-                    .filter(|p| !p.is_empty())
-                    .collect(),
-                national_prefix: self.national_prefix.clone(),
-                blocked_prefixes: self.blocked_prefixes.clone(),
-            },
-            default_rights: sip::DialRights {
-                permission,
-                limits: OutboundLimits {
-                    max_concurrent: self.max_concurrent_outbound,
-                    max_per_hour: self.max_outbound_per_hour,
-                },
-            },
+            }
+            other => anyhow::anyhow!("dialplan: {other}"),
         })
     }
+}
+
+/// The `[dialplan]` key of a settings field (`countryCode` → `country_code`).
+fn config_key(field: &str) -> String {
+    let mut out = String::new();
+    for c in field.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The SIP server's outbound policy from dial plan settings.
+pub fn policy_of(
+    s: &domain::dialplan_settings::DialplanSettings,
+) -> Result<sip::OutboundPolicy, domain::DomainError> {
+    let c = s.compile()?;
+    Ok(sip::OutboundPolicy {
+        routes: c.routes,
+        plan: c.plan,
+        default_rights: sip::DialRights {
+            permission: c.permission,
+            limits: c.limits,
+        },
+    })
 }
 
 /// The `[metrics]` section: Prometheus metrics at `/metrics`.
@@ -355,6 +389,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             media: MediaConfig::default(),
             dialplan: DialplanConfig::default(),
+            asterisk: AsteriskConfig::default(),
             relay: RelaySection::default(),
         }
     }
@@ -740,6 +775,40 @@ impl Config {
                  udp:HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT, ws:HOST:PORT[/PATH] or \
                  wss:HOST:PORT[/PATH] (CENTRALITA_RELAY_UPSTREAM)"
             );
+        }
+        if self.mode == "asterisk" {
+            let a = &self.asterisk;
+            if a.ami_username.trim().is_empty() || a.ami_secret.as_deref().unwrap_or("").is_empty()
+            {
+                bail!(
+                    "mode = \"asterisk\" needs asterisk.ami_username and asterisk.ami_secret \
+                     (CENTRALITA_ASTERISK_AMI_USERNAME, CENTRALITA_ASTERISK_AMI_SECRET): the \
+                     manager.conf user centralita logs in as"
+                );
+            }
+            let port_ok = a
+                .ami_address
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !port_ok {
+                bail!(
+                    "asterisk.ami_address {:?} must be host:port, e.g. 127.0.0.1:5038 \
+                     (CENTRALITA_ASTERISK_AMI_ADDRESS)",
+                    a.ami_address
+                );
+            }
+            if a.originate_context.is_empty()
+                || !a
+                    .originate_context
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            {
+                bail!(
+                    "asterisk.originate_context {:?} must be a dialplan context name \
+                     (letters, digits, - _) (CENTRALITA_ASTERISK_ORIGINATE_CONTEXT)",
+                    a.originate_context
+                );
+            }
         }
         if let Some(p) = &self.admin_password {
             let n = p.chars().count();
@@ -1236,14 +1305,17 @@ mod tests {
                 Some(toml::Value::Array(_)) if s.path() == "dialplan.outbound_patterns" => {
                     "_9X.,_00X.".to_string()
                 }
+                Some(toml::Value::Array(_)) if s.path() == "dialplan.blocked_prefixes" => {
+                    "803,900".to_string()
+                }
                 Some(toml::Value::Array(_)) => "x,y".to_string(),
                 _ => match s.path().as_str() {
                     "sip.listen" | "http.listen" => "127.0.0.1:1".into(),
                     "sip.advertised_host" => "pbx.test".into(),
                     "sip.ws_path" => "/sip".into(),
                     "admin_password" => "long-enough-password".into(),
-                    // (relay also needs relay.upstream, set on its own below)
-                    "mode" => "asterisk".into(),
+                    // (with relay.upstream, which relay mode needs: below)
+                    "mode" => "relay".into(),
                     "relay.upstream" => "udp:127.0.0.1:5060".into(),
                     "relay.tls_ca" => "/etc/pbx-ca.pem".into(),
                     "log_format" => "json".into(),
@@ -1256,10 +1328,18 @@ mod tests {
                     "media.advertised_address" => "192.0.2.7".into(),
                     "dialplan.agent_permission" => "international".into(),
                     "dialplan.country_code" => "44".into(),
+                    "dialplan.international_prefix" => "011".into(),
+                    "dialplan.national_prefix" => "0".into(),
+                    "dialplan.prepend" => "+34".into(),
                     p => format!("/{p}"),
                 },
             };
-            let c = Config::load(None, env(&[(&s.env_name(), &value)]))
+            let name = s.env_name();
+            let mut vars = vec![(name.as_str(), value.as_str())];
+            if s.path() == "mode" {
+                vars.push(("CENTRALITA_RELAY_UPSTREAM", "udp:127.0.0.1:5060"));
+            }
+            let c = Config::load(None, env(&vars))
                 .unwrap_or_else(|e| panic!("{}={value}: {e:#}", s.env_name()));
             let t = toml::Table::try_from(c).expect("serialize");
             let got = if s.section.is_empty() {

@@ -3,6 +3,7 @@
 //! tests start [`Server`] in-process.
 
 pub mod allocator;
+pub mod asterisk_engine;
 pub mod config;
 pub mod devcert;
 pub mod http_serve;
@@ -42,7 +43,12 @@ pub fn domain_config(cfg: &Config, http_addr: SocketAddr) -> DomainConfig {
             block_secs: u64::from(cfg.auth.login_block_secs),
             max_block_secs: u64::from(cfg.auth.login_max_block_secs),
         },
-        default_ws_url: format!("ws://{http_addr}{}", cfg.sip.ws_path),
+        // Driving an Asterisk, softphones register to its WebSocket.
+        default_ws_url: match (&cfg.asterisk.ws_url, cfg.mode.as_str()) {
+            (Some(url), "asterisk") => url.clone(),
+            _ => format!("ws://{http_addr}{}", cfg.sip.ws_path),
+        },
+        dialplan: cfg.dialplan.settings(),
     }
 }
 
@@ -363,23 +369,37 @@ impl Server {
         sip: Option<sip::SipServer>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        self.serve_engines(sip, None, shutdown).await
+        self.serve_engine(sip, None, None, shutdown).await
     }
 
-    /// Like [`serve`](Self::serve), with the relay engine (`mode = "relay"`)
-    /// behind `/ws` and the telephony endpoints instead of the builtin SIP
-    /// server; what it queued for the database is written before exit.
+    /// Like [`serve`](Self::serve), with another engine than the builtin
+    /// SIP server (`mode = "asterisk"`) behind the telephony endpoints.
+    pub async fn serve_with_engine(
+        self,
+        engine: std::sync::Arc<dyn domain::Engine>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.serve_engine(None, Some(engine), None, shutdown).await
+    }
+
+    /// Like [`serve_with_engine`](Self::serve_with_engine) with the relay
+    /// engine (`mode = "relay"`): its open calls end as `shutdown` before
+    /// the WebSockets close, and what it queued for the database is written
+    /// before the database closes.
     pub async fn serve_with_relay(
         self,
         relay: relay::RelayEngine,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        self.serve_engines(None, Some(relay), shutdown).await
+        let engine = std::sync::Arc::new(relay.clone()) as std::sync::Arc<dyn domain::Engine>;
+        self.serve_engine(None, Some(engine), Some(relay), shutdown)
+            .await
     }
 
-    async fn serve_engines(
+    async fn serve_engine(
         self,
         sip: Option<sip::SipServer>,
+        other: Option<std::sync::Arc<dyn domain::Engine>>,
         relay: Option<relay::RelayEngine>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
@@ -390,23 +410,20 @@ impl Server {
         }
         if let Some(s) = &sip {
             // Trunks register to their carriers while the server runs.
+            // A bad `[dialplan]` is a configuration error at start.
+            self.config.dialplan.policy()?;
             trunks::spawn(
                 self.services.clone(),
                 s.clone(),
-                self.config.dialplan.policy()?,
+                self.services.dialplan(),
                 self.config.sip.domain.clone(),
             );
         }
         // The API sees the builtin SIP server only as an engine.
-        let engine = match (&sip, &relay) {
-            (Some(s), _) => {
-                Some(std::sync::Arc::new(s.clone()) as std::sync::Arc<dyn domain::Engine>)
-            }
-            (None, Some(r)) => {
-                Some(std::sync::Arc::new(r.clone()) as std::sync::Arc<dyn domain::Engine>)
-            }
-            (None, None) => None,
-        };
+        let engine = sip
+            .clone()
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn domain::Engine>)
+            .or(other);
         let state = api::AppState::new(self.services.clone(), engine.clone(), api_cfg.clone());
         let app = api::router(state.clone());
         // After the router: it installs the metrics recorder.

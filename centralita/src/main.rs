@@ -274,6 +274,18 @@ async fn serve(cfg: centralita::Config) -> anyhow::Result<()> {
     if server.config.mode == "relay" {
         return serve_relay(server, shutdown).await;
     }
+    if server.config.mode == "asterisk" {
+        let engine = centralita::asterisk_engine::start(&server.config, &server.services)?;
+        println!("centralita listening on http://{}", server.local_addr);
+        println!(
+            "driving Asterisk at {} (AMI); configuration in {}",
+            server.config.asterisk.ami_address,
+            centralita::asterisk_engine::config_dir(&server.config).display()
+        );
+        return server
+            .serve_with_engine(std::sync::Arc::new(engine), shutdown)
+            .await;
+    }
     let sip = centralita::start_sip(&server.config, &server.services).await?;
     println!("centralita listening on http://{}", server.local_addr);
     if let Some(https) = &server.https {

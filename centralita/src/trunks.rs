@@ -13,8 +13,8 @@
 use domain::trunks::{TrunkSettings, TrunkTransport};
 use domain::{Event, Services};
 use sip::{
-    InboundTrunkSpec, OutboundPolicy, OutboundTrunk, SipServer, Transport, TrunkEvent,
-    TrunkEventKind, TrunkRegistration,
+    InboundTrunkSpec, OutboundTrunk, SipServer, Transport, TrunkEvent, TrunkEventKind,
+    TrunkRegistration,
 };
 use tokio::sync::broadcast::error::RecvError;
 
@@ -131,11 +131,17 @@ pub fn inbound_of(id: i64, s: &TrunkSettings, realm: &str) -> InboundTrunkSpec {
     } else {
         s.inbound_match.clone()
     };
+    // The carrier may send calls to the Contact we register.
+    let contact_user = s
+        .sends_registration
+        .then(|| registration_of(id, s).ok().map(|r| r.contact_user))
+        .flatten();
     InboundTrunkSpec {
         id,
         name: s.name.clone(),
         sources,
         digest,
+        contact_user,
     }
 }
 
@@ -153,9 +159,11 @@ fn host_in_uri(host: &str) -> String {
 pub async fn sync(
     services: &Services,
     sip: &SipServer,
-    policy: &OutboundPolicy,
+    dialplan: &domain::dialplan_settings::DialplanService,
     realm: &str,
 ) -> anyhow::Result<()> {
+    let effective = dialplan.effective().await?;
+    let policy = crate::config::policy_of(&effective.settings)?;
     let trunks = services.trunks();
     let mut regs = Vec::new();
     let mut outbound = Vec::new();
@@ -195,13 +203,18 @@ pub async fn sync(
 
 /// Follows trunk changes and registration outcomes until the event
 /// streams end (server shutdown).
-pub fn spawn(services: Services, sip: SipServer, policy: OutboundPolicy, realm: String) {
+pub fn spawn(
+    services: Services,
+    sip: SipServer,
+    dialplan: domain::dialplan_settings::DialplanService,
+    realm: String,
+) {
     let mut changes = services.events.subscribe();
     let mut outcomes = sip.trunk_events();
     let trunks = services.trunks();
     let (svc, server) = (services.clone(), sip.clone());
     tokio::spawn(async move {
-        if let Err(e) = sync(&svc, &server, &policy, &realm).await {
+        if let Err(e) = sync(&svc, &server, &dialplan, &realm).await {
             tracing::error!(error = %e, "loading the trunks for registration");
         }
         loop {
@@ -209,19 +222,19 @@ pub fn spawn(services: Services, sip: SipServer, policy: OutboundPolicy, realm: 
                 Ok(Event::Trunk { action, .. })
                     if matches!(action.as_str(), "created" | "updated" | "deleted") =>
                 {
-                    if let Err(e) = sync(&svc, &server, &policy, &realm).await {
+                    if let Err(e) = sync(&svc, &server, &dialplan, &realm).await {
                         tracing::error!(error = %e, "reloading the trunks for registration");
                     }
                 }
-                Ok(Event::Did { .. }) => {
-                    if let Err(e) = sync(&svc, &server, &policy, &realm).await {
+                Ok(Event::Did { .. } | Event::Dialplan { .. }) => {
+                    if let Err(e) = sync(&svc, &server, &dialplan, &realm).await {
                         tracing::error!(error = %e, "reloading the trunks for registration");
                     }
                 }
                 Ok(_) => {}
                 // Missed some: read everything again.
                 Err(RecvError::Lagged(_)) => {
-                    if let Err(e) = sync(&svc, &server, &policy, &realm).await {
+                    if let Err(e) = sync(&svc, &server, &dialplan, &realm).await {
                         tracing::error!(error = %e, "reloading the trunks for registration");
                     }
                 }

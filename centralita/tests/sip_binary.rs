@@ -380,12 +380,8 @@ fn a_call_hung_up_through_the_api_ends_for_both_parties() {
     );
     let call_id = (0..100)
         .find_map(|_| {
-            let (_, _, text) = srv.request(
-                "GET",
-                "/api/telephony/calls/active",
-                None,
-                Some(&cookie),
-            );
+            let (_, _, text) =
+                srv.request("GET", "/api/telephony/calls/active", None, Some(&cookie));
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             let up = v["calls"].as_array().and_then(|a| {
                 a.iter()

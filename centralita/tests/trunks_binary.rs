@@ -97,6 +97,21 @@ struct Kamailio {
     port: u16,
 }
 
+/// SIGTERM first: Kamailio's main process then stops its workers (a
+/// SIGKILL would leave them running, orphaned); SIGKILL only if it lingers.
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let pid = self.child.pid().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let t0 = Instant::now();
+        while matches!(self.child.child.try_wait(), Ok(None))
+            && t0.elapsed() < Duration::from_secs(3)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Kamailio {
     /// Kamailio on a free port; INVITEs it authenticates go on to the
     /// customer at `customer_port`.
@@ -355,7 +370,7 @@ fn a_trunk_added_by_the_api_registers_to_the_carrier_and_reports_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    drop(carrier.child);
+    drop(carrier);
 }
 
 /// The CDR row of the call to `number` once it ended (5 s at most).
@@ -794,4 +809,102 @@ fn customers_calls_reach_the_agent_their_did_names() {
         .clone();
     assert_eq!(c["trunk"]["name"], "Carrier auth", "{c}");
     assert_eq!(c["direction"], "inbound", "{c}");
+}
+
+/// The dial plan is the configuration's until an administrator saves
+/// another through the API; a bad one is refused whole and changes
+/// nothing; the next call is routed with what was saved; DELETE goes back
+/// to the configuration's.
+#[test]
+fn an_admin_changes_the_dial_plan_and_the_next_call_follows_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let (dora, user, password) = server.create_agent("Dora Dialplan", "dora");
+    // The builtin engine cannot originate yet: a clear 501, nothing rings.
+    let (_, a) = server.call("GET", &format!("/api/agents/{dora}"), None);
+    let extension = a["agent"]["sip"]["extension"].clone();
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": extension, "customerPhone": "0033123456789"})),
+    );
+    assert_eq!(status, 403, "the toll-fraud gate comes first: {v}");
+    assert_eq!(v["error"]["code"], "dial_not_permitted", "{v}");
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": extension, "customerPhone": "912345678"})),
+    );
+    // No trunk here: the plan cannot pick one.
+    assert_eq!(status, 503, "{v}");
+    let (status, v) = server.call("GET", "/api/telephony/dialplan", None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["source"], "config", "{v}");
+    let mut settings = v["settings"].clone();
+    assert_eq!(settings["agentPermission"], "national", "{settings}");
+
+    // Nothing saved until the whole plan is valid.
+    for (field, bad) in [
+        ("agentPermission", json!("world")),
+        ("outboundPatterns", json!(["_9Q."])),
+        ("blockedPrefixes", json!(["80a"])),
+        ("countryCode", json!("+34")),
+    ] {
+        let mut b = settings.clone();
+        b[field] = bad;
+        let (status, v) = server.call("PUT", "/api/telephony/dialplan", Some(b));
+        assert_eq!(status, 422, "{field}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(field)),
+            "{field}: {v}"
+        );
+    }
+    let (_, v) = server.call("GET", "/api/telephony/dialplan", None);
+    assert_eq!(v["source"], "config", "{v}");
+
+    // Numbers starting 3491 (Madrid) are blocked from now on.
+    settings["blockedPrefixes"] = json!(["3491"]);
+    let (status, v) = server.call("PUT", "/api/telephony/dialplan", Some(settings));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["source"], "saved", "{v}");
+    // (The SIP server applies it a moment after the answer: a call placed
+    // in that moment may still see the old plan.)
+    let refused_with = |first: u32, cause: &str| {
+        let mut seen = Vec::new();
+        for n in first..first + 5 {
+            let c = refused_call(&server, dir.path(), &user, &password, &n.to_string());
+            if c["hangupCause"] == cause {
+                return;
+            }
+            seen.push(c["hangupCause"].clone());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("never refused with {cause}: {seen:?}");
+    };
+    refused_with(912_345_670, "destination_blocked");
+
+    // Back to the configuration's plan: the same numbers are no longer
+    // blocked (no trunk can carry them here).
+    let (status, v) = server.call("DELETE", "/api/telephony/dialplan", None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["source"], "config", "{v}");
+    refused_with(912_345_680, "no_trunk_available");
+
+    // With a trunk the plan is complete, but the builtin engine cannot
+    // originate yet: a clear 501, and nothing rings.
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/trunks",
+        Some(json!({"name": "Spare", "host": "127.0.0.1", "port": 9, "sendsRegistration": false})),
+    );
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = server.call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": extension, "customerPhone": "912345678"})),
+    );
+    assert_eq!(status, 501, "{v}");
+    assert_eq!(v["error"]["code"], "not_implemented", "{v}");
 }

@@ -3,6 +3,7 @@
 import type { CallQuality } from './quality';
 import type { Trunk, TrunkPreview, TrunkRegistration, TrunkTestResult } from './trunks';
 import type { Did } from './dids';
+import type { DialplanAnswer, DialplanSettings } from './dialplan';
 
 export interface SipInfo {
   username: string;
@@ -237,6 +238,10 @@ export const api = {
   createDid: (body: Record<string, unknown>) => request<{ did: Did }>('POST', '/api/telephony/dids', body),
   updateDid: (id: number, body: Record<string, unknown>) => request<{ did: Did }>('PATCH', `/api/telephony/dids/${id}`, body),
   deleteDid: (id: number) => request<unknown>('DELETE', `/api/telephony/dids/${id}`),
+
+  dialplan: () => request<DialplanAnswer>('GET', '/api/telephony/dialplan'),
+  saveDialplan: (body: DialplanSettings) => request<DialplanAnswer>('PUT', '/api/telephony/dialplan', body),
+  resetDialplan: () => request<DialplanAnswer>('DELETE', '/api/telephony/dialplan'),
 };
 
 export function historyCsvUrl(q: Query): string {

@@ -18,6 +18,7 @@ import { callsView } from './views/admin/calls';
 import { liveView } from './views/admin/live';
 import { trunksView } from './views/admin/trunks';
 import { didsView } from './views/admin/dids';
+import { dialplanView } from './views/admin/dialplan';
 
 const app = document.getElementById('app') as HTMLElement;
 const topbar = h('header', { class: 'topbar', testid: 'topbar' });
@@ -47,6 +48,7 @@ const NAV: NavItem[] = [
   { path: '/admin/webrtc', key: 'nav.webrtc', staff: true },
   { path: '/admin/trunks', key: 'nav.trunks', staff: true, admin: true },
   { path: '/admin/dids', key: 'nav.dids', staff: true, admin: true },
+  { path: '/admin/dialplan', key: 'nav.dialplan', staff: true, admin: true },
 ];
 
 function connIndicator(): HTMLElement {
@@ -137,6 +139,7 @@ function resolve(path: string): View {
   }
   if (user.role === 'admin' && path === '/admin/trunks') return trunksView();
   if (user.role === 'admin' && path === '/admin/dids') return didsView();
+  if (user.role === 'admin' && path === '/admin/dialplan') return dialplanView();
   return notFound;
 }
 

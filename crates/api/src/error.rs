@@ -35,6 +35,12 @@ pub enum AppError {
     RangeNotSatisfiable { len: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// Policy forbids it (a dial-plan refusal: `code` is its cause).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    /// The running engine cannot do this.
+    #[error("{0}")]
+    NotImplemented(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -58,6 +64,8 @@ impl AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Refused { .. } => StatusCode::FORBIDDEN,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +84,8 @@ impl AppError {
             Self::PayloadTooLarge => "payload_too_large".into(),
             Self::RangeNotSatisfiable { .. } => "range_not_satisfiable".into(),
             Self::Unavailable(_) => "unavailable".into(),
+            Self::Refused { code, .. } => (*code).into(),
+            Self::NotImplemented(_) => "not_implemented".into(),
             Self::Busy(_) => "busy".into(),
             Self::Internal(_) => "internal".into(),
         }

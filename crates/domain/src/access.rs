@@ -90,7 +90,7 @@ impl Scope {
             // Attacks and bans are for the staff who can act on them.
             Event::Security { .. } => false,
             // Carrier trunks are the staff's business.
-            Event::Trunk { .. } | Event::Did { .. } => false,
+            Event::Trunk { .. } | Event::Did { .. } | Event::Dialplan { .. } => false,
         }
     }
 }

@@ -191,6 +191,9 @@ pub enum HangupCause {
     NoTrunkAvailable,
     /// A call from a trunk dialled a number no DID routes.
     UnknownDid,
+    /// A call from a carrier refused because its trunk had all its
+    /// `maxChannels` in use.
+    TrunkAtCapacity,
     /// Ended by a hang-up request (`POST /api/telephony/call/hangup`: a
     /// supervisor, the agent's CRM), not by either party.
     ForcedHangup,
@@ -238,6 +241,7 @@ impl HangupCause {
             Self::NoTrunkAvailable => "no_trunk_available",
             Self::UnknownDid => "unknown_did",
             Self::ForcedHangup => "forced_hangup",
+            Self::TrunkAtCapacity => "trunk_at_capacity",
         }
     }
 

@@ -518,13 +518,17 @@ impl CallService {
                 store::trunks::count_call(&mut tx, id, l.answered_at.is_some()).await?;
             }
         }
-        // The call's trunk: the first trunk leg (the carrier's leg of an
-        // outbound call), or the one an `Origin` names (a call from a
-        // trunk), with the DID it dialled.
+        // The call's trunk: the one whose leg answered, else the first
+        // trunk leg (the first carrier tried), or the one an `Origin` names
+        // (a call from a trunk), with the DID it dialled.
         for l in &legs {
             if let Some(name) = l.transport.strip_prefix("trunk:") {
                 if let Some(id) = store::trunks::id_by_name(&mut tx, name).await? {
-                    store::calls::set_origin(&mut tx, &l.call_id, Some(id), None, now).await?;
+                    if l.answered_at.is_some() && l.leg_no > 0 {
+                        store::calls::set_trunk(&mut tx, &l.call_id, id, now).await?;
+                    } else {
+                        store::calls::set_origin(&mut tx, &l.call_id, Some(id), None, now).await?;
+                    }
                 }
             }
         }

@@ -66,6 +66,13 @@ pub trait Engine: Send + Sync {
         false
     }
 
+    /// Rings the agent, then the customer through the trunk of `plan`;
+    /// resolves to the id the call's CDR will have. `None`: this engine
+    /// cannot originate.
+    fn originate(&self, _plan: crate::originate::OriginatePlan) -> Option<OriginateFuture> {
+        None
+    }
+
     /// Ends the call recorded as `call_id` now (a hang-up request); false
     /// when the engine has no such call ringing or up.
     fn hang_up(&self, _call_id: &str) -> bool {
@@ -79,6 +86,11 @@ pub trait Engine: Send + Sync {
         Box::pin(async { Err("this engine cannot send OPTIONS".to_string()) })
     }
 }
+
+/// What [`Engine::originate`] resolves to: the call id, or why the PBX
+/// refused.
+pub type OriginateFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + 'static>>;
 
 /// What [`Engine::probe`] resolves to: the answer, or why there was none.
 pub type ProbeFuture = std::pin::Pin<
@@ -175,4 +187,8 @@ pub enum FlowRefused {
     /// The engine is stopping or stopped.
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// This engine takes no SIP over WebSocket here: phones register to
+    /// the PBX it drives.
+    #[error("SIP over WebSocket is served by the PBX itself in this mode")]
+    NotServed,
 }

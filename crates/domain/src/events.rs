@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// One event. JSON: `{"type": "registration" | "call" | "agent" | "security" | "trunk" | "did", "at": ..., ...}`
+/// One event. JSON: `{"type": "registration" | "call" | "agent" | "security" | "trunk" | "did" | "dialplan", "at": ..., ...}`
 /// with camelCase fields.
 #[derive(Serialize, Clone, Debug)]
 #[serde(
@@ -65,6 +65,8 @@ pub enum Event {
         id: i64,
         action: String,
     },
+    /// The dial plan was saved or reset: the SIP server re-reads it.
+    Dialplan { at: DateTime<Utc> },
 }
 
 /// A broadcast channel. Slow subscribers lose the oldest events

@@ -15,11 +15,13 @@ pub mod auth;
 pub mod call_events;
 pub mod calls;
 pub mod dialplan;
+pub mod dialplan_settings;
 pub mod dids;
 pub mod engine;
 mod error;
 pub mod events;
 pub mod media;
+pub mod originate;
 pub mod passwords;
 pub mod quality;
 pub mod ratelimit;
@@ -108,6 +110,9 @@ pub struct DomainConfig {
     pub login_limits: LoginLimits,
     /// WebSocket URL agents use when none is configured in the console.
     pub default_ws_url: String,
+    /// The configuration's dial plan: in force until an administrator
+    /// saves another (`dialplan_settings`).
+    pub dialplan: dialplan_settings::DialplanSettings,
 }
 
 impl Default for DomainConfig {
@@ -122,6 +127,7 @@ impl Default for DomainConfig {
             hash_limits: passwords::HashLimits::default(),
             login_limits: LoginLimits::default(),
             default_ws_url: "ws://127.0.0.1:8080/ws".into(),
+            dialplan: dialplan_settings::DialplanSettings::default(),
         }
     }
 }

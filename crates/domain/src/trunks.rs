@@ -1895,6 +1895,18 @@ impl TrunkService {
             .collect()
     }
 
+    /// Like [`active_settings`](Self::active_settings), with whether each
+    /// trunk is registered now (its live state).
+    pub async fn active_settings_with_state(
+        &self,
+    ) -> Result<Vec<(i64, TrunkSettings, bool)>, DomainError> {
+        let mut c = self.db.conn().await?;
+        let rows = store::trunks::active_by_priority(&mut c).await?;
+        rows.iter()
+            .map(|r| Ok((r.id, TrunkSettings::from_row(r)?, r.registered)))
+            .collect()
+    }
+
     /// The effective SIP configuration of a stored trunk.
     pub async fn preview(&self, id: i64) -> Result<TrunkPreview, DomainError> {
         Ok(preview_config(&self.settings(id).await?))

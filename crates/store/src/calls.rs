@@ -184,6 +184,26 @@ pub async fn set_origin(
     .rows_affected())
 }
 
+/// The call went out (or came in) through trunk `trunk_id` after all: the
+/// leg through it answered. Overrides what [`set_origin`] kept (the first
+/// trunk tried, which failed over).
+pub async fn set_trunk(
+    c: &mut Conn,
+    call_id: &str,
+    trunk_id: i64,
+    now: i64,
+) -> Result<u64, DbError> {
+    Ok(
+        sqlx::query("UPDATE calls SET trunk_id = $2, updated_at = $3 WHERE call_id = $1")
+            .bind(call_id)
+            .bind(trunk_id)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+    )
+}
+
 /// A call's finished recording, as the domain's recorder reports it.
 #[derive(Debug, Clone)]
 pub struct SaveRecording<'a> {

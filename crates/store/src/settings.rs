@@ -24,6 +24,14 @@ pub async fn get_or_insert(c: &mut Conn, key: &str, value: &str) -> Result<Strin
         .map_err(DbError::from)
 }
 
+pub async fn delete(c: &mut Conn, key: &str) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM settings WHERE key = $1")
+        .bind(key)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
 pub async fn set(c: &mut Conn, key: &str, value: &str) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -612,8 +612,15 @@ impl Core {
     /// refuse it or start the call.
     fn new_call(&mut self, now_ms: u64, src: Source, m: Msg) {
         // A carrier recognised by its address: no challenge (it would not
-        // answer one), its DID decides where the call goes.
-        if let Some(trunk) = self.inbound.by_source(&src).cloned() {
+        // answer one), its DID decides where the call goes. A source an
+        // agent's device registered from is that device, whatever trunk
+        // shares its address (an office NAT, a PBX on the same host).
+        let carrier = self
+            .inbound
+            .by_source(&src)
+            .filter(|_| !self.is_agent_source(&src))
+            .cloned();
+        if let Some(trunk) = carrier {
             let a_tag = self.io.rng.token();
             self.inbound_call(now_ms, src, m, a_tag, &trunk);
             return;
@@ -781,9 +788,21 @@ impl Core {
                 );
             }
             Decision::Agent(target) => {
-                self.ring_agent(now_ms, src, m, a_tag, &caller, &target, session_secs);
+                self.ring_agent(now_ms, src, m, a_tag, &caller, &target, session_secs, None);
             }
         }
+    }
+
+    /// Whether a live binding of some agent was registered from `src`
+    /// (same transport and address, or the same connection).
+    fn is_agent_source(&self, src: &Source) -> bool {
+        let loc = self.registrar.location();
+        loc.usernames().any(|u| {
+            loc.bindings(u).iter().any(|b| {
+                (b.src.flow != UDP_FLOW && b.src.flow == src.flow)
+                    || (b.src.transport == src.transport && b.src.peer == src.peer)
+            })
+        })
     }
 
     /// The session interval (RFC 4028) the call will run with (0: no
@@ -822,11 +841,10 @@ impl Core {
         let Some(session_secs) = self.session_interval(now_ms, src, &m, &a_tag) else {
             return;
         };
-        let did = msg::uri_user(m.ruri())
-            .filter(|u| !u.is_empty())
-            .or_else(|| msg::uri_user(msg::addr_uri(m.header("To").unwrap_or(""))))
-            .unwrap_or("")
-            .to_string();
+        let did = trunk.did_of(
+            msg::uri_user(m.ruri()),
+            msg::uri_user(msg::addr_uri(m.header("To").unwrap_or(""))),
+        );
         let number =
             inbound::caller_number(msg::uri_user(msg::addr_uri(m.header("From").unwrap_or(""))));
         let decision = routing::decide_inbound(
@@ -892,6 +910,18 @@ impl Core {
                 return;
             }
         };
+        // Calls in count against the trunk's channels like calls out.
+        let inbound_channel = if self.io.outbound.trunk(trunk.id).is_some() {
+            if !self.io.outbound.reserve(trunk.id) {
+                tracing::warn!(trunk = %trunk.name, %did, "call from a trunk refused: every channel in use");
+                let cause = domain::call_events::HangupCause::TrunkAtCapacity;
+                self.refuse_started(now_ms, src, &m, &a_tag, 503, "Service Unavailable", cause);
+                return;
+            }
+            Some(trunk.id)
+        } else {
+            None
+        };
         // The customer as the agent's phone shows them: their number.
         let caller = Account {
             username: transport,
@@ -902,7 +932,16 @@ impl Core {
             record_calls: None,
             dial: None,
         };
-        self.ring_agent(now_ms, src, m, a_tag, &caller, &target, session_secs);
+        self.ring_agent(
+            now_ms,
+            src,
+            m,
+            a_tag,
+            &caller,
+            &target,
+            session_secs,
+            inbound_channel,
+        );
     }
 
     /// Answers a call whose `Started` was recorded with a final refusal,
@@ -940,6 +979,7 @@ impl Core {
         caller: &Account,
         target: &AgentTarget,
         session_secs: u32,
+        inbound_channel: Option<i64>,
     ) {
         let contacts: Vec<Binding> = self
             .registrar
@@ -966,6 +1006,7 @@ impl Core {
                 callee_record_calls,
                 contacts: &contacts,
                 session_secs,
+                inbound_channel,
             },
         );
     }

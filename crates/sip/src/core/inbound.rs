@@ -113,6 +113,24 @@ pub struct InboundTrunk {
     /// The username and HA1s (in our realm) it answers our challenge
     /// with, when it authenticates; its source is then not enough.
     pub digest: Option<(String, Vec<Ha1>)>,
+    /// The user of the Contact we register at this carrier, when we do: a
+    /// carrier that sends calls to our registered Contact puts that user
+    /// in the Request-URI, and the DID in the To header.
+    pub contact_user: Option<String>,
+}
+
+impl InboundTrunk {
+    /// The number the caller dialled: the Request-URI's user, or the To
+    /// header's when the Request-URI is our registered Contact (or has no
+    /// user).
+    pub fn did_of(&self, ruri_user: Option<&str>, to_user: Option<&str>) -> String {
+        let ruri = ruri_user.filter(|u| !u.is_empty());
+        let is_contact = ruri.is_some_and(|u| self.contact_user.as_deref() == Some(u));
+        match ruri {
+            Some(u) if !is_contact => u.to_string(),
+            _ => to_user.or(ruri).unwrap_or("").to_string(),
+        }
+    }
 }
 
 /// The trunks we take calls from and the DID routes.
@@ -157,7 +175,12 @@ impl Inbound {
     }
 
     /// The trunk that does not authenticate whose sources include `src`.
+    /// Never over WebSocket: carriers do not call over it, and browsers
+    /// may share a carrier's address (the same office, the same host).
     pub fn by_source(&self, src: &Source) -> Option<&InboundTrunk> {
+        if matches!(src.transport, Transport::Ws | Transport::Wss) {
+            return None;
+        }
         self.trunks.iter().find(|t| {
             t.digest.is_none() && t.sources.iter().any(|s| s.matches(src.peer, src.transport))
         })
@@ -249,6 +272,7 @@ mod tests {
                     name: "ip".into(),
                     sources: vec![SourceMatch::parse("203.0.113.5:5060").expect("valid")],
                     digest: None,
+                    contact_user: None,
                 },
                 InboundTrunk {
                     id: 2,
@@ -256,6 +280,7 @@ mod tests {
                     // Its source alone does not identify it.
                     sources: vec![SourceMatch::parse("198.51.100.9").expect("valid")],
                     digest: Some(("carrier2".into(), Vec::new())),
+                    contact_user: None,
                 },
             ],
             Arc::new(InboundRoutes::default()),
@@ -270,6 +295,25 @@ mod tests {
         // An equal account that is not the trunk's own is not the trunk.
         let lookalike = Arc::new((*a).clone());
         assert!(inbound.by_account(&lookalike).is_none());
+    }
+
+    #[test]
+    fn the_did_is_the_request_uri_unless_it_is_our_registered_contact() {
+        let t = InboundTrunk {
+            id: 1,
+            name: "reg".into(),
+            sources: Vec::new(),
+            digest: None,
+            contact_user: Some("acct9".into()),
+        };
+        assert_eq!(t.did_of(Some("34910000001"), Some("x")), "34910000001");
+        assert_eq!(
+            t.did_of(Some("acct9"), Some("+34910000001")),
+            "+34910000001"
+        );
+        assert_eq!(t.did_of(None, Some("+34910000001")), "+34910000001");
+        assert_eq!(t.did_of(Some(""), None), "");
+        assert_eq!(t.did_of(Some("acct9"), None), "acct9");
     }
 
     #[test]

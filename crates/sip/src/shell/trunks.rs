@@ -60,6 +60,8 @@ pub struct InboundTrunkSpec {
     /// Username and HA1s (in the server's realm) when the carrier
     /// authenticates; its sources then do not identify it.
     pub digest: Option<(String, Vec<crate::core::digest::Ha1>)>,
+    /// The user of the Contact we register at this carrier, if we do.
+    pub contact_user: Option<String>,
 }
 
 /// Every address of `name` or `name:port` (the port kept for UDP
@@ -172,6 +174,7 @@ impl crate::SipServer {
                 name: t.name,
                 sources,
                 digest: t.digest,
+                contact_user: t.contact_user,
             });
         }
         self.shared.feed(|c| c.set_inbound(ready, routes));

@@ -91,7 +91,9 @@ export function agentsView(): View {
             h('th', { scope: 'col' }, t('agents.sipStatus')),
             h('th', { scope: 'col' }, t('agents.status')),
             h('th', { scope: 'col' }, t('agents.recording')),
-            h('th', { scope: 'col' }, t('agents.dialing')),
+            h('th', { scope: 'col' }, t('agents.dialing'),
+              // "Default" is the dial plan's; admins can go and see or change it.
+              isAdmin ? h('div', { class: 'th-hint' }, h('a', { href: '/admin/dialplan', 'data-link': true, testid: 'agents-dialplan-link' }, t('agents.dialing.defaultLink'))) : null),
             isAdmin ? h('th', { scope: 'col', class: 'actions-col' }, t('common.actions')) : null)),
           h('tbody', null, agents.map((u) => h('tr', { testid: 'agent-row', 'data-login': u.login ?? '', 'data-id': u.id, 'data-extension': u.sip?.extension ?? '' },
             h('td', null, h('strong', null, u.name), u.email ? h('div', { class: 'muted small' }, u.email) : null),

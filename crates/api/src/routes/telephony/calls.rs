@@ -27,6 +27,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls_stats))
         .routes(routes!(call_detail))
         .routes(routes!(call_hangup))
+        .routes(routes!(call_originate))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -195,6 +196,125 @@ async fn call_hangup(
     Ok(AppJson(HangupAnswer {
         success: true,
         message: "Call hung up successfully".into(),
+    }))
+}
+
+/// seeds/001's originate request.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OriginateRequest {
+    /// The extension of the agent whose phone rings first.
+    pub agent_extension: String,
+    /// The customer's number, as an agent would dial it.
+    pub customer_phone: String,
+    pub campaign_id: Option<i64>,
+    pub lead_id: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OriginateAnswer {
+    pub success: bool,
+    pub message: String,
+    pub data: OriginateData,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginateData {
+    /// The id the call's CDR has (`GET /api/telephony/calls/{callId}`).
+    pub call_id: String,
+    /// The trunk the customer is dialled through.
+    pub trunk: String,
+}
+
+/// Originate a call (click-to-call).
+///
+/// Rings the agent's phone; when the agent answers, the customer is dialled
+/// through the first usable trunk of the dial plan (seeds/001). The number
+/// goes through the same toll-fraud gate as the agent's own calls (403 with
+/// the cause as code: `dial_not_permitted`, `destination_blocked`). Agents
+/// may originate only from their own extension; staff for anyone. Audited
+/// as `call.originate`. 501 when the running engine cannot originate yet
+/// (the builtin one).
+#[utoipa::path(
+    post,
+    path = "/call/originate",
+    tag = "telephony",
+    request_body = OriginateRequest,
+    security(("cookieAuth" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The agent's phone is ringing", body = OriginateAnswer),
+        doc::Auth,
+        doc::JsonBody,
+        doc::NotFound,
+        (status = 403, description = "Not your extension, or the dial plan refuses the number", body = doc::ErrorBody),
+        (status = 501, description = "The engine cannot originate", body = doc::ErrorBody),
+        doc::Engine,
+    ),
+)]
+async fn call_originate(
+    State(st): State<AppState>,
+    u: CurrentUser,
+    AppJson(b): AppJson<OriginateRequest>,
+) -> JsonResult<OriginateAnswer> {
+    use domain::dialplan::Refusal;
+    use domain::originate::OriginateError;
+    max_len("agentExtension", &b.agent_extension, 64)?;
+    max_len("customerPhone", &b.customer_phone, 64)?;
+    if u.user.role == domain::Role::Agent {
+        let own = st.services.sip_accounts.by_user(u.user.id).await?;
+        if own.is_none_or(|a| a.extension != b.agent_extension.trim()) {
+            return Err(AppError::Forbidden);
+        }
+    }
+    let plan = st
+        .services
+        .plan_originate(
+            &b.agent_extension,
+            &b.customer_phone,
+            b.campaign_id,
+            b.lead_id,
+        )
+        .await
+        .map_err(|e| match e {
+            OriginateError::Domain(d) => AppError::from(d),
+            OriginateError::Refused(r @ (Refusal::NoRoute | Refusal::BadNumber(_))) => {
+                AppError::invalid("customerPhone", r.to_string())
+            }
+            OriginateError::Refused(Refusal::NoTrunkAvailable) => {
+                AppError::Unavailable("no trunk available".into())
+            }
+            OriginateError::Refused(r) => AppError::Refused {
+                code: r.cause(),
+                message: r.to_string(),
+            },
+        })?;
+    let engine = st
+        .engine
+        .as_ref()
+        .ok_or_else(|| AppError::Unavailable("no PBX engine is running".into()))?;
+    let trunk = plan.trunk_name.clone();
+    let audit = serde_json::json!({
+        "agentExtension": plan.agent_extension, "customerPhone": plan.e164,
+        "trunk": trunk, "campaignId": plan.campaign_id, "leadId": plan.lead_id,
+    });
+    let Some(fut) = engine.originate(plan) else {
+        return Err(AppError::NotImplemented(format!(
+            "the {} engine cannot originate calls yet",
+            engine.name()
+        )));
+    };
+    let call_id = fut
+        .await
+        .map_err(|e| AppError::Unavailable(format!("the PBX refused the originate: {e}")))?;
+    st.services
+        .audit
+        .log(&u.actor(), "call.originate", "call", &call_id, audit)
+        .await?;
+    Ok(AppJson(OriginateAnswer {
+        success: true,
+        message: "Call originated successfully".into(),
+        data: OriginateData { call_id, trunk },
     }))
 }
 

@@ -166,6 +166,8 @@ pub struct Call {
     anchored: bool,
     /// A call out through trunks (`trunk.rs`).
     trunk: Option<trunk::TrunkCall>,
+    /// A call in from a carrier: the trunk whose channel it holds.
+    inbound_channel: Option<i64>,
 }
 
 /// Where a new call goes and under which terms.
@@ -177,6 +179,9 @@ pub struct Plan<'a> {
     pub contacts: &'a [Binding],
     /// Session interval to offer (0: none).
     pub session_secs: u32,
+    /// The trunk whose channel this call from a carrier holds (released
+    /// when the call ends).
+    pub inbound_channel: Option<i64>,
 }
 
 impl Leg {
@@ -362,6 +367,7 @@ impl Call {
             media,
             anchored,
             trunk: None,
+            inbound_channel: plan.inbound_channel,
         };
         if refused || (anchored && no_forks) {
             // Nothing rings: the caller's offer (or every contact) cannot
@@ -698,6 +704,9 @@ impl Call {
         }
         self.phase = Phase::Ending;
         self.release_trunk(ctx);
+        if let Some(t) = self.inbound_channel.take() {
+            ctx.outbound.release(t);
+        }
         ctx.event(&self.a.call_id, at_ms, CallEventKind::Ended { cause });
         self.trim_invites();
         if self.anchored {

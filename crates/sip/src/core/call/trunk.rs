@@ -113,6 +113,7 @@ impl Call {
                 held: None,
                 released: false,
             }),
+            inbound_channel: None,
         };
         if refused {
             let r = response(

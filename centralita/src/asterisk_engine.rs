@@ -1,0 +1,356 @@
+//! `mode = "asterisk"`: an existing Asterisk (Issabel, FreePBX) does the
+//! calls; centralita drives it (crates/asterisk).
+//!
+//! - Configuration it owns: the agents' SIP accounts (stored HA1s as
+//!   `md5_cred`, never a password) and the trunks are rendered into two
+//!   files of their own in `asterisk.config_dir`, which the site's
+//!   configuration `#include`s; after every change of an agent, SIP
+//!   account or trunk they are rendered again and, when they changed,
+//!   `res_pjsip.so` is reloaded. The outcome is logged.
+//! - Calls: the AMI client turns Asterisk's events into the same call
+//!   events the builtin engine emits; they are recorded as CDRs here.
+//! - The API sees it as an engine: status from AMI, hang-ups through AMI.
+//!   Phones (and browsers) register to Asterisk itself, so `/ws` is not
+//!   served in this mode.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use asterisk::ami::calls::StaticDirectory;
+use asterisk::ami::registrations::{RegistrationChange, TrunkRegState};
+use asterisk::ami::{AuthMode, Config as SessionConfig};
+use asterisk::config::trunks::{section_name, Secrets};
+use asterisk::config::{
+    render_agents, render_trunks, AgentAccount, AgentOptions, ConfigDir, ConfigFile, TrunkOptions,
+};
+use asterisk::shell::{AmiClient, ClientConfig, ClientEvent, OriginateRequest};
+use domain::{Event, Services};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::config::Config;
+
+/// The running driver: the AMI client and what the API asks of it.
+#[derive(Clone)]
+pub struct AsteriskEngine {
+    client: AmiClient,
+    /// The dialplan context an originated agent channel runs.
+    originate_context: String,
+}
+
+impl domain::Engine for AsteriskEngine {
+    fn name(&self) -> &'static str {
+        "asterisk"
+    }
+
+    fn status(&self) -> domain::EngineStatus {
+        domain::EngineStatus {
+            connected: self.client.is_connected(),
+            active_calls: self.client.active_calls() as u64,
+            registered_contacts: self
+                .client
+                .with_registrations(|r| r.contact_count() as u64)
+                .unwrap_or(0),
+            ..Default::default()
+        }
+    }
+
+    fn blocked_sources(&self) -> Vec<domain::BlockedSource> {
+        // Asterisk's own fail2ban-style protection is the site's business.
+        Vec::new()
+    }
+
+    fn unblock(&self, _ip: std::net::IpAddr) -> bool {
+        false
+    }
+
+    fn attach_flow(
+        &self,
+        _peer: std::net::SocketAddr,
+        _secure: bool,
+    ) -> Result<domain::FlowHandle, domain::FlowRefused> {
+        Err(domain::FlowRefused::NotServed)
+    }
+
+    fn originate(
+        &self,
+        plan: domain::originate::OriginatePlan,
+    ) -> Option<domain::engine::OriginateFuture> {
+        // The agent's channel gets this Uniqueid; being the call's first
+        // channel it is the Linkedid, the id of the call's CDR.
+        let call_id = format!(
+            "centralita-{}-{}",
+            plan.agent_extension,
+            rand_seed() % 1_000_000_000
+        );
+        let mut variables = Vec::new();
+        if let Some(c) = plan.campaign_id {
+            variables.push(("CENTRALITA_CAMPAIGN".to_string(), c.to_string()));
+        }
+        if let Some(l) = plan.lead_id {
+            variables.push(("CENTRALITA_LEAD".to_string(), l.to_string()));
+        }
+        let req = OriginateRequest {
+            agent_endpoint: plan.agent_username.clone(),
+            customer_number: plan.number_for_trunk.clone(),
+            context: self.originate_context.clone(),
+            trunk: Some(section_name(&plan.trunk_name)),
+            // The agent's phone shows whom it is about to call.
+            caller_id: Some(format!(
+                "\"{}\" <{}>",
+                plan.number_for_trunk, plan.number_for_trunk
+            )),
+            pai: plan.trunk_pai.clone(),
+            ring_timeout: std::time::Duration::from_secs(30),
+            variables,
+            channel_id: Some(call_id.clone()),
+        };
+        let client = self.client.clone();
+        Some(Box::pin(async move {
+            client
+                .originate(&req)
+                .await
+                .map(|_| call_id)
+                .map_err(|e| e.to_string())
+        }))
+    }
+
+    fn hang_up(&self, call_id: &str) -> bool {
+        if !self.client.knows_call(call_id) {
+            return false;
+        }
+        let client = self.client.clone();
+        let id = call_id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = client.hangup_call(&id).await {
+                tracing::warn!(call_id = %id, error = %e, "Asterisk did not hang the call up");
+            }
+        });
+        true
+    }
+}
+
+/// Where the generated files go.
+pub fn config_dir(cfg: &Config) -> PathBuf {
+    cfg.asterisk
+        .config_dir
+        .as_ref()
+        .map_or_else(|| cfg.data_dir.join("asterisk"), PathBuf::from)
+}
+
+/// Connects to Asterisk's manager and starts the tasks that keep its
+/// configuration and the CDRs in step. Within a tokio runtime.
+pub fn start(cfg: &Config, services: &Services) -> anyhow::Result<AsteriskEngine> {
+    let a = &cfg.asterisk;
+    let mut session = SessionConfig::new(
+        a.ami_username.clone(),
+        a.ami_secret.clone().unwrap_or_default(),
+        AuthMode::Md5,
+    );
+    session.jitter_seed = rand_seed();
+    let directory = Arc::new(StaticDirectory::default());
+    let client = AmiClient::start(
+        ClientConfig::new(a.ami_address.clone(), session),
+        directory.clone(),
+    );
+    let dir = ConfigDir::new(config_dir(cfg));
+    std::fs::create_dir_all(config_dir(cfg))
+        .map_err(|e| anyhow::anyhow!("asterisk.config_dir {:?}: {e}", config_dir(cfg)))?;
+    spawn_config_sync(
+        services.clone(),
+        client.clone(),
+        directory,
+        dir,
+        cfg.sip.domain.clone(),
+    );
+    spawn_recorder(services.clone(), client.clone());
+    spawn_trunk_states(services.clone(), client.clone());
+    tracing::info!(ami = %a.ami_address, "driving Asterisk over AMI");
+    Ok(AsteriskEngine {
+        client,
+        originate_context: a.originate_context.clone(),
+    })
+}
+
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id())
+}
+
+/// Renders both files from the database; reloads PJSIP when either
+/// changed, or when `force` (and the manager is up). Returns whether
+/// anything changed.
+async fn regenerate(
+    force: bool,
+    services: &Services,
+    client: &AmiClient,
+    directory: &StaticDirectory,
+    dir: &ConfigDir,
+    realm: &str,
+) -> anyhow::Result<bool> {
+    let creds = services.sip_accounts.all_digest_credentials().await?;
+    // Browser agents register over WSS: every agent gets a WebRTC
+    // endpoint (a desk phone works on it too, with DTLS off on its side
+    // only if the site says so in its own configuration).
+    let agents: Vec<AgentAccount> = creds
+        .iter()
+        .filter_map(|c| AgentAccount::from_credentials(c, true))
+        .collect();
+    let trunks: Vec<domain::trunks::TrunkSettings> = services
+        .trunks()
+        .active_settings()
+        .await?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    directory.replace(
+        creds.iter().filter(|c| c.account.active).map(|c| {
+            (
+                c.account.username.clone(),
+                c.account.user_id,
+                c.account.extension.clone(),
+            )
+        }),
+        trunks.iter().map(|t| section_name(&t.name)),
+    );
+    let pjsip = render_agents(&agents, &AgentOptions::new(realm))?;
+    let wizard = render_trunks(&trunks, &TrunkOptions::default(), Secrets::Included)?;
+    let changed = dir.write(ConfigFile::Pjsip, &pjsip)? | dir.write(ConfigFile::Wizard, &wizard)?;
+    if (changed || force) && client.is_connected() {
+        match client.reload_pjsip().await {
+            Ok(r) => {
+                tracing::info!(message = %r.message, "PJSIP reloaded after a configuration change")
+            }
+            Err(e) => tracing::error!(error = %e, "PJSIP reload refused"),
+        }
+    }
+    Ok(changed)
+}
+
+/// Regenerates at start, after every change of agents, SIP accounts or
+/// trunks, and after every (re)connection (a reload missed while the
+/// manager was down is done then).
+fn spawn_config_sync(
+    services: Services,
+    client: AmiClient,
+    directory: Arc<StaticDirectory>,
+    dir: ConfigDir,
+    realm: String,
+) {
+    let mut changes = services.events.subscribe();
+    let mut ami = client.subscribe();
+    tokio::spawn(async move {
+        // Render at start; `force` reloads even when nothing changed.
+        let mut dirty = true;
+        let mut force = false;
+        loop {
+            if dirty {
+                dirty = false;
+                let f = std::mem::take(&mut force);
+                match regenerate(f, &services, &client, &directory, &dir, &realm).await {
+                    Ok(changed) => tracing::debug!(changed, "Asterisk configuration rendered"),
+                    Err(e) => tracing::error!(error = %e, "rendering the Asterisk configuration"),
+                }
+            }
+            tokio::select! {
+                ev = changes.recv() => match ev {
+                    Ok(Event::Agent { .. } | Event::Trunk { .. }) | Err(RecvError::Lagged(_)) => {
+                        dirty = true
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Closed) => return,
+                },
+                ev = ami.recv() => match ev {
+                    Ok(ClientEvent::Connected { .. }) => {
+                        // Asterisk may have restarted, or missed a reload
+                        // while the manager was down: render and reload.
+                        dirty = true;
+                        force = true;
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+}
+
+/// Writes what Asterisk says of each trunk's registration to the trunk's
+/// live state (the trunks page, and originate's trunk choice: a trunk
+/// that registers is used only while registered).
+fn spawn_trunk_states(services: Services, client: AmiClient) {
+    let mut ami = client.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let (name, state) = match ami.recv().await {
+                Ok(ClientEvent::Registration(RegistrationChange::Trunk {
+                    trunk: Some(name),
+                    state,
+                })) => (name, state),
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            let trunks = services.trunks();
+            let Ok(all) = trunks.active_settings().await else {
+                continue;
+            };
+            let Some((id, _)) = all.iter().find(|(_, s)| section_name(&s.name) == name) else {
+                continue;
+            };
+            let registered = state == TrunkRegState::Registered;
+            let error =
+                matches!(state, TrunkRegState::Rejected | TrunkRegState::Failed).then(|| {
+                    format!(
+                        "Asterisk reports the registration {}",
+                        state.as_engine_state()
+                    )
+                });
+            if let Err(e) = trunks
+                .report_registration_state(
+                    *id,
+                    state.as_engine_state(),
+                    registered,
+                    error.as_deref(),
+                )
+                .await
+            {
+                tracing::warn!(trunk = %name, error = %e, "storing a trunk's registration state");
+            }
+        }
+    });
+}
+
+/// Records the call events the AMI client derives, in batches.
+fn spawn_recorder(services: Services, client: AmiClient) {
+    let mut ami = client.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let first = match ami.recv().await {
+                Ok(ClientEvent::Call(ev)) => ev,
+                Ok(_) => continue,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::error!(missed = n, "AMI call events missed: CDRs may be incomplete");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let mut batch = vec![first];
+            // Whatever else is already queued goes in the same transaction.
+            while batch.len() < 256 {
+                match ami.try_recv() {
+                    Ok(ClientEvent::Call(ev)) => batch.push(ev),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = services.calls.record(&batch).await {
+                tracing::error!(error = %e, "recording Asterisk call events");
+                // One by one, so one bad event loses only its own call.
+                for ev in &batch {
+                    let _ = services.calls.record(std::slice::from_ref(ev)).await;
+                }
+            }
+        }
+    });
+}
