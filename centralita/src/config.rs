@@ -34,6 +34,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub dialplan: DialplanConfig,
     pub asterisk: AsteriskConfig,
+    pub relay: RelaySection,
 }
 
 /// The `[asterisk]` section: the Asterisk (Issabel, FreePBX) that does the
@@ -72,6 +73,20 @@ impl Default for AsteriskConfig {
             ws_url: None,
         }
     }
+}
+
+/// The `[relay]` section: the PBX browsers are relayed to when
+/// `mode = "relay"` (crates/relay).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySection {
+    /// `udp:HOST:PORT`, `tcp:HOST:PORT`, `tls:HOST:PORT`,
+    /// `ws:HOST:PORT[/PATH]` or `wss:HOST:PORT[/PATH]`; required in relay
+    /// mode.
+    pub upstream: Option<String>,
+    /// PEM file of the CAs a `tls:`/`wss:` upstream's certificate must chain to;
+    /// default: the system bundle.
+    pub tls_ca: Option<String>,
 }
 
 /// The `[media]` section: centralita in the audio path of calls.
@@ -375,6 +390,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             dialplan: DialplanConfig::default(),
             asterisk: AsteriskConfig::default(),
+            relay: RelaySection::default(),
         }
     }
 }
@@ -752,6 +768,14 @@ impl Config {
         if !matches!(self.mode.as_str(), "builtin" | "asterisk" | "relay") {
             bail!("mode must be builtin, asterisk or relay");
         }
+        let upstream = self.relay_upstream()?;
+        if self.mode == "relay" && upstream.is_none() {
+            bail!(
+                "mode = \"relay\" needs relay.upstream, the PBX to relay browsers to: \
+                 udp:HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT, ws:HOST:PORT[/PATH] or \
+                 wss:HOST:PORT[/PATH] (CENTRALITA_RELAY_UPSTREAM)"
+            );
+        }
         if self.mode == "asterisk" {
             let a = &self.asterisk;
             if a.ami_username.trim().is_empty() || a.ami_secret.as_deref().unwrap_or("").is_empty()
@@ -793,6 +817,27 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The PBX of relay mode, when `relay.upstream` is set.
+    pub fn relay_upstream(&self) -> anyhow::Result<Option<relay::Upstream>> {
+        match self.relay.upstream.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(u) => u
+                .parse::<relay::Upstream>()
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("relay.upstream (CENTRALITA_RELAY_UPSTREAM): {e}")),
+        }
+    }
+
+    /// `relay.tls_ca`, when set.
+    pub fn relay_tls_ca(&self) -> Option<PathBuf> {
+        self.relay
+            .tls_ca
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
     }
 
     /// The metrics-only listener, when `metrics.listen` is set.
@@ -1126,6 +1171,41 @@ mod tests {
     }
 
     #[test]
+    fn relay_mode_needs_a_valid_upstream() {
+        let err =
+            Config::load(None, env(&[("CENTRALITA_MODE", "relay")])).expect_err("no upstream");
+        assert!(format!("{err:#}").contains("relay.upstream"), "{err:#}");
+        let err = Config::load(
+            None,
+            env(&[
+                ("CENTRALITA_MODE", "relay"),
+                ("CENTRALITA_RELAY_UPSTREAM", "pbx.example.test:5060"),
+            ]),
+        )
+        .expect_err("no transport");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("CENTRALITA_RELAY_UPSTREAM") && text.contains("udp:HOST:PORT"),
+            "{text}"
+        );
+        let c = Config::load(
+            None,
+            env(&[
+                ("CENTRALITA_MODE", "relay"),
+                ("CENTRALITA_RELAY_UPSTREAM", "tcp:pbx.example.test:5080"),
+            ]),
+        )
+        .expect("valid");
+        let u = c.relay_upstream().expect("parses").expect("set");
+        assert_eq!(
+            (u.transport, u.host.as_str(), u.port),
+            (relay::UpTransport::Tcp, "pbx.example.test", 5080)
+        );
+        // A bad upstream is refused in any mode (it would fail on switching).
+        assert!(Config::load(None, env(&[("CENTRALITA_RELAY_UPSTREAM", "sips:x:1")])).is_err());
+    }
+
+    #[test]
     fn lists_from_the_environment() {
         let ua = |v: &str| {
             Config::load(None, env(&[("CENTRALITA_SIP_SHA256_USER_AGENTS", v)]))
@@ -1234,7 +1314,10 @@ mod tests {
                     "sip.advertised_host" => "pbx.test".into(),
                     "sip.ws_path" => "/sip".into(),
                     "admin_password" => "long-enough-password".into(),
+                    // (with relay.upstream, which relay mode needs: below)
                     "mode" => "relay".into(),
+                    "relay.upstream" => "udp:127.0.0.1:5060".into(),
+                    "relay.tls_ca" => "/etc/pbx-ca.pem".into(),
                     "log_format" => "json".into(),
                     "sip.tls_dial_verify" => "ca".into(),
                     "database_url" => "sqlite:///tmp/elsewhere.db".into(),
@@ -1251,7 +1334,12 @@ mod tests {
                     p => format!("/{p}"),
                 },
             };
-            let c = Config::load(None, env(&[(&s.env_name(), &value)]))
+            let name = s.env_name();
+            let mut vars = vec![(name.as_str(), value.as_str())];
+            if s.path() == "mode" {
+                vars.push(("CENTRALITA_RELAY_UPSTREAM", "udp:127.0.0.1:5060"));
+            }
+            let c = Config::load(None, env(&vars))
                 .unwrap_or_else(|e| panic!("{}={value}: {e:#}", s.env_name()));
             let t = toml::Table::try_from(c).expect("serialize");
             let got = if s.section.is_empty() {

@@ -224,6 +224,25 @@ pub async fn start_sip(config: &Config, services: &Services) -> anyhow::Result<s
     Ok(server)
 }
 
+/// Starts the relay engine (`mode = "relay"`) toward `relay.upstream`;
+/// [`Server::serve_with_relay`] puts it behind the API.
+pub fn start_relay(config: &Config, services: &Services) -> anyhow::Result<relay::RelayEngine> {
+    let upstream = config.relay_upstream()?.context(
+        "mode = \"relay\" needs relay.upstream (CENTRALITA_RELAY_UPSTREAM), e.g. udp:10.0.0.5:5060",
+    )?;
+    let mut cfg = relay::RelayConfig::new(upstream);
+    cfg.max_message_bytes = config.sip.max_message_bytes as usize;
+    cfg.tls_ca = config.relay_tls_ca();
+    // The builtin server's connection caps apply to the relay's flows
+    // (each holds a socket toward the PBX).
+    cfg.max_flows_per_ip = config.sip.max_connections_per_ip as usize;
+    if config.sip.max_connections > 0 {
+        cfg.max_flows = config.sip.max_connections as usize;
+    }
+    relay::RelayEngine::start(cfg, services.clone())
+        .context("starting the relay (relay.upstream, relay.tls_ca)")
+}
+
 /// Opens the configured database (creating the data dir for the default
 /// SQLite file) and builds the services, without binding anything.
 pub async fn open_services(config: &Config) -> anyhow::Result<Services> {
@@ -350,7 +369,7 @@ impl Server {
         sip: Option<sip::SipServer>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        self.serve_engine(sip, None, shutdown).await
+        self.serve_engine(sip, None, None, shutdown).await
     }
 
     /// Like [`serve`](Self::serve), with another engine than the builtin
@@ -360,13 +379,28 @@ impl Server {
         engine: std::sync::Arc<dyn domain::Engine>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        self.serve_engine(None, Some(engine), shutdown).await
+        self.serve_engine(None, Some(engine), None, shutdown).await
+    }
+
+    /// Like [`serve_with_engine`](Self::serve_with_engine) with the relay
+    /// engine (`mode = "relay"`): its open calls end as `shutdown` before
+    /// the WebSockets close, and what it queued for the database is written
+    /// before the database closes.
+    pub async fn serve_with_relay(
+        self,
+        relay: relay::RelayEngine,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let engine = std::sync::Arc::new(relay.clone()) as std::sync::Arc<dyn domain::Engine>;
+        self.serve_engine(None, Some(engine), Some(relay), shutdown)
+            .await
     }
 
     async fn serve_engine(
         self,
         sip: Option<sip::SipServer>,
         other: Option<std::sync::Arc<dyn domain::Engine>>,
+        relay: Option<relay::RelayEngine>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let mut api_cfg = api_config(&self.config);
@@ -397,8 +431,14 @@ impl Server {
         // One shutdown signal, two listeners.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sip_calls = sip.clone();
+        let relay_calls = relay.clone();
         tokio::spawn(async move {
             shutdown.await;
+            if let Some(relay) = relay_calls {
+                // Before the WebSockets close: the calls end as `shutdown`,
+                // not as a lost connection.
+                relay.shutdown();
+            }
             if let Some(sip) = sip_calls {
                 // End the calls while every connection is still open, so
                 // each leg gets its BYE (or CANCEL) and each CDR is closed.
@@ -457,6 +497,11 @@ impl Server {
             // Registration removals and CDR updates queued by the connections
             // that just closed must reach the database before it closes.
             sip.drain(std::time::Duration::from_secs(5)).await;
+        }
+        if let Some(relay) = relay {
+            relay.shutdown();
+            // Call events of the flows that just closed.
+            relay.drain(std::time::Duration::from_secs(5)).await;
         }
         self.services.db.close().await;
         Ok(())

@@ -271,6 +271,9 @@ async fn serve(cfg: centralita::Config) -> anyhow::Result<()> {
         println!("Created the admin account. Log in with login \"admin\" and this one-time password: {pw}");
         println!("(It is not stored anywhere in clear text; change it after logging in.)");
     }
+    if server.config.mode == "relay" {
+        return serve_relay(server, shutdown).await;
+    }
     if server.config.mode == "asterisk" {
         let engine = centralita::asterisk_engine::start(&server.config, &server.services)?;
         println!("centralita listening on http://{}", server.local_addr);
@@ -303,4 +306,28 @@ async fn serve(cfg: centralita::Config) -> anyhow::Result<()> {
     );
     tracing::info!(addr = %server.local_addr, sip_domain = %server.config.sip.domain, "HTTP listening");
     server.serve_with_sip(Some(sip), shutdown).await
+}
+
+/// `mode = "relay"`: no SIP server of our own; browsers' SIP over `/ws` is
+/// relayed to `relay.upstream`.
+async fn serve_relay(
+    server: centralita::Server,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let relay = centralita::start_relay(&server.config, &server.services)?;
+    println!("centralita listening on http://{}", server.local_addr);
+    if let Some(https) = &server.https {
+        println!("centralita listening on https://{}", https.local_addr);
+    }
+    if let Some((_, addr)) = &server.metrics {
+        println!("metrics on http://{addr}/metrics");
+    }
+    println!(
+        "SIP relay to {} for ws://{}{}",
+        relay.upstream(),
+        server.local_addr,
+        server.config.sip.ws_path
+    );
+    tracing::info!(addr = %server.local_addr, upstream = %relay.upstream(), "HTTP listening (relay mode)");
+    server.serve_with_relay(relay, shutdown).await
 }

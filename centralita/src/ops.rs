@@ -143,6 +143,21 @@ pub fn check_config(cfg: &Config, file: Option<&Path>) -> anyhow::Result<Vec<Str
             ca.display()
         ));
     }
+    if cfg.mode == "relay" {
+        if let Some(u) = cfg.relay_upstream()? {
+            let mut line = format!("relay: browsers' SIP over {} to {u}", cfg.sip.ws_path);
+            if u.transport.is_tls() {
+                let ca = cfg.relay_tls_ca();
+                relay::shell::tls_client(ca.as_deref())
+                    .context("relay.tls_ca (CENTRALITA_RELAY_TLS_CA)")?;
+                let shown = ca.map_or(relay::shell::SYSTEM_CA_BUNDLE.to_string(), |p| {
+                    p.display().to_string()
+                });
+                line.push_str(&format!(" (certificate checked against {shown})"));
+            }
+            out.push(line);
+        }
+    }
     out.push(format!("logs: {}", cfg.log_format));
     out.push(match cfg.metrics_listen()? {
         Some(a) => format!("metrics: /metrics (admin token) and http://{a}/metrics"),
