@@ -664,7 +664,11 @@ fn validate_name_addr(v: &str) -> Result<(), ParseError> {
         let p = params
             .strip_prefix(';')
             .ok_or_else(|| bad("junk after address"))?;
-        for param in p.split(';') {
+        if !quotes_balanced(p) {
+            return Err(bad("unbalanced quotes in a parameter"));
+        }
+        // A quoted value may hold `;` (RFC 5627's `temp-gruu="sip:…;gr"`).
+        for param in split_unquoted(p, ';') {
             let name = param.split('=').next().unwrap_or("").trim();
             if !is_token(name) {
                 return Err(bad("bad address parameter"));
@@ -672,6 +676,18 @@ fn validate_name_addr(v: &str) -> Result<(), ParseError> {
         }
     }
     Ok(())
+}
+
+/// `s` split on `sep` outside double quotes.
+fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = find_unquoted(rest, sep) {
+        out.push(&rest[..i]);
+        rest = &rest[i + sep.len_utf8()..];
+    }
+    out.push(rest);
+    out
 }
 
 fn quotes_balanced(s: &str) -> bool {
@@ -860,6 +876,36 @@ pub fn tag(v: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quoted_parameters_may_hold_semicolons() {
+        // Kamailio's answer to a REGISTER with +sip.instance (RFC 5627).
+        let raw = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n\
+                   From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\n\
+                   CSeq: 2 REGISTER\r\nContact: <sip:a@10.0.0.1:5060>;expires=60;\
+                   +sip.instance=\"<urn:uuid:1>\";temp-gruu=\"sip:tgruu.x@h;gr\";\
+                   pub-gruu=\"sip:a@h;gr=urn:uuid:1\"\r\nContent-Length: 0\r\n\r\n";
+        let m = Msg::parse(raw.as_bytes(), &Limits::default()).expect("valid");
+        assert_eq!(
+            param(m.header("Contact").unwrap_or(""), "expires"),
+            Some("60")
+        );
+        // Still refused: an unbalanced quote, a bad parameter name.
+        for bad in [
+            "Contact: <sip:a@h>;x=\"open\r\n",
+            "Contact: <sip:a@h>;b@d=1\r\n",
+        ] {
+            let raw = format!(
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n\
+                 From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\n\
+                 CSeq: 2 REGISTER\r\n{bad}Content-Length: 0\r\n\r\n"
+            );
+            assert!(
+                Msg::parse(raw.as_bytes(), &Limits::default()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
