@@ -164,6 +164,7 @@ pub fn start(cfg: &Config, services: &Services) -> anyhow::Result<AsteriskEngine
     );
     spawn_recorder(services.clone(), client.clone());
     spawn_trunk_states(services.clone(), client.clone());
+    spawn_agent_states(services.clone(), client.clone());
     tracing::info!(ami = %a.ami_address, "driving Asterisk over AMI");
     Ok(AsteriskEngine {
         client,
@@ -317,6 +318,57 @@ fn spawn_trunk_states(services: Services, client: AmiClient) {
             {
                 tracing::warn!(trunk = %name, error = %e, "storing a trunk's registration state");
             }
+        }
+    });
+}
+
+/// Writes what Asterisk says of each agent's contacts to the agent's SIP
+/// account (registered, user agent) and publishes it as a `registration`
+/// event, as the builtin registrar does: the agents page and the events
+/// socket show phones registered to Asterisk.
+fn spawn_agent_states(services: Services, client: AmiClient) {
+    let mut ami = client.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let endpoint = match ami.recv().await {
+                Ok(ClientEvent::Registration(RegistrationChange::Contact { endpoint, .. })) => {
+                    endpoint
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            // The endpoint of an agent is its SIP username.
+            let Ok(Some(account)) = services.sip_accounts.by_username(&endpoint).await else {
+                continue;
+            };
+            let (contacts, user_agent) = client
+                .with_registrations(|r| {
+                    let all: Vec<_> = r.contacts_of(&endpoint).collect();
+                    (all.len(), all.first().and_then(|c| c.user_agent.clone()))
+                })
+                .unwrap_or((0, None));
+            let registered = contacts > 0;
+            let update = domain::RegistrationStateUpdate {
+                username: &account.username,
+                registered,
+                user_agent: user_agent.as_deref(),
+                ip: None,
+            };
+            if let Err(e) = services
+                .sip_accounts
+                .set_registration_states(&[update])
+                .await
+            {
+                tracing::warn!(%endpoint, error = %e, "storing an agent's registration state");
+                continue;
+            }
+            services.events.publish(Event::Registration {
+                at: chrono::Utc::now(),
+                username: account.username.clone(),
+                extension: account.extension.clone(),
+                registered,
+                contacts: u32::try_from(contacts).unwrap_or(u32::MAX),
+            });
         }
     });
 }

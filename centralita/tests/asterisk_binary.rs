@@ -68,7 +68,7 @@ fn captured_events() -> Vec<String> {
 
 /// Serves one manager connection: answers every action, and once logged
 /// in sends the captured events when `play` is set.
-fn serve(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, play: Arc<Mutex<bool>>) {
+fn serve(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, outbox: Arc<Mutex<Vec<String>>>) {
     let _ = stream.write_all(b"Asterisk Call Manager/11.0.0\r\n");
     let Ok(read_half) = stream.try_clone() else {
         return;
@@ -79,9 +79,9 @@ fn serve(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, play: Arc<Mutex<bool>>) 
     let mut line = String::new();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(120) {
-        if *play.lock().expect("lock") && seen.lock().expect("lock").logged_in {
-            *play.lock().expect("lock") = false;
-            for ev in captured_events() {
+        if seen.lock().expect("lock").logged_in {
+            let queued: Vec<String> = std::mem::take(&mut *outbox.lock().expect("lock"));
+            for ev in queued {
                 if stream.write_all(ev.as_bytes()).is_err() {
                     return;
                 }
@@ -143,7 +143,8 @@ fn serve(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, play: Arc<Mutex<bool>>) 
 struct Ami {
     port: u16,
     seen: Arc<Mutex<Seen>>,
-    play: Arc<Mutex<bool>>,
+    /// Events to send once logged in.
+    outbox: Arc<Mutex<Vec<String>>>,
 }
 
 impl Ami {
@@ -151,8 +152,8 @@ impl Ami {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the AMI peer");
         let port = listener.local_addr().expect("address").port();
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let play = Arc::new(Mutex::new(false));
-        let (s, p) = (seen.clone(), play.clone());
+        let outbox = Arc::new(Mutex::new(Vec::new()));
+        let (s, p) = (seen.clone(), outbox.clone());
         std::thread::spawn(move || {
             // The client reconnects after a drop: serve each connection.
             for stream in listener.incoming().take(20).flatten() {
@@ -160,7 +161,7 @@ impl Ami {
                 std::thread::spawn(move || serve(stream, s, p));
             }
         });
-        Ami { port, seen, play }
+        Ami { port, seen, outbox }
     }
 
     fn reloads(&self) -> usize {
@@ -366,6 +367,25 @@ fn the_binary_drives_asterisk_over_ami() {
     );
     assert_eq!(status, 403, "{text}");
 
+    // Her browser registers to Asterisk: the agents page shows it.
+    let (_, a) = call("GET", "/api/agents?role=agent", None);
+    assert_eq!(a["agents"][0]["sip"]["registered"], false, "{a}");
+    ami.outbox.lock().expect("lock").push(format!(
+        "Event: ContactStatus\r\nPrivilege: system,all\r\nURI: sip:{sip_user}@127.0.0.1:40000;transport=ws\r\n\
+         ContactStatus: Created\r\nAOR: {sip_user}\r\nEndpointName: {sip_user}\r\n\
+         RoundtripUsec: 0\r\nUserAgent: JsSIP 3.10.9\r\n\r\n"
+    ));
+    wait_until("the agent shows registered", || {
+        call("GET", "/api/agents?role=agent", None).1["agents"][0]["sip"]["registered"] == true
+    });
+    ami.outbox.lock().expect("lock").push(format!(
+        "Event: ContactStatus\r\nPrivilege: system,all\r\nURI: sip:{sip_user}@127.0.0.1:40000;transport=ws\r\n\
+         ContactStatus: Removed\r\nAOR: {sip_user}\r\nEndpointName: {sip_user}\r\n\r\n"
+    ));
+    wait_until("the agent shows unregistered", || {
+        call("GET", "/api/agents?role=agent", None).1["agents"][0]["sip"]["registered"] == false
+    });
+
     // Phones register to Asterisk: no SIP over WebSocket here.
     let mut ws = TcpStream::connect(&http).expect("connect");
     ws.write_all(
@@ -380,7 +400,7 @@ fn the_binary_drives_asterisk_over_ami() {
     assert!(status_line.starts_with("HTTP/1.1 503"), "{status_line}");
 
     // The captured call becomes one CDR.
-    *ami.play.lock().expect("lock") = true;
+    ami.outbox.lock().expect("lock").extend(captured_events());
     let t0 = Instant::now();
     let row = loop {
         let (_, v) = call("GET", "/api/telephony/calls/history?limit=10", None);
