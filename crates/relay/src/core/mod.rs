@@ -201,8 +201,8 @@ impl FlowCore {
         let m = match Msg::parse(data, &self.limits) {
             Ok(m) => m,
             // The PBX is not a stranger: what the strict edge parser refuses
-            // in its messages (e.g. a quoted `pub-gruu` holding `;`, which
-            // Kamailio sends in REGISTER answers) is relayed when it frames.
+            // in its messages (a header shape it does not accept) is relayed
+            // when it frames.
             Err(e) => match (side, lenient_parse(data, &self.limits)) {
                 (Side::Upstream, Some(m)) => m,
                 _ => return malformed(data, e, side),
