@@ -24,6 +24,7 @@ use asterisk::config::{
     render_agents, render_trunks, AgentAccount, AgentOptions, ConfigDir, ConfigFile, TrunkOptions,
 };
 use asterisk::shell::{AmiClient, ClientConfig, ClientEvent, OriginateRequest};
+use domain::engine::{PbxConfigFile, PbxConfigFuture, PbxConfigView, PbxReload};
 use domain::{Event, Services};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -35,6 +36,17 @@ pub struct AsteriskEngine {
     client: AmiClient,
     /// The dialplan context an originated agent channel runs.
     originate_context: String,
+    sync: Arc<ConfigSync>,
+}
+
+/// What rendering the PBX's configuration needs, and its last reload.
+struct ConfigSync {
+    services: Services,
+    client: AmiClient,
+    directory: Arc<StaticDirectory>,
+    dir: ConfigDir,
+    realm: String,
+    last_reload: std::sync::Mutex<Option<PbxReload>>,
 }
 
 impl domain::Engine for AsteriskEngine {
@@ -114,6 +126,21 @@ impl domain::Engine for AsteriskEngine {
         }))
     }
 
+    fn pbx_config(&self) -> Option<PbxConfigFuture> {
+        let sync = self.sync.clone();
+        Some(Box::pin(async move {
+            sync.view().await.map_err(|e| e.to_string())
+        }))
+    }
+
+    fn regenerate_pbx_config(&self) -> Option<PbxConfigFuture> {
+        let sync = self.sync.clone();
+        Some(Box::pin(async move {
+            sync.regenerate(true).await.map_err(|e| e.to_string())?;
+            sync.view().await.map_err(|e| e.to_string())
+        }))
+    }
+
     fn hang_up(&self, call_id: &str) -> bool {
         if !self.client.knows_call(call_id) {
             return false;
@@ -152,16 +179,17 @@ pub fn start(cfg: &Config, services: &Services) -> anyhow::Result<AsteriskEngine
         ClientConfig::new(a.ami_address.clone(), session),
         directory.clone(),
     );
-    let dir = ConfigDir::new(config_dir(cfg));
     std::fs::create_dir_all(config_dir(cfg))
         .map_err(|e| anyhow::anyhow!("asterisk.config_dir {:?}: {e}", config_dir(cfg)))?;
-    spawn_config_sync(
-        services.clone(),
-        client.clone(),
+    let sync = Arc::new(ConfigSync {
+        services: services.clone(),
+        client: client.clone(),
         directory,
-        dir,
-        cfg.sip.domain.clone(),
-    );
+        dir: ConfigDir::new(config_dir(cfg)),
+        realm: cfg.sip.domain.clone(),
+        last_reload: std::sync::Mutex::new(None),
+    });
+    spawn_config_sync(sync.clone());
     spawn_recorder(services.clone(), client.clone());
     spawn_trunk_states(services.clone(), client.clone());
     spawn_agent_states(services.clone(), client.clone());
@@ -169,6 +197,7 @@ pub fn start(cfg: &Config, services: &Services) -> anyhow::Result<AsteriskEngine
     Ok(AsteriskEngine {
         client,
         originate_context: a.originate_context.clone(),
+        sync,
     })
 }
 
@@ -179,68 +208,123 @@ fn rand_seed() -> u64 {
         ^ u64::from(std::process::id())
 }
 
-/// Renders both files from the database; reloads PJSIP when either
-/// changed, or when `force` (and the manager is up). Returns whether
-/// anything changed.
-async fn regenerate(
-    force: bool,
-    services: &Services,
-    client: &AmiClient,
-    directory: &StaticDirectory,
-    dir: &ConfigDir,
-    realm: &str,
-) -> anyhow::Result<bool> {
-    let creds = services.sip_accounts.all_digest_credentials().await?;
-    // Browser agents register over WSS: every agent gets a WebRTC
-    // endpoint (a desk phone works on it too, with DTLS off on its side
-    // only if the site says so in its own configuration).
-    let agents: Vec<AgentAccount> = creds
-        .iter()
-        .filter_map(|c| AgentAccount::from_credentials(c, true))
-        .collect();
-    let trunks: Vec<domain::trunks::TrunkSettings> = services
-        .trunks()
-        .active_settings()
-        .await?
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
-    directory.replace(
-        creds.iter().filter(|c| c.account.active).map(|c| {
-            (
-                c.account.username.clone(),
-                c.account.user_id,
-                c.account.extension.clone(),
-            )
-        }),
-        trunks.iter().map(|t| section_name(&t.name)),
-    );
-    let pjsip = render_agents(&agents, &AgentOptions::new(realm))?;
-    let wizard = render_trunks(&trunks, &TrunkOptions::default(), Secrets::Included)?;
-    let changed = dir.write(ConfigFile::Pjsip, &pjsip)? | dir.write(ConfigFile::Wizard, &wizard)?;
-    if (changed || force) && client.is_connected() {
-        match client.reload_pjsip().await {
-            Ok(r) => {
-                tracing::info!(message = %r.message, "PJSIP reloaded after a configuration change")
-            }
-            Err(e) => tracing::error!(error = %e, "PJSIP reload refused"),
-        }
+/// Masks what follows `key = ` on every line (the preview shows the
+/// shape, not the secrets).
+fn mask(text: &str, keys: &[&str]) -> String {
+    text.lines()
+        .map(|l| {
+            let masked = keys.iter().find_map(|k| {
+                l.trim_start()
+                    .strip_prefix(k)
+                    .and_then(|rest| rest.trim_start().strip_prefix('='))
+                    .map(|_| format!("{k} = ********"))
+            });
+            masked.unwrap_or_else(|| l.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigSync {
+    /// Both files as they are rendered from the database now.
+    async fn render(&self, secrets: Secrets) -> anyhow::Result<(String, String)> {
+        let creds = self.services.sip_accounts.all_digest_credentials().await?;
+        // Browser agents register over WSS: every agent gets a WebRTC
+        // endpoint.
+        let agents: Vec<AgentAccount> = creds
+            .iter()
+            .filter_map(|c| AgentAccount::from_credentials(c, true))
+            .collect();
+        let trunks: Vec<domain::trunks::TrunkSettings> = self
+            .services
+            .trunks()
+            .active_settings()
+            .await?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        self.directory.replace(
+            creds.iter().filter(|c| c.account.active).map(|c| {
+                (
+                    c.account.username.clone(),
+                    c.account.user_id,
+                    c.account.extension.clone(),
+                )
+            }),
+            trunks.iter().map(|t| section_name(&t.name)),
+        );
+        let pjsip = render_agents(&agents, &AgentOptions::new(&self.realm))?;
+        let wizard = render_trunks(&trunks, &TrunkOptions::default(), secrets)?;
+        Ok((pjsip, wizard))
     }
-    Ok(changed)
+
+    /// Renders both files from the database and writes them; reloads PJSIP
+    /// when either changed, or when `force` (and the manager is up).
+    /// Returns whether anything changed.
+    async fn regenerate(&self, force: bool) -> anyhow::Result<bool> {
+        let (pjsip, wizard) = self.render(Secrets::Included).await?;
+        let changed = self.dir.write(ConfigFile::Pjsip, &pjsip)?
+            | self.dir.write(ConfigFile::Wizard, &wizard)?;
+        if changed || force {
+            let outcome = if self.client.is_connected() {
+                match self.client.reload_pjsip().await {
+                    Ok(r) => {
+                        tracing::info!(message = %r.message, "PJSIP reloaded after a configuration change");
+                        (true, r.message)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "PJSIP reload refused");
+                        (false, e.to_string())
+                    }
+                }
+            } else {
+                (
+                    false,
+                    "the manager is not connected: reloaded when it is".to_string(),
+                )
+            };
+            if let Ok(mut last) = self.last_reload.lock() {
+                *last = Some(PbxReload {
+                    at: chrono::Utc::now(),
+                    ok: outcome.0,
+                    message: outcome.1,
+                });
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The files as an administrator may see them: trunk passwords and
+    /// the agents' HA1s masked.
+    async fn view(&self) -> anyhow::Result<PbxConfigView> {
+        let (pjsip, wizard) = self.render(Secrets::Masked).await?;
+        let file = |f: ConfigFile, content: String| PbxConfigFile {
+            name: f.file_name().to_string(),
+            path: self.dir.path(f).display().to_string(),
+            content,
+        };
+        Ok(PbxConfigView {
+            files: vec![
+                file(ConfigFile::Pjsip, mask(&pjsip, &["md5_cred", "password"])),
+                file(
+                    ConfigFile::Wizard,
+                    mask(
+                        &wizard,
+                        &["outbound_auth/password", "inbound_auth/password"],
+                    ),
+                ),
+            ],
+            last_reload: self.last_reload.lock().ok().and_then(|l| l.clone()),
+        })
+    }
 }
 
 /// Regenerates at start, after every change of agents, SIP accounts or
 /// trunks, and after every (re)connection (a reload missed while the
 /// manager was down is done then).
-fn spawn_config_sync(
-    services: Services,
-    client: AmiClient,
-    directory: Arc<StaticDirectory>,
-    dir: ConfigDir,
-    realm: String,
-) {
-    let mut changes = services.events.subscribe();
-    let mut ami = client.subscribe();
+fn spawn_config_sync(sync: Arc<ConfigSync>) {
+    let mut changes = sync.services.events.subscribe();
+    let mut ami = sync.client.subscribe();
     tokio::spawn(async move {
         // Render at start; `force` reloads even when nothing changed.
         let mut dirty = true;
@@ -248,8 +332,7 @@ fn spawn_config_sync(
         loop {
             if dirty {
                 dirty = false;
-                let f = std::mem::take(&mut force);
-                match regenerate(f, &services, &client, &directory, &dir, &realm).await {
+                match sync.regenerate(std::mem::take(&mut force)).await {
                     Ok(changed) => tracing::debug!(changed, "Asterisk configuration rendered"),
                     Err(e) => tracing::error!(error = %e, "rendering the Asterisk configuration"),
                 }

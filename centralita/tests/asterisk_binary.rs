@@ -305,6 +305,35 @@ fn the_binary_drives_asterisk_over_ami() {
         ami.reloads() > reloads_before
     });
 
+    // The generated files as an admin sees them (secrets masked), and a
+    // regenerate on demand that reloads and says how it went.
+    let (status, v) = call("GET", "/api/telephony/pbx/config", None);
+    assert_eq!(status, 200, "{v}");
+    let shown = v["config"]["files"].to_string();
+    assert!(shown.contains(&format!("[{sip_user}]")), "{v}");
+    assert!(shown.contains("[Carrier_Main]"), "{v}");
+    assert!(
+        !shown.contains("trunk-pass-1"),
+        "trunk password masked: {v}"
+    );
+    let real = std::fs::read_to_string(&pjsip).expect("pjsip file");
+    let ha1 = real
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("md5_cred = "))
+        .expect("the HA1 in the written file")
+        .to_string();
+    assert!(!shown.contains(&ha1), "HA1 masked: {v}");
+    assert_eq!(v["config"]["lastReload"]["ok"], true, "{v}");
+    let reloads_before = ami.reloads();
+    let (status, v) = call("POST", "/api/telephony/pbx/config/regenerate", None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["config"]["lastReload"]["ok"], true, "{v}");
+    assert_eq!(
+        v["config"]["lastReload"]["message"], "Module Reloaded.",
+        "{v}"
+    );
+    assert!(ami.reloads() > reloads_before, "a reload on demand");
+
     // Originate (seeds/001): the agent's channel first, the customer through
     // the trunk the dial plan picks, the CDR's id known at once.
     let extension = v_agent_extension(&call);

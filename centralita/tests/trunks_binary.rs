@@ -907,4 +907,8 @@ fn an_admin_changes_the_dial_plan_and_the_next_call_follows_it() {
     );
     assert_eq!(status, 501, "{v}");
     assert_eq!(v["error"]["code"], "not_implemented", "{v}");
+    // The builtin engine is the PBX: it generates no configuration for one.
+    let (status, v) = server.call("GET", "/api/telephony/pbx/config", None);
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "no_pbx_config", "{v}");
 }

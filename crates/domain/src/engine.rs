@@ -73,6 +73,19 @@ pub trait Engine: Send + Sync {
         None
     }
 
+    /// The configuration the engine generates for the PBX it drives (the
+    /// Asterisk engine's PJSIP files, secrets masked) and the outcome of
+    /// its last reload. `None`: this engine generates none.
+    fn pbx_config(&self) -> Option<PbxConfigFuture> {
+        None
+    }
+
+    /// Renders that configuration again, writes it and reloads the PBX;
+    /// resolves to the new state. `None`: this engine generates none.
+    fn regenerate_pbx_config(&self) -> Option<PbxConfigFuture> {
+        None
+    }
+
     /// Ends the call recorded as `call_id` now (a hang-up request); false
     /// when the engine has no such call ringing or up.
     fn hang_up(&self, _call_id: &str) -> bool {
@@ -85,6 +98,40 @@ pub trait Engine: Send + Sync {
     fn probe(&self, _host: String, _port: u16, _transport: &'static str) -> ProbeFuture {
         Box::pin(async { Err("this engine cannot send OPTIONS".to_string()) })
     }
+}
+
+/// What [`Engine::pbx_config`] resolves to.
+pub type PbxConfigFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<PbxConfigView, String>> + Send + 'static>,
+>;
+
+/// Generated PBX configuration, as an administrator may see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PbxConfigView {
+    /// Each generated file, passwords and HA1s masked.
+    pub files: Vec<PbxConfigFile>,
+    /// The last reload the engine asked of the PBX (null: none yet).
+    pub last_reload: Option<PbxReload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PbxConfigFile {
+    pub name: String,
+    /// Where it is written.
+    pub path: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PbxReload {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The PBX accepted it.
+    pub ok: bool,
+    /// The PBX's own words (or why it could not be asked).
+    pub message: String,
 }
 
 /// What [`Engine::originate`] resolves to: the call id, or why the PBX

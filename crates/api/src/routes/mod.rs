@@ -10,6 +10,7 @@ pub mod health;
 pub mod hr;
 pub mod metrics;
 pub mod openapi;
+pub mod pbx;
 pub mod provision;
 pub mod ready;
 pub mod sip_ws;

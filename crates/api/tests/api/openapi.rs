@@ -317,13 +317,15 @@ async fn documented_request_bodies_are_the_ones_handlers_read() {
         let what = format!("{m} {path}");
         if m != "delete" && body.is_null() {
             // Body-less actions: logout, deactivate, regenerate-sip, a
-            // trunk's force_register and test_connection.
+            // trunk's force_register and test_connection, the PBX
+            // configuration's regenerate.
             assert!(
                 path.ends_with("/logout")
                     || path.ends_with("/deactivate")
                     || path.ends_with("/regenerate-sip")
                     || path.ends_with("/force_register")
-                    || path.ends_with("/test_connection"),
+                    || path.ends_with("/test_connection")
+                    || path.ends_with("/config/regenerate"),
                 "{what}: no request body documented"
             );
         }
