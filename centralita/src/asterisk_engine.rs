@@ -305,14 +305,10 @@ impl ConfigSync {
         };
         Ok(PbxConfigView {
             files: vec![
-                file(ConfigFile::Pjsip, mask(&pjsip, &["md5_cred", "password"])),
-                file(
-                    ConfigFile::Wizard,
-                    mask(
-                        &wizard,
-                        &["outbound_auth/password", "inbound_auth/password"],
-                    ),
-                ),
+                // The agents' HA1s; the trunks' passwords are masked by
+                // rendering with `Secrets::Masked`.
+                file(ConfigFile::Pjsip, mask(&pjsip, &["md5_cred"])),
+                file(ConfigFile::Wizard, wizard),
             ],
             last_reload: self.last_reload.lock().ok().and_then(|l| l.clone()),
         })

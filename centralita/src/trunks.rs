@@ -31,12 +31,7 @@ pub fn registration_of(id: i64, s: &TrunkSettings) -> Result<TrunkRegistration, 
         }
     };
     let aor = s.effective_client_uri();
-    let aor_user = aor
-        .trim_start_matches("sip:")
-        .split('@')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let aor_user = contact_user_of(s);
     let auth_username = s
         .outbound_username
         .clone()
@@ -66,6 +61,17 @@ pub fn registration_of(id: i64, s: &TrunkSettings) -> Result<TrunkRegistration, 
     };
     r.target().map_err(|e| e.to_string())?;
     Ok(r)
+}
+
+/// The user of the Contact a trunk registers (its AOR's user): the
+/// carrier sends our calls to this user at our address.
+fn contact_user_of(s: &TrunkSettings) -> String {
+    s.effective_client_uri()
+        .trim_start_matches("sip:")
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The trunk outbound calls of the dial plan may use, or why not.
@@ -133,10 +139,7 @@ pub fn inbound_of(id: i64, s: &TrunkSettings, realm: &str) -> InboundTrunkSpec {
         s.inbound_match.clone()
     };
     // The carrier may send calls to the Contact we register.
-    let contact_user = s
-        .sends_registration
-        .then(|| registration_of(id, s).ok().map(|r| r.contact_user))
-        .flatten();
+    let contact_user = s.sends_registration.then(|| contact_user_of(s));
     InboundTrunkSpec {
         id,
         name: s.name.clone(),

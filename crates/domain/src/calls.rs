@@ -504,32 +504,29 @@ impl CallService {
         store::calls::save(&mut tx, &rows, now).await?;
         let legs: Vec<LegRow> = changes.legs.into_iter().map(leg_row).collect();
         store::call_legs::upsert(&mut tx, &legs).await?;
-        // Per-trunk counters follow from the CDR legs: every attempt
-        // through a trunk (`trunk:<name>`) that ended here counts, as
-        // successful when the carrier's leg answered.
+        // Per trunk leg, one lookup of the trunk for both uses:
+        // - its counters follow from the CDR legs: every attempt through a
+        //   trunk (`trunk:<name>`) that ended here counts, as successful
+        //   when the carrier's leg answered;
+        // - the call's trunk is the one whose leg answered, else the first
+        //   trunk leg (the first carrier tried); a call from a trunk gets
+        //   it (and its DID) from its `Origin` event below.
         for l in &legs {
             let Some(name) = l.transport.strip_prefix("trunk:") else {
                 continue;
             };
-            if l.ended_at.is_none() || ended_before.contains(&(l.call_id.clone(), l.leg_no)) {
+            let Some(id) = store::trunks::id_by_name(&mut tx, name).await? else {
                 continue;
-            }
-            if let Some(id) = store::trunks::id_by_name(&mut tx, name).await? {
+            };
+            let ends_here =
+                l.ended_at.is_some() && !ended_before.contains(&(l.call_id.clone(), l.leg_no));
+            if ends_here {
                 store::trunks::count_call(&mut tx, id, l.answered_at.is_some()).await?;
             }
-        }
-        // The call's trunk: the one whose leg answered, else the first
-        // trunk leg (the first carrier tried), or the one an `Origin` names
-        // (a call from a trunk), with the DID it dialled.
-        for l in &legs {
-            if let Some(name) = l.transport.strip_prefix("trunk:") {
-                if let Some(id) = store::trunks::id_by_name(&mut tx, name).await? {
-                    if l.answered_at.is_some() && l.leg_no > 0 {
-                        store::calls::set_trunk(&mut tx, &l.call_id, id, now).await?;
-                    } else {
-                        store::calls::set_origin(&mut tx, &l.call_id, Some(id), None, now).await?;
-                    }
-                }
+            if l.answered_at.is_some() && l.leg_no > 0 {
+                store::calls::set_trunk(&mut tx, &l.call_id, id, now).await?;
+            } else {
+                store::calls::set_origin(&mut tx, &l.call_id, Some(id), None, now).await?;
             }
         }
         for ev in events {

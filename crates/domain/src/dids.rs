@@ -97,25 +97,17 @@ fn did_from_row(r: store::dids::DidRow) -> Did {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DidInput {
     pub number: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::trunks::present")]
     #[schema(value_type = Option<String>, nullable)]
     pub description: Option<Option<String>>,
     /// agent | reject (default agent)
     pub destination_type: Option<String>,
     /// The agent's extension for `agent`.
     pub destination: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::trunks::present")]
     #[schema(value_type = Option<i64>, nullable)]
     pub trunk_id: Option<Option<i64>>,
     pub enabled: Option<bool>,
-}
-
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// How an entry's number matches.
