@@ -70,11 +70,44 @@ pub fn free_port() -> u16 {
         let step = NEXT.fetch_add(7_919, Ordering::Relaxed);
         let port = (FIRST + seed.wrapping_add(step) % SPAN) as u16;
         let udp_free = UdpSocket::bind(("127.0.0.1", port)).is_ok();
-        if udp_free && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if udp_free && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && reserve(port) {
             return port;
         }
     }
     panic!("no port free for both UDP and TCP on 127.0.0.1 in 500 tries");
+}
+
+/// Claims `port` for this test process across the whole test run: nextest
+/// runs every test in its own process, and a test that restarts its peer
+/// (Kamailio in sip_trunk_register) leaves the port free for a moment, when
+/// another test's `free_port` must not hand it out. A claim is a file made
+/// with `create_new`; one older than the longest test is stale and taken
+/// over.
+fn reserve(port: u16) -> bool {
+    const STALE: Duration = Duration::from_secs(15 * 60);
+    let dir = std::env::temp_dir().join("centralita-sip-test-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true; // no shared directory: fall back to the bind check alone
+    }
+    let claim = dir.join(port.to_string());
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&claim)
+            .is_ok()
+    };
+    if create() {
+        return true;
+    }
+    let stale = std::fs::metadata(&claim)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > STALE);
+    // Two processes may both see a stale claim: only the one whose
+    // remove-then-create wins gets the port.
+    stale && std::fs::remove_file(&claim).is_ok() && create()
 }
 
 impl TestServer {
