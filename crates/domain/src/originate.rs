@@ -16,6 +16,8 @@ pub struct OriginatePlan {
     pub agent_username: String,
     pub agent_extension: String,
     pub agent_id: i64,
+    /// The number as the agent would dial it (what the dial plan reads).
+    pub dialled: String,
     /// The number as the trunk gets it (the route's rewrite).
     pub number_for_trunk: String,
     /// The same number in E.164 without `+` (reports).
@@ -127,6 +129,7 @@ impl Services {
             agent_username: account.username,
             agent_extension: account.extension,
             agent_id: account.user_id,
+            dialled: phone.to_string(),
             number_for_trunk,
             e164: number.e164,
             trunk_id: *trunk_id,

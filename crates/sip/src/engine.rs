@@ -86,6 +86,26 @@ impl domain::Engine for SipServer {
         SipServer::hang_up(self, call_id)
     }
 
+    /// The core dials the number itself (the route and trunk it picks
+    /// when the agent answers may differ from the plan's, e.g. after a
+    /// failover); the plan's checks have already passed.
+    fn originate(
+        &self,
+        plan: domain::originate::OriginatePlan,
+    ) -> Option<domain::engine::OriginateFuture> {
+        let server = SipServer {
+            shared: self.shared.clone(),
+            local: self.local,
+            tls_local: self.tls_local,
+        };
+        Some(Box::pin(async move {
+            server
+                .originate(&plan.agent_username, &plan.dialled)
+                .await
+                .map_err(|e| e.to_string())
+        }))
+    }
+
     fn probe(&self, host: String, port: u16, transport: &'static str) -> domain::ProbeFuture {
         let ip = self.local_addr().ip();
         Box::pin(async move {

@@ -540,6 +540,33 @@ impl SipServer {
         found
     }
 
+    /// Click-to-call: rings `agent_username`'s newest softphone
+    /// registration and, when the agent answers, dials `number` as if
+    /// the agent had (dial plan, toll-fraud gate, trunks; see
+    /// `core/endpoint/originate.rs`). Resolves to the call's id once the
+    /// agent's phone is being rung.
+    pub async fn originate(
+        &self,
+        agent_username: &str,
+        number: &str,
+    ) -> Result<String, core::OriginateError> {
+        // The account as stored now (its dial rights may have changed
+        // since it was cached).
+        let key = core::Lookup::Username(agent_username.to_string());
+        if let Ok(found) = self.shared.backend.account(&key).await {
+            self.shared
+                .feed(|c| c.handle_lookup(shell::now_ms(), key, found));
+        }
+        let req = core::OriginateRequest {
+            agent_username: agent_username.to_string(),
+            number: number.to_string(),
+        };
+        let mut result = Err(core::OriginateError::NotRegistered);
+        self.shared
+            .feed(|c| result = c.originate(shell::now_ms(), &req));
+        result
+    }
+
     pub fn shutdown(&self) {
         let _ = self.shared.shutdown.send(true);
     }

@@ -111,7 +111,7 @@ impl Calls {
             Owner::ForkInvite { call, .. }
             | Owner::InviteFinal { call, .. }
             | Owner::Relay { call } => call,
-            Owner::None | Owner::Stray => return,
+            Owner::None | Owner::Stray | Owner::Originate { .. } => return,
         };
         self.with(ctx, id, |call, ctx| call.handle_txn_timeout(ctx, owner));
     }

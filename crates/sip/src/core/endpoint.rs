@@ -27,6 +27,10 @@ use domain::calls::Direction;
 use domain::routing::{self, AgentTarget, Decision, Directory};
 use std::sync::Arc;
 
+mod originate;
+use originate::Originations;
+pub use originate::{OriginateError, OriginateRequest};
+
 /// How often registrations, nonces, bans and negative cache entries are swept.
 const SWEEP_MS: u64 = 1_000;
 
@@ -46,6 +50,8 @@ pub struct Core {
     /// plain fields of the locked core, read at scrape time (metrics).
     registers: u64,
     invites: u64,
+    /// Click-to-call in progress (`originate.rs`).
+    originations: Originations,
 }
 
 /// Security counters of the core (exposed through the engine status).
@@ -77,10 +83,14 @@ struct Io {
     out: Outbox,
     media: Box<dyn MediaPlane>,
     outbound: Outbound,
+    /// The time of the input being handled (outputs are polled without
+    /// one, and an originate's synthetic caller acts on them).
+    now_ms: u64,
 }
 
 impl Io {
     fn ctx(&mut self, now_ms: u64) -> Ctx<'_> {
+        self.now_ms = self.now_ms.max(now_ms);
         Ctx {
             now_ms,
             cfg: &self.cfg,
@@ -175,12 +185,14 @@ impl Core {
             scanners_dropped: 0,
             registers: 0,
             invites: 0,
+            originations: Originations::default(),
             io: Io {
                 txn: Txns::default(),
                 rng: Rng::new(cfg.seed),
                 out: Outbox::new(),
                 media: Box::new(NoMedia),
                 outbound: Outbound::default(),
+                now_ms: 0,
                 cfg,
             },
         }
@@ -199,7 +211,15 @@ impl Core {
     // ---- outputs and getters ----
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.io.out.pop_front()
+        loop {
+            match self.io.out.pop_front()? {
+                // Meant for an originate's synthetic caller, not the wire.
+                Output::Transmit { to, data } if to.flow >= originate::FLOW_BASE => {
+                    self.deliver_to_synthetic_caller(to, &data);
+                }
+                o => return Some(o),
+            }
+        }
     }
 
     /// The next instant `handle_timeout` must be called.
@@ -210,6 +230,7 @@ impl Core {
             self.io.txn.next_deadline(),
             self.calls.next_deadline(),
             self.trunks.poll_timeout(),
+            self.originations.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -361,6 +382,7 @@ impl Core {
     pub fn handle_flow_closed(&mut self, now_ms: u64, flow: u64) {
         let mut ctx = self.io.ctx(now_ms);
         self.calls.handle_lost(&mut ctx, Lost::Flow(flow));
+        self.originate_lost(now_ms, Lost::Flow(flow));
         let accounts = &self.auth.accounts;
         let ext_of = |u: &str| accounts.extension_of(u).unwrap_or("").to_string();
         self.registrar.flow_closed(flow, &ext_of, &mut self.io.out);
@@ -400,11 +422,17 @@ impl Core {
             self.calls.compact();
         }
         let dead = self.io.txn.poll(now_ms, &mut self.io.out);
-        let mut ctx = self.io.ctx(now_ms);
         for owner in dead {
-            self.calls.handle_txn_timeout(&mut ctx, owner);
+            if let super::txn::Owner::Originate { flow } = owner {
+                self.originate_txn_timeout(now_ms, flow);
+            } else {
+                let mut ctx = self.io.ctx(now_ms);
+                self.calls.handle_txn_timeout(&mut ctx, owner);
+            }
         }
+        let mut ctx = self.io.ctx(now_ms);
         self.calls.handle_timeout(&mut ctx);
+        self.originate_timeouts(now_ms);
         self.trunks.handle_timeout(now_ms);
         self.drain_trunks();
     }
@@ -427,7 +455,7 @@ impl Core {
             &mut ctx,
             call_id,
             domain::call_events::HangupCause::ForcedHangup,
-        )
+        ) || self.originate_hang_up(now_ms, call_id)
     }
 
     /// One datagram, WebSocket message or framed stream message.
@@ -521,10 +549,15 @@ impl Core {
         } else {
             TxnKey::Client(branch.clone())
         };
+        let originated = Originations::owns_branch(&branch);
         if code >= 200 {
             self.io.txn.stop(&key);
-        } else if method != "INVITE" || self.calls.expects(&branch) {
+        } else if method != "INVITE" || originated || self.calls.expects(&branch) {
             self.io.txn.quiet(&key);
+        }
+        if originated && method == "INVITE" {
+            self.originate_response(now_ms, m);
+            return;
         }
         let mut ctx = self.io.ctx(now_ms);
         self.calls.handle_response(&mut ctx, m);
@@ -555,6 +588,9 @@ impl Core {
 
     /// Every request that is not REGISTER or out-of-dialog OPTIONS.
     fn handle_call_request(&mut self, now_ms: u64, src: Source, m: Msg) {
+        if self.originate_in_dialog(now_ms, src, &m) {
+            return;
+        }
         let method = m.method().unwrap_or("").to_string();
         let in_dialog = msg::tag(m.header("To").unwrap_or("")).is_some();
         let known = self.calls.find(m.call_id());
@@ -673,6 +709,22 @@ impl Core {
             self.inbound_call(now_ms, src, m, a_tag, &trunk);
             return;
         }
+        self.place_call(now_ms, src, m, a_tag, caller);
+    }
+
+    /// An INVITE from an agent whose identity is settled (its digest
+    /// checked, or an originate's synthetic INVITE on the agent's behalf):
+    /// the routing policy decides where it goes, then it is refused or
+    /// started.
+    fn place_call(
+        &mut self,
+        now_ms: u64,
+        src: Source,
+        m: Msg,
+        a_tag: String,
+        caller: Arc<Account>,
+    ) {
+        let dialled = msg::uri_user(m.ruri()).unwrap_or("").to_string();
         let Some(session_secs) = self.session_interval(now_ms, src, &m, &a_tag) else {
             return;
         };

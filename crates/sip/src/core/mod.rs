@@ -50,7 +50,7 @@ pub mod security;
 pub mod txn;
 mod types;
 
-pub use endpoint::{Core, SecurityStats};
+pub use endpoint::{Core, OriginateError, OriginateRequest, SecurityStats};
 pub use types::*;
 
 #[cfg(test)]

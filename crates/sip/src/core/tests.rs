@@ -1255,6 +1255,7 @@ fn shutdown_ends_answered_and_ringing_calls() {
 mod anchor;
 mod attacks;
 mod inbound_calls;
+mod originate;
 mod outbound_calls;
 mod redial;
 mod trunks;

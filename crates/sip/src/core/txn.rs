@@ -31,6 +31,8 @@ pub enum Owner {
     Relay { call: u64 },
     /// A non-2xx final to an out-of-call INVITE (e.g. 407), waiting for ACK.
     Stray,
+    /// Our INVITE to the agent of an originate (its synthetic caller's flow).
+    Originate { flow: u64 },
 }
 
 /// Identifies something we retransmit.

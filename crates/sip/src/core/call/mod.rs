@@ -401,6 +401,13 @@ impl Call {
         )
     }
 
+    /// From now on the caller's leg is reached over `src`: an originated
+    /// call's caller was synthetic until the customer answered
+    /// (`endpoint/originate.rs`).
+    pub fn set_caller_source(&mut self, src: Source) {
+        self.a.src = src;
+    }
+
     /// How many destination legs the call has tried so far.
     pub fn legs(&self) -> usize {
         self.forks.len()
@@ -621,7 +628,7 @@ impl Call {
                 }
             }
             Owner::Relay { .. } => self.relays_timed_out(ctx),
-            Owner::InviteFinal { .. } | Owner::None | Owner::Stray => {}
+            Owner::InviteFinal { .. } | Owner::None | Owner::Stray | Owner::Originate { .. } => {}
         }
     }
 

@@ -9,7 +9,7 @@ use domain::dialplan::{DialPermission, OutboundLimits, OutboundRoute, Pattern};
 const T1: u16 = 5091;
 const T2: u16 = 5092;
 
-fn trunk(id: i64, port: u16, priority: i32) -> OutboundTrunk {
+pub(super) fn trunk(id: i64, port: u16, priority: i32) -> OutboundTrunk {
     OutboundTrunk {
         id,
         name: format!("carrier{id}"),
@@ -54,7 +54,7 @@ fn policy() -> OutboundPolicy {
     }
 }
 
-fn core_with(trunks: Vec<OutboundTrunk>) -> (Core, Ua) {
+pub(super) fn core_with(trunks: Vec<OutboundTrunk>) -> (Core, Ua) {
     let (mut core, a, _, _) = registered_core();
     let addr = |t: &OutboundTrunk| Some(SocketAddr::from(([127, 0, 0, 1], t.port)));
     core.set_outbound_trunks(
@@ -79,14 +79,14 @@ fn dial(
     feed(core, now, a.src, &invite(a, number, call_id, Some(&ch)))
 }
 
-fn to(sent: &[(Source, Msg)], port: u16) -> Vec<Msg> {
+pub(super) fn to(sent: &[(Source, Msg)], port: u16) -> Vec<Msg> {
     sent.iter()
         .filter(|(s, _)| s.peer.port() == port)
         .map(|(_, m)| m.clone())
         .collect()
 }
 
-fn carrier_reply(req: &Msg, code: u16, extra: &[(&str, &str)]) -> String {
+pub(super) fn carrier_reply(req: &Msg, code: u16, extra: &[(&str, &str)]) -> String {
     let mut r = response(req, code, "X", Some("carrier"));
     for (n, v) in extra {
         r.headers.push((n.to_string(), v.to_string()));
