@@ -122,7 +122,7 @@ impl domain::Engine for AsteriskEngine {
                 .originate(&req)
                 .await
                 .map(|_| call_id)
-                .map_err(|e| e.to_string())
+                .map_err(|e| domain::engine::OriginateFailure::Refused(e.to_string()))
         }))
     }
 

@@ -820,7 +820,6 @@ fn an_admin_changes_the_dial_plan_and_the_next_call_follows_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(dir.path());
     let (dora, user, password) = server.create_agent("Dora Dialplan", "dora");
-    // The builtin engine cannot originate yet: a clear 501, nothing rings.
     let (_, a) = server.call("GET", &format!("/api/agents/{dora}"), None);
     let extension = a["agent"]["sip"]["extension"].clone();
     let (status, v) = server.call(
@@ -892,8 +891,8 @@ fn an_admin_changes_the_dial_plan_and_the_next_call_follows_it() {
     assert_eq!(v["source"], "config", "{v}");
     refused_with(912_345_680, "no_trunk_available");
 
-    // With a trunk the plan is complete, but the builtin engine cannot
-    // originate yet: a clear 501, and nothing rings.
+    // With a trunk the plan is complete, but Dora has no softphone
+    // registered to ring: a clear 409, and nothing rings.
     let (status, v) = server.call(
         "POST",
         "/api/telephony/trunks",
@@ -905,8 +904,8 @@ fn an_admin_changes_the_dial_plan_and_the_next_call_follows_it() {
         "/api/telephony/call/originate",
         Some(json!({"agentExtension": extension, "customerPhone": "912345678"})),
     );
-    assert_eq!(status, 501, "{v}");
-    assert_eq!(v["error"]["code"], "not_implemented", "{v}");
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "agent_not_registered", "{v}");
     // The builtin engine is the PBX: it generates no configuration for one.
     let (status, v) = server.call("GET", "/api/telephony/pbx/config", None);
     assert_eq!(status, 409, "{v}");

@@ -11,6 +11,8 @@
 //   ports; the CDR names the trunk and has a `trunk:<name>` leg.
 // - In: the customer calls the DID; the browser rings and answers; audio
 //   both ways; the customer hangs up; the CDR has the DID and the caller.
+// - Originate: the API rings the agent's browser, the agent answers, the
+//   customer is dialled through the trunk; audio both ways; CDR.
 // - Capacity: at maxChannels 1 with a call up, another agent's call fails
 //   with 503 and cause no_trunk_available; once the channel is free the
 //   same call goes out.
@@ -87,7 +89,7 @@ let passed = 0;
 let failover = null;
 /** The payload types of the first call's offer to the carrier. */
 let offeredToCarrier = null;
-const TESTS = 4;
+const TESTS = 5;
 const children = [];
 const sockets = [];
 fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -661,6 +663,73 @@ describe('trunk calls through Kamailio standing in for a carrier', () => {
     await waitFor(async () => (await trunk()).totalCalls === 2, { what: 'the trunk counted both calls' });
     const t = await trunk();
     assert.equal(t.successfulCalls, 2, JSON.stringify(t));
+    passed++;
+  });
+
+  // seeds/001's click-to-call with the builtin engine: the agent's
+  // softphone rings first (an INVITE without SDP: JsSIP makes the offer
+  // in its 200), and once the agent answers the customer is dialled
+  // through the trunk, as if the agent had dialled.
+  test('a CRM originates a call: the agent\'s browser rings, answers, then the customer; audio both ways', async () => {
+    const A = person.page;
+    const media = await customerMedia(0);
+    const uasLog = path.join(work, 'originate-uas.log');
+    const customer = customerSipp('trunk_customer_uas.xml', `127.0.0.1:${carrier.port}`,
+      ['-set', 'rtp', String(media.port), '-trace_logs', '-log_file', uasLog]);
+    const number = '912345674';
+    const o = await adminFetch('/api/telephony/call/originate', {
+      method: 'POST',
+      body: JSON.stringify({ agentExtension: agent.ext, customerPhone: number }),
+    });
+    assert.equal(o.status, 200, o.text);
+    assert.equal(o.json.data.trunk, TRUNK, o.text);
+    const callId = o.json.data.callId;
+    assert.ok(callId, o.text);
+    await waitFor(async () => (await callState(A)) === 'incoming', { what: 'the agent\'s browser rings', timeoutMs: 10000 });
+    const ringing = await A.evaluate(() => ({ peer: window.phone.call.peer, callId: window.phone.call.callId }));
+    assert.equal(ringing.peer, number, 'the agent sees whom the call is for');
+    assert.equal(ringing.callId, callId, 'the browser\'s call is the one the API named');
+    assert.equal(carrier.log().split('\n').filter((l) => l.includes(`ruri=sip:${number}@`)).length, 0,
+      'the customer is not dialled before the agent answers');
+    await A.click('#answer');
+    await waitFor(async () => (await callState(A)) === 'in-call', { what: 'the agent answered', timeoutMs: 15000 });
+
+    const offer = await logged(uasLog, 'OFFER');
+    assert.ok(inRange(offer.port), `offer port ${offer.port} in ${rangeFirst}-${rangeLast}`);
+    await talk(media, 0, offer, 125);
+    const s = await inbound(A);
+    assert.ok(s, 'the browser has a peer connection');
+    assert.ok(s.packets >= 50, `the browser received ${s.packets} audio packets`);
+    assert.ok(s.energy > 0, `the browser hears the customer: totalAudioEnergy ${s.energy}`);
+    assert.ok(media.received >= 50, `the customer received ${media.received} PCMU packets`);
+
+    await A.click('#hangup');
+    await waitFor(async () => (await callState(A)) === 'ended', { what: 'the agent hung up' });
+    await ended(customer, 'the customer got the BYE through the carrier');
+    media.sock.close();
+    const row = await cdr((c) => c.callId === callId, callId);
+    assert.equal(row.direction, 'outbound', JSON.stringify(row));
+    assert.equal(row.disposition, 'ANSWERED', JSON.stringify(row));
+    assert.equal(row.callerNumber, agent.ext, JSON.stringify(row));
+    assert.equal(row.calleeNumber, number, JSON.stringify(row));
+    assert.equal(row.trunk?.name, TRUNK, JSON.stringify(row));
+    assert.equal(row.hangupCause, 'caller_bye', JSON.stringify(row));
+
+    // Hanging up an originate while the agent's phone still rings.
+    const again = await adminFetch('/api/telephony/call/originate', {
+      method: 'POST',
+      body: JSON.stringify({ agentExtension: agent.ext, customerPhone: number }),
+    });
+    assert.equal(again.status, 200, again.text);
+    await waitFor(async () => (await callState(A)) === 'incoming', { what: 'the agent\'s browser rings again', timeoutMs: 10000 });
+    const h = await adminFetch('/api/telephony/call/hangup', {
+      method: 'POST',
+      body: JSON.stringify({ callId: again.json.data.callId }),
+    });
+    assert.equal(h.status, 200, h.text);
+    await waitFor(async () => ['ended', 'failed'].includes(await callState(A)), { what: 'the ringing stopped' });
+    const forced = await cdr((c) => c.callId === again.json.data.callId, 'the hung-up originate');
+    assert.equal(forced.hangupCause, 'forced_hangup', JSON.stringify(forced));
     passed++;
   });
 

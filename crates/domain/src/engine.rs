@@ -134,10 +134,21 @@ pub struct PbxReload {
     pub message: String,
 }
 
-/// What [`Engine::originate`] resolves to: the call id, or why the PBX
-/// refused.
-pub type OriginateFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + 'static>>;
+/// What [`Engine::originate`] resolves to: the call id, or why not.
+pub type OriginateFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<String, OriginateFailure>> + Send + 'static>,
+>;
+
+/// Why an engine could not originate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginateFailure {
+    /// The agent has no softphone registered to ring.
+    #[error("the agent has no registered softphone")]
+    AgentNotRegistered,
+    /// The PBX refused, in its own words.
+    #[error("{0}")]
+    Refused(String),
+}
 
 /// What [`Engine::probe`] resolves to: the answer, or why there was none.
 pub type ProbeFuture = std::pin::Pin<

@@ -99,10 +99,15 @@ impl domain::Engine for SipServer {
             tls_local: self.tls_local,
         };
         Some(Box::pin(async move {
+            use crate::core::OriginateError as E;
+            use domain::engine::OriginateFailure as F;
             server
                 .originate(&plan.agent_username, &plan.dialled)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e {
+                    E::NotRegistered => F::AgentNotRegistered,
+                    e @ (E::UnknownAgent(_) | E::InvalidNumber(_)) => F::Refused(e.to_string()),
+                })
         }))
     }
 

@@ -792,7 +792,10 @@ impl Core {
             Decision::Reject { cause, .. } if cause.is_outbound_refusal() => Direction::Outbound,
             _ => Direction::Internal,
         };
-        self.started(now_ms, src, &m, &caller, callee, direction);
+        // An originate's record started when the agent's phone rang.
+        if src.flow < originate::FLOW_BASE {
+            self.started(now_ms, src, &m, &caller, callee, direction);
+        }
         match decision {
             Decision::Reject {
                 code,

@@ -234,8 +234,9 @@ pub struct OriginateData {
 /// goes through the same toll-fraud gate as the agent's own calls (403 with
 /// the cause as code: `dial_not_permitted`, `destination_blocked`). Agents
 /// may originate only from their own extension; staff for anyone. Audited
-/// as `call.originate`. 501 when the running engine cannot originate yet
-/// (the builtin one).
+/// as `call.originate`. 409 `agent_not_registered` when the agent has no
+/// softphone to ring; 501 when the running engine cannot originate (the
+/// relay).
 #[utoipa::path(
     post,
     path = "/call/originate",
@@ -248,6 +249,7 @@ pub struct OriginateData {
         doc::JsonBody,
         doc::NotFound,
         (status = 403, description = "Not your extension, or the dial plan refuses the number", body = doc::ErrorBody),
+        (status = 409, description = "The agent has no registered softphone", body = doc::ErrorBody),
         (status = 501, description = "The engine cannot originate", body = doc::ErrorBody),
         doc::Engine,
     ),
@@ -304,9 +306,15 @@ async fn call_originate(
             engine.name()
         )));
     };
-    let call_id = fut
-        .await
-        .map_err(|e| AppError::Unavailable(format!("the PBX refused the originate: {e}")))?;
+    let call_id = fut.await.map_err(|e| match e {
+        domain::engine::OriginateFailure::AgentNotRegistered => AppError::Conflict {
+            code: "agent_not_registered",
+            message: "the agent has no registered softphone to ring".into(),
+        },
+        domain::engine::OriginateFailure::Refused(e) => {
+            AppError::Unavailable(format!("the PBX refused the originate: {e}"))
+        }
+    })?;
     st.services
         .audit
         .log(&u.actor(), "call.originate", "call", &call_id, audit)

@@ -202,6 +202,25 @@ impl Core {
         let deadline = now_ms + ctx.cfg.ring_timeout_ms;
         let call_id = agent.call_id.clone();
         tracing::info!(call_id = %call_id, agent = %caller.username, number = %number, "originate: ringing the agent");
+        // The record starts now, so the call is listed (and can be hung
+        // up) while the agent's phone rings; the call placed when the
+        // agent answers does not start it again.
+        ctx.event(
+            &call_id,
+            now_ms,
+            CallEventKind::Started {
+                direction: Direction::Outbound,
+                caller: Party {
+                    number: caller.extension.clone(),
+                    agent_id: caller.user_id,
+                },
+                callee: Party {
+                    number: number.clone(),
+                    agent_id: None,
+                },
+                transport: agent.src.transport.as_str().to_string(),
+            },
+        );
         self.originations.by_flow.insert(flow, call_id.clone());
         self.originations.by_call_id.insert(
             call_id.clone(),
@@ -257,9 +276,7 @@ impl Core {
             tracing::info!(call_id = %call_id, code, "originate: the agent did not answer");
             o.stage = Stage::Done;
             o.deadline = now_ms + LINGER_MS;
-            let (caller, number, transport) =
-                (o.caller.clone(), o.number.clone(), o.agent.src.transport);
-            self.unanswered_by_agent(now_ms, &call_id, &caller, number, transport, cause);
+            self.unanswered_by_agent(now_ms, &call_id, cause);
             return;
         }
         match o.stage {
@@ -297,9 +314,7 @@ impl Core {
             ack_and_bye(o, &mut ctx, None, Some((488, "Not Acceptable Here")));
             o.stage = Stage::Done;
             o.deadline = now_ms + LINGER_MS;
-            let (caller, number, transport) =
-                (o.caller.clone(), o.number.clone(), o.agent.src.transport);
-            self.unanswered_by_agent(now_ms, &call_id, &caller, number, transport, cause);
+            self.unanswered_by_agent(now_ms, &call_id, cause);
             return;
         }
         // The agent's offer, sent on as its own call to the customer.
@@ -468,16 +483,7 @@ impl Core {
                 Stage::Cancelling => {
                     o.stage = Stage::Done;
                     o.deadline = now_ms + LINGER_MS;
-                    let (caller, number, transport) =
-                        (o.caller.clone(), o.number.clone(), o.agent.src.transport);
-                    self.unanswered_by_agent(
-                        now_ms,
-                        &call_id,
-                        &caller,
-                        number,
-                        transport,
-                        HangupCause::NoAnswer,
-                    );
+                    self.unanswered_by_agent(now_ms, &call_id, HangupCause::NoAnswer);
                 }
                 Stage::Dialling => {
                     // The agent's 200 cannot wait any longer for an answer.
@@ -513,16 +519,7 @@ impl Core {
         }
         o.stage = Stage::Done;
         o.deadline = now_ms + LINGER_MS;
-        let (caller, number, transport) =
-            (o.caller.clone(), o.number.clone(), o.agent.src.transport);
-        self.unanswered_by_agent(
-            now_ms,
-            &call_id,
-            &caller,
-            number,
-            transport,
-            HangupCause::NoAnswer,
-        );
+        self.unanswered_by_agent(now_ms, &call_id, HangupCause::NoAnswer);
     }
 
     /// The agent's connection closed: an originate ringing it ends; one
@@ -546,16 +543,7 @@ impl Core {
             o.deadline = now_ms + LINGER_MS;
             if stage == Stage::RingingAgent {
                 o.stage = Stage::Done;
-                let (caller, number, transport) =
-                    (o.caller.clone(), o.number.clone(), o.agent.src.transport);
-                self.unanswered_by_agent(
-                    now_ms,
-                    &call_id,
-                    &caller,
-                    number,
-                    transport,
-                    HangupCause::CallerConnectionLost,
-                );
+                self.unanswered_by_agent(now_ms, &call_id, HangupCause::CallerConnectionLost);
             } else {
                 let mut ctx = self.io.ctx(now_ms);
                 self.calls
@@ -577,51 +565,18 @@ impl Core {
         cancel(o, &mut ctx);
         o.stage = Stage::Done;
         o.deadline = now_ms + LINGER_MS;
-        let (caller, number, transport) =
-            (o.caller.clone(), o.number.clone(), o.agent.src.transport);
-        self.unanswered_by_agent(
-            now_ms,
-            call_id,
-            &caller,
-            number,
-            transport,
-            HangupCause::ForcedHangup,
-        );
+        self.unanswered_by_agent(now_ms, call_id, HangupCause::ForcedHangup);
         true
     }
 
-    /// The record of an originate that never reached the customer: the
-    /// agent did not answer (or could not be reached).
-    fn unanswered_by_agent(
-        &mut self,
-        now_ms: u64,
-        call_id: &str,
-        caller: &Account,
-        number: String,
-        transport: crate::core::types::Transport,
-        cause: HangupCause,
-    ) {
-        for kind in [
-            CallEventKind::Started {
-                direction: Direction::Outbound,
-                caller: Party {
-                    number: caller.extension.clone(),
-                    agent_id: caller.user_id,
-                },
-                callee: Party {
-                    number,
-                    agent_id: None,
-                },
-                transport: transport.as_str().to_string(),
-            },
-            CallEventKind::Ended { cause },
-        ] {
-            self.io.out.push_back(Output::Call(CallEvent {
-                call_id: call_id.to_string(),
-                at_ms: now_ms,
-                kind,
-            }));
-        }
+    /// The end of the record of an originate that never reached the
+    /// customer: the agent did not answer (or could not be reached).
+    fn unanswered_by_agent(&mut self, now_ms: u64, call_id: &str, cause: HangupCause) {
+        self.io.out.push_back(Output::Call(CallEvent {
+            call_id: call_id.to_string(),
+            at_ms: now_ms,
+            kind: CallEventKind::Ended { cause },
+        }));
     }
 }
 
