@@ -720,7 +720,16 @@ fn webrtc_to_relay(s: &mut Session) -> bool {
                     alive = false;
                 }
                 WebRtcEvent::Closed => alive = false,
-                WebRtcEvent::Stats(stats) => note_peer_reports(&mut s.peer[i], &stats),
+                WebRtcEvent::Stats(stats) => {
+                    // The browser's receiver reports on what we send it:
+                    // the opus encoders toward it follow the loss.
+                    if let WebRtcStats::Egress(e) = &stats {
+                        if let Some(loss) = e.loss {
+                            s.relay.set_expected_loss(leg, loss);
+                        }
+                    }
+                    note_peer_reports(&mut s.peer[i], &stats);
+                }
                 WebRtcEvent::Connected | WebRtcEvent::Disconnected => {}
             }
         }
