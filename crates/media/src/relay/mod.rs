@@ -27,8 +27,10 @@
 //!   [`Transcoder`](crate::core::transcode::Transcoder), created at the first
 //!   such packet and replaced when new SDP changes either leg's codecs; the
 //!   common case (a codec both legs have) is never decoded. Telephone-event
-//!   is never transcoded: an event at a clock rate B lacks is dropped and
-//!   counted;
+//!   is never transcoded: an event at a clock rate B lacks goes out at B's
+//!   telephone-event clock, timestamp and durations rescaled
+//!   (`Relay::relay_event`); with no telephone-event on B it is
+//!   dropped and counted;
 //! - rewrites SSRC, sequence number and timestamp into B's one outgoing
 //!   stream ([`rewrite`]), continuous across SSRC changes of A's source.
 //!

@@ -52,7 +52,8 @@ pub struct OpenCall<'a> {
 /// `answer` for the fork whose SDP answer arrives (183 or 2xx; every call
 /// returns the same SDP for the caller, so 183 and 200 carry the same
 /// answer), `close_fork` for losing forks, `reoffer` for in-dialog
-/// re-INVITEs, `close` when the call ends.
+/// re-INVITEs (`offer_again` then `ack_answer` for one without SDP),
+/// `close` when the call ends.
 pub trait MediaPlane: Send {
     /// Opens the call's media session with the caller's offer.
     fn open(
