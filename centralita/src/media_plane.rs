@@ -137,6 +137,23 @@ impl MediaPlane for AnchorPlane {
             .map(String::into_bytes)
             .map_err(err)
     }
+    fn offer_again(&mut self, call: u64, side: MediaSide) -> Result<Vec<u8>, MediaError> {
+        let side = match side {
+            MediaSide::Caller => Side::Caller,
+            MediaSide::Fork(i) => Side::Fork(i),
+        };
+        self.anchor
+            .offer_again(call, side)
+            .map(String::into_bytes)
+            .map_err(err)
+    }
+    fn ack_answer(&mut self, call: u64, side: MediaSide, answer: &[u8]) -> Result<(), MediaError> {
+        let side = match side {
+            MediaSide::Caller => Side::Caller,
+            MediaSide::Fork(i) => Side::Fork(i),
+        };
+        self.anchor.ack_answer(call, side, answer).map_err(err)
+    }
     fn dtmf(&mut self, call: u64, from: MediaSide, content_type: &str, body: &[u8]) -> bool {
         let from = match from {
             MediaSide::Caller => Side::Caller,

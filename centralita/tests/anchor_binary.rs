@@ -484,6 +484,167 @@ fn hold_is_answered_per_leg_and_the_other_party_hears_the_hold_tone() {
     assert_eq!(calls[0]["hangupCause"], "caller_bye", "{}", calls[0]);
 }
 
+/// The `o=` session version in the line `tag` logged by sipp.
+fn logged_version(log: &Path, tag: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains(tag))?;
+    let origin = line.split(" o=").nth(1)?;
+    origin.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[test]
+fn a_re_invite_without_sdp_gets_our_offer_and_the_ack_answers_it() {
+    let srv = start();
+    let cookie = srv.login();
+    let (alice, alice_pw, _) = srv.agent(&cookie, "alice.nosdp");
+    let (bob, bob_pw, bob_ext) = srv.agent(&cookie, "bob.nosdp");
+    let bob_port = support::free_ports(1, true, true);
+    let bob_csv = srv.csv("bob.csv", &bob, &bob_pw);
+    let mut reg = srv.sipp("reg_ok.xml", Some(&bob_csv), bob_port, &[]);
+    assert!(wait(&mut reg), "register: {}", srv.errors());
+    let alice_csv = srv.csv("alice.csv", &alice, &alice_pw);
+    // The caller's phone moves to another port in its answer in the ACK.
+    let phone_a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let phone_a2 = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let phone_b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for s in [&phone_a, &phone_a2, &phone_b] {
+        s.set_nonblocking(true).expect("nonblocking");
+    }
+    let port_of = |s: &UdpSocket| s.local_addr().expect("addr").port().to_string();
+    let uas_log = srv.dir.path().join("uas.log");
+    let uac_log = srv.dir.path().join("uac.log");
+    // The callee's scenario fails on any request but the BYE: nothing of
+    // the caller's re-INVITEs may reach it.
+    let mut callee = srv.sipp(
+        "anchored_uas.xml",
+        None,
+        bob_port,
+        &[
+            "-set",
+            "rtp",
+            &port_of(&phone_b),
+            "-trace_logs",
+            "-log_file",
+            &uas_log.display().to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut caller = srv.sipp(
+        "anchored_uac_offerless.xml",
+        Some(&alice_csv),
+        support::free_ports(1, true, true),
+        &[
+            "-s",
+            &bob_ext,
+            "-set",
+            "rtp",
+            &port_of(&phone_a),
+            "-set",
+            "rtp2",
+            &port_of(&phone_a2),
+            "-trace_logs",
+            "-log_file",
+            &uac_log.display().to_string(),
+        ],
+    );
+    let ours_a = logged_address(&uac_log, "ANSWER", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no answer SDP logged: {}", srv.errors()));
+    let ours_b = logged_address(&uas_log, "OFFER", Duration::from_secs(2)).expect("offer logged");
+
+    // Phase 0: talking, 1: held, 2: resumed by the offer in our 200 and
+    // the answer in the ACK (phone A now on its second port).
+    let mut at_a = [0u32; 3];
+    let mut at_a2 = [0u32; 3];
+    let mut at_b = [0u32; 3];
+    let mut speech_at_b = [0u32; 3];
+    let mut buf = [0u8; 2048];
+    let until = Instant::now() + Duration::from_secs(9);
+    let mut i = 0u16;
+    while Instant::now() < until {
+        let log = std::fs::read_to_string(&uac_log).unwrap_or_default();
+        let phase = if log.contains("OFFERAGAIN") {
+            2
+        } else if log.contains("HOLD") {
+            1
+        } else {
+            0
+        };
+        if caller.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        let frame = rtp(8, 100 + i, 160 * u32::from(i), SSRC_A);
+        match phase {
+            0 => {
+                let _ = phone_a.send_to(&frame, ours_a);
+            }
+            2 => {
+                let _ = phone_a2.send_to(&frame, ours_a);
+            }
+            _ => {}
+        }
+        let _ = phone_b.send_to(&rtp(8, 900 + i, 160 * u32::from(i), SSRC_B), ours_b);
+        i = i.wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(20));
+        for (socket, counts) in [(&phone_a, &mut at_a), (&phone_a2, &mut at_a2)] {
+            while let Ok((n, _)) = socket.recv_from(&mut buf) {
+                if header(&buf[..n]).is_some() {
+                    counts[phase] += 1;
+                }
+            }
+        }
+        while let Ok((n, _)) = phone_b.recv_from(&mut buf) {
+            if header(&buf[..n]).is_some() {
+                at_b[phase] += 1;
+                // The phones send constant A-law silence; the hold tone
+                // varies (and its pauses are silence of another law value).
+                let payload = &buf[12..n];
+                if payload.iter().all(|b| *b == 0xd5) {
+                    speech_at_b[phase] += 1;
+                }
+            }
+        }
+    }
+    assert!(wait(&mut caller), "caller: {}", srv.errors());
+    assert!(
+        wait(&mut callee),
+        "callee (no re-INVITE may reach it): {}",
+        srv.errors()
+    );
+    let log = std::fs::read_to_string(&uac_log).unwrap_or_default();
+    assert!(
+        log.contains("OFFERAGAIN a=sendrecv"),
+        "our 200 offers send and receive: {log}"
+    );
+    let (first, again) = (
+        logged_version(&uac_log, "ANSWER").expect("answer's o= logged"),
+        logged_version(&uac_log, "OFFERAGAIN").expect("offer's o= logged"),
+    );
+    assert!(
+        again > first,
+        "the offer's o= version {again} after {first}"
+    );
+    assert!(
+        at_a[0] >= 20 && at_b[0] >= 20,
+        "before the hold: A {at_a:?}, B {at_b:?}"
+    );
+    assert!(
+        at_b[1] >= 60 && speech_at_b[1] <= 3 + at_b[1] * 3 / 4,
+        "the callee heard the hold tone: {at_b:?} {speech_at_b:?}"
+    );
+    // The ACK's answer moved A's media to its second port and resumed it
+    // (sendrecv): A hears B there, B hears A's audio again.
+    assert!(
+        at_a2[2] >= 20 && at_a[2] <= 3,
+        "after the ACK: first port {at_a:?}, second port {at_a2:?}"
+    );
+    assert!(
+        speech_at_b[2] >= 20,
+        "the callee hears the caller again: {at_b:?} {speech_at_b:?}"
+    );
+    let calls = srv.finished_calls(&cookie, 1);
+    assert_eq!(calls[0]["hangupCause"], "caller_bye", "{}", calls[0]);
+}
+
 /// The payload formats of the m-line `tag` logged by sipp (`RTP/AVP 0 8 101`
 /// gives "0 8 101"; the caller's scenario logs the first one only).
 fn logged_formats(log: &Path, tag: &str) -> Option<String> {

@@ -226,6 +226,8 @@ struct PlainLeg {
     last: String,
     /// Codec and payload types in use on the leg.
     codec: Option<Codec>,
+    /// Our offer of a re-INVITE without SDP, until the ACK answers it.
+    pending: Option<Box<SessionDescription>>,
 }
 
 enum ForkMedia {
@@ -251,6 +253,40 @@ struct CallMedia {
     caller_answer: Option<String>,
     forks: HashMap<usize, ForkMedia>,
     winner: Option<usize>,
+    /// Per relay leg: a browser's re-INVITE without SDP got our offer,
+    /// its ACK brings the answer.
+    offered_again: [bool; 2],
+}
+
+impl CallMedia {
+    /// The relay leg of `side` when it is a browser's (its str0m leg runs
+    /// on the media thread).
+    fn webrtc_leg(&self, side: Side) -> Option<LegId> {
+        match side {
+            Side::Caller if self.caller_kind == Kind::WebRtc => Some(LegId::A),
+            Side::Fork(i) if matches!(self.forks.get(&i), Some(ForkMedia::WebRtc { .. })) => {
+                Some(LegId::B)
+            }
+            _ => None,
+        }
+    }
+
+    /// The plain leg of `side`, with its relay leg and our port.
+    fn plain_leg(&mut self, side: Side) -> Option<(&mut PlainLeg, LegId, u16)> {
+        match side {
+            Side::Caller => {
+                let port = self.session.ports[0];
+                self.caller_plain.as_mut().map(|l| (l, LegId::A, port))
+            }
+            Side::Fork(i) => {
+                let port = self.session.ports[1];
+                match self.forks.get_mut(&i) {
+                    Some(ForkMedia::Plain { leg, .. }) => Some((&mut **leg, LegId::B, port)),
+                    _ => None,
+                }
+            }
+        }
+    }
 }
 
 /// The production media plane.
@@ -446,6 +482,7 @@ impl Anchor {
             local: LocalSdp::new(u64::from(rand::random::<u32>()), self.advertised),
             last: String::new(),
             codec: None,
+            pending: None,
         });
         self.calls.insert(
             call,
@@ -458,6 +495,7 @@ impl Anchor {
                 caller_answer: None,
                 forks: HashMap::new(),
                 winner: None,
+                offered_again: [false; 2],
             },
         );
         Ok(())
@@ -493,6 +531,7 @@ impl Anchor {
                     local: LocalSdp::new(u64::from(rand::random::<u32>()), advertised),
                     last: String::new(),
                     codec: None,
+                    pending: None,
                 };
                 let offer = leg.local.offer(&LocalAudio {
                     codecs,
@@ -684,6 +723,78 @@ impl Anchor {
         relay.set_leg(id, relay_leg, plain_params(&n))?;
         leg.last = a.sdp.to_string();
         Ok(leg.last.clone())
+    }
+
+    /// A re-INVITE without SDP from one leg (RFC 3261 §14.2): our offer
+    /// for that leg alone, sent in the 200 — on a plain leg the codec in
+    /// use (and telephone-event), send and receive, at the next `o=`
+    /// version; on a browser's, its str0m leg's offer of the session
+    /// (`WebRtcLeg::create_offer_again`). The answer comes from the ACK
+    /// ([`Anchor::ack_answer`]); until then the leg runs as before.
+    pub fn offer_again(&mut self, call: u64, side: Side) -> Result<String, AnchorError> {
+        let relay = self.relay.clone();
+        let advertised = self.advertised;
+        let c = self.call(call)?;
+        let id = c.session.id;
+        if let Some(l) = c.webrtc_leg(side) {
+            let offer = relay
+                .offer_again_webrtc(id, l, None, Duration::from_millis(500))?
+                .map_err(AnchorError::Sdp)?;
+            c.offered_again[l.index()] = true;
+            return Ok(offer);
+        }
+        let (leg, _, port) = c
+            .plain_leg(side)
+            .ok_or(AnchorError::Unsupported("leg not negotiated"))?;
+        let codec = leg
+            .codec
+            .ok_or(AnchorError::Unsupported("leg not negotiated"))?;
+        leg.local.bump();
+        let offer = leg.local.offer(&LocalAudio {
+            codecs: vec![codec],
+            ..LocalAudio::g711(advertised, port)
+        });
+        leg.last = offer.to_string();
+        leg.pending = Some(Box::new(offer));
+        Ok(leg.last.clone())
+    }
+
+    /// The body of the ACK to our 200 on leg `side`'s re-INVITE: after
+    /// [`Anchor::offer_again`], the leg's answer, which the relay then
+    /// follows (address, payload types, direction); ignored otherwise. An
+    /// empty answer leaves the leg as it was.
+    pub fn ack_answer(&mut self, call: u64, side: Side, answer: &[u8]) -> Result<(), AnchorError> {
+        let relay = self.relay.clone();
+        let c = self.call(call)?;
+        let id = c.session.id;
+        if let Some(l) = c.webrtc_leg(side) {
+            if !std::mem::take(&mut c.offered_again[l.index()]) || answer.is_empty() {
+                return Ok(());
+            }
+            relay
+                .offer_again_webrtc(
+                    id,
+                    l,
+                    Some(text(answer)?.to_string()),
+                    Duration::from_millis(500),
+                )?
+                .map_err(AnchorError::Sdp)?;
+            return Ok(());
+        }
+        let Some((leg, relay_leg, _)) = c.plain_leg(side) else {
+            return Ok(());
+        };
+        let Some(offer) = leg.pending.take() else {
+            return Ok(());
+        };
+        if answer.is_empty() {
+            return Ok(());
+        }
+        let n = sdp::read_answer(&offer, &parse(answer)?)
+            .ok_or(AnchorError::NoCodec("the answer rejects audio".into()))?;
+        relay.set_leg(id, relay_leg, plain_params(&n))?;
+        leg.codec = Some(n.codec);
+        Ok(())
     }
 
     /// A DTMF key signalled by SIP INFO on leg `from` (`content_type`

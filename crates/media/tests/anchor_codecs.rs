@@ -200,3 +200,121 @@ fn a_caller_with_nothing_we_can_transcode_is_refused() {
     assert_eq!(anchor.open_calls(), 0);
     anchor.shutdown();
 }
+
+/// A browser's re-INVITE without SDP through the production plane: the
+/// offer comes from its str0m leg on the media thread (send and receive,
+/// new ICE credentials, a higher `o=` version than our answer), and the
+/// browser's answer from the ACK is taken there; a plain leg's offer is
+/// its codec in use at the next version, and its answer moves the relay.
+#[test]
+fn a_re_invite_without_sdp_is_offered_on_either_kind_of_leg() {
+    use str0m::change::{SdpAnswer, SdpOffer};
+    use str0m::media::{Direction, MediaKind};
+    use str0m::{Candidate, Rtc};
+    let mut anchor = start();
+    let now = std::time::Instant::now();
+    let mut browser = Rtc::builder()
+        .set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags()))
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_pcmu(true, false)
+        .build(now);
+    browser
+        .add_local_candidate(
+            Candidate::host("127.0.0.1:50123".parse().expect("addr"), "udp").expect("candidate"),
+        )
+        .expect("candidate accepted");
+    let mut api = browser.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let (offer, pending) = api.apply().expect("browser offer");
+    anchor
+        .open(7, Kind::WebRtc, offer.to_sdp_string().as_bytes(), None)
+        .expect("open");
+    let phone = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    phone
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let phone_port = phone.local_addr().expect("addr").port();
+    let to_phone = anchor.offer(7, 0, Kind::Plain).expect("offer");
+    let answer_b = phone_sdp(
+        phone_port,
+        "0 101",
+        &["0 PCMU/8000", "101 telephone-event/8000"],
+    );
+    let to_browser = anchor.answer(7, 0, answer_b.as_bytes()).expect("answer");
+    browser
+        .sdp_api()
+        .accept_answer(
+            pending,
+            SdpAnswer::from_sdp_string(&to_browser).expect("answer parses"),
+        )
+        .expect("browser takes our answer");
+    let field = |sdp: &str, prefix: &str, n: usize| -> String {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|l| l.split_whitespace().nth(n))
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // The browser re-INVITEs without SDP.
+    let again = anchor
+        .offer_again(7, anchor::Side::Caller)
+        .expect("offer for the browser");
+    assert!(again.contains("a=sendrecv"), "{again}");
+    assert!(
+        field(&again, "o=", 2).parse::<u64>().expect("version")
+            > field(&to_browser, "o=", 2).parse::<u64>().expect("version"),
+        "{again}"
+    );
+    assert_ne!(
+        field(&again, "a=ice-ufrag:", 0),
+        field(&to_browser, "a=ice-ufrag:", 0)
+    );
+    let reply = browser
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&again).expect("offer parses"))
+        .expect("browser answers")
+        .to_sdp_string();
+    anchor
+        .ack_answer(7, anchor::Side::Caller, reply.as_bytes())
+        .expect("the ACK's answer is taken");
+    // Only once: a second ACK body is no answer to anything.
+    anchor
+        .ack_answer(7, anchor::Side::Caller, b"garbage")
+        .expect("nothing pending: ignored");
+
+    // The phone re-INVITEs without SDP: PCMU (in use) at the next version;
+    // its answer in the ACK (another port) is taken (the binary's sipp
+    // test checks that the media follows it).
+    let again = anchor
+        .offer_again(7, anchor::Side::Fork(0))
+        .expect("offer for the phone");
+    assert_eq!(codecs(&again).0, vec![Codec::Pcmu]);
+    assert!(again.contains("a=sendrecv"), "{again}");
+    assert!(
+        field(&again, "o=", 2).parse::<u64>().expect("version")
+            > field(&to_phone, "o=", 2).parse::<u64>().expect("version"),
+        "{again} after {to_phone}"
+    );
+    let moved = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let moved_port = moved.local_addr().expect("addr").port();
+    let answer = phone_sdp(
+        moved_port,
+        "0 101",
+        &["0 PCMU/8000", "101 telephone-event/8000"],
+    );
+    anchor
+        .ack_answer(7, anchor::Side::Fork(0), answer.as_bytes())
+        .expect("the phone's answer");
+    // An answer rejecting audio is an error (the call then ends).
+    anchor
+        .offer_again(7, anchor::Side::Fork(0))
+        .expect("offer again");
+    let rejected = "v=0\r\no=phone 1 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+                    t=0 0\r\nm=audio 0 RTP/AVP 0\r\n";
+    assert!(anchor
+        .ack_answer(7, anchor::Side::Fork(0), rejected.as_bytes())
+        .is_err());
+    anchor.close(7);
+}

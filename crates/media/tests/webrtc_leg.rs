@@ -696,3 +696,73 @@ fn a_browser_that_goes_silent_is_reported_disconnected() {
     let after = net.now - silent_at;
     assert!(after >= Duration::from_secs(2), "{after:?}");
 }
+
+/// A browser's re-INVITE without SDP: the leg offers the session as it is
+/// (an ICE restart when nothing else changes, a new `o=` version), the
+/// browser answers, media keeps flowing both ways; after a hold by the
+/// browser, the offer unholds.
+#[test]
+fn an_offer_again_keeps_the_session_and_media_flowing() {
+    let mut net = Net::new(LegOptions::g711_first(40000));
+    let (offer, pending) = net.browser.offer(Direction::SendRecv);
+    let answer = net.leg.accept_offer(&offer).expect("answer");
+    net.browser.accept_answer(pending, &answer);
+    net.connect();
+    exchange_media(&mut net);
+    let version = |sdp: &str| -> u64 {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix("o="))
+            .and_then(|o| o.split_whitespace().nth(2))
+            .and_then(|v| v.parse().ok())
+            .expect("o= version")
+    };
+    let ufrag = |sdp: &str| -> String {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+            .expect("ufrag")
+            .to_string()
+    };
+    let again = net.leg.create_offer_again().expect("offer again");
+    assert_sdp_hygiene(&again);
+    assert!(again.contains("a=sendrecv"), "{again}");
+    assert!(version(&again) > version(&answer), "{again}");
+    assert_ne!(ufrag(&again), ufrag(&answer), "an ICE restart");
+    let reply = net.browser.accept_offer(&again);
+    net.leg.accept_answer(&reply).expect("the browser's answer");
+    net.run_for(Duration::from_millis(500));
+    assert!(net.leg.is_connected(), "still connected");
+    let pcmu = net.leg.payload_type_for(Codec::Pcmu).expect("pcmu");
+    let now = net.now;
+    net.leg
+        .send_rtp(
+            now,
+            RtpPacket {
+                payload_type: pcmu,
+                sequence: 900,
+                timestamp: 900 * 160,
+                ssrc: 1,
+                marker: false,
+                payload: Bytes::from(pcmu_payload(9)),
+            },
+        )
+        .expect("sends");
+    net.run_for(Duration::from_millis(60));
+    assert!(
+        net.browser.rtp.iter().any(|p| p.1 == 900),
+        "media after the restart"
+    );
+
+    // Held by the browser, then its re-INVITE without SDP: our offer is
+    // sendrecv, and the leg sends again once the browser answers it.
+    let (offer, pending) = net.browser.offer(Direction::SendOnly);
+    let answer = net.leg.accept_offer(&offer).expect("answer to hold");
+    net.browser.accept_answer(pending, &answer);
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.leg.direction(), Some(MediaDirection::RecvOnly));
+    let again = net.leg.create_offer_again().expect("offer again");
+    assert!(again.contains("a=sendrecv"), "{again}");
+    let reply = net.browser.accept_offer(&again);
+    net.leg.accept_answer(&reply).expect("answer");
+    net.run_for(Duration::from_millis(100));
+    assert!(net.leg.is_connected());
+}

@@ -139,6 +139,13 @@ impl OpusEncoder {
             .set_packet_loss_perc(i32::from(percent.min(100)))?)
     }
 
+    /// The loss percentage the encoder plans its FEC for now (libopus's
+    /// own setting, read back).
+    pub fn expected_loss(&mut self) -> Result<u8, OpusError> {
+        let percent = self.inner.get_packet_loss_perc()?;
+        Ok(percent.clamp(0, 100) as u8)
+    }
+
     /// Encodes one frame of 80, 160, 320 or 480 samples (10, 20, 40, 60 ms)
     /// into one opus packet.
     pub fn encode(&mut self, pcm: &[i16]) -> Result<Bytes, OpusError> {

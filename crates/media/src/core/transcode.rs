@@ -187,6 +187,29 @@ impl Transcoder {
         Ok(())
     }
 
+    /// Toward opus: the loss percentage the encoder plans its FEC for
+    /// (read back from libopus); `None` toward G.711.
+    pub fn expected_loss(&mut self) -> Option<u8> {
+        self.encoder.as_mut()?.expected_loss().ok()
+    }
+
+    /// Where an input timestamp `in_timestamp` of `ssrc` (in the `from`
+    /// codec's clock) lands in the output stream: the same mapping the
+    /// audio got, so an RFC 4733 event of that source relayed beside the
+    /// transcoded audio stays aligned with it. Before any audio of that
+    /// source, the first packet's mapping (×6 or ÷6).
+    pub fn map_timestamp(&self, ssrc: u32, in_timestamp: u32) -> u32 {
+        let (in_ticks, out_ticks) = (ticks(self.from), ticks(self.to));
+        match self.last {
+            Some(l) if l.ssrc == ssrc => {
+                let dts = in_timestamp.wrapping_sub(l.in_timestamp) as i32;
+                l.out_timestamp
+                    .wrapping_add(((dts / in_ticks as i32) * out_ticks as i32) as u32)
+            }
+            _ => self.first_timestamp(in_timestamp),
+        }
+    }
+
     /// Transcodes one received packet (in the `from` codec), appending the
     /// packets to send (see the module docs) to `out`. On an error nothing
     /// is appended and the state is unchanged.

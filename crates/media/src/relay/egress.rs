@@ -4,8 +4,10 @@
 //! it produces, for each participant, the next frame of linear audio.
 //!
 //! A source fills one frame of 8 kHz mono linear PCM; the relay encodes it
-//! (`crate::core::g711`) into the leg's G.711 codec and stamps it into the leg's outgoing stream
-//! (same SSRC, continuous sequence numbers and timestamps).
+//! into the leg's G.711 codec (`crate::core::g711`), or for an opus-only
+//! leg into opus (`crate::core::opus`, 48 kHz RTP clock), and stamps it
+//! into the leg's outgoing stream (same SSRC, continuous sequence numbers
+//! and timestamps).
 
 /// The sample rate egress sources produce.
 pub const EGRESS_RATE: u32 = 8_000;

@@ -6,7 +6,6 @@
 
 use super::rewrite::Source;
 use super::{LegId, Relay, Transmit};
-use crate::codec::Codec;
 use crate::core::dtmf::{self, Digit};
 use crate::packet::RtpPacket;
 use bytes::Bytes;
@@ -47,13 +46,12 @@ impl Relay {
         digit: Digit,
         duration: Duration,
     ) -> bool {
-        let l = self.leg(toward);
-        let rate = l.egress_codec().map_or(8_000, |(_, c)| c.clock_rate());
-        if l.pt_for(Codec::TelephoneEvent { clock_rate: rate })
-            .is_none()
-        {
+        // At the leg's telephone-event clock (48 kHz toward an opus leg
+        // that negotiated telephone-event/48000): timestamps and durations
+        // in its ticks.
+        let Some((_, rate)) = self.leg(toward).telephone_event() else {
             return false;
-        }
+        };
         let out = &mut self.dtmf_out[toward.index()];
         // A digit starts after the one still playing.
         let start = out.until.filter(|u| *u > now).unwrap_or(now);
@@ -70,11 +68,11 @@ impl Relay {
     /// Sends the event packets due toward `id`.
     pub(super) fn send_due_dtmf(&mut self, now: Instant, id: LegId) {
         let i = id.index();
-        let rate = self
-            .leg(id)
-            .egress_codec()
-            .map_or(8_000, |(_, c)| c.clock_rate());
-        let codec = Codec::TelephoneEvent { clock_rate: rate };
+        let Some((pt, rate)) = self.leg(id).telephone_event() else {
+            // The leg renegotiated without events: nothing to send them in.
+            self.dtmf_out[i].queue.clear();
+            return;
+        };
         while let Some(&(due, marker, event)) = self.dtmf_out[i].queue.front() {
             if due > now {
                 break;
@@ -84,7 +82,7 @@ impl Relay {
             let (seq, ts) = (out.seq, out.ts);
             out.seq = seq.wrapping_add(1);
             let l = &mut self.legs[i];
-            let (Some(pt), Some(dest)) = (l.pt_for(codec), l.destination()) else {
+            let Some(dest) = l.destination() else {
                 continue;
             };
             let r = l.out.rewrite(due, Source::Generated, seq, ts, rate);

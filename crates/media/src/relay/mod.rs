@@ -27,8 +27,10 @@
 //!   [`Transcoder`](crate::core::transcode::Transcoder), created at the first
 //!   such packet and replaced when new SDP changes either leg's codecs; the
 //!   common case (a codec both legs have) is never decoded. Telephone-event
-//!   is never transcoded: an event at a clock rate B lacks is dropped and
-//!   counted;
+//!   is never transcoded: an event at a clock rate B lacks goes out at B's
+//!   telephone-event clock, timestamp and durations rescaled
+//!   (`Relay::relay_event`); with no telephone-event on B it is
+//!   dropped and counted;
 //! - rewrites SSRC, sequence number and timestamp into B's one outgoing
 //!   stream ([`rewrite`]), continuous across SSRC changes of A's source.
 //!
@@ -52,7 +54,7 @@ mod tests;
 
 use crate::codec::Codec;
 use crate::core::g711;
-use crate::core::opus::OpusSettings;
+use crate::core::opus::{OpusEncoder, OpusSettings, TICKS_PER_SAMPLE};
 use crate::core::transcode::Transcoder;
 use crate::packet::RtpPacket;
 use bytes::Bytes;
@@ -251,6 +253,13 @@ struct Leg {
     egress_next: Option<Instant>,
     egress_seq: u16,
     egress_ts: u32,
+    /// Encoder of the egress source toward an opus-only leg (created at
+    /// its first frame).
+    egress_opus: Option<Box<OpusEncoder>>,
+    /// The loss (percent) this leg's peer reports for what we send it,
+    /// which encoders toward it plan their FEC for; `None`: not reported
+    /// yet (the configured default applies).
+    expected_loss: Option<u8>,
     stats: LegStats,
     /// Quality figures, from the first speech packet either way.
     quality: Option<Box<LegTracker>>,
@@ -270,6 +279,8 @@ impl Leg {
             egress_next: None,
             egress_seq: 0,
             egress_ts: 0,
+            egress_opus: None,
+            expected_loss: None,
             stats: LegStats::default(),
             quality: None,
         }
@@ -288,8 +299,8 @@ impl Leg {
             .map(|(pt, _)| *pt)
     }
 
-    /// The G.711 codec generated audio is sent in, with its PT.
-    fn egress_codec(&self) -> Option<(u8, Codec)> {
+    /// The leg's G.711 codec with its PT.
+    fn g711_codec(&self) -> Option<(u8, Codec)> {
         self.params
             .codecs
             .iter()
@@ -297,21 +308,52 @@ impl Leg {
             .find(|(_, c)| matches!(c, Codec::Pcmu | Codec::Pcma))
     }
 
+    /// The leg's opus with its PT.
+    fn opus_codec(&self) -> Option<(u8, Codec)> {
+        self.params
+            .codecs
+            .iter()
+            .copied()
+            .find(|(_, c)| *c == Codec::Opus)
+    }
+
+    /// The codec generated audio (hold music) is sent in, with its PT: the
+    /// leg's G.711 (no encoder to run), else its opus (an opus-only
+    /// browser or softphone).
+    fn egress_codec(&self) -> Option<(u8, Codec)> {
+        self.g711_codec().or_else(|| self.opus_codec())
+    }
+
+    /// The telephone-event this leg negotiated (PT, clock rate): the one
+    /// at its audio codec's clock when it has several (RFC 4733 §2.1:
+    /// events share the audio's clock), else the first.
+    fn telephone_event(&self) -> Option<(u8, u32)> {
+        let audio_rate = self.egress_codec().map(|(_, c)| c.clock_rate());
+        let mut events = self.params.codecs.iter().filter_map(|(pt, c)| match c {
+            Codec::TelephoneEvent { clock_rate } => Some((*pt, *clock_rate)),
+            _ => None,
+        });
+        let first = events.clone().next();
+        events.find(|(_, r)| Some(*r) == audio_rate).or(first)
+    }
+
+    /// Encoder settings toward this leg: the configured ones, the loss
+    /// its peer reported instead of the default.
+    fn opus_settings(&self, base: &OpusSettings) -> OpusSettings {
+        OpusSettings {
+            expected_loss_percent: self.expected_loss.unwrap_or(base.expected_loss_percent),
+            ..*base
+        }
+    }
+
     /// The codec (with its PT) audio in `from`, which this leg did not
     /// negotiate, is transcoded into: its G.711 (PCMU ↔ PCMA costs almost
     /// nothing, G.711 → opus an encoder), else its opus. `None`: nothing
     /// here `from` can be turned into.
     fn transcode_target(&self, from: Codec) -> Option<(u8, Codec)> {
-        let opus = || {
-            self.params
-                .codecs
-                .iter()
-                .copied()
-                .find(|(_, c)| *c == Codec::Opus)
-        };
         match from {
-            Codec::Pcmu | Codec::Pcma => self.egress_codec().or_else(opus),
-            Codec::Opus => self.egress_codec(),
+            Codec::Pcmu | Codec::Pcma => self.egress_codec(),
+            Codec::Opus => self.g711_codec(),
             Codec::TelephoneEvent { .. } => None,
         }
     }
@@ -584,12 +626,19 @@ impl Relay {
         let dest = to.destination();
         let (out_pt, target) = match to.pt_for(codec) {
             Some(pt) => (pt, None),
-            None => match to.transcode_target(codec) {
-                Some((pt, target)) => (pt, Some(target)),
-                None => {
-                    self.leg_mut(leg).stats.dropped_payload_type += 1;
-                    return;
+            None => match (codec, to.telephone_event()) {
+                // Events at another clock (8 kHz from a phone, 48 kHz
+                // toward opus): rescaled, see `relay_event`.
+                (Codec::TelephoneEvent { .. }, Some((pt, clock_rate))) => {
+                    (pt, Some(Codec::TelephoneEvent { clock_rate }))
                 }
+                _ => match to.transcode_target(codec) {
+                    Some((pt, target)) => (pt, Some(target)),
+                    None => {
+                        self.leg_mut(leg).stats.dropped_payload_type += 1;
+                        return;
+                    }
+                },
             },
         };
         let Some(dest) = dest else {
@@ -598,8 +647,45 @@ impl Relay {
         };
         match target {
             None => self.forward(now, leg.other(), dest, codec, out_pt, packet),
+            Some(Codec::TelephoneEvent { clock_rate }) => {
+                self.relay_event(now, leg, dest, codec, clock_rate, out_pt, packet)
+            }
             Some(target) => self.transcode(now, leg, dest, codec, target, out_pt, &packet),
         }
+    }
+
+    /// An RFC 4733 event from `leg` in `from` (telephone-event at one
+    /// clock), toward the other leg whose telephone-event runs at
+    /// `to_rate`: its timestamp and durations rescaled (×6 from a phone's
+    /// 8 kHz toward opus's 48 kHz, ÷6 back). The timestamp is mapped the
+    /// way this direction's transcoder maps the audio of the same source,
+    /// so the event lands where the audio around it does in the outgoing
+    /// stream.
+    #[allow(clippy::too_many_arguments)]
+    fn relay_event(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        dest: SocketAddr,
+        from: Codec,
+        to_rate: u32,
+        payload_type: u8,
+        mut packet: RtpPacket,
+    ) {
+        let from_rate = from.clock_rate();
+        let aligned = self.transcoders[leg.index()].as_ref().filter(|t| {
+            t.transcoder.from_codec().clock_rate() == from_rate
+                && t.transcoder.to_codec().clock_rate() == to_rate
+        });
+        packet.timestamp = match aligned {
+            Some(t) => t.transcoder.map_timestamp(packet.ssrc, packet.timestamp),
+            None => rescale(packet.timestamp, from_rate, to_rate),
+        };
+        packet.payload = rescale_event_durations(&packet.payload, from_rate, to_rate);
+        let to = Codec::TelephoneEvent {
+            clock_rate: to_rate,
+        };
+        self.forward(now, leg.other(), dest, to, payload_type, packet);
     }
 
     /// Sends `packet` (in `codec`, to carry `payload_type`) toward `toward`
@@ -658,14 +744,15 @@ impl Relay {
         payload_type: u8,
         packet: &RtpPacket,
     ) {
-        let slot = &mut self.transcoders[leg.index()];
-        let fits = slot.as_ref().is_some_and(|t| {
+        let fits = self.transcoders[leg.index()].as_ref().is_some_and(|t| {
             t.transcoder.from_codec() == codec
                 && t.transcoder.to_codec() == target
                 && t.payload_type == payload_type
         });
         if !fits {
-            match Transcoder::new(codec, target, payload_type, &self.config.opus) {
+            let settings = self.legs[leg.other().index()].opus_settings(&self.config.opus);
+            let slot = &mut self.transcoders[leg.index()];
+            match Transcoder::new(codec, target, payload_type, &settings) {
                 Ok(transcoder) => {
                     *slot = Some(Box::new(Transcoding {
                         transcoder,
@@ -679,7 +766,7 @@ impl Relay {
                 }
             }
         }
-        let Some(t) = slot.as_mut() else {
+        let Some(t) = self.transcoders[leg.index()].as_mut() else {
             return;
         };
         let mut out = std::mem::take(&mut self.transcoded);
@@ -711,10 +798,65 @@ impl Relay {
         if let Some(q) = &mut l.quality {
             q.rtcp(data, now);
         }
+        // The peer's report on our stream: encoders toward it follow it.
+        let our_ssrc = l.out.ssrc();
+        let reported = crate::core::rtcp::parse_compound(data)
+            .ok()
+            .and_then(|packets| {
+                packets
+                    .iter()
+                    .flat_map(|p| p.report_blocks())
+                    .rfind(|b| b.ssrc == our_ssrc)
+                    .map(|b| b.fraction_lost_ratio() as f32)
+            });
+        if let Some(fraction) = reported {
+            self.set_expected_loss(leg, fraction);
+        }
         self.events.push_back(Event::Rtcp {
             leg,
             packet: Bytes::copy_from_slice(data),
         });
+    }
+
+    /// `leg`'s peer reports losing `fraction` (0..=1) of what we send it
+    /// (a browser's RTCP receiver reports as str0m averages them, or a
+    /// plain peer's report blocks on our SSRC): the opus encoders toward
+    /// that leg (the transcoder of the other leg's audio, the hold-music
+    /// encoder) plan their in-band FEC for it from now on, and so do those
+    /// created later. See [`expected_loss_percent`].
+    pub fn set_expected_loss(&mut self, leg: LegId, fraction: f32) {
+        let percent = expected_loss_percent(fraction);
+        let l = self.leg_mut(leg);
+        if l.expected_loss == Some(percent) {
+            return;
+        }
+        l.expected_loss = Some(percent);
+        if let Some(e) = l.egress_opus.as_mut() {
+            // A failure leaves the previous setting: nothing to undo.
+            let _ = e.set_expected_loss(percent);
+        }
+        if let Some(t) = self.transcoders[leg.other().index()].as_mut() {
+            let _ = t.transcoder.set_expected_loss(percent);
+        }
+    }
+
+    /// The loss percentage the encoder transcoding audio toward `toward`
+    /// plans its FEC for (libopus's setting, read back); `None` when no
+    /// opus is being encoded toward that leg.
+    pub fn expected_loss(&mut self, toward: LegId) -> Option<u8> {
+        self.transcoders[toward.other().index()]
+            .as_mut()?
+            .transcoder
+            .expected_loss()
+    }
+
+    /// The same for the hold-music encoder toward `toward`.
+    pub fn egress_expected_loss(&mut self, toward: LegId) -> Option<u8> {
+        self.leg_mut(toward)
+            .egress_opus
+            .as_mut()?
+            .expected_loss()
+            .ok()
     }
 
     /// Deadlines reached: media timeouts, hold-music frames.
@@ -748,6 +890,7 @@ impl Relay {
         let frame = (u64::from(EGRESS_RATE) * ptime.as_millis() as u64 / 1000) as usize;
         let mut pcm = std::mem::take(&mut self.pcm);
         pcm.resize(frame.max(1), 0);
+        let config_opus = self.config.opus;
         let l = &mut self.legs[id.index()];
         // Never send a burst to catch up after a stall: at most 3 frames
         // late, then restart the cadence from now.
@@ -764,14 +907,34 @@ impl Relay {
             if !l.egress.fill(&mut pcm) {
                 continue;
             }
-            let payload: Bytes = match codec {
-                Codec::Pcma => pcm.iter().map(|s| g711::linear_to_alaw(*s)).collect(),
-                _ => pcm.iter().map(|s| g711::linear_to_ulaw(*s)).collect(),
+            let (payload, ticks): (Bytes, u32) = match codec {
+                Codec::Pcma => (pcm.iter().map(|s| g711::linear_to_alaw(*s)).collect(), 1),
+                Codec::Opus => {
+                    // An opus-only leg: its own encoder, planning FEC
+                    // for the loss its peer reports, 48 kHz ticks.
+                    if l.egress_opus.is_none() {
+                        let settings = l.opus_settings(&config_opus);
+                        match OpusEncoder::new(&settings) {
+                            Ok(e) => l.egress_opus = Some(Box::new(e)),
+                            Err(_) => {
+                                l.stats.transcode_errors += 1;
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(Ok(p)) = l.egress_opus.as_mut().map(|e| e.encode(&pcm)) else {
+                        // A ptime opus cannot carry (not 10, 20, 40, 60 ms).
+                        l.stats.transcode_errors += 1;
+                        continue;
+                    };
+                    (p, TICKS_PER_SAMPLE)
+                }
+                _ => (pcm.iter().map(|s| g711::linear_to_ulaw(*s)).collect(), 1),
             };
             let seq = l.egress_seq;
             let ts = l.egress_ts;
             l.egress_seq = seq.wrapping_add(1);
-            l.egress_ts = ts.wrapping_add(frame as u32);
+            l.egress_ts = ts.wrapping_add(frame as u32 * ticks);
             let r = l
                 .out
                 .rewrite(due, Source::Generated, seq, ts, codec.clock_rate());
@@ -820,4 +983,49 @@ impl Relay {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
+}
+
+/// The loss percentage an opus encoder should plan FEC for, from a
+/// receiver's reported fraction lost (0..=1): the nearest percentage,
+/// and at least [`MIN_FEC_PERCENT`] once anything is lost (libopus at the
+/// default complexity 1 sends no FEC below about 10 %,
+/// `core::opus::OpusSettings::expected_loss_percent`); 0 for no loss (no
+/// FEC: the whole bit rate to the audio). Nonsense (NaN, negative) is 0.
+pub fn expected_loss_percent(fraction: f32) -> u8 {
+    if fraction.is_nan() || fraction <= 0.0 {
+        return 0;
+    }
+    let percent = (fraction.min(1.0) * 100.0).round() as u8;
+    percent.max(MIN_FEC_PERCENT)
+}
+
+/// The lowest expected loss set once a receiver reports any.
+pub const MIN_FEC_PERCENT: u8 = 10;
+
+/// A timestamp from one RTP clock to another: ×(to/from) or ÷(from/to)
+/// for the rates audio uses (8, 16, 48 kHz), as the transcoder maps the
+/// first packet of a stream.
+fn rescale(ts: u32, from: u32, to: u32) -> u32 {
+    if from == 0 || to == 0 || from == to {
+        ts
+    } else if to.is_multiple_of(from) {
+        ts.wrapping_mul(to / from)
+    } else if from.is_multiple_of(to) {
+        ts / (from / to)
+    } else {
+        (u64::from(ts) * u64::from(to) / u64::from(from)) as u32
+    }
+}
+
+/// An RFC 4733 payload with each event's duration (in `from` ticks)
+/// rescaled to `to` ticks, saturating at the 16-bit field's maximum; a
+/// trailing partial block is kept as it came.
+fn rescale_event_durations(payload: &[u8], from: u32, to: u32) -> Bytes {
+    let mut out = payload.to_vec();
+    for block in out.chunks_exact_mut(4) {
+        let d = u64::from(u16::from_be_bytes([block[2], block[3]]));
+        let scaled = (d * u64::from(to) / u64::from(from.max(1))).min(u64::from(u16::MAX)) as u16;
+        block[2..4].copy_from_slice(&scaled.to_be_bytes());
+    }
+    Bytes::from(out)
 }

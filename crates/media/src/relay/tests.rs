@@ -856,18 +856,12 @@ fn opus_and_pcmu_legs_are_transcoded_with_the_tone_kept() {
     assert_eq!(dominant_frequency(steady), 440.0);
     assert!(goertzel(steady, 440.0) > 5000.0);
 
-    // Events at 8 kHz toward a leg with events at 48 kHz only: not
-    // transcoded, dropped and counted.
+    // Events at 8 kHz toward a leg with events at 48 kHz only: rescaled
+    // (`telephone_events_cross_clock_rates_rescaled`), not transcoded.
     let dropped = c.relay.stats(LegId::B).dropped_payload_type;
-    assert!(c
-        .send(
-            ms(2100),
-            LegId::B,
-            addr(6000),
-            &rtp(101, 9050, 8320, 0x2222)
-        )
-        .is_empty());
-    assert_eq!(c.relay.stats(LegId::B).dropped_payload_type, dropped + 1);
+    let t = c.one(ms(2100), LegId::B, addr(6000), &rtp(96, 9050, 8320, 0x2222));
+    assert_eq!(t.packet.payload_type, 110);
+    assert_eq!(c.relay.stats(LegId::B).dropped_payload_type, dropped);
     assert_eq!(c.relay.stats(LegId::B).out_transcoded, 50);
     assert_eq!(c.relay.stats(LegId::A).out_transcoded, 50);
     // Garbage in the opus payload: refused by the transcoder, counted,
@@ -940,4 +934,280 @@ fn new_codecs_by_set_leg_replace_the_transcoder() {
     assert_eq!(&t.packet.payload[..], &ulaw[..]);
     assert_eq!(c.relay.stats(LegId::B).out_transcoded, before);
     assert_eq!(before, 3);
+}
+
+// --- Opus-only legs: hold music, events across clocks, loss ----------------
+
+/// A: an opus-only leg (telephone-event at 48 kHz, as a browser offers);
+/// B: PCMU + telephone-event 96 at 8 kHz.
+fn opus_pcmu_call() -> Call {
+    let mut c = Call::new();
+    c.relay.set_leg(
+        c.t0,
+        LegId::A,
+        params(addr(4000), &[(111, Codec::Opus), (110, TE48)]),
+    );
+    c.relay.set_leg(
+        c.t0,
+        LegId::B,
+        params(addr(6000), &[(0, Codec::Pcmu), (96, TE)]),
+    );
+    c
+}
+
+fn event(code: u8, end: bool, duration: u16) -> [u8; 4] {
+    crate::core::dtmf::TelephoneEvent {
+        event: code,
+        end,
+        volume: 10,
+        duration,
+    }
+    .to_bytes()
+}
+
+fn parse_event(t: &Transmit) -> crate::core::dtmf::TelephoneEvent {
+    crate::core::dtmf::TelephoneEvent::parse(&t.packet.payload).expect("event")
+}
+
+#[test]
+fn hold_music_toward_an_opus_only_leg_is_opus_carrying_the_tone() {
+    let mut c = opus_pcmu_call();
+    // B holds A (B: sendonly): A, opus only, hears the hold tone.
+    let mut p = params(addr(6000), &[(0, Codec::Pcmu), (96, TE)]);
+    p.direction = Direction::SendOnly;
+    c.relay.set_leg(c.at(ms(0)), LegId::B, p);
+    assert!(c.relay.egress_active(LegId::A));
+    let mut music = Vec::new();
+    for step in 0..25u64 {
+        c.relay.handle_timeout(c.at(ms(20 * step)));
+        music.extend(c.drain());
+    }
+    assert_eq!(music.len(), 25, "a frame every 20 ms for 500 ms");
+    assert!(music.iter().all(|t| t.leg == LegId::A
+        && t.to == addr(4000)
+        && t.packet.payload_type == 111
+        && t.packet.ssrc == OUT_A));
+    assert!(
+        music.windows(2).all(
+            |w| w[1].packet.timestamp.wrapping_sub(w[0].packet.timestamp) == 960
+                && w[1].packet.sequence == w[0].packet.sequence.wrapping_add(1)
+        ),
+        "48 kHz clock: 960 ticks per 20 ms"
+    );
+    let mut decoder = OpusDecoder::new().expect("decoder");
+    let mut frame = [0i16; MAX_PACKET_SAMPLES];
+    let mut pcm = Vec::new();
+    for t in &music {
+        assert!(t.packet.payload.len() < 160, "opus, not G.711");
+        let n = decoder
+            .decode(&t.packet.payload, &mut frame)
+            .expect("decodable opus");
+        assert_eq!(n, FRAME_SAMPLES);
+        pcm.extend_from_slice(&frame[..n]);
+    }
+    // The tone (440 Hz at about 5,000, on for the first 0.5 s) past the
+    // codec's start-up.
+    let steady = &pcm[5 * FRAME_SAMPLES..];
+    assert_eq!(dominant_frequency(steady), 440.0);
+    let level = goertzel(steady, 440.0);
+    assert!((3000.0..7000.0).contains(&level), "440 Hz at {level}");
+    assert_eq!(c.relay.stats(LegId::A).out_generated, 25);
+    // Its encoder follows the loss A's peer reports, like a transcoder.
+    assert_eq!(c.relay.egress_expected_loss(LegId::A), Some(10), "default");
+    c.relay.set_expected_loss(LegId::A, 0.3);
+    assert_eq!(c.relay.egress_expected_loss(LegId::A), Some(30));
+    // A G.711 leg still gets G.711 (B held by A the other way round).
+    let mut c = opus_pcmu_call();
+    let mut p = params(addr(4000), &[(111, Codec::Opus), (110, TE48)]);
+    p.direction = Direction::Inactive;
+    c.relay.set_leg(c.at(ms(0)), LegId::A, p);
+    c.relay.handle_timeout(c.at(ms(0)));
+    let out = c.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].leg, out[0].packet.payload_type), (LegId::B, 0));
+    assert_eq!(out[0].packet.payload.len(), 160);
+}
+
+#[test]
+fn telephone_events_cross_clock_rates_rescaled() {
+    let mut c = opus_pcmu_call();
+    // B → A: µ-law audio becomes opus at 48 kHz...
+    let tone = sine(3 * FRAME_SAMPLES, 440.0, 4000.0);
+    let ulaw = packets(Codec::Pcmu, 0, 0x2222, &tone, 100, 8000);
+    let mut ts0 = None;
+    for (i, p) in ulaw.iter().enumerate() {
+        let t = c.one(ms(20 * i as u64), LegId::B, addr(6000), &encoded(p));
+        ts0.get_or_insert(t.packet.timestamp);
+    }
+    let ts0 = ts0.expect("audio");
+    // ...and its events at 8 kHz become events at 48 kHz: PT 110, the
+    // timestamp where the audio's mapping puts it, durations ×6.
+    let t = c.one(
+        ms(60),
+        LegId::B,
+        addr(6000),
+        &rtp_with(96, 103, 8480, 0x2222, &event(5, false, 800)),
+    );
+    assert_eq!(
+        (t.leg, t.packet.payload_type, t.packet.ssrc),
+        (LegId::A, 110, OUT_A)
+    );
+    assert_eq!(t.packet.timestamp, ts0.wrapping_add(480 * 6));
+    assert_eq!(t.packet.sequence, 103);
+    let e = parse_event(&t);
+    assert_eq!((e.event, e.end, e.volume, e.duration), (5, false, 10, 4800));
+    let t = c.one(
+        ms(80),
+        LegId::B,
+        addr(6000),
+        &rtp_with(96, 104, 8480, 0x2222, &event(5, true, 1600)),
+    );
+    assert_eq!(t.packet.timestamp, ts0.wrapping_add(480 * 6), "same event");
+    let e = parse_event(&t);
+    assert_eq!((e.end, e.duration), (true, 9600));
+    // A long event saturates the 16-bit field instead of wrapping.
+    let t = c.one(
+        ms(100),
+        LegId::B,
+        addr(6000),
+        &rtp_with(96, 105, 20_000, 0x2222, &event(1, false, 20_000)),
+    );
+    assert_eq!(parse_event(&t).duration, u16::MAX);
+
+    // A → B: opus audio at 48 kHz becomes µ-law; events at 48 kHz
+    // become events at 8 kHz, ÷6.
+    let tone = sine(3 * FRAME_SAMPLES, 440.0, 4000.0);
+    let opus = packets(Codec::Opus, 111, 0x1111, &tone, 700, 96_000);
+    let mut ts0 = None;
+    for (i, p) in opus.iter().enumerate() {
+        let t = c.one(ms(200 + 20 * i as u64), LegId::A, addr(4000), &encoded(p));
+        ts0.get_or_insert(t.packet.timestamp);
+    }
+    let ts0 = ts0.expect("audio");
+    let t = c.one(
+        ms(260),
+        LegId::A,
+        addr(4000),
+        &rtp_with(110, 703, 96_000 + 2880, 0x1111, &event(9, true, 4800)),
+    );
+    assert_eq!(
+        (t.leg, t.packet.payload_type, t.packet.ssrc),
+        (LegId::B, 96, OUT_B)
+    );
+    assert_eq!(t.packet.timestamp, ts0.wrapping_add(480));
+    let e = parse_event(&t);
+    assert_eq!((e.event, e.end, e.duration), (9, true, 800));
+    assert_eq!(c.relay.stats(LegId::A).dropped_payload_type, 0);
+    assert_eq!(c.relay.stats(LegId::B).dropped_payload_type, 0);
+}
+
+#[test]
+fn injected_digits_use_the_target_legs_event_clock() {
+    let mut c = opus_pcmu_call();
+    for toward in [LegId::A, LegId::B] {
+        assert!(c.relay.send_dtmf(
+            c.at(ms(0)),
+            toward,
+            crate::core::dtmf::Digit::from_char('7').expect("7"),
+            ms(100)
+        ));
+    }
+    let mut sent = Vec::new();
+    for step in 0..20u64 {
+        c.relay.handle_timeout(c.at(ms(10 * step)));
+        sent.extend(c.drain());
+    }
+    for (toward, pt, rate) in [(LegId::A, 110u8, 48_000u32), (LegId::B, 96, 8_000)] {
+        let events: Vec<_> = sent.iter().filter(|t| t.leg == toward).collect();
+        assert_eq!(events.len(), 4, "start, end ×3: {events:?}");
+        assert!(events.iter().all(|t| t.packet.payload_type == pt));
+        let last = parse_event(events[3]);
+        assert!(last.end);
+        assert_eq!(
+            u32::from(last.duration),
+            rate / 10,
+            "100 ms in the leg's event clock"
+        );
+    }
+    // A leg with events only at the clock its audio lacks still gets them
+    // in the clock it negotiated.
+    let mut c = Call::new();
+    c.relay.set_leg(
+        c.t0,
+        LegId::B,
+        params(addr(6000), &[(0, Codec::Pcmu), (97, TE48)]),
+    );
+    assert!(c.relay.send_dtmf(
+        c.t0,
+        LegId::B,
+        crate::core::dtmf::Digit::from_char('1').expect("1"),
+        ms(100)
+    ));
+}
+
+#[test]
+fn reported_loss_maps_to_the_encoders_expected_loss() {
+    assert_eq!(expected_loss_percent(0.0), 0);
+    assert_eq!(expected_loss_percent(-1.0), 0);
+    assert_eq!(expected_loss_percent(f32::NAN), 0);
+    assert_eq!(expected_loss_percent(0.004), MIN_FEC_PERCENT);
+    assert_eq!(expected_loss_percent(0.253), 25);
+    assert_eq!(expected_loss_percent(1.0), 100);
+    assert_eq!(expected_loss_percent(7.0), 100);
+
+    let mut c = opus_pcmu_call();
+    // A browser (A) reported 50 % before any audio toward it: the
+    // transcoder created at B's first packet starts there.
+    c.relay.set_expected_loss(LegId::A, 0.5);
+    assert_eq!(c.relay.expected_loss(LegId::A), None, "no encoder yet");
+    let ulaw = packets(
+        Codec::Pcmu,
+        0,
+        0x2222,
+        &sine(FRAME_SAMPLES, 440.0, 4000.0),
+        1,
+        0,
+    );
+    c.one(ms(0), LegId::B, addr(6000), &encoded(&ulaw[0]));
+    assert_eq!(c.relay.expected_loss(LegId::A), Some(50));
+    // Then the reports change it on the running encoder.
+    c.relay.set_expected_loss(LegId::A, 0.02);
+    assert_eq!(c.relay.expected_loss(LegId::A), Some(MIN_FEC_PERCENT));
+    c.relay.set_expected_loss(LegId::A, 0.0);
+    assert_eq!(c.relay.expected_loss(LegId::A), Some(0));
+    // Toward the G.711 leg there is no opus encoder to tune.
+    c.relay.set_expected_loss(LegId::B, 0.5);
+    assert_eq!(c.relay.expected_loss(LegId::B), None);
+
+    // A plain opus leg's own RTCP receiver report on our stream (fraction
+    // 64/256) sets it; a block about another source does not.
+    let rr = |ssrc: u32, fraction_lost: u8| {
+        crate::core::rtcp::build_compound(&[crate::core::rtcp::RtcpPacket::ReceiverReport(
+            crate::core::rtcp::ReceiverReport {
+                ssrc: 0x1111,
+                reports: vec![crate::core::rtcp::ReportBlock {
+                    ssrc,
+                    fraction_lost,
+                    ..Default::default()
+                }],
+            },
+        )])
+        .expect("rr")
+    };
+    c.relay.handle_datagram(
+        c.at(ms(20)),
+        LegId::A,
+        Port::Rtcp,
+        addr(4001),
+        &rr(0x9999, 128),
+    );
+    assert_eq!(c.relay.expected_loss(LegId::A), Some(0));
+    c.relay.handle_datagram(
+        c.at(ms(40)),
+        LegId::A,
+        Port::Rtcp,
+        addr(4001),
+        &rr(OUT_A, 64),
+    );
+    assert_eq!(c.relay.expected_loss(LegId::A), Some(25));
 }

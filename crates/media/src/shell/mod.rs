@@ -181,6 +181,15 @@ pub(crate) enum Command {
         offer: String,
         reply: mpsc::Sender<Result<String, String>>,
     },
+    /// A re-INVITE without SDP from the browser of a WebRTC leg: our
+    /// offer (`answer: None`; the reply is the offer), then the browser's
+    /// answer from its ACK (`Some`; the reply is empty).
+    OfferAgain {
+        id: SessionId,
+        leg: LegId,
+        answer: Option<String>,
+        reply: mpsc::Sender<Result<String, String>>,
+    },
     Shutdown,
 }
 
@@ -363,6 +372,26 @@ impl RelayHandle {
             id,
             leg,
             offer,
+            reply,
+        })?;
+        rx.recv_timeout(wait).map_err(|_| ShellError::Stopped)
+    }
+
+    /// Our offer toward WebRTC leg `leg` whose browser sent a re-INVITE
+    /// without SDP (`answer: None`), or that browser's answer from the ACK
+    /// (`Some`), on the media thread like [`reoffer_webrtc`](Self::reoffer_webrtc).
+    pub fn offer_again_webrtc(
+        &self,
+        id: SessionId,
+        leg: LegId,
+        answer: Option<String>,
+        wait: std::time::Duration,
+    ) -> Result<Result<String, String>, ShellError> {
+        let (reply, rx) = mpsc::channel();
+        self.worker(id).send(Command::OfferAgain {
+            id,
+            leg,
+            answer,
             reply,
         })?;
         rx.recv_timeout(wait).map_err(|_| ShellError::Stopped)

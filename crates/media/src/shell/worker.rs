@@ -482,6 +482,31 @@ impl Worker {
                         self.service(slot, false);
                     }
                 }
+                Command::OfferAgain {
+                    id,
+                    leg,
+                    answer,
+                    reply,
+                } => {
+                    let slot = self.by_id.get(&id).copied();
+                    let result = match slot
+                        .and_then(|i| self.sessions.get_mut(i))
+                        .and_then(|s| s.as_mut())
+                        .and_then(|s| s.webrtc[leg.index()].as_mut())
+                    {
+                        Some(w) => match answer {
+                            None => w.create_offer_again(),
+                            Some(a) => w.accept_answer(&a).map(|()| String::new()),
+                        }
+                        .map_err(|e| e.to_string()),
+                        None => Err("no WebRTC leg there".to_string()),
+                    };
+                    let _ = reply.send(result);
+                    if let Some(slot) = slot {
+                        // A direction change (unhold) reaches the relay.
+                        self.service(slot, false);
+                    }
+                }
                 Command::SetWebRtc { id, leg, webrtc } => {
                     if let Some(slot) = self.by_id.get(&id).copied() {
                         if let Some(Some(s)) = self.sessions.get_mut(slot) {
@@ -720,7 +745,16 @@ fn webrtc_to_relay(s: &mut Session) -> bool {
                     alive = false;
                 }
                 WebRtcEvent::Closed => alive = false,
-                WebRtcEvent::Stats(stats) => note_peer_reports(&mut s.peer[i], &stats),
+                WebRtcEvent::Stats(stats) => {
+                    // The browser's receiver reports on what we send it:
+                    // the opus encoders toward it follow the loss.
+                    if let WebRtcStats::Egress(e) = &stats {
+                        if let Some(loss) = e.loss {
+                            s.relay.set_expected_loss(leg, loss);
+                        }
+                    }
+                    note_peer_reports(&mut s.peer[i], &stats);
+                }
                 WebRtcEvent::Connected | WebRtcEvent::Disconnected => {}
             }
         }

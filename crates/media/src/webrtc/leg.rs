@@ -16,7 +16,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tracing::{debug, warn};
 
 use super::config::WebRtcConfig;
-use super::sdp::{check_webrtc_offer, with_connection_address};
+use super::sdp::{check_webrtc_offer, with_connection_address, with_origin_version};
 use super::WebRtcError;
 use crate::codec::Codec;
 use crate::packet::RtpPacket;
@@ -209,6 +209,10 @@ pub struct WebRtcLeg {
     local_ufrag: String,
     mid: Option<Mid>,
     pending_offer: Option<SdpPendingOffer>,
+    /// The `o=` version of the next SDP we produce: str0m writes 2 in
+    /// every one, RFC 3264 §8 wants each new description's version
+    /// higher than the last.
+    sdp_version: u64,
     /// Negotiated payload type → codec, refreshed after every SDP exchange,
     /// so the per-packet path is an array lookup.
     pt_codecs: [Option<Codec>; 128],
@@ -314,6 +318,7 @@ impl WebRtcLeg {
             local_ufrag,
             mid: None,
             pending_offer: None,
+            sdp_version: 2,
             pt_codecs: [None; 128],
             primary_clock: None,
             direction: None,
@@ -434,6 +439,36 @@ impl WebRtcLeg {
             return Err(WebRtcError::Sdp("nothing negotiated to re-offer".into()));
         }
         self.offer(direction)
+    }
+
+    /// Our offer of the session as it stands, for a browser that sent a
+    /// re-INVITE without SDP: send and receive (unholding a leg held by
+    /// its answer), and when that changes nothing an ICE restart keeping
+    /// our candidates, since str0m makes an offer only for a change (the
+    /// browser just runs its connectivity checks again with the new
+    /// credentials; DTLS and SRTP go on). The answer goes to
+    /// `accept_answer`.
+    pub fn create_offer_again(&mut self) -> Result<String, WebRtcError> {
+        let Some(mid) = self.mid else {
+            return Err(WebRtcError::Sdp("nothing negotiated to re-offer".into()));
+        };
+        let result = self
+            .with_rtc(move |rtc| {
+                let mut api = rtc.sdp_api();
+                api.set_direction(mid, MediaDirection::SendRecv.to_str0m());
+                if !api.has_changes() {
+                    api.ice_restart(true);
+                }
+                api.apply()
+                    .map(|(offer, pending)| (offer.to_sdp_string(), pending))
+            })
+            .ok_or(WebRtcError::Dead)?;
+        self.drain();
+        let Some((offer, pending)) = result else {
+            return Err(WebRtcError::Sdp("str0m made no offer".into()));
+        };
+        self.pending_offer = Some(pending);
+        Ok(self.finish_local_sdp(&offer))
     }
 
     fn offer(&mut self, direction: MediaDirection) -> Result<String, WebRtcError> {
@@ -782,10 +817,13 @@ impl WebRtcLeg {
         }
     }
 
-    fn finish_local_sdp(&self, sdp: &str) -> String {
+    fn finish_local_sdp(&mut self, sdp: &str) -> String {
+        let version = self.sdp_version;
+        self.sdp_version += 1;
+        let sdp = with_origin_version(sdp, version);
         match self.candidates.first() {
-            Some(addr) => with_connection_address(sdp, *addr),
-            None => sdp.to_owned(),
+            Some(addr) => with_connection_address(&sdp, *addr),
+            None => sdp,
         }
     }
 

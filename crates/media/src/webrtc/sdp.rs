@@ -60,6 +60,30 @@ pub fn check_webrtc_offer(sdp: &str) -> Result<(), WebRtcError> {
 /// candidates, but SIP proxies, SBCs and call recorders read `c=`/`m=`, and a
 /// 0.0.0.0 there reads as "hold" (RFC 2543) to older ones. Rejected m-lines
 /// (port 0) stay rejected.
+/// `sdp` with `version` as its `o=` line's session version.
+pub(super) fn with_origin_version(sdp: &str, version: u64) -> String {
+    let mut out = String::with_capacity(sdp.len() + 8);
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        match line.strip_prefix("o=") {
+            Some(origin) => {
+                let fields: Vec<&str> = origin.split(' ').collect();
+                if fields.len() == 6 {
+                    out.push_str(&format!(
+                        "o={} {} {version} {} {} {}",
+                        fields[0], fields[1], fields[3], fields[4], fields[5]
+                    ));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
 pub(super) fn with_connection_address(sdp: &str, addr: SocketAddr) -> String {
     let (family, ip) = match addr {
         SocketAddr::V4(a) => ("IP4", a.ip().to_string()),

@@ -52,7 +52,8 @@ pub struct OpenCall<'a> {
 /// `answer` for the fork whose SDP answer arrives (183 or 2xx; every call
 /// returns the same SDP for the caller, so 183 and 200 carry the same
 /// answer), `close_fork` for losing forks, `reoffer` for in-dialog
-/// re-INVITEs, `close` when the call ends.
+/// re-INVITEs (`offer_again` then `ack_answer` for one without SDP),
+/// `close` when the call ends.
 pub trait MediaPlane: Send {
     /// Opens the call's media session with the caller's offer.
     fn open(
@@ -81,6 +82,29 @@ pub trait MediaPlane: Send {
     /// A new offer from one leg inside the dialog (hold, unhold, a
     /// refresh with SDP): answered by us for that leg alone.
     fn reoffer(&mut self, call: u64, side: MediaSide, offer: &[u8]) -> Result<Vec<u8>, MediaError>;
+    /// A re-INVITE without SDP from one leg (RFC 3261 §14.2: the 2xx
+    /// carries an offer, the ACK the answer): our offer for that leg
+    /// alone — its current session, with the `o=` version bumped. The
+    /// leg's answer comes with [`MediaPlane::ack_answer`]. The default
+    /// refuses (the call answers 488).
+    fn offer_again(&mut self, _call: u64, _side: MediaSide) -> Result<Vec<u8>, MediaError> {
+        Err(MediaError(
+            "a re-INVITE without SDP is not supported".into(),
+        ))
+    }
+    /// The body of the ACK to a 2xx we sent on leg `side`'s re-INVITE.
+    /// After [`MediaPlane::offer_again`] it is that leg's answer (an empty
+    /// one leaves the leg as it was); otherwise there is nothing pending
+    /// and the body is ignored (`Ok`). `Err`: the answer is unusable, and
+    /// the call ends (RFC 3261 §13.3.1.4 says BYE).
+    fn ack_answer(
+        &mut self,
+        _call: u64,
+        _side: MediaSide,
+        _answer: &[u8],
+    ) -> Result<(), MediaError> {
+        Ok(())
+    }
     /// A SIP INFO carrying a DTMF key (`application/dtmf-relay` or
     /// `application/dtmf`) from leg `from`: true when the media plane
     /// sent it on as RFC 4733 toward the other leg (the call answers the
@@ -169,6 +193,10 @@ pub struct MemoryCall {
     pub closed_forks: Vec<usize>,
     pub caller_answer: Option<Vec<u8>>,
     pub reoffers: u32,
+    /// Legs we sent an offer (a re-INVITE without SDP) awaiting the ACK.
+    pub offered_again: Vec<MediaSide>,
+    /// Answers taken from ACKs, by leg.
+    pub ack_answers: Vec<(MediaSide, Vec<u8>)>,
 }
 
 impl MemoryState {
@@ -202,6 +230,12 @@ impl MediaPlane for MemoryPlane {
     }
     fn reoffer(&mut self, call: u64, side: MediaSide, offer: &[u8]) -> Result<Vec<u8>, MediaError> {
         self.0.lock().reoffer(call, side, offer)
+    }
+    fn offer_again(&mut self, call: u64, side: MediaSide) -> Result<Vec<u8>, MediaError> {
+        self.0.lock().offer_again(call, side)
+    }
+    fn ack_answer(&mut self, call: u64, side: MediaSide, answer: &[u8]) -> Result<(), MediaError> {
+        self.0.lock().ack_answer(call, side, answer)
     }
     fn close_fork(&mut self, call: u64, fork: usize) {
         self.0.lock().close_fork(call, fork)
@@ -263,6 +297,49 @@ impl MemoryState {
             MediaSide::Fork(i) => format!("fork{i}"),
         };
         Ok(MemoryState::sdp(call, &leg, 1 + c.reoffers))
+    }
+    /// Our offer for a leg that re-INVITEd without SDP: the leg's SDP
+    /// at the next version.
+    pub fn offer_again(&mut self, call: u64, side: MediaSide) -> Result<Vec<u8>, MediaError> {
+        let c = self
+            .calls
+            .get_mut(&call)
+            .ok_or_else(|| MediaError("no session".into()))?;
+        c.reoffers += 1;
+        c.offered_again.retain(|s| *s != side);
+        c.offered_again.push(side);
+        let leg = match side {
+            MediaSide::Caller => "caller".to_string(),
+            MediaSide::Fork(i) => format!("fork{i}"),
+        };
+        Ok(MemoryState::sdp(call, &leg, 1 + c.reoffers))
+    }
+    /// An ACK's body: the answer when an offer is pending on that leg
+    /// (refused when it contains [`MemoryState::refuse`]).
+    pub fn ack_answer(
+        &mut self,
+        call: u64,
+        side: MediaSide,
+        answer: &[u8],
+    ) -> Result<(), MediaError> {
+        let refuse = self.refuse.clone();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Ok(());
+        };
+        let Some(i) = c.offered_again.iter().position(|s| *s == side) else {
+            return Ok(());
+        };
+        c.offered_again.remove(i);
+        if answer.is_empty() {
+            return Ok(());
+        }
+        if let Some(r) = refuse {
+            if String::from_utf8_lossy(answer).contains(r.as_str()) {
+                return Err(MediaError("answer refused".into()));
+            }
+        }
+        c.ack_answers.push((side, answer.to_vec()));
+        Ok(())
     }
     pub fn close_fork(&mut self, call: u64, fork: usize) {
         if let Some(c) = self.calls.get_mut(&call) {

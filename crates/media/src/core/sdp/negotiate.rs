@@ -130,6 +130,14 @@ impl LocalSdp {
         self.version
     }
 
+    /// The next description gets a new version even when it equals the
+    /// last (an offer of the unchanged session, which a re-INVITE without
+    /// SDP asks for).
+    pub fn bump(&mut self) {
+        self.version += 1;
+        self.last = None;
+    }
+
     /// Our offer.
     pub fn offer(&mut self, local: &LocalAudio) -> SessionDescription {
         let mut formats = Vec::new();

@@ -55,7 +55,14 @@ impl Call {
             .map(|l| l.local_tag.clone())
             .unwrap_or_default();
         let mut refresh_other = false;
-        let r = match ctx.media.reoffer(self.id, media_side, &m.body) {
+        // Without SDP (RFC 3261 §14.2) the 200 carries our offer for this
+        // leg and the ACK its answer (`ack_answer`).
+        let sdp = if m.body.is_empty() {
+            ctx.media.offer_again(self.id, media_side)
+        } else {
+            ctx.media.reoffer(self.id, media_side, &m.body)
+        };
+        let r = match sdp {
             Ok(sdp) => {
                 let mut r = response(&m, 200, "OK", Some(&local_tag));
                 r.headers
@@ -104,6 +111,21 @@ impl Call {
         let pending = self.relays.values().any(|r| r.req.is_none());
         if let (true, Some(other), false) = (refresh_other, other, pending) {
             self.send_refresh(ctx, other);
+        }
+    }
+
+    /// The first ACK of a 2xx we gave a re-INVITE of leg `side`: its body
+    /// goes to the media plane (the answer to our offer when the re-INVITE
+    /// had no SDP). An answer it cannot use ends the call.
+    pub(super) fn media_ack(&mut self, ctx: &mut Ctx<'_>, side: Side, m: &Msg) {
+        let media_side = match side {
+            Side::A => MediaSide::Caller,
+            Side::B(i) => MediaSide::Fork(i),
+        };
+        if let Err(e) = ctx.media.ack_answer(self.id, media_side, &m.body) {
+            tracing::warn!(call_id = %self.a.call_id, error = %e, "answer in the ACK refused; ending the call");
+            let now = ctx.now_ms;
+            self.hang_up_both(ctx, now, HangupCause::Failed);
         }
     }
 

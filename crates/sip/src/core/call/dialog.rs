@@ -41,8 +41,12 @@ impl Call {
             .iter()
             .position(|a| a.from == side && a.cseq == cseq)
         else {
-            // ACK of a 2xx we gave ourselves (anchored re-INVITE).
-            ctx.txn.stop(&TxnKey::ReInvite2xx(self.id, cseq));
+            // ACK of a 2xx we gave ourselves (anchored re-INVITE); the
+            // first one may carry the answer to our offer.
+            let first = ctx.txn.stop(&TxnKey::ReInvite2xx(self.id, cseq)).is_some();
+            if first && self.anchored {
+                self.media_ack(ctx, side, m);
+            }
             return;
         };
         let a = self.reinvite_acks.remove(i);

@@ -286,3 +286,127 @@ fn recording_follows_the_system_default_and_reports_reach_the_record() {
         .collect();
     assert_eq!(reported, vec![call_id.as_str(), "gone@elsewhere"]);
 }
+
+/// A re-INVITE without SDP (RFC 3261 §14.2) from an anchored leg: the 200
+/// carries our offer for that leg (its SDP at the next version), the ACK
+/// its answer, which reaches the media plane; the other leg sees nothing.
+#[test]
+fn a_re_invite_without_sdp_is_offered_in_the_200_and_answered_in_the_ack() {
+    let mut c = cfg();
+    c.anchor = AnchorMode::Always;
+    let (mut core, mut a, b1, _b2) = registered_core_with(c);
+    let plane = MemoryPlane::default();
+    core.set_media_plane(Box::new(plane.clone()));
+    let t0 = 10_000;
+    let (to_a, _) = answered_call(&mut core, &mut a, &b1, t0, "", &[]);
+    let a_tag = msg::tag(to_a.header("To").unwrap_or(""))
+        .unwrap_or("")
+        .to_string();
+    let reinvite = |cseq: u32, branch: &str| {
+        format!(
+            "INVITE sip:centralita@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch={branch}\r\nFrom: <sip:alice@127.0.0.1>;tag=ftag\r\nTo: <sip:1001@127.0.0.1>;tag={a_tag}\r\nCall-ID: call-1\r\nCSeq: {cseq} INVITE\r\nContact: <sip:alice@127.0.0.1:5071>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let ack = |cseq: u32, branch: &str, body: &str| {
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "ACK sip:centralita@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch={branch}\r\nFrom: <sip:alice@127.0.0.1>;tag=ftag\r\nTo: <sip:1001@127.0.0.1>;tag={a_tag}\r\nCall-ID: call-1\r\nCSeq: {cseq} ACK\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let (sent, _) = feed(&mut core, t0 + 1_000, a.src, &reinvite(20, "z9hG4bKnosdp1"));
+    assert_eq!(
+        sent.len(),
+        1,
+        "answered here, nothing to the callee: {sent:?}"
+    );
+    let (to, ok) = &sent[0];
+    assert_eq!((*to, ok.code()), (a.src, Some(200)));
+    assert_eq!(ok.header("Content-Type"), Some("application/sdp"));
+    let offer = String::from_utf8_lossy(&ok.body).to_string();
+    assert!(
+        offer.contains("a=x-leg:caller"),
+        "the caller's leg: {offer}"
+    );
+    assert!(offer.contains(" 2 IN IP4"), "the next version: {offer}");
+    assert_eq!(
+        plane
+            .0
+            .lock()
+            .calls
+            .get(&0)
+            .map(|c| c.offered_again.clone()),
+        Some(vec![crate::core::media::MediaSide::Caller])
+    );
+    // The ACK carries the answer: to the media plane, not to the callee.
+    let answer = "v=0\r\na=sendrecv\r\n";
+    let (sent, _) = feed(
+        &mut core,
+        t0 + 1_100,
+        a.src,
+        &ack(20, "z9hG4bKnosdpack1", answer),
+    );
+    assert!(sent.is_empty(), "{sent:?}");
+    let answers = || {
+        plane
+            .0
+            .lock()
+            .calls
+            .get(&0)
+            .map(|c| c.ack_answers.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        answers(),
+        vec![(
+            crate::core::media::MediaSide::Caller,
+            answer.as_bytes().to_vec()
+        )]
+    );
+    // A retransmitted ACK is not an answer again; the 200 is no longer
+    // retransmitted.
+    feed(
+        &mut core,
+        t0 + 1_200,
+        a.src,
+        &ack(20, "z9hG4bKnosdpack1", answer),
+    );
+    assert_eq!(answers().len(), 1);
+    core.handle_timeout(t0 + 6_000);
+    assert!(!drain(&mut core)
+        .0
+        .iter()
+        .any(|(_, m)| m.code() == Some(200)));
+    // A re-INVITE with SDP: its ACK's body is no answer (nothing pending).
+    let with_sdp = reinvite(21, "z9hG4bKsdp2").replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/sdp\r\nContent-Length: 10\r\n\r\na=sendonly",
+    );
+    let (sent, _) = feed(&mut core, t0 + 7_000, a.src, &with_sdp);
+    assert_eq!(sent[0].1.code(), Some(200));
+    feed(
+        &mut core,
+        t0 + 7_100,
+        a.src,
+        &ack(21, "z9hG4bKsdpack2", "v=0 stray"),
+    );
+    assert_eq!(answers().len(), 1);
+    // An answer the media plane cannot use ends the call (RFC 3261
+    // §13.3.1.4): BYE on both legs.
+    plane.0.lock().refuse = Some("unusable".into());
+    let (sent, _) = feed(&mut core, t0 + 8_000, a.src, &reinvite(22, "z9hG4bKnosdp3"));
+    assert_eq!(sent[0].1.code(), Some(200));
+    let (sent, outs) = feed(
+        &mut core,
+        t0 + 8_100,
+        a.src,
+        &ack(22, "z9hG4bKnosdpack3", "v=0 unusable"),
+    );
+    assert_eq!(byes_to(&sent, a.src), 1, "{sent:?}");
+    assert_eq!(byes_to(&sent, b1.src), 1, "{sent:?}");
+    assert_eq!(cdr_finish(&outs), Some(HangupCause::Failed));
+}
