@@ -61,15 +61,10 @@ fn err(e: anchor::AnchorError) -> MediaError {
     MediaError(e.to_string())
 }
 
-impl MediaPlane for AnchorPlane {
-    fn open(
-        &mut self,
-        call: u64,
-        caller: LegKind,
-        offer: &[u8],
-        info: &OpenCall<'_>,
-    ) -> Result<(), MediaError> {
-        let record = info.record.map(|customer| {
+impl AnchorPlane {
+    /// Where the call is recorded, when it is.
+    fn record(&self, info: &OpenCall<'_>) -> Option<Record> {
+        info.record.map(|customer| {
             let relative = recording_relative_path(info.call_id, chrono::Utc::now().date_naive());
             Record {
                 path: self.recording_dir.join(&relative),
@@ -79,12 +74,41 @@ impl MediaPlane for AnchorPlane {
                     RecordCustomer::Callee => Customer::Callee,
                 },
             }
-        });
+        })
+    }
+}
+
+impl MediaPlane for AnchorPlane {
+    fn open(
+        &mut self,
+        call: u64,
+        caller: LegKind,
+        offer: &[u8],
+        info: &OpenCall<'_>,
+    ) -> Result<(), MediaError> {
+        let record = self.record(info);
         self.anchor
             .open(call, kind(caller), offer, record)
             .map_err(err)?;
         self.call_ids.lock().insert(call, info.call_id.to_string());
         Ok(())
+    }
+    fn open_offering(
+        &mut self,
+        call: u64,
+        caller: LegKind,
+        info: &OpenCall<'_>,
+    ) -> Result<Vec<u8>, MediaError> {
+        let record = self.record(info);
+        let sdp = self
+            .anchor
+            .open_offering(call, kind(caller), record)
+            .map_err(err)?;
+        self.call_ids.lock().insert(call, info.call_id.to_string());
+        Ok(sdp.into_bytes())
+    }
+    fn caller_answer(&mut self, call: u64, answer: &[u8]) -> Result<(), MediaError> {
+        self.anchor.accept_caller_answer(call, answer).map_err(err)
     }
     fn offer(&mut self, call: u64, fork: usize, k: LegKind) -> Result<Vec<u8>, MediaError> {
         self.anchor

@@ -250,6 +250,9 @@ struct CallMedia {
     /// PCMA, opus), in its order.
     caller_codecs: Vec<Codec>,
     caller_plain: Option<PlainLeg>,
+    /// Our offer to an originated call's caller, until it answers
+    /// ([`Anchor::open_offering`]).
+    caller_pending: Option<ForkMedia>,
     caller_answer: Option<String>,
     forks: HashMap<usize, ForkMedia>,
     winner: Option<usize>,
@@ -418,6 +421,93 @@ fn plain_params(n: &sdp::NegotiatedAudio) -> LegParams {
     }
 }
 
+/// Our offer on `port` toward a leg of `kind` with `codecs`, and the
+/// leg's state until its answer.
+fn offer_leg(
+    webrtc: &WebRtcConfig,
+    advertised: IpAddr,
+    port: u16,
+    kind: Kind,
+    codecs: Vec<Codec>,
+) -> Result<(ForkMedia, String), AnchorError> {
+    Ok(match kind {
+        Kind::Plain => {
+            let mut leg = PlainLeg {
+                local: LocalSdp::new(u64::from(rand::random::<u32>()), advertised),
+                last: String::new(),
+                codec: None,
+                pending: None,
+            };
+            let offer = leg.local.offer(&LocalAudio {
+                codecs,
+                ..LocalAudio::g711(advertised, port)
+            });
+            leg.last = offer.to_string();
+            let sdp = leg.last.clone();
+            (
+                ForkMedia::Plain {
+                    leg: Box::new(leg),
+                    offer: Box::new(offer),
+                },
+                sdp,
+            )
+        }
+        Kind::WebRtc => {
+            let mut leg = WebRtcLeg::new(
+                webrtc,
+                Instant::now(),
+                &LegOptions {
+                    port,
+                    codecs: codecs.clone(),
+                },
+            )?;
+            let sdp = leg.create_offer()?;
+            (
+                ForkMedia::WebRtc {
+                    leg: Some(Box::new(leg)),
+                    codecs,
+                },
+                sdp,
+            )
+        }
+    })
+}
+
+/// The answer to our offer of [`offer_leg`]: relay leg `relay_leg` of
+/// session `id` follows it. The codec chosen, or `None` when a browser's
+/// leg was installed already (a repeated answer: 183, then 200).
+fn accept_leg_answer(
+    relay: &RelayHandle,
+    id: SessionId,
+    relay_leg: LegId,
+    media: &mut ForkMedia,
+    answer: &[u8],
+) -> Result<Option<Codec>, AnchorError> {
+    Ok(Some(match media {
+        ForkMedia::Plain { leg, offer } => {
+            let parsed = parse(answer)?;
+            let n = sdp::read_answer(offer, &parsed)
+                .ok_or(AnchorError::NoCodec("the callee rejected audio".into()))?;
+            relay.set_leg(id, relay_leg, plain_params(&n))?;
+            leg.codec = Some(n.codec);
+            n.codec
+        }
+        ForkMedia::WebRtc { leg, codecs } => {
+            let Some(mut l) = leg.take() else {
+                return Ok(None);
+            };
+            l.accept_answer(text(answer)?)?;
+            let chosen = codecs
+                .iter()
+                .copied()
+                .find(|k| l.payload_type_for(*k).is_some())
+                .ok_or(AnchorError::NoCodec("the browser accepted none".into()))?;
+            relay.set_webrtc(id, relay_leg, l)?;
+            chosen
+        }
+    }))
+}
+
 impl Anchor {
     pub fn open_calls(&self) -> usize {
         self.calls.len()
@@ -454,6 +544,37 @@ impl Anchor {
                 "the caller offers none of PCMU, PCMA, opus".into(),
             ));
         }
+        let session = self.start_session(call, record)?;
+        let caller_plain = (kind == Kind::Plain).then(|| PlainLeg {
+            local: LocalSdp::new(u64::from(rand::random::<u32>()), self.advertised),
+            last: String::new(),
+            codec: None,
+            pending: None,
+        });
+        self.calls.insert(
+            call,
+            CallMedia {
+                session,
+                caller_kind: kind,
+                caller_offer: text(offer)?.to_string(),
+                caller_codecs,
+                caller_plain,
+                caller_pending: None,
+                caller_answer: None,
+                forks: HashMap::new(),
+                winner: None,
+                offered_again: [false; 2],
+            },
+        );
+        Ok(())
+    }
+
+    /// A session for call `call`, recording when `record` says so.
+    fn start_session(
+        &mut self,
+        call: u64,
+        record: Option<Record>,
+    ) -> Result<SessionInfo, AnchorError> {
         let session = self.relay.open_session()?;
         self.sessions.lock().insert(
             session.id,
@@ -478,26 +599,81 @@ impl Anchor {
                 return Err(e.into());
             }
         }
-        let caller_plain = (kind == Kind::Plain).then(|| PlainLeg {
-            local: LocalSdp::new(u64::from(rand::random::<u32>()), self.advertised),
-            last: String::new(),
-            codec: None,
-            pending: None,
-        });
+        Ok(session)
+    }
+
+    /// An originated call (click-to-call): the session opens with *our*
+    /// offer toward the caller (the agent, rung first), since a stock
+    /// browser softphone answers an INVITE without SDP with an offer that
+    /// has no audio. The agent's answer comes to
+    /// [`Anchor::accept_caller_answer`]; forks are then offered and
+    /// answered as usual, and the caller is never answered again.
+    pub fn open_offering(
+        &mut self,
+        call: u64,
+        kind: Kind,
+        record: Option<Record>,
+    ) -> Result<String, AnchorError> {
+        let session = self.start_session(call, record)?;
+        // G.711 first: the customer behind a trunk speaks it, and a browser
+        // answering PCMU then needs no transcoding at all.
+        let codecs = vec![Codec::Pcmu, Codec::Pcma, Codec::Opus];
+        let made = offer_leg(
+            &self.webrtc,
+            self.advertised,
+            session.ports[0],
+            kind,
+            codecs,
+        );
+        let (media, sdp) = match made {
+            Ok(m) => m,
+            Err(e) => {
+                self.sessions.lock().remove(&session.id);
+                self.relay.close_session(session.id);
+                return Err(e);
+            }
+        };
         self.calls.insert(
             call,
             CallMedia {
                 session,
                 caller_kind: kind,
-                caller_offer: text(offer)?.to_string(),
-                caller_codecs,
-                caller_plain,
+                caller_offer: String::new(),
+                caller_codecs: Vec::new(),
+                caller_plain: None,
+                caller_pending: Some(media),
                 caller_answer: None,
                 forks: HashMap::new(),
                 winner: None,
                 offered_again: [false; 2],
             },
         );
+        Ok(sdp)
+    }
+
+    /// The agent's answer to [`Anchor::open_offering`]'s offer: its leg
+    /// is installed, and the codec it chose is what forks are offered
+    /// first (passed through when they take it, transcoded otherwise).
+    pub fn accept_caller_answer(&mut self, call: u64, answer: &[u8]) -> Result<(), AnchorError> {
+        let relay = self.relay.clone();
+        let c = self.call(call)?;
+        let mut media = c
+            .caller_pending
+            .take()
+            .ok_or(AnchorError::Unsupported("no offer was made to the caller"))?;
+        let codec = accept_leg_answer(&relay, c.session.id, LegId::A, &mut media, answer)?
+            .ok_or(AnchorError::Unsupported("the caller's answer came twice"))?;
+        if let ForkMedia::Plain { leg, .. } = media {
+            c.caller_plain = Some(*leg);
+        }
+        c.caller_codecs = vec![codec];
+        for other in AUDIO {
+            if other != codec {
+                c.caller_codecs.push(other);
+            }
+        }
+        // Forks' answers do not answer the caller again.
+        c.caller_answer = Some(String::new());
         Ok(())
     }
 
@@ -525,47 +701,7 @@ impl Anchor {
         if codecs.is_empty() {
             return Err(AnchorError::NoCodec("nothing to offer the callee".into()));
         }
-        let (media, sdp) = match kind {
-            Kind::Plain => {
-                let mut leg = PlainLeg {
-                    local: LocalSdp::new(u64::from(rand::random::<u32>()), advertised),
-                    last: String::new(),
-                    codec: None,
-                    pending: None,
-                };
-                let offer = leg.local.offer(&LocalAudio {
-                    codecs,
-                    ..LocalAudio::g711(advertised, port)
-                });
-                leg.last = offer.to_string();
-                let sdp = leg.last.clone();
-                (
-                    ForkMedia::Plain {
-                        leg: Box::new(leg),
-                        offer: Box::new(offer),
-                    },
-                    sdp,
-                )
-            }
-            Kind::WebRtc => {
-                let mut leg = WebRtcLeg::new(
-                    &webrtc,
-                    Instant::now(),
-                    &LegOptions {
-                        port,
-                        codecs: codecs.clone(),
-                    },
-                )?;
-                let sdp = leg.create_offer()?;
-                (
-                    ForkMedia::WebRtc {
-                        leg: Some(Box::new(leg)),
-                        codecs,
-                    },
-                    sdp,
-                )
-            }
-        };
+        let (media, sdp) = offer_leg(&webrtc, advertised, port, kind, codecs)?;
         c.forks.insert(fork, media);
         Ok(sdp)
     }
@@ -582,37 +718,16 @@ impl Anchor {
         let advertised = self.advertised;
         let c = self.call(call)?;
         let id = c.session.id;
-        let codec = match c.forks.get_mut(&fork) {
-            None => {
-                return Err(AnchorError::Sdp(format!(
-                    "no offer was made to fork {fork}"
-                )))
-            }
-            Some(ForkMedia::Plain { leg, offer }) => {
-                let parsed = parse(answer)?;
-                let n = sdp::read_answer(offer, &parsed)
-                    .ok_or(AnchorError::NoCodec("the callee rejected audio".into()))?;
-                relay.set_leg(id, LegId::B, plain_params(&n))?;
-                leg.codec = Some(n.codec);
-                n.codec
-            }
-            Some(ForkMedia::WebRtc { leg, codecs, .. }) => {
-                let Some(mut l) = leg.take() else {
-                    // A repeated answer (183 then 200): already installed.
-                    return c
-                        .caller_answer
-                        .clone()
-                        .ok_or(AnchorError::Sdp("no answer yet".into()));
-                };
-                l.accept_answer(text(answer)?)?;
-                let chosen = codecs
-                    .iter()
-                    .copied()
-                    .find(|k| l.payload_type_for(*k).is_some())
-                    .ok_or(AnchorError::NoCodec("the browser accepted none".into()))?;
-                relay.set_webrtc(id, LegId::B, l)?;
-                chosen
-            }
+        let media = c
+            .forks
+            .get_mut(&fork)
+            .ok_or_else(|| AnchorError::Sdp(format!("no offer was made to fork {fork}")))?;
+        let Some(codec) = accept_leg_answer(&relay, id, LegId::B, media, answer)? else {
+            // A repeated answer (183 then 200): already installed.
+            return c
+                .caller_answer
+                .clone()
+                .ok_or(AnchorError::Sdp("no answer yet".into()));
         };
         c.winner = Some(fork);
         if let Some(s) = self.sessions.lock().get_mut(&id) {

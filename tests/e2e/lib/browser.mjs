@@ -45,7 +45,7 @@ export async function launchPerson(name) {
   const logs = [];
   const csp = [];
   page.on('console', (msg) => {
-    if (msg.type() === 'error' || msg.type() === 'warning') logs.push(`[${name}] ${msg.type()}: ${msg.text()}`);
+    if (process.env.E2E_ALL_CONSOLE || msg.type() === 'error' || msg.type() === 'warning') logs.push(`[${name}] ${msg.type()}: ${msg.text()}`);
     if (/Content Security Policy/i.test(msg.text())) csp.push(msg.text());
   });
   page.on('pageerror', (err) => logs.push(`[${name}] pageerror: ${err.message}`));

@@ -24,6 +24,9 @@ pub struct Calls {
     timers: BTreeSet<(u64, u64)>,
     scheduled: HashMap<u64, u64>,
     next_id: u64,
+    /// Ids taken before their call exists (an originate's media session
+    /// opens while the agent rings), by the call's Call-ID.
+    reserved: HashMap<String, u64>,
 }
 
 impl Calls {
@@ -40,10 +43,31 @@ impl Calls {
         self.by_callid.get(call_id).copied()
     }
 
-    /// Creates a call and lets it send its INVITEs.
-    pub fn start(&mut self, ctx: &mut Ctx<'_>, src: Source, m: Msg, a_tag: String, plan: Plan<'_>) {
+    /// An id for the call that will have `call_id` (the next `start` with
+    /// that Call-ID uses it).
+    pub fn reserve(&mut self, call_id: &str) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        self.reserved.insert(call_id.to_string(), id);
+        id
+    }
+
+    /// Gives a reserved id back (its call will not start).
+    pub fn unreserve(&mut self, call_id: &str) -> Option<u64> {
+        self.reserved.remove(call_id)
+    }
+
+    fn id_for(&mut self, call_id: &str) -> u64 {
+        self.reserved.remove(call_id).unwrap_or_else(|| {
+            let id = self.next_id;
+            self.next_id += 1;
+            id
+        })
+    }
+
+    /// Creates a call and lets it send its INVITEs.
+    pub fn start(&mut self, ctx: &mut Ctx<'_>, src: Source, m: Msg, a_tag: String, plan: Plan<'_>) {
+        let id = self.id_for(m.call_id());
         let call = Call::start(ctx, id, src, m, a_tag, plan);
         for (cid, side) in call.call_ids() {
             self.by_callid.insert(cid.to_string(), (id, side));
@@ -61,8 +85,7 @@ impl Calls {
         a_tag: String,
         plan: TrunkPlan<'_>,
     ) {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.id_for(m.call_id());
         let call = Call::start_trunk(ctx, id, src, m, a_tag, plan);
         for (cid, side) in call.call_ids() {
             self.by_callid.insert(cid.to_string(), (id, side));
@@ -195,6 +218,7 @@ impl Calls {
         compact::map(&mut self.calls);
         compact::map(&mut self.by_callid);
         compact::map(&mut self.scheduled);
+        compact::map(&mut self.reserved);
     }
 
     fn reschedule(&mut self, id: u64) {

@@ -828,6 +828,7 @@ impl Core {
                 ..
             } => {
                 self.io.outbound.caller_started(&caller.username, now_ms);
+                let media_open = self.originations.media_open(m.call_id());
                 let mut ctx = self.io.ctx(now_ms);
                 self.calls.start_trunk(
                     &mut ctx,
@@ -839,6 +840,7 @@ impl Core {
                         number: number_for_trunk,
                         trunk_ids: trunk_ids_in_order,
                         session_secs,
+                        media_open,
                     },
                 );
             }
@@ -1049,6 +1051,7 @@ impl Core {
             .accounts
             .cached(&Lookup::Username(target.username.clone()))
             .and_then(|a| a.record_calls);
+        let media_open = self.originations.media_open(m.call_id());
         let mut ctx = self.io.ctx(now_ms);
         self.calls.start(
             &mut ctx,
@@ -1062,6 +1065,7 @@ impl Core {
                 contacts: &contacts,
                 session_secs,
                 inbound_channel,
+                media_open,
             },
         );
     }

@@ -65,6 +65,27 @@ pub trait MediaPlane: Send {
     ) -> Result<(), MediaError>;
     /// Our offer toward fork `fork`, whose contact is of kind `kind`.
     fn offer(&mut self, call: u64, fork: usize, kind: LegKind) -> Result<Vec<u8>, MediaError>;
+    /// An originated call: opens the session with *our* offer toward the
+    /// caller (the agent, rung first; a stock browser softphone cannot
+    /// make a usable offer for an INVITE without SDP). Forks follow as
+    /// usual once [`MediaPlane::caller_answer`] took the agent's answer;
+    /// their answers then answer nobody. The default cannot.
+    fn open_offering(
+        &mut self,
+        _call: u64,
+        _caller: LegKind,
+        _info: &OpenCall<'_>,
+    ) -> Result<Vec<u8>, MediaError> {
+        Err(MediaError(
+            "this media plane cannot offer to a caller".into(),
+        ))
+    }
+    /// The caller's answer to [`MediaPlane::open_offering`]'s offer.
+    fn caller_answer(&mut self, _call: u64, _answer: &[u8]) -> Result<(), MediaError> {
+        Err(MediaError(
+            "this media plane cannot offer to a caller".into(),
+        ))
+    }
     /// Like [`MediaPlane::offer`], offering only `codecs` (names as the
     /// trunk model writes them: `pcmu`, `pcma`, `opus`) when the media
     /// plane can use any of them; the default ignores the list.

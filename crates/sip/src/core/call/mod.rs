@@ -182,6 +182,9 @@ pub struct Plan<'a> {
     /// The trunk whose channel this call from a carrier holds (released
     /// when the call ends).
     pub inbound_channel: Option<i64>,
+    /// The media session is open already, the caller's leg negotiated:
+    /// an originate's (`endpoint/originate.rs`).
+    pub media_open: bool,
 }
 
 impl Leg {
@@ -232,10 +235,11 @@ impl Call {
             .collect();
         // A late offer (INVITE without SDP) is relayed as before: anchoring
         // it needs an offer of ours toward the caller in the 200.
-        let mut anchored =
-            !m.body.is_empty() && media_policy::anchors(ctx.cfg.anchor, caller_kind, &fork_kinds);
+        let mut anchored = plan.media_open
+            || (!m.body.is_empty()
+                && media_policy::anchors(ctx.cfg.anchor, caller_kind, &fork_kinds));
         let mut refused = false;
-        if anchored {
+        if anchored && !plan.media_open {
             // Both parties are agents here: each has a say (trunk calls
             // will pass `None` for the customer's side).
             let record = domain::recording::should_record(

@@ -31,6 +31,8 @@ pub struct TrunkPlan<'a> {
     pub trunk_ids: Vec<i64>,
     /// Session interval to offer (0: none).
     pub session_secs: u32,
+    /// The media session is open already (an originate's).
+    pub media_open: bool,
 }
 
 /// What a trunk call remembers between attempts.
@@ -63,10 +65,11 @@ impl Call {
         let is_ws = matches!(src.transport, Transport::Ws | Transport::Wss);
         let caller_kind = LegKind::of(Some(&m.body), is_ws);
         let carrier = LegKind::of(None, false);
-        let mut anchored =
-            !m.body.is_empty() && media_policy::anchors(ctx.cfg.anchor, caller_kind, &[carrier]);
+        let mut anchored = plan.media_open
+            || (!m.body.is_empty()
+                && media_policy::anchors(ctx.cfg.anchor, caller_kind, &[carrier]));
         let mut refused = false;
-        if anchored {
+        if anchored && !plan.media_open {
             // Only the agent has a say: the customer is no agent.
             let record = domain::recording::should_record(
                 ctx.cfg.record_calls,

@@ -28,9 +28,10 @@
 use super::{Core, Output};
 use crate::core::call::leg::Leg;
 use crate::core::call::Lost;
+use crate::core::media::{AnchorMode, LegKind, OpenCall, RecordCustomer};
 use crate::core::msg::{self, response, Msg, Start};
 use crate::core::txn::{Owner, TxnKey};
-use crate::core::types::{Account, Lookup, Source, ALLOW};
+use crate::core::types::{Account, Lookup, Source, Transport, ALLOW};
 use domain::call_events::{CallEvent, CallEventKind, HangupCause, Party};
 use domain::calls::Direction;
 use std::collections::HashMap;
@@ -42,6 +43,9 @@ pub const FLOW_BASE: u64 = 1 << 62;
 /// How long the customer may ring before an answer we can give the agent
 /// (the agent's 200 is retransmitted for 32 s at most).
 pub const ANSWER_WAIT_MS: u64 = 30_000;
+/// An anchored originate's call ends by itself (ring timeout, answer,
+/// refusal); this only bounds how long its entry can be kept.
+const HANDED_OVER_LIMIT_MS: u64 = 4 * 3_600_000;
 /// How long a finished originate is kept to answer retransmissions.
 const LINGER_MS: u64 = 40_000;
 /// How long a CANCEL of the agent's INVITE waits for its 487.
@@ -99,6 +103,9 @@ struct Origination {
     ack: Option<Vec<u8>>,
     /// The agent hung up (or its connection went) before the hand-over.
     agent_gone: bool,
+    /// Anchored: the call id reserved for the customer's call, whose
+    /// media session opened with our offer to the agent.
+    media: Option<u64>,
 }
 
 /// Originates in progress, by Call-ID and by fake flow.
@@ -124,6 +131,14 @@ impl Originations {
         self.by_call_id
             .get(call_id)
             .is_some_and(|o| o.stage != Stage::HandedOver)
+    }
+
+    /// Whether the call being placed for `call_id` finds its media
+    /// session open (the agent answered our offer).
+    pub fn media_open(&self, call_id: &str) -> bool {
+        self.by_call_id
+            .get(call_id)
+            .is_some_and(|o| o.media.is_some() && o.stage == Stage::Dialling)
     }
 
     fn remove(&mut self, call_id: &str) {
@@ -171,11 +186,51 @@ impl Core {
             .ok_or(OriginateError::NotRegistered)?;
         let flow = FLOW_BASE + self.originations.next_flow;
         self.originations.next_flow += 1;
+        let call_id = format!("{}@centralita", self.io.rng.token());
+        // Anchored, the agent gets our offer and its answer settles its
+        // leg at once; otherwise (a desk phone, media never anchored) it
+        // is asked for an offer (late offer) that becomes the customer's.
+        let browser = matches!(binding.src.transport, Transport::Ws | Transport::Wss);
+        let kind = if browser {
+            LegKind::WebRtc
+        } else {
+            LegKind::Plain
+        };
+        let anchor = match self.io.cfg.anchor {
+            AnchorMode::Never => false,
+            AnchorMode::Always => true,
+            AnchorMode::WhenNeeded => browser,
+        };
+        let mut media = None;
+        let mut offer = Vec::new();
+        if anchor {
+            let id = self.calls.reserve(&call_id);
+            let record = domain::recording::should_record(
+                self.io.cfg.record_calls,
+                Some(caller.record_calls),
+                None,
+            )
+            .then_some(RecordCustomer::Callee);
+            let info = OpenCall {
+                call_id: &call_id,
+                record,
+            };
+            match self.io.media.open_offering(id, kind, &info) {
+                Ok(sdp) => {
+                    media = Some(id);
+                    offer = sdp;
+                }
+                Err(e) => {
+                    tracing::warn!(call_id = %call_id, error = %e, "originate: no anchored offer for the agent, asking for its offer");
+                    self.calls.unreserve(&call_id);
+                }
+            }
+        }
         let mut ctx = self.io.ctx(now_ms);
         let host = ctx.cfg.local_host.clone();
         let number = req.number.clone();
         let agent = Leg {
-            call_id: format!("{}@centralita", ctx.token()),
+            call_id,
             local_tag: ctx.token(),
             remote_tag: String::new(),
             // The agent's softphone shows whom it is about to call.
@@ -189,6 +244,12 @@ impl Core {
         let branch = format!("{BRANCH_PREFIX}{}", ctx.token());
         let mut invite = agent.request(&ctx, "INVITE", 1, &branch);
         invite.headers.push(("Allow".into(), ALLOW.into()));
+        if !offer.is_empty() {
+            invite
+                .headers
+                .push(("Content-Type".into(), "application/sdp".into()));
+            invite.body = offer;
+        }
         let bytes = invite.to_bytes();
         ctx.txn.start(
             now_ms,
@@ -236,6 +297,7 @@ impl Core {
                 synthetic: None,
                 ack: None,
                 agent_gone: false,
+                media,
             },
         );
         Ok(call_id)
@@ -303,7 +365,21 @@ impl Core {
             .map(str::to_string)
             .collect();
         let late = o.stage == Stage::Cancelling;
-        if late || m.body.is_empty() {
+        let mut unusable = late || m.body.is_empty();
+        if let (Some(id), false) = (o.media, unusable) {
+            match ctx.media.caller_answer(id, &m.body) {
+                Ok(()) => {
+                    // The agent's leg is settled: acknowledged at once, it
+                    // hears the customer's side as soon as there is one.
+                    send_ack(o, &mut ctx, None);
+                }
+                Err(e) => {
+                    tracing::warn!(call_id = %call_id, error = %e, "originate: the agent's answer refused by the media plane");
+                    unusable = true;
+                }
+            }
+        }
+        if unusable {
             // Answered as we gave up, or without the offer we asked for.
             tracing::info!(call_id = %call_id, late, "originate: the agent's answer cannot be used");
             let cause = if late {
@@ -314,6 +390,7 @@ impl Core {
             ack_and_bye(o, &mut ctx, None, Some((488, "Not Acceptable Here")));
             o.stage = Stage::Done;
             o.deadline = now_ms + LINGER_MS;
+            self.release_media(&call_id);
             self.unanswered_by_agent(now_ms, &call_id, cause);
             return;
         }
@@ -347,10 +424,19 @@ impl Core {
             ],
             body: Vec::new(),
         };
-        crate::core::call::leg::copy_body(&m, &mut inv);
+        if o.media.is_none() {
+            crate::core::call::leg::copy_body(&m, &mut inv);
+        }
         o.synthetic = Some(inv.clone());
         o.stage = Stage::Dialling;
-        o.deadline = now_ms + ANSWER_WAIT_MS;
+        // Anchored, the agent is acknowledged already: the customer rings
+        // for the call's own ring timeout.
+        o.deadline = now_ms
+            + if o.media.is_some() {
+                HANDED_OVER_LIMIT_MS
+            } else {
+                ANSWER_WAIT_MS
+            };
         let src = Source {
             flow: o.flow,
             transport: t,
@@ -370,6 +456,7 @@ impl Core {
         let Ok(m) = Msg::parse(data, &self.io.cfg.limits) else {
             return;
         };
+        let call_exists = self.calls.find(&call_id).is_some();
         let Some(o) = self.originations.by_call_id.get_mut(&call_id) else {
             return;
         };
@@ -393,6 +480,13 @@ impl Core {
             }
             o.stage = Stage::HandedOver;
         } else {
+            if !call_exists {
+                // Refused before a call existed (dial plan, limits).
+                if let Some(id) = o.media.take() {
+                    self.calls.unreserve(&call_id);
+                    ctx.media.close(id);
+                }
+            }
             if !o.agent_gone {
                 let reason = match &m.start {
                     Start::Response { reason, .. } => reason.clone(),
@@ -569,9 +663,25 @@ impl Core {
         true
     }
 
+    /// Closes an anchored originate's media session when its call never
+    /// started (a call that did closes it when it ends).
+    fn release_media(&mut self, call_id: &str) {
+        let Some(o) = self.originations.by_call_id.get_mut(call_id) else {
+            return;
+        };
+        let Some(id) = o.media.take() else {
+            return;
+        };
+        if self.calls.find(call_id).is_none() {
+            self.calls.unreserve(call_id);
+            self.io.media.close(id);
+        }
+    }
+
     /// The end of the record of an originate that never reached the
     /// customer: the agent did not answer (or could not be reached).
     fn unanswered_by_agent(&mut self, now_ms: u64, call_id: &str, cause: HangupCause) {
+        self.release_media(call_id);
         self.io.out.push_back(Output::Call(CallEvent {
             call_id: call_id.to_string(),
             at_ms: now_ms,
