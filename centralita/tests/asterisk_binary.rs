@@ -10,8 +10,10 @@
 //! its own (the agent's stored HA1 as `md5_cred`, never the password) and
 //! each change is followed by `Action: Reload` of `res_pjsip.so`; the
 //! status endpoint reports the engine as connected; `/ws` is refused (the
-//! phones register to Asterisk); the captured call becomes one CDR row
-//! with the right numbers and disposition.
+//! phones register to Asterisk); the captured call, replayed in steps, is
+//! listed in the active calls while it rings and once answered, leaves the
+//! list at its hang-up, passes the events socket as ringing / answered /
+//! ended, and becomes one CDR row with the right numbers and disposition.
 
 mod support;
 use support::{Reaped, TestDatabase};
@@ -195,6 +197,58 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The console's events socket (`/api/events`), read with a timeout.
+struct EventsSocket {
+    ws: tokio_tungstenite::tungstenite::WebSocket<TcpStream>,
+}
+
+impl EventsSocket {
+    fn connect(http: &str, cookie: &str) -> EventsSocket {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let tcp = TcpStream::connect(http).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut req = format!("ws://{http}/api/events")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "Cookie",
+            format!("centralita_session={cookie}")
+                .parse()
+                .expect("header value"),
+        );
+        let (ws, _) = tokio_tungstenite::tungstenite::client(req, tcp).expect("WebSocket upgrade");
+        EventsSocket { ws }
+    }
+
+    /// The states of the first `n` `call` events of `call_id`.
+    fn call_states(&mut self, call_id: &str, n: usize) -> Vec<String> {
+        use tokio_tungstenite::tungstenite::Message;
+        let mut states = Vec::new();
+        let t0 = Instant::now();
+        while states.len() < n && t0.elapsed() < Duration::from_secs(15) {
+            let text = match self.ws.read() {
+                Ok(Message::Text(t)) => t.to_string(),
+                Ok(_) => continue,
+                Err(tokio_tungstenite::tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => panic!("events socket: {e}"),
+            };
+            let v: Value = serde_json::from_str(&text).expect("a JSON event");
+            if v["type"] == "call" && v["callId"] == call_id {
+                states.push(v["state"].as_str().unwrap_or("").to_string());
+            }
+        }
+        states
+    }
+}
+
 #[test]
 fn the_binary_drives_asterisk_over_ami() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -366,6 +420,73 @@ fn the_binary_drives_asterisk_over_ami() {
         .collect();
     assert!(vars.contains(&"CENTRALITA_TRUNK=Carrier_Main"), "{vars:?}");
     assert!(vars.contains(&"CENTRALITA_LEAD=7"), "{vars:?}");
+    // The originated call is live while her phone rings (its channel has
+    // no extension yet), with the customer as the callee; a hang-up from
+    // the console hangs its channels up over AMI and the CDR says
+    // `forced_hangup`, as with the builtin engine.
+    let agent_chan = format!("PJSIP/{sip_user}-00000001");
+    let chan_event = |event: &str, state: &str, extra: &str| {
+        format!(
+            "Event: {event}\r\nPrivilege: call,all\r\nChannel: {agent_chan}\r\n\
+             ChannelState: 0\r\nChannelStateDesc: {state}\r\nCallerIDNum: 912345678\r\n\
+             Context: centralita-originate\r\nExten: s\r\nPriority: 1\r\n\
+             Uniqueid: {call_id}\r\nLinkedid: {call_id}\r\n{extra}\r\n"
+        )
+    };
+    ami.outbox.lock().expect("lock").extend([
+        chan_event("Newchannel", "Down", ""),
+        chan_event("Newstate", "Ringing", ""),
+    ]);
+    let (_, a) = call("GET", "/api/agents?role=agent", None);
+    let agent_id = a["agents"][0]["id"].clone();
+    let live = |call: &dyn Fn(&str, &str, Option<Value>) -> (u16, Value)| {
+        let (_, v) = call("GET", "/api/telephony/calls/active", None);
+        v["calls"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["callId"] == call_id.as_str()).cloned())
+    };
+    wait_until(
+        "the originated call is active while the agent rings",
+        || live(&call).is_some_and(|c| c["state"] == "ringing"),
+    );
+    let row = live(&call).expect("the originated call");
+    assert_eq!(row["calleeNumber"], "912345678", "{row}");
+    assert_eq!(row["direction"], "outbound", "{row}");
+    assert_eq!(row["agentId"], agent_id, "{row}");
+    let (status, v) = call(
+        "POST",
+        "/api/telephony/call/hangup",
+        Some(json!({"callId": call_id})),
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_until("the agent's channel is hung up over AMI", || {
+        ami.seen.lock().expect("lock").actions.iter().any(|a| {
+            field(a, "Action") == Some("Hangup") && field(a, "Channel") == Some(agent_chan.as_str())
+        })
+    });
+    ami.outbox.lock().expect("lock").extend([
+        chan_event("HangupRequest", "Ringing", ""),
+        chan_event(
+            "Hangup",
+            "Ringing",
+            "Cause: 16\r\nCause-txt: Normal Clearing\r\n",
+        ),
+    ]);
+    wait_until("the hung-up call leaves the active list", || {
+        live(&call).is_none()
+    });
+    let (status, v) = call("GET", &format!("/api/telephony/calls/{call_id}"), None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["call"]["hangupCause"], "forced_hangup", "{v}");
+    assert_eq!(v["call"]["state"], "ended", "{v}");
+    // A call that is over cannot be hung up again.
+    let (status, v) = call(
+        "POST",
+        "/api/telephony/call/hangup",
+        Some(json!({"callId": call_id})),
+    );
+    assert_eq!(status, 404, "{v}");
+
     // The toll-fraud gate applies: abroad needs a permission she has not.
     let (status, v) = call(
         "POST",
@@ -428,26 +549,76 @@ fn the_binary_drives_asterisk_over_ami() {
     let status_line = String::from_utf8_lossy(&head[..n]).to_string();
     assert!(status_line.starts_with("HTTP/1.1 503"), "{status_line}");
 
-    // The captured call becomes one CDR.
-    ami.outbox.lock().expect("lock").extend(captured_events());
-    let t0 = Instant::now();
-    let row = loop {
-        let (_, v) = call("GET", "/api/telephony/calls/history?limit=10", None);
-        let found = v["calls"].as_array().and_then(|a| {
-            a.iter()
-                .find(|c| c["callerNumber"] == "2000" && c["calleeNumber"] == "2001")
-                .cloned()
-        });
-        if let Some(c) = found.filter(|c| c["state"] == "ended") {
-            break c;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "no CDR for the captured call: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    // The captured call, replayed in three steps: the console sees it live
+    // (active calls and the events socket, as in builtin mode), then one
+    // CDR row.
+    let mut events = EventsSocket::connect(&http, &cookie);
+    let captured = captured_events();
+    let linkedid = "1795266092.11";
+    let ringing_at = 1 + captured
+        .iter()
+        .position(|m| m.starts_with("Event: DialState\r\n"))
+        .expect("the callee rings in the capture");
+    let answered_at = 1 + captured
+        .iter()
+        .rposition(|m| m.starts_with("Event: BridgeEnter\r\n"))
+        .expect("both sides are bridged in the capture");
+    let active = |call: &dyn Fn(&str, &str, Option<Value>) -> (u16, Value)| {
+        let (status, v) = call("GET", "/api/telephony/calls/active", None);
+        assert_eq!(status, 200, "{v}");
+        v["calls"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a list of calls: {v}"))
+            .iter()
+            .filter(|c| c["callId"] == linkedid)
+            .cloned()
+            .collect::<Vec<Value>>()
     };
+    ami.outbox
+        .lock()
+        .expect("lock")
+        .extend(captured[..ringing_at].iter().cloned());
+    wait_until("the ringing call is listed as active", || {
+        active(&call)
+            .first()
+            .is_some_and(|c| c["state"] == "ringing")
+    });
+    let live = active(&call).remove(0);
+    assert_eq!(live["callerNumber"], "2000", "{live}");
+    assert_eq!(live["calleeNumber"], "2001", "{live}");
+    ami.outbox
+        .lock()
+        .expect("lock")
+        .extend(captured[ringing_at..answered_at].iter().cloned());
+    wait_until("the answered call is listed as active", || {
+        active(&call)
+            .first()
+            .is_some_and(|c| c["state"] == "answered")
+    });
+    ami.outbox
+        .lock()
+        .expect("lock")
+        .extend(captured[answered_at..].iter().cloned());
+    wait_until("the call leaves the active list at its hang-up", || {
+        active(&call).is_empty()
+    });
+    let (_, v) = call("GET", "/api/telephony/calls/history?limit=50", None);
+    let rows: Vec<&Value> = v["calls"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|c| c["callId"] == linkedid)
+        .collect();
+    assert_eq!(rows.len(), 1, "one CDR row for the call: {v}");
+    let row = rows[0];
+    assert_eq!(row["state"], "ended", "{row}");
+    assert_eq!(row["callerNumber"], "2000", "{row}");
+    assert_eq!(row["calleeNumber"], "2001", "{row}");
     assert_eq!(row["disposition"], "ANSWERED", "{row}");
     assert!(row["billsec"].as_i64().is_some_and(|b| b >= 0), "{row}");
+    // The events socket carried the same phases as with the builtin
+    // engine, in order.
+    let phases = events.call_states(linkedid, 3);
+    assert_eq!(phases, ["ringing", "answered", "ended"], "call events");
     drop(child);
 }

@@ -102,6 +102,16 @@ enum Command {
         action: Action,
         reply: oneshot::Sender<Result<Response, ActionError>>,
     },
+    /// An originate is about to be sent (`Some`: channel id, customer) or
+    /// was refused (`None` customer).
+    Originate {
+        channel_id: String,
+        customer: Option<String>,
+    },
+    /// The application hangs this call up (its CDR cause).
+    ForceHangup {
+        call_id: String,
+    },
     Stop,
 }
 
@@ -315,8 +325,34 @@ impl AmiClient {
         })
     }
 
+    /// Sends the `Originate`. With a `channel_id`, the call is live (its
+    /// call events start) from the moment the agent's channel appears,
+    /// with the customer as the callee.
     pub async fn originate(&self, req: &OriginateRequest) -> Result<Response, ClientError> {
-        self.expect_success(req.to_action()?).await
+        let action = req.to_action()?;
+        let Some(id) = req.channel_id.clone() else {
+            return self.expect_success(action).await;
+        };
+        // Before the action, on the same queue: the task learns of it
+        // before any event of its channel can arrive.
+        self.commands
+            .send(Command::Originate {
+                channel_id: id.clone(),
+                customer: Some(req.customer_number.clone()),
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        let r = self.expect_success(action).await;
+        if r.is_err() {
+            let _ = self
+                .commands
+                .send(Command::Originate {
+                    channel_id: id,
+                    customer: None,
+                })
+                .await;
+        }
+        r
     }
 
     /// Hangs up one channel by its exact name (`PJSIP/1001-00000001`).
@@ -342,7 +378,8 @@ impl AmiClient {
             .unwrap_or(false)
     }
 
-    /// Hangs up every channel of call `call_id` (the Linkedid).
+    /// Hangs up every channel of call `call_id` (the Linkedid); its CDR
+    /// ends with cause `forced_hangup`.
     pub async fn hangup_call(&self, call_id: &str) -> Result<usize, ClientError> {
         let chans = self
             .shared
@@ -353,6 +390,14 @@ impl AmiClient {
         if chans.is_empty() {
             return Err(ClientError::Invalid(format!("no live call {call_id:?}")));
         }
+        // Before the hang-ups, on the same queue: the call's end is then
+        // recorded as `forced_hangup`.
+        self.commands
+            .send(Command::ForceHangup {
+                call_id: call_id.to_string(),
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
         let mut n = 0;
         for c in &chans {
             // A channel may already be gone because its peer hung up.
@@ -493,6 +538,13 @@ impl Task {
                                 let _ = reply.send(Err(e));
                             }
                         }
+                    }
+                    Some(Command::Originate { channel_id, customer }) => match customer {
+                        Some(c) => self.translator.expect_originate(&channel_id, &c),
+                        None => self.translator.forget_originate(&channel_id),
+                    },
+                    Some(Command::ForceHangup { call_id }) => {
+                        self.translator.force_hangup(&call_id);
                     }
                     Some(Command::Stop) | None => self.session.stop(now()),
                 },

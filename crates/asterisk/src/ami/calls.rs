@@ -16,7 +16,11 @@
 //!   leg 0 when it is neither empty nor `s` (an originated channel gets its
 //!   extension only after it answers), else at its first `DialBegin` or
 //!   at the end of the call; it carries the time leg 0 appeared, so the
-//!   ringing of an originate's agent counts in the call's duration.
+//!   ringing of an originate's agent counts in the call's duration. An
+//!   originate the application announced
+//!   ([`CallTranslator::expect_originate`]: the `ChannelId` it gave and the
+//!   customer's number) starts at its channel's `Newchannel`, so the call
+//!   is live (active list, events) while the agent's phone rings.
 //! - **Ringing** from `DialState`/`Newstate` *Ringing* of a leg;
 //!   **Answered** from `DialEnd` `DialStatus: ANSWER` of a leg ≥ 1 or from
 //!   its `BridgeEnter`. A call that never dialled anybody but whose leg 0
@@ -236,6 +240,8 @@ struct Call {
     leg0_up_ms: Option<u64>,
     /// The leg whose side asked to hang up first (`HangupRequest`).
     first_hangup: Option<LegNo>,
+    /// The application hung it up ([`CallTranslator::force_hangup`]).
+    forced: bool,
     /// Dial statuses of legs that ended unanswered, and of an originate.
     statuses: Vec<(String, bool)>,
     leg0_cause: Option<u32>,
@@ -252,7 +258,14 @@ pub struct CallTranslator {
     calls: HashMap<String, Call>,
     /// Uniqueid → Linkedid of every live channel we track.
     owner: HashMap<String, String>,
+    /// Originates sent whose channel has not appeared yet: `ChannelId` →
+    /// the customer's number, oldest first.
+    expected: std::collections::VecDeque<(String, String)>,
 }
+
+/// Announced originates kept at most (an originate Asterisk refused never
+/// shows a channel; the oldest are forgotten first).
+const MAX_EXPECTED_ORIGINATES: usize = 256;
 
 fn transport_of(tech: &str, endpoint: &Endpoint) -> String {
     match endpoint {
@@ -272,6 +285,37 @@ fn number(v: Option<&str>) -> Option<&str> {
 impl CallTranslator {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Announces an `Originate` sent with `ChannelId: channel_id` that
+    /// will call `customer` once the agent answers: its call starts as
+    /// soon as that channel appears, with the customer as the callee.
+    pub fn expect_originate(&mut self, channel_id: &str, customer: &str) {
+        self.expected.retain(|(id, _)| id != channel_id);
+        if self.expected.len() >= MAX_EXPECTED_ORIGINATES {
+            self.expected.pop_front();
+        }
+        self.expected
+            .push_back((channel_id.to_string(), customer.to_string()));
+    }
+
+    /// Forgets an announced originate (Asterisk refused it).
+    pub fn forget_originate(&mut self, channel_id: &str) {
+        self.expected.retain(|(id, _)| id != channel_id);
+    }
+
+    /// The application is hanging call `linkedid` up (an admin's or
+    /// agent's hang-up): the legs that end from now on, and the call, end
+    /// with cause `forced_hangup`, as with the builtin engine. False when
+    /// no such call is in progress.
+    pub fn force_hangup(&mut self, linkedid: &str) -> bool {
+        match self.calls.get_mut(linkedid) {
+            Some(c) => {
+                c.forced = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Calls in progress (started or not yet).
@@ -405,6 +449,7 @@ impl CallTranslator {
                     answered: None,
                     leg0_up_ms: None,
                     first_hangup: None,
+                    forced: false,
                     statuses: Vec::new(),
                     leg0_cause: None,
                     caller_endpoint: endpoint,
@@ -413,7 +458,16 @@ impl CallTranslator {
                 },
             );
             self.owner.insert(uid.to_string(), linkedid.to_string());
-            self.maybe_start_from(dir, m, at_ms, out);
+            let announced = self.expected.iter().position(|(id, _)| id == uid);
+            match announced.and_then(|i| self.expected.remove(i)) {
+                Some((_, customer)) => {
+                    if let Some(call) = self.calls.get_mut(linkedid) {
+                        call.originated = true;
+                    }
+                    self.start(dir, linkedid, &customer, at_ms, out);
+                }
+                None => self.maybe_start_from(dir, m, at_ms, out),
+            }
             return;
         }
         if let Some(call) = self.calls.get_mut(linkedid) {
@@ -743,6 +797,11 @@ impl CallTranslator {
                     }
                     (None, None) => cause.map_or(HangupCause::Failed, cause_from_q850),
                 };
+                let c = if call.forced {
+                    HangupCause::ForcedHangup
+                } else {
+                    c
+                };
                 if call.started {
                     out.push(ev(
                         linkedid,
@@ -775,7 +834,9 @@ impl CallTranslator {
                 answered = true;
             }
         }
-        let cause = if answered {
+        let cause = if call.forced {
+            HangupCause::ForcedHangup
+        } else if answered {
             if call.first_hangup.unwrap_or(0) == 0 {
                 HangupCause::CallerBye
             } else {
