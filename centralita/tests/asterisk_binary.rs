@@ -128,7 +128,39 @@ fn serve(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, outbox: Arc<Mutex<Vec<St
                 }
             }
             "reload" => format!("Response: Success\r\nActionID: {id}\r\nMessage: Module Reloaded.\r\n\r\n"),
-            "pjsipshowcontacts" | "pjsipshowregistrationsoutbound" | "coreshowchannels" => format!(
+            // Asterisk's words and bytes (`astman_send_error` messages end
+            // with a bare "\n" of their own).
+            "pjsipqualify" if field(&action, "Endpoint") == Some("Carrier_Main") => format!(
+                "Response: Success\r\nActionID: {id}\r\nMessage: Endpoint found, will qualify\r\n\r\n\
+                 Event: ContactStatus\r\nPrivilege: system,all\r\nURI: sip:sip.carrier.test:5060\r\n\
+                 ContactStatus: Reachable\r\nAOR: Carrier_Main\r\nEndpointName: Carrier_Main\r\n\
+                 RoundtripUsec: 23456\r\n\r\n"
+            ),
+            "pjsipqualify" => format!(
+                "Response: Error\r\nActionID: {id}\r\nMessage: Unable to retrieve endpoint\n\r\n\r\n"
+            ),
+            "pjsipregister" if field(&action, "Registration") == Some("Carrier_Reg-reg-0") => format!(
+                "Response: Success\r\nActionID: {id}\r\nMessage: Reregistration sent\r\n\r\n\
+                 Event: Registry\r\nPrivilege: system,all\r\nChannelType: PJSIP\r\n\
+                 Username: sip:acct2@sip.reg.test\r\nDomain: sip:sip.reg.test:5060\r\nStatus: Unregistered\r\n\r\n\
+                 Event: Registry\r\nPrivilege: system,all\r\nChannelType: PJSIP\r\n\
+                 Username: sip:acct2@sip.reg.test\r\nDomain: sip:sip.reg.test:5060\r\nStatus: Registered\r\n\r\n"
+            ),
+            "pjsipregister" => format!(
+                "Response: Error\r\nActionID: {id}\r\nMessage: Unable to retrieve registration entry\n\r\n\r\n"
+            ),
+            // The registration of Carrier Reg (created later) is listed
+            // as the wizard names it.
+            "pjsipshowregistrationsoutbound" => format!(
+                "Response: Success\r\nActionID: {id}\r\nEventList: start\r\n\
+                 Message: Following are Events for each Outbound registration\r\n\r\n\
+                 Event: OutboundRegistrationDetail\r\nActionID: {id}\r\nObjectType: registration\r\n\
+                 ObjectName: Carrier_Reg-reg-0\r\nClientUri: sip:acct2@sip.reg.test\r\n\
+                 ServerUri: sip:sip.reg.test:5060\r\nEndpoint: Carrier_Reg\r\nStatus: Rejected\r\n\r\n\
+                 Event: OutboundRegistrationDetailComplete\r\nActionID: {id}\r\nEventList: Complete\r\n\
+                 ListItems: 1\r\n\r\n"
+            ),
+            "pjsipshowcontacts" | "coreshowchannels" => format!(
                 "Response: Success\r\nActionID: {id}\r\nEventList: start\r\nMessage: Listing follows\r\n\r\n\
                  Event: {name}Complete\r\nActionID: {id}\r\nEventList: Complete\r\nListItems: 0\r\n\r\n"
             ),
@@ -164,6 +196,18 @@ impl Ami {
             }
         });
         Ami { port, seen, outbox }
+    }
+
+    /// The actions named `name` the manager received.
+    fn actions_named(&self, name: &str) -> Vec<Vec<(String, String)>> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .actions
+            .iter()
+            .filter(|a| field(a, "Action").is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .cloned()
+            .collect()
     }
 
     fn reloads(&self) -> usize {
@@ -358,6 +402,99 @@ fn the_binary_drives_asterisk_over_ami() {
     wait_until("PJSIP reloaded after the trunk", || {
         ami.reloads() > reloads_before
     });
+
+    // Trunk actions go to Asterisk. Carrier Main does not register: no
+    // force register (409, as with the builtin engine); its connection
+    // test is a PJSIPQualify of its endpoint, answered by the contact's
+    // reachability Asterisk reports.
+    let main_id = v["trunk"]["id"].as_i64().expect("trunk id");
+    let (status, r) = call(
+        "POST",
+        &format!("/api/telephony/trunks/{main_id}/force_register"),
+        None,
+    );
+    assert_eq!(status, 409, "{r}");
+    assert_eq!(r["error"]["code"], "trunk_not_registering", "{r}");
+    let (status, r) = call(
+        "POST",
+        &format!("/api/telephony/trunks/{main_id}/test_connection"),
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["result"]["options"]["status"], 200, "{r}");
+    assert_eq!(r["result"]["options"]["rttMs"], 23, "{r}");
+    assert!(
+        r["result"]["options"]["reason"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Reachable")),
+        "{r}"
+    );
+    assert_eq!(r["result"]["error"], Value::Null, "{r}");
+    assert!(ami
+        .actions_named("PJSIPQualify")
+        .iter()
+        .any(|a| field(a, "Endpoint") == Some("Carrier_Main")));
+    // Carrier Reg registers: force register is PJSIPRegister of the
+    // wizard's registration object, and the answer waits for Asterisk's
+    // outcome (Unregistered, then Registered).
+    let (status, r) = call(
+        "POST",
+        "/api/telephony/trunks",
+        Some(
+            json!({"name": "Carrier Reg", "kind": "nat_provider", "host": "sip.reg.test",
+                    "port": 5060, "transport": "udp", "outboundAuthUsername": "acct2",
+                    "outboundAuthPassword": "trunk-pass-2", "sendsRegistration": true}),
+        ),
+    );
+    assert_eq!(status, 201, "{r}");
+    let reg_id = r["trunk"]["id"].as_i64().expect("trunk id");
+    wait_until("the registering trunk is rendered", || {
+        std::fs::read_to_string(&wizard).is_ok_and(|t| t.contains("[Carrier_Reg]"))
+    });
+    let (status, r) = call(
+        "POST",
+        &format!("/api/telephony/trunks/{reg_id}/force_register"),
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["registration"]["state"], "registered", "{r}");
+    let sent = ami.actions_named("PJSIPRegister");
+    assert_eq!(sent.len(), 1, "one PJSIPRegister");
+    assert_eq!(field(&sent[0], "Registration"), Some("Carrier_Reg-reg-0"));
+    // A trunk Asterisk does not know (its reload failed, say): its words
+    // come back, for the test and for the registration.
+    let (status, r) = call(
+        "POST",
+        "/api/telephony/trunks",
+        Some(
+            json!({"name": "Carrier Gone", "kind": "nat_provider", "host": "sip.gone.test",
+                    "port": 5070, "transport": "udp", "outboundAuthUsername": "acct3",
+                    "outboundAuthPassword": "trunk-pass-3", "sendsRegistration": true}),
+        ),
+    );
+    assert_eq!(status, 201, "{r}");
+    let gone_id = r["trunk"]["id"].as_i64().expect("trunk id");
+    wait_until("the unknown trunk is rendered", || {
+        std::fs::read_to_string(&wizard).is_ok_and(|t| t.contains("[Carrier_Gone]"))
+    });
+    let (status, r) = call(
+        "POST",
+        &format!("/api/telephony/trunks/{gone_id}/test_connection"),
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["result"]["options"], Value::Null, "{r}");
+    assert_eq!(
+        r["result"]["error"], "Asterisk: Unable to retrieve endpoint",
+        "{r}"
+    );
+    assert_eq!(r["result"]["registration"]["state"], "failed", "{r}");
+    assert!(
+        r["result"]["registration"]["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("Unable to retrieve registration entry")),
+        "{r}"
+    );
 
     // The generated files as an admin sees them (secrets masked), and a
     // regenerate on demand that reloads and says how it went.

@@ -355,6 +355,32 @@ impl AmiClient {
         r
     }
 
+    /// `Action: PJSIPRegister` of the outbound registration `registration`
+    /// (its object name, `config::trunks::registration_name`): Asterisk
+    /// unregisters and registers it again (`Reregistration sent`); the
+    /// outcome arrives as `Registry` events.
+    pub async fn register_trunk(&self, registration: &str) -> Result<Response, ClientError> {
+        if !name_ok(registration) {
+            return Err(ClientError::Invalid(format!(
+                "registration {registration:?}"
+            )));
+        }
+        self.expect_success(Action::new("PJSIPRegister").field("Registration", registration))
+            .await
+    }
+
+    /// `Action: PJSIPQualify` of endpoint `endpoint`: Asterisk sends an
+    /// OPTIONS to each contact of its AORs (`Endpoint found, will
+    /// qualify`); a change of reachability arrives as `ContactStatus`.
+    /// Asterisk's answer is returned as it is, `Response: Error` included.
+    pub async fn qualify(&self, endpoint: &str) -> Result<Response, ClientError> {
+        if !name_ok(endpoint) {
+            return Err(ClientError::Invalid(format!("endpoint {endpoint:?}")));
+        }
+        self.send_action(Action::new("PJSIPQualify").field("Endpoint", endpoint))
+            .await
+    }
+
     /// Hangs up one channel by its exact name (`PJSIP/1001-00000001`).
     pub async fn hangup(&self, channel: &str) -> Result<Response, ClientError> {
         // A name starting with '/' is a regular expression to Asterisk: it
