@@ -224,6 +224,9 @@ impl Ami {
     }
 }
 
+/// The API as the test calls it: (method, path, body) → (status, JSON).
+type Api<'a> = dyn Fn(&str, &str, Option<Value>) -> (u16, Value) + 'a;
+
 /// The extension of the only agent.
 fn v_agent_extension(call: &impl Fn(&str, &str, Option<Value>) -> (u16, Value)) -> String {
     let (_, v) = call("GET", "/api/agents?role=agent", None);
@@ -576,7 +579,7 @@ fn the_binary_drives_asterisk_over_ami() {
     ]);
     let (_, a) = call("GET", "/api/agents?role=agent", None);
     let agent_id = a["agents"][0]["id"].clone();
-    let live = |call: &dyn Fn(&str, &str, Option<Value>) -> (u16, Value)| {
+    let live = |call: &Api<'_>| {
         let (_, v) = call("GET", "/api/telephony/calls/active", None);
         v["calls"]
             .as_array()
@@ -700,7 +703,7 @@ fn the_binary_drives_asterisk_over_ami() {
         .iter()
         .rposition(|m| m.starts_with("Event: BridgeEnter\r\n"))
         .expect("both sides are bridged in the capture");
-    let active = |call: &dyn Fn(&str, &str, Option<Value>) -> (u16, Value)| {
+    let active = |call: &Api<'_>| {
         let (status, v) = call("GET", "/api/telephony/calls/active", None);
         assert_eq!(status, 200, "{v}");
         v["calls"]
