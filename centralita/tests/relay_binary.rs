@@ -1754,4 +1754,34 @@ async fn the_console_hangs_up_relayed_calls() {
     assert_eq!(row["disposition"], "FAILED", "{row}");
     let (status, v) = s.srv.hang_up(&s.cookie, "no-such-call");
     assert_eq!(status, 404, "{v}");
+
+    // Bob closes his browser: the relay asks the PBX to drop the binding
+    // of his flow (Expires: 0 for the flow's Contact, no credentials: it
+    // has none). Kamailio challenges it, so there the binding expires on
+    // its own.
+    let before = s.kam.seen("REGISTER").len();
+    let Site {
+        b, kam, srv, _dir, ..
+    } = s;
+    let bob_contact = format!("sip:{}@", b.contact_user);
+    drop(b);
+    let t0 = std::time::Instant::now();
+    let line = loop {
+        if let Some(l) = kam.seen("REGISTER").get(before) {
+            break l.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no REGISTER after the flow closed: {}",
+            kam.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(line.contains(&bob_contact), "{line}");
+    assert!(
+        line.contains("crl=") && line.contains("expires=0"),
+        "{line}"
+    );
+    assert!(!line.contains("Digest"), "no credentials: {line}");
+    drop(srv);
 }

@@ -601,7 +601,10 @@ async fn run_flow(
         let deadline = retx.as_ref().and_then(Retransmits::next_deadline);
         tokio::select! {
             m = from_browser.recv() => {
-                let Some(data) = m else { return };
+                let Some(data) = m else {
+                    unregister(id, &mut core, &mut up, &mut udp_buf, &mut tcp_buf, cfg.max_message_bytes).await;
+                    return;
+                };
                 let out = core.from_browser(&data);
                 let pending = match (&out.retransmit, &out.send, &mut retx) {
                     (Some((branch, method)), Some(Action::ToUpstream(bytes)), Some(_)) => {
@@ -701,6 +704,69 @@ async fn run_flow(
             if !dispatch(inner, &core, peer, secure, out, &mut up, &to_browser).await {
                 return;
             }
+        }
+    }
+}
+
+/// How long a closing flow waits for the PBX's answer to its unregistering.
+const UNREGISTER_WAIT: Duration = Duration::from_secs(1);
+
+/// The browser closed its flow: asks the PBX to drop the flow's binding
+/// ([`FlowCore::unregister`]) and waits a moment for the answer, to say
+/// in the log whether it did. A PBX that challenges the REGISTER keeps
+/// the binding (to a socket about to close) until it expires: the relay
+/// has no credentials to answer with.
+async fn unregister(
+    id: u64,
+    core: &mut FlowCore,
+    up: &mut Up,
+    udp_buf: &mut [u8],
+    tcp_buf: &mut Vec<u8>,
+    max: usize,
+) {
+    let Some(r) = core.unregister() else { return };
+    let Action::ToUpstream(bytes) = r.send else {
+        return;
+    };
+    if up.send(&bytes).await.is_err() {
+        return;
+    }
+    let until = tokio::time::Instant::now() + UNREGISTER_WAIT;
+    loop {
+        let Ok(got) = tokio::time::timeout_at(until, recv_up(up, udp_buf, tcp_buf)).await else {
+            tracing::info!(
+                flow = id,
+                "relay: no answer to the unregistering of a closed flow"
+            );
+            return;
+        };
+        let mut frames = Vec::new();
+        match got {
+            Ok(Some(n)) => frames.push(udp_buf[..n].to_vec()),
+            Ok(None) => {
+                while let Ok(Some(f)) = next_frame(tcp_buf, max) {
+                    frames.push(f);
+                }
+            }
+            Err(_) => return,
+        }
+        for f in frames {
+            let out = core.from_upstream(&f);
+            let Some((branch, _, code)) = out.own_answer else {
+                continue;
+            };
+            if branch != r.branch || code < 200 {
+                continue;
+            }
+            match code {
+                200..=299 => tracing::info!(flow = id, "relay: the closed flow's binding is removed at the PBX"),
+                401 | 407 => tracing::info!(
+                    flow = id,
+                    "relay: the PBX wants credentials to remove the closed flow's binding; it expires there on its own"
+                ),
+                _ => tracing::info!(flow = id, code, "relay: the PBX refused to remove the closed flow's binding"),
+            }
+            return;
         }
     }
 }

@@ -215,6 +215,10 @@ pub struct FlowCore {
     user_agent: Option<String>,
     /// INVITE dialogs by Call-ID (see [`Dialog`]).
     dialogs: HashMap<String, Dialog>,
+    /// The browser's last REGISTER as it sent it, while the PBX holds a
+    /// binding of this flow (for [`Self::unregister`]).
+    registered: Option<Msg>,
+    last_register: Option<Msg>,
 }
 
 impl FlowCore {
@@ -234,6 +238,8 @@ impl FlowCore {
             contacts: HashMap::new(),
             user_agent: None,
             dialogs: HashMap::new(),
+            registered: None,
+            last_register: None,
         }
     }
 
@@ -328,6 +334,7 @@ impl FlowCore {
             Side::Browser => {
                 if m.method() == Some("REGISTER") {
                     self.user_agent = m.header("User-Agent").map(str::to_string);
+                    self.last_register = Some(m.clone());
                 }
                 self.rewrite_contacts(&mut out);
                 if dialog {
@@ -386,6 +393,10 @@ impl FlowCore {
             Side::Upstream => {
                 if m.cseq().1 == "REGISTER" && (200..300).contains(&m.code().unwrap_or(0)) {
                     reg = self.registration(&m);
+                    self.registered = reg
+                        .as_ref()
+                        .filter(|r| r.expires > 0)
+                        .and(self.last_register.clone());
                 }
                 self.restore_contacts(&mut out);
                 Action::ToBrowser(out.to_bytes())
@@ -484,6 +495,40 @@ impl FlowCore {
             }
             _ => {}
         }
+    }
+
+    /// The browser is gone: a REGISTER that removes this flow's binding at
+    /// the PBX (`Expires: 0` for our Contact, the browser's last REGISTER
+    /// otherwise, CSeq one higher, no credentials: the relay has none).
+    /// `None` when the PBX holds no binding of this flow. A PBX that
+    /// challenges it keeps the binding until it expires.
+    pub fn unregister(&mut self) -> Option<OwnRequest> {
+        let last = self.registered.take()?;
+        let contact = last.first_in_header("Contact").map(msg::addr_uri)?;
+        let user = msg::uri_user(contact).unwrap_or("");
+        let ours = format!("<{}>;expires=0", self.contact_uri(user));
+        let (n, _) = last.cseq();
+        let call_id = last.call_id().to_string();
+        let branch = self.own_branch(&call_id, Side::Upstream, n.saturating_add(1));
+        let mut t = format!(
+            "REGISTER {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\n",
+            last.ruri(),
+            self.upstream_via(&branch)
+        );
+        for h in ["From", "To"] {
+            let _ = write!(t, "{h}: {}\r\n", last.header(h).unwrap_or(""));
+        }
+        let _ = write!(
+            t,
+            "Call-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: {ours}\r\nExpires: 0\r\n\
+             User-Agent: centralita relay\r\nContent-Length: 0\r\n\r\n",
+            n.saturating_add(1)
+        );
+        Some(OwnRequest {
+            send: Action::ToUpstream(t.into_bytes()),
+            branch,
+            method: "REGISTER".into(),
+        })
     }
 
     /// Whether this flow can end call `call_id` ([`Self::hang_up`]).

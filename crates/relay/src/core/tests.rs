@@ -518,3 +518,59 @@ fn a_flow_cancels_its_ringing_call_toward_the_callee() {
     assert_eq!(cancel.cseq(), (2, "CANCEL"));
     assert!(a.hang_up("call-1").is_empty());
 }
+
+#[test]
+fn a_closed_flow_unregisters_its_binding_without_credentials() {
+    let mut a = flow(1, 40_001);
+    assert!(a.unregister().is_none(), "nothing registered");
+    let out = to_upstream(a.from_browser(&text(REGISTER)));
+    assert!(a.unregister().is_none(), "not confirmed yet");
+    let ok = pbx_answer(
+        &out,
+        "200 OK",
+        "Contact: <sip:k7x@127.0.0.1:40001;transport=udp;crl=1>;expires=300\r\n",
+    );
+    to_browser(a.from_upstream(&ok));
+    let r = a.unregister().expect("a binding to remove");
+    assert_eq!(r.method, "REGISTER");
+    let Action::ToUpstream(bytes) = &r.send else {
+        panic!("toward the PBX: {r:?}");
+    };
+    let m = parse(bytes);
+    assert_eq!(m.ruri(), "sip:pbx.test");
+    assert_eq!(
+        m.header("Contact"),
+        Some("<sip:k7x@127.0.0.1:40001;transport=udp;crl=1>;expires=0")
+    );
+    assert_eq!(m.header("Expires"), Some("0"));
+    assert_eq!(m.cseq(), (2, "REGISTER"));
+    assert_eq!(m.call_id(), "reg-1");
+    assert!(m.header("Authorization").is_none());
+    assert_eq!(m.header_list("Via").len(), 1);
+    assert_eq!(m.top_branch(), r.branch);
+    // The PBX's answer stops at the relay.
+    let challenge = pbx_answer(&m, "401 Unauthorized", "");
+    let o = a.from_upstream(&challenge);
+    assert!(o.send.is_none());
+    assert_eq!(
+        o.own_answer,
+        Some((r.branch.clone(), "REGISTER".into(), 401))
+    );
+    assert!(a.unregister().is_none(), "once");
+    // A browser that unregistered itself leaves nothing to remove.
+    let mut b = flow(2, 40_002);
+    let out = to_upstream(b.from_browser(&text(REGISTER)));
+    to_browser(b.from_upstream(&pbx_answer(
+        &out,
+        "200 OK",
+        "Contact: <sip:k7x@127.0.0.1:40002;transport=udp;crl=2>;expires=300\r\n",
+    )));
+    let bye = text(
+        &REGISTER
+            .replace("expires=600", "expires=0")
+            .replace("Expires: 600", "Expires: 0"),
+    );
+    let out = to_upstream(b.from_browser(&bye));
+    to_browser(b.from_upstream(&pbx_answer(&out, "200 OK", "")));
+    assert!(b.unregister().is_none());
+}
