@@ -56,8 +56,8 @@ struct ForcedRegistration {
     refused: Option<String>,
 }
 
-/// How long a forced registration shows as `registering` at most when
-/// Asterisk reports nothing.
+/// How long a forced registration shows as `registering` (or, refused,
+/// as `failed`) at most when Asterisk reports nothing newer.
 const FORCED_REGISTRATION_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 /// How long "test connection" waits for Asterisk to report the trunk's
@@ -202,14 +202,13 @@ impl domain::Engine for AsteriskEngine {
         };
         if let Ok(mut forced) = self.forced.lock() {
             if let Some(f) = forced.get(&trunk_id).cloned() {
-                if f.refused.is_some() {
-                    return Some(view("failed", f.at));
-                }
                 // Asterisk unregisters, then registers: the outcome is the
                 // first registered/rejected/failed reported after the
-                // request.
+                // request (or after its refusal), in milliseconds as the
+                // client stamps events.
+                let asked_ms = u64::try_from(f.at.timestamp_millis()).unwrap_or(0);
                 let settled = reported.as_ref().is_some_and(|r| {
-                    at(r.since_ms) >= f.at
+                    r.since_ms >= asked_ms
                         && matches!(
                             r.state,
                             TrunkRegState::Registered
@@ -219,6 +218,8 @@ impl domain::Engine for AsteriskEngine {
                 });
                 if settled || now - f.at > FORCED_REGISTRATION_WAIT {
                     forced.remove(&trunk_id);
+                } else if f.refused.is_some() {
+                    return Some(view("failed", f.at));
                 } else {
                     return Some(view("registering", f.at));
                 }
@@ -261,21 +262,22 @@ impl domain::Engine for AsteriskEngine {
             };
             let why = format!("Asterisk did not re-register {object}: {e}");
             tracing::warn!(trunk = %t.section, error = %e, "PJSIPRegister refused");
-            if let Ok(mut forced) = forced.lock() {
-                forced.insert(
-                    trunk_id,
-                    ForcedRegistration {
-                        at: chrono::Utc::now(),
-                        refused: Some(why.clone()),
-                    },
-                );
-            }
+            // Stored first: whoever sees the failure below reads its words.
             if let Err(e) = services
                 .trunks()
                 .report_registration_state(trunk_id, "failed", false, Some(&why))
                 .await
             {
                 tracing::warn!(trunk = %t.section, error = %e, "storing a trunk's registration state");
+            }
+            if let Ok(mut forced) = forced.lock() {
+                forced.insert(
+                    trunk_id,
+                    ForcedRegistration {
+                        at: chrono::Utc::now(),
+                        refused: Some(why),
+                    },
+                );
             }
         });
         true
