@@ -627,6 +627,28 @@ fn the_binary_drives_asterisk_over_ami() {
     );
     assert_eq!(status, 404, "{v}");
 
+    // Her phone is not registered: Asterisk cannot even make the channel
+    // and says so only in `OriginateResponse`; the call is recorded anyway.
+    let (status, v) = call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": extension, "customerPhone": "912345678"})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let failed_id = v["data"]["callId"].as_str().expect("call id").to_string();
+    ami.outbox.lock().expect("lock").push(format!(
+        "Event: OriginateResponse\r\nPrivilege: call,all\r\nResponse: Failure\r\n\
+         Channel: PJSIP/{sip_user}\r\nContext: centralita-originate\r\nExten: 912345678\r\n\
+         Reason: 0\r\nUniqueid: <null>\r\nCallerIDNum: 912345678\r\nCallerIDName: 912345678\r\n\r\n"
+    ));
+    wait_until("the refused originate has its CDR", || {
+        call("GET", &format!("/api/telephony/calls/{failed_id}"), None).0 == 200
+    });
+    let (_, v) = call("GET", &format!("/api/telephony/calls/{failed_id}"), None);
+    assert_eq!(v["call"]["state"], "ended", "{v}");
+    assert_eq!(v["call"]["hangupCause"], "not_registered", "{v}");
+    assert_eq!(v["call"]["calleeNumber"], "912345678", "{v}");
+
     // The toll-fraud gate applies: abroad needs a permission she has not.
     let (status, v) = call(
         "POST",

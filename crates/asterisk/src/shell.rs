@@ -106,7 +106,8 @@ enum Command {
     /// was refused (`None` customer).
     Originate {
         channel_id: String,
-        customer: Option<String>,
+        /// (customer, the originate's `Channel`)
+        customer: Option<(String, String)>,
     },
     /// The application hangs this call up (its CDR cause).
     ForceHangup {
@@ -338,7 +339,10 @@ impl AmiClient {
         self.commands
             .send(Command::Originate {
                 channel_id: id.clone(),
-                customer: Some(req.customer_number.clone()),
+                customer: Some((
+                    req.customer_number.clone(),
+                    format!("PJSIP/{}", req.agent_endpoint),
+                )),
             })
             .await
             .map_err(|_| ClientError::Stopped)?;
@@ -566,7 +570,7 @@ impl Task {
                         }
                     }
                     Some(Command::Originate { channel_id, customer }) => match customer {
-                        Some(c) => self.translator.expect_originate(&channel_id, &c),
+                        Some((c, chan)) => self.translator.expect_originate(&channel_id, &c, &chan),
                         None => self.translator.forget_originate(&channel_id),
                     },
                     Some(Command::ForceHangup { call_id }) => {

@@ -495,7 +495,7 @@ fn an_announced_originate_is_live_while_the_agent_rings() {
             plain.handle(&Site, m, T0_MS + at, &mut plain_events);
         }
         let mut t = CallTranslator::new();
-        t.expect_originate(a, "+34911222333");
+        t.expect_originate(a, "+34911222333", "PJSIP/2000");
         let mut events = Vec::new();
         let mut agent_rang = false;
         for (i, (at, m)) in script.iter().enumerate() {
@@ -539,7 +539,7 @@ fn an_announced_originate_is_live_while_the_agent_rings() {
     // The agent does not answer.
     let agent = "PJSIP/2000-0000000a";
     let mut t = CallTranslator::new();
-    t.expect_originate(a, "912345678");
+    t.expect_originate(a, "912345678", "PJSIP/2000");
     let mut events = Vec::new();
     for (at, m) in [
         (0, chan_event("Newchannel", agent, a, a, "Down", "s")),
@@ -573,8 +573,8 @@ fn an_announced_originate_is_live_while_the_agent_rings() {
     // An unannounced channel id, or one announced then forgotten (the
     // originate was refused), waits for the extension as before.
     let mut t = CallTranslator::new();
-    t.expect_originate("other", "912345678");
-    t.expect_originate(a, "912345678");
+    t.expect_originate("other", "912345678", "PJSIP/2000");
+    t.expect_originate(a, "912345678", "PJSIP/2000");
     t.forget_originate(a);
     let mut events = Vec::new();
     t.handle(
@@ -584,6 +584,71 @@ fn an_announced_originate_is_live_while_the_agent_rings() {
         &mut events,
     );
     assert!(events.is_empty(), "{events:?}");
+}
+
+/// An announced originate Asterisk could not even start (no channel: the
+/// agent's endpoint has no contact, or busy) is recorded from its
+/// `OriginateResponse` `Failure`, in Asterisk's event shape; one whose
+/// channel exists is left to its channel's events.
+#[test]
+fn an_originate_refused_before_any_channel_is_recorded() {
+    let failure = |reason: &str, uid: &str| {
+        Message::from_pairs([
+            ("Event", "OriginateResponse"),
+            ("Privilege", "call,all"),
+            ("ActionID", "7"),
+            ("Response", "Failure"),
+            ("Channel", "PJSIP/2000"),
+            ("Context", "centralita-originate"),
+            ("Exten", "912345678"),
+            ("Reason", reason),
+            ("Uniqueid", uid),
+            ("CallerIDNum", "912345678"),
+            ("CallerIDName", "912345678"),
+        ])
+    };
+    for (reason, uid, cause, disposition) in [
+        ("0", "<null>", "not_registered", Disposition::Failed),
+        ("5", "centralita-2000-1", "busy", Disposition::Busy),
+    ] {
+        let mut t = CallTranslator::new();
+        t.expect_originate("centralita-2000-1", "912345678", "PJSIP/2000");
+        let mut events = Vec::new();
+        t.handle(&Site, &failure(reason, uid), T0_MS, &mut events);
+        assert_eq!(t.active_calls(), 0);
+        let (calls, _) = rows(&events);
+        assert_eq!(calls.len(), 1, "{events:?}");
+        let c = &calls[0];
+        assert_eq!(c.call_id, "centralita-2000-1");
+        assert_eq!(c.direction, Direction::Outbound);
+        assert_eq!(
+            (c.caller.number.as_str(), c.caller.agent_id),
+            ("2000", Some(20))
+        );
+        assert_eq!(c.callee.number, "912345678");
+        assert_eq!(c.hangup_cause.as_deref(), Some(cause));
+        assert_eq!(c.disposition, Some(disposition));
+        // Once: a second answer of the same kind changes nothing.
+        let mut again = Vec::new();
+        t.handle(&Site, &failure(reason, uid), T0_MS, &mut again);
+        assert!(again.is_empty());
+    }
+    // Its channel rang: its Hangup ends it, the response adds nothing.
+    let agent = "PJSIP/2000-0000000a";
+    let a = "centralita-2000-2";
+    let mut t = CallTranslator::new();
+    t.expect_originate(a, "912345678", "PJSIP/2000");
+    let mut events = Vec::new();
+    t.handle(
+        &Site,
+        &chan_event("Newchannel", agent, a, a, "Down", "s"),
+        T0_MS,
+        &mut events,
+    );
+    let n = events.len();
+    t.handle(&Site, &failure("3", a), T0_MS + 30_000, &mut events);
+    assert_eq!(events.len(), n, "{events:?}");
+    assert_eq!(t.active_calls(), 1);
 }
 
 /// A call the application hangs up (`force_hangup`, then AMI `Hangup`
