@@ -9,22 +9,28 @@
 //!   `res_pjsip.so` is reloaded. The outcome is logged.
 //! - Calls: the AMI client turns Asterisk's events into the same call
 //!   events the builtin engine emits; they are recorded as CDRs here.
-//! - The API sees it as an engine: status from AMI, hang-ups through AMI.
+//! - The API sees it as an engine: status from AMI, hang-ups through AMI,
+//!   a trunk's "force register" as `PJSIPRegister` and its "test
+//!   connection" as `PJSIPQualify` of its endpoint.
 //!   Phones (and browsers) register to Asterisk itself, so `/ws` is not
 //!   served in this mode.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use asterisk::ami::calls::StaticDirectory;
 use asterisk::ami::registrations::{RegistrationChange, TrunkRegState};
 use asterisk::ami::{AuthMode, Config as SessionConfig};
-use asterisk::config::trunks::{section_name, Secrets};
+use asterisk::config::trunks::{in_service, registration_name, section_name, Secrets};
 use asterisk::config::{
     render_agents, render_trunks, AgentAccount, AgentOptions, ConfigDir, ConfigFile, TrunkOptions,
 };
 use asterisk::shell::{AmiClient, ClientConfig, ClientEvent, OriginateRequest};
-use domain::engine::{PbxConfigFile, PbxConfigFuture, PbxConfigView, PbxReload};
+use domain::engine::{
+    PbxConfigFile, PbxConfigFuture, PbxConfigView, PbxReload, ProbeAnswer, ProbeFuture,
+    TrunkRegistrationView,
+};
 use domain::{Event, Services};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -37,6 +43,38 @@ pub struct AsteriskEngine {
     /// The dialplan context an originated agent channel runs.
     originate_context: String,
     sync: Arc<ConfigSync>,
+    /// Trunks an admin asked to register again, until Asterisk reports the
+    /// outcome.
+    forced: Arc<std::sync::Mutex<HashMap<i64, ForcedRegistration>>>,
+}
+
+/// A `PJSIPRegister` sent for a trunk.
+#[derive(Debug, Clone)]
+struct ForcedRegistration {
+    at: chrono::DateTime<chrono::Utc>,
+    /// Asterisk refused the action (its words).
+    refused: Option<String>,
+}
+
+/// How long a forced registration shows as `registering` (or, refused,
+/// as `failed`) at most when Asterisk reports nothing newer.
+const FORCED_REGISTRATION_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// How long "test connection" waits for Asterisk to report the trunk's
+/// contact reachable or not after `PJSIPQualify` (its qualify timeout is
+/// 3 s by default).
+const QUALIFY_WAIT: std::time::Duration = std::time::Duration::from_millis(3500);
+
+/// A trunk as the generated configuration names it.
+#[derive(Debug, Clone)]
+struct TrunkRef {
+    id: i64,
+    /// Its wizard section: the endpoint and AOR name.
+    section: String,
+    host: String,
+    port: u16,
+    transport: &'static str,
+    registers: bool,
 }
 
 /// What rendering the PBX's configuration needs, and its last reload.
@@ -47,6 +85,8 @@ struct ConfigSync {
     dir: ConfigDir,
     realm: String,
     last_reload: std::sync::Mutex<Option<PbxReload>>,
+    /// The trunks configured in Asterisk, as of the last rendering.
+    trunks: std::sync::RwLock<Vec<TrunkRef>>,
 }
 
 impl domain::Engine for AsteriskEngine {
@@ -141,6 +181,177 @@ impl domain::Engine for AsteriskEngine {
         }))
     }
 
+    fn trunk_registration(&self, trunk_id: i64) -> Option<TrunkRegistrationView> {
+        let t = self.sync.trunk(trunk_id).filter(|t| t.registers)?;
+        let reported = self
+            .client
+            .with_registrations(|r| r.trunk(&t.section).cloned())
+            .flatten();
+        let now = chrono::Utc::now();
+        let at = |ms: u64| {
+            chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+                .unwrap_or(now)
+        };
+        let view = |state: &str, since| TrunkRegistrationView {
+            state: state.to_string(),
+            since,
+            last_registered_at: (state == "registered").then_some(since),
+            expires_at: None,
+            next_attempt_at: None,
+            failures: u32::from(matches!(state, "rejected" | "failed")),
+        };
+        if let Ok(mut forced) = self.forced.lock() {
+            if let Some(f) = forced.get(&trunk_id).cloned() {
+                // Asterisk unregisters, then registers: the outcome is the
+                // first registered/rejected/failed reported after the
+                // request (or after its refusal), in milliseconds as the
+                // client stamps events.
+                let asked_ms = u64::try_from(f.at.timestamp_millis()).unwrap_or(0);
+                let settled = reported.as_ref().is_some_and(|r| {
+                    r.since_ms >= asked_ms
+                        && matches!(
+                            r.state,
+                            TrunkRegState::Registered
+                                | TrunkRegState::Rejected
+                                | TrunkRegState::Failed
+                        )
+                });
+                if settled || now - f.at > FORCED_REGISTRATION_WAIT {
+                    forced.remove(&trunk_id);
+                } else if f.refused.is_some() {
+                    return Some(view("failed", f.at));
+                } else {
+                    return Some(view("registering", f.at));
+                }
+            }
+        }
+        Some(match reported {
+            Some(r) => view(r.state.as_engine_state(), at(r.since_ms)),
+            // Not listed by Asterisk yet: it registers the trunk after the
+            // reload.
+            None => view("registering", now),
+        })
+    }
+
+    fn force_trunk_registration(&self, trunk_id: i64) -> bool {
+        let Some(t) = self.sync.trunk(trunk_id).filter(|t| t.registers) else {
+            return false;
+        };
+        let object = self
+            .client
+            .with_registrations(|r| r.trunk(&t.section).and_then(|r| r.object_name.clone()))
+            .flatten()
+            .unwrap_or_else(|| registration_name(&t.section));
+        if let Ok(mut forced) = self.forced.lock() {
+            forced.insert(
+                trunk_id,
+                ForcedRegistration {
+                    at: chrono::Utc::now(),
+                    refused: None,
+                },
+            );
+        }
+        let (client, forced, services) = (
+            self.client.clone(),
+            self.forced.clone(),
+            self.sync.services.clone(),
+        );
+        tokio::spawn(async move {
+            let Err(e) = client.register_trunk(&object).await else {
+                return;
+            };
+            let why = format!("Asterisk did not re-register {object}: {e}");
+            tracing::warn!(trunk = %t.section, error = %e, "PJSIPRegister refused");
+            // Stored first: whoever sees the failure below reads its words.
+            if let Err(e) = services
+                .trunks()
+                .report_registration_state(trunk_id, "failed", false, Some(&why))
+                .await
+            {
+                tracing::warn!(trunk = %t.section, error = %e, "storing a trunk's registration state");
+            }
+            if let Ok(mut forced) = forced.lock() {
+                forced.insert(
+                    trunk_id,
+                    ForcedRegistration {
+                        at: chrono::Utc::now(),
+                        refused: Some(why),
+                    },
+                );
+            }
+        });
+        true
+    }
+
+    /// `PJSIPQualify` of the trunk that goes to `host:port`, and what
+    /// Asterisk says: its refusal as the error; else the reachability of
+    /// the trunk's contact if Asterisk reports it within [`QUALIFY_WAIT`]
+    /// (`ContactStatus`: Reachable → 200 with its round trip, Unreachable
+    /// → an error), else its acknowledgement (200, `Asterisk: Endpoint
+    /// found, will qualify`).
+    fn probe(&self, host: String, port: u16, transport: &'static str) -> ProbeFuture {
+        let trunk = self.sync.trunk_to(&host, port, transport);
+        let client = self.client.clone();
+        Box::pin(async move {
+            let t = trunk
+                .ok_or_else(|| format!("no trunk configured in Asterisk goes to {host}:{port}"))?;
+            let mut events = client.subscribe();
+            let t0 = std::time::Instant::now();
+            let r = client
+                .qualify(&t.section)
+                .await
+                .map_err(|e| e.to_string())?;
+            let ami_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let said = r.text().trim().to_string();
+            if !r.is_success() {
+                return Err(format!("Asterisk: {said}"));
+            }
+            let wait = tokio::time::sleep(QUALIFY_WAIT);
+            tokio::pin!(wait);
+            loop {
+                let m = tokio::select! {
+                    () = &mut wait => break,
+                    ev = events.recv() => match ev {
+                        Ok(ClientEvent::Ami(m)) => m,
+                        Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => break,
+                    },
+                };
+                let ours = m.is("Event", "ContactStatus")
+                    && (m.get("EndpointName") == Some(t.section.as_str())
+                        || m.get("AOR") == Some(t.section.as_str()));
+                if !ours {
+                    continue;
+                }
+                match m.get("ContactStatus").unwrap_or("") {
+                    "Reachable" => {
+                        let rtt = m
+                            .get("RoundtripUsec")
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map_or(ami_ms, |us| us / 1000);
+                        return Ok(ProbeAnswer {
+                            status: 200,
+                            reason: "Reachable (Asterisk qualified the trunk)".into(),
+                            rtt_ms: rtt,
+                        });
+                    }
+                    "Unreachable" => {
+                        return Err(format!(
+                            "Asterisk reports the trunk's contact {} unreachable",
+                            m.get("URI").unwrap_or("")
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(ProbeAnswer {
+                status: 200,
+                reason: format!("Asterisk: {said}"),
+                rtt_ms: ami_ms,
+            })
+        })
+    }
+
     fn hang_up(&self, call_id: &str) -> bool {
         if !self.client.knows_call(call_id) {
             return false;
@@ -188,6 +399,7 @@ pub fn start(cfg: &Config, services: &Services) -> anyhow::Result<AsteriskEngine
         dir: ConfigDir::new(config_dir(cfg)),
         realm: cfg.sip.domain.clone(),
         last_reload: std::sync::Mutex::new(None),
+        trunks: std::sync::RwLock::new(Vec::new()),
     });
     spawn_config_sync(sync.clone());
     spawn_recorder(services.clone(), client.clone());
@@ -198,6 +410,7 @@ pub fn start(cfg: &Config, services: &Services) -> anyhow::Result<AsteriskEngine
         client,
         originate_context: a.originate_context.clone(),
         sync,
+        forced: Arc::default(),
     })
 }
 
@@ -226,6 +439,25 @@ fn mask(text: &str, keys: &[&str]) -> String {
 }
 
 impl ConfigSync {
+    /// Trunk `id`, if Asterisk has it configured.
+    fn trunk(&self, id: i64) -> Option<TrunkRef> {
+        let trunks = self.trunks.read().unwrap_or_else(|p| p.into_inner());
+        trunks.iter().find(|t| t.id == id).cloned()
+    }
+
+    /// The configured trunk that goes to `host:port` (over `transport`
+    /// first).
+    fn trunk_to(&self, host: &str, port: u16, transport: &str) -> Option<TrunkRef> {
+        let trunks = self.trunks.read().unwrap_or_else(|p| p.into_inner());
+        let to = |t: &&TrunkRef| t.host.eq_ignore_ascii_case(host) && t.port == port;
+        trunks
+            .iter()
+            .filter(to)
+            .find(|t| t.transport == transport)
+            .or_else(|| trunks.iter().find(to))
+            .cloned()
+    }
+
     /// Both files as they are rendered from the database now.
     async fn render(&self, secrets: Secrets) -> anyhow::Result<(String, String)> {
         let creds = self.services.sip_accounts.all_digest_credentials().await?;
@@ -235,14 +467,25 @@ impl ConfigSync {
             .iter()
             .filter_map(|c| AgentAccount::from_credentials(c, true))
             .collect();
-        let trunks: Vec<domain::trunks::TrunkSettings> = self
-            .services
-            .trunks()
-            .active_settings()
-            .await?
-            .into_iter()
-            .map(|(_, s)| s)
+        let with_ids = self.services.trunks().active_settings().await?;
+        let refs = with_ids
+            .iter()
+            .filter(|(_, s)| in_service(s))
+            .map(|(id, s)| TrunkRef {
+                id: *id,
+                section: section_name(&s.name),
+                host: s.host.clone(),
+                port: s.port,
+                transport: s.transport.as_str(),
+                registers: s.sends_registration,
+            })
             .collect();
+        match self.trunks.write() {
+            Ok(mut t) => *t = refs,
+            Err(p) => *p.into_inner() = refs,
+        }
+        let trunks: Vec<domain::trunks::TrunkSettings> =
+            with_ids.into_iter().map(|(_, s)| s).collect();
         self.directory.replace(
             creds.iter().filter(|c| c.account.active).map(|c| {
                 (

@@ -10,8 +10,10 @@
 //! its own (the agent's stored HA1 as `md5_cred`, never the password) and
 //! each change is followed by `Action: Reload` of `res_pjsip.so`; the
 //! status endpoint reports the engine as connected; `/ws` is refused (the
-//! phones register to Asterisk); the captured call becomes one CDR row
-//! with the right numbers and disposition.
+//! phones register to Asterisk); the captured call, replayed in steps, is
+//! listed in the active calls while it rings and once answered, leaves the
+//! list at its hang-up, passes the events socket as ringing / answered /
+//! ended, and becomes one CDR row with the right numbers and disposition.
 
 mod support;
 use support::{Reaped, TestDatabase};
@@ -126,7 +128,39 @@ fn serve(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, outbox: Arc<Mutex<Vec<St
                 }
             }
             "reload" => format!("Response: Success\r\nActionID: {id}\r\nMessage: Module Reloaded.\r\n\r\n"),
-            "pjsipshowcontacts" | "pjsipshowregistrationsoutbound" | "coreshowchannels" => format!(
+            // Asterisk's words and bytes (`astman_send_error` messages end
+            // with a bare "\n" of their own).
+            "pjsipqualify" if field(&action, "Endpoint") == Some("Carrier_Main") => format!(
+                "Response: Success\r\nActionID: {id}\r\nMessage: Endpoint found, will qualify\r\n\r\n\
+                 Event: ContactStatus\r\nPrivilege: system,all\r\nURI: sip:sip.carrier.test:5060\r\n\
+                 ContactStatus: Reachable\r\nAOR: Carrier_Main\r\nEndpointName: Carrier_Main\r\n\
+                 RoundtripUsec: 23456\r\n\r\n"
+            ),
+            "pjsipqualify" => format!(
+                "Response: Error\r\nActionID: {id}\r\nMessage: Unable to retrieve endpoint\n\r\n\r\n"
+            ),
+            "pjsipregister" if field(&action, "Registration") == Some("Carrier_Reg-reg-0") => format!(
+                "Response: Success\r\nActionID: {id}\r\nMessage: Reregistration sent\r\n\r\n\
+                 Event: Registry\r\nPrivilege: system,all\r\nChannelType: PJSIP\r\n\
+                 Username: sip:acct2@sip.reg.test\r\nDomain: sip:sip.reg.test:5060\r\nStatus: Unregistered\r\n\r\n\
+                 Event: Registry\r\nPrivilege: system,all\r\nChannelType: PJSIP\r\n\
+                 Username: sip:acct2@sip.reg.test\r\nDomain: sip:sip.reg.test:5060\r\nStatus: Registered\r\n\r\n"
+            ),
+            "pjsipregister" => format!(
+                "Response: Error\r\nActionID: {id}\r\nMessage: Unable to retrieve registration entry\n\r\n\r\n"
+            ),
+            // The registration of Carrier Reg (created later) is listed
+            // as the wizard names it.
+            "pjsipshowregistrationsoutbound" => format!(
+                "Response: Success\r\nActionID: {id}\r\nEventList: start\r\n\
+                 Message: Following are Events for each Outbound registration\r\n\r\n\
+                 Event: OutboundRegistrationDetail\r\nActionID: {id}\r\nObjectType: registration\r\n\
+                 ObjectName: Carrier_Reg-reg-0\r\nClientUri: sip:acct2@sip.reg.test\r\n\
+                 ServerUri: sip:sip.reg.test:5060\r\nEndpoint: Carrier_Reg\r\nStatus: Rejected\r\n\r\n\
+                 Event: OutboundRegistrationDetailComplete\r\nActionID: {id}\r\nEventList: Complete\r\n\
+                 ListItems: 1\r\n\r\n"
+            ),
+            "pjsipshowcontacts" | "coreshowchannels" => format!(
                 "Response: Success\r\nActionID: {id}\r\nEventList: start\r\nMessage: Listing follows\r\n\r\n\
                  Event: {name}Complete\r\nActionID: {id}\r\nEventList: Complete\r\nListItems: 0\r\n\r\n"
             ),
@@ -164,6 +198,18 @@ impl Ami {
         Ami { port, seen, outbox }
     }
 
+    /// The actions named `name` the manager received.
+    fn actions_named(&self, name: &str) -> Vec<Vec<(String, String)>> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .actions
+            .iter()
+            .filter(|a| field(a, "Action").is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .cloned()
+            .collect()
+    }
+
     fn reloads(&self) -> usize {
         self.seen
             .lock()
@@ -177,6 +223,9 @@ impl Ami {
             .count()
     }
 }
+
+/// The API as the test calls it: (method, path, body) → (status, JSON).
+type Api<'a> = dyn Fn(&str, &str, Option<Value>) -> (u16, Value) + 'a;
 
 /// The extension of the only agent.
 fn v_agent_extension(call: &impl Fn(&str, &str, Option<Value>) -> (u16, Value)) -> String {
@@ -192,6 +241,58 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(t0.elapsed() < Duration::from_secs(15), "{what}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The console's events socket (`/api/events`), read with a timeout.
+struct EventsSocket {
+    ws: tokio_tungstenite::tungstenite::WebSocket<TcpStream>,
+}
+
+impl EventsSocket {
+    fn connect(http: &str, cookie: &str) -> EventsSocket {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let tcp = TcpStream::connect(http).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut req = format!("ws://{http}/api/events")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "Cookie",
+            format!("centralita_session={cookie}")
+                .parse()
+                .expect("header value"),
+        );
+        let (ws, _) = tokio_tungstenite::tungstenite::client(req, tcp).expect("WebSocket upgrade");
+        EventsSocket { ws }
+    }
+
+    /// The states of the first `n` `call` events of `call_id`.
+    fn call_states(&mut self, call_id: &str, n: usize) -> Vec<String> {
+        use tokio_tungstenite::tungstenite::Message;
+        let mut states = Vec::new();
+        let t0 = Instant::now();
+        while states.len() < n && t0.elapsed() < Duration::from_secs(15) {
+            let text = match self.ws.read() {
+                Ok(Message::Text(t)) => t.to_string(),
+                Ok(_) => continue,
+                Err(tokio_tungstenite::tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => panic!("events socket: {e}"),
+            };
+            let v: Value = serde_json::from_str(&text).expect("a JSON event");
+            if v["type"] == "call" && v["callId"] == call_id {
+                states.push(v["state"].as_str().unwrap_or("").to_string());
+            }
+        }
+        states
     }
 }
 
@@ -305,6 +406,99 @@ fn the_binary_drives_asterisk_over_ami() {
         ami.reloads() > reloads_before
     });
 
+    // Trunk actions go to Asterisk. Carrier Main does not register: no
+    // force register (409, as with the builtin engine); its connection
+    // test is a PJSIPQualify of its endpoint, answered by the contact's
+    // reachability Asterisk reports.
+    let main_id = v["trunk"]["id"].as_i64().expect("trunk id");
+    let (status, r) = call(
+        "POST",
+        &format!("/api/telephony/trunks/{main_id}/force_register"),
+        None,
+    );
+    assert_eq!(status, 409, "{r}");
+    assert_eq!(r["error"]["code"], "trunk_not_registering", "{r}");
+    let (status, r) = call(
+        "POST",
+        &format!("/api/telephony/trunks/{main_id}/test_connection"),
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["result"]["options"]["status"], 200, "{r}");
+    assert_eq!(r["result"]["options"]["rttMs"], 23, "{r}");
+    assert!(
+        r["result"]["options"]["reason"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Reachable")),
+        "{r}"
+    );
+    assert_eq!(r["result"]["error"], Value::Null, "{r}");
+    assert!(ami
+        .actions_named("PJSIPQualify")
+        .iter()
+        .any(|a| field(a, "Endpoint") == Some("Carrier_Main")));
+    // Carrier Reg registers: force register is PJSIPRegister of the
+    // wizard's registration object, and the answer waits for Asterisk's
+    // outcome (Unregistered, then Registered).
+    let (status, r) = call(
+        "POST",
+        "/api/telephony/trunks",
+        Some(
+            json!({"name": "Carrier Reg", "kind": "nat_provider", "host": "sip.reg.test",
+                    "port": 5060, "transport": "udp", "outboundAuthUsername": "acct2",
+                    "outboundAuthPassword": "trunk-pass-2", "sendsRegistration": true}),
+        ),
+    );
+    assert_eq!(status, 201, "{r}");
+    let reg_id = r["trunk"]["id"].as_i64().expect("trunk id");
+    wait_until("the registering trunk is rendered", || {
+        std::fs::read_to_string(&wizard).is_ok_and(|t| t.contains("[Carrier_Reg]"))
+    });
+    let (status, r) = call(
+        "POST",
+        &format!("/api/telephony/trunks/{reg_id}/force_register"),
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["registration"]["state"], "registered", "{r}");
+    let sent = ami.actions_named("PJSIPRegister");
+    assert_eq!(sent.len(), 1, "one PJSIPRegister");
+    assert_eq!(field(&sent[0], "Registration"), Some("Carrier_Reg-reg-0"));
+    // A trunk Asterisk does not know (its reload failed, say): its words
+    // come back, for the test and for the registration.
+    let (status, r) = call(
+        "POST",
+        "/api/telephony/trunks",
+        Some(
+            json!({"name": "Carrier Gone", "kind": "nat_provider", "host": "sip.gone.test",
+                    "port": 5070, "transport": "udp", "outboundAuthUsername": "acct3",
+                    "outboundAuthPassword": "trunk-pass-3", "sendsRegistration": true}),
+        ),
+    );
+    assert_eq!(status, 201, "{r}");
+    let gone_id = r["trunk"]["id"].as_i64().expect("trunk id");
+    wait_until("the unknown trunk is rendered", || {
+        std::fs::read_to_string(&wizard).is_ok_and(|t| t.contains("[Carrier_Gone]"))
+    });
+    let (status, r) = call(
+        "POST",
+        &format!("/api/telephony/trunks/{gone_id}/test_connection"),
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["result"]["options"], Value::Null, "{r}");
+    assert_eq!(
+        r["result"]["error"], "Asterisk: Unable to retrieve endpoint",
+        "{r}"
+    );
+    assert_eq!(r["result"]["registration"]["state"], "failed", "{r}");
+    assert!(
+        r["result"]["registration"]["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("Unable to retrieve registration entry")),
+        "{r}"
+    );
+
     // The generated files as an admin sees them (secrets masked), and a
     // regenerate on demand that reloads and says how it went.
     let (status, v) = call("GET", "/api/telephony/pbx/config", None);
@@ -366,6 +560,95 @@ fn the_binary_drives_asterisk_over_ami() {
         .collect();
     assert!(vars.contains(&"CENTRALITA_TRUNK=Carrier_Main"), "{vars:?}");
     assert!(vars.contains(&"CENTRALITA_LEAD=7"), "{vars:?}");
+    // The originated call is live while her phone rings (its channel has
+    // no extension yet), with the customer as the callee; a hang-up from
+    // the console hangs its channels up over AMI and the CDR says
+    // `forced_hangup`, as with the builtin engine.
+    let agent_chan = format!("PJSIP/{sip_user}-00000001");
+    let chan_event = |event: &str, state: &str, extra: &str| {
+        format!(
+            "Event: {event}\r\nPrivilege: call,all\r\nChannel: {agent_chan}\r\n\
+             ChannelState: 0\r\nChannelStateDesc: {state}\r\nCallerIDNum: 912345678\r\n\
+             Context: centralita-originate\r\nExten: s\r\nPriority: 1\r\n\
+             Uniqueid: {call_id}\r\nLinkedid: {call_id}\r\n{extra}\r\n"
+        )
+    };
+    ami.outbox.lock().expect("lock").extend([
+        chan_event("Newchannel", "Down", ""),
+        chan_event("Newstate", "Ringing", ""),
+    ]);
+    let (_, a) = call("GET", "/api/agents?role=agent", None);
+    let agent_id = a["agents"][0]["id"].clone();
+    let live = |call: &Api<'_>| {
+        let (_, v) = call("GET", "/api/telephony/calls/active", None);
+        v["calls"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["callId"] == call_id.as_str()).cloned())
+    };
+    wait_until(
+        "the originated call is active while the agent rings",
+        || live(&call).is_some_and(|c| c["state"] == "ringing"),
+    );
+    let row = live(&call).expect("the originated call");
+    assert_eq!(row["calleeNumber"], "912345678", "{row}");
+    assert_eq!(row["direction"], "outbound", "{row}");
+    assert_eq!(row["agentId"], agent_id, "{row}");
+    let (status, v) = call(
+        "POST",
+        "/api/telephony/call/hangup",
+        Some(json!({"callId": call_id})),
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_until("the agent's channel is hung up over AMI", || {
+        ami.seen.lock().expect("lock").actions.iter().any(|a| {
+            field(a, "Action") == Some("Hangup") && field(a, "Channel") == Some(agent_chan.as_str())
+        })
+    });
+    ami.outbox.lock().expect("lock").extend([
+        chan_event("HangupRequest", "Ringing", ""),
+        chan_event(
+            "Hangup",
+            "Ringing",
+            "Cause: 16\r\nCause-txt: Normal Clearing\r\n",
+        ),
+    ]);
+    wait_until("the hung-up call leaves the active list", || {
+        live(&call).is_none()
+    });
+    let (status, v) = call("GET", &format!("/api/telephony/calls/{call_id}"), None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["call"]["hangupCause"], "forced_hangup", "{v}");
+    assert_eq!(v["call"]["state"], "ended", "{v}");
+    // A call that is over cannot be hung up again.
+    let (status, v) = call(
+        "POST",
+        "/api/telephony/call/hangup",
+        Some(json!({"callId": call_id})),
+    );
+    assert_eq!(status, 404, "{v}");
+
+    // Her phone is not registered: Asterisk cannot even make the channel
+    // and says so only in `OriginateResponse`; the call is recorded anyway.
+    let (status, v) = call(
+        "POST",
+        "/api/telephony/call/originate",
+        Some(json!({"agentExtension": extension, "customerPhone": "912345678"})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let failed_id = v["data"]["callId"].as_str().expect("call id").to_string();
+    ami.outbox.lock().expect("lock").push(format!(
+        "Event: OriginateResponse\r\nPrivilege: call,all\r\nResponse: Failure\r\n\
+         Channel: PJSIP/{sip_user}\r\nContext: centralita-originate\r\nExten: 912345678\r\n\
+         Reason: 0\r\nUniqueid: <null>\r\nCallerIDNum: 912345678\r\nCallerIDName: 912345678\r\n\r\n"
+    ));
+    wait_until("the refused originate has its CDR", || {
+        call("GET", &format!("/api/telephony/calls/{failed_id}"), None).0 == 200
+    });
+    let (_, v) = call("GET", &format!("/api/telephony/calls/{failed_id}"), None);
+    assert_eq!(v["call"]["state"], "ended", "{v}");
+    assert_eq!(v["call"]["hangupCause"], "not_registered", "{v}");
+    assert_eq!(v["call"]["calleeNumber"], "912345678", "{v}");
+
     // The toll-fraud gate applies: abroad needs a permission she has not.
     let (status, v) = call(
         "POST",
@@ -428,26 +711,76 @@ fn the_binary_drives_asterisk_over_ami() {
     let status_line = String::from_utf8_lossy(&head[..n]).to_string();
     assert!(status_line.starts_with("HTTP/1.1 503"), "{status_line}");
 
-    // The captured call becomes one CDR.
-    ami.outbox.lock().expect("lock").extend(captured_events());
-    let t0 = Instant::now();
-    let row = loop {
-        let (_, v) = call("GET", "/api/telephony/calls/history?limit=10", None);
-        let found = v["calls"].as_array().and_then(|a| {
-            a.iter()
-                .find(|c| c["callerNumber"] == "2000" && c["calleeNumber"] == "2001")
-                .cloned()
-        });
-        if let Some(c) = found.filter(|c| c["state"] == "ended") {
-            break c;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "no CDR for the captured call: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    // The captured call, replayed in three steps: the console sees it live
+    // (active calls and the events socket, as in builtin mode), then one
+    // CDR row.
+    let mut events = EventsSocket::connect(&http, &cookie);
+    let captured = captured_events();
+    let linkedid = "1795266092.11";
+    let ringing_at = 1 + captured
+        .iter()
+        .position(|m| m.starts_with("Event: DialState\r\n"))
+        .expect("the callee rings in the capture");
+    let answered_at = 1 + captured
+        .iter()
+        .rposition(|m| m.starts_with("Event: BridgeEnter\r\n"))
+        .expect("both sides are bridged in the capture");
+    let active = |call: &Api<'_>| {
+        let (status, v) = call("GET", "/api/telephony/calls/active", None);
+        assert_eq!(status, 200, "{v}");
+        v["calls"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a list of calls: {v}"))
+            .iter()
+            .filter(|c| c["callId"] == linkedid)
+            .cloned()
+            .collect::<Vec<Value>>()
     };
+    ami.outbox
+        .lock()
+        .expect("lock")
+        .extend(captured[..ringing_at].iter().cloned());
+    wait_until("the ringing call is listed as active", || {
+        active(&call)
+            .first()
+            .is_some_and(|c| c["state"] == "ringing")
+    });
+    let live = active(&call).remove(0);
+    assert_eq!(live["callerNumber"], "2000", "{live}");
+    assert_eq!(live["calleeNumber"], "2001", "{live}");
+    ami.outbox
+        .lock()
+        .expect("lock")
+        .extend(captured[ringing_at..answered_at].iter().cloned());
+    wait_until("the answered call is listed as active", || {
+        active(&call)
+            .first()
+            .is_some_and(|c| c["state"] == "answered")
+    });
+    ami.outbox
+        .lock()
+        .expect("lock")
+        .extend(captured[answered_at..].iter().cloned());
+    wait_until("the call leaves the active list at its hang-up", || {
+        active(&call).is_empty()
+    });
+    let (_, v) = call("GET", "/api/telephony/calls/history?limit=50", None);
+    let rows: Vec<&Value> = v["calls"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|c| c["callId"] == linkedid)
+        .collect();
+    assert_eq!(rows.len(), 1, "one CDR row for the call: {v}");
+    let row = rows[0];
+    assert_eq!(row["state"], "ended", "{row}");
+    assert_eq!(row["callerNumber"], "2000", "{row}");
+    assert_eq!(row["calleeNumber"], "2001", "{row}");
     assert_eq!(row["disposition"], "ANSWERED", "{row}");
     assert!(row["billsec"].as_i64().is_some_and(|b| b >= 0), "{row}");
+    // The events socket carried the same phases as with the builtin
+    // engine, in order.
+    let phases = events.call_states(linkedid, 3);
+    assert_eq!(phases, ["ringing", "answered", "ended"], "call events");
     drop(child);
 }

@@ -1598,3 +1598,190 @@ async fn browsers_register_and_call_through_the_relay_over_udp() {
 async fn browsers_register_and_call_through_the_relay_over_tcp() {
     call_through_the_relay("tcp").await;
 }
+
+impl Centralita {
+    /// `POST /api/telephony/call/hangup` of `call_id`: (status, body).
+    fn hang_up(&self, cookie: &str, call_id: &str) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({ "callId": call_id }).to_string();
+        let (status, _, text) = support::http_request(
+            &self.http,
+            "POST",
+            "/api/telephony/call/hangup",
+            Some(&body),
+            Some(cookie),
+        );
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+/// The console hangs relayed calls up (`POST /api/telephony/call/hangup`):
+/// an answered call gets a BYE to each party (to Alice straight from the
+/// relay, to Bob through the PBX along the route set), a ringing one a
+/// CANCEL toward Bob through the PBX (Alice then gets Bob's 487); each
+/// CDR ends `forced_hangup`. Calls that are over, or unknown, are 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_hangs_up_relayed_calls() {
+    let mut s = site("udp").await;
+
+    // Answered: Alice calls Bob, Bob answers, Alice acknowledges.
+    let (_, at_b) = invite_bob(&mut s, "relay-forced").await;
+    s.b.send(response_to(
+        &at_b,
+        "200 OK",
+        "bob7",
+        &s.b.contact(),
+        &sdp(40_016),
+    ))
+    .await;
+    let ok = s.a.recv().await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let target = header(&ok, "Contact")
+        .and_then(|c| c.split('<').nth(1))
+        .and_then(|c| c.split('>').next())
+        .expect("Contact URI")
+        .to_string();
+    let mut route: Vec<&str> = headers(&ok, "Record-Route")
+        .into_iter()
+        .flat_map(|v| v.split(", "))
+        .collect();
+    route.reverse();
+    let via = s.a.via();
+    let mut ack = format!("ACK {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 69\r\n");
+    for r in &route {
+        ack.push_str(&format!("Route: {r}\r\n"));
+    }
+    ack.push_str(&format!(
+        "From: {}\r\nTo: {}\r\nCall-ID: relay-forced\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n",
+        header(&ok, "From").expect("From"),
+        header(&ok, "To").expect("To")
+    ));
+    s.a.send(ack).await;
+    let ack_at_b = s.b.recv().await;
+    assert!(ack_at_b.starts_with("ACK "), "{ack_at_b}");
+    let byes_before = s.kam.seen("BYE").len();
+
+    let (status, v) = s.srv.hang_up(&s.cookie, "relay-forced");
+    assert_eq!(status, 200, "{v}");
+    // Alice: at her own Contact, in her dialog (Bob's tag as From tag).
+    let bye_at_a = s.a.recv().await;
+    assert!(
+        bye_at_a.starts_with(&format!("BYE sip:{}@{}", s.a.contact_user, s.a.host)),
+        "{bye_at_a}"
+    );
+    assert!(
+        header(&bye_at_a, "From").is_some_and(|f| f.contains("tag=bob7")),
+        "{bye_at_a}"
+    );
+    assert!(
+        header(&bye_at_a, "To").is_some_and(|t| t.contains("tag=t-relay-forced")),
+        "{bye_at_a}"
+    );
+    assert!(!bye_at_a.contains("crl="), "{bye_at_a}");
+    s.a.send(response_to(&bye_at_a, "200 OK", "x", "", ""))
+        .await;
+    // Bob: through the PBX, at his own Contact, in his dialog.
+    let bye_at_b = s.b.recv().await;
+    assert!(
+        bye_at_b.starts_with(&format!("BYE sip:{}@{}", s.b.contact_user, s.b.host)),
+        "{bye_at_b}"
+    );
+    assert!(
+        header(&bye_at_b, "From").is_some_and(|f| f.contains("tag=t-relay-forced")),
+        "{bye_at_b}"
+    );
+    assert!(
+        header(&bye_at_b, "To").is_some_and(|t| t.contains("tag=bob7")),
+        "{bye_at_b}"
+    );
+    assert!(
+        header(&bye_at_b, "CSeq").is_some_and(|c| c == "3 BYE"),
+        "above Alice's INVITE: {bye_at_b}"
+    );
+    s.b.send(response_to(&bye_at_b, "200 OK", "bob7", "", ""))
+        .await;
+    assert_eq!(
+        s.kam.seen("BYE").len(),
+        byes_before + 1,
+        "one BYE through the PBX"
+    );
+    let row = finished_cdr(&s.srv, &s.cookie, "relay-forced");
+    assert_eq!(row["disposition"], "ANSWERED", "{row}");
+    assert_eq!(row["hangupCause"], "forced_hangup", "{row}");
+    // Over: nothing to hang up; the BYE answers were the relay's own and
+    // went no further.
+    let (status, v) = s.srv.hang_up(&s.cookie, "relay-forced");
+    assert_eq!(status, 404, "{v}");
+    let quiet = tokio::time::timeout(Duration::from_millis(600), s.a.ws.next()).await;
+    assert!(quiet.is_err(), "nothing more for Alice: {quiet:?}");
+
+    // Ringing: Bob's phone rings; the hang-up cancels it at the PBX, Bob
+    // answers 487 and Alice gets it.
+    let (invite, at_b) = invite_bob(&mut s, "relay-forced-ring").await;
+    s.b.send(response_to(
+        &at_b,
+        "180 Ringing",
+        "bob8",
+        &s.b.contact(),
+        "",
+    ))
+    .await;
+    let ringing = s.a.recv().await;
+    assert!(ringing.starts_with("SIP/2.0 180 "), "{ringing}");
+    let (status, v) = s.srv.hang_up(&s.cookie, "relay-forced-ring");
+    assert_eq!(status, 200, "{v}");
+    let cancel_at_b = s.b.recv().await;
+    assert!(
+        cancel_at_b.starts_with("CANCEL ") && cancel_at_b.contains("relay-forced-ring"),
+        "{cancel_at_b}"
+    );
+    s.b.send(response_to(&cancel_at_b, "200 OK", "bob8", "", ""))
+        .await;
+    s.b.send(response_to(&at_b, "487 Request Terminated", "bob8", "", ""))
+        .await;
+    let terminated = s.a.recv().await;
+    assert!(terminated.starts_with("SIP/2.0 487 "), "{terminated}");
+    s.a.send(ack_for(&invite, &terminated)).await;
+    let ack = s.b.recv().await;
+    assert!(
+        ack.starts_with("ACK ") && ack.contains("relay-forced-ring"),
+        "{ack}"
+    );
+    let row = finished_cdr(&s.srv, &s.cookie, "relay-forced-ring");
+    assert_eq!(row["hangupCause"], "forced_hangup", "{row}");
+    assert_eq!(row["disposition"], "FAILED", "{row}");
+    let (status, v) = s.srv.hang_up(&s.cookie, "no-such-call");
+    assert_eq!(status, 404, "{v}");
+
+    // Bob closes his browser: the relay asks the PBX to drop the binding
+    // of his flow (Expires: 0 for the flow's Contact, no credentials: it
+    // has none). Kamailio challenges it, so there the binding expires on
+    // its own.
+    let before = s.kam.seen("REGISTER").len();
+    let Site {
+        b, kam, srv, _dir, ..
+    } = s;
+    let bob_contact = format!("sip:{}@", b.contact_user);
+    drop(b);
+    let t0 = std::time::Instant::now();
+    let line = loop {
+        if let Some(l) = kam.seen("REGISTER").get(before) {
+            break l.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no REGISTER after the flow closed: {}",
+            kam.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(line.contains(&bob_contact), "{line}");
+    assert!(
+        line.contains("crl=") && line.contains("expires=0"),
+        "{line}"
+    );
+    assert!(!line.contains("Digest"), "no credentials: {line}");
+    drop(srv);
+}

@@ -7,7 +7,8 @@
 // centralita's /ws, register through the relay (Kamailio challenges, JsSIP
 // answers; centralita never sees the password), A calls B, B answers, audio
 // flows both ways (browser to browser: the relay does not touch media), A
-// hangs up, and the CDR comes back from centralita's API.
+// hangs up, and the CDR comes back from centralita's API; then a call the
+// console hangs up (POST /api/telephony/call/hangup) ends on both pages.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -403,5 +404,47 @@ describe('relay mode: stock JsSIP pages through centralita to a third-party PBX 
     assert.equal(row.agentId, ua.id, JSON.stringify(row));
     assert.equal(row.calleeAgentId, ub.id, JSON.stringify(row));
     assert.equal(row.hangupCause, 'caller_bye', JSON.stringify(row));
+  });
+
+  test('the console hangs up a relayed call: both pages get a BYE, CDR forced_hangup', async () => {
+    const [, ub] = users;
+    const A = people.a.page;
+    const B = people.b.page;
+    const byesBefore = kamailio.seen('BYE').length;
+    await A.fill('#number', ub.ext);
+    await A.click('#call');
+    await waitPhone(B, 'B', (s) => s.call?.state === 'incoming', 'incoming call');
+    await B.click('#answer');
+    await Promise.all([
+      waitPhone(A, 'A', (s) => s.call?.state === 'in-call', 'call up'),
+      waitPhone(B, 'B', (s) => s.call?.state === 'in-call', 'call up'),
+    ]);
+    const callId = (await phoneState(A)).call.callId;
+    const res = await fetch(`${server.baseUrl}/api/telephony/call/hangup`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Cookie: adminCookie },
+      body: JSON.stringify({ callId }),
+    });
+    assert.equal(res.status, 200, await res.text());
+    // Stock JsSIP takes the relay's BYEs as its peer's: both calls end
+    // from the remote side (A's straight from the relay, B's through the
+    // PBX).
+    await Promise.all([
+      waitPhone(A, 'A', (s) => s.call?.state === 'ended', 'call ended'),
+      waitPhone(B, 'B', (s) => s.call?.state === 'ended', 'call ended'),
+    ]);
+    for (const [who, page] of [['A', A], ['B', B]]) {
+      const end = (await phoneState(page)).call.end;
+      assert.equal(end.originator, 'remote', `${who}: ${JSON.stringify(end)}`);
+    }
+    assert.equal(kamailio.seen('BYE').length, byesBefore + 1, 'one BYE through the PBX (to B)');
+    let row;
+    await waitFor(async () => {
+      const r = await adminFetch(`/api/telephony/calls/history?limit=50&search=${encodeURIComponent(callId)}`);
+      row = r.json?.calls?.find((c) => c.callId === callId);
+      return row?.endTime;
+    }, { timeoutMs: 10000, what: `closed CDR for Call-ID ${callId}` });
+    assert.equal(row.disposition, 'ANSWERED', JSON.stringify(row));
+    assert.equal(row.hangupCause, 'forced_hangup', JSON.stringify(row));
   });
 });

@@ -102,6 +102,17 @@ enum Command {
         action: Action,
         reply: oneshot::Sender<Result<Response, ActionError>>,
     },
+    /// An originate is about to be sent (`Some`: channel id, customer) or
+    /// was refused (`None` customer).
+    Originate {
+        channel_id: String,
+        /// (customer, the originate's `Channel`)
+        customer: Option<(String, String)>,
+    },
+    /// The application hangs this call up (its CDR cause).
+    ForceHangup {
+        call_id: String,
+    },
     Stop,
 }
 
@@ -315,8 +326,63 @@ impl AmiClient {
         })
     }
 
+    /// Sends the `Originate`. With a `channel_id`, the call is live (its
+    /// call events start) from the moment the agent's channel appears,
+    /// with the customer as the callee.
     pub async fn originate(&self, req: &OriginateRequest) -> Result<Response, ClientError> {
-        self.expect_success(req.to_action()?).await
+        let action = req.to_action()?;
+        let Some(id) = req.channel_id.clone() else {
+            return self.expect_success(action).await;
+        };
+        // Before the action, on the same queue: the task learns of it
+        // before any event of its channel can arrive.
+        self.commands
+            .send(Command::Originate {
+                channel_id: id.clone(),
+                customer: Some((
+                    req.customer_number.clone(),
+                    format!("PJSIP/{}", req.agent_endpoint),
+                )),
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        let r = self.expect_success(action).await;
+        if r.is_err() {
+            let _ = self
+                .commands
+                .send(Command::Originate {
+                    channel_id: id,
+                    customer: None,
+                })
+                .await;
+        }
+        r
+    }
+
+    /// `Action: PJSIPRegister` of the outbound registration `registration`
+    /// (its object name, `config::trunks::registration_name`): Asterisk
+    /// unregisters and registers it again (`Reregistration sent`); the
+    /// outcome arrives as `Registry` events.
+    pub async fn register_trunk(&self, registration: &str) -> Result<Response, ClientError> {
+        if !name_ok(registration) {
+            return Err(ClientError::Invalid(format!(
+                "registration {registration:?}"
+            )));
+        }
+        self.expect_success(Action::new("PJSIPRegister").field("Registration", registration))
+            .await
+    }
+
+    /// `Action: PJSIPQualify` of endpoint `endpoint`: Asterisk sends an
+    /// OPTIONS to each contact of its AORs (`Endpoint found, will
+    /// qualify`); a change of reachability arrives as `ContactStatus`.
+    /// Asterisk's answer is returned as it is, `Response: Error` included.
+    pub async fn qualify(&self, endpoint: &str) -> Result<Response, ClientError> {
+        if !name_ok(endpoint) {
+            return Err(ClientError::Invalid(format!("endpoint {endpoint:?}")));
+        }
+        self.send_action(Action::new("PJSIPQualify").field("Endpoint", endpoint))
+            .await
     }
 
     /// Hangs up one channel by its exact name (`PJSIP/1001-00000001`).
@@ -342,7 +408,8 @@ impl AmiClient {
             .unwrap_or(false)
     }
 
-    /// Hangs up every channel of call `call_id` (the Linkedid).
+    /// Hangs up every channel of call `call_id` (the Linkedid); its CDR
+    /// ends with cause `forced_hangup`.
     pub async fn hangup_call(&self, call_id: &str) -> Result<usize, ClientError> {
         let chans = self
             .shared
@@ -353,6 +420,14 @@ impl AmiClient {
         if chans.is_empty() {
             return Err(ClientError::Invalid(format!("no live call {call_id:?}")));
         }
+        // Before the hang-ups, on the same queue: the call's end is then
+        // recorded as `forced_hangup`.
+        self.commands
+            .send(Command::ForceHangup {
+                call_id: call_id.to_string(),
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
         let mut n = 0;
         for c in &chans {
             // A channel may already be gone because its peer hung up.
@@ -493,6 +568,13 @@ impl Task {
                                 let _ = reply.send(Err(e));
                             }
                         }
+                    }
+                    Some(Command::Originate { channel_id, customer }) => match customer {
+                        Some((c, chan)) => self.translator.expect_originate(&channel_id, &c, &chan),
+                        None => self.translator.forget_originate(&channel_id),
+                    },
+                    Some(Command::ForceHangup { call_id }) => {
+                        self.translator.force_hangup(&call_id);
                     }
                     Some(Command::Stop) | None => self.session.stop(now()),
                 },

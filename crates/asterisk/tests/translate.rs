@@ -478,6 +478,201 @@ fn originate_through_a_trunk() {
     }
 }
 
+/// An originate the application announced (`expect_originate`, its
+/// `ChannelId`) is live from its first channel on: started with the
+/// customer as the callee while the agent's phone still rings, ringing
+/// when it rings; the rows at the end are those of the same originate
+/// unannounced. An agent who does not answer leaves a NO ANSWER row to
+/// the customer's number.
+#[test]
+fn an_announced_originate_is_live_while_the_agent_rings() {
+    let a = "1795270000.20";
+    for customer in ["answers", "busy"] {
+        let script = originate_script(customer);
+        let mut plain = CallTranslator::new();
+        let mut plain_events = Vec::new();
+        for (at, m) in &script {
+            plain.handle(&Site, m, T0_MS + at, &mut plain_events);
+        }
+        let mut t = CallTranslator::new();
+        t.expect_originate(a, "+34911222333", "PJSIP/2000");
+        let mut events = Vec::new();
+        let mut agent_rang = false;
+        for (i, (at, m)) in script.iter().enumerate() {
+            t.handle(&Site, m, T0_MS + at, &mut events);
+            if i == 0 {
+                // The agent's Newchannel (Exten `s`): the call is on.
+                assert!(
+                    matches!(
+                        &events[..],
+                        [CallEvent { kind: CallEventKind::Started { direction: Direction::Outbound, callee, .. }, call_id, .. }]
+                            if callee.number == "+34911222333" && call_id == a
+                    ),
+                    "{events:?}"
+                );
+            }
+            if m.event() == Some("Newstate") && m.get("ChannelStateDesc") == Some("Ringing") {
+                agent_rang = events
+                    .iter()
+                    .any(|e| matches!(e.kind, CallEventKind::Ringing { leg: 0 }));
+            }
+        }
+        assert!(agent_rang, "the agent's ringing is an event: {events:?}");
+        let (calls, legs) = rows(&events);
+        let (plain_calls, plain_legs) = rows(&plain_events);
+        let strip = |c: &CallRecord| {
+            (
+                c.direction,
+                c.caller.clone(),
+                c.callee.clone(),
+                c.start_ms,
+                c.answer_ms,
+                c.end_ms,
+                c.disposition,
+                c.hangup_cause.clone(),
+            )
+        };
+        assert_eq!(strip(&calls[0]), strip(&plain_calls[0]), "{customer}");
+        assert_eq!(legs.len(), plain_legs.len(), "{customer}");
+    }
+
+    // The agent does not answer.
+    let agent = "PJSIP/2000-0000000a";
+    let mut t = CallTranslator::new();
+    t.expect_originate(a, "912345678", "PJSIP/2000");
+    let mut events = Vec::new();
+    for (at, m) in [
+        (0, chan_event("Newchannel", agent, a, a, "Down", "s")),
+        (1_000, chan_event("Newstate", agent, a, a, "Ringing", "s")),
+        (
+            30_000,
+            Message::from_pairs([
+                ("Event", "DialEnd"),
+                ("DestChannel", agent),
+                ("DestUniqueid", a),
+                ("DestLinkedid", a),
+                ("DialStatus", "NOANSWER"),
+            ]),
+        ),
+        (
+            30_001,
+            with(
+                chan_event("Hangup", agent, a, a, "Ringing", "s"),
+                &[("Cause", "19")],
+            ),
+        ),
+    ] {
+        t.handle(&Site, &m, T0_MS + at, &mut events);
+    }
+    assert_eq!(t.active_calls(), 0);
+    let (calls, _) = rows(&events);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].callee.number, "912345678");
+    assert_eq!(calls[0].disposition, Some(Disposition::NoAnswer));
+    assert_eq!(calls[0].end_ms, Some((T0_MS + 30_001) as i64));
+    // An unannounced channel id, or one announced then forgotten (the
+    // originate was refused), waits for the extension as before.
+    let mut t = CallTranslator::new();
+    t.expect_originate("other", "912345678", "PJSIP/2000");
+    t.expect_originate(a, "912345678", "PJSIP/2000");
+    t.forget_originate(a);
+    let mut events = Vec::new();
+    t.handle(
+        &Site,
+        &chan_event("Newchannel", agent, a, a, "Down", "s"),
+        T0_MS,
+        &mut events,
+    );
+    assert!(events.is_empty(), "{events:?}");
+}
+
+/// An announced originate Asterisk could not even start (no channel: the
+/// agent's endpoint has no contact, or busy) is recorded from its
+/// `OriginateResponse` `Failure`, in Asterisk's event shape; one whose
+/// channel exists is left to its channel's events.
+#[test]
+fn an_originate_refused_before_any_channel_is_recorded() {
+    let failure = |reason: &str, uid: &str| {
+        Message::from_pairs([
+            ("Event", "OriginateResponse"),
+            ("Privilege", "call,all"),
+            ("ActionID", "7"),
+            ("Response", "Failure"),
+            ("Channel", "PJSIP/2000"),
+            ("Context", "centralita-originate"),
+            ("Exten", "912345678"),
+            ("Reason", reason),
+            ("Uniqueid", uid),
+            ("CallerIDNum", "912345678"),
+            ("CallerIDName", "912345678"),
+        ])
+    };
+    for (reason, uid, cause, disposition) in [
+        ("0", "<null>", "not_registered", Disposition::Failed),
+        ("5", "centralita-2000-1", "busy", Disposition::Busy),
+    ] {
+        let mut t = CallTranslator::new();
+        t.expect_originate("centralita-2000-1", "912345678", "PJSIP/2000");
+        let mut events = Vec::new();
+        t.handle(&Site, &failure(reason, uid), T0_MS, &mut events);
+        assert_eq!(t.active_calls(), 0);
+        let (calls, _) = rows(&events);
+        assert_eq!(calls.len(), 1, "{events:?}");
+        let c = &calls[0];
+        assert_eq!(c.call_id, "centralita-2000-1");
+        assert_eq!(c.direction, Direction::Outbound);
+        assert_eq!(
+            (c.caller.number.as_str(), c.caller.agent_id),
+            ("2000", Some(20))
+        );
+        assert_eq!(c.callee.number, "912345678");
+        assert_eq!(c.hangup_cause.as_deref(), Some(cause));
+        assert_eq!(c.disposition, Some(disposition));
+        // Once: a second answer of the same kind changes nothing.
+        let mut again = Vec::new();
+        t.handle(&Site, &failure(reason, uid), T0_MS, &mut again);
+        assert!(again.is_empty());
+    }
+    // Its channel rang: its Hangup ends it, the response adds nothing.
+    let agent = "PJSIP/2000-0000000a";
+    let a = "centralita-2000-2";
+    let mut t = CallTranslator::new();
+    t.expect_originate(a, "912345678", "PJSIP/2000");
+    let mut events = Vec::new();
+    t.handle(
+        &Site,
+        &chan_event("Newchannel", agent, a, a, "Down", "s"),
+        T0_MS,
+        &mut events,
+    );
+    let n = events.len();
+    t.handle(&Site, &failure("3", a), T0_MS + 30_000, &mut events);
+    assert_eq!(events.len(), n, "{events:?}");
+    assert_eq!(t.active_calls(), 1);
+}
+
+/// A call the application hangs up (`force_hangup`, then AMI `Hangup`
+/// of its channels) ends `forced_hangup`, as the builtin engine records
+/// it; the disposition still follows whether it was answered.
+#[test]
+fn a_forced_hangup_is_recorded_as_such() {
+    let a = "1795270000.20";
+    let mut t = CallTranslator::new();
+    assert!(!t.force_hangup(a), "no such call yet");
+    let mut events = Vec::new();
+    for (at, m) in originate_script("answers") {
+        if at == 69_000 {
+            assert!(t.force_hangup(a));
+        }
+        t.handle(&Site, &m, T0_MS + at, &mut events);
+    }
+    let (calls, legs) = rows(&events);
+    assert_eq!(calls[0].hangup_cause.as_deref(), Some("forced_hangup"));
+    assert_eq!(calls[0].disposition, Some(Disposition::Answered));
+    assert_eq!(calls[0].billsec, 60);
+    assert_eq!(legs[1].end_cause.as_deref(), Some("forced_hangup"));
+}
+
 /// The captured server bytes of both sessions, cut at pseudo-random
 /// places instead of where the kernel cut them, parse to the same
 /// messages.

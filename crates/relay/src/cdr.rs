@@ -221,6 +221,48 @@ impl CallTracker {
         out
     }
 
+    /// The flow from which call `call_id` can be ended (a hang-up from
+    /// the console): the caller's browser flow when a browser placed it,
+    /// else the first flow it passed. `None` when the call is unknown or
+    /// over.
+    pub fn hang_up_flow(&self, call_id: &str) -> Option<u64> {
+        let t = self
+            .calls
+            .get(call_id)
+            .filter(|t| t.phase != Phase::Ended)?;
+        t.caller_flow.or_else(|| t.flows.first().copied())
+    }
+
+    /// Ends call `call_id` now with `cause` (the relay hangs it up: the
+    /// BYEs or CANCEL that follow pass as the second copy of an ended
+    /// call). Nothing when it is unknown or over.
+    pub fn end(&mut self, call_id: &str, cause: HangupCause, now_ms: u64) -> Vec<CallEvent> {
+        let Some(t) = self
+            .calls
+            .get_mut(call_id)
+            .filter(|t| t.phase != Phase::Ended)
+        else {
+            return Vec::new();
+        };
+        t.phase = Phase::Ended;
+        t.last_ms = now_ms;
+        [
+            CallEventKind::LegEnded {
+                leg: 1,
+                cause,
+                sip_code: None,
+            },
+            CallEventKind::Ended { cause },
+        ]
+        .into_iter()
+        .map(|kind| CallEvent {
+            call_id: call_id.to_string(),
+            at_ms: now_ms,
+            kind,
+        })
+        .collect()
+    }
+
     /// Ends every call not over yet with `cause` (the server stops: no
     /// BYE of theirs will be seen any more).
     pub fn end_all(&mut self, cause: HangupCause, now_ms: u64) -> Vec<CallEvent> {
@@ -399,6 +441,42 @@ mod tests {
                 cause: HangupCause::CallerConnectionLost
             })
         );
+    }
+
+    #[test]
+    fn a_hang_up_goes_to_the_callers_flow_and_ends_the_call_once() {
+        let mut t = CallTracker::new();
+        let inv = req("INVITE", "sip:1001@pbx.test", "a", None);
+        assert_eq!(t.hang_up_flow("c1"), None, "unknown");
+        // From the PBX to flow 2 first, then a browser's copy on flow 1:
+        // the caller's browser flow is the first that saw it from a browser.
+        t.observe(&inv, 2, Side::Upstream, 1);
+        assert_eq!(t.hang_up_flow("c1"), Some(2), "no browser placed it");
+        let mut t = CallTracker::new();
+        t.observe(&inv, 1, Side::Browser, 1);
+        t.observe(&inv, 2, Side::Upstream, 1);
+        assert_eq!(t.hang_up_flow("c1"), Some(1));
+        let evs = t.end("c1", HangupCause::ForcedHangup, 5);
+        assert_eq!(
+            evs.iter().map(|e| &e.kind).collect::<Vec<_>>(),
+            [
+                &CallEventKind::LegEnded {
+                    leg: 1,
+                    cause: HangupCause::ForcedHangup,
+                    sip_code: None
+                },
+                &CallEventKind::Ended {
+                    cause: HangupCause::ForcedHangup
+                }
+            ]
+        );
+        assert_eq!(t.hang_up_flow("c1"), None, "over");
+        assert!(t.end("c1", HangupCause::ForcedHangup, 6).is_empty());
+        // The BYEs that follow change nothing.
+        assert!(t
+            .observe_b(&req("BYE", "sip:b@x", "a", Some("b")), 7)
+            .is_empty());
+        assert_eq!(t.active(), 0);
     }
 
     #[test]

@@ -130,6 +130,8 @@ struct Inner {
     regs: Mutex<HashMap<u64, (String, String, Instant, bool)>>,
     /// Open flows by browser address.
     flows: Mutex<HashMap<IpAddr, usize>>,
+    /// Each open flow's task takes the Call-IDs to hang up here.
+    hang_ups: Mutex<HashMap<u64, mpsc::Sender<String>>>,
     writes: mpsc::Sender<Write>,
     stopping: AtomicBool,
     /// The PBX answered our last OPTIONS, or sent something on a flow
@@ -167,6 +169,7 @@ impl RelayEngine {
             tracker: Mutex::new(CallTracker::new()),
             regs: Mutex::new(HashMap::new()),
             flows: Mutex::new(HashMap::new()),
+            hang_ups: Mutex::new(HashMap::new()),
             writes: tx,
             stopping: AtomicBool::new(false),
             pbx_up: AtomicBool::new(false),
@@ -308,6 +311,7 @@ impl Inner {
     /// The flow is gone: its binding at the PBX points at a closed socket
     /// (until it expires there), so the agent is shown unregistered.
     fn flow_closed(&self, flow: u64, peer: SocketAddr) {
+        self.hang_ups.lock().remove(&flow);
         {
             let mut flows = self.flows.lock();
             if let Some(n) = flows.get_mut(&peer.ip()) {
@@ -370,6 +374,28 @@ impl Engine for RelayEngine {
         false
     }
 
+    /// Ends a relayed call from its flow ([`crate::core::FlowCore::hang_up`]: BYE to
+    /// both parties once answered, CANCEL toward the callee while it
+    /// rings); its CDR ends now with cause `forced_hangup`.
+    fn hang_up(&self, call_id: &str) -> bool {
+        let Some(flow) = self.inner.tracker.lock().hang_up_flow(call_id) else {
+            return false;
+        };
+        let Some(tx) = self.inner.hang_ups.lock().get(&flow).cloned() else {
+            return false;
+        };
+        if tx.try_send(call_id.to_string()).is_err() {
+            return false;
+        }
+        let evs =
+            self.inner
+                .tracker
+                .lock()
+                .end(call_id, domain::HangupCause::ForcedHangup, now_ms());
+        self.inner.queue(Write::Calls(evs));
+        true
+    }
+
     fn attach_flow(&self, peer: SocketAddr, secure: bool) -> Result<FlowHandle, FlowRefused> {
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Err(FlowRefused::ShuttingDown);
@@ -386,9 +412,11 @@ impl Engine for RelayEngine {
         let id = self.inner.next_flow.fetch_add(1, Ordering::Relaxed);
         let (in_tx, in_rx) = mpsc::channel(64);
         let (out_tx, out_rx) = mpsc::channel(64);
+        let (hang_tx, hang_rx) = mpsc::channel(16);
+        self.inner.hang_ups.lock().insert(id, hang_tx);
         let inner = self.inner.clone();
         tokio::spawn(async move {
-            run_flow(&inner, id, peer, secure, in_rx, out_tx).await;
+            run_flow(&inner, id, peer, secure, in_rx, out_tx, hang_rx).await;
             inner.flow_closed(id, peer);
             tracing::debug!(flow = id, %peer, "relay: flow closed");
         });
@@ -530,6 +558,7 @@ async fn run_flow(
     secure: bool,
     mut from_browser: mpsc::Receiver<Vec<u8>>,
     to_browser: mpsc::Sender<Vec<u8>>,
+    mut hang_ups: mpsc::Receiver<String>,
 ) {
     let cfg = &inner.cfg;
     let limits = Limits {
@@ -572,7 +601,10 @@ async fn run_flow(
         let deadline = retx.as_ref().and_then(Retransmits::next_deadline);
         tokio::select! {
             m = from_browser.recv() => {
-                let Some(data) = m else { return };
+                let Some(data) = m else {
+                    unregister(id, &mut core, &mut up, &mut udp_buf, &mut tcp_buf, cfg.max_message_bytes).await;
+                    return;
+                };
                 let out = core.from_browser(&data);
                 let pending = match (&out.retransmit, &out.send, &mut retx) {
                     (Some((branch, method)), Some(Action::ToUpstream(bytes)), Some(_)) => {
@@ -585,6 +617,29 @@ async fn run_flow(
                 }
                 if let (Some((branch, method, bytes)), Some(r)) = (pending, retx.as_mut()) {
                     r.sent(&branch, &method, bytes, Instant::now());
+                }
+                continue;
+            }
+            Some(call_id) = hang_ups.recv() => {
+                let own = core.hang_up(&call_id);
+                if own.is_empty() {
+                    tracing::warn!(flow = id, call_id, "relay: hang-up of a call this flow no longer knows");
+                }
+                for r in own {
+                    tracing::info!(flow = id, call_id, method = r.method, "relay: hanging up");
+                    match r.send {
+                        Action::ToUpstream(bytes) => {
+                            let _ = up.send(&bytes).await;
+                            if let Some(retx) = retx.as_mut() {
+                                retx.sent(&r.branch, &r.method, bytes, Instant::now());
+                            }
+                        }
+                        Action::ToBrowser(bytes) => {
+                            if to_browser.send(bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
                 }
                 continue;
             }
@@ -634,6 +689,9 @@ async fn run_flow(
                     r.answered(m.top_branch(), m.cseq().1, code);
                 }
             }
+            if let (Some(r), Some((branch, method, code))) = (retx.as_mut(), &out.own_answer) {
+                r.answered(branch, method, *code);
+            }
             if out.send.is_none() {
                 let head = String::from_utf8_lossy(&data[..data.len().min(600)]).into_owned();
                 tracing::debug!(
@@ -646,6 +704,69 @@ async fn run_flow(
             if !dispatch(inner, &core, peer, secure, out, &mut up, &to_browser).await {
                 return;
             }
+        }
+    }
+}
+
+/// How long a closing flow waits for the PBX's answer to its unregistering.
+const UNREGISTER_WAIT: Duration = Duration::from_secs(1);
+
+/// The browser closed its flow: asks the PBX to drop the flow's binding
+/// ([`FlowCore::unregister`]) and waits a moment for the answer, to say
+/// in the log whether it did. A PBX that challenges the REGISTER keeps
+/// the binding (to a socket about to close) until it expires: the relay
+/// has no credentials to answer with.
+async fn unregister(
+    id: u64,
+    core: &mut FlowCore,
+    up: &mut Up,
+    udp_buf: &mut [u8],
+    tcp_buf: &mut Vec<u8>,
+    max: usize,
+) {
+    let Some(r) = core.unregister() else { return };
+    let Action::ToUpstream(bytes) = r.send else {
+        return;
+    };
+    if up.send(&bytes).await.is_err() {
+        return;
+    }
+    let until = tokio::time::Instant::now() + UNREGISTER_WAIT;
+    loop {
+        let Ok(got) = tokio::time::timeout_at(until, recv_up(up, udp_buf, tcp_buf)).await else {
+            tracing::info!(
+                flow = id,
+                "relay: no answer to the unregistering of a closed flow"
+            );
+            return;
+        };
+        let mut frames = Vec::new();
+        match got {
+            Ok(Some(n)) => frames.push(udp_buf[..n].to_vec()),
+            Ok(None) => {
+                while let Ok(Some(f)) = next_frame(tcp_buf, max) {
+                    frames.push(f);
+                }
+            }
+            Err(_) => return,
+        }
+        for f in frames {
+            let out = core.from_upstream(&f);
+            let Some((branch, _, code)) = out.own_answer else {
+                continue;
+            };
+            if branch != r.branch || code < 200 {
+                continue;
+            }
+            match code {
+                200..=299 => tracing::info!(flow = id, "relay: the closed flow's binding is removed at the PBX"),
+                401 | 407 => tracing::info!(
+                    flow = id,
+                    "relay: the PBX wants credentials to remove the closed flow's binding; it expires there on its own"
+                ),
+                _ => tracing::info!(flow = id, code, "relay: the PBX refused to remove the closed flow's binding"),
+            }
+            return;
         }
     }
 }

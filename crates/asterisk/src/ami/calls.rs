@@ -16,7 +16,11 @@
 //!   leg 0 when it is neither empty nor `s` (an originated channel gets its
 //!   extension only after it answers), else at its first `DialBegin` or
 //!   at the end of the call; it carries the time leg 0 appeared, so the
-//!   ringing of an originate's agent counts in the call's duration.
+//!   ringing of an originate's agent counts in the call's duration. An
+//!   originate the application announced
+//!   ([`CallTranslator::expect_originate`]: the `ChannelId` it gave and the
+//!   customer's number) starts at its channel's `Newchannel`, so the call
+//!   is live (active list, events) while the agent's phone rings.
 //! - **Ringing** from `DialState`/`Newstate` *Ringing* of a leg;
 //!   **Answered** from `DialEnd` `DialStatus: ANSWER` of a leg ≥ 1 or from
 //!   its `BridgeEnter`. A call that never dialled anybody but whose leg 0
@@ -236,6 +240,8 @@ struct Call {
     leg0_up_ms: Option<u64>,
     /// The leg whose side asked to hang up first (`HangupRequest`).
     first_hangup: Option<LegNo>,
+    /// The application hung it up ([`CallTranslator::force_hangup`]).
+    forced: bool,
     /// Dial statuses of legs that ended unanswered, and of an originate.
     statuses: Vec<(String, bool)>,
     leg0_cause: Option<u32>,
@@ -252,7 +258,23 @@ pub struct CallTranslator {
     calls: HashMap<String, Call>,
     /// Uniqueid → Linkedid of every live channel we track.
     owner: HashMap<String, String>,
+    /// Originates sent whose channel has not appeared yet, oldest first.
+    expected: std::collections::VecDeque<Expected>,
 }
+
+/// An `Originate` the application sent.
+#[derive(Debug, Clone)]
+struct Expected {
+    /// Its `ChannelId`: the Uniqueid (and Linkedid) its channel will have.
+    channel_id: String,
+    customer: String,
+    /// Its `Channel` (`PJSIP/<agent endpoint>`).
+    channel: String,
+}
+
+/// Announced originates kept at most (an originate Asterisk refused never
+/// shows a channel; the oldest are forgotten first).
+const MAX_EXPECTED_ORIGINATES: usize = 256;
 
 fn transport_of(tech: &str, endpoint: &Endpoint) -> String {
     match endpoint {
@@ -272,6 +294,43 @@ fn number(v: Option<&str>) -> Option<&str> {
 impl CallTranslator {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Announces an `Originate` of `channel` (`PJSIP/<agent endpoint>`)
+    /// sent with `ChannelId: channel_id` that will call `customer` once
+    /// the agent answers: its call starts as soon as that channel appears,
+    /// with the customer as the callee; and if Asterisk cannot create the
+    /// channel at all (`OriginateResponse` `Failure` before any channel
+    /// event), the call is recorded as failed.
+    pub fn expect_originate(&mut self, channel_id: &str, customer: &str, channel: &str) {
+        self.expected.retain(|e| e.channel_id != channel_id);
+        if self.expected.len() >= MAX_EXPECTED_ORIGINATES {
+            self.expected.pop_front();
+        }
+        self.expected.push_back(Expected {
+            channel_id: channel_id.to_string(),
+            customer: customer.to_string(),
+            channel: channel.to_string(),
+        });
+    }
+
+    /// Forgets an announced originate (Asterisk refused it).
+    pub fn forget_originate(&mut self, channel_id: &str) {
+        self.expected.retain(|e| e.channel_id != channel_id);
+    }
+
+    /// The application is hanging call `linkedid` up (an admin's or
+    /// agent's hang-up): the legs that end from now on, and the call, end
+    /// with cause `forced_hangup`, as with the builtin engine. False when
+    /// no such call is in progress.
+    pub fn force_hangup(&mut self, linkedid: &str) -> bool {
+        match self.calls.get_mut(linkedid) {
+            Some(c) => {
+                c.forced = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Calls in progress (started or not yet).
@@ -320,6 +379,7 @@ impl CallTranslator {
             "BridgeEnter" => self.bridge_enter(m, at_ms, out),
             "HangupRequest" => self.hangup_request(m),
             "Hangup" => self.hangup(dir, m, at_ms, out),
+            "OriginateResponse" => self.originate_failed(dir, m, at_ms, out),
             _ => {}
         }
     }
@@ -405,6 +465,7 @@ impl CallTranslator {
                     answered: None,
                     leg0_up_ms: None,
                     first_hangup: None,
+                    forced: false,
                     statuses: Vec::new(),
                     leg0_cause: None,
                     caller_endpoint: endpoint,
@@ -413,7 +474,16 @@ impl CallTranslator {
                 },
             );
             self.owner.insert(uid.to_string(), linkedid.to_string());
-            self.maybe_start_from(dir, m, at_ms, out);
+            let announced = self.expected.iter().position(|e| e.channel_id == uid);
+            match announced.and_then(|i| self.expected.remove(i)) {
+                Some(e) => {
+                    if let Some(call) = self.calls.get_mut(linkedid) {
+                        call.originated = true;
+                    }
+                    self.start(dir, linkedid, &e.customer, at_ms, out);
+                }
+                None => self.maybe_start_from(dir, m, at_ms, out),
+            }
             return;
         }
         if let Some(call) = self.calls.get_mut(linkedid) {
@@ -426,6 +496,80 @@ impl CallTranslator {
             });
             self.owner.insert(uid.to_string(), linkedid.to_string());
         }
+    }
+
+    /// `OriginateResponse` with `Response: Failure` for an announced
+    /// originate whose channel never appeared (the agent's endpoint has no
+    /// contact, say: `Uniqueid: <null>`): the call starts and ends here,
+    /// the cause from `Reason` (Asterisk's control frame: 5 busy, 3 or 1
+    /// no answer, 8 congestion, anything else: the agent's channel was
+    /// unavailable).
+    fn originate_failed(
+        &mut self,
+        dir: &dyn Directory,
+        m: &Message,
+        at_ms: u64,
+        out: &mut Vec<CallEvent>,
+    ) {
+        if !m.is("Response", "Failure") {
+            return;
+        }
+        let uid = m.get("Uniqueid");
+        let (chan, exten) = (m.get("Channel"), m.get("Exten"));
+        let Some(i) = self.expected.iter().position(|e| {
+            Some(e.channel_id.as_str()) == uid
+                || (Some(e.channel.as_str()) == chan && Some(e.customer.as_str()) == exten)
+        }) else {
+            return;
+        };
+        let Some(e) = self.expected.remove(i) else {
+            return;
+        };
+        if self.calls.contains_key(&e.channel_id) {
+            // Its channel is tracked: its own events end it.
+            return;
+        }
+        let (tech, resource) = parse_channel(&e.channel).unwrap_or(("PJSIP", ""));
+        let endpoint = if tech.eq_ignore_ascii_case("PJSIP") {
+            dir.endpoint(resource)
+        } else {
+            Endpoint::Other
+        };
+        let agent = matches!(endpoint, Endpoint::Agent { .. });
+        let cause = match m.get("Reason").and_then(|r| r.trim().parse::<u32>().ok()) {
+            Some(5) => HangupCause::Busy,
+            Some(1 | 3) => HangupCause::NoAnswer,
+            Some(8) => HangupCause::Failed,
+            _ if agent => HangupCause::NotRegistered,
+            _ => HangupCause::Failed,
+        };
+        let caller_num = match &endpoint {
+            Endpoint::Agent { extension, .. } => extension.clone(),
+            _ => resource.to_string(),
+        };
+        self.calls.insert(
+            e.channel_id.clone(),
+            Call {
+                leg0: e.channel_id.clone(),
+                created_ms: at_ms,
+                started: false,
+                originated: true,
+                chans: HashMap::new(),
+                next_leg: 1,
+                answered: None,
+                leg0_up_ms: None,
+                first_hangup: None,
+                forced: false,
+                statuses: Vec::new(),
+                leg0_cause: None,
+                caller_transport: transport_of(tech, &endpoint),
+                caller_endpoint: endpoint,
+                caller_num,
+            },
+        );
+        self.start(dir, &e.channel_id, &e.customer, at_ms, out);
+        self.calls.remove(&e.channel_id);
+        out.push(ev(&e.channel_id, at_ms, CallEventKind::Ended { cause }));
     }
 
     /// Starts the call of `m`'s channel if it is leg 0 and its extension
@@ -743,6 +887,11 @@ impl CallTranslator {
                     }
                     (None, None) => cause.map_or(HangupCause::Failed, cause_from_q850),
                 };
+                let c = if call.forced {
+                    HangupCause::ForcedHangup
+                } else {
+                    c
+                };
                 if call.started {
                     out.push(ev(
                         linkedid,
@@ -775,7 +924,9 @@ impl CallTranslator {
                 answered = true;
             }
         }
-        let cause = if answered {
+        let cause = if call.forced {
+            HangupCause::ForcedHangup
+        } else if answered {
             if call.first_hangup.unwrap_or(0) == 0 {
                 HangupCause::CallerBye
             } else {

@@ -94,6 +94,9 @@ pub struct TrunkRegistration {
     pub state: TrunkRegState,
     /// When this state was reported (ms since the epoch, the caller's).
     pub since_ms: u64,
+    /// The registration object's name (`ObjectName` of the listing,
+    /// `trunk-test-reg-0`), for `PJSIPRegister`.
+    pub object_name: Option<String>,
 }
 
 /// A change worth telling the console about.
@@ -253,6 +256,7 @@ impl Registrations {
                     server_uri: server.to_string(),
                     state: TrunkRegState::parse(m.get("Status").unwrap_or("")),
                     since_ms: at_ms,
+                    object_name: m.get("ObjectName").map(str::to_string),
                 },
             );
         }
@@ -303,6 +307,7 @@ impl Registrations {
                 let state = TrunkRegState::parse(m.get("Status").unwrap_or(""));
                 let trunk = self.by_uris.get(&(client.clone(), server.clone())).cloned();
                 if let Some(t) = &trunk {
+                    let object_name = self.trunks.get(t).and_then(|r| r.object_name.clone());
                     self.trunks.insert(
                         t.clone(),
                         TrunkRegistration {
@@ -311,6 +316,7 @@ impl Registrations {
                             server_uri: server,
                             state: state.clone(),
                             since_ms: at_ms,
+                            object_name,
                         },
                     );
                 }

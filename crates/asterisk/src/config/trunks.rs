@@ -91,6 +91,21 @@ fn advanced_key_ok(k: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Whether a trunk is configured in Asterisk at all (not inactive or in
+/// maintenance).
+pub fn in_service(t: &TrunkSettings) -> bool {
+    !matches!(t.status, TrunkStatus::Inactive | TrunkStatus::Maintenance)
+}
+
+/// The name of the outbound registration the wizard makes of a trunk's
+/// section `section`: `<section>-reg-0` (one per `remote_hosts` entry;
+/// ours has one server URI). `PJSIPRegister` and
+/// `PJSIPShowRegistrationsOutbound` (`ObjectName`) name it so, as the
+/// captured Asterisk 22 does (`trunk-test-reg-0`).
+pub fn registration_name(section: &str) -> String {
+    format!("{section}-reg-0")
+}
+
 /// The wizard section of one trunk, or `None` for a trunk an administrator
 /// took out of service (inactive, maintenance).
 pub fn trunk_section(
@@ -101,7 +116,7 @@ pub fn trunk_section(
     let name = section_name(&t.name);
     check_name("trunk name", &name)?;
     check_name("context", &o.context)?;
-    if matches!(t.status, TrunkStatus::Inactive | TrunkStatus::Maintenance) {
+    if !in_service(t) {
         return Ok(None);
     }
     let transport = match t.transport {

@@ -28,6 +28,14 @@
 //! Digest challenges and credentials pass untouched: the Request-URI of a
 //! request toward the PBX is never changed, so `uri=` in the Authorization
 //! still matches.
+//!
+//! Stateless as it is, each flow remembers what it saw of the INVITE
+//! dialogs passing it (From, To, Contacts, the route set, CSeqs), so that
+//! it can end one of its own ([`FlowCore::hang_up`]: a hang-up from the
+//! console): once answered, a BYE to each party, each following its own
+//! route set from here; while it rings, a CANCEL toward the callee, whose
+//! 487 then reaches the caller the usual way. The answers to those
+//! requests carry only our Via and stop here.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -123,6 +131,10 @@ pub struct Outcome {
     /// (our branch, method) of a request sent to the PBX: what a UDP
     /// upstream retransmits until answered ([`retx`]).
     pub retransmit: Option<(String, String)>,
+    /// (branch, method, status) of an answer to a request of the relay's
+    /// own (a BYE or CANCEL of [`FlowCore::hang_up`]), which goes no
+    /// further: it stops retransmissions.
+    pub own_answer: Option<(String, String, u16)>,
 }
 
 impl Outcome {
@@ -133,6 +145,59 @@ impl Outcome {
             ..Self::default()
         }
     }
+}
+
+/// Dialogs remembered per flow at most (a browser has a few calls at a
+/// time; past this, new ones cannot be hung up from the console).
+pub const MAX_DIALOGS: usize = 64;
+
+/// What a flow saw of one INVITE dialog: enough to end it on its own.
+#[derive(Debug, Clone)]
+struct Dialog {
+    /// The side the INVITE came from.
+    caller: Side,
+    /// From (with the caller's tag) and To (no tag) of the INVITE.
+    from: String,
+    to: String,
+    cseq: u32,
+    /// The caller's Contact URI, as it reached us.
+    caller_contact: Option<String>,
+    /// The INVITE as we forwarded it to the callee's side: Request-URI,
+    /// our branch, Route entries (what its CANCEL must repeat).
+    fwd_ruri: String,
+    fwd_branch: String,
+    fwd_routes: Vec<String>,
+    answered: Option<Answered>,
+    /// The highest CSeq of an in-dialog request from each party.
+    cseq_from_caller: u32,
+    cseq_from_callee: u32,
+}
+
+/// From the 2xx to the INVITE.
+#[derive(Debug, Clone)]
+struct Answered {
+    /// To with the callee's tag.
+    to: String,
+    /// The callee's Contact URI, as it reached us.
+    contact: String,
+    /// Record-Route entries, top first.
+    record_route: Vec<String>,
+}
+
+fn other(side: Side) -> Side {
+    match side {
+        Side::Browser => Side::Upstream,
+        Side::Upstream => Side::Browser,
+    }
+}
+
+/// One request of the relay's own ([`FlowCore::hang_up`]): where it goes,
+/// and (branch, method) for retransmission toward a UDP PBX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnRequest {
+    pub send: Action,
+    pub branch: String,
+    pub method: String,
 }
 
 /// One browser flow and its upstream flow.
@@ -148,6 +213,12 @@ pub struct FlowCore {
     contacts: HashMap<String, String>,
     /// The User-Agent of the browser's last REGISTER.
     user_agent: Option<String>,
+    /// INVITE dialogs by Call-ID (see [`Dialog`]).
+    dialogs: HashMap<String, Dialog>,
+    /// The browser's last REGISTER as it sent it, while the PBX holds a
+    /// binding of this flow (for [`Self::unregister`]).
+    registered: Option<Msg>,
+    last_register: Option<Msg>,
 }
 
 impl FlowCore {
@@ -166,6 +237,9 @@ impl FlowCore {
             limits,
             contacts: HashMap::new(),
             user_agent: None,
+            dialogs: HashMap::new(),
+            registered: None,
+            last_register: None,
         }
     }
 
@@ -256,10 +330,11 @@ impl FlowCore {
         let dialog = creates_dialog(&out);
         let retransmit =
             (from == Side::Browser).then(|| (branch.clone(), m.method().unwrap_or("").to_string()));
-        let action = match from {
+        match from {
             Side::Browser => {
                 if m.method() == Some("REGISTER") {
                     self.user_agent = m.header("User-Agent").map(str::to_string);
+                    self.last_register = Some(m.clone());
                 }
                 self.rewrite_contacts(&mut out);
                 if dialog {
@@ -268,7 +343,6 @@ impl FlowCore {
                     push_top(&mut out, "Record-Route", self.upstream_rr());
                 }
                 push_top(&mut out, "Via", self.upstream_via(&branch));
-                Action::ToUpstream(out.to_bytes())
             }
             Side::Upstream => {
                 self.restore_ruri(&mut out);
@@ -279,8 +353,12 @@ impl FlowCore {
                     push_top(&mut out, "Record-Route", self.browser_rr());
                 }
                 push_top(&mut out, "Via", self.browser_via(&branch));
-                Action::ToBrowser(out.to_bytes())
             }
+        }
+        self.note_request(&m, &out, from, &branch);
+        let action = match from {
+            Side::Browser => Action::ToUpstream(out.to_bytes()),
+            Side::Upstream => Action::ToBrowser(out.to_bytes()),
         };
         Outcome {
             send: Some(action),
@@ -298,8 +376,14 @@ impl FlowCore {
         let mut out = m.clone();
         pop_top(&mut out, "Via");
         if out.header("Via").is_none() {
-            return Outcome::refused("response with no Via below ours", None);
+            // The answer to a BYE or CANCEL of our own.
+            let mut o = Outcome::refused("answer to a request of the relay's own", None);
+            o.own_answer = m
+                .code()
+                .map(|c| (m.top_branch().to_string(), m.cseq().1.to_string(), c));
+            return o;
         }
+        self.note_response(&m);
         let mut reg = None;
         let action = match from {
             Side::Browser => {
@@ -309,6 +393,10 @@ impl FlowCore {
             Side::Upstream => {
                 if m.cseq().1 == "REGISTER" && (200..300).contains(&m.code().unwrap_or(0)) {
                     reg = self.registration(&m);
+                    self.registered = reg
+                        .as_ref()
+                        .filter(|r| r.expires > 0)
+                        .and(self.last_register.clone());
                 }
                 self.restore_contacts(&mut out);
                 Action::ToBrowser(out.to_bytes())
@@ -317,10 +405,247 @@ impl FlowCore {
         Outcome {
             send: Some(action),
             relayed: Some(m),
-            refused: None,
             reg,
-            retransmit: None,
+            ..Outcome::default()
         }
+    }
+
+    /// Remembers what a request relayed from `from` says of its INVITE
+    /// dialog (`m` as received, `out` as forwarded with `branch`).
+    fn note_request(&mut self, m: &Msg, out: &Msg, from: Side, branch: &str) {
+        let call_id = m.call_id();
+        let to_tag = m.header("To").and_then(msg::tag);
+        match (m.method(), to_tag) {
+            (Some("INVITE"), None) => {
+                if self.dialogs.len() >= MAX_DIALOGS && !self.dialogs.contains_key(call_id) {
+                    return;
+                }
+                // A new INVITE of the same call (after a challenge) replaces
+                // the last one.
+                self.dialogs.insert(
+                    call_id.to_string(),
+                    Dialog {
+                        caller: from,
+                        from: m.header("From").unwrap_or("").to_string(),
+                        to: m.header("To").unwrap_or("").to_string(),
+                        cseq: m.cseq().0,
+                        caller_contact: m
+                            .first_in_header("Contact")
+                            .map(|c| msg::addr_uri(c).to_string()),
+                        fwd_ruri: out.ruri().to_string(),
+                        fwd_branch: branch.to_string(),
+                        fwd_routes: out
+                            .header_list("Route")
+                            .into_iter()
+                            .map(str::to_string)
+                            .collect(),
+                        answered: None,
+                        cseq_from_caller: m.cseq().0,
+                        cseq_from_callee: 0,
+                    },
+                );
+            }
+            (Some("BYE"), Some(_)) => {
+                self.dialogs.remove(call_id);
+            }
+            (Some(method), Some(_)) if method != "ACK" && method != "CANCEL" => {
+                if let Some(d) = self.dialogs.get_mut(call_id) {
+                    let n = m.cseq().0;
+                    if from == d.caller {
+                        d.cseq_from_caller = d.cseq_from_caller.max(n);
+                    } else {
+                        d.cseq_from_callee = d.cseq_from_callee.max(n);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Remembers the answer to an INVITE (the callee's tag, Contact and the
+    /// route set), or forgets a call that failed.
+    fn note_response(&mut self, m: &Msg) {
+        if m.cseq().1 != "INVITE" {
+            return;
+        }
+        let code = m.code().unwrap_or(0);
+        let Some(d) = self.dialogs.get_mut(m.call_id()) else {
+            return;
+        };
+        if d.answered.is_some() || m.cseq().0 != d.cseq {
+            return;
+        }
+        match code {
+            200..=299 => {
+                d.answered = Some(Answered {
+                    to: m.header("To").unwrap_or("").to_string(),
+                    contact: m
+                        .first_in_header("Contact")
+                        .map(|c| msg::addr_uri(c).to_string())
+                        .unwrap_or_default(),
+                    record_route: m
+                        .header_list("Record-Route")
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect(),
+                });
+            }
+            300.. => {
+                self.dialogs.remove(m.call_id());
+            }
+            _ => {}
+        }
+    }
+
+    /// The browser is gone: a REGISTER that removes this flow's binding at
+    /// the PBX (`Expires: 0` for our Contact, the browser's last REGISTER
+    /// otherwise, CSeq one higher, no credentials: the relay has none).
+    /// `None` when the PBX holds no binding of this flow. A PBX that
+    /// challenges it keeps the binding until it expires.
+    pub fn unregister(&mut self) -> Option<OwnRequest> {
+        let last = self.registered.take()?;
+        let contact = last.first_in_header("Contact").map(msg::addr_uri)?;
+        let user = msg::uri_user(contact).unwrap_or("");
+        let ours = format!("<{}>;expires=0", self.contact_uri(user));
+        let (n, _) = last.cseq();
+        let call_id = last.call_id().to_string();
+        let branch = self.own_branch(&call_id, Side::Upstream, n.saturating_add(1));
+        let mut t = format!(
+            "REGISTER {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\n",
+            last.ruri(),
+            self.upstream_via(&branch)
+        );
+        for h in ["From", "To"] {
+            let _ = write!(t, "{h}: {}\r\n", last.header(h).unwrap_or(""));
+        }
+        let _ = write!(
+            t,
+            "Call-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: {ours}\r\nExpires: 0\r\n\
+             User-Agent: centralita relay\r\nContent-Length: 0\r\n\r\n",
+            n.saturating_add(1)
+        );
+        Some(OwnRequest {
+            send: Action::ToUpstream(t.into_bytes()),
+            branch,
+            method: "REGISTER".into(),
+        })
+    }
+
+    /// Whether this flow can end call `call_id` ([`Self::hang_up`]).
+    pub fn knows_dialog(&self, call_id: &str) -> bool {
+        self.dialogs.contains_key(call_id)
+    }
+
+    /// Ends call `call_id` from here (a hang-up from the console): once
+    /// answered, a BYE to each party, each along its own route set from
+    /// this point (Route entries beyond ours toward it); while it rings, a
+    /// CANCEL of our INVITE toward the callee (its 487 reaches the caller
+    /// as any answer does). Nothing when this flow does not know the call.
+    pub fn hang_up(&mut self, call_id: &str) -> Vec<OwnRequest> {
+        let Some(d) = self.dialogs.remove(call_id) else {
+            return Vec::new();
+        };
+        let callee = other(d.caller);
+        let Some(a) = &d.answered else {
+            let head = format!("CANCEL {} SIP/2.0", d.fwd_ruri);
+            let text = self.own_request(
+                &head,
+                callee,
+                &d.fwd_branch,
+                &d.fwd_routes,
+                &d.from,
+                &d.to,
+                call_id,
+                &format!("{} CANCEL", d.cseq),
+            );
+            return vec![OwnRequest {
+                send: Self::back(callee, text),
+                branch: d.fwd_branch.clone(),
+                method: "CANCEL".into(),
+            }];
+        };
+        let ours = |rr: &String| self.is_mine(msg::addr_uri(rr));
+        // Top first: entries above ours were added on the callee's side.
+        let first = a.record_route.iter().position(ours);
+        let last = a.record_route.iter().rposition(ours);
+        let toward_callee: Vec<String> = a.record_route[..first.unwrap_or(a.record_route.len())]
+            .iter()
+            .rev()
+            .cloned()
+            .collect();
+        let toward_caller: Vec<String> = match last {
+            Some(i) => a.record_route[i + 1..].to_vec(),
+            None => Vec::new(),
+        };
+        let mut out = Vec::new();
+        let mut bye =
+            |to_side: Side, ruri: &str, routes: &[String], from: &str, to: &str, n: u32| {
+                let branch = self.own_branch(call_id, to_side, n);
+                let text = self.own_request(
+                    &format!("BYE {ruri} SIP/2.0"),
+                    to_side,
+                    &branch,
+                    routes,
+                    from,
+                    to,
+                    call_id,
+                    &format!("{n} BYE"),
+                );
+                out.push(OwnRequest {
+                    send: Self::back(to_side, text),
+                    branch,
+                    method: "BYE".into(),
+                });
+            };
+        if !a.contact.is_empty() {
+            let n = d.cseq.max(d.cseq_from_caller).saturating_add(1);
+            bye(callee, &a.contact, &toward_callee, &d.from, &a.to, n);
+        }
+        if let Some(c) = &d.caller_contact {
+            let n = d.cseq_from_callee.saturating_add(1);
+            bye(d.caller, c, &toward_caller, &a.to, &d.from, n);
+        }
+        out
+    }
+
+    /// A branch of ours for a request of our own.
+    fn own_branch(&self, call_id: &str, to: Side, cseq: u32) -> String {
+        let mut h = Md5::new();
+        h.update(b"own");
+        h.update([u8::from(to == Side::Browser)]);
+        h.update(call_id.as_bytes());
+        h.update(cseq.to_be_bytes());
+        let d = h.finalize();
+        format!("{BRANCH_PREFIX}{}x{}", self.id, hex::encode(&d[..8]))
+    }
+
+    /// The bytes of a request of our own toward `to`.
+    #[allow(clippy::too_many_arguments)]
+    fn own_request(
+        &self,
+        start: &str,
+        to: Side,
+        branch: &str,
+        routes: &[String],
+        from_h: &str,
+        to_h: &str,
+        call_id: &str,
+        cseq: &str,
+    ) -> Vec<u8> {
+        let via = match to {
+            Side::Upstream => self.upstream_via(branch),
+            Side::Browser => self.browser_via(branch),
+        };
+        let mut t = format!("{start}\r\nVia: {via}\r\n");
+        for r in routes {
+            let _ = write!(t, "Route: {r}\r\n");
+        }
+        let _ = write!(
+            t,
+            "Max-Forwards: 70\r\nFrom: {from_h}\r\nTo: {to_h}\r\nCall-ID: {call_id}\r\n\
+             CSeq: {cseq}\r\nUser-Agent: centralita relay\r\nContent-Length: 0\r\n\r\n"
+        );
+        t.into_bytes()
     }
 
     /// What a 2xx to REGISTER says about this flow's binding.

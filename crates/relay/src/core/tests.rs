@@ -380,3 +380,197 @@ fn truncated_and_mangled_messages_never_panic() {
         }
     }
 }
+
+/// Alice (flow 1) calls Bob (flow 2) through a record-routing proxy played
+/// by hand; returns both flows, the INVITE as flow 1 sent it to the proxy
+/// and as Bob got it.
+fn invite_through_the_proxy() -> (FlowCore, FlowCore, Msg, Msg) {
+    let mut a = flow(1, 40_001);
+    let mut b = flow(2, 40_002);
+    let reg_b = text(
+        &REGISTER
+            .replace("1000", "1001")
+            .replace("k7x", "b9y")
+            .replace("abc.invalid", "bob.invalid"),
+    );
+    to_upstream(b.from_browser(&reg_b));
+    let invite = text(
+        "INVITE sip:1001@pbx.test SIP/2.0
+Via: SIP/2.0/WS abc.invalid;branch=z9hG4bKinv1
+Max-Forwards: 70
+From: <sip:1000@pbx.test>;tag=a1
+To: <sip:1001@pbx.test>
+Call-ID: call-1
+CSeq: 2 INVITE
+Contact: <sip:k7x@abc.invalid;transport=ws;ob>
+Content-Length: 0
+
+",
+    );
+    let up = to_upstream(a.from_browser(&invite));
+    let mut p = up.clone();
+    p.start = Start::Request {
+        method: "INVITE".into(),
+        uri: "sip:b9y@127.0.0.1:40002;transport=udp;crl=2".into(),
+    };
+    push_top(
+        &mut p,
+        "Via",
+        "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy1".into(),
+    );
+    push_top(&mut p, "Record-Route", "<sip:127.0.0.1:5060;lr>".into());
+    let at_b = to_browser(b.from_upstream(&p.to_bytes()));
+    (a, b, up, at_b)
+}
+
+fn own(r: &OwnRequest) -> (Side, Msg) {
+    match &r.send {
+        Action::ToUpstream(b) => (Side::Upstream, parse(b)),
+        Action::ToBrowser(b) => (Side::Browser, parse(b)),
+    }
+}
+
+#[test]
+fn a_flow_hangs_up_its_answered_call_with_a_bye_each_way() {
+    let (mut a, mut b, _, at_b) = invite_through_the_proxy();
+    let mut ok = msg::response(&at_b, 200, "OK", Some("b1"));
+    for r in at_b.header_list("Record-Route") {
+        ok.headers.push(("Record-Route".into(), r.to_string()));
+    }
+    ok.headers.push((
+        "Contact".into(),
+        "<sip:b9y@bob.invalid;transport=ws>".into(),
+    ));
+    let up_ok = to_upstream(b.from_browser(&ok.to_bytes()));
+    let mut p_ok = up_ok.clone();
+    pop_top(&mut p_ok, "Via");
+    to_browser(a.from_upstream(&p_ok.to_bytes()));
+    assert!(a.knows_dialog("call-1") && b.knows_dialog("call-1"));
+
+    // From Bob's flow, where the caller is on the PBX's side.
+    let reqs = b.hang_up("call-1");
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    let (side, to_bob) = own(&reqs[0]);
+    assert_eq!(side, Side::Browser);
+    assert_eq!(to_bob.ruri(), "sip:b9y@bob.invalid;transport=ws");
+    assert!(to_bob.header("Route").is_none());
+    assert_eq!(to_bob.header("From"), Some("<sip:1000@pbx.test>;tag=a1"));
+    assert_eq!(to_bob.header("To"), Some("<sip:1001@pbx.test>;tag=b1"));
+    assert_eq!(to_bob.cseq(), (3, "BYE"));
+    assert!(to_bob.top_branch().starts_with("z9hG4bKcrl2x"));
+    let (side, to_alice) = own(&reqs[1]);
+    assert_eq!(side, Side::Upstream);
+    assert_eq!(
+        to_alice.ruri(),
+        "sip:k7x@127.0.0.1:40001;transport=udp;crl=1"
+    );
+    assert_eq!(
+        to_alice.header_list("Route"),
+        [
+            "<sip:127.0.0.1:5060;lr>",
+            "<sip:127.0.0.1:40001;transport=udp;lr;crl=1>",
+            "<sip:relay.invalid;transport=ws;lr;crl=1>"
+        ]
+    );
+    assert_eq!(to_alice.header("From"), Some("<sip:1001@pbx.test>;tag=b1"));
+    assert_eq!(to_alice.header("To"), Some("<sip:1000@pbx.test>;tag=a1"));
+    assert_eq!(reqs[1].method, "BYE");
+    // Through the proxy to flow 1: Alice gets it at her own Contact.
+    let mut p_bye = to_alice.clone();
+    pop_top(&mut p_bye, "Route");
+    push_top(
+        &mut p_bye,
+        "Via",
+        "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy3".into(),
+    );
+    let at_a = to_browser(a.from_upstream(&p_bye.to_bytes()));
+    assert_eq!(at_a.ruri(), "sip:k7x@abc.invalid;transport=ws;ob");
+    assert!(at_a.header("Route").is_none());
+    // Bob's answer to our BYE stops at the relay, and says which request
+    // it answers (for retransmissions).
+    let bye_ok = msg::response(&to_bob, 200, "OK", None);
+    let o = b.from_browser(&bye_ok.to_bytes());
+    assert!(o.send.is_none());
+    assert_eq!(
+        o.own_answer,
+        Some((reqs[0].branch.clone(), "BYE".to_string(), 200))
+    );
+    // The dialog is gone from flow 2 (hung up) and from flow 1 (its BYE
+    // passed).
+    assert!(b.hang_up("call-1").is_empty());
+    assert!(!a.knows_dialog("call-1"));
+}
+
+#[test]
+fn a_flow_cancels_its_ringing_call_toward_the_callee() {
+    let (mut a, _b, up, _) = invite_through_the_proxy();
+    let reqs = a.hang_up("call-1");
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let (side, cancel) = own(&reqs[0]);
+    assert_eq!(side, Side::Upstream);
+    // The INVITE's Request-URI, branch, From, To and CSeq number.
+    assert_eq!(cancel.method(), Some("CANCEL"));
+    assert_eq!(cancel.ruri(), up.ruri());
+    assert_eq!(cancel.top_branch(), up.top_branch());
+    assert_eq!(cancel.header_list("Via").len(), 1);
+    assert_eq!(cancel.header("From"), up.header("From"));
+    assert_eq!(cancel.header("To"), up.header("To"));
+    assert_eq!(cancel.cseq(), (2, "CANCEL"));
+    assert!(a.hang_up("call-1").is_empty());
+}
+
+#[test]
+fn a_closed_flow_unregisters_its_binding_without_credentials() {
+    let mut a = flow(1, 40_001);
+    assert!(a.unregister().is_none(), "nothing registered");
+    let out = to_upstream(a.from_browser(&text(REGISTER)));
+    assert!(a.unregister().is_none(), "not confirmed yet");
+    let ok = pbx_answer(
+        &out,
+        "200 OK",
+        "Contact: <sip:k7x@127.0.0.1:40001;transport=udp;crl=1>;expires=300\r\n",
+    );
+    to_browser(a.from_upstream(&ok));
+    let r = a.unregister().expect("a binding to remove");
+    assert_eq!(r.method, "REGISTER");
+    let Action::ToUpstream(bytes) = &r.send else {
+        panic!("toward the PBX: {r:?}");
+    };
+    let m = parse(bytes);
+    assert_eq!(m.ruri(), "sip:pbx.test");
+    assert_eq!(
+        m.header("Contact"),
+        Some("<sip:k7x@127.0.0.1:40001;transport=udp;crl=1>;expires=0")
+    );
+    assert_eq!(m.header("Expires"), Some("0"));
+    assert_eq!(m.cseq(), (2, "REGISTER"));
+    assert_eq!(m.call_id(), "reg-1");
+    assert!(m.header("Authorization").is_none());
+    assert_eq!(m.header_list("Via").len(), 1);
+    assert_eq!(m.top_branch(), r.branch);
+    // The PBX's answer stops at the relay.
+    let challenge = pbx_answer(&m, "401 Unauthorized", "");
+    let o = a.from_upstream(&challenge);
+    assert!(o.send.is_none());
+    assert_eq!(
+        o.own_answer,
+        Some((r.branch.clone(), "REGISTER".into(), 401))
+    );
+    assert!(a.unregister().is_none(), "once");
+    // A browser that unregistered itself leaves nothing to remove.
+    let mut b = flow(2, 40_002);
+    let out = to_upstream(b.from_browser(&text(REGISTER)));
+    to_browser(b.from_upstream(&pbx_answer(
+        &out,
+        "200 OK",
+        "Contact: <sip:k7x@127.0.0.1:40002;transport=udp;crl=2>;expires=300\r\n",
+    )));
+    let bye = text(
+        &REGISTER
+            .replace("expires=600", "expires=0")
+            .replace("Expires: 600", "Expires: 0"),
+    );
+    let out = to_upstream(b.from_browser(&bye));
+    to_browser(b.from_upstream(&pbx_answer(&out, "200 OK", "")));
+    assert!(b.unregister().is_none());
+}
