@@ -4,7 +4,7 @@
 
 use super::session_timer::{self, Refresher};
 use super::{Call, Ctx, ForkState, Phase, SessionTimer, Side};
-use crate::core::msg::{self, response, Msg, Start};
+use crate::core::msg::{self, response, Msg};
 use crate::core::txn::{Owner, TxnKey};
 use crate::core::types::ALLOW;
 use domain::call_events::{CallEventKind, HangupCause};
@@ -163,18 +163,7 @@ impl Call {
         // Non-2xx final: ACK hop by hop (same branch as the INVITE).
         fork.state = ForkState::Done;
         fork.code = code;
-        let mut ack = fork.invite.clone();
-        ack.start = Start::Request {
-            method: "ACK".into(),
-            uri: fork.invite.ruri().to_string(),
-        };
-        ack.headers
-            .retain(|(n, _)| matches!(n.as_str(), "Via" | "From" | "Call-ID" | "Max-Forwards"));
-        ack.headers
-            .push(("To".into(), m.header("To").unwrap_or("").to_string()));
-        ack.headers
-            .push(("CSeq".into(), format!("{} ACK", fork.cseq)));
-        ack.body.clear();
+        let ack = super::leg::ack_of_failure(&fork.invite, &m, fork.cseq);
         ctx.send(fork.leg.src, &ack);
         if matches!(code, 401 | 407)
             && self.phase == Phase::Ringing
@@ -286,21 +275,7 @@ impl Call {
             if Some(i) == except || !matches!(f.state, ForkState::Calling | ForkState::Proceeding) {
                 continue;
             }
-            let mut c = f.invite.clone();
-            c.start = Start::Request {
-                method: "CANCEL".into(),
-                uri: f.invite.ruri().to_string(),
-            };
-            c.headers.retain(|(n, _)| {
-                matches!(
-                    n.as_str(),
-                    "Via" | "From" | "To" | "Call-ID" | "Max-Forwards"
-                )
-            });
-            c.headers
-                .push(("CSeq".into(), format!("{} CANCEL", f.cseq)));
-            c.body.clear();
-            let bytes = c.to_bytes();
+            let bytes = super::leg::cancel_of(&f.invite, f.cseq).to_bytes();
             ctx.txn.start(
                 now,
                 TxnKey::Cancel(f.branch.clone()),

@@ -84,6 +84,43 @@ impl Leg {
     }
 }
 
+/// The ACK of a non-2xx final `answer` to our `invite` (CSeq `cseq`): hop
+/// by hop, on the INVITE's branch, with the answer's To tag (RFC 3261
+/// 17.1.1.3).
+pub fn ack_of_failure(invite: &Msg, answer: &Msg, cseq: u32) -> Msg {
+    let mut ack = invite.clone();
+    ack.start = Start::Request {
+        method: "ACK".into(),
+        uri: invite.ruri().to_string(),
+    };
+    ack.headers
+        .retain(|(n, _)| matches!(n.as_str(), "Via" | "From" | "Call-ID" | "Max-Forwards"));
+    ack.headers
+        .push(("To".into(), answer.header("To").unwrap_or("").to_string()));
+    ack.headers.push(("CSeq".into(), format!("{cseq} ACK")));
+    ack.body.clear();
+    ack
+}
+
+/// The CANCEL of our `invite` (CSeq `cseq`): same branch, Request-URI,
+/// From, To and Call-ID (RFC 3261 9.1).
+pub fn cancel_of(invite: &Msg, cseq: u32) -> Msg {
+    let mut c = invite.clone();
+    c.start = Start::Request {
+        method: "CANCEL".into(),
+        uri: invite.ruri().to_string(),
+    };
+    c.headers.retain(|(n, _)| {
+        matches!(
+            n.as_str(),
+            "Via" | "From" | "To" | "Call-ID" | "Max-Forwards"
+        )
+    });
+    c.headers.push(("CSeq".into(), format!("{cseq} CANCEL")));
+    c.body.clear();
+    c
+}
+
 /// Copies the body and its Content-Type.
 pub fn copy_body(from: &Msg, to: &mut Msg) {
     if !from.body.is_empty() {

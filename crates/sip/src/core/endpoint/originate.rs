@@ -26,7 +26,7 @@
 //! [`ANSWER_WAIT_MS`].
 
 use super::{Core, Output};
-use crate::core::call::leg::Leg;
+use crate::core::call::leg::{self, Leg};
 use crate::core::call::Lost;
 use crate::core::media::{AnchorMode, LegKind, OpenCall, RecordCustomer};
 use crate::core::msg::{self, response, Msg, Start};
@@ -318,18 +318,7 @@ impl Core {
         }
         let mut ctx = self.io.ctx(now_ms);
         if code >= 300 {
-            // ACK hop by hop, same branch as the INVITE.
-            let mut ack = o.invite.clone();
-            ack.start = Start::Request {
-                method: "ACK".into(),
-                uri: o.invite.ruri().to_string(),
-            };
-            ack.headers
-                .retain(|(n, _)| matches!(n.as_str(), "Via" | "From" | "Call-ID" | "Max-Forwards"));
-            ack.headers
-                .push(("To".into(), m.header("To").unwrap_or("").to_string()));
-            ack.headers.push(("CSeq".into(), "1 ACK".into()));
-            ctx.send(o.agent.src, &ack);
+            ctx.send(o.agent.src, &leg::ack_of_failure(&o.invite, &m, 1));
             let cause = match o.stage {
                 Stage::RingingAgent => HangupCause::from_sip_code(code),
                 Stage::Cancelling => HangupCause::NoAnswer,
@@ -425,7 +414,7 @@ impl Core {
             body: Vec::new(),
         };
         if o.media.is_none() {
-            crate::core::call::leg::copy_body(&m, &mut inv);
+            leg::copy_body(&m, &mut inv);
         }
         o.synthetic = Some(inv.clone());
         o.stage = Stage::Dialling;
@@ -696,7 +685,7 @@ fn send_ack(o: &mut Origination, ctx: &mut crate::core::ctx::Ctx<'_>, answer: Op
     let branch = format!("{BRANCH_PREFIX}{}", ctx.token());
     let mut ack = o.agent.request(ctx, "ACK", 1, &branch);
     if let Some(m) = answer {
-        crate::core::call::leg::copy_body(m, &mut ack);
+        leg::copy_body(m, &mut ack);
     }
     let bytes = ack.to_bytes();
     ctx.send_bytes(o.agent.src, bytes.clone());
@@ -738,20 +727,7 @@ fn ack_and_bye(
 
 /// CANCEL of our INVITE to the agent.
 fn cancel(o: &Origination, ctx: &mut crate::core::ctx::Ctx<'_>) {
-    let mut c = o.invite.clone();
-    c.start = Start::Request {
-        method: "CANCEL".into(),
-        uri: o.invite.ruri().to_string(),
-    };
-    c.headers.retain(|(n, _)| {
-        matches!(
-            n.as_str(),
-            "Via" | "From" | "To" | "Call-ID" | "Max-Forwards"
-        )
-    });
-    c.headers.push(("CSeq".into(), "1 CANCEL".into()));
-    c.body.clear();
-    let bytes = c.to_bytes();
+    let bytes = leg::cancel_of(&o.invite, 1).to_bytes();
     ctx.txn.start(
         ctx.now_ms,
         TxnKey::Cancel(o.branch.clone()),
