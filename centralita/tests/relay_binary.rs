@@ -1449,6 +1449,32 @@ fn tls_upstream_with_an_unreadable_ca_stops_the_start_and_check_config() {
         text.contains("relay: browsers' SIP over /ws to udp:127.0.0.1:5060"),
         "{text}"
     );
+    // The WebSocket Origin and the advertised host are named; a bad Origin
+    // stops it with the setting's name.
+    let check = |origin: &str| {
+        Command::new(env!("CARGO_BIN_EXE_centralita"))
+            .arg("check-config")
+            .env("CENTRALITA_MODE", "relay")
+            .env("CENTRALITA_RELAY_UPSTREAM", "wss:127.0.0.1:5001/ws")
+            .env("CENTRALITA_RELAY_ORIGIN", origin)
+            .env("CENTRALITA_RELAY_ADVERTISED_HOST", "relay.example.test")
+            .env("CENTRALITA_DATA_DIR", dir.path())
+            .test_database(dir.path())
+            .output()
+            .expect("run")
+    };
+    let out = check("https://pbx.example.test:5001");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("WebSocket Origin https://pbx.example.test:5001")
+            && text.contains("advertised to the PBX as relay.example.test"),
+        "{text}"
+    );
+    let out = check("pbx.example.test");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("relay.origin"), "{err}");
 }
 
 /// Over UDP the relay retransmits for the browser (which never does over

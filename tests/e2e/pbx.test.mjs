@@ -1,9 +1,11 @@
 // Browser tests of the console's PBX configuration page (issue 12) against
-// the real centralita binary, in two modes:
+// the real centralita binary, in three modes:
 //
 // - builtin: the page names the running engine and says the builtin
 //   engine needs no PBX configuration (the API's 409 `no_pbx_config`),
 //   with no Regenerate button; agents do not get the page.
+// - relay: the same, in the relay's words (the PBX behind it is
+//   configured on its own).
 // - asterisk: Asterisk is not in Debian, so the manager interface is
 //   played by a small AMI peer in this file (banner, MD5 challenge login,
 //   `Reload` answered Success or, when told to, Error with Asterisk's
@@ -17,7 +19,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
-import { CentralitaServer, e2eDir, waitFor } from './lib/server.mjs';
+import { CentralitaServer, e2eDir, freePort, waitFor } from './lib/server.mjs';
 import { launchPerson } from './lib/browser.mjs';
 
 const ARTIFACTS = path.join(e2eDir, 'artifacts');
@@ -213,6 +215,44 @@ describe('PBX configuration page, builtin engine', () => {
     await page.getByRole('heading', { name: 'Página no encontrada' }).waitFor();
     const res = await call(people.agent, 'GET', '/api/telephony/pbx/config');
     assert.equal(res.status, 403, res.text);
+  });
+});
+
+describe('PBX configuration page, relay engine', () => {
+  let server;
+  const people = {};
+
+  before(async () => {
+    // The PBX is a UDP port nobody answers on: the relay starts anyway
+    // and reports it unreachable.
+    server = new CentralitaServer({ env: { CENTRALITA_MODE: 'relay', CENTRALITA_RELAY_UPSTREAM: `udp:127.0.0.1:${await freePort()}` } });
+    await server.start();
+    people.admin = await launchPerson('pbx-relay-admin');
+  });
+
+  after(async () => {
+    for (const p of Object.values(people)) await p.close();
+    await server?.stop();
+    server?.cleanup();
+  });
+
+  test('the page names the relay and says the PBX behind it is configured on its own', async () => {
+    const { page } = people.admin;
+    await login(page, server.baseUrl, 'admin', server.adminPassword);
+    const api = await call(people.admin, 'GET', '/api/telephony/pbx/config');
+    assert.equal(api.status, 409, api.text);
+    assert.equal(api.json.error.code, 'no_pbx_config');
+    const status = (await call(people.admin, 'GET', '/api/telephony/status')).json.status;
+    await openPbxPage(page);
+    const engine = page.getByTestId('pbx-engine');
+    assert.equal(await engine.getAttribute('data-mode'), 'relay');
+    assert.equal(await engine.getAttribute('data-engine'), status.engine ?? '');
+    assert.equal(await engine.getAttribute('data-connected'), String(status.connected));
+    const none = page.getByTestId('pbx-none');
+    await none.waitFor();
+    assert.equal(await none.getAttribute('data-reason'), 'relay');
+    assert.match(await none.textContent(), /modo relay/);
+    assert.equal(await page.getByTestId('pbx-regenerate').isVisible(), false);
   });
 });
 
