@@ -87,6 +87,14 @@ pub struct RelaySection {
     /// PEM file of the CAs a `tls:`/`wss:` upstream's certificate must chain to;
     /// default: the system bundle.
     pub tls_ca: Option<String>,
+    /// `Origin` header of the WebSocket handshake toward a `ws:`/`wss:`
+    /// upstream (e.g. `https://pbx.example.com`: 3CX refuses origins it does
+    /// not know); default: none sent.
+    pub origin: Option<String>,
+    /// Host written toward the PBX in Via, Contact and Record-Route instead
+    /// of the upstream socket's local IP (the public address behind NAT);
+    /// default: the local IP.
+    pub advertised_host: Option<String>,
 }
 
 /// The `[media]` section: centralita in the audio path of calls.
@@ -769,6 +777,24 @@ impl Config {
             bail!("mode must be builtin, asterisk or relay");
         }
         let upstream = self.relay_upstream()?;
+        if let Some(o) = self.relay_origin() {
+            // Sent as an HTTP header: a serialized origin, scheme://host[:port].
+            let ok = o.contains("://") && o.chars().all(|c| c.is_ascii_graphic());
+            if !ok {
+                bail!(
+                    "relay.origin {o:?} must be an origin such as https://pbx.example.com \
+                     (CENTRALITA_RELAY_ORIGIN)"
+                );
+            }
+        }
+        if let Some(h) = self.relay_advertised_host() {
+            if !valid_host(&h) {
+                bail!(
+                    "relay.advertised_host {h:?} must be a host name or IP address without a port \
+                     (CENTRALITA_RELAY_ADVERTISED_HOST)"
+                );
+            }
+        }
         if self.mode == "relay" && upstream.is_none() {
             bail!(
                 "mode = \"relay\" needs relay.upstream, the PBX to relay browsers to: \
@@ -828,6 +854,26 @@ impl Config {
                 .map(Some)
                 .map_err(|e| anyhow::anyhow!("relay.upstream (CENTRALITA_RELAY_UPSTREAM): {e}")),
         }
+    }
+
+    /// `relay.origin`, when set (checked by `validate`).
+    pub fn relay_origin(&self) -> Option<String> {
+        self.relay
+            .origin
+            .as_deref()
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_string)
+    }
+
+    /// `relay.advertised_host`, when set (checked by `validate`).
+    pub fn relay_advertised_host(&self) -> Option<String> {
+        self.relay
+            .advertised_host
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
     }
 
     /// `relay.tls_ca`, when set.
@@ -1171,6 +1217,53 @@ mod tests {
     }
 
     #[test]
+    fn relay_origin_and_advertised_host() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!((c.relay_origin(), c.relay_advertised_host()), (None, None));
+        let c = Config::load(
+            None,
+            env(&[
+                ("CENTRALITA_RELAY_ORIGIN", " https://pbx.example.test:5001 "),
+                ("CENTRALITA_RELAY_ADVERTISED_HOST", "relay.example.test"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.relay_origin().as_deref(),
+            Some("https://pbx.example.test:5001")
+        );
+        assert_eq!(
+            c.relay_advertised_host().as_deref(),
+            Some("relay.example.test")
+        );
+        for (var, bad, says) in [
+            (
+                "CENTRALITA_RELAY_ORIGIN",
+                "pbx.example.test",
+                "relay.origin",
+            ),
+            (
+                "CENTRALITA_RELAY_ORIGIN",
+                "https://pbx test",
+                "relay.origin",
+            ),
+            (
+                "CENTRALITA_RELAY_ADVERTISED_HOST",
+                "relay.example.test:5060",
+                "relay.advertised_host",
+            ),
+            (
+                "CENTRALITA_RELAY_ADVERTISED_HOST",
+                "bad host",
+                "relay.advertised_host",
+            ),
+        ] {
+            let err = Config::load(None, env(&[(var, bad)])).expect_err(bad);
+            assert!(format!("{err:#}").contains(says), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
     fn relay_mode_needs_a_valid_upstream() {
         let err =
             Config::load(None, env(&[("CENTRALITA_MODE", "relay")])).expect_err("no upstream");
@@ -1318,6 +1411,8 @@ mod tests {
                     "mode" => "relay".into(),
                     "relay.upstream" => "udp:127.0.0.1:5060".into(),
                     "relay.tls_ca" => "/etc/pbx-ca.pem".into(),
+                    "relay.origin" => "https://pbx.example.test".into(),
+                    "relay.advertised_host" => "203.0.113.9".into(),
                     "log_format" => "json".into(),
                     "sip.tls_dial_verify" => "ca".into(),
                     "database_url" => "sqlite:///tmp/elsewhere.db".into(),

@@ -233,6 +233,8 @@ pub fn start_relay(config: &Config, services: &Services) -> anyhow::Result<relay
     let mut cfg = relay::RelayConfig::new(upstream);
     cfg.max_message_bytes = config.sip.max_message_bytes as usize;
     cfg.tls_ca = config.relay_tls_ca();
+    cfg.origin = config.relay_origin();
+    cfg.advertised_host = config.relay_advertised_host();
     // The builtin server's connection caps apply to the relay's flows
     // (each holds a socket toward the PBX).
     cfg.max_flows_per_ip = config.sip.max_connections_per_ip as usize;

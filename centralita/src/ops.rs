@@ -155,6 +155,12 @@ pub fn check_config(cfg: &Config, file: Option<&Path>) -> anyhow::Result<Vec<Str
                 });
                 line.push_str(&format!(" (certificate checked against {shown})"));
             }
+            if let Some(o) = cfg.relay_origin() {
+                line.push_str(&format!(", WebSocket Origin {o}"));
+            }
+            if let Some(h) = cfg.relay_advertised_host() {
+                line.push_str(&format!(", advertised to the PBX as {h}"));
+            }
             out.push(line);
         }
     }

@@ -1203,6 +1203,13 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 /// checked against `relay.tls_ca`), registers through it and takes an
 /// incoming call over it; the PBX is played by the test
 /// (tokio-tungstenite server).
+///
+/// The WSS PBX plays a 3CX behind its WebSocket (seeds/002): it refuses
+/// (403) every handshake whose `Origin` is not the one it knows, so the
+/// relay must send `relay.origin` on the browser's flow and on its OPTIONS
+/// probes alike; and the relay writes `relay.advertised_host` toward it in
+/// Via and Contact. The WS PBX checks that no `Origin` is sent when none
+/// is configured, and sees the socket's own address.
 async fn ws_upstream(secure: bool) {
     use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
     centralita::tls::install_crypto_provider();
@@ -1217,11 +1224,18 @@ async fn ws_upstream(secure: bool) {
     let port = listener.local_addr().expect("addr").port();
     let scheme = if secure { "wss" } else { "ws" };
     let ca = cert.cert_path.display().to_string();
-    let srv = start_centralita(
-        dir.path(),
-        &format!("{scheme}:127.0.0.1:{port}/sip"),
-        &[("CENTRALITA_RELAY_TLS_CA", ca.as_str())],
-    );
+    let origin: Option<&'static str> = secure.then_some("https://pbx.example.test:5001");
+    let host = if secure {
+        "relay.example.test"
+    } else {
+        "127.0.0.1"
+    };
+    let mut env = vec![("CENTRALITA_RELAY_TLS_CA", ca.as_str())];
+    if let Some(o) = origin {
+        env.push(("CENTRALITA_RELAY_ORIGIN", o));
+        env.push(("CENTRALITA_RELAY_ADVERTISED_HOST", host));
+    }
+    let srv = start_centralita(dir.path(), &format!("{scheme}:127.0.0.1:{port}/sip"), &env);
     let cookie = srv.login();
     let (_, ext) = srv.agent(&cookie, "dora.relay");
     let peer_ext = ext.clone();
@@ -1250,9 +1264,22 @@ async fn ws_upstream(secure: bool) {
             } else {
                 Box::new(tcp)
             };
+            // The Origin of each handshake, as the PBX got it.
+            let mut seen: Option<Option<String>> = None;
             // The callback's type is tungstenite's (its error is an HTTP response).
             #[allow(clippy::result_large_err)]
             let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+                let got = req
+                    .headers()
+                    .get("Origin")
+                    .map(|v| v.to_str().unwrap_or("(not text)").to_string());
+                let known = got.as_deref() == origin;
+                seen = Some(got);
+                if !known {
+                    let mut e = ErrorResponse::new(Some("unknown origin".into()));
+                    *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::FORBIDDEN;
+                    return Err(e);
+                }
                 let offers_sip = req
                     .headers()
                     .get("Sec-WebSocket-Protocol")
@@ -1269,9 +1296,13 @@ async fn ws_upstream(secure: bool) {
                 );
                 Ok(resp)
             };
-            let mut ws = tokio_tungstenite::accept_hdr_async(io, check)
-                .await
-                .expect("WebSocket handshake on /sip with subprotocol sip");
+            let mut ws = match tokio_tungstenite::accept_hdr_async(io, check).await {
+                Ok(ws) => ws,
+                Err(e) => panic!(
+                    "WebSocket handshake on /sip with subprotocol sip and Origin {origin:?} \
+                     refused ({e}); the relay sent Origin {seen:?}"
+                ),
+            };
             let first = next_text(&mut ws).await;
             if first.starts_with("OPTIONS ") {
                 ws.send(Message::Text(pbx_reply(&first, "200 OK", "").into()))
@@ -1284,12 +1315,13 @@ async fn ws_upstream(secure: bool) {
         assert!(first.starts_with("REGISTER "), "{first}");
         assert!(
             header(&first, "Via")
-                .is_some_and(|v| v.starts_with(&format!("SIP/2.0/{via_t} 127.0.0.1:"))),
+                .is_some_and(|v| v.starts_with(&format!("SIP/2.0/{via_t} {host}:"))),
             "{first}"
         );
         let contact = header(&first, "Contact").expect("Contact").to_string();
         assert!(
-            contact.contains(&format!(";transport={scheme};crl=")),
+            contact.contains(&format!("@{host}:"))
+                && contact.contains(&format!(";transport={scheme};crl=")),
             "{contact}"
         );
         let challenge =
@@ -1417,6 +1449,32 @@ fn tls_upstream_with_an_unreadable_ca_stops_the_start_and_check_config() {
         text.contains("relay: browsers' SIP over /ws to udp:127.0.0.1:5060"),
         "{text}"
     );
+    // The WebSocket Origin and the advertised host are named; a bad Origin
+    // stops it with the setting's name.
+    let check = |origin: &str| {
+        Command::new(env!("CARGO_BIN_EXE_centralita"))
+            .arg("check-config")
+            .env("CENTRALITA_MODE", "relay")
+            .env("CENTRALITA_RELAY_UPSTREAM", "wss:127.0.0.1:5001/ws")
+            .env("CENTRALITA_RELAY_ORIGIN", origin)
+            .env("CENTRALITA_RELAY_ADVERTISED_HOST", "relay.example.test")
+            .env("CENTRALITA_DATA_DIR", dir.path())
+            .test_database(dir.path())
+            .output()
+            .expect("run")
+    };
+    let out = check("https://pbx.example.test:5001");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("WebSocket Origin https://pbx.example.test:5001")
+            && text.contains("advertised to the PBX as relay.example.test"),
+        "{text}"
+    );
+    let out = check("pbx.example.test");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("relay.origin"), "{err}");
 }
 
 /// Over UDP the relay retransmits for the browser (which never does over

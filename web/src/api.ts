@@ -4,6 +4,7 @@ import type { CallQuality } from './quality';
 import type { Trunk, TrunkPreview, TrunkRegistration, TrunkTestResult } from './trunks';
 import type { Did } from './dids';
 import type { DialplanAnswer, DialplanSettings } from './dialplan';
+import type { PbxConfigAnswer, TelephonyStatus } from './pbx';
 
 export interface SipInfo {
   username: string;
@@ -242,6 +243,10 @@ export const api = {
   dialplan: () => request<DialplanAnswer>('GET', '/api/telephony/dialplan'),
   saveDialplan: (body: DialplanSettings) => request<DialplanAnswer>('PUT', '/api/telephony/dialplan', body),
   resetDialplan: () => request<DialplanAnswer>('DELETE', '/api/telephony/dialplan'),
+
+  telephonyStatus: () => request<{ status: TelephonyStatus }>('GET', '/api/telephony/status'),
+  pbxConfig: () => request<PbxConfigAnswer>('GET', '/api/telephony/pbx/config'),
+  regeneratePbxConfig: () => request<PbxConfigAnswer>('POST', '/api/telephony/pbx/config/regenerate'),
 };
 
 export function historyCsvUrl(q: Query): string {

@@ -19,6 +19,7 @@ import { liveView } from './views/admin/live';
 import { trunksView } from './views/admin/trunks';
 import { didsView } from './views/admin/dids';
 import { dialplanView } from './views/admin/dialplan';
+import { pbxView } from './views/admin/pbx';
 
 const app = document.getElementById('app') as HTMLElement;
 const topbar = h('header', { class: 'topbar', testid: 'topbar' });
@@ -49,6 +50,7 @@ const NAV: NavItem[] = [
   { path: '/admin/trunks', key: 'nav.trunks', staff: true, admin: true },
   { path: '/admin/dids', key: 'nav.dids', staff: true, admin: true },
   { path: '/admin/dialplan', key: 'nav.dialplan', staff: true, admin: true },
+  { path: '/admin/pbx', key: 'nav.pbx', staff: true, admin: true },
 ];
 
 function connIndicator(): HTMLElement {
@@ -140,6 +142,7 @@ function resolve(path: string): View {
   if (user.role === 'admin' && path === '/admin/trunks') return trunksView();
   if (user.role === 'admin' && path === '/admin/dids') return didsView();
   if (user.role === 'admin' && path === '/admin/dialplan') return dialplanView();
+  if (user.role === 'admin' && path === '/admin/pbx') return pbxView();
   return notFound;
 }
 

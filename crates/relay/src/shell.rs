@@ -18,6 +18,7 @@ use sip::core::msg::{self, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::cdr::CallTracker;
 use crate::core::retx::Retransmits;
@@ -44,6 +45,15 @@ pub struct RelayConfig {
     /// and in all.
     pub max_flows_per_ip: usize,
     pub max_flows: usize,
+    /// The `Origin` header of the WebSocket handshake toward a `ws:`/`wss:`
+    /// PBX (3CX and others refuse origins they do not know); `None`: no
+    /// `Origin` header.
+    pub origin: Option<String>,
+    /// The host written toward the PBX in Via sent-by, Contact and
+    /// Record-Route (and the OPTIONS probes) instead of the upstream
+    /// socket's local IP, e.g. the public address behind NAT; the port
+    /// stays the socket's. `None`: the local IP.
+    pub advertised_host: Option<String>,
 }
 
 impl RelayConfig {
@@ -55,6 +65,8 @@ impl RelayConfig {
             tls_ca: None,
             max_flows_per_ip: 100,
             max_flows: 10_000,
+            origin: None,
+            advertised_host: None,
         }
     }
 }
@@ -68,6 +80,8 @@ pub enum StartError {
     NoRoots { path: String },
     #[error("building the TLS client configuration: {0}")]
     Tls(String),
+    #[error("relay.origin {0:?} cannot be sent as an HTTP header value")]
+    Origin(String),
 }
 
 /// The TLS client configuration toward the PBX (ring provider, roots
@@ -123,6 +137,8 @@ struct Inner {
     cfg: RelayConfig,
     /// Set for a `tls:` upstream.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// `cfg.origin` as a header value, checked at start.
+    origin: Option<HeaderValue>,
     next_flow: AtomicU64,
     tracker: Mutex<CallTracker>,
     /// Confirmed registrations by flow: (user, contact, when the binding
@@ -155,16 +171,23 @@ fn now_ms() -> u64 {
 
 impl RelayEngine {
     /// Starts the writer and the sweeper; must run within a tokio runtime.
-    /// Fails when the TLS roots for a `tls:` upstream cannot be read.
+    /// Fails when the TLS roots for a `tls:` upstream cannot be read, or
+    /// `origin` is no valid header value.
     pub fn start(cfg: RelayConfig, services: Services) -> Result<Self, StartError> {
         let tls = match cfg.upstream.transport {
             t if t.is_tls() => Some(tls_client(cfg.tls_ca.as_deref())?),
             _ => None,
         };
+        let origin = cfg
+            .origin
+            .as_deref()
+            .map(|o| HeaderValue::from_str(o).map_err(|_| StartError::Origin(o.to_string())))
+            .transpose()?;
         let (tx, rx) = mpsc::channel(4096);
         let inner = Arc::new(Inner {
             cfg,
             tls,
+            origin,
             next_flow: AtomicU64::new(1),
             tracker: Mutex::new(CallTracker::new()),
             regs: Mutex::new(HashMap::new()),
@@ -458,9 +481,12 @@ fn io_error(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 impl Up {
+    /// Opens the upstream flow; `origin` is the `Origin` header of a
+    /// WebSocket handshake (ignored by the other transports).
     async fn connect(
         u: &Upstream,
         tls: Option<&Arc<rustls::ClientConfig>>,
+        origin: Option<&HeaderValue>,
     ) -> std::io::Result<(Up, SocketAddr)> {
         let addr = tokio::net::lookup_host((u.host.as_str(), u.port))
             .await?
@@ -508,10 +534,11 @@ impl Up {
                 let url = format!("{scheme}://{}{}", u.hostport(), u.path);
                 let mut req = url.into_client_request().map_err(io_error)?;
                 // RFC 7118: the `sip` subprotocol, which the PBX must accept.
-                req.headers_mut().insert(
-                    "Sec-WebSocket-Protocol",
-                    tokio_tungstenite::tungstenite::http::HeaderValue::from_static("sip"),
-                );
+                req.headers_mut()
+                    .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("sip"));
+                if let Some(o) = origin {
+                    req.headers_mut().insert("Origin", o.clone());
+                }
                 let (ws, resp) = tokio_tungstenite::client_async(req, io)
                     .await
                     .map_err(io_error)?;
@@ -567,7 +594,7 @@ async fn run_flow(
     };
     let connected = tokio::time::timeout(
         cfg.connect_timeout,
-        Up::connect(&cfg.upstream, inner.tls.as_ref()),
+        Up::connect(&cfg.upstream, inner.tls.as_ref(), inner.origin.as_ref()),
     )
     .await;
     let (mut up, local) = match connected {
@@ -590,7 +617,8 @@ async fn run_flow(
         }
     };
     tracing::debug!(flow = id, %peer, %local, upstream = %cfg.upstream, "relay: upstream flow open");
-    let mut core = FlowCore::new(id, cfg.upstream.transport, local, secure, limits);
+    let mut core = FlowCore::new(id, cfg.upstream.transport, local, secure, limits)
+        .with_advertised_host(local, cfg.advertised_host.as_deref());
     let mut udp_buf = vec![0u8; 65_536];
     let mut tcp_buf: Vec<u8> = Vec::new();
     // Only a UDP upstream needs the relay to retransmit.
@@ -782,13 +810,14 @@ async fn ping(inner: &Inner, n: u64) -> Result<u16, String> {
     let cfg = &inner.cfg;
     let (mut up, local) = tokio::time::timeout(
         cfg.connect_timeout,
-        Up::connect(&cfg.upstream, inner.tls.as_ref()),
+        Up::connect(&cfg.upstream, inner.tls.as_ref(), inner.origin.as_ref()),
     )
     .await
     .map_err(|_| "connecting timed out".to_string())?
     .map_err(|e| e.to_string())?;
     let u = &cfg.upstream;
     let hostport = u.hostport();
+    let local = crate::core::sent_by(local, cfg.advertised_host.as_deref());
     let branch = format!("{}0xping{n}", crate::core::BRANCH_PREFIX);
     let t = u.transport.as_str().to_ascii_uppercase();
     let options = format!(

@@ -200,13 +200,25 @@ pub struct OwnRequest {
     pub method: String,
 }
 
+/// `host:port` as the relay writes its upstream address toward the PBX:
+/// `local` (the upstream socket's address), its IP replaced by `advertised`
+/// when set (bracketed when an IPv6 literal).
+pub fn sent_by(local: SocketAddr, advertised: Option<&str>) -> String {
+    match advertised.map(str::trim).filter(|h| !h.is_empty()) {
+        Some(h) if h.contains(':') && !h.starts_with('[') => format!("[{h}]:{}", local.port()),
+        Some(h) => format!("{h}:{}", local.port()),
+        None => local.to_string(),
+    }
+}
+
 /// One browser flow and its upstream flow.
 #[derive(Debug)]
 pub struct FlowCore {
     id: u64,
     transport: UpTransport,
-    /// Our address on the upstream flow (sent-by, Contact host, Record-Route).
-    local: SocketAddr,
+    /// Our address on the upstream flow as written toward the PBX
+    /// (sent-by, Contact host, Record-Route): see [`sent_by`].
+    local: String,
     secure: bool,
     limits: Limits,
     /// The browser's own Contact URI, by its user part.
@@ -232,7 +244,7 @@ impl FlowCore {
         Self {
             id,
             transport,
-            local,
+            local: local.to_string(),
             secure,
             limits,
             contacts: HashMap::new(),
@@ -241,6 +253,13 @@ impl FlowCore {
             registered: None,
             last_register: None,
         }
+    }
+
+    /// Writes `host` (with the upstream socket's port) toward the PBX
+    /// instead of the socket's local IP: `relay.advertised_host`.
+    pub fn with_advertised_host(mut self, local: SocketAddr, host: Option<&str>) -> Self {
+        self.local = sent_by(local, host);
+        self
     }
 
     pub fn id(&self) -> u64 {

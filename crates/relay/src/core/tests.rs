@@ -77,6 +77,83 @@ fn pbx_answer(sent: &Msg, status: &str, extra: &str) -> Vec<u8> {
 }
 
 #[test]
+fn sent_by_is_the_socket_or_the_advertised_host_with_the_sockets_port() {
+    let v4: SocketAddr = ([10, 0, 0, 5], 40_001).into();
+    let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, 40_002).into();
+    assert_eq!(sent_by(v4, None), "10.0.0.5:40001");
+    assert_eq!(sent_by(v6, None), "[::1]:40002");
+    assert_eq!(sent_by(v4, Some("")), "10.0.0.5:40001");
+    assert_eq!(
+        sent_by(v4, Some("relay.example.test")),
+        "relay.example.test:40001"
+    );
+    assert_eq!(sent_by(v4, Some("203.0.113.9")), "203.0.113.9:40001");
+    assert_eq!(sent_by(v4, Some("2001:db8::9")), "[2001:db8::9]:40001");
+    assert_eq!(sent_by(v6, Some("[2001:db8::9]")), "[2001:db8::9]:40002");
+}
+
+/// `relay.advertised_host`: Via sent-by, Contact and Record-Route toward
+/// the PBX name it (with the socket's port); the PBX's answers and
+/// requests to that Contact still find the flow (by its `crl` mark), and
+/// the browser sees its own Contact and Via only.
+#[test]
+fn an_advertised_host_is_written_toward_the_pbx() {
+    let local: SocketAddr = ([10, 0, 0, 5], 40_001).into();
+    let mut a = FlowCore::new(1, UpTransport::Udp, local, false, limits())
+        .with_advertised_host(local, Some("relay.example.test"));
+    let out = to_upstream(a.from_browser(&text(REGISTER)));
+    assert!(
+        out.header_list("Via")[0]
+            .starts_with("SIP/2.0/UDP relay.example.test:40001;rport;branch=z9hG4bKcrl1x"),
+        "{:?}",
+        out.header_list("Via")
+    );
+    assert!(!String::from_utf8_lossy(&out.to_bytes()).contains("10.0.0.5"));
+    assert_eq!(
+        out.header("Contact"),
+        Some(
+            "<sip:k7x@relay.example.test:40001;transport=udp;crl=1>;+sip.ice;+sip.instance=\"<urn:uuid:a-1>\";expires=600"
+        )
+    );
+    let ok = pbx_answer(
+        &out,
+        "200 OK",
+        "Contact: <sip:k7x@relay.example.test:40001;transport=udp;crl=1>;expires=300\r\n",
+    );
+    let back = to_browser(a.from_upstream(&ok));
+    assert_eq!(back.code(), Some(200));
+    assert_eq!(
+        back.header("Contact"),
+        Some("<sip:k7x@abc.invalid;transport=ws>;expires=300")
+    );
+    assert_eq!(
+        back.header_list("Via"),
+        ["SIP/2.0/WSS abc.invalid;branch=z9hG4bKreg1"]
+    );
+    // An INVITE from the PBX to that Contact reaches the browser's own URI.
+    let invite = text(
+        "INVITE sip:k7x@relay.example.test:40001;transport=udp;crl=1 SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKpbxadv1
+Max-Forwards: 70
+From: <sip:2000@pbx.test>;tag=p1
+To: <sip:1000@pbx.test>
+Call-ID: adv-1
+CSeq: 1 INVITE
+Contact: <sip:2000@192.0.2.1:5060>
+Content-Length: 0
+
+",
+    );
+    let down = to_browser(a.from_upstream(&invite));
+    assert_eq!(down.ruri(), "sip:k7x@abc.invalid;transport=ws");
+    let rr = down.header_list("Record-Route");
+    assert!(
+        rr.iter().any(|r| r.contains("relay.example.test:40001")),
+        "{rr:?}"
+    );
+}
+
+#[test]
 fn register_contact_points_at_the_flow_and_comes_back_as_the_browsers() {
     let mut a = flow(1, 40_001);
     let out = to_upstream(a.from_browser(&text(REGISTER)));
