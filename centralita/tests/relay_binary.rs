@@ -1843,3 +1843,51 @@ async fn the_console_hangs_up_relayed_calls() {
     assert!(!line.contains("Digest"), "no credentials: {line}");
     drop(srv);
 }
+
+/// A browser tab that closes mid-call leaves nobody talking to it: the
+/// relay sends the PBX's side a BYE in that party's dialog, and the CDR
+/// ends with the lost connection as its cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_tab_hangs_up_the_other_party_through_the_pbx() {
+    let mut s = site("udp").await;
+    let (_, at_b) = invite_bob(&mut s, "relay-tab-closed").await;
+    s.b.send(response_to(
+        &at_b,
+        "200 OK",
+        "bob8",
+        &s.b.contact(),
+        &sdp(40_018),
+    ))
+    .await;
+    let ok = s.a.recv().await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    // Alice's tab closes (her WebSocket goes) without a BYE.
+    let Site {
+        _dir,
+        srv,
+        cookie,
+        kam,
+        a,
+        mut b,
+        ..
+    } = s;
+    drop(a);
+    let bye_at_b = b.recv().await;
+    assert!(
+        bye_at_b.starts_with(&format!("BYE sip:{}@{}", b.contact_user, b.host)),
+        "{bye_at_b}"
+    );
+    assert!(
+        header(&bye_at_b, "From").is_some_and(|f| f.contains("tag=t-relay-tab-closed")),
+        "in Bob's dialog: {bye_at_b}"
+    );
+    assert!(
+        header(&bye_at_b, "To").is_some_and(|t| t.contains("tag=bob8")),
+        "{bye_at_b}"
+    );
+    b.send(response_to(&bye_at_b, "200 OK", "x", "", "")).await;
+    assert!(!kam.seen("BYE").is_empty(), "the BYE went through the PBX");
+    let row = finished_cdr(&srv, &cookie, "relay-tab-closed");
+    assert_eq!(row["disposition"], "ANSWERED", "{row}");
+    assert_eq!(row["hangupCause"], "caller_connection_lost", "{row}");
+}

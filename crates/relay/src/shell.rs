@@ -630,6 +630,18 @@ async fn run_flow(
         tokio::select! {
             m = from_browser.recv() => {
                 let Some(data) = m else {
+                    // The tab is gone: its calls end now (recorded as the
+                    // lost connection, before our BYEs pass back through
+                    // another flow and look like the party's own), and the
+                    // PBX's side of them hears so.
+                    let evs = inner.tracker.lock().flow_closed(id, now_ms());
+                    inner.queue(Write::Calls(evs));
+                    for r in core.abandon() {
+                        if let Action::ToUpstream(bytes) = r.send {
+                            tracing::info!(flow = id, method = r.method, "relay: ending a call of a closed flow");
+                            let _ = up.send(&bytes).await;
+                        }
+                    }
                     unregister(id, &mut core, &mut up, &mut udp_buf, &mut tcp_buf, cfg.max_message_bytes).await;
                     return;
                 };

@@ -627,6 +627,21 @@ impl FlowCore {
         out
     }
 
+    /// The browser's flow closed: what the PBX's side of its calls must
+    /// hear, so nobody is left talking to a closed tab. A BYE to the PBX's
+    /// party of every answered call, a CANCEL of every INVITE of the
+    /// browser's still ringing. An INVITE from the PBX still ringing at
+    /// the browser gets nothing: the relay keeps no transaction to answer
+    /// it with, and the PBX's own timer ends it.
+    pub fn abandon(&mut self) -> Vec<OwnRequest> {
+        let calls: Vec<String> = self.dialogs.keys().cloned().collect();
+        calls
+            .iter()
+            .flat_map(|call_id| self.hang_up(call_id))
+            .filter(|r| matches!(r.send, Action::ToUpstream(_)))
+            .collect()
+    }
+
     /// A branch of ours for a request of our own.
     fn own_branch(&self, call_id: &str, to: Side, cseq: u32) -> String {
         let mut h = Md5::new();

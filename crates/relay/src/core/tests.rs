@@ -579,6 +579,45 @@ fn a_flow_hangs_up_its_answered_call_with_a_bye_each_way() {
 }
 
 #[test]
+fn a_closed_flow_hangs_up_the_pbx_side_of_its_calls() {
+    let (mut a, mut b, _, at_b) = invite_through_the_proxy();
+    let mut ok = msg::response(&at_b, 200, "OK", Some("b1"));
+    for r in at_b.header_list("Record-Route") {
+        ok.headers.push(("Record-Route".into(), r.to_string()));
+    }
+    ok.headers.push((
+        "Contact".into(),
+        "<sip:b9y@bob.invalid;transport=ws>".into(),
+    ));
+    let up_ok = to_upstream(b.from_browser(&ok.to_bytes()));
+    let mut p_ok = up_ok.clone();
+    pop_top(&mut p_ok, "Via");
+    to_browser(a.from_upstream(&p_ok.to_bytes()));
+    // Bob's tab closes: Alice (on the PBX's side) gets a BYE, Bob nothing.
+    let reqs = b.abandon();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let (side, bye) = own(&reqs[0]);
+    assert_eq!(side, Side::Upstream);
+    assert_eq!(bye.method(), Some("BYE"));
+    assert_eq!(bye.header("To"), Some("<sip:1000@pbx.test>;tag=a1"));
+    assert!(b.abandon().is_empty(), "once");
+}
+
+#[test]
+fn a_closed_flow_cancels_its_ringing_invite_and_leaves_the_pbxs_to_the_pbx() {
+    let (mut a, mut b, up, _) = invite_through_the_proxy();
+    // Alice's INVITE still rings: cancelled toward the PBX.
+    let reqs = a.abandon();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let (side, cancel) = own(&reqs[0]);
+    assert_eq!(side, Side::Upstream);
+    assert_eq!(cancel.method(), Some("CANCEL"));
+    assert_eq!(cancel.top_branch(), up.top_branch());
+    // Bob's flow has the PBX's INVITE ringing at Bob: nothing to send.
+    assert!(b.abandon().is_empty());
+}
+
+#[test]
 fn a_flow_cancels_its_ringing_call_toward_the_callee() {
     let (mut a, _b, up, _) = invite_through_the_proxy();
     let reqs = a.hang_up("call-1");
