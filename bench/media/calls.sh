@@ -12,6 +12,7 @@
 #   CALLS="100 300" REPEAT=2 DURATION=10 bench/media/calls.sh
 #   NO_BUILD=1 CALLS= PROFILE_CALLS=300 bench/media/calls.sh   # profile only
 #   TAG=before bench/media/calls.sh     # results/calls-$TAG-*.txt
+#   TRANSCODE=1 TAG=opus bench/media/calls.sh   # opus (browser) <-> PCMU (phone)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -22,6 +23,9 @@ DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
 TAG=${TAG:-run}
 PROFILE_CALLS=${PROFILE_CALLS-}
+# Transcoded calls: the browser leg speaks opus only (webrtc_bench -t).
+MODE=()
+[ -n "${TRANSCODE:-}" ] && MODE=(-t)
 PERF_SECS=${PERF_SECS:-8}
 BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/webrtc_bench}
 mkdir -p "$OUT"
@@ -54,7 +58,7 @@ for round in $(seq 1 "$REPEAT"); do
   for n in $CALLS; do
     f=$OUT/calls-$TAG-$n-r$round.txt
     echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)" >"$f"
-    timeout $((WARMUP + DURATION + 100)) "$BIN" -n "$n" -w "$WARMUP" -d "$DURATION" >>"$f" 2>&1 \
+    timeout $((WARMUP + DURATION + 100)) "$BIN" -n "$n" "${MODE[@]}" -w "$WARMUP" -d "$DURATION" >>"$f" 2>&1 \
       || echo "webrtc_bench failed at $n calls (see $f)" >&2
     sed -i 's/^/ /' "$f"
     echo "| $n | $round | $(val media_cpu_pct "$f") | $(val us_per_call_s "$f") | $(val calls_per_core "$f") | $(val us_per_pkt "$f") | $(val loss_b2p_pct "$f") / $(val loss_p2b_pct "$f") | $(val p50_b2p_us "$f") / $(val p99_b2p_us "$f") | $(val p50_p2b_us "$f") / $(val p99_p2b_us "$f") | $(val kib_per_call_setup "$f") / $(val kib_per_call_media "$f") | $(val setup_media_cpu_ms_per_call "$f") | $(val peer_max_lag_ms "$f") | $(val loadavg "$f") |" >>"$SUMMARY"
@@ -66,7 +70,7 @@ if [ -n "$PROFILE_CALLS" ] && command -v perf >/dev/null; then
   # System calls of the media thread for 3 s, then a profile with DWARF
   # call graphs (release builds have no frame pointers).
   d=$((PERF_SECS + 8))
-  "$BIN" -n "$PROFILE_CALLS" -w 2 -d "$d" >"$WORK/out.txt" 2>"$WORK/err.txt" &
+  "$BIN" -n "$PROFILE_CALLS" "${MODE[@]}" -w 2 -d "$d" >"$WORK/out.txt" 2>"$WORK/err.txt" &
   BENCH_PID=$!
   for _ in $(seq 1 600); do
     grep -q CONNECTED "$WORK/out.txt" 2>/dev/null && break

@@ -1,7 +1,14 @@
 //! Anchored WebRTC ↔ plain RTP calls through the real media shell: what
 //! one call costs the media thread, and in memory.
 //!
-//! usage: webrtc_bench -n CALLS [-w WARMUP_S] [-d SECONDS] [-r LOW-HIGH] [-p PEER_THREADS]
+//! usage: webrtc_bench -n CALLS [-w WARMUP_S] [-d SECONDS] [-r LOW-HIGH] [-p PEER_THREADS] [-t]
+//!
+//! `-t`: transcoded calls. The server's browser leg takes opus only, the
+//! phone leg PCMU, so the relay decodes and encodes every packet both ways;
+//! the browsers send real opus (a tone encoded once at start). Payloads do
+//! not survive transcoding, so latency is not measured then: packets that
+//! arrive inside the window are counted (loss to about one packet per call
+//! at the window's edges).
 //!
 //! This process is the server side: `shell::start` with one media thread,
 //! and per call a session whose leg A is a [`WebRtcLeg`] (installed the way
@@ -24,6 +31,9 @@
 //! (`/proc/self/task/<tid>/schedstat`) and its RSS at those points.
 //! Everything on 127.0.0.1. Output: `key=value` lines on stdout.
 
+#[path = "common/speech.rs"]
+mod speech;
+
 use media::codec::Codec;
 use media::relay::{Direction, LegId, LegParams};
 use media::shell::{self, ShellConfig, ShellEvent};
@@ -39,6 +49,7 @@ struct Args {
     range: (u16, u16),
     peer: bool,
     peer_threads: usize,
+    transcode: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -49,6 +60,7 @@ fn parse_args() -> anyhow::Result<Args> {
         range: (20_000, 29_999),
         peer: false,
         peer_threads: 2,
+        transcode: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(k) = args.next() {
@@ -69,8 +81,9 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "-p" => a.peer_threads = val()?.parse()?,
             "--peer" => a.peer = true,
+            "-t" => a.transcode = true,
             _ => anyhow::bail!(
-                "usage: webrtc_bench -n CALLS [-w WARMUP_S] [-d SECONDS] [-r LOW-HIGH] [-p PEER_THREADS]"
+                "usage: webrtc_bench -n CALLS [-w WARMUP_S] [-d SECONDS] [-r LOW-HIGH] [-p PEER_THREADS] [-t]"
             ),
         }
     }
@@ -191,6 +204,7 @@ fn server(a: &Args) -> anyhow::Result<()> {
 
     let exe = std::env::current_exe()?;
     let mut child = std::process::Command::new(exe)
+        .args(a.transcode.then_some("-t"))
         .args([
             "--peer",
             "-n",
@@ -242,8 +256,15 @@ fn server(a: &Args) -> anyhow::Result<()> {
                 // What the anchor does for a browser caller facing a phone.
                 let s = relay.open_session()?;
                 relay.set_leg(s.id, LegId::B, plain.clone())?;
-                let mut leg =
-                    WebRtcLeg::new(&webrtc, Instant::now(), &LegOptions::g711_first(s.ports[0]))?;
+                let options = if a.transcode {
+                    LegOptions {
+                        port: s.ports[0],
+                        codecs: vec![Codec::Opus],
+                    }
+                } else {
+                    LegOptions::g711_first(s.ports[0])
+                };
+                let mut leg = WebRtcLeg::new(&webrtc, Instant::now(), &options)?;
                 let answer = leg.accept_offer(&offer)?;
                 if setup_role.is_empty() {
                     setup_role = answer
@@ -320,7 +341,7 @@ fn server(a: &Args) -> anyhow::Result<()> {
          rss_empty_kib={rss_empty} rss_base_kib={} rss_setup_kib={} rss_start_kib={} rss_media_kib={} \
          kib_per_call_setup={:.1} kib_per_call_media={:.1} \
          media_timeouts={timeouts} failed={failed} send_dropped={send_dropped} \
-         recv_errors={recv_errors} dtls_setup_answer={setup_role} loadavg={}",
+         recv_errors={recv_errors} dtls_setup_answer={setup_role} transcoded={} loadavg={}",
         a.calls,
         media_ns / 1e7 / window,
         process_ns / 1e7 / window,
@@ -336,6 +357,7 @@ fn server(a: &Args) -> anyhow::Result<()> {
         end.rss,
         (conn.rss as f64 - base.rss as f64) / n,
         (end.rss as f64 - base.rss as f64) / n,
+        a.transcode,
         loadavg(),
     );
     println!("peer {result}");
@@ -366,6 +388,8 @@ mod peer {
     const PAYLOAD: usize = 160;
 
     struct Call {
+        /// The payload type the server's answer gave opus (transcoded runs).
+        opus_pt: u8,
         rtc: Rtc,
         bsock: UdpSocket,
         baddr: SocketAddr,
@@ -403,6 +427,36 @@ mod peer {
         max_lag: Duration,
         buf: Vec<u8>,
         bad: u64,
+        /// Transcoded run: the browsers send `opus` (20 ms frames of a tone).
+        transcode: bool,
+        opus: Arc<Vec<Vec<u8>>>,
+    }
+
+    /// Two seconds of a speech-like signal as 20 ms opus frames, as a
+    /// browser would send them (a tone would make decoding look cheaper
+    /// or dearer than speech does).
+    fn opus_frames() -> anyhow::Result<Vec<Vec<u8>>> {
+        // What Chrome sends: 48 kHz fullband, about 32 kb/s.
+        let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)?;
+        enc.set_bitrate(opus::Bitrate::Bits(32_000))?;
+        let mut frames = Vec::new();
+        let mut out = vec![0u8; 1500];
+        for pcm in super::speech::speech_like(2, 48_000).chunks_exact(960) {
+            let n = enc.encode(pcm, &mut out)?;
+            frames.push(out[..n].to_vec());
+        }
+        Ok(frames)
+    }
+
+    /// The payload type of opus in an SDP answer.
+    fn opus_pt(sdp: &str) -> Option<u8> {
+        sdp.lines().find_map(|l| {
+            let (pt, codec) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+            codec
+                .to_ascii_lowercase()
+                .starts_with("opus/")
+                .then(|| pt.parse().ok())?
+        })
     }
 
     fn browser(now: Instant, local: SocketAddr) -> anyhow::Result<Rtc> {
@@ -448,8 +502,23 @@ mod peer {
             p
         }
 
-        /// A payload arrived at one end: latency and count.
-        fn arrived(epoch: Instant, now: Instant, payload: &[u8], dir: &mut Dir) -> bool {
+        /// A payload arrived at one end: latency and count. Transcoded,
+        /// the payload is not ours any more: counted when it arrives
+        /// inside the window.
+        fn arrived(
+            epoch: Instant,
+            window: Option<(Instant, Instant)>,
+            transcoded: bool,
+            now: Instant,
+            payload: &[u8],
+            dir: &mut Dir,
+        ) -> bool {
+            if transcoded {
+                if in_window(window, now) {
+                    dir.recv += 1;
+                }
+                return !payload.is_empty();
+            }
             if payload.len() < 9 || payload[8] != 1 {
                 return payload.len() >= 9;
             }
@@ -464,7 +533,7 @@ mod peer {
 
         /// Drains a browser's outputs: transmits go out, RTP is counted.
         fn drain(&mut self, i: usize, now: Instant) -> anyhow::Result<()> {
-            let epoch = self.epoch;
+            let (epoch, window, transcoded) = (self.epoch, self.window, self.transcode);
             let c = &mut self.calls[i];
             loop {
                 match c.rtc.poll_output()? {
@@ -481,7 +550,14 @@ mod peer {
                         Event::Connected => c.connected = true,
                         Event::MediaAdded(m) => c.mid = Some(m.mid),
                         Event::RtpPacket(p)
-                            if !Self::arrived(epoch, now, &p.payload, &mut self.p2b) =>
+                            if !Self::arrived(
+                                epoch,
+                                window,
+                                transcoded,
+                                now,
+                                &p.payload,
+                                &mut self.p2b,
+                            ) =>
                         {
                             self.bad += 1;
                         }
@@ -506,13 +582,13 @@ mod peer {
                 c.bseq += 1;
                 let mut api = c.rtc.direct_api();
                 if let Some(stream) = api.stream_tx_by_mid(mid, None) {
-                    stream.write_rtp(RtpWrite::new(
-                        PCMU.into(),
-                        c.bseq.into(),
-                        c.ts,
-                        now,
-                        &payload[..],
-                    ));
+                    let (pt, ts, body) = if self.transcode {
+                        let frame = &self.opus[(c.bseq % self.opus.len() as u64) as usize];
+                        (c.opus_pt, c.ts.wrapping_mul(6), &frame[..])
+                    } else {
+                        (PCMU, c.ts, &payload[..])
+                    };
+                    stream.write_rtp(RtpWrite::new(pt.into(), c.bseq.into(), ts, now, body));
                     if counted {
                         self.b2p.sent += 1;
                     }
@@ -573,7 +649,14 @@ mod peer {
                         // RTCP from the relay is not media.
                         (200..=207).contains(&d[1])
                             || (off <= len
-                                && Self::arrived(self.epoch, now, &d[off..], &mut self.b2p))
+                                && Self::arrived(
+                                    self.epoch,
+                                    self.window,
+                                    self.transcode,
+                                    now,
+                                    &d[off..],
+                                    &mut self.b2p,
+                                ))
                     };
                     if !ok {
                         self.bad += 1;
@@ -656,6 +739,12 @@ mod peer {
             max_lag: Duration::ZERO,
             buf: vec![0u8; 2048],
             bad: 0,
+            transcode: a.transcode,
+            opus: Arc::new(if a.transcode {
+                opus_frames()?
+            } else {
+                Vec::new()
+            }),
         };
         let mut line = String::new();
         for i in 0..a.calls {
@@ -681,6 +770,11 @@ mod peer {
             let port: u16 = w.next().unwrap_or("").parse()?;
             let len: usize = w.next().unwrap_or("").parse()?;
             let answer = read_blob(&mut input, len)?;
+            let opus = opus_pt(&answer);
+            anyhow::ensure!(
+                !a.transcode || opus.is_some(),
+                "the server's answer has no opus: {answer}"
+            );
             rtc.sdp_api()
                 .accept_answer(pending, SdpAnswer::from_sdp_string(&answer)?)?;
             p.epoll.add(
@@ -692,6 +786,7 @@ mod peer {
                 EpollEvent::new(EpollFlags::EPOLLIN, ((i as u64) << 1) | 1),
             )?;
             p.calls.push(Call {
+                opus_pt: opus.unwrap_or(111),
                 rtc,
                 bsock,
                 baddr,
@@ -746,6 +841,8 @@ mod peer {
                 max_lag: Duration::ZERO,
                 buf: vec![0u8; 2048],
                 bad: p.bad,
+                transcode: p.transcode,
+                opus: p.opus.clone(),
             });
         }
         for (g, mut c) in std::mem::take(&mut p.calls).into_iter().enumerate() {
@@ -800,6 +897,8 @@ mod peer {
             max_lag: Duration::ZERO,
             buf: Vec::new(),
             bad: 0,
+            transcode: false,
+            opus: Arc::new(Vec::new()),
         };
         let mut cpu_ns = 0;
         for w in workers {
