@@ -1052,3 +1052,110 @@ fn an_admin_gives_a_campaign_its_own_trunks() {
     let (status, v) = originate(Some(8));
     assert_eq!(status, 409, "{v}");
 }
+
+/// Several outbound routes in the dial plan, each with its own patterns,
+/// rewrite and trunks: saved whole or not at all, read back, and used
+/// instead of the single pattern list (an originate is planned with them).
+#[test]
+fn an_admin_sets_several_outbound_routes_with_their_own_trunks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let trunk = |name: &str, status: &str| {
+        let (code, v) = server.call(
+            "POST",
+            "/api/telephony/trunks",
+            Some(json!({"name": name, "host": "127.0.0.1", "port": 9, "sendsRegistration": false, "status": status})),
+        );
+        assert_eq!(code, 201, "{v}");
+        v["trunk"]["id"].as_i64().expect("trunk id")
+    };
+    let main = trunk("Main", "active");
+    let spare = trunk("Spare", "maintenance");
+    let (_, v) = server.call("GET", "/api/telephony/dialplan", None);
+    let mut settings = v["settings"].clone();
+    assert_eq!(settings["routes"], json!([]), "{settings}");
+    let (agent, _, _) = server.create_agent("Rita Routes", "rita");
+    let (_, a) = server.call("GET", &format!("/api/agents/{agent}"), None);
+    let extension = a["agent"]["sip"]["extension"].clone();
+    let originate = |phone: &str| {
+        server.call(
+            "POST",
+            "/api/telephony/call/originate",
+            Some(json!({"agentExtension": extension, "customerPhone": phone})),
+        )
+    };
+
+    let routes = json!([
+        {"name": "mobiles", "patterns": ["_6XXXXXXXX"], "trunkIds": [main]},
+        {"name": "landlines", "patterns": ["_9XXXXXXXX"], "strip": 0, "prepend": "", "trunkIds": [spare]},
+    ]);
+    // Nothing saved while any route is wrong.
+    for (bad, what) in [
+        (
+            json!([{"name": "x", "patterns": ["_6Q"], "trunkIds": []}]),
+            "pattern",
+        ),
+        (
+            json!([{"name": "x", "patterns": ["_6."], "trunkIds": [spare + 100]}]),
+            "no trunk",
+        ),
+        (
+            json!([{"name": "x", "patterns": ["_6."]}, {"name": "X", "patterns": ["_7."]}]),
+            "twice",
+        ),
+        (json!([{"name": "x", "patterns": []}]), "patterns"),
+        (
+            json!([{"name": "x", "patterns": ["_6."], "trunks": [main]}]),
+            "trunks",
+        ),
+    ] {
+        let mut b = settings.clone();
+        b["routes"] = bad;
+        let (status, v) = server.call("PUT", "/api/telephony/dialplan", Some(b));
+        assert_eq!(status, 422, "{what}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("routes") && message.contains(what),
+            "{what}: {v}"
+        );
+        let (_, v) = server.call("GET", "/api/telephony/dialplan", None);
+        assert_eq!(v["source"], "config", "{what}: {v}");
+    }
+
+    settings["routes"] = routes;
+    let (status, v) = server.call("PUT", "/api/telephony/dialplan", Some(settings.clone()));
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = server.call("GET", "/api/telephony/dialplan", None);
+    assert_eq!(v["source"], "saved", "{v}");
+    assert_eq!(v["settings"]["routes"][0]["name"], "mobiles", "{v}");
+    assert_eq!(
+        v["settings"]["routes"][0]["strip"], 0,
+        "defaults filled: {v}"
+    );
+    assert_eq!(
+        v["settings"]["routes"][1]["trunkIds"],
+        json!([spare]),
+        "{v}"
+    );
+
+    // Mobiles go through Main (the agent has no phone to ring: 409);
+    // landlines only through Spare, which is in maintenance (503); a
+    // number only the single pattern list matched is no route now.
+    let (status, v) = originate("612345678");
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (409, json!("agent_not_registered")),
+        "{v}"
+    );
+    let (status, v) = originate("912345678");
+    assert_eq!(status, 503, "{v}");
+    let (status, v) = originate("+44207946001");
+    assert_eq!(status, 422, "{v}");
+
+    // Without routes, the single list is back.
+    settings["routes"] = json!([]);
+    let (status, v) = server.call("PUT", "/api/telephony/dialplan", Some(settings));
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = originate("912345678");
+    assert_eq!(status, 409, "{v}");
+}
