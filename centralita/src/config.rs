@@ -218,6 +218,9 @@ impl DialplanConfig {
             max_concurrent_outbound: self.max_concurrent_outbound,
             max_outbound_per_hour: self.max_outbound_per_hour,
             blocked_prefixes: self.blocked_prefixes.clone(),
+            // Several routes are set through the API (`PUT
+            // /api/telephony/dialplan`); the section has the single list.
+            routes: Vec::new(),
         }
     }
 

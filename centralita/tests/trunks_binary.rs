@@ -911,3 +911,251 @@ fn an_admin_changes_the_dial_plan_and_the_next_call_follows_it() {
     assert_eq!(status, 409, "{v}");
     assert_eq!(v["error"]["code"], "no_pbx_config", "{v}");
 }
+
+/// A campaign's own trunks (seeds/001 `campaign_trunks`): replaced whole by
+/// an administrator, refused whole (the list does not change), audited,
+/// followed by trunk deletion; an originate for the campaign is planned
+/// through its list, not the dial plan's trunks.
+#[test]
+fn an_admin_gives_a_campaign_its_own_trunks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let trunk = |name: &str, priority: u32, status: &str| {
+        let (status_code, v) = server.call(
+            "POST",
+            "/api/telephony/trunks",
+            Some(json!({
+                "name": name, "host": "127.0.0.1", "port": 9, "priority": priority,
+                "sendsRegistration": false, "status": status,
+            })),
+        );
+        assert_eq!(status_code, 201, "{v}");
+        v["trunk"]["id"].as_i64().expect("trunk id")
+    };
+    let main = trunk("Main", 1, "active");
+    let sales = trunk("Sales carrier", 5, "active");
+    let spare = trunk("Spare", 9, "maintenance");
+    let path = "/api/telephony/campaigns/7/trunks";
+    let (status, v) = server.call("GET", path, None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["campaignId"].clone(), v["total"].clone()),
+        (json!(7), json!(0)),
+        "{v}"
+    );
+
+    let (status, v) = server.call(
+        "PUT",
+        path,
+        Some(json!({"trunks": [{"trunkId": main, "priority": 20}, {"trunkId": sales, "priority": 1}, {"trunkId": spare}]})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let expected = json!([
+        {"trunkId": sales, "trunkName": "Sales carrier", "priority": 1},
+        {"trunkId": spare, "trunkName": "Spare", "priority": 10},
+        {"trunkId": main, "trunkName": "Main", "priority": 20},
+    ]);
+    assert_eq!(v["trunks"], expected, "{v}");
+    let (_, v) = server.call("GET", path, None);
+    assert_eq!(v["trunks"], expected, "{v}");
+    let (status, v) = server.call("GET", "/api/audit?action=campaign_trunks.update", None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(v["entries"][0]["targetId"], "7", "{v}");
+
+    // Refused whole, with the API's error envelope; the list stays.
+    for (body, code, what) in [
+        (
+            json!({"trunks": [{"trunkId": main}, {"trunkId": main, "priority": 2}]}),
+            422,
+            "twice",
+        ),
+        (
+            json!({"trunks": [{"trunkId": main}, {"trunkId": spare + 100}]}),
+            422,
+            "unknown trunk",
+        ),
+        (
+            json!({"trunks": [{"trunkId": main, "priority": 1001}]}),
+            422,
+            "priority",
+        ),
+        (
+            json!({"trunks": [{"trunkId": main, "weight": 1}]}),
+            422,
+            "unknown field",
+        ),
+        (json!({"trunk": []}), 422, "no list"),
+    ] {
+        let (status, v) = server.call("PUT", path, Some(body));
+        assert_eq!(status, code, "{what}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_field", "{what}: {v}");
+        let (_, v) = server.call("GET", path, None);
+        assert_eq!(v["trunks"], expected, "{what} changed the list: {v}");
+    }
+    let (status, v) = server.call(
+        "PUT",
+        "/api/telephony/campaigns/0/trunks",
+        Some(json!({"trunks": []})),
+    );
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["error"]["code"], "campaign_not_found", "{v}");
+    let (status, v) = server.call("GET", "/api/telephony/campaigns/x/trunks", None);
+    assert_eq!(status, 400, "{v}");
+    let (_, v) = server.call("GET", "/api/audit?action=campaign_trunks.update", None);
+    assert_eq!(v["total"], 1, "a refused request is not audited: {v}");
+
+    // Originate plans through the campaign's list: campaign 8 has only
+    // the trunk in maintenance, so no trunk can carry its call, while the
+    // same call without a campaign gets as far as ringing the agent
+    // (who has no softphone here).
+    let (status, v) = server.call(
+        "PUT",
+        "/api/telephony/campaigns/8/trunks",
+        Some(json!({"trunks": [{"trunkId": spare, "priority": 1}]})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (dora, _, _) = server.create_agent("Cam Paign", "campaign");
+    let (_, a) = server.call("GET", &format!("/api/agents/{dora}"), None);
+    let extension = a["agent"]["sip"]["extension"].clone();
+    let originate = |campaign: Option<i64>| {
+        let mut body = json!({"agentExtension": extension, "customerPhone": "912345678"});
+        if let Some(c) = campaign {
+            body["campaignId"] = json!(c);
+        }
+        server.call("POST", "/api/telephony/call/originate", Some(body))
+    };
+    let (status, v) = originate(Some(8));
+    assert_eq!(status, 503, "{v}");
+    let (status, v) = originate(None);
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "agent_not_registered", "{v}");
+    let (status, v) = originate(Some(7));
+    assert_eq!(status, 409, "{v}");
+
+    // Deleting a trunk takes it off every campaign's list.
+    let (status, v) = server.call("DELETE", &format!("/api/telephony/trunks/{sales}"), None);
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = server.call("GET", path, None);
+    let names: Vec<&str> = v["trunks"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["trunkName"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, vec!["Spare", "Main"], "{v}");
+    // An empty list: the campaign uses the dial plan's trunks again.
+    let (status, v) = server.call(
+        "PUT",
+        "/api/telephony/campaigns/8/trunks",
+        Some(json!({"trunks": []})),
+    );
+    assert_eq!((status, v["total"].clone()), (200, json!(0)), "{v}");
+    let (status, v) = originate(Some(8));
+    assert_eq!(status, 409, "{v}");
+}
+
+/// Several outbound routes in the dial plan, each with its own patterns,
+/// rewrite and trunks: saved whole or not at all, read back, and used
+/// instead of the single pattern list (an originate is planned with them).
+#[test]
+fn an_admin_sets_several_outbound_routes_with_their_own_trunks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let trunk = |name: &str, status: &str| {
+        let (code, v) = server.call(
+            "POST",
+            "/api/telephony/trunks",
+            Some(json!({"name": name, "host": "127.0.0.1", "port": 9, "sendsRegistration": false, "status": status})),
+        );
+        assert_eq!(code, 201, "{v}");
+        v["trunk"]["id"].as_i64().expect("trunk id")
+    };
+    let main = trunk("Main", "active");
+    let spare = trunk("Spare", "maintenance");
+    let (_, v) = server.call("GET", "/api/telephony/dialplan", None);
+    let mut settings = v["settings"].clone();
+    assert_eq!(settings["routes"], json!([]), "{settings}");
+    let (agent, _, _) = server.create_agent("Rita Routes", "rita");
+    let (_, a) = server.call("GET", &format!("/api/agents/{agent}"), None);
+    let extension = a["agent"]["sip"]["extension"].clone();
+    let originate = |phone: &str| {
+        server.call(
+            "POST",
+            "/api/telephony/call/originate",
+            Some(json!({"agentExtension": extension, "customerPhone": phone})),
+        )
+    };
+
+    let routes = json!([
+        {"name": "mobiles", "patterns": ["_6XXXXXXXX"], "trunkIds": [main]},
+        {"name": "landlines", "patterns": ["_9XXXXXXXX"], "strip": 0, "prepend": "", "trunkIds": [spare]},
+    ]);
+    // Nothing saved while any route is wrong.
+    for (bad, what) in [
+        (
+            json!([{"name": "x", "patterns": ["_6Q"], "trunkIds": []}]),
+            "pattern",
+        ),
+        (
+            json!([{"name": "x", "patterns": ["_6."], "trunkIds": [spare + 100]}]),
+            "no trunk",
+        ),
+        (
+            json!([{"name": "x", "patterns": ["_6."]}, {"name": "X", "patterns": ["_7."]}]),
+            "twice",
+        ),
+        (json!([{"name": "x", "patterns": []}]), "patterns"),
+        (
+            json!([{"name": "x", "patterns": ["_6."], "trunks": [main]}]),
+            "trunks",
+        ),
+    ] {
+        let mut b = settings.clone();
+        b["routes"] = bad;
+        let (status, v) = server.call("PUT", "/api/telephony/dialplan", Some(b));
+        assert_eq!(status, 422, "{what}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("routes") && message.contains(what),
+            "{what}: {v}"
+        );
+        let (_, v) = server.call("GET", "/api/telephony/dialplan", None);
+        assert_eq!(v["source"], "config", "{what}: {v}");
+    }
+
+    settings["routes"] = routes;
+    let (status, v) = server.call("PUT", "/api/telephony/dialplan", Some(settings.clone()));
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = server.call("GET", "/api/telephony/dialplan", None);
+    assert_eq!(v["source"], "saved", "{v}");
+    assert_eq!(v["settings"]["routes"][0]["name"], "mobiles", "{v}");
+    assert_eq!(
+        v["settings"]["routes"][0]["strip"], 0,
+        "defaults filled: {v}"
+    );
+    assert_eq!(
+        v["settings"]["routes"][1]["trunkIds"],
+        json!([spare]),
+        "{v}"
+    );
+
+    // Mobiles go through Main (the agent has no phone to ring: 409);
+    // landlines only through Spare, which is in maintenance (503); a
+    // number only the single pattern list matched is no route now.
+    let (status, v) = originate("612345678");
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (409, json!("agent_not_registered")),
+        "{v}"
+    );
+    let (status, v) = originate("912345678");
+    assert_eq!(status, 503, "{v}");
+    let (status, v) = originate("+44207946001");
+    assert_eq!(status, 422, "{v}");
+
+    // Without routes, the single list is back.
+    settings["routes"] = json!([]);
+    let (status, v) = server.call("PUT", "/api/telephony/dialplan", Some(settings));
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = originate("912345678");
+    assert_eq!(status, 409, "{v}");
+}

@@ -145,7 +145,9 @@ describe('console Dial plan page (real browser, real backend)', () => {
 
     const answer = await serverDialplan();
     assert.equal(answer.source, 'config', 'nothing saved on a fresh server');
-    assert.deepEqual(Object.keys(answer.settings).sort(), [...FIELDS].sort(), 'the page has a field for every setting');
+    assert.deepEqual(Object.keys(answer.settings).sort(), [...FIELDS, 'routes'].sort(), 'the page has a field for every setting (routes: their editors)');
+    assert.deepEqual(answer.settings.routes, [], 'no routes in the configuration');
+    assert.equal(await page.getByTestId('dialplan-routes-none').isVisible(), true);
     configSettings = answer.settings;
     // The defaults an operator expects from the README (national calls, limits on, premium-rate blocked).
     assert.equal(configSettings.agentPermission, 'national');
@@ -241,6 +243,66 @@ describe('console Dial plan page (real browser, real backend)', () => {
     assert.equal(await text(countErr), 'Escriba un número entero, 0 o mayor.');
     assert.equal(await page.getByTestId('dialplan-error-outboundPatterns').isVisible(), false, 'the old error is gone');
     assert.equal(await ta.getAttribute('aria-invalid'), null);
+    assert.deepEqual(await serverDialplan(), { success: true, source: 'saved', settings: savedSettings });
+  });
+
+  step('routes', 'outbound routes: added, given trunks, reordered and saved; a bad route is refused under the routes; one removed', ['save'], async () => {
+    const { page } = people.admin;
+    const trunk = async (name, priority) => {
+      const res = await call(people.admin, 'POST', '/api/telephony/trunks', { name, host: '127.0.0.1', port: 9, priority, sendsRegistration: false });
+      assert.equal(res.status, 201, res.text);
+      return res.json.trunk.id;
+    };
+    const landlines = await trunk('Fijos SA', 1);
+    const mobiles = await trunk('Móviles SL', 2);
+    // The form lists the trunks it loaded with the page.
+    await page.reload();
+    await page.getByTestId('dialplan-form').waitFor();
+    await page.getByTestId('dialplan-routes-none').waitFor();
+    await page.getByTestId('dialplan-route-add').click();
+    await page.getByTestId(`dialplan-route-trunk-0-${mobiles}`).waitFor();
+    assert.equal(await page.getByTestId('dialplan-unsaved').isVisible(), true, 'a new route is an unsaved change');
+    await page.getByTestId('dialplan-route-name-0').fill('móviles');
+    await page.getByTestId('dialplan-route-patterns-0').fill('_6XXXXXXXX\n_7XXXXXXXX\n');
+    await page.getByTestId(`dialplan-route-trunk-0-${mobiles}`).check();
+    await page.getByTestId('dialplan-route-add').click();
+    assert.equal(await page.getByTestId('dialplan-route-name-0').inputValue(), 'móviles', 'adding keeps what was typed');
+    await page.getByTestId('dialplan-route-name-1').fill('fijos');
+    await page.getByTestId('dialplan-route-patterns-1').fill('_9XXXXXXXX');
+    await page.getByTestId('dialplan-route-prepend-1').fill('+34');
+    await page.getByTestId(`dialplan-route-trunk-1-${landlines}`).check();
+    await page.getByTestId('dialplan-route-up-1').click();
+    assert.equal(await page.getByTestId('dialplan-route-name-0').inputValue(), 'fijos', 'moved up');
+    await page.getByTestId('dialplan-save').click();
+    const message = page.getByTestId('dialplan-message');
+    await waitFor(async () => (await message.isVisible()) && (await text(message)).startsWith('Guardado.'), { what: 'the "saved" message' });
+    const routes = [
+      { name: 'fijos', patterns: ['_9XXXXXXXX'], strip: 0, prepend: '+34', trunkIds: [landlines] },
+      { name: 'móviles', patterns: ['_6XXXXXXXX', '_7XXXXXXXX'], strip: 0, prepend: '', trunkIds: [mobiles] },
+    ];
+    savedSettings = { ...savedSettings, routes };
+    assert.deepEqual(await serverDialplan(), { success: true, source: 'saved', settings: savedSettings });
+    assert.equal(await page.getByTestId('dialplan-summary-routes').getAttribute('data-value'), '2');
+    assert.equal(await text(page.getByTestId('dialplan-summary-routes')), '2 rutas de salida: fijos, móviles');
+    assert.equal(await page.getByTestId(`dialplan-route-trunk-1-${mobiles}`).isChecked(), true, 'the saved routes are shown');
+    await shot(people.admin, 'dialplan-routes');
+
+    // A bad pattern in the second route: the server's words under the routes, nothing saved.
+    await page.getByTestId('dialplan-route-patterns-1').fill('_6Q');
+    await page.getByTestId('dialplan-save').click();
+    const err = page.getByTestId('dialplan-error-routes');
+    await err.waitFor();
+    assert.match(await text(err), /^route 2 \("móviles"\): patterns: /);
+    assert.equal(await message.getAttribute('data-field'), 'routes');
+    assert.equal(await text(message), 'No se ha guardado nada: revise el campo «Rutas de salida».');
+    assert.deepEqual(await serverDialplan(), { success: true, source: 'saved', settings: savedSettings });
+
+    // Removing that route saves the other alone.
+    await page.getByTestId('dialplan-route-remove-1').click();
+    assert.equal(await page.getByTestId('dialplan-route-1').count(), 0);
+    await page.getByTestId('dialplan-save').click();
+    await waitFor(async () => (await err.isHidden()) && (await text(message)).startsWith('Guardado.'), { what: 'saved again' });
+    savedSettings = { ...savedSettings, routes: [routes[0]] };
     assert.deepEqual(await serverDialplan(), { success: true, source: 'saved', settings: savedSettings });
   });
 

@@ -438,6 +438,56 @@ describe('console trunks page (real browser, real backend)', () => {
     await page.getByTestId('trunk-dialog').waitFor({ state: 'detached' });
   });
 
+  step('campaign', 'gives a campaign its own trunks in the panel; a trunk twice is refused and the rows kept', ['duplicate'], async () => {
+    const { page } = people.admin;
+    const two = Number(await row(page, 'Carrier Two').getAttribute('data-id'));
+    const first = Number(await row(page, trunk.name).getAttribute('data-id'));
+    const text = async (locator) => (await locator.textContent()).trim();
+    const panel = page.getByTestId('campaign-trunks');
+    const message = page.getByTestId('campaign-trunks-message');
+    await page.getByTestId('campaign-trunks-id').fill('doce');
+    await page.getByTestId('campaign-trunks-load').click();
+    await message.waitFor();
+    assert.equal(await text(message), 'Escriba el número de la campaña (un entero mayor que 0).');
+    await page.getByTestId('campaign-trunks-id').fill('12');
+    await page.getByTestId('campaign-trunks-load').click();
+    const summary = page.getByTestId('campaign-trunks-summary');
+    await summary.waitFor();
+    assert.equal(await summary.getAttribute('data-total'), '0');
+    assert.match(await text(summary), /no tiene troncales propias/);
+
+    await page.getByTestId('campaign-trunks-add').click();
+    await page.getByTestId('campaign-trunks-trunk-0').selectOption(String(two));
+    await page.getByTestId('campaign-trunks-priority-0').fill('5');
+    await page.getByTestId('campaign-trunks-add').click();
+    assert.equal(await page.getByTestId('campaign-trunks-priority-1').inputValue(), '15', 'the next priority after the last row');
+    await page.getByTestId('campaign-trunks-trunk-1').selectOption(String(first));
+    await page.getByTestId('campaign-trunks-priority-1').fill('20');
+    await page.getByTestId('campaign-trunks-save').click();
+    await waitFor(async () => (await message.isVisible()) && (await message.getAttribute('class')).includes('alert-ok'), { what: 'saved' });
+    assert.equal(await text(message), 'Guardado: la campaña 12 tiene 2 troncales propias.');
+    const expected = [{ trunkId: two, trunkName: 'Carrier Two', priority: 5 }, { trunkId: first, trunkName: trunk.name, priority: 20 }];
+    let res = await call(people.admin, 'GET', '/api/telephony/campaigns/12/trunks');
+    assert.deepEqual(res.json.trunks, expected, res.text);
+    await shot(people.admin, 'trunks-campaign');
+
+    // The same trunk twice: the server refuses, nothing changes, the rows stay as typed.
+    await page.getByTestId('campaign-trunks-trunk-1').selectOption(String(two));
+    await page.getByTestId('campaign-trunks-save').click();
+    await waitFor(async () => (await message.getAttribute('data-status')) === '422', { what: '422 shown' });
+    assert.match(await text(message), /trunkId/);
+    assert.equal(await page.getByTestId('campaign-trunks-trunk-1').inputValue(), String(two));
+    res = await call(people.admin, 'GET', '/api/telephony/campaigns/12/trunks');
+    assert.deepEqual(res.json.trunks, expected, res.text);
+
+    await page.getByTestId('campaign-trunks-remove-1').click();
+    await page.getByTestId('campaign-trunks-save').click();
+    await waitFor(async () => (await message.getAttribute('class')).includes('alert-ok'), { what: 'saved again' });
+    res = await call(people.admin, 'GET', '/api/telephony/campaigns/12/trunks');
+    assert.deepEqual(res.json.trunks, [expected[0]], res.text);
+    assert.equal(await panel.getByTestId('campaign-trunks-row').count(), 1);
+  });
+
   step('delete', 'deletes a trunk after confirming', ['duplicate'], async () => {
     const { page } = people.admin;
     const id = Number(await row(page, 'Carrier Two').getAttribute('data-id'));

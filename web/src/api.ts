@@ -5,6 +5,7 @@ import type { Trunk, TrunkPreview, TrunkRegistration, TrunkTestResult } from './
 import type { Did } from './dids';
 import type { DialplanAnswer, DialplanSettings } from './dialplan';
 import type { PbxConfigAnswer, TelephonyStatus } from './pbx';
+import type { CampaignTrunkList, CampaignTrunksBody } from './campaignTrunks';
 
 export interface SipInfo {
   username: string;
@@ -233,6 +234,9 @@ export const api = {
   previewTrunkInput: (body: Record<string, unknown>) => request<TrunkPreview>('POST', '/api/telephony/trunks/preview_config', body),
   testTrunk: (id: number) => request<{ result: TrunkTestResult }>('POST', `/api/telephony/trunks/${id}/test_connection`),
   forceRegisterTrunk: (id: number) => request<{ registration: TrunkRegistration }>('POST', `/api/telephony/trunks/${id}/force_register`),
+  campaignTrunks: (campaignId: number) => request<CampaignTrunkList>('GET', `/api/telephony/campaigns/${campaignId}/trunks`),
+  saveCampaignTrunks: (campaignId: number, body: CampaignTrunksBody) =>
+    request<CampaignTrunkList>('PUT', `/api/telephony/campaigns/${campaignId}/trunks`, body),
 
   dids: () => request<{ total: number; dids: Did[] }>('GET', '/api/telephony/dids'),
   did: (id: number) => request<{ did: Did }>('GET', `/api/telephony/dids/${id}`),

@@ -6,6 +6,16 @@
 export const DIAL_PERMISSIONS = ['internal', 'national', 'international'] as const;
 export type AgentPermission = (typeof DIAL_PERMISSIONS)[number];
 
+/** One outbound route: the numbers it carries, their rewrite and the trunks it may use. */
+export interface RouteSettings {
+  name: string;
+  patterns: string[];
+  strip: number;
+  prepend: string;
+  /** Empty: every active trunk. */
+  trunkIds: number[];
+}
+
 /** The configuration's `[dialplan]` keys in the API's spelling; every field is sent on PUT. */
 export interface DialplanSettings {
   countryCode: string;
@@ -21,6 +31,8 @@ export interface DialplanSettings {
   /** 0: no limit. */
   maxOutboundPerHour: number;
   blockedPrefixes: string[];
+  /** Several routes, tried in order; when not empty they replace outboundPatterns, strip and prepend. */
+  routes: RouteSettings[];
 }
 
 /** `config`: the configuration file's `[dialplan]`; `saved`: saved by an administrator. */
@@ -37,11 +49,33 @@ export const DIALPLAN_FIELDS = [
 ] as const satisfies readonly (keyof DialplanSettings)[];
 export type DialplanField = (typeof DIALPLAN_FIELDS)[number];
 
-/** The form's values as the inputs hold them: text everywhere, lists one entry per line. */
-export type DialplanFormValues = Record<DialplanField, string>;
+/** A field a check or a 422 can name: a form field, or the routes as a whole. */
+export type DialplanErrorField = DialplanField | 'routes';
+
+/** One route as its inputs hold it: patterns one per line, the trunks ticked. */
+export interface RouteFormValues {
+  name: string;
+  patterns: string;
+  strip: string;
+  prepend: string;
+  trunkIds: number[];
+}
+
+/** The form's values as the inputs hold them: text everywhere, lists one entry per line; the routes' editors. */
+export type DialplanFormValues = Record<DialplanField, string> & { routes: RouteFormValues[] };
+
+export function routeToValues(r: RouteSettings): RouteFormValues {
+  return { name: r.name, patterns: r.patterns.join('\n'), strip: String(r.strip), prepend: r.prepend, trunkIds: [...r.trunkIds] };
+}
+
+/** An empty route for the "add" button. */
+export function newRoute(): RouteFormValues {
+  return { name: '', patterns: '', strip: '0', prepend: '', trunkIds: [] };
+}
 
 export function settingsToValues(s: DialplanSettings): DialplanFormValues {
   return {
+    routes: (s.routes ?? []).map(routeToValues),
     countryCode: s.countryCode,
     internationalPrefix: s.internationalPrefix,
     nationalPrefix: s.nationalPrefix,
@@ -74,7 +108,7 @@ export function splitPrefixes(text: string): string[] {
 /** A check the form makes before sending; `field` is the DialplanSettings field it is about. */
 export class DialplanFormError extends Error {
   constructor(
-    readonly field: DialplanField,
+    readonly field: DialplanErrorField,
     message: string,
   ) {
     super(`${field}: ${message}`);
@@ -82,10 +116,21 @@ export class DialplanFormError extends Error {
 }
 
 /** A count the API takes as an unsigned integer; the range is the server's to check. */
-function wholeNumber(field: DialplanField, text: string): number {
+function wholeNumber(field: DialplanErrorField, text: string): number {
   const v = text.trim();
   if (!/^\d{1,9}$/.test(v)) throw new DialplanFormError(field, 'a whole number, 0 or more');
   return Number(v);
+}
+
+/** A route's PUT body: text trimmed, patterns split by line, trunks in the order ticked. */
+export function buildRouteBody(v: RouteFormValues): RouteSettings {
+  return {
+    name: v.name.trim(),
+    patterns: splitLines(v.patterns),
+    strip: wholeNumber('routes', v.strip),
+    prepend: v.prepend.trim(),
+    trunkIds: [...v.trunkIds],
+  };
 }
 
 /**
@@ -106,6 +151,7 @@ export function buildDialplanBody(v: DialplanFormValues): DialplanSettings {
     maxConcurrentOutbound: wholeNumber('maxConcurrentOutbound', v.maxConcurrentOutbound),
     maxOutboundPerHour: wholeNumber('maxOutboundPerHour', v.maxOutboundPerHour),
     blockedPrefixes: splitPrefixes(v.blockedPrefixes),
+    routes: v.routes.map(buildRouteBody),
   };
 }
 
@@ -114,26 +160,27 @@ export function buildDialplanBody(v: DialplanFormValues): DialplanSettings {
  * checks, or `... target type: strip: invalid value ...` when the body
  * itself did not fit (the JSON decoder names the path after the prefix).
  */
-export function dialplanErrorField(message: string): DialplanField | null {
-  const m = /^([A-Za-z]+)\s*:/.exec(message) ?? /target type:\s*([A-Za-z]+)(?:\[\d+\])?\s*:/.exec(message);
+export function dialplanErrorField(message: string): DialplanErrorField | null {
+  const m = /^([A-Za-z]+)\s*:/.exec(message) ?? /target type:\s*([A-Za-z]+)[^:\s]*\s*:/.exec(message);
   if (!m) return null;
-  return (DIALPLAN_FIELDS as readonly string[]).includes(m[1]) ? (m[1] as DialplanField) : null;
+  return ([...DIALPLAN_FIELDS, 'routes'] as readonly string[]).includes(m[1]) ? (m[1] as DialplanErrorField) : null;
 }
 
 /** The server's words after the field name ("outboundPatterns: pattern ..." → "pattern ..."). */
-export function errorDetail(message: string, field: DialplanField): string {
+export function errorDetail(message: string, field: DialplanErrorField): string {
   const at = message.indexOf(`${field}:`);
   return at < 0 ? message : message.slice(at + field.length + 1).trim();
 }
 
 /** Whether two settings route calls the same (list order counts: the server keeps it). */
 export function sameSettings(a: DialplanSettings, b: DialplanSettings): boolean {
-  return DIALPLAN_FIELDS.every((f) => {
-    const x = a[f];
-    const y = b[f];
-    if (Array.isArray(x) && Array.isArray(y)) return x.length === y.length && x.every((e, i) => e === y[i]);
-    return x === y;
-  });
+  const same = (x: unknown, y: unknown) =>
+    Array.isArray(x) && Array.isArray(y) ? x.length === y.length && x.every((e, i) => e === y[i]) : x === y;
+  const ra = a.routes ?? [];
+  const rb = b.routes ?? [];
+  return DIALPLAN_FIELDS.every((f) => same(a[f], b[f]))
+    && ra.length === rb.length
+    && ra.every((r, i) => (['name', 'patterns', 'strip', 'prepend', 'trunkIds'] as const).every((k) => same(r[k], rb[i][k])));
 }
 
 /**

@@ -4,13 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  buildDialplanBody, dialplanErrorField, errorDetail, DialplanFormError, formDiffers, sameSettings, settingsToValues,
-  splitLines, splitPrefixes, type DialplanSettings,
+  buildDialplanBody, buildRouteBody, dialplanErrorField, errorDetail, DialplanFormError, formDiffers, newRoute, sameSettings,
+  settingsToValues, splitLines, splitPrefixes, type DialplanSettings,
 } from '../src/dialplan.ts';
 
 const SPAIN: DialplanSettings = {
   countryCode: '34', internationalPrefix: '00', nationalPrefix: '', outboundPatterns: ['_+X.', '_XXXXXX.'], strip: 0, prepend: '',
   agentPermission: 'national', maxConcurrentOutbound: 2, maxOutboundPerHour: 120, blockedPrefixes: ['870', '881', '34803'],
+  routes: [],
 };
 
 test('patterns are one per line, trimmed, blank lines dropped; a set keeps its comma', () => {
@@ -38,11 +39,12 @@ test('the body sends every field, text trimmed, lists as typed, counts as number
   const body = buildDialplanBody({
     countryCode: ' 44 ', internationalPrefix: ' 00,011 ', nationalPrefix: ' 0 ', outboundPatterns: '_0NXXXXXXXXX\n\n _00X. ',
     strip: ' 1 ', prepend: ' +44 ', agentPermission: 'international', maxConcurrentOutbound: '0', maxOutboundPerHour: ' 30 ',
-    blockedPrefixes: '4470\n449\n',
+    blockedPrefixes: '4470\n449\n', routes: [],
   });
   assert.deepEqual(body, {
     countryCode: '44', internationalPrefix: '00,011', nationalPrefix: '0', outboundPatterns: ['_0NXXXXXXXXX', '_00X.'], strip: 1,
     prepend: '+44', agentPermission: 'international', maxConcurrentOutbound: 0, maxOutboundPerHour: 30, blockedPrefixes: ['4470', '449'],
+    routes: [],
   });
   assert.deepEqual(Object.keys(body).sort(), Object.keys(SPAIN).sort(), 'every field, nothing else');
 });
@@ -82,4 +84,47 @@ test('the form differs from the settings in force when any field does', () => {
   assert.equal(formDiffers({ ...v, outboundPatterns: '  _+X.\n\n_XXXXXX.  ' }, SPAIN), false, 'blank lines and spaces are no change');
   assert.equal(sameSettings(SPAIN, { ...SPAIN, agentPermission: 'internal' }), false);
   assert.equal(sameSettings(SPAIN, { ...SPAIN, outboundPatterns: [...SPAIN.outboundPatterns] }), true);
+});
+
+const ROUTED: DialplanSettings = {
+  ...SPAIN,
+  routes: [
+    { name: 'mobiles', patterns: ['_6XXXXXXXX', '_7XXXXXXXX'], strip: 0, prepend: '', trunkIds: [3, 1] },
+    { name: 'outside line', patterns: ['_9NXXXXXXXX'], strip: 1, prepend: '+34', trunkIds: [] },
+  ],
+};
+
+test('routes fill their editors and come back unchanged, in order', () => {
+  const v = settingsToValues(ROUTED);
+  assert.deepEqual(v.routes[0], { name: 'mobiles', patterns: '_6XXXXXXXX\n_7XXXXXXXX', strip: '0', prepend: '', trunkIds: [3, 1] });
+  assert.deepEqual(buildDialplanBody(v), ROUTED);
+  assert.equal(formDiffers(v, ROUTED), false);
+  assert.equal(formDiffers(v, SPAIN), true, 'routes count');
+  assert.equal(formDiffers({ ...v, routes: [v.routes[1], v.routes[0]] }, ROUTED), true, 'their order counts');
+  assert.equal(formDiffers({ ...v, routes: [{ ...v.routes[0], trunkIds: [1, 3] }, v.routes[1]] }, ROUTED), true, 'and the trunks order');
+  assert.equal(formDiffers({ ...v, routes: [...v.routes, newRoute()] }, ROUTED), true, 'an added route');
+  assert.equal(sameSettings(ROUTED, { ...ROUTED, routes: ROUTED.routes.map((r) => ({ ...r })) }), true);
+  // Settings from a server that sends no routes read as none.
+  const { routes: _, ...old } = SPAIN;
+  assert.deepEqual(settingsToValues(old as DialplanSettings).routes, []);
+});
+
+test('a route body trims its text, splits its patterns and stops a strip that is no whole number', () => {
+  assert.deepEqual(
+    buildRouteBody({ name: ' mobiles ', patterns: ' _6X.\n\n_7X. ', strip: ' 2 ', prepend: ' +34 ', trunkIds: [2] }),
+    { name: 'mobiles', patterns: ['_6X.', '_7X.'], strip: 2, prepend: '+34', trunkIds: [2] });
+  assert.throws(
+    () => buildDialplanBody({ ...settingsToValues(ROUTED), routes: [{ ...newRoute(), strip: 'x' }] }),
+    (e: unknown) => e instanceof DialplanFormError && e.field === 'routes');
+  // Empty names and patterns are the server's to refuse (its 422 names the route).
+  assert.deepEqual(buildRouteBody(newRoute()), { name: '', patterns: [], strip: 0, prepend: '', trunkIds: [] });
+});
+
+test('a 422 about a route names the routes field', () => {
+  const msg = 'routes: route 2 ("mobiles"): patterns: pattern "_6Q": unknown character (use digits, X Z N [ ] . !)';
+  assert.equal(dialplanErrorField(msg), 'routes');
+  assert.equal(errorDetail(msg, 'routes'), 'route 2 ("mobiles"): patterns: pattern "_6Q": unknown character (use digits, X Z N [ ] . !)');
+  assert.equal(
+    dialplanErrorField('Failed to deserialize the JSON body into the target type: routes[0].strip: invalid value: integer `-1`, expected u32'),
+    'routes');
 });

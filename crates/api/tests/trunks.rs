@@ -784,3 +784,37 @@ async fn live_state_reported_by_the_sip_side_shows() {
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
 }
+
+/// A campaign's trunk list is the administrator's: supervisors and agents
+/// neither read nor change it.
+#[tokio::test]
+async fn campaign_trunk_lists_are_admin_only() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    app.create_user(&admin, "Sup S", "sups", "supervisor").await;
+    app.create_user(&admin, "Agent A", "agenta", "agent").await;
+    let r = app.post("/api/telephony/trunks", twilio(), &admin).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json()["trunk"]["id"].as_i64().expect("id");
+    let path = "/api/telephony/campaigns/3/trunks";
+    let body = json!({"trunks": [{"trunkId": id, "priority": 2}]});
+    for who in [
+        app.login("sups", "password-123").await,
+        app.login("agenta", "password-123").await,
+    ] {
+        assert_eq!(app.get(path, &who).await.status, StatusCode::FORBIDDEN);
+        let r = put(&app, path, body.clone(), &who).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    }
+    assert_eq!(
+        app.get(path, &Auth::None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.get(path, &admin).await.json()["total"], 0);
+    let r = put(&app, path, body, &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json()["trunks"],
+        json!([{"trunkId": id, "trunkName": "Twilio Main", "priority": 2}])
+    );
+}

@@ -519,30 +519,37 @@ impl TrunkState {
 }
 
 /// The trunks to try, in order: a campaign's own trunk list when the call
-/// belongs to a campaign that has one, else the route's (or every trunk);
-/// only usable trunks (active, registered when they register, a free
-/// channel), by priority then id. Empty: [`Refusal::NoTrunkAvailable`].
-/// The channel check here is a snapshot; the engine reserves the channel
-/// atomically when it tries the trunk and moves on if it lost the race.
+/// belongs to a campaign that has one (in the list's order: the
+/// campaign's priorities, seeds/001 `campaign_trunks`), else the route's
+/// (or every trunk) by the trunks' priority then id; only usable trunks
+/// (active, registered when they register, a free channel). Empty:
+/// [`Refusal::NoTrunkAvailable`]. The channel check here is a snapshot;
+/// the engine reserves the channel atomically when it tries the trunk and
+/// moves on if it lost the race.
 pub fn trunk_order(
     route: &OutboundRoute,
     campaign_trunks: Option<&[i64]>,
     trunks: &[TrunkState],
 ) -> Result<Vec<i64>, Refusal> {
-    let allowed: Option<&[i64]> = match campaign_trunks {
-        Some(c) if !c.is_empty() => Some(c),
-        _ if !route.trunks.is_empty() => Some(&route.trunks),
-        _ => None,
+    let order: Vec<i64> = match campaign_trunks {
+        Some(c) if !c.is_empty() => c
+            .iter()
+            .filter(|id| trunks.iter().any(|t| t.id == **id && t.usable()))
+            .copied()
+            .collect(),
+        _ => {
+            let mut usable: Vec<&TrunkState> = trunks
+                .iter()
+                .filter(|t| (route.trunks.is_empty() || route.trunks.contains(&t.id)) && t.usable())
+                .collect();
+            usable.sort_by_key(|t| (t.priority, t.id));
+            usable.into_iter().map(|t| t.id).collect()
+        }
     };
-    let mut usable: Vec<&TrunkState> = trunks
-        .iter()
-        .filter(|t| allowed.is_none_or(|a| a.contains(&t.id)) && t.usable())
-        .collect();
-    usable.sort_by_key(|t| (t.priority, t.id));
-    if usable.is_empty() {
+    if order.is_empty() {
         return Err(Refusal::NoTrunkAvailable);
     }
-    Ok(usable.into_iter().map(|t| t.id).collect())
+    Ok(order)
 }
 
 /// How one attempt through a trunk ended, as far as failover cares.
@@ -833,6 +840,18 @@ mod tests {
         assert_eq!(
             trunk_order(&route(vec![3, 2]), Some(&[]), &all),
             Ok(vec![2, 3])
+        );
+        // A campaign's list keeps its own order (the campaign's
+        // priorities), outside the route's list too, and still skips
+        // unusable trunks (full, unregistered, in maintenance, unknown).
+        assert_eq!(
+            trunk_order(&route(vec![2]), Some(&[3, 4, 1, 5, 7, 99, 2]), &all),
+            Ok(vec![3, 1, 2])
+        );
+        assert_eq!(
+            trunk_order(&route(vec![]), Some(&[4, 5, 7]), &all),
+            Err(Refusal::NoTrunkAvailable),
+            "a campaign whose trunks are all unusable does not fall back"
         );
         assert_eq!(
             trunk_order(&route(vec![4, 5, 7]), None, &all),

@@ -18,6 +18,11 @@ use crate::{Actor, Db, DomainError, Services};
 /// The `settings` key the saved dial plan is kept under.
 const KEY: &str = "dialplan";
 const MAX_PATTERNS: usize = 50;
+/// The most outbound routes a dial plan has.
+const MAX_ROUTES: usize = 20;
+/// The most trunks one route lists.
+const MAX_ROUTE_TRUNKS: usize = 50;
+const MAX_ROUTE_NAME: usize = 64;
 const MAX_PREFIXES: usize = 200;
 /// The most a per-agent limit can be set to (0 means no limit).
 const MAX_LIMIT: u32 = 100_000;
@@ -49,6 +54,32 @@ pub struct DialplanSettings {
     pub max_outbound_per_hour: u32,
     /// E.164 prefixes (digits, no `+`) nobody may dial.
     pub blocked_prefixes: Vec<String>,
+    /// Several outbound routes, tried in order (the first with a matching
+    /// pattern carries the call), each with its own rewrite and trunks;
+    /// when not empty they replace `outboundPatterns`, `strip` and
+    /// `prepend`. Optional (absent: none).
+    #[serde(default)]
+    pub routes: Vec<RouteSettings>,
+}
+
+/// One outbound route as an administrator edits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteSettings {
+    /// Unique within the dial plan (1–64 characters).
+    pub name: String,
+    /// Patterns of the numbers this route carries (at least one).
+    pub patterns: Vec<String>,
+    /// Leading characters removed before the number goes to the trunk.
+    #[serde(default)]
+    pub strip: u32,
+    /// Added in front after `strip` (digits and `+`).
+    #[serde(default)]
+    pub prepend: String,
+    /// The trunks this route may use (by their priority); empty: every
+    /// active trunk.
+    #[serde(default)]
+    pub trunk_ids: Vec<i64>,
 }
 
 impl Default for DialplanSettings {
@@ -72,6 +103,7 @@ impl Default for DialplanSettings {
             max_concurrent_outbound: limits.max_concurrent,
             max_outbound_per_hour: limits.max_per_hour,
             blocked_prefixes: plan.blocked_prefixes,
+            routes: Vec::new(),
         }
     }
 }
@@ -95,6 +127,65 @@ fn digits(field: &'static str, v: &str, max: usize, allow_empty: bool) -> Result
             field,
             format!("{v:?}: digits only, at most {max}"),
         ))
+    }
+}
+
+fn prepend_ok(v: &str) -> bool {
+    v.len() <= 10
+        && v.chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_digit() || (c == '+' && i == 0))
+}
+
+impl RouteSettings {
+    /// Checks one route; errors say which route (`n` counts from 1).
+    fn compile(&self, n: usize) -> Result<OutboundRoute, DomainError> {
+        let name = self.name.trim();
+        let bad = |what: String| {
+            DomainError::invalid("routes", format!("route {n} ({:?}): {what}", name))
+        };
+        if name.is_empty()
+            || name.chars().count() > MAX_ROUTE_NAME
+            || name.chars().any(char::is_control)
+        {
+            return Err(DomainError::invalid(
+                "routes",
+                format!("route {n}: a name of 1 to {MAX_ROUTE_NAME} characters"),
+            ));
+        }
+        if self.patterns.is_empty() || self.patterns.len() > MAX_PATTERNS {
+            return Err(bad(format!("patterns: 1 to {MAX_PATTERNS}")));
+        }
+        let mut patterns = Vec::with_capacity(self.patterns.len());
+        for p in &self.patterns {
+            patterns.push(Pattern::parse(p.trim()).map_err(|e| bad(format!("patterns: {e}")))?);
+        }
+        if self.strip > 20 {
+            return Err(bad("strip: at most 20".into()));
+        }
+        if !prepend_ok(&self.prepend) {
+            return Err(bad(
+                "prepend: digits, with an optional leading +, at most 10".into(),
+            ));
+        }
+        if self.trunk_ids.len() > MAX_ROUTE_TRUNKS {
+            return Err(bad(format!("trunkIds: at most {MAX_ROUTE_TRUNKS}")));
+        }
+        for (i, t) in self.trunk_ids.iter().enumerate() {
+            if *t < 1 {
+                return Err(bad(format!("trunkIds: {t} is no trunk id")));
+            }
+            if self.trunk_ids[..i].contains(t) {
+                return Err(bad(format!("trunkIds: trunk {t} is listed twice")));
+            }
+        }
+        Ok(OutboundRoute {
+            name: name.to_string(),
+            patterns,
+            strip: self.strip as usize,
+            prepend: self.prepend.clone(),
+            trunks: self.trunk_ids.clone(),
+        })
     }
 }
 
@@ -129,13 +220,7 @@ impl DialplanSettings {
         if self.strip > 20 {
             return Err(DomainError::invalid("strip", "at most 20"));
         }
-        let prepend_ok = self.prepend.len() <= 10
-            && self
-                .prepend
-                .chars()
-                .enumerate()
-                .all(|(i, c)| c.is_ascii_digit() || (c == '+' && i == 0));
-        if !prepend_ok {
+        if !prepend_ok(&self.prepend) {
             return Err(DomainError::invalid(
                 "prepend",
                 "digits, with an optional leading +, at most 10",
@@ -173,7 +258,29 @@ impl DialplanSettings {
             digits("blockedPrefixes", p, 15, false)?;
             blocked.push(p.to_string());
         }
-        let routes = if patterns.is_empty() {
+        if self.routes.len() > MAX_ROUTES {
+            return Err(DomainError::invalid(
+                "routes",
+                format!("at most {MAX_ROUTES}"),
+            ));
+        }
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (i, r) in self.routes.iter().enumerate() {
+            let route = r.compile(i + 1)?;
+            if routes
+                .iter()
+                .any(|o: &OutboundRoute| o.name.eq_ignore_ascii_case(&route.name))
+            {
+                return Err(DomainError::invalid(
+                    "routes",
+                    format!("route {}: the name {:?} is used twice", i + 1, route.name),
+                ));
+            }
+            routes.push(route);
+        }
+        let routes = if !routes.is_empty() {
+            routes
+        } else if patterns.is_empty() {
             Vec::new()
         } else {
             vec![OutboundRoute {
@@ -264,6 +371,22 @@ impl DialplanService {
         s.compile()?;
         let text = serde_json::to_string(s).map_err(|e| DomainError::Internal(e.to_string()))?;
         let mut tx = self.db.write().await?;
+        // A route names trunks that exist (one deleted later is skipped
+        // by routing like an inactive one).
+        for (i, r) in s.routes.iter().enumerate() {
+            for t in &r.trunk_ids {
+                if store::trunks::get(&mut tx, *t).await?.is_none() {
+                    return Err(DomainError::invalid(
+                        "routes",
+                        format!(
+                            "route {} ({:?}): trunkIds: no trunk {t}",
+                            i + 1,
+                            r.name.trim()
+                        ),
+                    ));
+                }
+            }
+        }
         store::settings::set(&mut tx, KEY, &text).await?;
         audit::record(
             &mut tx,
@@ -326,7 +449,105 @@ mod tests {
             max_concurrent_outbound: 2,
             max_outbound_per_hour: 120,
             blocked_prefixes: vec!["+803".into(), "881".into()],
+            routes: Vec::new(),
         }
+    }
+
+    fn route(name: &str, patterns: &[&str], trunk_ids: Vec<i64>) -> RouteSettings {
+        RouteSettings {
+            name: name.into(),
+            patterns: patterns.iter().map(|p| (*p).to_string()).collect(),
+            strip: 0,
+            prepend: String::new(),
+            trunk_ids,
+        }
+    }
+
+    #[test]
+    fn several_routes_replace_the_single_pattern_list() {
+        let s = DialplanSettings {
+            routes: vec![
+                route("emergency", &["112"], vec![]),
+                RouteSettings {
+                    strip: 1,
+                    prepend: "+34".into(),
+                    ..route("outside line", &["_9NXXXXXXXX"], vec![3, 1])
+                },
+                route("mobiles", &["_[6-7]XXXXXXXX"], vec![2]),
+            ],
+            ..spain()
+        };
+        let c = s.compile().expect("valid");
+        let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec!["emergency", "outside line", "mobiles"]);
+        let r = crate::dialplan::find_route(&c.routes, "9912345678").expect("routed");
+        assert_eq!(
+            (r.rewrite("9912345678"), r.trunks.clone()),
+            ("+34912345678".into(), vec![3, 1])
+        );
+        let r = crate::dialplan::find_route(&c.routes, "612345678").expect("routed");
+        assert_eq!(r.trunks, vec![2]);
+        // The single list no longer applies: a number only it matched is no route.
+        assert!(crate::dialplan::find_route(&c.routes, "+33123456789").is_none());
+        // Absent in JSON (older saved plans, clients that do not send it).
+        let mut v = serde_json::to_value(spain()).expect("json");
+        v.as_object_mut().expect("object").remove("routes");
+        let back: DialplanSettings = serde_json::from_value(v).expect("reads back");
+        assert_eq!(back.routes, Vec::new());
+        assert_eq!(back.compile().expect("valid").routes.len(), 1);
+    }
+
+    #[test]
+    fn every_route_is_checked_and_the_whole_plan_refused() {
+        let bad_routes: Vec<(&str, Vec<RouteSettings>)> = vec![
+            ("name", vec![route(" ", &["_X."], vec![])]),
+            ("name", vec![route(&"n".repeat(65), &["_X."], vec![])]),
+            ("patterns", vec![route("a", &[], vec![])]),
+            ("patterns", vec![route("a", &["_9Q."], vec![])]),
+            (
+                "twice",
+                vec![route("a", &["1"], vec![]), route("A", &["2"], vec![])],
+            ),
+            ("trunkIds", vec![route("a", &["1"], vec![1, 1])]),
+            ("trunkIds", vec![route("a", &["1"], vec![0])]),
+            (
+                "strip",
+                vec![RouteSettings {
+                    strip: 21,
+                    ..route("a", &["1"], vec![])
+                }],
+            ),
+            (
+                "prepend",
+                vec![RouteSettings {
+                    prepend: "9+".into(),
+                    ..route("a", &["1"], vec![])
+                }],
+            ),
+            (
+                "at most",
+                (0..21)
+                    .map(|i| route(&format!("r{i}"), &["1"], vec![]))
+                    .collect(),
+            ),
+        ];
+        for (what, routes) in bad_routes {
+            let s = DialplanSettings { routes, ..spain() };
+            match s.compile() {
+                Err(DomainError::Invalid { field, message }) => {
+                    assert_eq!(field, "routes", "{what}");
+                    assert!(message.contains(what), "{what}: {message}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        // The route's position is named.
+        let s = DialplanSettings {
+            routes: vec![route("ok", &["1"], vec![]), route("bad", &["_["], vec![])],
+            ..spain()
+        };
+        let e = s.compile().expect_err("refused").to_string();
+        assert!(e.contains("route 2 (\"bad\")"), "{e}");
     }
 
     #[test]

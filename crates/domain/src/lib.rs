@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod call_events;
 pub mod calls;
+pub mod campaign_trunks;
 pub mod dialplan;
 pub mod dialplan_settings;
 pub mod dids;

@@ -27,6 +27,9 @@ pub struct OriginatePlan {
     /// The trunk's P-Asserted-Identity, when it sends one.
     pub trunk_pai: Option<String>,
     pub campaign_id: Option<i64>,
+    /// The campaign's own trunks in its order, when it has a list: the
+    /// engine routes the customer's call through these, not the route's.
+    pub campaign_trunks: Option<Vec<i64>>,
     pub lead_id: Option<i64>,
 }
 
@@ -54,9 +57,10 @@ impl Services {
     /// `customer_phone`: the agent must exist and be active; the number
     /// must be one the dial plan sends out, allowed to the agent (their
     /// `dialPermission`, else the plan's default) and not blocked; the
-    /// trunk is the first usable one by priority (registered when it
-    /// registers). Concurrency and hourly limits are the engine's to
-    /// count when the call starts.
+    /// trunk is the first usable one (registered when it registers) of
+    /// the campaign's own list when `campaign_id` has one (in the
+    /// campaign's order), else of the route's, by priority. Concurrency
+    /// and hourly limits are the engine's to count when the call starts.
     pub async fn plan_originate(
         &self,
         agent_extension: &str,
@@ -120,7 +124,12 @@ impl Services {
                 channels_in_use: 0,
             })
             .collect();
-        let order = dialplan::trunk_order(route, None, &states).map_err(OriginateError::Refused)?;
+        let campaign_trunks = match campaign_id {
+            Some(c) => self.campaign_trunks().trunk_ids(c).await?,
+            None => None,
+        };
+        let order = dialplan::trunk_order(route, campaign_trunks.as_deref(), &states)
+            .map_err(OriginateError::Refused)?;
         let (trunk_id, trunk, _) = trunks
             .iter()
             .find(|(id, _, _)| Some(id) == order.first())
@@ -136,6 +145,7 @@ impl Services {
             trunk_name: trunk.name.clone(),
             trunk_pai: trunk.pai.clone().filter(|_| trunk.send_pai),
             campaign_id,
+            campaign_trunks,
             lead_id,
         })
     }

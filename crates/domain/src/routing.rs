@@ -53,6 +53,10 @@ pub struct Outbound<'a> {
     pub permission: DialPermission,
     pub limits: OutboundLimits,
     pub usage: OutboundUsage,
+    /// The trunks of the call's campaign, in the campaign's order, when
+    /// the call belongs to one that has a list: they replace the route's
+    /// (see [`dialplan::trunk_order`]).
+    pub campaign_trunks: Option<&'a [i64]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +171,7 @@ fn outbound(dialled: &str, out: &Outbound<'_>) -> Decision {
         Ok(n) => n,
         Err(r) => return refused(&r),
     };
-    match dialplan::trunk_order(route, None, out.trunks) {
+    match dialplan::trunk_order(route, out.campaign_trunks, out.trunks) {
         Ok(trunk_ids_in_order) => Decision::Trunks {
             number_for_trunk,
             trunk_ids_in_order,
@@ -227,6 +231,7 @@ mod tests {
         permission: DialPermission,
         limits: OutboundLimits,
         usage: OutboundUsage,
+        campaign: Option<Vec<i64>>,
     }
 
     impl Directory for Dir {
@@ -248,6 +253,7 @@ mod tests {
                 permission: o.permission,
                 limits: o.limits,
                 usage: o.usage,
+                campaign_trunks: o.campaign.as_deref(),
             })
         }
     }
@@ -408,6 +414,7 @@ mod tests {
                     max_per_hour: 10,
                 },
                 usage,
+                campaign: None,
             }),
         }
     }
@@ -436,6 +443,20 @@ mod tests {
             Decision::Trunks {
                 number_for_trunk: "+34912345678".into(),
                 trunk_ids_in_order: vec![3, 1, 2],
+                e164: "34912345678".into(),
+            }
+        );
+        // A campaign's call goes out through the campaign's trunks, in its
+        // order, whatever the route's list.
+        let mut campaign = outbound_dir(DialPermission::National, idle);
+        if let Some(o) = campaign.out.as_mut() {
+            o.campaign = Some(vec![3, 9, 2]);
+        }
+        assert_eq!(
+            decide(&caller, "9912345678", &campaign),
+            Decision::Trunks {
+                number_for_trunk: "+34912345678".into(),
+                trunk_ids_in_order: vec![3, 2],
                 e164: "34912345678".into(),
             }
         );

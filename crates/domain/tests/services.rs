@@ -1491,3 +1491,124 @@ async fn record_calls_override_reaches_the_sip_lookup() {
     assert_eq!(pref(sip(&b)).await, None);
     assert!(!should_record(true, Some(pa), None));
 }
+
+/// A campaign's trunk list: replaced whole and audited, refused whole
+/// (nothing changes), and an originate for the campaign plans its call
+/// through the campaign's first trunk instead of the dial plan's.
+#[tokio::test]
+async fn a_campaigns_trunks_replace_the_routes_for_its_calls() {
+    use domain::campaign_trunks::{CampaignTrunkInput, CampaignTrunksInput};
+    use domain::trunks::TrunkInput;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = services(&dir).await;
+    let (_, sip) = s
+        .users
+        .create(&admin(), agent("Cora Campaign", "cora"))
+        .await
+        .expect("agent");
+    let ext = sip.expect("agents get a SIP account").extension;
+    let trunk = |name: &str, priority: i64| {
+        serde_json::from_value::<TrunkInput>(serde_json::json!({
+            "name": name, "host": "127.0.0.1", "priority": priority,
+            "sendsRegistration": false,
+        }))
+        .expect("input")
+    };
+    let main = s
+        .trunks()
+        .create(&admin(), &trunk("Main", 1))
+        .await
+        .expect("trunk");
+    let campaign = s
+        .trunks()
+        .create(&admin(), &trunk("Campaign carrier", 5))
+        .await
+        .expect("trunk");
+    let list = |entries: Vec<(i64, Option<i64>)>| CampaignTrunksInput {
+        trunks: entries
+            .into_iter()
+            .map(|(trunk_id, priority)| CampaignTrunkInput { trunk_id, priority })
+            .collect(),
+    };
+    let ct = s.campaign_trunks();
+    assert!(ct.list(42).await.expect("list").is_empty());
+    let saved = ct
+        .replace(
+            &admin(),
+            42,
+            &list(vec![(main.id, Some(7)), (campaign.id, Some(2))]),
+        )
+        .await
+        .expect("replace");
+    let seen: Vec<(i64, &str, i64)> = saved
+        .iter()
+        .map(|t| (t.trunk_id, t.trunk_name.as_str(), t.priority))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(campaign.id, "Campaign carrier", 2), (main.id, "Main", 7)]
+    );
+    assert_eq!(ct.list(42).await.expect("list"), saved);
+    let (audit, _) = s
+        .audit
+        .list(Some("campaign_trunks.update"), None, 10, 0)
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].target_id.as_deref(), Some("42"));
+
+    // Refused whole: an unknown trunk after a good one, a trunk twice.
+    for bad in [
+        list(vec![(main.id, None), (campaign.id + 100, None)]),
+        list(vec![(main.id, None), (main.id, Some(3))]),
+    ] {
+        match ct.replace(&admin(), 42, &bad).await {
+            Err(DomainError::Invalid { field, .. }) => assert_eq!(field, "trunkId"),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+    assert_eq!(ct.list(42).await.expect("list"), saved, "unchanged");
+    assert!(matches!(
+        ct.replace(&admin(), 0, &list(vec![])).await,
+        Err(DomainError::NotFound { what: "campaign" })
+    ));
+
+    // The dial plan's choice is the lowest priority (Main); the campaign's
+    // call goes through its own first trunk, and the engine gets its list.
+    let plan = s
+        .plan_originate(&ext, "912345678", None, None)
+        .await
+        .expect("plan");
+    assert_eq!(
+        (plan.trunk_name.as_str(), plan.campaign_trunks),
+        ("Main", None)
+    );
+    let plan = s
+        .plan_originate(&ext, "912345678", Some(42), Some(9))
+        .await
+        .expect("plan");
+    assert_eq!(plan.trunk_name, "Campaign carrier");
+    assert_eq!(plan.campaign_trunks, Some(vec![campaign.id, main.id]));
+    assert_eq!((plan.campaign_id, plan.lead_id), (Some(42), Some(9)));
+    // A campaign without a list uses the dial plan's trunks.
+    let plan = s
+        .plan_originate(&ext, "912345678", Some(43), None)
+        .await
+        .expect("plan");
+    assert_eq!(
+        (plan.trunk_name.as_str(), plan.campaign_trunks),
+        ("Main", None)
+    );
+
+    // An empty list removes the campaign's own trunks.
+    assert!(ct
+        .replace(&admin(), 42, &list(vec![]))
+        .await
+        .expect("replace")
+        .is_empty());
+    let plan = s
+        .plan_originate(&ext, "912345678", Some(42), None)
+        .await
+        .expect("plan");
+    assert_eq!(plan.trunk_name, "Main");
+}

@@ -88,7 +88,8 @@ impl domain::Engine for SipServer {
 
     /// The core dials the number itself (the route and trunk it picks
     /// when the agent answers may differ from the plan's, e.g. after a
-    /// failover); the plan's checks have already passed.
+    /// failover), through the campaign's trunks when the plan has them;
+    /// the plan's checks have already passed.
     fn originate(
         &self,
         plan: domain::originate::OriginatePlan,
@@ -102,7 +103,7 @@ impl domain::Engine for SipServer {
             use crate::core::OriginateError as E;
             use domain::engine::OriginateFailure as F;
             server
-                .originate(&plan.agent_username, &plan.dialled)
+                .originate(&plan.agent_username, &plan.dialled, plan.campaign_trunks)
                 .await
                 .map_err(|e| match e {
                     E::NotRegistered => F::AgentNotRegistered,

@@ -543,12 +543,15 @@ impl SipServer {
     /// Click-to-call: rings `agent_username`'s newest softphone
     /// registration and, when the agent answers, dials `number` as if
     /// the agent had (dial plan, toll-fraud gate, trunks; see
-    /// `core/endpoint/originate.rs`). Resolves to the call's id once the
-    /// agent's phone is being rung.
+    /// `core/endpoint/originate.rs`). `campaign_trunks` (the campaign's
+    /// trunk ids in its order) replaces the route's trunks for the
+    /// customer's call. Resolves to the call's id once the agent's phone
+    /// is being rung.
     pub async fn originate(
         &self,
         agent_username: &str,
         number: &str,
+        campaign_trunks: Option<Vec<i64>>,
     ) -> Result<String, core::OriginateError> {
         // The account as stored now (its dial rights may have changed
         // since it was cached).
@@ -560,6 +563,7 @@ impl SipServer {
         let req = core::OriginateRequest {
             agent_username: agent_username.to_string(),
             number: number.to_string(),
+            campaign_trunks,
         };
         let mut result = Err(core::OriginateError::NotRegistered);
         self.shared

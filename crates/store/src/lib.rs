@@ -16,6 +16,7 @@ pub mod audit;
 pub mod call_legs;
 pub mod call_quality;
 pub mod calls;
+pub mod campaign_trunks;
 pub mod dids;
 mod error;
 mod flag;

@@ -347,3 +347,93 @@ async fn live_state_and_counters() {
     drop(c);
     db.close().await;
 }
+
+#[tokio::test]
+async fn a_campaigns_trunk_list_is_replaced_whole_and_follows_trunk_deletion() {
+    use store::campaign_trunks;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(&dir).await;
+    let mut tx = db.write().await.expect("tx");
+    let a = trunks::insert(&mut tx, &values("Carrier A"), 1_000)
+        .await
+        .expect("insert");
+    let b = trunks::insert(&mut tx, &values("Carrier B"), 1_000)
+        .await
+        .expect("insert");
+    campaign_trunks::replace(&mut tx, 7, &[(a, 5), (b, 1)], 2_000)
+        .await
+        .expect("replace");
+    campaign_trunks::replace(&mut tx, 8, &[(a, 1)], 2_000)
+        .await
+        .expect("replace");
+    tx.commit().await.expect("commit");
+
+    let mut c = db.conn().await.expect("conn");
+    let list = campaign_trunks::list(&mut c, 7).await.expect("list");
+    let seen: Vec<(i64, &str, i64)> = list
+        .iter()
+        .map(|r| (r.trunk_id, r.trunk_name.as_str(), r.priority))
+        .collect();
+    assert_eq!(seen, vec![(b, "Carrier B", 1), (a, "Carrier A", 5)]);
+    assert!(campaign_trunks::list(&mut c, 9)
+        .await
+        .expect("list")
+        .is_empty());
+    drop(c);
+
+    // Replaced whole: B goes, A stays (its created_at kept), one campaign only.
+    let mut tx = db.write().await.expect("tx");
+    campaign_trunks::replace(&mut tx, 7, &[(a, 3)], 3_000)
+        .await
+        .expect("replace");
+    tx.commit().await.expect("commit");
+    let mut c = db.conn().await.expect("conn");
+    let list = campaign_trunks::list(&mut c, 7).await.expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (
+            list[0].trunk_id,
+            list[0].priority,
+            list[0].created_at,
+            list[0].updated_at
+        ),
+        (a, 3, 2_000, 3_000)
+    );
+    assert_eq!(
+        campaign_trunks::list(&mut c, 8).await.expect("list").len(),
+        1
+    );
+    drop(c);
+
+    // The database refuses a duplicate and an unknown trunk; the
+    // transaction is then dropped and nothing changed.
+    let mut tx = db.write().await.expect("tx");
+    assert!(
+        campaign_trunks::replace(&mut tx, 7, &[(b, 1), (b, 2)], 4_000)
+            .await
+            .is_err()
+    );
+    drop(tx);
+    let mut tx = db.write().await.expect("tx");
+    assert!(campaign_trunks::replace(&mut tx, 7, &[(b + 100, 1)], 4_000)
+        .await
+        .is_err());
+    drop(tx);
+    let mut c = db.conn().await.expect("conn");
+    assert_eq!(campaign_trunks::list(&mut c, 7).await.expect("list"), list);
+    drop(c);
+
+    // Deleting a trunk takes it off every list.
+    let mut tx = db.write().await.expect("tx");
+    assert!(trunks::delete(&mut tx, a).await.expect("delete"));
+    tx.commit().await.expect("commit");
+    let mut c = db.conn().await.expect("conn");
+    assert!(campaign_trunks::list(&mut c, 7)
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(campaign_trunks::list(&mut c, 8)
+        .await
+        .expect("list")
+        .is_empty());
+}

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod audit;
 pub mod auth;
+pub mod campaign_trunks;
 pub mod dialplan;
 pub mod dids;
 pub mod events;

@@ -21,8 +21,8 @@ use utoipa_axum::routes;
 
 use super::provision::{ProvisionError, Provisioned};
 use super::{
-    agents, audit, auth, dialplan, dids, events, health, hr, metrics, pbx, provision, ready,
-    sip_ws, telephony, trunks,
+    agents, audit, auth, campaign_trunks, dialplan, dids, events, health, hr, metrics, pbx,
+    provision, ready, sip_ws, telephony, trunks,
 };
 use crate::doc::{Done, ErrorBody};
 use crate::state::AppState;
@@ -105,6 +105,7 @@ pub fn api(ws_path: &str) -> OpenApiRouter<AppState> {
         .merge(trunks::routes())
         .merge(dids::routes())
         .merge(dialplan::routes())
+        .merge(campaign_trunks::routes())
         .merge(pbx::routes())
         .merge(provision::routes())
         .merge(events::routes())

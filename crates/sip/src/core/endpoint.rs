@@ -118,6 +118,8 @@ struct OutboundView<'a> {
     trunks: Vec<domain::dialplan::TrunkState>,
     rights: super::outbound::DialRights,
     usage: domain::dialplan::OutboundUsage,
+    /// An originate's campaign trunks (they replace the route's).
+    campaign_trunks: Option<Vec<i64>>,
 }
 
 impl Directory for CachedDirectory<'_> {
@@ -156,6 +158,7 @@ impl Directory for CachedDirectory<'_> {
             permission: o.rights.permission,
             limits: o.rights.limits,
             usage: o.usage,
+            campaign_trunks: o.campaign_trunks.as_deref(),
         })
     }
 }
@@ -751,6 +754,12 @@ impl Core {
                         .dial
                         .unwrap_or(self.io.outbound.policy.default_rights),
                     usage,
+                    // Only the originate's own (synthetic) call.
+                    campaign_trunks: self
+                        .originations
+                        .campaign_trunks(m.call_id())
+                        .filter(|_| src.flow >= originate::FLOW_BASE)
+                        .map(<[i64]>::to_vec),
                 })
             } else {
                 None

@@ -11,8 +11,9 @@ import { confirmDialog } from '../../dialogs';
 import { subscribeEvents } from '../../events';
 import { errorBox, field, pageHeader } from '../common';
 import {
-  buildDialplanBody, dialplanErrorField, errorDetail, formDiffers, sameSettings, settingsToValues, DialplanFormError,
-  DIAL_PERMISSIONS, DIALPLAN_FIELDS, type DialplanAnswer, type DialplanField, type DialplanFormValues,
+  buildDialplanBody, dialplanErrorField, errorDetail, formDiffers, newRoute, sameSettings, settingsToValues, DialplanFormError,
+  DIAL_PERMISSIONS, DIALPLAN_FIELDS, type DialplanAnswer, type DialplanErrorField, type DialplanField, type DialplanFormValues,
+  type RouteFormValues,
 } from '../../dialplan';
 
 /** Each field's label and help, by its API name. */
@@ -47,7 +48,11 @@ function inForceCard(a: DialplanAnswer, notice: HTMLElement): HTMLElement {
       h('li', { testid: 'dialplan-summary-hour', 'data-value': s.maxOutboundPerHour },
         s.maxOutboundPerHour === 0 ? t('dialplan.summary.hourNone') : t('dialplan.summary.hour', { n: s.maxOutboundPerHour })),
       h('li', { testid: 'dialplan-summary-lists' },
-        t('dialplan.summary.lists', { patterns: s.outboundPatterns.length, blocked: s.blockedPrefixes.length }))),
+        t('dialplan.summary.lists', { patterns: s.outboundPatterns.length, blocked: s.blockedPrefixes.length })),
+      (s.routes ?? []).length > 0
+        ? h('li', { testid: 'dialplan-summary-routes', 'data-value': s.routes.length },
+          t('dialplan.summary.routes', { n: s.routes.length, names: s.routes.map((r) => r.name).join(', ') }))
+        : null),
     notice);
 }
 
@@ -144,8 +149,9 @@ function dialplanForm(a: DialplanAnswer, flash: string | undefined, hooks: FormH
     fields[f] = el;
   }
 
+  const routes = routesEditor(v.routes, () => refreshUnsaved());
   const read = (): DialplanFormValues => {
-    const out = {} as DialplanFormValues;
+    const out = { routes: routes.read() } as DialplanFormValues;
     for (const f of DIALPLAN_FIELDS) out[f] = inputs[f].value;
     return out;
   };
@@ -157,6 +163,8 @@ function dialplanForm(a: DialplanAnswer, flash: string | undefined, hooks: FormH
   };
 
   const clearErrors = () => {
+    routes.error.hidden = true;
+    routes.error.textContent = '';
     for (const f of DIALPLAN_FIELDS) {
       errors[f].hidden = true;
       errors[f].textContent = '';
@@ -164,7 +172,7 @@ function dialplanForm(a: DialplanAnswer, flash: string | undefined, hooks: FormH
       inputs[f].removeAttribute('aria-errormessage');
     }
   };
-  const say = (tone: 'ok' | 'error', text: string, err?: unknown, fieldName?: DialplanField | null) => {
+  const say = (tone: 'ok' | 'error', text: string, err?: unknown, fieldName?: DialplanErrorField | null) => {
     message.className = `alert alert-${tone}`;
     message.textContent = text;
     message.dataset.field = fieldName ?? '';
@@ -172,7 +180,14 @@ function dialplanForm(a: DialplanAnswer, flash: string | undefined, hooks: FormH
     message.dataset.status = err instanceof ApiError ? String(err.status) : '';
     message.hidden = false;
   };
-  const fieldError = (f: DialplanField, detail: string, err: unknown) => {
+  const fieldError = (f: DialplanErrorField, detail: string, err: unknown) => {
+    if (f === 'routes') {
+      routes.error.textContent = detail;
+      routes.error.hidden = false;
+      say('error', t('dialplan.notSaved', { field: t('dialplan.routes') }), err, f);
+      routes.error.scrollIntoView?.({ block: 'nearest' });
+      return;
+    }
     errors[f].textContent = detail;
     errors[f].hidden = false;
     inputs[f].setAttribute('aria-invalid', 'true');
@@ -182,7 +197,7 @@ function dialplanForm(a: DialplanAnswer, flash: string | undefined, hooks: FormH
   };
   const failed = (err: unknown) => {
     if (err instanceof DialplanFormError) {
-      fieldError(err.field, t('dialplan.wholeNumber'), err);
+      fieldError(err.field, err.field === 'routes' ? t('dialplan.routeStrip') : t('dialplan.wholeNumber'), err);
       return;
     }
     const f = err instanceof ApiError && (err.status === 422 || err.status === 400) ? dialplanErrorField(err.message) : null;
@@ -229,6 +244,7 @@ function dialplanForm(a: DialplanAnswer, flash: string | undefined, hooks: FormH
   h('fieldset', null, h('legend', null, t('dialplan.outbound')),
     fields.outboundPatterns,
     h('div', { class: 'field-row' }, fields.strip, fields.prepend)),
+  routes.el,
   h('fieldset', null, h('legend', null, t('dialplan.fraud')),
     fields.agentPermission,
     h('p', { class: 'hint dialplan-agents-link' }, h('a', { href: '/admin/agents', 'data-link': true, testid: 'dialplan-agents-link' }, t('dialplan.agentsLink'))),
@@ -238,4 +254,89 @@ function dialplanForm(a: DialplanAnswer, flash: string | undefined, hooks: FormH
   h('div', { class: 'form-actions dialplan-actions' },
     reset, h('span', { class: 'spacer' }), unsaved, save));
   return { el, read };
+}
+
+/**
+ * The outbound routes: one card per route (name, patterns one per line,
+ * strip, prepend, the trunks it may use), in the order they are tried;
+ * add, remove and move up. The trunks ticked come from the trunks list; a
+ * route naming a trunk the list does not have keeps it, shown by id.
+ */
+function routesEditor(initial: RouteFormValues[], changed: () => void): { el: HTMLElement; read: () => RouteFormValues[]; error: HTMLElement } {
+  let state: RouteFormValues[] = initial.map((r) => ({ ...r, trunkIds: [...r.trunkIds] }));
+  let trunks: { id: number; name: string }[] = [];
+  const list = h('div', { class: 'dialplan-routes', testid: 'dialplan-routes' });
+  const error = h('p', { class: 'field-error', testid: 'dialplan-error-routes', role: 'alert', hidden: true });
+  /** Readers of the cards on screen, in order. */
+  let readers: (() => RouteFormValues)[] = [];
+  const read = () => readers.map((r) => r());
+
+  const render = () => {
+    readers = [];
+    const cards = state.map((r, i) => {
+      const name = h('input', { testid: `dialplan-route-name-${i}`, value: r.name, maxlength: 64, autocomplete: 'off' }) as HTMLInputElement;
+      const patterns = h('textarea', { testid: `dialplan-route-patterns-${i}`, rows: 2, class: 'mono', spellcheck: 'false' }) as HTMLTextAreaElement;
+      patterns.value = r.patterns;
+      const strip = h('input', { testid: `dialplan-route-strip-${i}`, value: r.strip, class: 'mono', inputmode: 'numeric', maxlength: 9 }) as HTMLInputElement;
+      const prepend = h('input', { testid: `dialplan-route-prepend-${i}`, value: r.prepend, class: 'mono', maxlength: 10 }) as HTMLInputElement;
+      const known = trunks.map((tr) => tr.id);
+      const choices = [...trunks, ...r.trunkIds.filter((id) => !known.includes(id)).map((id) => ({ id, name: `#${id}` }))];
+      const boxes = choices.map((tr) => {
+        const box = h('input', { type: 'checkbox', testid: `dialplan-route-trunk-${i}-${tr.id}`, value: String(tr.id) }) as HTMLInputElement;
+        box.checked = r.trunkIds.includes(tr.id);
+        return { id: tr.id, box, el: h('label', { class: 'checkbox-inline' }, box, ' ', tr.name) };
+      });
+      readers.push(() => {
+        const ticked = boxes.filter((b) => b.box.checked).map((b) => b.id);
+        // Keep the order the route had, new ticks after.
+        const kept = state[i].trunkIds.filter((id) => ticked.includes(id));
+        return {
+          name: name.value, patterns: patterns.value, strip: strip.value, prepend: prepend.value,
+          trunkIds: [...kept, ...ticked.filter((id) => !kept.includes(id))],
+        };
+      });
+      const act = (label: string, testid: string, fn: () => void, disabled = false) =>
+        h('button', { type: 'button', class: 'btn btn-small', testid, disabled, onclick: () => {
+          state = read();
+          fn();
+          render();
+          changed();
+        } }, label);
+      return h('div', { class: 'card dialplan-route', testid: `dialplan-route-${i}` },
+        h('div', { class: 'field-row field-row-3' },
+          field(t('dialplan.routeName', { n: i + 1 }), name),
+          field(t('dialplan.strip'), strip),
+          field(t('dialplan.prepend'), prepend)),
+        field(t('dialplan.routePatterns'), patterns),
+        h('div', { class: 'field' },
+          h('span', { class: 'label' }, t('dialplan.routeTrunks')),
+          h('div', { class: 'checkbox-row', testid: `dialplan-route-trunks-${i}` }, boxes.length ? boxes.map((b) => b.el) : t('dialplan.routeNoTrunks')),
+          h('small', { class: 'hint' }, t('dialplan.routeTrunksHint'))),
+        h('div', { class: 'form-actions' },
+          act(t('dialplan.routeUp'), `dialplan-route-up-${i}`, () => {
+            [state[i - 1], state[i]] = [state[i], state[i - 1]];
+          }, i === 0),
+          act(t('dialplan.routeRemove'), `dialplan-route-remove-${i}`, () => {
+            state.splice(i, 1);
+          })));
+    });
+    mount(list, ...(cards.length ? cards : [h('p', { class: 'muted small', testid: 'dialplan-routes-none' }, t('dialplan.routesNone'))]));
+  };
+
+  const add = h('button', { type: 'button', class: 'btn', testid: 'dialplan-route-add', onclick: () => {
+    state = [...read(), newRoute()];
+    render();
+    changed();
+  } }, t('dialplan.routeAdd'));
+  render();
+  api.trunks({ limit: 500, order: 'priority' }).then((r) => {
+    state = read();
+    trunks = r.trunks.map((tr) => ({ id: tr.id, name: tr.name }));
+    render();
+  }).catch(() => undefined);
+
+  const el = h('fieldset', { testid: 'dialplan-routes-fieldset' }, h('legend', null, t('dialplan.routes')),
+    h('p', { class: 'hint' }, t('dialplan.routesHint')),
+    list, error, h('div', { class: 'form-actions' }, add));
+  return { el, read, error };
 }

@@ -7,6 +7,7 @@ import { api, ApiError } from '../../api';
 import type { View } from '../../router';
 import { confirmDialog, openDialog } from '../../dialogs';
 import { errorBox, field, pageHeader, pager } from '../common';
+import { campaignTrunksPanel } from './campaignTrunks';
 import {
   actionOutcome, applyPreset, buildBody, errorField, FormError, newTrunkValues, tabOfField, trunkToValues,
   DTMF_MODES, KINDS, PROVIDERS, SESSION_TIMERS, STATUSES, TABS, TRANSPORTS,
@@ -161,6 +162,7 @@ export function trunksView(): View {
         pageHeader('trunks.title', 'trunks.subtitle', addBtn),
         resultPanel,
         h('section', { class: 'card' }, h('div', { class: 'toolbar', role: 'search' }, search, status), tableBox),
+        campaignTrunksPanel(),
       );
       void load();
       // Registration state and counters are written by the SIP side; there is

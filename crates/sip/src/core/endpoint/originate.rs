@@ -60,6 +60,10 @@ const BRANCH_PREFIX: &str = "z9hG4bKorig";
 pub struct OriginateRequest {
     pub agent_username: String,
     pub number: String,
+    /// The trunks of the call's campaign, in the campaign's order (its
+    /// `campaign_trunks`): when given, the customer's call goes out
+    /// through these instead of the route's.
+    pub campaign_trunks: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +98,8 @@ struct Origination {
     branch: String,
     caller: Arc<Account>,
     number: String,
+    /// The campaign's trunks, for the customer's call.
+    campaign_trunks: Option<Vec<i64>>,
     flow: u64,
     stage: Stage,
     deadline: u64,
@@ -131,6 +137,16 @@ impl Originations {
         self.by_call_id
             .get(call_id)
             .is_some_and(|o| o.stage != Stage::HandedOver)
+    }
+
+    /// The campaign trunk list of the customer's call being placed for
+    /// `call_id`, when the originate has one.
+    pub fn campaign_trunks(&self, call_id: &str) -> Option<&[i64]> {
+        self.by_call_id
+            .get(call_id)
+            .filter(|o| o.stage == Stage::Dialling)
+            .and_then(|o| o.campaign_trunks.as_deref())
+            .filter(|t| !t.is_empty())
     }
 
     /// Whether the call being placed for `call_id` finds its media
@@ -291,6 +307,7 @@ impl Core {
                 branch,
                 caller,
                 number,
+                campaign_trunks: req.campaign_trunks.clone(),
                 flow,
                 stage: Stage::RingingAgent,
                 deadline,

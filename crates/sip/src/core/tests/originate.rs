@@ -15,6 +15,7 @@ fn request(number: &str) -> OriginateRequest {
     OriginateRequest {
         agent_username: "alice".into(),
         number: number.into(),
+        campaign_trunks: None,
     }
 }
 
@@ -43,7 +44,13 @@ fn started(outs: &[Output]) -> Option<(String, Direction, String, String)> {
 /// Originates `number` for alice; returns the call id and our INVITE to
 /// her softphone.
 fn ring_agent(core: &mut Core, number: &str, now: u64) -> (String, Msg) {
-    let call_id = core.originate(now, &request(number)).expect("originated");
+    ring_agent_for(core, &request(number), now)
+}
+
+/// Like [`ring_agent`] with a whole request.
+fn ring_agent_for(core: &mut Core, req: &OriginateRequest, now: u64) -> (String, Msg) {
+    let number = req.number.as_str();
+    let call_id = core.originate(now, req).expect("originated");
     let (sent, outs) = drain(core);
     // The record starts as the agent's phone rings: listed, and can be hung up.
     assert_eq!(
@@ -352,6 +359,56 @@ fn a_customer_ringing_past_the_agents_patience_is_given_up() {
 }
 
 #[test]
+fn a_campaigns_originate_goes_out_on_the_campaigns_trunks_in_its_order() {
+    const T2: u16 = 5092;
+    const T3: u16 = 5094;
+    let (mut core, a) = core_with(vec![trunk(1, T1, 0), trunk(2, T2, 1), trunk(3, T3, 2)]);
+    // The route's first trunk is 1; the campaign lists 3 then 2.
+    let req = OriginateRequest {
+        campaign_trunks: Some(vec![3, 2]),
+        ..request("600111222")
+    };
+    let (_, inv) = ring_agent_for(&mut core, &req, 2_000);
+    let (sent, _) = feed(&mut core, 3_000, a.src, &agent_answer(&inv, AGENT_SDP));
+    assert!(to(&sent, T1).is_empty(), "not the route's trunk: {sent:?}");
+    assert!(to(&sent, T2).is_empty(), "the campaign's first: {sent:?}");
+    let out_inv = to(&sent, T3);
+    assert_eq!(out_inv.len(), 1, "{sent:?}");
+    assert_eq!(out_inv[0].method(), Some("INVITE"));
+    // The carrier fails: the next trunk is the campaign's second, not 1.
+    let (sent, _) = feed(
+        &mut core,
+        3_500,
+        udp(T3),
+        &carrier_reply(&out_inv[0], 503, &[]),
+    );
+    assert!(to(&sent, T1).is_empty(), "{sent:?}");
+    let next = to(&sent, T2);
+    assert_eq!(next.len(), 1, "{sent:?}");
+    assert_eq!(next[0].method(), Some("INVITE"));
+    let (sent, outs) = feed(
+        &mut core,
+        4_000,
+        udp(T2),
+        &carrier_reply(&next[0], 200, &[]),
+    );
+    assert_eq!(to(&sent, T2)[0].method(), Some("ACK"), "{sent:?}");
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Call(CallEvent {
+            kind: CallEventKind::Answered { .. },
+            ..
+        })
+    )));
+
+    // The same originate without a campaign takes the route's first trunk.
+    let (_, inv) = ring_agent(&mut core, "600111223", 10_000);
+    let (sent, _) = feed(&mut core, 11_000, a.src, &agent_answer(&inv, AGENT_SDP));
+    assert_eq!(to(&sent, T1).len(), 1, "{sent:?}");
+    assert!(to(&sent, T3).is_empty(), "{sent:?}");
+}
+
+#[test]
 fn bad_requests_are_refused_before_anything_rings() {
     let (mut core, _) = core_with(vec![trunk(1, T1, 0)]);
     assert_eq!(
@@ -361,6 +418,7 @@ fn bad_requests_are_refused_before_anything_rings() {
     let nobody = OriginateRequest {
         agent_username: "mallory".into(),
         number: "600111222".into(),
+        campaign_trunks: None,
     };
     assert!(matches!(
         core.originate(1_000, &nobody),
@@ -370,6 +428,7 @@ fn bad_requests_are_refused_before_anything_rings() {
     let unregistered = OriginateRequest {
         agent_username: "carol".into(),
         number: "600111222".into(),
+        campaign_trunks: None,
     };
     assert_eq!(
         core.originate(1_000, &unregistered),
