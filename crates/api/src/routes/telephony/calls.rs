@@ -166,10 +166,18 @@ async fn call_hangup(
         .ok_or_else(|| AppError::invalid("callId", "required (or channel)"))?;
     max_len("callId", &call_id, 256)?;
     let calls = &st.services.calls;
-    let call = calls
-        .get(&call_id)
-        .await?
-        .ok_or(AppError::NotFound("call"))?;
+    let mut call = calls.get(&call_id).await?;
+    // The record is written behind the call: one started a moment ago (an
+    // originate the CRM hangs up at once) may not be stored yet: up to a
+    // second for it (the writer ticks every 50 ms).
+    for _ in 0..20 {
+        if call.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        call = calls.get(&call_id).await?;
+    }
+    let call = call.ok_or(AppError::NotFound("call"))?;
     let legs = calls.legs(&call_id).await?;
     if !u.scope().may_see_call(&call, &legs) || call.end_time.is_some() {
         return Err(AppError::NotFound("call"));
