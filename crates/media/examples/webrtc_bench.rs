@@ -265,7 +265,11 @@ fn server(a: &Args) -> anyhow::Result<()> {
                     LegOptions::g711_first(s.ports[0])
                 };
                 let mut leg = WebRtcLeg::new(&webrtc, Instant::now(), &options)?;
-                let answer = leg.accept_offer(&offer)?;
+                let mut answer = leg.accept_offer(&offer)?;
+                if a.transcode {
+                    // As the anchor answers a browser whose opus becomes G.711.
+                    answer = media::webrtc::with_narrowband_opus(&answer);
+                }
                 if setup_role.is_empty() {
                     setup_role = answer
                         .lines()
@@ -434,11 +438,17 @@ mod peer {
 
     /// Two seconds of a speech-like signal as 20 ms opus frames, as a
     /// browser would send them (a tone would make decoding look cheaper
-    /// or dearer than speech does).
-    fn opus_frames() -> anyhow::Result<Vec<Vec<u8>>> {
-        // What Chrome sends: 48 kHz fullband, about 32 kb/s.
+    /// or dearer than speech does): fullband at 32 kb/s, or, when the
+    /// answer says `maxplaybackrate=8000`, narrowband at 12 kb/s (what
+    /// Chrome's encoder then does).
+    fn opus_frames(narrow: bool) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)?;
-        enc.set_bitrate(opus::Bitrate::Bits(32_000))?;
+        if narrow {
+            enc.set_max_bandwidth(opus::Bandwidth::Narrowband)?;
+            enc.set_bitrate(opus::Bitrate::Bits(12_000))?;
+        } else {
+            enc.set_bitrate(opus::Bitrate::Bits(32_000))?;
+        }
         let mut frames = Vec::new();
         let mut out = vec![0u8; 1500];
         for pcm in super::speech::speech_like(2, 48_000).chunks_exact(960) {
@@ -740,11 +750,7 @@ mod peer {
             buf: vec![0u8; 2048],
             bad: 0,
             transcode: a.transcode,
-            opus: Arc::new(if a.transcode {
-                opus_frames()?
-            } else {
-                Vec::new()
-            }),
+            opus: Arc::new(Vec::new()),
         };
         let mut line = String::new();
         for i in 0..a.calls {
@@ -775,6 +781,9 @@ mod peer {
                 !a.transcode || opus.is_some(),
                 "the server's answer has no opus: {answer}"
             );
+            if a.transcode && p.opus.is_empty() {
+                p.opus = Arc::new(opus_frames(answer.contains("maxplaybackrate=8000"))?);
+            }
             rtc.sdp_api()
                 .accept_answer(pending, SdpAnswer::from_sdp_string(&answer)?)?;
             p.epoll.add(

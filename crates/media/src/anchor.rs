@@ -740,6 +740,7 @@ impl Anchor {
         let port = c.session.ports[0];
         // The fork's codec if the caller has it (passed through), else one
         // the relay transcodes to and from it.
+        let fork_codec = codec;
         let codec = caller_codec(&c.caller_codecs, codec).ok_or(AnchorError::NoCodec(format!(
             "the callee chose {codec:?}, which the caller's codecs cannot be transcoded to"
         )))?;
@@ -771,7 +772,13 @@ impl Anchor {
                 let mut l = WebRtcLeg::new(&webrtc, Instant::now(), &LegOptions { port, codecs })?;
                 let a = l.accept_offer(&c.caller_offer)?;
                 relay.set_webrtc(id, LegId::A, Box::new(l))?;
-                a
+                // The browser's opus becomes G.711: narrowband is all
+                // that reaches the other side.
+                if codec == Codec::Opus && matches!(fork_codec, Codec::Pcmu | Codec::Pcma) {
+                    crate::webrtc::with_narrowband_opus(&a)
+                } else {
+                    a
+                }
             }
         };
         c.caller_answer = Some(answer.clone());

@@ -38,7 +38,7 @@ pub use leg::{
     DropCounters, EgressStats, IngressStats, LegOptions, MediaDirection, SendError, Transmit,
     WebRtcEvent, WebRtcLeg, WebRtcStats,
 };
-pub use sdp::check_webrtc_offer;
+pub use sdp::{check_webrtc_offer, with_narrowband_opus};
 
 /// Why a WebRTC operation failed. None of these is fatal to other legs; a
 /// [`WebRtcError::Dead`] leg has to be dropped by its owner.

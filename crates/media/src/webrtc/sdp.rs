@@ -55,6 +55,49 @@ pub fn check_webrtc_offer(sdp: &str) -> Result<(), WebRtcError> {
     Ok(())
 }
 
+/// `sdp` asking the far end to send its opus as narrowband (RFC 7587
+/// `maxplaybackrate=8000`, with `sprop-maxcapturerate=8000` for what we
+/// send): everything it sends is transcoded to G.711's 8 kHz, so a wider
+/// band would only cost the browser bits and us decoding (a fullband
+/// frame decoded at 8 kHz still runs CELT at 48 kHz). Browsers follow it
+/// (Chrome caps its encoder's bandwidth). Every opus format of the SDP
+/// gets it; one that already names a playback rate is left as it is.
+pub fn with_narrowband_opus(sdp: &str) -> String {
+    let opus: Vec<&str> = sdp
+        .lines()
+        .filter_map(|l| {
+            let (pt, codec) = l.trim_end().strip_prefix("a=rtpmap:")?.split_once(' ')?;
+            codec
+                .to_ascii_lowercase()
+                .starts_with("opus/")
+                .then_some(pt)
+        })
+        .collect();
+    const NARROW: &str = "maxplaybackrate=8000;sprop-maxcapturerate=8000";
+    let has_fmtp = |pt: &str| sdp.lines().any(|l| l.starts_with(&format!("a=fmtp:{pt} ")));
+    let mut out = String::with_capacity(sdp.len() + 64);
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        out.push_str(line);
+        if let Some(rest) = line.strip_prefix("a=fmtp:") {
+            let (pt, params) = rest.split_once(' ').unwrap_or((rest, ""));
+            if opus.contains(&pt) && !params.contains("maxplaybackrate") {
+                if !params.is_empty() {
+                    out.push(';');
+                }
+                out.push_str(NARROW);
+            }
+        } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
+            let pt = rest.split(' ').next().unwrap_or("");
+            if opus.contains(&pt) && !has_fmtp(pt) {
+                out.push_str(&format!("\r\na=fmtp:{pt} {NARROW}"));
+            }
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
 /// Put the leg's preferred candidate address in `c=` and the `m=` port where
 /// str0m writes JSEP's placeholders (`0.0.0.0`, port 9). Browsers only use the
 /// candidates, but SIP proxies, SBCs and call recorders read `c=`/`m=`, and a
@@ -133,6 +176,29 @@ pub(super) fn with_connection_address(sdp: &str, addr: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opus_is_asked_for_narrowband_and_nothing_else_changes() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0 126\r\na=rtpmap:111 opus/48000/2\r\n\
+                   a=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:0 PCMU/8000\r\n\
+                   a=rtpmap:126 telephone-event/8000\r\na=fmtp:126 0-16\r\n";
+        let out = with_narrowband_opus(sdp);
+        assert!(out.contains(
+            "a=fmtp:111 minptime=10;useinbandfec=1;maxplaybackrate=8000;sprop-maxcapturerate=8000\r\n"
+        ));
+        assert!(out.contains("a=fmtp:126 0-16\r\n"), "{out}");
+        assert_eq!(out.lines().count(), sdp.lines().count());
+        // Idempotent, and an opus format without fmtp gets one.
+        assert_eq!(with_narrowband_opus(&out), out);
+        let bare = "m=audio 9 RTP/AVP 96\r\na=rtpmap:96 OPUS/48000/2\r\n";
+        assert_eq!(
+            with_narrowband_opus(bare),
+            "m=audio 9 RTP/AVP 96\r\na=rtpmap:96 OPUS/48000/2\r\na=fmtp:96 maxplaybackrate=8000;sprop-maxcapturerate=8000\r\n"
+        );
+        // No opus: unchanged.
+        let g711 = "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        assert_eq!(with_narrowband_opus(g711), g711);
+    }
 
     const AVP_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
