@@ -261,6 +261,8 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
     };
     let tls_dial = shell::tls_client::connector(&config.tls_dial_verify, identity)
         .map_err(|e| SipError::Tls(format!("connecting to phones: {e}")))?;
+    let tls_trunk = shell::tls_client::trunk_connector(&config.tls_dial_verify, identity)
+        .map_err(|e| SipError::Tls(format!("connecting to carriers: {e}")))?;
     let mut secret = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
     let core_cfg = core::CoreConfig {
@@ -359,7 +361,10 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         journal.clone(),
         connection_limits(&config),
         config.max_message_bytes,
-        tls_dial,
+        shell::tls_client::Dialers {
+            phones: tls_dial,
+            trunks: tls_trunk,
+        },
     );
     if let Some(j) = journal {
         tokio::spawn(shell::journal::run_heartbeat(

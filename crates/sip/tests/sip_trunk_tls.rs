@@ -270,3 +270,72 @@ async fn a_tls_trunk_registers_with_digest_and_carries_a_call_over_its_connectio
     assert_eq!(srv.sip.trunk_channels_in_use(1), 0, "channel released");
     srv.sip.shutdown();
 }
+
+/// Under `ca` the carrier's certificate must name the trunk's host: one
+/// for `localhost` is refused when the trunk names 127.0.0.1 (the
+/// registration fails without a REGISTER sent), and accepted when the
+/// trunk names `localhost`, which is also sent as SNI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_carrier_certificate_must_name_the_trunk_host() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let c =
+        centralita::devcert::generate(&certs.path().join("carrier"), &["localhost".into()], false)
+            .expect("development certificate");
+    let (carrier_cert, carrier_key) = (c.cert_path, c.key_path);
+    let ca = carrier_cert.clone();
+    let srv = TestServer::start(move |c| c.tls_dial_verify = sip::TlsDialVerify::Ca(ca)).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let acceptor = carrier_acceptor(&carrier_cert, &carrier_key);
+
+    srv.sip
+        .set_trunk_registrations(vec![registration(port)])
+        .await
+        .expect("valid registration");
+    let (tcp, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("the server connects within 5 s")
+        .expect("accept");
+    assert!(
+        acceptor.accept(tcp).await.is_err(),
+        "the server went on with a certificate for another name"
+    );
+    let mut failed = false;
+    for _ in 0..100 {
+        if let Some(s) = srv.sip.trunk_statuses().first() {
+            if matches!(s.state, TrunkRegState::Failed { .. }) {
+                failed = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failed, "{:?}", srv.sip.trunk_statuses());
+
+    let mut by_name = registration(port);
+    by_name.registrar = format!("sip:localhost:{port}");
+    srv.sip
+        .set_trunk_registrations(vec![by_name])
+        .await
+        .expect("valid registration");
+    let (tcp, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("the server connects again")
+        .expect("accept");
+    let tls = acceptor.accept(tcp).await.expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.server_name(), Some("localhost"), "SNI");
+    let mut carrier = Ua::tls_stream(tls, port, srv.addr, "carrier", "unused", CARRIER_REALM);
+    let mut reg = carrier.expect_request("REGISTER").await;
+    if reg.header("Expires") == Some("0") {
+        // The old binding is removed first (its REGISTER was sent, so it
+        // may exist), over the same connection: same address.
+        assert_eq!(reg.ruri(), format!("sip:127.0.0.1:{port}"));
+        carrier.send(&response(&reg, 200, "OK", &[])).await;
+        reg = carrier.expect_request("REGISTER").await;
+    }
+    assert_eq!(reg.ruri(), format!("sip:localhost:{port}"));
+    assert_ne!(reg.header("Expires"), Some("0"));
+    carrier.send(&response(&reg, 200, "OK", &[])).await;
+    wait_registered(&srv).await;
+    srv.sip.shutdown();
+}

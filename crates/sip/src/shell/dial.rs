@@ -104,9 +104,15 @@ impl Shared {
             if to.transport != Transport::Tls {
                 return Ok(Stream::Tcp(tcp));
             }
-            let tls = self
-                .tls_dial
-                .connect(tls_client::server_name(to.peer.ip()), tcp)
+            // A TLS trunk's carrier is connected to for its configured
+            // name; a phone for its address (see `tls_client.rs`).
+            let trunk = self.trunk_names.lock().name_of(to.peer);
+            let (connector, name) = match trunk.as_deref().and_then(tls_client::trunk_server_name) {
+                Some(name) => (&self.tls_trunk, name),
+                None => (&self.tls_dial, tls_client::server_name(to.peer.ip())),
+            };
+            let tls = connector
+                .connect(name, tcp)
                 .await
                 .map_err(DialError::Handshake)?;
             Ok(Stream::Tls(Box::new(tls)))
