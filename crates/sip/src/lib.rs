@@ -73,8 +73,9 @@ pub struct SipConfig {
     pub tls_key: Option<std::path::PathBuf>,
     /// How the certificate of a phone is checked when the server opens a
     /// TLS connection to it (a TLS binding restored after a restart whose
-    /// connection is gone). See README, "TLS", for why the default is
-    /// [`TlsDialVerify::None`].
+    /// connection is gone), and that of a TLS trunk's carrier (with `Ca`,
+    /// also its name). See README, "TLS", for why the default is
+    /// [`TlsDialVerify::None`], and "TLS trunks".
     pub tls_dial_verify: TlsDialVerify,
     /// User-Agent prefixes (case-insensitive) also offered a SHA-256 digest
     /// challenge; everyone else gets MD5 only (see README, "Challenges").
@@ -151,15 +152,17 @@ impl Default for SipConfig {
     }
 }
 
-/// Checking a phone's certificate when the server connects to it over TLS.
+/// Checking a phone's or a TLS trunk's carrier's certificate when the
+/// server connects to it over TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsDialVerify {
     /// Any certificate: phones rarely have one a PBX can check, and the
     /// address is one the phone registered from after authenticating.
     None,
-    /// The chain must lead to a CA certificate of this PEM file (the name
-    /// is not checked: a phone's certificate names the device, not its
-    /// current address).
+    /// The chain must lead to a CA certificate of this PEM file. For a
+    /// phone the name is not checked (its certificate names the device,
+    /// not its current address); a carrier's must name the trunk's host
+    /// (for carriers: the system's CAs, `/etc/ssl/certs/ca-certificates.crt`).
     Ca(std::path::PathBuf),
 }
 

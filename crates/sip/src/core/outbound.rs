@@ -23,7 +23,7 @@ pub struct OutboundTrunk {
     /// literal or a bracketed IPv6 literal (`[2001:db8::1]`).
     pub host: String,
     pub port: u16,
-    /// UDP or TCP.
+    /// UDP, TCP or TLS.
     pub transport: Transport,
     /// Username and secret answering the carrier's 401/407.
     pub auth_username: String,

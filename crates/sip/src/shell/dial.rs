@@ -11,6 +11,12 @@
 //! it is being opened queue on its flow. When it cannot be opened, or
 //! closes, the core is told the contact is lost (`Core::handle_contact_lost`),
 //! so a call to it fails at once instead of ringing into the void.
+//!
+//! TCP and TLS trunks go the same way: the core sends REGISTERs and calls
+//! to the registrar's or carrier's address with flow [`UDP_FLOW`], and the
+//! connection opened here carries the carrier's answers and requests back.
+//! A TLS trunk's connection is opened for the trunk's configured host (SNI,
+//! and the name its certificate must carry under `ca`; see `tls_client.rs`).
 
 use super::{now_ms, stream_flow, tls_client, Shared};
 use crate::core::{Source, Transport, UDP_FLOW};

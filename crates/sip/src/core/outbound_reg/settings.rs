@@ -15,7 +15,7 @@ pub struct TrunkRegistration {
     /// both where REGISTERs are sent and their Request-URI. Port 5060 when
     /// none is given. A host name is resolved by the shell.
     pub registrar: String,
-    /// UDP or TCP.
+    /// UDP, TCP or TLS.
     pub transport: Transport,
     /// The address of record being registered (To and From):
     /// `sip:user@domain` or `user@domain`.
