@@ -339,3 +339,36 @@ async fn the_carrier_certificate_must_name_the_trunk_host() {
     wait_registered(&srv).await;
     srv.sip.shutdown();
 }
+
+/// *Test connection* of a TLS trunk: an OPTIONS over TLS, the carrier's
+/// certificate checked as for its calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_trunk_is_probed_over_tls() {
+    use domain::Engine;
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (carrier_cert, carrier_key) = cert(&certs.path().join("carrier"));
+    let ca = carrier_cert.clone();
+    let srv = TestServer::start(move |c| c.tls_dial_verify = sip::TlsDialVerify::Ca(ca)).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let acceptor = carrier_acceptor(&carrier_cert, &carrier_key);
+    let server = srv.addr;
+    let carrier = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let tls = acceptor.accept(tcp).await.expect("TLS handshake");
+        let mut c = Ua::tls_stream(tls, port, server, "carrier", "unused", CARRIER_REALM);
+        let opt = c.expect_request("OPTIONS").await;
+        let via = opt.header("Via").unwrap_or_default().to_string();
+        c.send(&response(&opt, 200, "OK", &[])).await;
+        via
+    });
+    let a = srv
+        .sip
+        .probe("127.0.0.1".into(), port, "tls")
+        .await
+        .expect("an answer");
+    assert_eq!((a.status, a.reason.as_str()), (200, "OK"));
+    let via = carrier.await.expect("the carrier");
+    assert!(via.starts_with("SIP/2.0/TLS "), "{via}");
+    srv.sip.shutdown();
+}

@@ -51,7 +51,7 @@ pub(crate) struct Shared {
     /// Opens TLS connections to phones (see `tls_client.rs`).
     tls_dial: tokio_rustls::TlsConnector,
     /// Opens TLS connections to carriers (TLS trunks), checking the name.
-    tls_trunk: tokio_rustls::TlsConnector,
+    pub(crate) tls_trunk: tokio_rustls::TlsConnector,
     /// The configured host of each TLS trunk, by the address it resolved
     /// to: the name its connection is opened for (see `dial.rs`).
     pub(crate) trunk_names: Mutex<trunks::TrunkNames>,
