@@ -372,3 +372,91 @@ async fn a_tls_trunk_is_probed_over_tls() {
     assert!(via.starts_with("SIP/2.0/TLS "), "{via}");
     srv.sip.shutdown();
 }
+
+/// A customer's call from the carrier comes over the TLS connection the
+/// registration opened, to the registered Contact: recognised as the
+/// trunk's, routed by its DID (the To user) to the agent, answered over
+/// that connection; the carrier's ACK and BYE follow on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_from_the_carrier_comes_over_the_registration_connection() {
+    use domain::dids::{DidNumber, DidTarget, InboundRoute, InboundRoutes};
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (carrier_cert, carrier_key) = cert(&certs.path().join("carrier"));
+    let ca = carrier_cert.clone();
+    let srv = TestServer::start(move |c| c.tls_dial_verify = sip::TlsDialVerify::Ca(ca)).await;
+    let agent = srv.agent("Ines Inbound").await;
+    let mut b = Ua::udp(srv.addr, &agent.username, &agent.password, REALM).await;
+    assert_eq!(b.register(Algorithm::Md5).await.code(), Some(200));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let did = "34910111222";
+    srv.sip
+        .set_inbound(
+            vec![sip::InboundTrunkSpec {
+                id: 1,
+                name: "carrier".into(),
+                sources: vec![format!("127.0.0.1:{port}")],
+                digest: None,
+                contact_user: Some("trunk1".into()),
+            }],
+            Arc::new(InboundRoutes::new(vec![InboundRoute {
+                did_id: 1,
+                number: DidNumber::parse(did).expect("a DID"),
+                trunk_id: Some(1),
+                target: DidTarget::Agent {
+                    extension: agent.extension.clone(),
+                },
+            }])),
+        )
+        .await;
+    srv.sip
+        .set_trunk_registrations(vec![registration(port)])
+        .await
+        .expect("valid registration");
+    let (tcp, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("the server connects within 5 s")
+        .expect("accept");
+    let tls = carrier_acceptor(&carrier_cert, &carrier_key)
+        .accept(tcp)
+        .await
+        .expect("TLS handshake");
+    let mut carrier = Ua::tls_stream(tls, port, srv.addr, "carrier", "unused", CARRIER_REALM);
+    let reg = carrier.expect_request("REGISTER").await;
+    let contact = sip::core::msg::addr_uri(reg.header("Contact").unwrap_or_default()).to_string();
+    carrier.send(&response(&reg, 200, "OK", &[])).await;
+    wait_registered(&srv).await;
+
+    let invite = format!(
+        "INVITE {contact} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{port};branch=z9hG4bKcarrierinv1\r\nMax-Forwards: 70\r\nFrom: <sip:600111222@{CARRIER_REALM}>;tag=cust1\r\nTo: <sip:{did}@{CARRIER_REALM}>\r\nCall-ID: carrier-call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:carrier@127.0.0.1:{port};transport=tls>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    );
+    carrier.send(&invite).await;
+    let inv_b = b.expect_request("INVITE").await;
+    b.respond(&inv_b, 200, "OK", "agentB", Some(SDP)).await;
+    let ok = carrier.expect_code(200).await;
+    assert_eq!(ok.call_id(), "carrier-call-1");
+    let to = ok.header("To").unwrap_or_default().to_string();
+    let ours = sip::core::msg::addr_uri(ok.header("Contact").unwrap_or_default()).to_string();
+    assert!(ours.contains(";transport=tls"), "{ours}");
+    let in_dialog = |method: &str, cseq: u32, branch: &str| {
+        format!(
+            "{method} {ours} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:{port};branch={branch}\r\nMax-Forwards: 70\r\nFrom: <sip:600111222@{CARRIER_REALM}>;tag=cust1\r\nTo: {to}\r\nCall-ID: carrier-call-1\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    carrier
+        .send(&in_dialog("ACK", 1, "z9hG4bKcarrierack1"))
+        .await;
+    assert_eq!(b.expect_request("ACK").await.method(), Some("ACK"));
+    carrier
+        .send(&in_dialog("BYE", 2, "z9hG4bKcarrierbye2"))
+        .await;
+    let bye_b = b.expect_request("BYE").await;
+    b.respond(&bye_b, 200, "OK", "agentB", None).await;
+    let ok = carrier.expect_code(200).await;
+    assert_eq!(ok.cseq().1, "BYE");
+    let rows = srv.finished_calls(1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].direction, "inbound");
+    srv.sip.shutdown();
+}
