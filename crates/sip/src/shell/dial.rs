@@ -83,7 +83,7 @@ impl Shared {
                             }
                         },
                         Err(e) => {
-                            tracing::info!(peer = %to.peer, transport = to.transport.as_str(), error = %e, "cannot reach a restored contact");
+                            tracing::info!(peer = %to.peer, transport = to.transport.as_str(), error = %e, "cannot open a connection to a contact or trunk");
                             drop(rx);
                             me.close_flow(id);
                         }
@@ -113,8 +113,15 @@ impl Shared {
             // A TLS trunk's carrier is connected to for its configured
             // name; a phone for its address (see `tls_client.rs`).
             let trunk = self.trunk_names.lock().name_of(to.peer);
-            let (connector, name) = match trunk.as_deref().and_then(tls_client::trunk_server_name) {
-                Some(name) => (&self.tls_trunk, name),
+            let (connector, name) = match trunk {
+                Some(host) => match tls_client::trunk_server_name(&host) {
+                    Some(name) => (&self.tls_trunk, name),
+                    None => {
+                        return Err(DialError::Handshake(std::io::Error::other(format!(
+                            "{host:?} is not a name a certificate can carry"
+                        ))))
+                    }
+                },
                 None => (&self.tls_dial, tls_client::server_name(to.peer.ip())),
             };
             let tls = connector
