@@ -338,10 +338,12 @@ pub struct SipConfig {
     pub tls_listen: Option<String>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
-    /// Checking a phone's certificate when the server connects to it over
-    /// TLS: `none` or `ca` (against `tls_dial_ca`).
+    /// Checking a phone's or a TLS trunk's carrier's certificate when the
+    /// server connects to it over TLS: `none` or `ca` (against
+    /// `tls_dial_ca`; a carrier's must also name the trunk's host).
     pub tls_dial_verify: String,
-    /// PEM file of the CA(s) phone certificates must chain to with `ca`.
+    /// PEM file of the CA(s) phone and carrier certificates must chain to
+    /// with `ca` (for carriers: the system's CAs, or the carrier's).
     pub tls_dial_ca: Option<String>,
     pub min_expires: u32,
     pub max_expires: u32,

@@ -23,12 +23,7 @@ pub fn registration_of(id: i64, s: &TrunkSettings) -> Result<TrunkRegistration, 
     let transport = match s.transport {
         TrunkTransport::Udp => Transport::Udp,
         TrunkTransport::Tcp => Transport::Tcp,
-        other => {
-            return Err(format!(
-                "registration over {} is not supported yet (udp or tcp)",
-                other.as_str()
-            ))
-        }
+        TrunkTransport::Tls => Transport::Tls,
     };
     let aor = s.effective_client_uri();
     let aor_user = contact_user_of(s);
@@ -79,12 +74,7 @@ pub fn outbound_of(id: i64, s: &TrunkSettings) -> Result<OutboundTrunk, String> 
     let transport = match s.transport {
         TrunkTransport::Udp => Transport::Udp,
         TrunkTransport::Tcp => Transport::Tcp,
-        other => {
-            return Err(format!(
-                "calls over {} are not supported yet (udp or tcp)",
-                other.as_str()
-            ))
-        }
+        TrunkTransport::Tls => Transport::Tls,
     };
     Ok(OutboundTrunk {
         id,
@@ -305,9 +295,9 @@ mod tests {
         assert_eq!(r.transport, Transport::Udp);
         assert_eq!(r.aor, "sip:acct@127.0.0.1");
         let tls = domain::trunks::resolve(&input("tls"), None).expect("valid");
-        assert!(
-            registration_of(7, &tls).is_err(),
-            "TLS registration is refused"
-        );
+        let r = registration_of(7, &tls).expect("TLS registers");
+        assert_eq!(r.transport, Transport::Tls);
+        let o = outbound_of(7, &tls).expect("TLS carries calls");
+        assert_eq!(o.transport, Transport::Tls);
     }
 }

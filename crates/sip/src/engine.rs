@@ -114,8 +114,9 @@ impl domain::Engine for SipServer {
 
     fn probe(&self, host: String, port: u16, transport: &'static str) -> domain::ProbeFuture {
         let ip = self.local_addr().ip();
+        let tls = self.shared.tls_trunk.clone();
         Box::pin(async move {
-            crate::shell::probe::probe(ip, &host, port, transport)
+            crate::shell::probe::probe(ip, &host, port, transport, &tls)
                 .await
                 .map(|a| domain::ProbeAnswer {
                     status: a.status,

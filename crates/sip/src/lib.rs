@@ -73,8 +73,9 @@ pub struct SipConfig {
     pub tls_key: Option<std::path::PathBuf>,
     /// How the certificate of a phone is checked when the server opens a
     /// TLS connection to it (a TLS binding restored after a restart whose
-    /// connection is gone). See README, "TLS", for why the default is
-    /// [`TlsDialVerify::None`].
+    /// connection is gone), and that of a TLS trunk's carrier (with `Ca`,
+    /// also its name). See README, "TLS", for why the default is
+    /// [`TlsDialVerify::None`], and "TLS trunks".
     pub tls_dial_verify: TlsDialVerify,
     /// User-Agent prefixes (case-insensitive) also offered a SHA-256 digest
     /// challenge; everyone else gets MD5 only (see README, "Challenges").
@@ -151,15 +152,17 @@ impl Default for SipConfig {
     }
 }
 
-/// Checking a phone's certificate when the server connects to it over TLS.
+/// Checking a phone's or a TLS trunk's carrier's certificate when the
+/// server connects to it over TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsDialVerify {
     /// Any certificate: phones rarely have one a PBX can check, and the
     /// address is one the phone registered from after authenticating.
     None,
-    /// The chain must lead to a CA certificate of this PEM file (the name
-    /// is not checked: a phone's certificate names the device, not its
-    /// current address).
+    /// The chain must lead to a CA certificate of this PEM file. For a
+    /// phone the name is not checked (its certificate names the device,
+    /// not its current address); a carrier's must name the trunk's host
+    /// (for carriers: the system's CAs, `/etc/ssl/certs/ca-certificates.crt`).
     Ca(std::path::PathBuf),
 }
 
@@ -261,6 +264,8 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
     };
     let tls_dial = shell::tls_client::connector(&config.tls_dial_verify, identity)
         .map_err(|e| SipError::Tls(format!("connecting to phones: {e}")))?;
+    let tls_trunk = shell::tls_client::trunk_connector(&config.tls_dial_verify, identity)
+        .map_err(|e| SipError::Tls(format!("connecting to carriers: {e}")))?;
     let mut secret = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
     let core_cfg = core::CoreConfig {
@@ -359,7 +364,10 @@ pub async fn start(config: SipConfig, backend: Arc<dyn Backend>) -> Result<SipSe
         journal.clone(),
         connection_limits(&config),
         config.max_message_bytes,
-        tls_dial,
+        shell::tls_client::Dialers {
+            phones: tls_dial,
+            trunks: tls_trunk,
+        },
     );
     if let Some(j) = journal {
         tokio::spawn(shell::journal::run_heartbeat(

@@ -182,7 +182,8 @@ impl Core {
                 cfg.max_contacts,
             ),
             calls: Calls::default(),
-            trunks: OutboundRegs::new(cfg.seed.rotate_left(17), cfg.local_host.clone()),
+            trunks: OutboundRegs::new(cfg.seed.rotate_left(17), cfg.local_host.clone())
+                .with_tls_host(cfg.tls_host.clone()),
             inbound: Inbound::default(),
             last_sweep_ms: 0,
             scanners_dropped: 0,

@@ -23,7 +23,7 @@ pub struct OutboundTrunk {
     /// literal or a bracketed IPv6 literal (`[2001:db8::1]`).
     pub host: String,
     pub port: u16,
-    /// UDP or TCP.
+    /// UDP, TCP or TLS.
     pub transport: Transport,
     /// Username and secret answering the carrier's 401/407.
     pub auth_username: String,
@@ -126,8 +126,11 @@ impl OutboundTrunk {
         if self.port == 0 {
             return bad("the port must not be 0");
         }
-        if !matches!(self.transport, Transport::Udp | Transport::Tcp) {
-            return bad("the transport must be udp or tcp");
+        if !matches!(
+            self.transport,
+            Transport::Udp | Transport::Tcp | Transport::Tls
+        ) {
+            return bad("the transport must be udp, tcp or tls");
         }
         if !self.auth_username.is_empty() && !clean(&self.auth_username) {
             return bad("the auth username has characters a header cannot carry");

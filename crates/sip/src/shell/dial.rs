@@ -11,6 +11,12 @@
 //! it is being opened queue on its flow. When it cannot be opened, or
 //! closes, the core is told the contact is lost (`Core::handle_contact_lost`),
 //! so a call to it fails at once instead of ringing into the void.
+//!
+//! TCP and TLS trunks go the same way: the core sends REGISTERs and calls
+//! to the registrar's or carrier's address with flow [`UDP_FLOW`], and the
+//! connection opened here carries the carrier's answers and requests back.
+//! A TLS trunk's connection is opened for the trunk's configured host (SNI,
+//! and the name its certificate must carry under `ca`; see `tls_client.rs`).
 
 use super::{now_ms, stream_flow, tls_client, Shared};
 use crate::core::{Source, Transport, UDP_FLOW};
@@ -77,7 +83,7 @@ impl Shared {
                             }
                         },
                         Err(e) => {
-                            tracing::info!(peer = %to.peer, transport = to.transport.as_str(), error = %e, "cannot reach a restored contact");
+                            tracing::info!(peer = %to.peer, transport = to.transport.as_str(), error = %e, "cannot open a connection to a contact or trunk");
                             drop(rx);
                             me.close_flow(id);
                         }
@@ -104,9 +110,22 @@ impl Shared {
             if to.transport != Transport::Tls {
                 return Ok(Stream::Tcp(tcp));
             }
-            let tls = self
-                .tls_dial
-                .connect(tls_client::server_name(to.peer.ip()), tcp)
+            // A TLS trunk's carrier is connected to for its configured
+            // name; a phone for its address (see `tls_client.rs`).
+            let trunk = self.trunk_names.lock().name_of(to.peer);
+            let (connector, name) = match trunk {
+                Some(host) => match tls_client::trunk_server_name(&host) {
+                    Some(name) => (&self.tls_trunk, name),
+                    None => {
+                        return Err(DialError::Handshake(std::io::Error::other(format!(
+                            "{host:?} is not a name a certificate can carry"
+                        ))))
+                    }
+                },
+                None => (&self.tls_dial, tls_client::server_name(to.peer.ip())),
+            };
+            let tls = connector
+                .connect(name, tcp)
                 .await
                 .map_err(DialError::Handshake)?;
             Ok(Stream::Tls(Box::new(tls)))

@@ -50,6 +50,11 @@ pub(crate) struct Shared {
     dialed: Mutex<HashMap<Source, u64>>,
     /// Opens TLS connections to phones (see `tls_client.rs`).
     tls_dial: tokio_rustls::TlsConnector,
+    /// Opens TLS connections to carriers (TLS trunks), checking the name.
+    pub(crate) tls_trunk: tokio_rustls::TlsConnector,
+    /// The configured host of each TLS trunk, by the address it resolved
+    /// to: the name its connection is opened for (see `dial.rs`).
+    pub(crate) trunk_names: Mutex<trunks::TrunkNames>,
     /// Every stream connection: caps, eviction, idle deadlines.
     pub(crate) conns: Conns,
     /// Accept errors (out of descriptors) are logged at most once a second.
@@ -75,7 +80,7 @@ impl Shared {
         journal: Option<Arc<journal::Journal>>,
         limits: ConnLimits,
         max_bytes: usize,
-        tls_dial: tokio_rustls::TlsConnector,
+        tls: tls_client::Dialers,
     ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
         let writers = Writers::spawn(backend.clone(), journal);
@@ -83,7 +88,9 @@ impl Shared {
             core: Mutex::new(core),
             flows: Mutex::new(HashMap::new()),
             dialed: Mutex::new(HashMap::new()),
-            tls_dial,
+            tls_dial: tls.phones,
+            tls_trunk: tls.trunks,
+            trunk_names: Mutex::new(trunks::TrunkNames::default()),
             conns: Conns::new(limits),
             accept_errors: RateLimited::new(Duration::from_secs(1)),
             next_flow: AtomicU64::new(1),

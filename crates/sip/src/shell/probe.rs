@@ -4,11 +4,13 @@
 //! allows) on a port of its own, so the answer never mixes with the
 //! server's traffic. UDP retransmits as RFC 3261 Timer E does (0.5, 1,
 //! 2 s); after 4 s without a final answer the far end is unreachable.
+//! Over TLS the handshake is made as for the trunk's calls (the carrier's
+//! certificate checked as `tls_dial_verify` says, for the trunk's host).
 
 use crate::core::msg::{Limits, Msg};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 /// How long a probe waits for a final answer.
@@ -30,8 +32,10 @@ pub enum ProbeError {
     Timeout,
     #[error("network error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("transport {0} cannot be probed (udp or tcp)")]
+    #[error("transport {0} cannot be probed (udp, tcp or tls)")]
     Transport(String),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
 }
 
 async fn resolve(host: &str, port: u16, prefer_v4: bool) -> Result<SocketAddr, ProbeError> {
@@ -99,13 +103,45 @@ fn final_answer(data: &[u8], call_id: &str, sent: Instant) -> Option<ProbeAnswer
     })
 }
 
+/// Sends `req` on `stream` and reads answers until the final one to
+/// `call_id`.
+async fn over_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    req: String,
+    call_id: &str,
+) -> Result<ProbeAnswer, ProbeError> {
+    let sent = Instant::now();
+    stream.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(ProbeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        // Answers are framed by their empty line (OPTIONS answers rarely
+        // carry a body we would need).
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let msg: Vec<u8> = buf.drain(..end + 4).collect();
+            if let Some(a) = final_answer(&msg, call_id, sent) {
+                return Ok(a);
+            }
+        }
+        if buf.len() > 65_535 {
+            return Err(ProbeError::Timeout);
+        }
+    }
+}
+
 /// Sends one OPTIONS to `host:port` from `local_ip` and waits for its
-/// final answer.
+/// final answer; `tls` makes the handshake of a TLS probe.
 pub async fn probe(
     local_ip: IpAddr,
     host: &str,
     port: u16,
     transport: &str,
+    tls: &tokio_rustls::TlsConnector,
 ) -> Result<ProbeAnswer, ProbeError> {
     let target = resolve(host, port, local_ip.is_ipv4()).await?;
     let token = format!("{:016x}", rand::random::<u64>());
@@ -146,30 +182,26 @@ pub async fn probe(
         }
         "tcp" => {
             let run = async {
-                let mut stream = TcpStream::connect(target).await?;
+                let stream = TcpStream::connect(target).await?;
                 let req = request(host, port, "tcp", stream.local_addr()?, &token);
-                let sent = Instant::now();
-                stream.write_all(req.as_bytes()).await?;
-                let mut buf = Vec::with_capacity(4096);
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = stream.read(&mut chunk).await?;
-                    if n == 0 {
-                        return Err(ProbeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    // Answers are framed by their empty line (OPTIONS
-                    // answers rarely carry a body we would need).
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let msg: Vec<u8> = buf.drain(..end + 4).collect();
-                        if let Some(a) = final_answer(&msg, &call_id, sent) {
-                            return Ok(a);
-                        }
-                    }
-                    if buf.len() > 65_535 {
-                        return Err(ProbeError::Timeout);
-                    }
-                }
+                over_stream(stream, req, &call_id).await
+            };
+            tokio::time::timeout(PROBE_TIMEOUT, run)
+                .await
+                .map_err(|_| ProbeError::Timeout)?
+        }
+        "tls" => {
+            let run = async {
+                let stream = TcpStream::connect(target).await?;
+                let local = stream.local_addr()?;
+                let name = super::tls_client::trunk_server_name(host)
+                    .ok_or_else(|| ProbeError::Resolve(host.to_string()))?;
+                let stream = tls
+                    .connect(name, stream)
+                    .await
+                    .map_err(ProbeError::Handshake)?;
+                let req = request(host, port, "tls", local, &token);
+                over_stream(stream, req, &call_id).await
             };
             tokio::time::timeout(PROBE_TIMEOUT, run)
                 .await
@@ -198,21 +230,38 @@ mod tests {
                 far.send_to(&r.to_bytes(), from).await.expect("send");
             }
         });
-        let a = probe("127.0.0.1".parse().expect("ip"), "127.0.0.1", port, "udp")
-            .await
-            .expect("an answer");
+        let a = probe(
+            "127.0.0.1".parse().expect("ip"),
+            "127.0.0.1",
+            port,
+            "udp",
+            &no_tls(),
+        )
+        .await
+        .expect("an answer");
         assert_eq!((a.status, a.reason.as_str()), (404, "Not Here"));
         server.await.expect("server");
     }
 
+    fn no_tls() -> tokio_rustls::TlsConnector {
+        crate::shell::tls_client::trunk_connector(&crate::TlsDialVerify::None, None)
+            .expect("a connector")
+    }
+
     #[tokio::test]
-    async fn silence_is_a_timeout_and_tls_is_refused() {
+    async fn silence_is_a_timeout_and_ws_is_refused() {
         let far = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let port = far.local_addr().expect("addr").port();
         let t0 = Instant::now();
-        let e = probe("127.0.0.1".parse().expect("ip"), "127.0.0.1", port, "udp")
-            .await
-            .expect_err("nobody answers");
+        let e = probe(
+            "127.0.0.1".parse().expect("ip"),
+            "127.0.0.1",
+            port,
+            "udp",
+            &no_tls(),
+        )
+        .await
+        .expect_err("nobody answers");
         assert!(matches!(e, ProbeError::Timeout), "{e}");
         assert!(t0.elapsed() >= PROBE_TIMEOUT);
         // Retransmitted meanwhile (Timer E): more than one copy arrived.
@@ -224,9 +273,15 @@ mod tests {
             copies += 1;
         }
         assert!(copies >= 3, "{copies} copies");
-        let e = probe("127.0.0.1".parse().expect("ip"), "127.0.0.1", port, "tls")
-            .await
-            .expect_err("tls");
+        let e = probe(
+            "127.0.0.1".parse().expect("ip"),
+            "127.0.0.1",
+            port,
+            "ws",
+            &no_tls(),
+        )
+        .await
+        .expect_err("ws");
         assert!(matches!(e, ProbeError::Transport(_)));
     }
 }

@@ -2,7 +2,8 @@
 //! when its own connection is gone (a binding restored after a restart,
 //! see `dial.rs`), and how the phone's certificate is checked
 //! ([`crate::TlsDialVerify`]; the reasons for the default are in the
-//! crate README, "TLS").
+//! crate README, "TLS"); and the connector for TLS trunks, which also
+//! checks the carrier's name under `ca`.
 
 use crate::TlsDialVerify;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -12,6 +13,14 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::path::Path;
 use std::sync::Arc;
 use tokio_rustls::TlsConnector;
+
+/// The two TLS connectors of the shell.
+pub(crate) struct Dialers {
+    /// To phones ([`connector`]).
+    pub(crate) phones: TlsConnector,
+    /// To carriers ([`trunk_connector`]).
+    pub(crate) trunks: TlsConnector,
+}
 
 /// Builds the connector: the phone's certificate is checked as `verify`
 /// says; `identity` (our TLS listener's certificate and key, when there is
@@ -45,6 +54,53 @@ pub(crate) fn connector(
         None => builder.with_no_client_auth(),
     };
     Ok(TlsConnector::from(Arc::new(cfg)))
+}
+
+/// Builds the connector for trunks (carriers): with `ca`, the carrier's
+/// chain must lead to a certificate in the file and the certificate must
+/// name the trunk's host (the name we connect for, also sent as SNI); with
+/// `none`, any certificate is accepted, as for phones. `identity` as in
+/// [`connector`].
+pub(crate) fn trunk_connector(
+    verify: &TlsDialVerify,
+    identity: Option<(&Path, &Path)>,
+) -> Result<TlsConnector, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = match verify {
+        TlsDialVerify::None => Arc::new(PhoneCertVerifier {
+            algs: provider.signature_verification_algorithms,
+            roots: None,
+        }),
+        TlsDialVerify::Ca(file) => rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(load_roots(file)?),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| e.to_string())?,
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let cfg = match identity {
+        Some((cert, key)) => {
+            let (certs, key) = super::tls::load_identity(cert, key)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| e.to_string())?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(TlsConnector::from(Arc::new(cfg)))
+}
+
+/// The name a trunk's handshake is made for: its configured host (a DNS
+/// name, sent as SNI and checked in the certificate under `ca`; an IP
+/// literal is checked against the certificate's IP addresses).
+pub(crate) fn trunk_server_name(host: &str) -> Option<ServerName<'static>> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).ok()
 }
 
 /// The trust anchors of `file` (PEM); at least one.

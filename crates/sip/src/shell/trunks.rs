@@ -1,7 +1,7 @@
 //! Trunk registrations on the running server: resolving each registrar
 //! (the sans-IO core cannot), handing the set to the core, and publishing
 //! the state changes. REGISTERs leave from the server's own UDP socket (or
-//! over a TCP connection the shell opens, see `dial.rs`), so the carrier
+//! over a TCP or TLS connection the shell opens, see `dial.rs`), so the carrier
 //! sees the address it will send calls to; their answers come back
 //! through the ordinary receive path and the endpoint routes them to
 //! `core::outbound_reg` by Via branch.
@@ -10,12 +10,32 @@ use super::{now_ms, Shared};
 use crate::core::inbound::{InboundTrunk, SourceMatch};
 use crate::core::outbound::{OutboundPolicy, OutboundTrunk, OutboundTrunkError};
 use crate::core::outbound_reg::{TrunkConfigError, TrunkEvent, TrunkRegistration, TrunkStatus};
+use crate::core::Transport;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// Events kept for a slow subscriber before it starts missing some.
 pub(crate) const EVENT_BUFFER: usize = 256;
+
+/// The configured host of each TLS trunk by the address it resolved to,
+/// for registrations and for calls (each replaced with its set): the
+/// name a connection to that address is opened for and checked against.
+#[derive(Default)]
+pub(crate) struct TrunkNames {
+    pub(crate) registrars: HashMap<SocketAddr, String>,
+    pub(crate) outbound: HashMap<SocketAddr, String>,
+}
+
+impl TrunkNames {
+    pub(crate) fn name_of(&self, peer: SocketAddr) -> Option<String> {
+        self.registrars
+            .get(&peer)
+            .or_else(|| self.outbound.get(&peer))
+            .cloned()
+    }
+}
 
 /// How long resolving one registrar's name may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,9 +128,20 @@ impl crate::SipServer {
             }
             resolved.push((r, addr));
         }
+        let names = resolved
+            .iter()
+            .zip(&targets)
+            .filter(|((r, _), _)| r.transport == Transport::Tls)
+            .filter_map(|((_, addr), t)| Some(((*addr)?, t.host.clone())))
+            .collect();
         let shared = &self.shared;
+        // Known before the first REGISTER opens a connection.
+        let before = std::mem::replace(&mut shared.trunk_names.lock().registrars, names);
         let mut result = Ok(());
         shared.feed(|c| result = c.set_trunk_registrations(now_ms(), resolved));
+        if result.is_err() {
+            shared.trunk_names.lock().registrars = before;
+        }
         result
     }
 
@@ -140,9 +171,18 @@ impl crate::SipServer {
             }
             resolved.push((t, addr));
         }
+        let names = resolved
+            .iter()
+            .filter(|(t, _)| t.transport == Transport::Tls)
+            .filter_map(|(t, addr)| Some(((*addr)?, t.host.clone())))
+            .collect();
+        let before = std::mem::replace(&mut self.shared.trunk_names.lock().outbound, names);
         let mut result = Ok(());
         self.shared
             .feed(|c| result = c.set_outbound_trunks(resolved, policy));
+        if result.is_err() {
+            self.shared.trunk_names.lock().outbound = before;
+        }
         result
     }
 

@@ -52,7 +52,7 @@ pub use settings::{Target, TrunkConfigError, TrunkRegistration};
 use super::msg::{Msg, Start};
 use super::rng::Rng;
 use super::txn::T2;
-use super::types::{Source, UDP_FLOW};
+use super::types::{Source, Transport, UDP_FLOW};
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use trunk::{Attempt, Trunk};
@@ -153,8 +153,22 @@ struct Io {
     rng: Rng,
     /// host:port in Via and Contact (the same port for UDP and TCP).
     local_host: String,
+    /// host:port of our TLS listener, in Via and Contact over TLS; none
+    /// when there is no listener (then `local_host`, the advertised host:
+    /// the carrier answers over the connection we opened anyway).
+    tls_host: Option<String>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TrunkEvent>,
+}
+
+impl Io {
+    /// Our host:port in Via and Contact over `t`.
+    fn host_for(&self, t: Transport) -> &str {
+        match (t, &self.tls_host) {
+            (Transport::Tls, Some(h)) => h,
+            _ => &self.local_host,
+        }
+    }
 }
 
 /// Every trunk's registration.
@@ -194,10 +208,18 @@ impl OutboundRegs {
             io: Io {
                 rng: Rng::new(seed),
                 local_host,
+                tls_host: None,
                 transmits: VecDeque::new(),
                 events: VecDeque::new(),
             },
         }
+    }
+
+    /// Our TLS listener's host:port, for Via and Contact of registrations
+    /// over TLS (none: `local_host`).
+    pub fn with_tls_host(mut self, tls_host: Option<String>) -> Self {
+        self.io.tls_host = tls_host;
+        self
     }
 
     // ---- outputs and getters ----

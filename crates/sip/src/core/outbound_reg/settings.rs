@@ -15,7 +15,7 @@ pub struct TrunkRegistration {
     /// both where REGISTERs are sent and their Request-URI. Port 5060 when
     /// none is given. A host name is resolved by the shell.
     pub registrar: String,
-    /// UDP or TCP.
+    /// UDP, TCP or TLS.
     pub transport: Transport,
     /// The address of record being registered (To and From):
     /// `sip:user@domain` or `user@domain`.
@@ -100,8 +100,11 @@ impl TrunkRegistration {
         if self.key.is_empty() || self.key.chars().any(char::is_control) {
             return Err(bad("the key is empty or has control characters"));
         }
-        if !matches!(self.transport, Transport::Udp | Transport::Tcp) {
-            return Err(bad("registration supports UDP and TCP only"));
+        if !matches!(
+            self.transport,
+            Transport::Udp | Transport::Tcp | Transport::Tls
+        ) {
+            return Err(bad("registration supports UDP, TCP and TLS only"));
         }
         if self.expires_secs == 0 {
             return Err(bad("expires must be at least 1 second"));

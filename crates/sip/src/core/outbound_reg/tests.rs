@@ -758,6 +758,42 @@ fn tcp_has_no_retransmissions_and_a_lost_connection_fails_at_once() {
     ));
 }
 
+/// Over TLS, Via and Contact name our TLS listener when there is one,
+/// else the advertised host; the Contact says `transport=tls`, and the 2xx
+/// that lists it is read for the granted expiry.
+#[test]
+fn tls_names_our_tls_host_or_the_advertised_one() {
+    for (tls_host, expect) in [(Some("192.0.2.7:5061"), "192.0.2.7:5061"), (None, LOCAL)] {
+        let mut r = reg("t1");
+        r.transport = Transport::Tls;
+        let mut regs =
+            OutboundRegs::new(7, LOCAL.into()).with_tls_host(tls_host.map(str::to_string));
+        regs.set(0, vec![(r, addr())]).expect("TLS is accepted");
+        let mut rig = Rig { regs, now: 0 };
+        rig.regs.handle_timeout(0);
+        let m = rig.sent_one();
+        assert!(
+            m.header("Via")
+                .is_some_and(|v| v.starts_with(&format!("SIP/2.0/TLS {expect};"))),
+            "{:?}",
+            m.header("Via")
+        );
+        let contact = format!("<sip:trunk1@{expect};transport=tls>");
+        assert!(
+            m.header("Contact").is_some_and(|c| c.starts_with(&contact)),
+            "{:?}",
+            m.header("Contact")
+        );
+        let granted = format!("{contact};expires=120");
+        rig.answer(&m, 200, "OK", &[("Contact", granted.as_str())]);
+        assert_eq!(
+            rig.status().state,
+            TrunkRegState::Registered { expires_secs: 120 }
+        );
+        assert_eq!(rig.regs.poll_timeout(), Some(90_000));
+    }
+}
+
 #[test]
 fn bad_settings_change_nothing() {
     let mut rig = Rig::new(vec![reg("t1")]);

@@ -125,12 +125,14 @@ impl Trunk {
         };
         self.cseq = self.cseq.wrapping_add(1).max(1);
         let branch = format!("{BRANCH_PREFIX}{}", io.rng.token());
-        let tcp = to.transport == Transport::Tcp;
-        let local = &io.local_host;
-        let contact = if tcp {
-            format!("<sip:{}@{local};transport=tcp>", self.cfg.contact_user)
-        } else {
-            format!("<sip:{}@{local}>", self.cfg.contact_user)
+        let local = io.host_for(to.transport);
+        let contact = match to.transport {
+            Transport::Udp => format!("<sip:{}@{local}>", self.cfg.contact_user),
+            t => format!(
+                "<sip:{}@{local};transport={}>",
+                self.cfg.contact_user,
+                t.as_str()
+            ),
         };
         let mut headers: Vec<(String, String)> = vec![
             (
@@ -277,7 +279,10 @@ impl Trunk {
 
     /// The expiry a 2xx granted our Contact.
     pub(super) fn granted(&self, io: &Io, m: &Msg, asked: u32) -> u32 {
-        let ours = format!("sip:{}@{}", self.cfg.contact_user, io.local_host);
+        let host = self
+            .to
+            .map_or(io.local_host.as_str(), |to| io.host_for(to.transport));
+        let ours = format!("sip:{}@{host}", self.cfg.contact_user);
         let from_contact = m.header_list("Contact").into_iter().find_map(|c| {
             let uri = msg::addr_uri(c);
             let base = uri.split(';').next().unwrap_or(uri);
