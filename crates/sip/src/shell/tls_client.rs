@@ -39,11 +39,21 @@ pub(crate) fn connector(
         algs: provider.signature_verification_algorithms,
         roots,
     };
+    build(provider, Arc::new(verifier), identity)
+}
+
+/// A connector checking the far end with `verifier`, presenting
+/// `identity` (our certificate and key files) when there is one.
+fn build(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<dyn ServerCertVerifier>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<TlsConnector, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier));
+        .with_custom_certificate_verifier(verifier);
     let cfg = match identity {
         Some((cert, key)) => {
             let (certs, key) = super::tls::load_identity(cert, key)?;
@@ -78,21 +88,7 @@ pub(crate) fn trunk_connector(
         .build()
         .map_err(|e| e.to_string())?,
     };
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let cfg = match identity {
-        Some((cert, key)) => {
-            let (certs, key) = super::tls::load_identity(cert, key)?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| e.to_string())?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(TlsConnector::from(Arc::new(cfg)))
+    build(provider, verifier, identity)
 }
 
 /// The name a trunk's handshake is made for: its configured host (a DNS
