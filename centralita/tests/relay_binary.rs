@@ -125,7 +125,8 @@ request_route {{
 
 /// Kamailio in the foreground, stopped by PID when dropped.
 struct Kamailio {
-    child: support::Reaped,
+    /// Ended with its process group when the test is over.
+    _child: support::Reaped,
     log: PathBuf,
 }
 
@@ -135,7 +136,7 @@ impl Kamailio {
         std::fs::write(&cfg, kamailio_config(port, users)).expect("write kamailio.cfg");
         let log = dir.join("kamailio.log");
         let file = std::fs::File::create(&log).expect("log file");
-        let child = support::Reaped::spawn(
+        let child = support::Reaped::spawn_group(
             "kamailio",
             Command::new("kamailio")
                 .arg("-f")
@@ -144,7 +145,7 @@ impl Kamailio {
                 .stdout(Stdio::null())
                 .stderr(file),
         );
-        let k = Kamailio { child, log };
+        let k = Kamailio { _child: child, log };
         // Ready when it answers an OPTIONS.
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(200)))
@@ -177,21 +178,6 @@ impl Kamailio {
             .filter(|l| l.contains(&needle))
             .map(str::to_string)
             .collect()
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        // SIGTERM first: Kamailio stops its children itself.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.pid().to_string()])
-            .status();
-        for _ in 0..60 {
-            if matches!(self.child.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 }
 

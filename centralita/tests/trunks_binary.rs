@@ -92,26 +92,14 @@ request_route {{
 }
 
 struct Kamailio {
-    child: Reaped,
+    /// Ended with its process group when the test is over.
+    _child: Reaped,
     log: std::path::PathBuf,
     port: u16,
 }
 
 /// SIGTERM first: Kamailio's main process then stops its workers (a
 /// SIGKILL would leave them running, orphaned); SIGKILL only if it lingers.
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        let pid = self.child.pid().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let t0 = Instant::now();
-        while matches!(self.child.child.try_wait(), Ok(None))
-            && t0.elapsed() < Duration::from_secs(3)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 impl Kamailio {
     /// Kamailio on a free port; INVITEs it authenticates go on to the
     /// customer at `customer_port`.
@@ -127,8 +115,12 @@ impl Kamailio {
             .args(["-DD", "-E", "-m", "32", "-M", "8"])
             .stdout(Stdio::null())
             .stderr(file);
-        let child = Reaped::spawn("kamailio", &mut cmd);
-        let k = Kamailio { child, log, port };
+        let child = Reaped::spawn_group("kamailio", &mut cmd);
+        let k = Kamailio {
+            _child: child,
+            log,
+            port,
+        };
         // Ready when it answers an OPTIONS.
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         probe

@@ -143,6 +143,8 @@ pub fn free_ports(span: u16, udp: bool, tcp: bool) -> u16 {
 pub struct Reaped {
     pub name: String,
     pub child: Child,
+    /// Started in a process group of its own ([`Reaped::spawn_group`]).
+    group: bool,
 }
 
 #[allow(dead_code)]
@@ -154,7 +156,20 @@ impl Reaped {
         Reaped {
             name: name.to_string(),
             child,
+            group: false,
         }
+    }
+
+    /// Like [`Reaped::spawn`], in a process group of its own, for a
+    /// program that forks (Kamailio): when this is dropped the group gets
+    /// SIGTERM and a moment for a clean stop, then SIGKILL for whatever is
+    /// left. Kamailio's children outlive a signal to its main process
+    /// alone and keep its ports.
+    pub fn spawn_group(name: &str, cmd: &mut Command) -> Reaped {
+        use std::os::unix::process::CommandExt;
+        let mut r = Reaped::spawn(name, cmd.process_group(0));
+        r.group = true;
+        r
     }
 
     pub fn pid(&self) -> u32 {
@@ -164,7 +179,23 @@ impl Reaped {
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        if self.group {
+            let group = format!("-{}", self.child.id());
+            let signal = |sig: &str| {
+                let _ = Command::new("kill")
+                    .args([sig, "--", &group])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            };
+            signal("-TERM");
+            for _ in 0..60 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            signal("-KILL");
+        } else if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();

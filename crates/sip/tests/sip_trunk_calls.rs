@@ -102,14 +102,15 @@ impl Kamailio {
         std::fs::write(&cfg, config(port, broken_port, customer_port)).expect("write kamailio.cfg");
         let log = dir.join("kamailio.log");
         let file = std::fs::File::create(&log).expect("create the log");
-        let child = std::process::Command::new("kamailio")
-            .arg("-f")
-            .arg(&cfg)
-            .args(["-DD", "-E", "-m", "32", "-M", "8"])
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start kamailio (Debian package kamailio)");
+        let child = support::spawn_grouped(
+            std::process::Command::new("kamailio")
+                .arg("-f")
+                .arg(&cfg)
+                .args(["-DD", "-E", "-m", "32", "-M", "8"])
+                .stdout(Stdio::null())
+                .stderr(file),
+        )
+        .expect("start kamailio (Debian package kamailio)");
         let k = Kamailio {
             child: Some(child),
             log,
@@ -140,20 +141,9 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut child) = self.child.take() {
+            support::stop_grouped(&mut child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

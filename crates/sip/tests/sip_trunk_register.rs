@@ -122,14 +122,15 @@ impl Kamailio {
         std::fs::write(&cfg, config(self.port)).expect("write kamailio.cfg");
         let log = self.dir.join(format!("kamailio-{}.log", self.logs.len()));
         let file = std::fs::File::create(&log).expect("create the log");
-        let child = std::process::Command::new("kamailio")
-            .arg("-f")
-            .arg(&cfg)
-            .args(["-DD", "-E", "-m", "32", "-M", "8"])
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start kamailio (Debian package kamailio)");
+        let child = support::spawn_grouped(
+            std::process::Command::new("kamailio")
+                .arg("-f")
+                .arg(&cfg)
+                .args(["-DD", "-E", "-m", "32", "-M", "8"])
+                .stdout(Stdio::null())
+                .stderr(file),
+        )
+        .expect("start kamailio (Debian package kamailio)");
         self.child = Some(child);
         self.logs.push(log);
         // Ready when it answers an OPTIONS (404: nobody registered yet).
@@ -153,22 +154,12 @@ impl Kamailio {
         false
     }
 
-    /// SIGTERM to the main process (it stops its children), then wait.
+    /// Stops Kamailio with every process it forked (see
+    /// `support::stop_grouped`), so its ports are free for the restart.
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut child) = self.child.take() {
+            support::stop_grouped(&mut child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     async fn restart(&mut self) {
