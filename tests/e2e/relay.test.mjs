@@ -130,10 +130,19 @@ class Kamailio {
     const cfg = path.join(this.dir, 'kamailio.cfg');
     fs.writeFileSync(cfg, kamailioConfig(this.port, this.users));
     const log = fs.openSync(this.log, 'w');
-    this.proc = spawn('kamailio', ['-f', cfg, '-DD', '-E', '-m', '32', '-M', '8'], { stdio: ['ignore', 'ignore', log] });
+    // Its own process group: its children outlive a signal to the main
+    // process alone, and go with the group at the end.
+    this.proc = spawn('kamailio', ['-f', cfg, '-DD', '-E', '-m', '32', '-M', '8'],
+      { stdio: ['ignore', 'ignore', log], detached: true });
     fs.closeSync(log);
     const proc = this.proc;
-    const killOnExit = () => proc.kill('SIGKILL');
+    const killOnExit = () => {
+      try {
+        process.kill(-proc.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    };
     process.once('exit', killOnExit);
     proc.on('exit', () => process.removeListener('exit', killOnExit));
     // Ready when it answers an OPTIONS over UDP.
@@ -164,10 +173,19 @@ class Kamailio {
     const proc = this.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     const done = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    const group = (sig) => {
+      try {
+        process.kill(-proc.pid, sig);
+      } catch {
+        // Already gone.
+      }
+    };
+    group('SIGTERM');
+    const timer = setTimeout(() => group('SIGKILL'), 5000);
     await done;
     clearTimeout(timer);
+    // The children that outlived the main process.
+    group('SIGKILL');
   }
 }
 

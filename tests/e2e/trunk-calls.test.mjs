@@ -233,6 +233,8 @@ async function startCarrier(customer) {
       const timer = setTimeout(() => killOnExit(), 5000);
       await done;
       clearTimeout(timer);
+      // The children that outlived the main process go with the group.
+      killOnExit();
     },
   };
   const probe = dgram.createSocket('udp4');
