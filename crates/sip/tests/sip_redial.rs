@@ -9,38 +9,12 @@
 mod support;
 
 use sip::core::digest::Algorithm;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::ua::{Ua, SDP};
 use support::{Agent, TestServer, REALM};
 use tokio::net::TcpListener;
-
-/// A self-signed development certificate (cert, key) in `dir`.
-fn cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let c = centralita::devcert::generate(dir, &["localhost".into(), "127.0.0.1".into()], false)
-        .expect("development certificate");
-    (c.cert_path, c.key_path)
-}
-
-/// The phone's side of TLS: accepts with its own certificate.
-fn phone_acceptor(cert: &Path, key: &Path) -> tokio_rustls::TlsAcceptor {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .expect("read certificate")
-        .collect::<Result<_, _>>()
-        .expect("PEM certificate");
-    let key = PrivateKeyDer::from_pem_file(key).expect("read key");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("phone certificate");
-    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
-}
 
 struct Setup {
     /// The server's certificate and key (also trusted by the phone).
@@ -55,9 +29,9 @@ struct Setup {
 
 fn setup() -> Setup {
     let certs = tempfile::tempdir().expect("temp dir");
-    let (server_cert, server_key) = cert(&certs.path().join("server"));
-    let (phone_cert, phone_key) = cert(&certs.path().join("phone"));
-    let (other_cert, _) = cert(&certs.path().join("other"));
+    let (server_cert, server_key) = support::dev_cert(&certs.path().join("server"));
+    let (phone_cert, phone_key) = support::dev_cert(&certs.path().join("phone"));
+    let (other_cert, _) = support::dev_cert(&certs.path().join("other"));
     Setup {
         server_cert,
         server_key,
@@ -116,7 +90,7 @@ async fn accept_tls(listener: &TcpListener, s: &Setup) -> Option<Ua> {
         .expect("the server connects within 5 s")
         .expect("accept");
     let port = listener.local_addr().expect("address").port();
-    let tls = phone_acceptor(&s.phone_cert, &s.phone_key)
+    let tls = support::tls_acceptor(&s.phone_cert, &s.phone_key)
         .accept(tcp)
         .await
         .ok()?;

@@ -12,7 +12,6 @@ use domain::dialplan::{DialPermission, OutboundLimits, OutboundRoute, Pattern};
 use sip::core::digest::{self, Algorithm};
 use sip::core::msg::Msg;
 use sip::{DialRights, OutboundPolicy, OutboundTrunk, Transport, TrunkRegState, TrunkRegistration};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use support::ua::{Ua, SDP};
@@ -22,32 +21,6 @@ use tokio::net::TcpListener;
 const CARRIER_REALM: &str = "carrier.test";
 const SECRET: &str = "carrier-secret-9";
 const NUMBER: &str = "612345678";
-
-/// A self-signed certificate (cert, key) for the carrier in `dir`.
-fn cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let c = centralita::devcert::generate(dir, &["localhost".into(), "127.0.0.1".into()], false)
-        .expect("development certificate");
-    (c.cert_path, c.key_path)
-}
-
-/// The carrier's side of TLS: accepts with its certificate.
-fn carrier_acceptor(cert: &Path, key: &Path) -> tokio_rustls::TlsAcceptor {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .expect("read certificate")
-        .collect::<Result<_, _>>()
-        .expect("PEM certificate");
-    let key = PrivateKeyDer::from_pem_file(key).expect("read key");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("carrier certificate");
-    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
-}
 
 fn registration(port: u16) -> TrunkRegistration {
     TrunkRegistration {
@@ -150,7 +123,7 @@ async fn wait_registered(srv: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_trunk_registers_with_digest_and_carries_a_call_over_its_connection() {
     let certs = tempfile::tempdir().expect("temp dir");
-    let (carrier_cert, carrier_key) = cert(&certs.path().join("carrier"));
+    let (carrier_cert, carrier_key) = support::dev_cert(&certs.path().join("carrier"));
     let ca = carrier_cert.clone();
     // No TLS listener of our own; the carrier's certificate is checked.
     let srv = TestServer::start(move |c| c.tls_dial_verify = sip::TlsDialVerify::Ca(ca)).await;
@@ -173,7 +146,7 @@ async fn a_tls_trunk_registers_with_digest_and_carries_a_call_over_its_connectio
         .await
         .expect("the server connects within 5 s")
         .expect("accept");
-    let tls = carrier_acceptor(&carrier_cert, &carrier_key)
+    let tls = support::tls_acceptor(&carrier_cert, &carrier_key)
         .accept(tcp)
         .await
         .expect("TLS handshake");
@@ -286,7 +259,7 @@ async fn the_carrier_certificate_must_name_the_trunk_host() {
     let srv = TestServer::start(move |c| c.tls_dial_verify = sip::TlsDialVerify::Ca(ca)).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
-    let acceptor = carrier_acceptor(&carrier_cert, &carrier_key);
+    let acceptor = support::tls_acceptor(&carrier_cert, &carrier_key);
 
     srv.sip
         .set_trunk_registrations(vec![registration(port)])
@@ -346,12 +319,12 @@ async fn the_carrier_certificate_must_name_the_trunk_host() {
 async fn a_tls_trunk_is_probed_over_tls() {
     use domain::Engine;
     let certs = tempfile::tempdir().expect("temp dir");
-    let (carrier_cert, carrier_key) = cert(&certs.path().join("carrier"));
+    let (carrier_cert, carrier_key) = support::dev_cert(&certs.path().join("carrier"));
     let ca = carrier_cert.clone();
     let srv = TestServer::start(move |c| c.tls_dial_verify = sip::TlsDialVerify::Ca(ca)).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
-    let acceptor = carrier_acceptor(&carrier_cert, &carrier_key);
+    let acceptor = support::tls_acceptor(&carrier_cert, &carrier_key);
     let server = srv.addr;
     let carrier = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
@@ -381,7 +354,7 @@ async fn a_tls_trunk_is_probed_over_tls() {
 async fn a_call_from_the_carrier_comes_over_the_registration_connection() {
     use domain::dids::{DidNumber, DidTarget, InboundRoute, InboundRoutes};
     let certs = tempfile::tempdir().expect("temp dir");
-    let (carrier_cert, carrier_key) = cert(&certs.path().join("carrier"));
+    let (carrier_cert, carrier_key) = support::dev_cert(&certs.path().join("carrier"));
     let ca = carrier_cert.clone();
     let srv = TestServer::start(move |c| c.tls_dial_verify = sip::TlsDialVerify::Ca(ca)).await;
     let agent = srv.agent("Ines Inbound").await;
@@ -417,7 +390,7 @@ async fn a_call_from_the_carrier_comes_over_the_registration_connection() {
         .await
         .expect("the server connects within 5 s")
         .expect("accept");
-    let tls = carrier_acceptor(&carrier_cert, &carrier_key)
+    let tls = support::tls_acceptor(&carrier_cert, &carrier_key)
         .accept(tcp)
         .await
         .expect("TLS handshake");

@@ -420,3 +420,30 @@ pub fn stop_grouped(child: &mut std::process::Child) {
         .status();
     let _ = child.wait();
 }
+
+/// A self-signed development certificate (cert, key) in `dir`, for
+/// `localhost` and 127.0.0.1: a TLS peer of the tests (phone, carrier).
+pub fn dev_cert(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let c = centralita::devcert::generate(dir, &["localhost".into(), "127.0.0.1".into()], false)
+        .expect("development certificate");
+    (c.cert_path, c.key_path)
+}
+
+/// The accepting side of a TLS peer of the tests, with its certificate.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("read certificate")
+        .collect::<Result<_, _>>()
+        .expect("PEM certificate");
+    let key = PrivateKeyDer::from_pem_file(key).expect("read key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("TLS certificate");
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
